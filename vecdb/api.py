@@ -1,0 +1,202 @@
+"""The engine facade: ``Database.open(path)`` and every collection/point call.
+
+Every data call accepts a collection name or an alias. Thread-safe: calls
+may come from many threads (the gRPC server's pool) at once.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import faiss
+
+from . import validation
+from .catalog import Catalog
+from .collection import Collection
+from .config import DatabaseOptions
+from .errors import FailedPrecondition
+from .storage import DirLock, Store
+from .types import (CollectionConfig, CollectionDescription, Point, ScrollPage, SearchParams,
+                    SearchResult, WriteResult)
+
+log = logging.getLogger("vecdb")
+_STATE_ORDER = {"exact": 0, "training": 1, "built": 2}
+
+
+class Database:
+    def __init__(self, path: str, options: DatabaseOptions):
+        self.path, self.options = os.path.abspath(path), options
+        self.ready = False
+        self._closed = False
+        os.makedirs(self.path, exist_ok=True)
+        self._lock = DirLock(self.path)
+        try:
+            self._open()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    @classmethod
+    def open(cls, path: str, options: DatabaseOptions | None = None) -> "Database":
+        """Open or create a data directory, recover every shard, start background work."""
+        return cls(path, options or DatabaseOptions())
+
+    def _open(self) -> None:
+        opts = self.options
+        if opts.faiss_omp_threads:
+            faiss.omp_set_num_threads(opts.faiss_omp_threads)
+        self.store = Store(os.path.join(self.path, "rocksdb"), opts.block_cache_mb, opts.durability == "sync")
+        self.pool = ThreadPoolExecutor(opts.search_threads or os.cpu_count() or 2, thread_name_prefix="vecdb-search")
+        self.catalog = Catalog(self.store, os.path.join(self.path, "collections"))
+        if self.catalog.finish_drops():
+            log.info("finished interrupted drops")
+        for stray in self.catalog.stray_dirs():
+            log.info("removing stray collection directory %s", stray)
+            shutil.rmtree(stray, ignore_errors=True)
+        self.collections: dict[str, Collection] = {}
+        t0 = time.monotonic()
+        for cfg in self.catalog.configs.values():
+            coll = self._collection(cfg)
+            coll.recover()
+            self.collections[cfg.name] = coll
+        log.info("recovered %d collections in %.2fs", len(self.collections), time.monotonic() - t0)
+        self.ready = True
+        self._stop = threading.Event()
+        self._bg = None
+        if opts.background:
+            self._bg = threading.Thread(target=self._background, name="vecdb-maintenance", daemon=True)
+            self._bg.start()
+
+    def _collection(self, cfg: CollectionConfig) -> Collection:
+        return Collection(self.store, cfg, self.catalog.dir_of(cfg.uid), self.options, self.pool)
+
+    def _get(self, name: str) -> Collection:
+        if self._closed:
+            raise FailedPrecondition("database is closed", "database")
+        if not isinstance(name, str):
+            validation.name(name, "collection")
+        return self.collections[self.catalog.resolve(name).name]
+
+    # ---- collections ----------------------------------------------------------
+    def create_collection(self, name: str, dim: int, metric: str = "cosine", index: str = "auto",
+                          index_params: dict | None = None, shards: int = 1,
+                          encoder: str | None = None) -> CollectionDescription:
+        if self._closed:
+            raise FailedPrecondition("database is closed", "database")
+        cfg = CollectionConfig(
+            name=validation.name(name), dim=validation.int_in(dim, 1, validation.MAX_DIM, "dim"),
+            metric=validation.metric(metric), index=validation.index_spec(index, index_params),
+            shards=validation.int_in(shards, 1, validation.MAX_SHARDS, "shards"),
+            encoder=validation.encoder(encoder))
+        with self.catalog.lock:
+            cfg = self.catalog.create(cfg)
+            self.collections[cfg.name] = self._collection(cfg)
+        log.info("created collection %s (dim=%d metric=%s index=%s shards=%d)",
+                 cfg.name, cfg.dim, cfg.metric, cfg.index.type, cfg.shards)
+        return self.describe_collection(cfg.name)
+
+    def list_collections(self) -> list[CollectionConfig]:
+        return sorted(self.catalog.configs.values(), key=lambda c: c.name)
+
+    def describe_collection(self, name: str) -> CollectionDescription:
+        coll = self._get(name)
+        stats = tuple(s.stats() for s in coll.shards)
+        state = min((s.index_state for s in stats), key=_STATE_ORDER.__getitem__)
+        aliases = tuple(sorted(a for a, c in self.catalog.aliases.items() if c == coll.config.name))
+        return CollectionDescription(coll.config, sum(s.points for s in stats), stats, state,
+                                     coll.bytes_on_disk(), aliases)
+
+    def drop_collection(self, name: str) -> None:
+        if self._closed:
+            raise FailedPrecondition("database is closed", "database")
+        with self.catalog.lock:
+            cfg = self.catalog.drop(name)
+            coll = self.collections.pop(cfg.name)
+        with coll.write_lock:  # let an in-flight write finish before files go
+            pass
+        log.info("dropped collection %s", cfg.name)
+
+    # ---- aliases ----------------------------------------------------------------
+    def create_alias(self, alias: str, collection: str) -> None:
+        self.catalog.set_alias(validation.name(alias, "alias"), collection, create_only=True)
+
+    def set_alias(self, alias: str, collection: str) -> None:
+        """Create the alias or atomically re-point it to another collection."""
+        self.catalog.set_alias(validation.name(alias, "alias"), collection, create_only=False)
+
+    def delete_alias(self, alias: str) -> None:
+        self.catalog.delete_alias(alias)
+
+    def list_aliases(self, collection: str | None = None) -> dict[str, str]:
+        return {a: c for a, c in sorted(self.catalog.aliases.items()) if collection in (None, c)}
+
+    # ---- points -----------------------------------------------------------------
+    def upsert(self, collection: str, ids, vectors, payloads=None, texts=None) -> WriteResult:
+        return self._get(collection).upsert(ids, vectors, payloads, texts)
+
+    def delete(self, collection: str, ids) -> WriteResult:
+        return self._get(collection).delete(ids)
+
+    def get(self, collection: str, ids, with_vector: bool = False, with_payload: bool = True) -> list[Point]:
+        return self._get(collection).get(ids, with_vector, with_payload)
+
+    def count(self, collection: str) -> int:
+        return self._get(collection).count()
+
+    def scroll(self, collection: str, limit: int = 100, cursor: str | None = None,
+               with_vector: bool = False, with_payload: bool = True) -> ScrollPage:
+        return self._get(collection).scroll(limit, cursor, with_vector, with_payload)
+
+    def search(self, collection: str, queries, k: int = 10, params: SearchParams | None = None,
+               with_payload: bool = True, with_vector: bool = False) -> list[SearchResult]:
+        return self._get(collection).search(queries, k, params or SearchParams(), with_payload, with_vector)
+
+    # ---- maintenance --------------------------------------------------------------
+    def checkpoint(self) -> int:
+        """Checkpoint every changed shard now; returns how many were written."""
+        return sum(c.checkpoint() for c in list(self.collections.values()))
+
+    def maintain(self) -> int:
+        """Build/rebuild ANN indexes that are due (synchronously); returns how many."""
+        return sum(c.build_indexes() for c in list(self.collections.values()))
+
+    def _background(self) -> None:
+        last_ckpt = time.monotonic()
+        while not self._stop.wait(0.5):
+            try:
+                self.maintain()
+                due = time.monotonic() - last_ckpt >= self.options.checkpoint_interval_s
+                for coll in list(self.collections.values()):
+                    for shard in coll.shards:
+                        if due or shard.applied_seq - shard.checkpoint_seq >= self.options.checkpoint_every_ops:
+                            shard.checkpoint(self.options.wal_retain)
+                if due:
+                    last_ckpt = time.monotonic()
+            except Exception:  # keep the maintenance thread alive; the next round retries
+                log.exception("background maintenance failed")
+
+    def close(self) -> None:
+        """Stop background work, checkpoint every shard, release the directory. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._bg is not None:
+            self._bg.join()
+        try:
+            self.checkpoint()
+        finally:
+            self.pool.shutdown()
+            self.store.close()
+            self._lock.release()
+            self.ready = False
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

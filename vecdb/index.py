@@ -1,0 +1,174 @@
+"""FAISS side of a shard: an exact store plus an optional ANN index.
+
+Contract of :class:`ShardIndex`:
+- ``exact`` (IndexIDMap2 over IndexFlat) always holds every live vector,
+  keyed by int64 label. It answers exact searches and small shards, and is
+  the snapshot source for building ANN indexes.
+- ``ann`` is built in the background once the shard is big enough (see
+  ``IndexSpec.build_threshold``); until then searches are exact. While a
+  build runs, mutations are recorded and replayed onto the new index before
+  it is swapped in, so nothing applied during the build is lost.
+- IVF indexes delete with remove_ids; HNSW cannot, so deleted labels become
+  tombstones excluded through an IDSelector and the graph is rebuilt
+  (compacted) once tombstones pass ``COMPACT_RATIO`` of it.
+- Scores: cosine/ip higher is better, l2 squared distance lower is better.
+  Cosine vectors are normalized here, on add and on query.
+- Not thread-safe on its own: the owning Shard serializes mutations against
+  searches with a readers-writer lock. ``build_ann`` runs without the lock
+  on a snapshot.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import faiss
+import numpy as np
+
+from .types import IndexSpec
+
+COMPACT_RATIO = 0.2  # HNSW rebuild when tombstones exceed this share of the graph
+RETRAIN_GROWTH = 4  # IVF retrain (auto nlist) once the shard grew this many times
+
+
+def faiss_metric(metric: str) -> int:
+    return faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric != "l2"
+
+
+def prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
+    """Normalize for cosine (copy); other metrics pass through."""
+    if metric != "cosine":
+        return vectors
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+
+def auto_nlist(n: int) -> int:
+    return int(min(65536, max(8, 4 * math.sqrt(max(n, 1)))))
+
+
+def auto_pq_m(dim: int) -> int:
+    for m in (64, 48, 32, 24, 16, 12, 8, 6, 4, 3, 2, 1):
+        if dim % m == 0 and dim // m <= 16:
+            return m
+    return next(m for m in (64, 48, 32, 24, 16, 12, 8, 6, 4, 3, 2, 1) if dim % m == 0)
+
+
+def ann_type(spec: IndexSpec) -> str:
+    return "ivf_flat" if spec.type == "auto" else spec.type
+
+
+@dataclass
+class Ann:
+    """A built ANN index and what it was built from."""
+
+    kind: str
+    index: faiss.Index
+    trained_on: int
+    tombstones: set[int] = field(default_factory=set)
+    _selector: object = None  # cached (IDSelectorNot, IDSelectorBatch) pair
+
+    def selector(self):
+        if not self.tombstones:
+            return None
+        if self._selector is None:
+            batch = faiss.IDSelectorBatch(np.fromiter(self.tombstones, dtype=np.int64))
+            self._selector = (faiss.IDSelectorNot(batch), batch)
+        return self._selector[0]
+
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        self.index.add_with_ids(vectors, labels)
+
+    def remove(self, labels: np.ndarray) -> None:
+        if self.kind == "hnsw":
+            self.tombstones.update(int(x) for x in labels)
+            self._selector = None
+        else:
+            self.index.remove_ids(np.ascontiguousarray(labels, dtype=np.int64))
+
+    def needs_rebuild(self, live: int, spec: IndexSpec) -> bool:
+        if self.kind == "hnsw":
+            return len(self.tombstones) > COMPACT_RATIO * max(self.index.ntotal, 1)
+        return spec.param("nlist") == 0 and live > RETRAIN_GROWTH * self.trained_on
+
+
+def new_exact(dim: int, metric: str) -> faiss.IndexIDMap2:
+    return faiss.IndexIDMap2(faiss.IndexFlat(dim, faiss_metric(metric)))
+
+
+def snapshot(exact: faiss.IndexIDMap2) -> tuple[np.ndarray, np.ndarray]:
+    """Copy (labels, vectors) out of an exact index."""
+    n, d = exact.ntotal, exact.d
+    flat = faiss.downcast_index(exact.index)
+    vecs = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d).copy() if n else np.zeros((0, d), "float32")
+    labels = faiss.vector_to_array(exact.id_map).copy() if n else np.zeros(0, "int64")
+    return labels, vecs
+
+
+def build_ann(spec: IndexSpec, metric: str, labels: np.ndarray, vectors: np.ndarray) -> Ann:
+    """Train (if needed) and fill an ANN index from a snapshot. Slow; runs unlocked."""
+    kind = ann_type(spec)
+    n, dim = vectors.shape
+    fm = faiss_metric(metric)
+    if kind == "hnsw":
+        inner = faiss.IndexHNSWFlat(dim, spec.param("M"), fm)
+        inner.hnsw.efConstruction = spec.param("ef_construction")
+        index = faiss.IndexIDMap(inner)
+    else:
+        nlist = spec.param("nlist") or auto_nlist(n)
+        nlist = max(1, min(nlist, n // 4 or 1))
+        quantizer = faiss.IndexFlat(dim, fm)
+        if kind == "ivf_pq":
+            m = spec.param("m") or auto_pq_m(dim)
+            nbits = spec.param("nbits")
+            index = faiss.IndexIVFPQ(quantizer, dim, nlist, m, nbits, fm)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, dim, nlist, fm)
+        index.own_fields = True
+        quantizer.this.disown()
+        sample = vectors
+        max_train = 256 * nlist if kind == "ivf_flat" else max(256 * nlist, 64 * (1 << spec.param("nbits")))
+        if n > max_train:
+            rng = np.random.default_rng(12345)
+            sample = vectors[rng.choice(n, max_train, replace=False)]
+        index.train(sample)
+    if n:
+        index.add_with_ids(vectors, labels)
+    return Ann(kind, index, trained_on=n)
+
+
+def search_params(ann: Ann, spec: IndexSpec, k: int, nprobe: int | None, ef_search: int | None):
+    """Fresh SearchParameters per call (IndexIDMap mutates them while searching)."""
+    sel = ann.selector()
+    if ann.kind == "hnsw":
+        ef = max(ef_search or spec.param("ef_search"), k)
+        return faiss.SearchParametersHNSW(efSearch=ef, sel=sel) if sel else faiss.SearchParametersHNSW(efSearch=ef)
+    return faiss.SearchParametersIVF(nprobe=nprobe or spec.param("nprobe"))
+
+
+def rerank(exact: faiss.IndexIDMap2, queries: np.ndarray, labels: np.ndarray, k: int,
+           metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Exact re-scoring of candidate labels (IVF-PQ refine step), best k kept."""
+    q, c = labels.shape
+    valid = labels >= 0
+    flat_labels = np.where(valid, labels, labels[valid][0] if valid.any() else 0).ravel()
+    if not valid.any():
+        return np.full((q, k), np.nan, "float32"), np.full((q, k), -1, "int64")
+    vecs = exact.reconstruct_batch(flat_labels).reshape(q, c, -1)
+    if metric == "l2":
+        scores = ((vecs - queries[:, None, :]) ** 2).sum(-1)
+        scores[~valid] = np.inf
+        order = np.argsort(scores, axis=1)[:, :k]
+    else:
+        scores = np.einsum("qcd,qd->qc", vecs, queries)
+        scores[~valid] = -np.inf
+        order = np.argsort(-scores, axis=1)[:, :k]
+    out_s = np.take_along_axis(scores, order, 1).astype("float32")
+    out_l = np.take_along_axis(labels, order, 1)
+    out_l[~np.isfinite(out_s)] = -1
+    return out_s, out_l

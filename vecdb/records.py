@@ -1,0 +1,36 @@
+"""The point record stored under S<uid><shard>p<label>: id, payload, text.
+
+Format: u16 id_len, u32 payload_len, u32 text_len (0xFFFFFFFF = absent),
+then the utf-8 id, the compact JSON payload and the utf-8 text. Vectors are
+stored separately (S..v<label>) so hydrating search hits reads no vector.
+"""
+from __future__ import annotations
+
+import json
+import struct
+
+HEAD = struct.Struct("<HII")
+ABSENT = 0xFFFFFFFF
+
+
+def encode(pid: bytes, payload: bytes | None, text: bytes | None) -> bytes:
+    return b"".join((HEAD.pack(len(pid), ABSENT if payload is None else len(payload),
+                               ABSENT if text is None else len(text)),
+                     pid, payload or b"", text or b""))
+
+
+def decode(raw: bytes, with_payload: bool = True, with_text: bool = True
+           ) -> tuple[str, dict | None, str | None]:
+    n_id, n_pay, n_text = HEAD.unpack_from(raw, 0)
+    off = HEAD.size
+    pid = raw[off:off + n_id].decode()
+    off += n_id
+    payload = None
+    if n_pay != ABSENT:
+        if with_payload:
+            payload = json.loads(raw[off:off + n_pay])
+        off += n_pay
+    text = None
+    if with_text and n_text != ABSENT:
+        text = raw[off:off + n_text].decode("utf-8", "surrogatepass")
+    return pid, payload, text

@@ -1,0 +1,300 @@
+"""One shard: WAL-sequenced mutations applied to RocksDB records and a FAISS index.
+
+Write protocol (the caller, Collection, serializes writers):
+  1. ``prepare_*`` reads what it needs and adds the records, the WAL entry
+     (seq = last_seq + 1) and the shard meta to a shared WriteBatch.
+  2. The caller commits the batch (one atomic, synced RocksDB write).
+  3. ``apply`` mutates the in-memory FAISS state. Applying is idempotent:
+     an op with seq <= applied_seq is ignored, so WAL replay after a crash at
+     any point is safe.
+Recovery: load the newest valid checkpoint, replay WAL entries after it; if
+no checkpoint is usable or the WAL has a gap, rebuild from the vectors in
+RocksDB (logged, never a crash).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+import faiss
+import numpy as np
+
+from . import checkpoint, records, wal
+from .index import Ann, build_ann, new_exact, prepare, rerank, search_params, snapshot
+from .rwlock import RWLock
+from .storage import META, U64, Store, shard_prefix
+from .types import CollectionConfig, Point, SearchParams, ShardStats
+
+log = logging.getLogger("vecdb.shard")
+_I64 = np.dtype(">i8")
+
+
+@dataclass
+class Op:
+    seq: int
+    removed: np.ndarray  # int64 labels
+    added: np.ndarray  # int64 labels
+    vectors: np.ndarray  # float32, raw (not normalized)
+    next_label: int
+    data_bytes: int
+
+
+class Shard:
+    def __init__(self, store: Store, config: CollectionConfig, number: int, directory: str):
+        self.store, self.config, self.number, self.dir = store, config, number, directory
+        self.prefix = shard_prefix(config.uid, number)
+        self.metric = config.metric
+        self.lock = RWLock()
+        self._ckpt_lock = threading.Lock()
+        self.exact = new_exact(config.dim, config.metric)
+        self.ann: Ann | None = None
+        self.building = False
+        self._pending: list[Op] | None = None
+        raw = store.get(self.prefix + b"m")
+        self.next_label, self.last_seq, self.data_bytes = META.unpack(raw) if raw else (1, 0, 0)
+        self.applied_seq = 0
+        self.checkpoint_seq = 0
+        self._ann_dirty = False
+
+    # ---- keys -------------------------------------------------------------
+    def _k(self, kind: bytes, label_or_id) -> bytes:
+        if isinstance(label_or_id, str):
+            return self.prefix + kind + label_or_id.encode()
+        return self.prefix + kind + U64.pack(int(label_or_id))
+
+    def labels_of(self, ids: list[str]) -> list[int | None]:
+        got = self.store.multi_get([self._k(b"i", pid) for pid in ids])
+        return [None if v is None else U64.unpack(v)[0] for v in got]
+
+    # ---- write path -------------------------------------------------------
+    def prepare_upsert(self, wb, ids: list[str], vectors: np.ndarray,
+                       payloads: list[bytes | None], texts: list[bytes | None]) -> Op:
+        old = [lab for lab in self.labels_of(ids) if lab is not None]
+        data_bytes = self.data_bytes - self._record_bytes(old)
+        n = len(ids)
+        labels = np.arange(self.next_label, self.next_label + n, dtype=np.int64)
+        vec_size = vectors.shape[1] * 4
+        for lab in old:
+            wb.delete(self._k(b"p", lab))
+            wb.delete(self._k(b"v", lab))
+        for j, pid in enumerate(ids):
+            lab = int(labels[j])
+            raw_id = pid.encode()
+            rec = records.encode(raw_id, payloads[j], texts[j])
+            wb.put(self.prefix + b"i" + raw_id, U64.pack(lab))
+            wb.put(self._k(b"p", lab), rec)
+            wb.put(self._k(b"v", lab), vectors[j].tobytes())
+            data_bytes += len(rec) + vec_size
+        op = Op(self.last_seq + 1, np.array(old, dtype=np.int64), labels, vectors,
+                self.next_label + n, data_bytes)
+        self._put_wal(wb, op, wal.OP_UPSERT, ids)
+        return op
+
+    def prepare_delete(self, wb, ids: list[str]) -> Op | None:
+        pairs = [(pid, lab) for pid, lab in zip(ids, self.labels_of(ids)) if lab is not None]
+        if not pairs:
+            return None
+        removed = np.array([lab for _, lab in pairs], dtype=np.int64)
+        data_bytes = self.data_bytes - self._record_bytes(removed.tolist())
+        for pid, lab in pairs:
+            wb.delete(self._k(b"i", pid))
+            wb.delete(self._k(b"p", lab))
+            wb.delete(self._k(b"v", lab))
+        op = Op(self.last_seq + 1, removed, np.zeros(0, np.int64),
+                np.zeros((0, self.config.dim), np.float32), self.next_label, data_bytes)
+        self._put_wal(wb, op, wal.OP_DELETE, [])
+        return op
+
+    def _record_bytes(self, labels: list[int]) -> int:
+        if not labels:
+            return 0
+        recs = self.store.multi_get([self._k(b"p", lab) for lab in labels])
+        return sum(len(r) for r in recs if r) + len(labels) * self.config.dim * 4
+
+    def _put_wal(self, wb, op: Op, kind: int, ids: list[str]) -> None:
+        wb.put(self.prefix + b"w" + U64.pack(op.seq),
+               wal.encode(kind, op.removed, op.added, op.vectors, ids))
+        wb.put(self.prefix + b"m", META.pack(op.next_label, op.seq, op.data_bytes))
+
+    def apply(self, op: Op) -> None:
+        """Apply a committed op to memory. Idempotent by sequence number."""
+        with self.lock.write():
+            self.next_label = max(self.next_label, op.next_label)
+            self.last_seq = max(self.last_seq, op.seq)
+            self.data_bytes = op.data_bytes
+            if op.seq <= self.applied_seq:
+                return
+            vecs = prepare(op.vectors, self.metric)
+            self._apply_index(self.exact, self.ann, op.removed, op.added, vecs)
+            if self._pending is not None:
+                self._pending.append(Op(op.seq, op.removed, op.added, vecs, 0, 0))
+            self.applied_seq = op.seq
+
+    @staticmethod
+    def _apply_index(exact, ann: Ann | None, removed, added, vecs) -> None:
+        if len(removed):
+            exact.remove_ids(removed)
+            if ann is not None:
+                ann.remove(removed)
+        if len(added):
+            exact.add_with_ids(vecs, added)
+            if ann is not None:
+                ann.add(added, vecs)
+
+    # ---- recovery ---------------------------------------------------------
+    def recover(self) -> None:
+        loaded = checkpoint.load(self.dir, self.config)
+        if loaded is not None:
+            self.exact, self.ann, self.applied_seq = loaded.exact, loaded.ann, loaded.seq
+            self.checkpoint_seq = loaded.seq
+            if self._replay_wal():
+                return
+            log.warning("shard %s/%d: WAL gap after checkpoint %d; rebuilding from RocksDB",
+                        self.config.name, self.number, loaded.seq)
+        elif self.last_seq:
+            log.warning("shard %s/%d: no usable checkpoint; rebuilding index from RocksDB",
+                        self.config.name, self.number)
+        self._rebuild_from_records()
+
+    def _replay_wal(self) -> bool:
+        start = self.prefix + b"w" + U64.pack(self.applied_seq + 1)
+        expect = self.applied_seq + 1
+        for key, raw in self.store.scan(start, self.prefix + b"x"):
+            seq = U64.unpack(key[-8:])[0]
+            if seq != expect:
+                return False
+            e = wal.decode(raw)
+            self._apply_index(self.exact, self.ann, e.removed, e.added,
+                              prepare(np.array(e.vectors), self.metric))
+            self.applied_seq, expect = seq, seq + 1
+        return self.applied_seq == self.last_seq
+
+    def _rebuild_from_records(self) -> None:
+        dim = self.config.dim
+        labels, chunks = [], []
+        for key, raw in self.store.scan(self.prefix + b"v", self.prefix + b"w"):
+            labels.append(U64.unpack(key[-8:])[0])
+            chunks.append(raw)
+        self.exact, self.ann = new_exact(dim, self.metric), None
+        if labels:
+            vecs = np.frombuffer(b"".join(chunks), dtype=np.float32).reshape(-1, dim)
+            self.exact.add_with_ids(prepare(vecs.copy(), self.metric), np.array(labels, dtype=np.int64))
+        self.applied_seq = self.last_seq
+        self.checkpoint_seq = -1  # force a fresh checkpoint
+
+    # ---- reads ------------------------------------------------------------
+    @property
+    def count(self) -> int:
+        return self.exact.ntotal
+
+    def search(self, queries: np.ndarray, k: int, params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, labels), each (q, <=k); labels -1 where fewer hits exist."""
+        with self.lock.read():
+            ann, n = self.ann, self.exact.ntotal
+            if n == 0:
+                return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+            if params.exact or ann is None:
+                return self.exact.search(queries, min(k, n))
+            spec = self.config.index
+            sp = search_params(ann, spec, k, params.nprobe, params.ef_search)
+            if ann.kind == "ivf_pq":
+                _, cand = ann.index.search(queries, min(k * spec.param("refine"), n), params=sp)
+                return rerank(self.exact, queries, cand, k, "l2" if self.metric == "l2" else "ip")
+            return ann.index.search(queries, k, params=sp)
+
+    def hydrate(self, labels: np.ndarray, with_payload: bool, with_vector: bool):
+        """ids, payloads, texts, vectors for labels (one multi-get each)."""
+        recs = self.store.multi_get([self._k(b"p", lab) for lab in labels.tolist()])
+        ids, payloads, texts = [], [], []
+        for r in recs:
+            pid, pay, txt = records.decode(r, with_payload, with_payload) if r else ("", None, None)
+            ids.append(pid)
+            payloads.append(pay)
+            texts.append(txt)
+        vectors = self._vectors(labels.tolist()) if with_vector else None
+        return ids, payloads, texts, vectors
+
+    def _vectors(self, labels: list[int]) -> np.ndarray:
+        raws = self.store.multi_get([self._k(b"v", lab) for lab in labels])
+        dim = self.config.dim
+        return np.frombuffer(b"".join(r or bytes(dim * 4) for r in raws), dtype=np.float32).reshape(-1, dim)
+
+    def get(self, ids: list[str], with_vector: bool, with_payload: bool) -> dict[str, Point]:
+        found = [(pid, lab) for pid, lab in zip(ids, self.labels_of(ids)) if lab is not None]
+        if not found:
+            return {}
+        labels = np.array([lab for _, lab in found], dtype=np.int64)
+        _, payloads, texts, vectors = self.hydrate(labels, with_payload, with_vector)
+        return {pid: Point(pid, None if vectors is None else vectors[j].copy(), payloads[j], texts[j])
+                for j, (pid, _) in enumerate(found)}
+
+    def scroll_ids(self, after: str | None, limit: int) -> list[str]:
+        start = self.prefix + b"i" + (after.encode() + b"\x00" if after is not None else b"")
+        out = []
+        for key, _ in self.store.scan(start, self.prefix + b"j"):
+            out.append(key[len(self.prefix) + 1:].decode())
+            if len(out) >= limit:
+                break
+        return out
+
+    # ---- background work ------------------------------------------------------
+    def needs_build(self) -> bool:
+        spec = self.config.index
+        if spec.type == "flat" or self.building:
+            return False
+        if self.ann is None:
+            return self.exact.ntotal >= max(spec.param("build_threshold"), 1)
+        return self.ann.needs_rebuild(self.exact.ntotal, spec)
+
+    def build(self) -> bool:
+        """Build (or rebuild) the ANN index from a snapshot, then swap it in."""
+        with self.lock.write():
+            if not self.needs_build():
+                return False
+            self.building, self._pending = True, []
+            labels, vecs = snapshot(self.exact)
+        try:
+            ann = build_ann(self.config.index, self.metric, labels, vecs)
+            del labels, vecs
+            with self.lock.write():
+                for op in self._pending:
+                    self._replay_on_ann(ann, op)
+                self.ann, self._ann_dirty = ann, True
+        finally:
+            with self.lock.write():
+                self.building, self._pending = False, None
+        log.info("shard %s/%d: %s index built over %d points", self.config.name, self.number,
+                 ann.kind, ann.trained_on)
+        return True
+
+    @staticmethod
+    def _replay_on_ann(ann: Ann, op: Op) -> None:
+        if len(op.removed):
+            ann.remove(op.removed)
+        if len(op.added):
+            ann.add(op.added, op.vectors)
+
+    def checkpoint(self, wal_retain: int) -> bool:
+        with self._ckpt_lock:
+            with self.lock.read():
+                seq = self.applied_seq
+                if seq == self.checkpoint_seq and not self._ann_dirty:
+                    return False
+                blobs = checkpoint.serialize(self.exact, self.ann)
+                self._ann_dirty = False
+            checkpoint.write(self.dir, seq, blobs)
+            self.checkpoint_seq = seq
+            cut = seq - wal_retain
+            if cut > 0:
+                wb = self.store.batch()
+                wb.delete_range(self.prefix + b"w", self.prefix + b"w" + U64.pack(cut + 1))
+                self.store.write(wb, sync=False)
+            return True
+
+    def stats(self) -> ShardStats:
+        state = "training" if self.building else ("built" if self.ann else "exact")
+        return ShardStats(points=self.exact.ntotal, index_state=state,
+                          index_type=self.ann.kind if self.ann else "flat",
+                          applied_seq=self.applied_seq, checkpoint_seq=max(self.checkpoint_seq, 0),
+                          deleted_pending=len(self.ann.tombstones) if self.ann else 0)

@@ -1,0 +1,128 @@
+"""RocksDB (rocksdict) access: the key layout, the directory lock, batched I/O.
+
+Key layout (all keys bytes, big-endian integers so they sort numerically):
+
+    C<name>                     catalog entry of a collection (JSON)
+    A<alias>                    alias -> collection name
+    U                           next collection uid (u32)
+    D<uid:4>                    drop in progress (crash-safe drop)
+    S<uid:4><shard:1>m          shard meta: next label, last WAL seq, data bytes
+    S<uid:4><shard:1>i<id>      string id -> int64 label
+    S<uid:4><shard:1>p<label:8> point record: id, payload, text
+    S<uid:4><shard:1>v<label:8> float32 vector bytes
+    S<uid:4><shard:1>w<seq:8>   WAL entry (see vecdb.wal)
+
+Collections get a never-reused uid so a dropped and re-created name never
+sees old keys; dropping deletes the key range S<uid>..S<uid+1>.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+from typing import Iterator
+
+from rocksdict import Options, Rdict, ReadOptions, WriteBatch, WriteOptions
+
+from .errors import FailedPrecondition, ResourceExhausted
+
+U32 = struct.Struct(">I")
+U64 = struct.Struct(">Q")
+META = struct.Struct(">QQQ")  # next_label, last_seq, data_bytes
+
+
+def shard_prefix(uid: int, shard: int) -> bytes:
+    return b"S" + U32.pack(uid) + bytes([shard])
+
+
+def collection_range(uid: int) -> tuple[bytes, bytes]:
+    return b"S" + U32.pack(uid), b"S" + U32.pack(uid + 1)
+
+
+class DirLock:
+    """An exclusive flock on <dir>/LOCK.vecdb held for the life of the Database."""
+
+    def __init__(self, path: str):
+        self.path = os.path.join(path, "LOCK.vecdb")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(self.fd)
+            raise FailedPrecondition(
+                f"data directory {path!r} is already open by another process (pid {holder})",
+                "data_dir") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Store:
+    """Thin wrapper over one Rdict in raw (bytes) mode."""
+
+    def __init__(self, path: str, cache_mb: int, sync: bool):
+        opts = Options(raw_mode=True)
+        opts.create_if_missing(True)
+        opts.set_max_background_jobs(2)
+        opts.increase_parallelism(2)
+        if cache_mb:
+            from rocksdict import BlockBasedOptions, Cache
+            bbo = BlockBasedOptions()
+            bbo.set_block_cache(Cache(cache_mb * 1024 * 1024))
+            bbo.set_bloom_filter(10, False)
+            opts.set_block_based_table_factory(bbo)
+        self.db = Rdict(path, opts)
+        self.write_opts = WriteOptions()
+        self.write_opts.sync = sync
+        self.path = path
+
+    def batch(self) -> WriteBatch:
+        return WriteBatch(raw_mode=True)
+
+    def write(self, batch: WriteBatch, sync: bool | None = None) -> None:
+        opts = self.write_opts
+        if sync is not None and sync != opts.sync:
+            opts = WriteOptions()
+            opts.sync = sync
+        try:
+            self.db.write(batch, opts)
+        except Exception as e:  # rocksdict raises plain exceptions with the RocksDB status text
+            text = str(e)
+            if "No space" in text or "ENOSPC" in text:
+                raise ResourceExhausted(f"disk full: write rejected ({text})", "data_dir") from None
+            raise
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.db.get(key)
+
+    def multi_get(self, keys: list[bytes]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return self.db.get(keys)
+
+    def scan(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Yield (key, value) for start <= key < end in key order."""
+        ro = ReadOptions()
+        ro.set_iterate_upper_bound(end)
+        it = self.db.iter(ro)
+        it.seek(start)
+        while it.valid():
+            yield it.key(), it.value()
+            it.next()
+
+    def delete_range(self, start: bytes, end: bytes) -> None:
+        wb = self.batch()
+        wb.delete_range(start, end)
+        self.write(wb, sync=True)
+
+    def close(self) -> None:
+        try:
+            self.db.flush_wal(True)
+        finally:
+            self.db.close()

@@ -1,0 +1,35 @@
+"""Pure functions: shard routing and exact top-k merge (tested against brute force)."""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+
+def shard_of(pid: str, shards: int) -> int:
+    """Stable across processes and versions: CRC32 of the utf-8 id, mod shards."""
+    return zlib.crc32(pid.encode()) % shards if shards > 1 else 0
+
+
+def merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int, higher_is_better: bool
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge per-shard (scores, labels) of shape (q, k_i) into the global top k.
+
+    Returns (scores, shard_index, labels), each (q, <=k); missing slots have
+    label -1 and are sorted last. Ties keep shard order (stable sort).
+    """
+    q = parts[0][0].shape[0]
+    scores = np.concatenate([np.asarray(s, np.float32).reshape(q, -1) for s, _ in parts], axis=1)
+    labels = np.concatenate([np.asarray(l, np.int64).reshape(q, -1) for _, l in parts], axis=1)
+    which = np.concatenate([np.full((q, np.asarray(l).reshape(q, -1).shape[1]), i, np.int32)
+                            for i, (_, l) in enumerate(parts)], axis=1)
+    key = -scores if higher_is_better else scores.copy()
+    key[labels < 0] = np.inf
+    kk = min(k, key.shape[1])
+    if kk < key.shape[1]:
+        part = np.argpartition(key, kk - 1, axis=1)[:, :kk]
+        order = np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, 1), axis=1, kind="stable"), 1)
+    else:
+        order = np.argsort(key, axis=1, kind="stable")
+    return (np.take_along_axis(scores, order, 1), np.take_along_axis(which, order, 1),
+            np.take_along_axis(labels, order, 1))

@@ -1,0 +1,155 @@
+"""Records, configs and results shared by every layer (frozen where they can be)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator, NamedTuple
+
+import numpy as np
+
+METRICS = ("cosine", "ip", "l2")
+INDEX_TYPES = ("flat", "ivf_flat", "ivf_pq", "hnsw", "auto")
+DURABILITY_MODES = ("sync", "async")
+
+# Documented index parameters, their defaults and what raising them trades.
+# ``build_threshold``: live points a shard must hold before its ANN index is
+#   built in the background; below it the shard answers exactly (flat), which
+#   is both exact and fast at that size. Lower = ANN sooner, more rebuilds.
+INDEX_PARAM_DEFAULTS: dict[str, dict[str, int]] = {
+    "flat": {},
+    # nlist 0 = auto: clamp(4*sqrt(n), 8, 65536) at training time.
+    # nprobe: lists scanned per query; higher = better recall, slower search.
+    "ivf_flat": {"nlist": 0, "nprobe": 32, "build_threshold": 10_000},
+    # m 0 = auto (largest of 64/48/32/.../1 dividing dim, dim/m <= 16 preferred);
+    # nbits: bits per sub-code; refine: candidates re-ranked exactly = k*refine.
+    "ivf_pq": {"nlist": 0, "nprobe": 32, "m": 0, "nbits": 8, "refine": 4,
+               "build_threshold": 10_000},
+    # M: graph degree (memory, recall); ef_construction: build effort;
+    # ef_search: default query effort (recall vs latency).
+    "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 64, "build_threshold": 10_000},
+    # auto: exact below build_threshold, then IVF-Flat (cheap incremental adds,
+    # real deletes, fast training on few cores).
+    "auto": {"nlist": 0, "nprobe": 32, "build_threshold": 20_000},
+}
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """Index type plus its parameters (every key must be one documented above)."""
+
+    type: str = "auto"
+    params: dict[str, int] = field(default_factory=dict)
+
+    def param(self, key: str) -> int:
+        return int(self.params.get(key, INDEX_PARAM_DEFAULTS[self.type][key]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "params": dict(self.params)}
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    name: str
+    dim: int
+    metric: str = "cosine"
+    index: IndexSpec = field(default_factory=IndexSpec)
+    shards: int = 1
+    encoder: str | None = None
+    uid: int = 0  # internal key-space id; never reused, so drop+create is clean
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim, "metric": self.metric,
+                "index": self.index.to_dict(), "shards": self.shards,
+                "encoder": self.encoder, "uid": self.uid}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CollectionConfig":
+        return cls(name=d["name"], dim=int(d["dim"]), metric=d["metric"],
+                   index=IndexSpec(d["index"]["type"], dict(d["index"]["params"])),
+                   shards=int(d["shards"]), encoder=d.get("encoder"), uid=int(d["uid"]))
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    points: int
+    index_state: str  # "exact" | "training" | "built"
+    index_type: str  # the ANN type in use ("flat" while exact)
+    applied_seq: int
+    checkpoint_seq: int
+    deleted_pending: int  # tombstones not yet compacted (HNSW)
+
+
+@dataclass(frozen=True)
+class CollectionDescription:
+    config: CollectionConfig
+    points: int
+    shards: tuple[ShardStats, ...]
+    index_state: str  # worst over shards: "exact" < "training" < "built"
+    bytes_on_disk: int
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """Per-request knobs. None means: use the collection's default."""
+
+    nprobe: int | None = None
+    ef_search: int | None = None
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class Point:
+    id: str
+    vector: np.ndarray | None = None
+    payload: dict | None = None
+    text: str | None = None
+
+
+class Hit(NamedTuple):
+    id: str
+    score: float
+    payload: dict | None = None
+    vector: np.ndarray | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Hits of one query, stored column-wise (cheap to build and to serialize).
+
+    Scores: cosine and ip higher is better; l2 is the squared distance, lower
+    is better. Hits are ordered best first. Iterating yields :class:`Hit`.
+    """
+
+    ids: list[str]
+    scores: np.ndarray  # float32, shape (n,)
+    payloads: list[dict | None] | None = None
+    vectors: np.ndarray | None = None  # float32, shape (n, dim)
+    texts: list[str | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __iter__(self) -> Iterator[Hit]:
+        for i, pid in enumerate(self.ids):
+            yield Hit(pid, float(self.scores[i]),
+                      None if self.payloads is None else self.payloads[i],
+                      None if self.vectors is None else self.vectors[i],
+                      None if self.texts is None else self.texts[i])
+
+    def __getitem__(self, i: int) -> Hit:
+        return list(self)[i]
+
+
+@dataclass(frozen=True)
+class ScrollPage:
+    points: list[Point]
+    next_cursor: str | None  # opaque; None when the scroll is finished
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a mutation did. ``seqs`` maps shard number to the WAL sequence it wrote."""
+
+    count: int
+    seqs: dict[int, int]

@@ -1,0 +1,71 @@
+"""The sequenced operation log: a versioned binary record per mutation batch.
+
+An entry is written in the same RocksDB WriteBatch as the records it
+describes, under key S<uid><shard>w<seq>. It holds what the FAISS index of
+the shard needs to replay the batch: labels removed, labels added with
+their vectors, and the string ids of the added points (for change streams
+and replicas later). Payloads are not repeated here; they live in the
+point records written in the same batch.
+
+Format v1 (little-endian):
+    u8  version (=1)  u8 op (1 upsert, 2 delete, 3 update)  u32 n_add  u32 n_remove  u32 dim
+    i64[n_remove] removed labels
+    i64[n_add]    added labels
+    f32[n_add*dim] added vectors
+    n_add x (u16 len, utf-8 id)
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import FailedPrecondition
+
+VERSION = 1
+OP_UPSERT, OP_DELETE = 1, 2
+HEADER = struct.Struct("<BBIII")
+
+
+@dataclass(frozen=True)
+class WalEntry:
+    op: int
+    removed: np.ndarray  # int64
+    added: np.ndarray  # int64
+    vectors: np.ndarray  # float32 (n_add, dim)
+    ids: list[str]
+
+
+def encode(op: int, removed: np.ndarray, added: np.ndarray, vectors: np.ndarray,
+           ids: list[str]) -> bytes:
+    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    parts = [HEADER.pack(VERSION, op, len(added), len(removed), dim),
+             np.ascontiguousarray(removed, dtype="<i8").tobytes(),
+             np.ascontiguousarray(added, dtype="<i8").tobytes(),
+             np.ascontiguousarray(vectors, dtype="<f4").tobytes()]
+    for pid in ids:
+        raw = pid.encode()
+        parts.append(struct.pack("<H", len(raw)))
+        parts.append(raw)
+    return b"".join(parts)
+
+
+def decode(raw: bytes) -> WalEntry:
+    version, op, n_add, n_rem, dim = HEADER.unpack_from(raw, 0)
+    if version != VERSION:
+        raise FailedPrecondition(f"WAL entry has unsupported format version {version}", "wal")
+    off = HEADER.size
+    removed = np.frombuffer(raw, dtype="<i8", count=n_rem, offset=off)
+    off += 8 * n_rem
+    added = np.frombuffer(raw, dtype="<i8", count=n_add, offset=off)
+    off += 8 * n_add
+    vectors = np.frombuffer(raw, dtype="<f4", count=n_add * dim, offset=off).reshape(n_add, dim)
+    off += 4 * n_add * dim
+    ids = []
+    for _ in range(n_add):
+        (ln,) = struct.unpack_from("<H", raw, off)
+        off += 2
+        ids.append(raw[off:off + ln].decode())
+        off += ln
+    return WalEntry(op, removed, added, vectors, ids)
