@@ -7,6 +7,8 @@ all-or-nothing across shards.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -155,16 +157,18 @@ class Collection:
 
 
 def _encode_cursor(last_id: str) -> str:
-    import base64
-    return base64.urlsafe_b64encode(last_id.encode()).decode()
+    """Opaque cursor: base64url of a version byte and the last id returned."""
+    return base64.urlsafe_b64encode(b"\x01" + last_id.encode()).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str | None) -> str | None:
-    import base64
-    import binascii
     if not cursor:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
+        raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
+        if raw[:1] != b"\x01" or len(raw) < 2:
+            raise ValueError("bad version")
+        return raw[1:].decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidArgument("cursor is not a valid scroll cursor", "cursor") from None
+        raise InvalidArgument("cursor is not a valid scroll cursor (pass back next_cursor unchanged)",
+                              "cursor") from None

@@ -25,7 +25,7 @@ INDEX_PARAM_DEFAULTS: dict[str, dict[str, int]] = {
                "build_threshold": 10_000},
     # M: graph degree (memory, recall); ef_construction: build effort;
     # ef_search: default query effort (recall vs latency).
-    "hnsw": {"M": 32, "ef_construction": 80, "ef_search": 64, "build_threshold": 10_000},
+    "hnsw": {"M": 32, "ef_construction": 100, "ef_search": 128, "build_threshold": 10_000},
     # auto: exact below build_threshold, then IVF-Flat (cheap incremental adds,
     # real deletes, fast training on few cores).
     "auto": {"nlist": 0, "nprobe": 32, "build_threshold": 20_000},
