@@ -131,10 +131,14 @@ class Collection:
         vecs = np.zeros(labels.shape + (self.config.dim,), np.float32) if with_vector else None
         for s in np.unique(which[valid]):
             mask = valid & (which == s)
-            got_ids, got_p, got_t, got_v = self.shards[int(s)].hydrate(labels[mask], with_payload, with_vector)
-            ids[mask], pays[mask], txts[mask] = got_ids, got_p, got_t
+            # result sets repeat labels across queries: fetch each once
+            uniq, inverse = np.unique(labels[mask], return_inverse=True)
+            got_ids, got_p, got_t, got_v = self.shards[int(s)].hydrate(uniq, with_payload, with_vector)
+            ids[mask] = _objects(got_ids)[inverse]
+            pays[mask] = _objects(got_p)[inverse]
+            txts[mask] = _objects(got_t)[inverse]
             if with_vector:
-                vecs[mask] = got_v
+                vecs[mask] = got_v[inverse]
         out = []
         for i in range(nq):
             m = valid[i]
@@ -154,6 +158,12 @@ class Collection:
 
     def bytes_on_disk(self) -> int:
         return sum(s.data_bytes for s in self.shards) + checkpoint.disk_bytes(self.dir)
+
+
+def _objects(values: list) -> np.ndarray:
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
 
 
 def _encode_cursor(last_id: str) -> str:

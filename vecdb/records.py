@@ -24,6 +24,8 @@ def decode(raw: bytes, with_payload: bool = True, with_text: bool = True
     n_id, n_pay, n_text = HEAD.unpack_from(raw, 0)
     off = HEAD.size
     pid = raw[off:off + n_id].decode()
+    if n_pay == ABSENT and n_text == ABSENT:
+        return pid, None, None
     off += n_id
     payload = None
     if n_pay != ABSENT:

@@ -203,20 +203,25 @@ class Shard:
                 return rerank(self.exact, queries, cand, k, "l2" if self.metric == "l2" else "ip")
             return ann.index.search(queries, k, params=sp)
 
+    def _label_keys(self, kind: bytes, labels: np.ndarray) -> list[bytes]:
+        raw = np.ascontiguousarray(labels, dtype=_I64).tobytes()
+        head = self.prefix + kind
+        return [head + raw[i:i + 8] for i in range(0, len(raw), 8)]
+
     def hydrate(self, labels: np.ndarray, with_payload: bool, with_vector: bool):
         """ids, payloads, texts, vectors for labels (one multi-get each)."""
-        recs = self.store.multi_get([self._k(b"p", lab) for lab in labels.tolist()])
+        recs = self.store.multi_get(self._label_keys(b"p", labels))
         ids, payloads, texts = [], [], []
         for r in recs:
             pid, pay, txt = records.decode(r, with_payload, with_payload) if r else ("", None, None)
             ids.append(pid)
             payloads.append(pay)
             texts.append(txt)
-        vectors = self._vectors(labels.tolist()) if with_vector else None
+        vectors = self._vectors(labels) if with_vector else None
         return ids, payloads, texts, vectors
 
-    def _vectors(self, labels: list[int]) -> np.ndarray:
-        raws = self.store.multi_get([self._k(b"v", lab) for lab in labels])
+    def _vectors(self, labels: np.ndarray) -> np.ndarray:
+        raws = self.store.multi_get(self._label_keys(b"v", labels))
         dim = self.config.dim
         return np.frombuffer(b"".join(r or bytes(dim * 4) for r in raws), dtype=np.float32).reshape(-1, dim)
 
