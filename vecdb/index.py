@@ -97,6 +97,12 @@ class Ann:
         return spec.param("nlist") == 0 and live > RETRAIN_GROWTH * self.trained_on
 
 
+def min_build_points(spec: IndexSpec) -> int:
+    """Points a shard needs before its ANN index is built (PQ needs 2^nbits to train)."""
+    floor = (1 << spec.param("nbits")) if ann_type(spec) == "ivf_pq" else 1
+    return max(spec.param("build_threshold"), floor)
+
+
 def new_exact(dim: int, metric: str) -> faiss.IndexIDMap2:
     return faiss.IndexIDMap2(faiss.IndexFlat(dim, faiss_metric(metric)))
 

@@ -21,7 +21,7 @@ import faiss
 import numpy as np
 
 from . import checkpoint, records, wal
-from .index import Ann, build_ann, new_exact, prepare, rerank, search_params, snapshot
+from .index import Ann, build_ann, min_build_points, new_exact, prepare, rerank, search_params, snapshot
 from .rwlock import RWLock
 from .storage import META, U64, Store, shard_prefix
 from .types import CollectionConfig, Point, SearchParams, ShardStats
@@ -56,6 +56,7 @@ class Shard:
         self.applied_seq = 0
         self.checkpoint_seq = 0
         self._ann_dirty = False
+        self._failed_at = -1
 
     # ---- keys -------------------------------------------------------------
     def _k(self, kind: bytes, label_or_id) -> bytes:
@@ -133,12 +134,15 @@ class Shard:
 
     @staticmethod
     def _apply_index(exact, ann: Ann | None, removed, added, vecs) -> None:
+        """Apply one op to the exact store and/or the ANN index (either may be None)."""
         if len(removed):
-            exact.remove_ids(removed)
+            if exact is not None:
+                exact.remove_ids(removed)
             if ann is not None:
                 ann.remove(removed)
         if len(added):
-            exact.add_with_ids(vecs, added)
+            if exact is not None:
+                exact.add_with_ids(vecs, added)
             if ann is not None:
                 ann.add(added, vecs)
 
@@ -248,8 +252,10 @@ class Shard:
         spec = self.config.index
         if spec.type == "flat" or self.building:
             return False
+        if self._failed_at == self.applied_seq:
+            return False  # the last build failed on this exact state; wait for more writes
         if self.ann is None:
-            return self.exact.ntotal >= max(spec.param("build_threshold"), 1)
+            return self.exact.ntotal >= min_build_points(spec)
         return self.ann.needs_rebuild(self.exact.ntotal, spec)
 
     def build(self) -> bool:
@@ -260,25 +266,25 @@ class Shard:
             self.building, self._pending = True, []
             labels, vecs = snapshot(self.exact)
         try:
-            ann = build_ann(self.config.index, self.metric, labels, vecs)
-            del labels, vecs
-            with self.lock.write():
+            ann: Ann | None = build_ann(self.config.index, self.metric, labels, vecs)
+        except Exception:
+            log.exception("shard %s/%d: index build failed; staying on the current index",
+                          self.config.name, self.number)
+            ann = None
+        del labels, vecs
+        with self.lock.write():
+            if ann is None:
+                self._failed_at = self.applied_seq
+            else:
                 for op in self._pending:
-                    self._replay_on_ann(ann, op)
+                    self._apply_index(None, ann, op.removed, op.added, op.vectors)
                 self.ann, self._ann_dirty = ann, True
-        finally:
-            with self.lock.write():
-                self.building, self._pending = False, None
+            self.building, self._pending = False, None
+        if ann is None:
+            return False
         log.info("shard %s/%d: %s index built over %d points", self.config.name, self.number,
                  ann.kind, ann.trained_on)
         return True
-
-    @staticmethod
-    def _replay_on_ann(ann: Ann, op: Op) -> None:
-        if len(op.removed):
-            ann.remove(op.removed)
-        if len(op.added):
-            ann.add(op.added, op.vectors)
 
     def checkpoint(self, wal_retain: int) -> bool:
         with self._ckpt_lock:

@@ -127,3 +127,14 @@ def test_hnsw_tombstones_compact(db):
     assert db.describe_collection("c").shards[0].deleted_pending == 0
     for res in db.search("c", X[:300], k=5):
         assert not set(res.ids) & set(ids[:300])
+
+
+def test_ivf_pq_waits_for_enough_training_points(db):
+    db.create_collection("c", 8, index="ivf_pq", index_params={"build_threshold": 10, "m": 4})
+    X = clustered(200, 8)
+    db.upsert("c", [str(i) for i in range(200)], X)
+    assert db.maintain() == 0  # PQ with 8-bit codes needs >= 256 training points
+    assert db.describe_collection("c").index_state == "exact"
+    assert db.search("c", X[:1], k=1)[0].ids == ["0"]
+    db.upsert("c", [f"more{i}" for i in range(100)], clustered(100, 8, seed=3))
+    assert db.maintain() == 1 and db.describe_collection("c").index_state == "built"
