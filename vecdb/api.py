@@ -114,10 +114,10 @@ class Database:
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         with self.catalog.lock:
-            cfg = self.catalog.drop(name)
+            cfg = self.catalog.drop(name)  # durable drop marker: a crash from here on finishes the drop
             coll = self.collections.pop(cfg.name)
-        with coll.write_lock:  # let an in-flight write finish before files go
-            pass
+        coll.retire()  # in-flight writes and checkpoints finish; later ones are refused
+        self.catalog.purge(cfg.uid)
         log.info("dropped collection %s", cfg.name)
 
     # ---- aliases ----------------------------------------------------------------

@@ -78,10 +78,10 @@ class Catalog:
             del self.configs[name]
             for a in gone:
                 del self.aliases[a]
-        self._purge(cfg.uid)
         return cfg
 
-    def _purge(self, uid: int) -> None:
+    def purge(self, uid: int) -> None:
+        """Delete a dropped collection's keys and files, then its drop marker (idempotent)."""
         self.store.delete_range(*collection_range(uid))
         shutil.rmtree(self.dir_of(uid), ignore_errors=True)
         wb = self.store.batch()
@@ -91,7 +91,7 @@ class Catalog:
     def finish_drops(self) -> int:
         pending = [U32.unpack(k[1:5])[0] for k, _ in self.store.scan(b"D", b"E")]
         for uid in pending:
-            self._purge(uid)
+            self.purge(uid)
         return len(pending)
 
     def stray_dirs(self) -> list[str]:

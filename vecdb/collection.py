@@ -17,7 +17,7 @@ import numpy as np
 
 from . import checkpoint, validation
 from .config import DatabaseOptions
-from .errors import InvalidArgument
+from .errors import InvalidArgument, NotFound
 from .index import higher_is_better, prepare
 from .shard import Shard
 from .storage import Store
@@ -32,6 +32,14 @@ class Collection:
         self.shards = [Shard(store, config, i, os.path.join(directory, f"shard-{i}"))
                        for i in range(config.shards)]
         self.write_lock = threading.Lock()
+        self.retired = False
+
+    def retire(self) -> None:
+        """Called on drop: wait for in-flight writes and checkpoints, refuse later ones."""
+        with self.write_lock:
+            self.retired = True
+            for shard in self.shards:
+                shard.retire()
 
     def recover(self) -> None:
         for shard in self.shards:
@@ -79,6 +87,8 @@ class Collection:
             return self._commit(wb, ops, sum(len(op.removed) for _, op in ops))
 
     def _commit(self, wb, ops, count: int) -> WriteResult:
+        if self.retired:
+            raise NotFound(f"collection {self.config.name!r} was dropped", "collection")
         if not ops:
             return WriteResult(0, {})
         self.store.write(wb)
@@ -114,6 +124,8 @@ class Collection:
             v = getattr(params, name)
             if v is not None:
                 validation.int_in(v, 1, 1 << 20, name)
+        if len(q) == 0:
+            return []
         q = prepare(q, self.config.metric)
         if len(self.shards) == 1:
             parts = [self.shards[0].search(q, k, params)]

@@ -17,7 +17,6 @@ import logging
 import threading
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 
 from . import checkpoint, records, wal
@@ -47,6 +46,7 @@ class Shard:
         self.metric = config.metric
         self.lock = RWLock()
         self._ckpt_lock = threading.Lock()
+        self.retired = False
         self.exact = new_exact(config.dim, config.metric)
         self.ann: Ann | None = None
         self.building = False
@@ -286,8 +286,15 @@ class Shard:
                  ann.kind, ann.trained_on)
         return True
 
+    def retire(self) -> None:
+        """The collection is being dropped: wait for a running checkpoint, skip later ones."""
+        with self._ckpt_lock:
+            self.retired = True
+
     def checkpoint(self, wal_retain: int) -> bool:
         with self._ckpt_lock:
+            if self.retired:
+                return False
             with self.lock.read():
                 seq = self.applied_seq
                 if seq == self.checkpoint_seq and not self._ann_dirty:
