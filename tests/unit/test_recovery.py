@@ -2,7 +2,6 @@ import glob
 import logging
 import os
 
-import numpy as np
 import pytest
 
 from tests.conftest import clustered
