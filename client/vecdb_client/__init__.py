@@ -1,0 +1,25 @@
+"""vecdb_client: thin Python SDK for the vecdb server (grpcio + protobuf + numpy only).
+
+    from vecdb_client import Client
+    with Client("127.0.0.1:50051") as c:
+        c.create_collection("docs", dim=384)
+        c.upsert("docs", ids, vectors, payloads)
+        hits = c.search("docs", vector=q, k=10)
+"""
+from .aio import AsyncClient
+from .client import Client
+from .errors import (AlreadyExistsError, DeadlineExceededError, FailedPreconditionError,
+                     InternalError, InvalidArgumentError, NotFoundError, PermissionDeniedError,
+                     ResourceExhaustedError, RpcCancelledError, UnauthenticatedError,
+                     UnavailableError, VecdbClientError)
+from .models import (CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, ShardStats,
+                     WriteResult)
+
+__version__ = "0.1.0"
+__all__ = [
+    "Client", "AsyncClient", "Hit", "Point", "ScrollPage", "WriteResult", "CollectionConfig",
+    "CollectionInfo", "ShardStats", "VecdbClientError", "InvalidArgumentError",
+    "NotFoundError", "AlreadyExistsError", "FailedPreconditionError", "ResourceExhaustedError",
+    "UnavailableError", "DeadlineExceededError", "UnauthenticatedError",
+    "PermissionDeniedError", "InternalError", "RpcCancelledError",
+]

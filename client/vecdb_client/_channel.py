@@ -1,0 +1,60 @@
+"""Channel settings shared by Client and AsyncClient."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import grpc
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+SERVING_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """timeout: default deadline per call in seconds (None = no deadline).
+    max_retries: extra attempts for idempotent calls that fail UNAVAILABLE.
+    retry_backoff: first backoff in seconds; doubles each attempt (with jitter), capped at 5 s.
+    max_message_bytes: largest message the client receives; keep >= the server's send limit.
+    chunk_bytes / chunk_points: upsert batch size limits (keep chunk_bytes well
+    under the server's receive limit, which defaults to 64 MiB)."""
+
+    timeout: float | None = 30.0
+    max_retries: int = 3
+    retry_backoff: float = 0.1
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    chunk_bytes: int = 4 * 1024 * 1024
+    chunk_points: int = 10_000
+
+    def backoff(self, attempt: int) -> float:
+        return min(5.0, self.retry_backoff * (2 ** attempt)) * (0.5 + random.random() / 2)
+
+
+def channel_options(settings: ClientSettings) -> list[tuple[str, int]]:
+    return [("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.enable_retries", 0)]  # retries are explicit, for idempotent calls only
+
+
+def credentials(tls: bool | grpc.ChannelCredentials) -> grpc.ChannelCredentials | None:
+    """False/None: plaintext. True: TLS with the system roots. Or pass your own credentials
+    (e.g. grpc.ssl_channel_credentials(root_certificates=...))."""
+    if tls is True:
+        return grpc.ssl_channel_credentials()
+    if not tls:
+        return None
+    if isinstance(tls, grpc.ChannelCredentials):
+        return tls
+    raise TypeError("tls must be a bool or grpc.ChannelCredentials")
+
+
+def call_metadata(api_key: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {api_key}"),) if api_key else ()
+
+
+def parse_health(raw: bytes) -> str:
+    """Decode a grpc.health.v1.HealthCheckResponse by hand (field 1, varint)."""
+    if len(raw) >= 2 and raw[0] == 0x08:
+        return SERVING_STATUS.get(raw[1], "UNKNOWN")
+    return "UNKNOWN"

@@ -1,0 +1,197 @@
+"""Python values <-> protobuf messages, client side (no grpc here).
+
+Request builders validate only what cannot be encoded at all (a ragged vector
+list, a payload that is not JSON-serializable); everything else (dimension,
+id format, lengths, k range...) is checked by the server, whose errors name
+the field.
+"""
+from __future__ import annotations
+
+import json
+from itertools import repeat
+from typing import Any, Sequence
+
+import numpy as np
+
+from ._proto.vecdb.v1 import collections_pb2 as cpb
+from ._proto.vecdb.v1 import points_pb2 as ppb
+from ._proto.vecdb.v1 import types_pb2 as tpb
+from .errors import InvalidArgumentError
+from .models import (CollectionConfig, CollectionInfo, Hit, Point, ScrollPage,
+                     ShardStats, WriteResult)
+
+_F32 = np.dtype("<f4")
+# tuple.__new__(Hit, row) builds a NamedTuple without running its Python-level
+# __new__: about 2x cheaper per hit, which matters at thousands of hits per call.
+_new = tuple.__new__
+
+
+# ---------------------------------------------------------------- vectors
+def as_matrix(vectors: Any, field: str) -> np.ndarray:
+    """Any array-like of shape (n, dim) -> C-contiguous little-endian float32."""
+    try:
+        arr = np.asarray(vectors, dtype=_F32)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgumentError(
+            f"{field} must be a 2-D array of numbers (n, dim): {exc}", field=field) from None
+    if arr.ndim != 2:
+        if arr.ndim == 1 and arr.size == 0:
+            return arr.reshape(0, 0)
+        raise InvalidArgumentError(
+            f"{field} must be 2-D (n, dim), got shape {arr.shape}", field=field)
+    return np.ascontiguousarray(arr)
+
+
+def to_proto_vectors(arr: np.ndarray) -> tpb.Vectors:
+    return tpb.Vectors(count=arr.shape[0], dim=arr.shape[1], data=arr.tobytes())
+
+
+def from_proto_vectors(msg: tpb.Vectors) -> np.ndarray | None:
+    if msg.count == 0 and not msg.data:
+        return None if msg.dim == 0 else np.zeros((0, msg.dim), np.float32)
+    return np.frombuffer(msg.data, dtype=_F32).reshape(msg.count, msg.dim)
+
+
+# ---------------------------------------------------------------- payloads / texts
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def encode_payloads(payloads: Sequence[Any] | None) -> list[str]:
+    """Each payload as JSON text ("null" for None); joined per batch by payloads_json()."""
+    if payloads is None:
+        return []
+    out = []
+    for i, p in enumerate(payloads):
+        try:
+            out.append(_ENCODER.encode(p))
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(f"payloads[{i}] is not JSON-serializable: {exc}",
+                                       field=f"payloads[{i}]") from None
+    return out
+
+
+def payloads_json(encoded: Sequence[str]) -> str:
+    """The wire form: one JSON array for the whole batch ("" = no payloads)."""
+    return "[" + ",".join(encoded) + "]" if encoded else ""
+
+
+def decode_payloads(text: str, n: int) -> list[dict | None]:
+    return json.loads(text) if text else [None] * n
+
+
+def encode_texts(texts: Sequence[str | None] | None) -> list[str]:
+    if texts is None:
+        return []
+    return ["" if t is None else t for t in texts]
+
+
+def decode_texts(texts: Sequence[str], n: int) -> list[str | None]:
+    if not texts:
+        return [None] * n
+    return [t or None for t in texts]
+
+
+def point_batch(ids: Sequence[str], vectors: np.ndarray, payloads: list[str],
+                texts: list[str]) -> tpb.PointBatch:
+    return tpb.PointBatch(ids=ids, vectors=to_proto_vectors(vectors),
+                          payloads=payloads_json(payloads), texts=texts)
+
+
+def from_proto_points(batch: tpb.PointBatch) -> list[Point]:
+    n = len(batch.ids)
+    vecs = from_proto_vectors(batch.vectors) if batch.HasField("vectors") else None
+    payloads = decode_payloads(batch.payloads, n)
+    texts = decode_texts(batch.texts, n)
+    rows = zip(batch.ids, repeat(None, n) if vecs is None else vecs, payloads, texts)
+    return list(map(_new, repeat(Point), rows))
+
+
+# ---------------------------------------------------------------- collections
+def create_collection_request(name: str, dim: int, metric: str, index: str,
+                              shards: int | None, encoder: str | None,
+                              params: dict[str, Any]) -> cpb.CreateCollectionRequest:
+    spec = tpb.IndexSpec(type=index)
+    for key, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise InvalidArgumentError(
+                f"index parameter {key} must be an integer, got {value!r}", field=key)
+        spec.params[key] = int(value)
+    req = cpb.CreateCollectionRequest(name=name, dim=dim, metric=metric, index=spec,
+                                      encoder=encoder)
+    if shards is not None:
+        req.shards = shards
+    return req
+
+
+def from_proto_config(msg: cpb.CollectionConfig) -> CollectionConfig:
+    return CollectionConfig(msg.name, msg.dim, msg.metric, msg.index.type,
+                            dict(msg.index.params), msg.shards,
+                            msg.encoder if msg.HasField("encoder") else None)
+
+
+def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:
+    shards = tuple(ShardStats(s.points, s.index_state, s.index_type, s.applied_seq,
+                              s.checkpoint_seq, s.deleted_pending) for s in msg.shards)
+    return CollectionInfo(from_proto_config(msg.config), msg.points, shards,
+                          msg.index_state, msg.bytes_on_disk, tuple(msg.aliases))
+
+
+def from_proto_write_result(msg: tpb.WriteResult) -> WriteResult:
+    return WriteResult(msg.count, dict(msg.shard_seqs))
+
+
+# ---------------------------------------------------------------- reads
+def get_request(collection: str, ids: Sequence[str], with_vectors: bool,
+                with_payload: bool) -> ppb.GetRequest:
+    return ppb.GetRequest(collection=collection, ids=list(ids), with_vector=with_vectors,
+                          with_payload=with_payload)
+
+
+def scroll_request(collection: str, limit: int, cursor: str | None, with_vectors: bool,
+                   with_payload: bool) -> ppb.ScrollRequest:
+    return ppb.ScrollRequest(collection=collection, limit=limit, cursor=cursor,
+                             with_vector=with_vectors, with_payload=with_payload)
+
+
+def from_proto_scroll(msg: ppb.ScrollResponse) -> ScrollPage:
+    cursor = msg.next_cursor if msg.HasField("next_cursor") else None
+    return ScrollPage(from_proto_points(msg.points), cursor)
+
+
+# ---------------------------------------------------------------- search
+def search_request(collection: str, vector: Any, vectors: Any, k: int, *,
+                   nprobe: int | None, ef_search: int | None, exact: bool,
+                   with_payload: bool, with_vectors: bool) -> tuple[ppb.SearchRequest, bool]:
+    """Returns the request and whether the caller asked for a single query."""
+    if (vector is None) == (vectors is None):
+        raise InvalidArgumentError("pass exactly one of vector= or vectors=", field="vector")
+    single = vector is not None
+    if single:
+        arr = np.asarray(vector, dtype=_F32) if not isinstance(vector, np.ndarray) else vector
+        if arr.ndim != 1:
+            raise InvalidArgumentError(
+                f"vector must be 1-D, got shape {np.shape(vector)}; use vectors= for a batch",
+                field="vector")
+        queries = as_matrix(arr.reshape(1, -1), "vector")
+    else:
+        queries = as_matrix(vectors, "vectors")
+    params = tpb.SearchParams(nprobe=nprobe, ef_search=ef_search, exact=exact)
+    req = ppb.SearchRequest(collection=collection, vectors=to_proto_vectors(queries), k=k,
+                            params=params, with_payload=with_payload,
+                            with_vector=with_vectors)
+    return req, single
+
+
+def from_proto_query_result(res: ppb.QueryResult) -> list[Hit]:
+    n = len(res.ids)
+    scores = np.frombuffer(res.scores, dtype=_F32).tolist()
+    payloads = decode_payloads(res.payloads, n)
+    texts = decode_texts(res.texts, n)
+    vecs = from_proto_vectors(res.vectors) if res.HasField("vectors") else None
+    rows = zip(res.ids, scores, payloads, repeat(None, n) if vecs is None else vecs, texts)
+    return list(map(_new, repeat(Hit), rows))
+
+
+def from_proto_search(msg: ppb.SearchResponse, single: bool) -> list[Hit] | list[list[Hit]]:
+    results = [from_proto_query_result(r) for r in msg.results]
+    return results[0] if single else results

@@ -1,0 +1,135 @@
+from vecdb_client._proto.vecdb.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CollectionConfig(_message.Message):
+    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dim: int
+    metric: str
+    index: _types_pb2.IndexSpec
+    shards: int
+    encoder: str
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ...) -> None: ...
+
+class ShardStats(_message.Message):
+    __slots__ = ("points", "index_state", "index_type", "applied_seq", "checkpoint_seq", "deleted_pending")
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_STATE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_TYPE_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    DELETED_PENDING_FIELD_NUMBER: _ClassVar[int]
+    points: int
+    index_state: str
+    index_type: str
+    applied_seq: int
+    checkpoint_seq: int
+    deleted_pending: int
+    def __init__(self, points: _Optional[int] = ..., index_state: _Optional[str] = ..., index_type: _Optional[str] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., deleted_pending: _Optional[int] = ...) -> None: ...
+
+class CollectionInfo(_message.Message):
+    __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases")
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_STATE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_ON_DISK_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    config: CollectionConfig
+    points: int
+    shards: _containers.RepeatedCompositeFieldContainer[ShardStats]
+    index_state: str
+    bytes_on_disk: int
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., points: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., index_state: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CreateCollectionRequest(_message.Message):
+    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dim: int
+    metric: str
+    index: _types_pb2.IndexSpec
+    shards: int
+    encoder: str
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ...) -> None: ...
+
+class ListCollectionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListCollectionsResponse(_message.Message):
+    __slots__ = ("collections",)
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    collections: _containers.RepeatedCompositeFieldContainer[CollectionConfig]
+    def __init__(self, collections: _Optional[_Iterable[_Union[CollectionConfig, _Mapping]]] = ...) -> None: ...
+
+class DescribeCollectionRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class DropCollectionRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DropCollectionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AliasRequest(_message.Message):
+    __slots__ = ("alias", "collection")
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    collection: str
+    def __init__(self, alias: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+
+class DeleteAliasRequest(_message.Message):
+    __slots__ = ("alias",)
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    alias: str
+    def __init__(self, alias: _Optional[str] = ...) -> None: ...
+
+class AliasResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAliasesRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class ListAliasesResponse(_message.Message):
+    __slots__ = ("aliases",)
+    class AliasesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    aliases: _containers.ScalarMap[str, str]
+    def __init__(self, aliases: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -1,0 +1,122 @@
+from vecdb_client._proto.vecdb.v1 import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class UpsertRequest(_message.Message):
+    __slots__ = ("collection", "points", "batch_id")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    points: _types_pb2.PointBatch
+    batch_id: int
+    def __init__(self, collection: _Optional[str] = ..., points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ..., batch_id: _Optional[int] = ...) -> None: ...
+
+class UpsertAck(_message.Message):
+    __slots__ = ("batch_id", "result")
+    BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    batch_id: int
+    result: _types_pb2.WriteResult
+    def __init__(self, batch_id: _Optional[int] = ..., result: _Optional[_Union[_types_pb2.WriteResult, _Mapping]] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("collection", "ids")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetRequest(_message.Message):
+    __slots__ = ("collection", "ids", "with_vector", "with_payload")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    with_vector: bool
+    with_payload: bool
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., with_vector: _Optional[bool] = ..., with_payload: _Optional[bool] = ...) -> None: ...
+
+class GetResponse(_message.Message):
+    __slots__ = ("points",)
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    points: _types_pb2.PointBatch
+    def __init__(self, points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ...) -> None: ...
+
+class CountRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class CountResponse(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class ScrollRequest(_message.Message):
+    __slots__ = ("collection", "limit", "cursor", "with_vector", "with_payload")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    limit: int
+    cursor: str
+    with_vector: bool
+    with_payload: bool
+    def __init__(self, collection: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., with_vector: _Optional[bool] = ..., with_payload: _Optional[bool] = ...) -> None: ...
+
+class ScrollResponse(_message.Message):
+    __slots__ = ("points", "next_cursor")
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    points: _types_pb2.PointBatch
+    next_cursor: str
+    def __init__(self, points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
+
+class SearchRequest(_message.Message):
+    __slots__ = ("collection", "vectors", "k", "params", "with_payload", "with_vector")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    vectors: _types_pb2.Vectors
+    k: int
+    params: _types_pb2.SearchParams
+    with_payload: bool
+    with_vector: bool
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ...) -> None: ...
+
+class QueryResult(_message.Message):
+    __slots__ = ("ids", "scores", "payloads", "vectors", "texts")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    scores: bytes
+    payloads: str
+    vectors: _types_pb2.Vectors
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ..., payloads: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[QueryResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ...) -> None: ...

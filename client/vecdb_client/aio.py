@@ -1,0 +1,220 @@
+"""asyncio client: :class:`AsyncClient` has the same methods as :class:`Client`, awaitable."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, AsyncIterator, Sequence
+
+import grpc
+
+from . import _codec
+from ._channel import (HEALTH_CHECK, ClientSettings, call_metadata, channel_options,
+                       credentials, parse_health)
+from ._chunking import StreamProgress, UpsertPlan, check_ids, plan_upsert
+from ._proto.vecdb.v1 import collections_pb2 as cpb
+from ._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
+from ._proto.vecdb.v1 import points_pb2 as ppb
+from ._proto.vecdb.v1 import points_pb2_grpc as pgrpc
+from .client import Progress
+from .errors import UnavailableError, VecdbClientError, from_rpc_error
+from .models import CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, WriteResult
+
+
+class AsyncClient:
+    """asyncio twin of :class:`vecdb_client.Client` (same arguments, same methods).
+
+    >>> async with AsyncClient("127.0.0.1:50051") as c:
+    ...     hits = await c.search("docs", vector=q, k=5)
+
+    Create it inside the event loop that uses it.
+    """
+
+    def __init__(self, target: str = "127.0.0.1:50051", *, api_key: str | None = None,
+                 timeout: float | None = 30.0, tls: bool | grpc.ChannelCredentials = False,
+                 max_retries: int = 3, retry_backoff: float = 0.1, **settings: Any):
+        self.settings = ClientSettings(timeout=timeout, max_retries=max_retries,
+                                       retry_backoff=retry_backoff, **settings)
+        creds = credentials(tls)
+        opts = channel_options(self.settings)
+        self._channel = (grpc.aio.secure_channel(target, creds, opts) if creds
+                         else grpc.aio.insecure_channel(target, opts))
+        self._md = call_metadata(api_key)
+        self._collections = cgrpc.CollectionServiceStub(self._channel)
+        self._points = pgrpc.PointServiceStub(self._channel)
+        self._health = self._channel.unary_unary(HEALTH_CHECK)
+
+    # ------------------------------------------------------------ plumbing
+    async def _call(self, method: Any, request: Any, *, idempotent: bool,
+                    timeout: float | None) -> Any:
+        timeout = self.settings.timeout if timeout is None else timeout
+        attempt = 0
+        while True:
+            try:
+                return await method(request, timeout=timeout, metadata=self._md)
+            except grpc.RpcError as exc:
+                err = from_rpc_error(exc)
+            if not (idempotent and isinstance(err, UnavailableError)
+                    and attempt < self.settings.max_retries):
+                raise err
+            await asyncio.sleep(self.settings.backoff(attempt))
+            attempt += 1
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def health(self, timeout: float | None = 5.0) -> str:
+        return parse_health(await self._call(self._health, b"", idempotent=True,
+                                             timeout=timeout))
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if await self.health(timeout=max(0.1, deadline - time.monotonic())) == "SERVING":
+                    return
+            except VecdbClientError:
+                pass
+            if time.monotonic() >= deadline:
+                raise UnavailableError(f"server not SERVING after {timeout} s")
+            await asyncio.sleep(0.05)
+
+    # ------------------------------------------------------------ collections
+    async def create_collection(self, name: str, dim: int, metric: str = "cosine",
+                                index: str = "auto", shards: int | None = None,
+                                encoder: str | None = None, *, timeout: float | None = None,
+                                **params: int) -> CollectionInfo:
+        req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params)
+        return _codec.from_proto_info(await self._call(
+            self._collections.CreateCollection, req, idempotent=False, timeout=timeout))
+
+    async def list_collections(self, *, timeout: float | None = None) -> list[CollectionConfig]:
+        resp = await self._call(self._collections.ListCollections,
+                                cpb.ListCollectionsRequest(), idempotent=True, timeout=timeout)
+        return [_codec.from_proto_config(c) for c in resp.collections]
+
+    async def describe_collection(self, name: str, *,
+                                  timeout: float | None = None) -> CollectionInfo:
+        req = cpb.DescribeCollectionRequest(collection=name)
+        return _codec.from_proto_info(await self._call(
+            self._collections.DescribeCollection, req, idempotent=True, timeout=timeout))
+
+    async def drop_collection(self, name: str, *, timeout: float | None = None) -> None:
+        await self._call(self._collections.DropCollection, cpb.DropCollectionRequest(name=name),
+                         idempotent=False, timeout=timeout)
+
+    async def create_alias(self, alias: str, collection: str, *,
+                           timeout: float | None = None) -> None:
+        await self._call(self._collections.CreateAlias,
+                         cpb.AliasRequest(alias=alias, collection=collection),
+                         idempotent=False, timeout=timeout)
+
+    async def set_alias(self, alias: str, collection: str, *,
+                        timeout: float | None = None) -> None:
+        await self._call(self._collections.SetAlias,
+                         cpb.AliasRequest(alias=alias, collection=collection),
+                         idempotent=True, timeout=timeout)
+
+    async def delete_alias(self, alias: str, *, timeout: float | None = None) -> None:
+        await self._call(self._collections.DeleteAlias, cpb.DeleteAliasRequest(alias=alias),
+                         idempotent=False, timeout=timeout)
+
+    async def list_aliases(self, collection: str | None = None, *,
+                           timeout: float | None = None) -> dict[str, str]:
+        resp = await self._call(self._collections.ListAliases,
+                                cpb.ListAliasesRequest(collection=collection),
+                                idempotent=True, timeout=timeout)
+        return dict(resp.aliases)
+
+    # ------------------------------------------------------------ writes
+    async def upsert(self, collection: str, ids: Sequence[str], vectors: Any,
+                     payloads: Sequence[dict | None] | None = None,
+                     texts: Sequence[str | None] | None = None, *,
+                     progress: Progress | None = None,
+                     timeout: float | None = None) -> WriteResult:
+        """See :meth:`vecdb_client.Client.upsert`."""
+        plan = plan_upsert(ids, vectors, payloads, texts, max_bytes=self.settings.chunk_bytes,
+                           max_points=self.settings.chunk_points)
+        if len(plan.bounds) == 1:
+            req = ppb.UpsertRequest(collection=collection, points=plan.batch(0))
+            try:
+                res = await self._call(self._points.Upsert, req, idempotent=True,
+                                       timeout=timeout)
+            except VecdbClientError as err:
+                err.acknowledged = 0
+                raise
+            if progress:
+                progress(plan.total, plan.total)
+            return _codec.from_proto_write_result(res)
+        return await self._upsert_stream(collection, plan, progress, timeout)
+
+    async def _upsert_stream(self, collection: str, plan: UpsertPlan,
+                             progress: Progress | None, timeout: float | None) -> WriteResult:
+        timeout = self.settings.timeout if timeout is None else timeout
+        deadline = None if timeout is None else timeout * len(plan.bounds)
+        st = StreamProgress(plan, progress, self.settings.max_retries)
+        while not st.finished:
+            try:
+                call = self._points.UpsertStream(st.requests(collection, ppb.UpsertRequest),
+                                                 timeout=deadline, metadata=self._md)
+                async for ack in call:
+                    st.on_ack(ack)
+                st.check_complete()
+            except (grpc.RpcError, VecdbClientError) as exc:
+                err = st.on_error(exc)
+                if err is not None:
+                    raise err from None
+                await asyncio.sleep(self.settings.backoff(st.attempt - 1))
+        return WriteResult(plan.total, st.seqs)
+
+    async def delete(self, collection: str, ids: Sequence[str], *,
+                     timeout: float | None = None) -> WriteResult:
+        req = ppb.DeleteRequest(collection=collection, ids=check_ids(ids))
+        return _codec.from_proto_write_result(
+            await self._call(self._points.Delete, req, idempotent=True, timeout=timeout))
+
+    # ------------------------------------------------------------ reads
+    async def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False,
+                  with_payload: bool = True, *, timeout: float | None = None) -> list[Point]:
+        req = _codec.get_request(collection, check_ids(ids), with_vectors, with_payload)
+        resp = await self._call(self._points.Get, req, idempotent=True, timeout=timeout)
+        return _codec.from_proto_points(resp.points)
+
+    async def count(self, collection: str, *, timeout: float | None = None) -> int:
+        resp = await self._call(self._points.Count, ppb.CountRequest(collection=collection),
+                                idempotent=True, timeout=timeout)
+        return resp.count
+
+    async def scroll(self, collection: str, limit: int = 100, cursor: str | None = None,
+                     with_vectors: bool = False, with_payload: bool = True, *,
+                     timeout: float | None = None) -> ScrollPage:
+        req = _codec.scroll_request(collection, limit, cursor, with_vectors, with_payload)
+        return _codec.from_proto_scroll(
+            await self._call(self._points.Scroll, req, idempotent=True, timeout=timeout))
+
+    async def iter_points(self, collection: str, batch_size: int = 256,
+                          with_vectors: bool = False,
+                          with_payload: bool = True) -> AsyncIterator[Point]:
+        cursor = None
+        while True:
+            page = await self.scroll(collection, batch_size, cursor, with_vectors, with_payload)
+            for p in page.points:
+                yield p
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def search(self, collection: str, vector: Any = None, *, vectors: Any = None,
+                     k: int = 10, nprobe: int | None = None, ef_search: int | None = None,
+                     exact: bool = False, with_payload: bool = True, with_vectors: bool = False,
+                     timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
+        req, single = _codec.search_request(
+            collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
+            with_payload=with_payload, with_vectors=with_vectors)
+        resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
+        return _codec.from_proto_search(resp, single)

@@ -1,0 +1,232 @@
+"""Blocking client. See :class:`Client`."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Iterator, Sequence
+
+import grpc
+
+from . import _codec
+from ._channel import (HEALTH_CHECK, ClientSettings, call_metadata, channel_options,
+                       credentials, parse_health)
+from ._chunking import StreamProgress, UpsertPlan, check_ids, plan_upsert
+from ._proto.vecdb.v1 import collections_pb2 as cpb
+from ._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
+from ._proto.vecdb.v1 import points_pb2 as ppb
+from ._proto.vecdb.v1 import points_pb2_grpc as pgrpc
+from .errors import UnavailableError, VecdbClientError, from_rpc_error
+from .models import CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, WriteResult
+
+Progress = Callable[[int, int], None]
+
+
+class Client:
+    """Blocking vecdb client; thread-safe (one channel, many threads).
+
+    >>> with Client("127.0.0.1:50051") as c:
+    ...     c.create_collection("docs", dim=384)
+
+    ``timeout`` is the default deadline of each call in seconds; every method
+    also takes ``timeout=`` to override it. ``tls`` is False (plaintext),
+    True (system roots) or a ``grpc.ChannelCredentials``. Errors are
+    :mod:`vecdb_client.errors` exceptions. Idempotent calls (reads, search,
+    upsert, delete, set_alias) are retried on UNAVAILABLE with backoff.
+    """
+
+    def __init__(self, target: str = "127.0.0.1:50051", *, api_key: str | None = None,
+                 timeout: float | None = 30.0, tls: bool | grpc.ChannelCredentials = False,
+                 max_retries: int = 3, retry_backoff: float = 0.1, **settings: Any):
+        self.settings = ClientSettings(timeout=timeout, max_retries=max_retries,
+                                       retry_backoff=retry_backoff, **settings)
+        creds = credentials(tls)
+        opts = channel_options(self.settings)
+        self._channel = (grpc.secure_channel(target, creds, opts) if creds
+                         else grpc.insecure_channel(target, opts))
+        self._md = call_metadata(api_key)
+        self._collections = cgrpc.CollectionServiceStub(self._channel)
+        self._points = pgrpc.PointServiceStub(self._channel)
+        self._health = self._channel.unary_unary(HEALTH_CHECK)
+
+    # ------------------------------------------------------------ plumbing
+    def _call(self, method: Any, request: Any, *, idempotent: bool,
+              timeout: float | None) -> Any:
+        timeout = self.settings.timeout if timeout is None else timeout
+        attempt = 0
+        while True:
+            try:
+                return method(request, timeout=timeout, metadata=self._md)
+            except grpc.RpcError as exc:
+                err = from_rpc_error(exc)
+            if not (idempotent and isinstance(err, UnavailableError)
+                    and attempt < self.settings.max_retries):
+                raise err
+            time.sleep(self.settings.backoff(attempt))
+            attempt += 1
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def health(self, timeout: float | None = 5.0) -> str:
+        """grpc.health.v1 status of the server: SERVING, NOT_SERVING or UNKNOWN."""
+        return parse_health(self._call(self._health, b"", idempotent=True, timeout=timeout))
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Block until the server reports SERVING (WAL recovery done)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.health(timeout=max(0.1, deadline - time.monotonic())) == "SERVING":
+                    return
+            except VecdbClientError:
+                pass
+            if time.monotonic() >= deadline:
+                raise UnavailableError(f"server not SERVING after {timeout} s")
+            time.sleep(0.05)
+
+    # ------------------------------------------------------------ collections
+    def create_collection(self, name: str, dim: int, metric: str = "cosine",
+                          index: str = "auto", shards: int | None = None,
+                          encoder: str | None = None, *, timeout: float | None = None,
+                          **params: int) -> CollectionInfo:
+        """Index parameters go as keywords, e.g. ``index="hnsw", M=16, ef_search=128``."""
+        req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params)
+        info = self._call(self._collections.CreateCollection, req, idempotent=False,
+                          timeout=timeout)
+        return _codec.from_proto_info(info)
+
+    def list_collections(self, *, timeout: float | None = None) -> list[CollectionConfig]:
+        resp = self._call(self._collections.ListCollections, cpb.ListCollectionsRequest(),
+                          idempotent=True, timeout=timeout)
+        return [_codec.from_proto_config(c) for c in resp.collections]
+
+    def describe_collection(self, name: str, *, timeout: float | None = None) -> CollectionInfo:
+        req = cpb.DescribeCollectionRequest(collection=name)
+        info = self._call(self._collections.DescribeCollection, req, idempotent=True,
+                          timeout=timeout)
+        return _codec.from_proto_info(info)
+
+    def drop_collection(self, name: str, *, timeout: float | None = None) -> None:
+        self._call(self._collections.DropCollection, cpb.DropCollectionRequest(name=name),
+                   idempotent=False, timeout=timeout)
+
+    def create_alias(self, alias: str, collection: str, *, timeout: float | None = None) -> None:
+        self._call(self._collections.CreateAlias,
+                   cpb.AliasRequest(alias=alias, collection=collection),
+                   idempotent=False, timeout=timeout)
+
+    def set_alias(self, alias: str, collection: str, *, timeout: float | None = None) -> None:
+        """Create the alias or atomically re-point it."""
+        self._call(self._collections.SetAlias,
+                   cpb.AliasRequest(alias=alias, collection=collection),
+                   idempotent=True, timeout=timeout)
+
+    def delete_alias(self, alias: str, *, timeout: float | None = None) -> None:
+        self._call(self._collections.DeleteAlias, cpb.DeleteAliasRequest(alias=alias),
+                   idempotent=False, timeout=timeout)
+
+    def list_aliases(self, collection: str | None = None, *,
+                     timeout: float | None = None) -> dict[str, str]:
+        resp = self._call(self._collections.ListAliases,
+                          cpb.ListAliasesRequest(collection=collection),
+                          idempotent=True, timeout=timeout)
+        return dict(resp.aliases)
+
+    # ------------------------------------------------------------ writes
+    def upsert(self, collection: str, ids: Sequence[str], vectors: Any,
+               payloads: Sequence[dict | None] | None = None,
+               texts: Sequence[str | None] | None = None, *,
+               progress: Progress | None = None, timeout: float | None = None) -> WriteResult:
+        """Insert or replace points; ``vectors`` is (n, dim), a numpy array or nested lists.
+
+        Small inputs go in one all-or-nothing call. Larger ones are split into
+        batches under the message limit and streamed; each batch is
+        all-or-nothing and durable once acknowledged. ``progress(done, total)``
+        runs after each acknowledged batch. On failure the exception's
+        ``acknowledged`` attribute says how many leading points are durable.
+        """
+        plan = plan_upsert(ids, vectors, payloads, texts, max_bytes=self.settings.chunk_bytes,
+                           max_points=self.settings.chunk_points)
+        if len(plan.bounds) == 1:
+            req = ppb.UpsertRequest(collection=collection, points=plan.batch(0))
+            try:
+                res = self._call(self._points.Upsert, req, idempotent=True, timeout=timeout)
+            except VecdbClientError as err:
+                err.acknowledged = 0
+                raise
+            if progress:
+                progress(plan.total, plan.total)
+            return _codec.from_proto_write_result(res)
+        return self._upsert_stream(collection, plan, progress, timeout)
+
+    def _upsert_stream(self, collection: str, plan: UpsertPlan, progress: Progress | None,
+                       timeout: float | None) -> WriteResult:
+        timeout = self.settings.timeout if timeout is None else timeout
+        deadline = None if timeout is None else timeout * len(plan.bounds)
+        st = StreamProgress(plan, progress, self.settings.max_retries)
+        while not st.finished:
+            try:
+                for ack in self._points.UpsertStream(st.requests(collection, ppb.UpsertRequest),
+                                                     timeout=deadline, metadata=self._md):
+                    st.on_ack(ack)
+                st.check_complete()
+            except (grpc.RpcError, VecdbClientError) as exc:
+                err = st.on_error(exc)
+                if err is not None:
+                    raise err from None
+                time.sleep(self.settings.backoff(st.attempt - 1))
+        return WriteResult(plan.total, st.seqs)
+
+    def delete(self, collection: str, ids: Sequence[str], *,
+               timeout: float | None = None) -> WriteResult:
+        """Delete points by id; ``count`` is the number that existed (missing ids are fine)."""
+        req = ppb.DeleteRequest(collection=collection, ids=check_ids(ids))
+        return _codec.from_proto_write_result(
+            self._call(self._points.Delete, req, idempotent=True, timeout=timeout))
+
+    # ------------------------------------------------------------ reads
+    def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False,
+            with_payload: bool = True, *, timeout: float | None = None) -> list[Point]:
+        """Points in request order; missing ids are omitted."""
+        req = _codec.get_request(collection, check_ids(ids), with_vectors, with_payload)
+        resp = self._call(self._points.Get, req, idempotent=True, timeout=timeout)
+        return _codec.from_proto_points(resp.points)
+
+    def count(self, collection: str, *, timeout: float | None = None) -> int:
+        resp = self._call(self._points.Count, ppb.CountRequest(collection=collection),
+                          idempotent=True, timeout=timeout)
+        return resp.count
+
+    def scroll(self, collection: str, limit: int = 100, cursor: str | None = None,
+               with_vectors: bool = False, with_payload: bool = True, *,
+               timeout: float | None = None) -> ScrollPage:
+        req = _codec.scroll_request(collection, limit, cursor, with_vectors, with_payload)
+        return _codec.from_proto_scroll(
+            self._call(self._points.Scroll, req, idempotent=True, timeout=timeout))
+
+    def iter_points(self, collection: str, batch_size: int = 256, with_vectors: bool = False,
+                    with_payload: bool = True) -> Iterator[Point]:
+        """Every point of the collection, one scroll page at a time."""
+        cursor = None
+        while True:
+            page = self.scroll(collection, batch_size, cursor, with_vectors, with_payload)
+            yield from page.points
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def search(self, collection: str, vector: Any = None, *, vectors: Any = None, k: int = 10,
+               nprobe: int | None = None, ef_search: int | None = None, exact: bool = False,
+               with_payload: bool = True, with_vectors: bool = False,
+               timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
+        """``vector=`` (1-D) returns a list of hits; ``vectors=`` (2-D) a list per query."""
+        req, single = _codec.search_request(
+            collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
+            with_payload=with_payload, with_vectors=with_vectors)
+        resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
+        return _codec.from_proto_search(resp, single)

@@ -1,0 +1,79 @@
+"""Small typed result objects returned by the SDK (no protobuf in sight)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Hit(NamedTuple):
+    """One search hit. cosine/ip: higher score is better; l2: squared distance, lower is better."""
+
+    id: str
+    score: float
+    payload: dict | None = None
+    vector: np.ndarray | None = None
+    text: str | None = None
+
+
+class Point(NamedTuple):
+    """A stored point as returned by get() and scroll()."""
+
+    id: str
+    vector: np.ndarray | None = None
+    payload: dict | None = None
+    text: str | None = None
+
+
+class ScrollPage(NamedTuple):
+    points: list[Point]
+    next_cursor: str | None  # None when the scroll is finished
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """count: points written (upsert) or actually deleted (delete);
+    shard_seqs: shard number -> WAL sequence number of the write."""
+
+    count: int
+    shard_seqs: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    name: str
+    dim: int
+    metric: str
+    index: str
+    index_params: dict[str, int]
+    shards: int
+    encoder: str | None = None
+
+
+@dataclass(frozen=True)
+class ShardStats:
+    points: int
+    index_state: str
+    index_type: str
+    applied_seq: int
+    checkpoint_seq: int
+    deleted_pending: int
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    config: CollectionConfig
+    points: int
+    shards: tuple[ShardStats, ...]
+    index_state: str
+    bytes_on_disk: int
+    aliases: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def dim(self) -> int:
+        return self.config.dim

@@ -1,0 +1,115 @@
+"""The grpc.aio flavour of the server (``--server-mode aio``), kept for comparison.
+
+Same servicers, same interceptor mapping, same life cycle as app.ServerApp;
+engine calls are blocking, so every call runs the synchronous servicer
+method in a thread pool. bench/grpc_bench.py measures it against the
+threaded server (see docs/server_api.md for the numbers).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent import futures
+from typing import Any, AsyncIterator, Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2_grpc
+
+from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc, points_pb2_grpc
+
+from .app import NOT_SERVING, SERVICE_NAMES, SERVING, enable_reflection, grpc_options
+from .config import ServerConfig
+from .engine import EngineHolder
+from .interceptors import AioErrorInterceptor, ErrorMapper
+from .servicer import CollectionServicer, PointServicer
+
+log = logging.getLogger("vecdb_server")
+
+
+def _offload(name: str) -> Callable:
+    async def method(self: Any, request: Any, context: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, getattr(self._sync, name), request, context)
+    method.__name__ = name
+    return method
+
+
+def _async_servicer(base: type, sync: Any, pool: futures.Executor) -> Any:
+    """Subclass of the generated base whose unary methods run ``sync``'s in ``pool``."""
+    names = {n for klass in base.__mro__ for n in vars(klass)
+             if n[:1].isupper() and n != "UpsertStream"}
+    cls = type(f"Aio{type(sync).__name__}", (base,), {n: _offload(n) for n in names})
+    obj = cls()
+    obj._sync, obj._pool = sync, pool
+    return obj
+
+
+class _AioPoints(points_pb2_grpc.PointServiceServicer):
+    _sync: PointServicer
+    _pool: futures.Executor
+
+    async def UpsertStream(self, request_iterator: AsyncIterator, context: Any) -> AsyncIterator:
+        loop = asyncio.get_running_loop()
+        async for request in request_iterator:
+            yield await loop.run_in_executor(self._pool, self._sync.upsert_batch, request)
+
+
+class AioServerApp:
+    """Use inside a running event loop: ``await start()``, ``await stop()``."""
+
+    def __init__(self, cfg: ServerConfig):
+        self.cfg = cfg
+        self.engine = EngineHolder(cfg.data_dir, cfg.engine)
+        self.health = health.aio.HealthServicer()
+        self.pool = futures.ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="vecdb-aio")
+        self.ready = asyncio.Event()
+        self.port: int | None = None
+        self._open_task: asyncio.Task | None = None
+        self.server = grpc.aio.server(
+            interceptors=[AioErrorInterceptor(ErrorMapper())], options=grpc_options(cfg),
+            maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None)
+        points = _async_servicer(_AioPoints, PointServicer(self.engine), self.pool)
+        collections = _async_servicer(collections_pb2_grpc.CollectionServiceServicer,
+                                      CollectionServicer(self.engine), self.pool)
+        collections_pb2_grpc.add_CollectionServiceServicer_to_server(collections, self.server)
+        points_pb2_grpc.add_PointServiceServicer_to_server(points, self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        enable_reflection(self.server)
+
+    async def _set_health(self, status: int) -> None:
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
+    async def start(self) -> int:
+        await self._set_health(NOT_SERVING)
+        self.port = self.server.add_insecure_port(f"{self.cfg.host}:{self.cfg.port}")
+        if not self.port:
+            raise OSError(f"cannot bind {self.cfg.host}:{self.cfg.port}")
+        await self.server.start()
+        log.info("listening on %s:%d (aio, %d workers)", self.cfg.host, self.port,
+                 self.cfg.max_workers)
+        return self.port
+
+    def open_in_background(self) -> None:
+        self._open_task = asyncio.create_task(self._open())
+
+    async def _open(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.engine.open)
+            await self._set_health(SERVING)
+            log.info("SERVING")
+        except BaseException:  # noqa: BLE001
+            log.exception("could not open the database in %s", self.cfg.data_dir)
+        finally:
+            self.ready.set()
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.cfg.grace_period_s if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        if self._open_task is not None:
+            await self._open_task
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.engine.close(wait_s=max(1.0, grace)))
+        self.pool.shutdown(wait=False)
+        log.info("stopped")

@@ -1,0 +1,108 @@
+"""The threaded gRPC server: wiring, start, readiness, graceful stop.
+
+Life cycle: start() binds the port and serves health (NOT_SERVING) at once,
+then opens the database in a background thread (WAL recovery); health flips
+to SERVING when it is open. stop() flips health to NOT_SERVING, stops
+accepting calls, gives in-flight ones ``grace_period_s``, then checkpoints
+and closes the database.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from vecdb_client._proto.vecdb.v1 import collections_pb2, collections_pb2_grpc
+from vecdb_client._proto.vecdb.v1 import points_pb2, points_pb2_grpc
+
+from .config import ServerConfig
+from .engine import EngineHolder
+from .interceptors import ErrorInterceptor, ErrorMapper
+from .servicer import CollectionServicer, PointServicer
+
+log = logging.getLogger("vecdb_server")
+SERVICE_NAMES = (
+    collections_pb2.DESCRIPTOR.services_by_name["CollectionService"].full_name,
+    points_pb2.DESCRIPTOR.services_by_name["PointService"].full_name,
+)
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def grpc_options(cfg: ServerConfig) -> list[tuple[str, int]]:
+    return [("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.max_message_bytes),
+            ("grpc.so_reuseport", 0)]
+
+
+def enable_reflection(server: grpc.Server) -> None:
+    names = (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+
+
+class ServerApp:
+    """One server process' object graph. Not a singleton: tests run several at once."""
+
+    def __init__(self, cfg: ServerConfig):
+        self.cfg = cfg
+        self.engine = EngineHolder(cfg.data_dir, cfg.engine)
+        self.health = health.HealthServicer()
+        self.ready = threading.Event()  # set when open finished, successfully or not
+        self.port: int | None = None
+        self._opener: threading.Thread | None = None
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="vecdb-grpc"),
+            interceptors=[ErrorInterceptor(ErrorMapper())], options=grpc_options(cfg),
+            maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None)
+        collections_pb2_grpc.add_CollectionServiceServicer_to_server(
+            CollectionServicer(self.engine), self.server)
+        points_pb2_grpc.add_PointServiceServicer_to_server(PointServicer(self.engine), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        enable_reflection(self.server)
+
+    def _set_health(self, status: int) -> None:
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, status)
+
+    def start(self) -> int:
+        """Bind and serve (health NOT_SERVING, data calls UNAVAILABLE); returns the port.
+
+        Call open_in_background() next; main() always does both."""
+        self._set_health(NOT_SERVING)
+        self.port = self.server.add_insecure_port(f"{self.cfg.host}:{self.cfg.port}")
+        if not self.port:
+            raise OSError(f"cannot bind {self.cfg.host}:{self.cfg.port}")
+        self.server.start()
+        log.info("listening on %s:%d (threaded, %d workers)", self.cfg.host, self.port,
+                 self.cfg.max_workers)
+        return self.port
+
+    def open_in_background(self) -> None:
+        """Open the database (WAL recovery) in a thread; health flips to SERVING after."""
+        self._opener = threading.Thread(target=self._open, name="vecdb-open", daemon=True)
+        self._opener.start()
+
+    def _open(self) -> None:
+        try:
+            self.engine.open()
+            self._set_health(SERVING)
+            log.info("SERVING")
+        except BaseException:  # noqa: BLE001 - reported by main through open_error
+            log.exception("could not open the database in %s", self.cfg.data_dir)
+        finally:
+            self.ready.set()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Graceful stop; idempotent. Returns once the database is checkpointed and closed."""
+        grace = self.cfg.grace_period_s if grace is None else grace
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        if self._opener is not None:
+            self._opener.join()
+        self.engine.close(wait_s=max(1.0, grace))
+        log.info("stopped")

@@ -1,0 +1,149 @@
+"""Server configuration: defaults < YAML file (--config) < VECDB_* env < command-line flags.
+
+Every ServerConfig field and every vecdb.DatabaseOptions field is settable
+the same three ways, with the same name: YAML key ``data_dir``, environment
+variable ``VECDB_DATA_DIR``, flag ``--data-dir``. Unknown YAML keys and bad
+values are errors that name the key (exit status 2).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from vecdb import DatabaseOptions
+from vecdb.errors import VecdbError
+
+ENV_PREFIX = "VECDB_"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    # Interface to bind. 0.0.0.0 serves other hosts; the default stays local.
+    host: str = "127.0.0.1"
+    # TCP port; 0 picks a free one (logged as "listening on HOST:PORT").
+    port: int = 50051
+    # Where the database lives (created if missing). One server per directory.
+    data_dir: str = "./data"
+    # "threaded" (default, measured faster here: bench/grpc_bench.py) or "aio".
+    server_mode: str = "threaded"
+    # Worker threads running calls. More than ~4x cores buys nothing (FAISS
+    # already uses every core); fewer queues concurrent requests.
+    max_workers: int = 16
+    # Calls accepted at once beyond which new ones get RESOURCE_EXHAUSTED; 0 = no limit.
+    max_concurrent_rpcs: int = 0
+    # Largest request and response message in bytes; larger requests are
+    # refused with RESOURCE_EXHAUSTED. The client SDK batches upserts under 4 MiB.
+    max_message_bytes: int = 64 * 1024 * 1024
+    # Seconds in-flight calls get to finish on SIGTERM/SIGINT before they are cancelled.
+    grace_period_s: float = 10.0
+    # DEBUG, INFO, WARNING, ERROR.
+    log_level: str = "INFO"
+    # Engine options (vecdb.DatabaseOptions), settable under the same names.
+    engine: DatabaseOptions = field(default_factory=DatabaseOptions)
+
+    def __post_init__(self) -> None:
+        if self.server_mode not in ("threaded", "aio"):
+            raise ConfigError(f"server_mode must be threaded or aio, got {self.server_mode!r}")
+        for name in ("port", "max_workers", "max_message_bytes"):
+            if getattr(self, name) < (0 if name == "port" else 1):
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be in 0..65535, got {self.port}")
+        if self.grace_period_s < 0 or self.max_concurrent_rpcs < 0:
+            raise ConfigError("grace_period_s and max_concurrent_rpcs must be >= 0")
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message names it."""
+
+
+def _defaults() -> dict[str, Any]:
+    """Every settable key -> its default (its type is the setting's type)."""
+    server, engine = ServerConfig(), DatabaseOptions()
+    out = {f.name: getattr(server, f.name) for f in fields(ServerConfig) if f.name != "engine"}
+    out.update({f.name: getattr(engine, f.name) for f in fields(DatabaseOptions)})
+    return out
+
+
+def _types() -> dict[str, type]:
+    return {k: type(v) for k, v in _defaults().items()}
+
+
+def _coerce(key: str, value: Any, kind: type) -> Any:
+    try:
+        if kind is bool and isinstance(value, str):
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return value.lower() in ("1", "true", "yes", "on")
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be {kind.__name__}, got {value!r}") from None
+
+
+def _from_yaml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config: {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: {path} must hold a mapping of settings")
+    unknown = sorted(set(data) - set(_types()))
+    if unknown:
+        raise ConfigError(f"config: unknown key(s) {', '.join(unknown)} in {path}; "
+                          f"known: {', '.join(sorted(_types()))}")
+    return data
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    return {key: environ[ENV_PREFIX + key.upper()] for key in _types()
+            if ENV_PREFIX + key.upper() in environ}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="vecdb-server", description="vecdb gRPC server",
+        epilog="Every flag is also a YAML key (--config) and a VECDB_<NAME> environment "
+               "variable; flags win over the environment, which wins over the file.")
+    ap.add_argument("--config", help="YAML file of settings (env: VECDB_CONFIG)")
+    for key, default in _defaults().items():
+        ap.add_argument("--" + key.replace("_", "-"), dest=key, default=None,
+                        metavar=type(default).__name__.upper(), help=f"default: {default}")
+    return ap
+
+
+def load_config(argv: Sequence[str] | None = None,
+                environ: Mapping[str, str] | None = None) -> ServerConfig:
+    environ = os.environ if environ is None else environ
+    ns = build_parser().parse_args(argv)
+    merged: dict[str, Any] = {}
+    path = ns.config or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        merged.update(_from_yaml(path))
+    merged.update(_from_env(environ))
+    merged.update({k: v for k, v in vars(ns).items() if v is not None and k != "config"})
+    types = _types()
+    values = {k: _coerce(k, v, types[k]) for k, v in merged.items()}
+    engine_keys = {f.name for f in fields(DatabaseOptions)}
+    try:
+        engine = DatabaseOptions(**{k: v for k, v in values.items() if k in engine_keys})
+    except VecdbError as exc:
+        raise ConfigError(exc.message) from None
+    return ServerConfig(**{k: v for k, v in values.items() if k not in engine_keys},
+                        engine=engine)
+
+
+def describe(cfg: ServerConfig) -> dict[str, Any]:
+    """Flat dict of every effective setting (logged at startup)."""
+    out = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "engine"}
+    out.update(dataclasses.asdict(cfg.engine))
+    return out

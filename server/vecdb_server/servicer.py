@@ -1,0 +1,109 @@
+"""gRPC servicers: each method converts the request, calls the engine, converts back.
+
+Errors are not handled here: vecdb errors propagate to the error interceptor,
+which maps them to status codes. Methods are synchronous; the asyncio server
+runs them in its executor (see aio_app.py).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
+from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
+from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
+from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
+from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
+
+from . import convert
+from .engine import EngineHolder
+
+
+class CollectionServicer(cgrpc.CollectionServiceServicer):
+    def __init__(self, engine: EngineHolder):
+        self._engine = engine
+
+    def CreateCollection(self, request: cpb.CreateCollectionRequest,
+                         context: Any) -> cpb.CollectionInfo:
+        with self._engine.session() as db:
+            desc = db.create_collection(**convert.from_proto_create_collection(request))
+        return convert.to_proto_collection_info(desc)
+
+    def ListCollections(self, request: cpb.ListCollectionsRequest,
+                        context: Any) -> cpb.ListCollectionsResponse:
+        with self._engine.session() as db:
+            return convert.to_proto_collection_list(db.list_collections())
+
+    def DescribeCollection(self, request: cpb.DescribeCollectionRequest,
+                           context: Any) -> cpb.CollectionInfo:
+        with self._engine.session() as db:
+            return convert.to_proto_collection_info(db.describe_collection(request.collection))
+
+    def DropCollection(self, request: cpb.DropCollectionRequest,
+                       context: Any) -> cpb.DropCollectionResponse:
+        with self._engine.session() as db:
+            db.drop_collection(request.name)
+        return cpb.DropCollectionResponse()
+
+    def CreateAlias(self, request: cpb.AliasRequest, context: Any) -> cpb.AliasResponse:
+        with self._engine.session() as db:
+            db.create_alias(request.alias, request.collection)
+        return cpb.AliasResponse()
+
+    def SetAlias(self, request: cpb.AliasRequest, context: Any) -> cpb.AliasResponse:
+        with self._engine.session() as db:
+            db.set_alias(request.alias, request.collection)
+        return cpb.AliasResponse()
+
+    def DeleteAlias(self, request: cpb.DeleteAliasRequest, context: Any) -> cpb.AliasResponse:
+        with self._engine.session() as db:
+            db.delete_alias(request.alias)
+        return cpb.AliasResponse()
+
+    def ListAliases(self, request: cpb.ListAliasesRequest,
+                    context: Any) -> cpb.ListAliasesResponse:
+        collection = request.collection if request.HasField("collection") else None
+        with self._engine.session() as db:
+            return convert.to_proto_aliases(db.list_aliases(collection))
+
+
+class PointServicer(pgrpc.PointServiceServicer):
+    def __init__(self, engine: EngineHolder):
+        self._engine = engine
+
+    def Upsert(self, request: ppb.UpsertRequest, context: Any) -> tpb.WriteResult:
+        points = convert.from_proto_point_batch(request.points)
+        with self._engine.session() as db:
+            return convert.to_proto_write_result(db.upsert(request.collection, **points))
+
+    def upsert_batch(self, request: ppb.UpsertRequest) -> ppb.UpsertAck:
+        """One batch of UpsertStream; durable when it returns (shared with the aio server)."""
+        return ppb.UpsertAck(batch_id=request.batch_id, result=self.Upsert(request, None))
+
+    def UpsertStream(self, request_iterator: Iterator[ppb.UpsertRequest],
+                     context: Any) -> Iterator[ppb.UpsertAck]:
+        for request in request_iterator:
+            yield self.upsert_batch(request)
+
+    def Delete(self, request: ppb.DeleteRequest, context: Any) -> tpb.WriteResult:
+        with self._engine.session() as db:
+            return convert.to_proto_write_result(db.delete(request.collection, list(request.ids)))
+
+    def Get(self, request: ppb.GetRequest, context: Any) -> ppb.GetResponse:
+        args = convert.from_proto_get(request)
+        with self._engine.session() as db:
+            return convert.to_proto_get(db.get(**args), args["with_vector"])
+
+    def Count(self, request: ppb.CountRequest, context: Any) -> ppb.CountResponse:
+        with self._engine.session() as db:
+            return convert.to_proto_count(db.count(request.collection))
+
+    def Scroll(self, request: ppb.ScrollRequest, context: Any) -> ppb.ScrollResponse:
+        args = convert.from_proto_scroll(request)
+        with self._engine.session() as db:
+            return convert.to_proto_scroll(db.scroll(**args), args["with_vector"])
+
+    def Search(self, request: ppb.SearchRequest, context: Any) -> ppb.SearchResponse:
+        args = convert.from_proto_search(request)
+        with self._engine.session() as db:
+            results = db.search(**args)
+        return convert.to_proto_search(results)
