@@ -19,7 +19,7 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from vecdb import Database, DatabaseOptions, SearchParams  # noqa: E402
+from vecdb import Database, DatabaseOptions  # noqa: E402
 
 
 def clustered(n, dim, clusters=100, seed=0):
@@ -103,8 +103,8 @@ def main():
                          build_s, a.queries / t_raw, a.queries / t_eng, a.queries / t_eng_ids))
             db.close()
     print()
-    print(f"| index | engine ingest (sync) vec/s | raw faiss add vec/s | ANN build s | raw faiss QPS | "
-          f"engine QPS (payloads) | engine QPS (ids only) | ratio payloads | ratio ids |")
+    print("| index | engine ingest (sync) vec/s | raw faiss add vec/s | ANN build s | raw faiss QPS | "
+          "engine QPS (payloads) | engine QPS (ids only) | ratio payloads | ratio ids |")
     print("|---|---|---|---|---|---|---|---|---|")
     for kind, ing, raw_add, build, qr, qe, qi in rows:
         print(f"| {kind} | {ing:,.0f} | {raw_add:,.0f} | {build:.1f} | {qr:,.0f} | {qe:,.0f} | {qi:,.0f} | "

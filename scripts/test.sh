@@ -1,9 +1,5 @@
 #!/usr/bin/env bash
-# Sets up a virtualenv with everything the tests need, then runs the whole suite.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -e '.[dev]'
+# Sets up .venv with everything the tests need, then runs the whole suite.
+# Extra arguments go to pytest (e.g. ./scripts/test.sh tests/unit -x).
+. "$(dirname "$0")/_venv.sh" '[dev]'
 exec .venv/bin/python -m pytest "$@"
