@@ -11,6 +11,7 @@ import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import faiss
 
@@ -18,7 +19,8 @@ from . import validation
 from .catalog import Catalog
 from .collection import Collection
 from .config import DatabaseOptions
-from .errors import FailedPrecondition
+from .errors import AlreadyExists, FailedPrecondition, NotFound
+from .payload_index import check_type as check_payload_index_type
 from .storage import DirLock, Store
 from .types import (CollectionConfig, CollectionDescription, Point, ScrollPage, SearchParams,
                     SearchResult, WriteResult)
@@ -84,14 +86,20 @@ class Database:
     # ---- collections ----------------------------------------------------------
     def create_collection(self, name: str, dim: int, metric: str = "cosine", index: str = "auto",
                           index_params: dict | None = None, shards: int = 1,
-                          encoder: str | None = None) -> CollectionDescription:
+                          encoder: str | None = None,
+                          payload_indexes: dict[str, str] | None = None) -> CollectionDescription:
+        """Create a collection. ``payload_indexes``: {field: type} to index from the start
+        (types: keyword, integer, float, bool, datetime, text; field "$text" = the point text)."""
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         cfg = CollectionConfig(
             name=validation.name(name), dim=validation.int_in(dim, 1, validation.MAX_DIM, "dim"),
             metric=validation.metric(metric), index=validation.index_spec(index, index_params),
             shards=validation.int_in(shards, 1, validation.MAX_SHARDS, "shards"),
-            encoder=validation.encoder(encoder))
+            encoder=validation.encoder(encoder),
+            payload_indexes=tuple(sorted((validation.payload_field(f), check_payload_index_type(t))
+                                         for f, t in validation.mapping(payload_indexes,
+                                                                        "payload_indexes").items())))
         with self.catalog.lock:
             cfg = self.catalog.create(cfg)
             self.collections[cfg.name] = self._collection(cfg)
@@ -107,8 +115,8 @@ class Database:
         stats = tuple(s.stats() for s in coll.shards)
         state = min((s.index_state for s in stats), key=_STATE_ORDER.__getitem__)
         aliases = tuple(sorted(a for a, c in self.catalog.aliases.items() if c == coll.config.name))
-        return CollectionDescription(coll.config, sum(s.points for s in stats), stats, state,
-                                     coll.bytes_on_disk(), aliases)
+        return CollectionDescription(coll.config, coll.count(), stats, state,
+                                     coll.bytes_on_disk(), aliases, coll.payload_index_states())
 
     def drop_collection(self, name: str) -> None:
         if self._closed:
@@ -134,26 +142,79 @@ class Database:
     def list_aliases(self, collection: str | None = None) -> dict[str, str]:
         return {a: c for a, c in sorted(self.catalog.aliases.items()) if collection in (None, c)}
 
-    # ---- points -----------------------------------------------------------------
-    def upsert(self, collection: str, ids, vectors, payloads=None, texts=None) -> WriteResult:
-        return self._get(collection).upsert(ids, vectors, payloads, texts)
+    # ---- payload indexes ---------------------------------------------------------
+    def create_payload_index(self, collection: str, field: str, type: str, wait: bool = False) -> None:
+        """Declare a payload index (durable at once) and build it from RocksDB in the
+        background while writes continue; filters use it once every shard has it
+        (describe shows "building" until then). ``wait`` builds before returning."""
+        field, kind = validation.payload_field(field), check_payload_index_type(type)
+        with self.catalog.lock:
+            coll = self._get(collection)
+            declared = dict(coll.config.payload_indexes)
+            if field in declared:
+                raise AlreadyExists(f"field {field!r} already has a {declared[field]} index", "field")
+            declared[field] = kind
+            cfg = self.catalog.update(replace(coll.config, payload_indexes=tuple(sorted(declared.items()))))
+            coll.config = cfg
+        log.info("collection %s: building %s payload index on %r", cfg.name, kind, field)
+        if wait or not self.options.background:
+            coll.create_payload_index(field, kind)
+        else:
+            threading.Thread(target=coll.create_payload_index, args=(field, kind),
+                             name=f"vecdb-pindex-{cfg.name}", daemon=True).start()
 
-    def delete(self, collection: str, ids) -> WriteResult:
-        return self._get(collection).delete(ids)
+    def drop_payload_index(self, collection: str, field: str) -> None:
+        with self.catalog.lock:
+            coll = self._get(collection)
+            declared = dict(coll.config.payload_indexes)
+            if field not in declared:
+                raise NotFound(f"field {field!r} has no payload index", "field")
+            del declared[field]
+            coll.config = self.catalog.update(replace(coll.config,
+                                                      payload_indexes=tuple(sorted(declared.items()))))
+        for shard in coll.shards:
+            shard.drop_payload_index(field)
+
+    # ---- points -----------------------------------------------------------------
+    def upsert(self, collection: str, ids, vectors, payloads=None, texts=None, ttl=None) -> WriteResult:
+        """Insert or replace points. ``ttl``: seconds to live (one for all, or per point)."""
+        return self._get(collection).upsert(ids, vectors, payloads, texts, ttl)
+
+    def delete(self, collection: str, ids=None, filter=None) -> WriteResult:
+        """Delete by ids, or every point matching ``filter``."""
+        return self._get(collection).delete(ids, filter)
+
+    def update_payload(self, collection: str, ids=None, filter=None, set=None, overwrite=None,
+                       delete_keys=None) -> WriteResult:
+        return self._get(collection).update_payload(ids, filter, set, overwrite, delete_keys)
+
+    def update_vectors(self, collection: str, ids, vectors) -> WriteResult:
+        return self._get(collection).update_vectors(ids, vectors)
 
     def get(self, collection: str, ids, with_vector: bool = False, with_payload: bool = True) -> list[Point]:
         return self._get(collection).get(ids, with_vector, with_payload)
 
-    def count(self, collection: str) -> int:
-        return self._get(collection).count()
+    def count(self, collection: str, filter=None) -> int:
+        return self._get(collection).count(filter)
 
     def scroll(self, collection: str, limit: int = 100, cursor: str | None = None,
-               with_vector: bool = False, with_payload: bool = True) -> ScrollPage:
-        return self._get(collection).scroll(limit, cursor, with_vector, with_payload)
+               with_vector: bool = False, with_payload: bool = True, filter=None) -> ScrollPage:
+        return self._get(collection).scroll(limit, cursor, with_vector, with_payload, filter)
 
     def search(self, collection: str, queries, k: int = 10, params: SearchParams | None = None,
-               with_payload: bool = True, with_vector: bool = False) -> list[SearchResult]:
-        return self._get(collection).search(queries, k, params or SearchParams(), with_payload, with_vector)
+               with_payload: bool = True, with_vector: bool = False, filter=None) -> list[SearchResult]:
+        return self._get(collection).search(queries, k, params or SearchParams(), with_payload,
+                                            with_vector, filter)
+
+    def range_search(self, collection: str, queries, threshold: float, limit: int = 1000,
+                     params: SearchParams | None = None, with_payload: bool = True,
+                     with_vector: bool = False, filter=None) -> list[SearchResult]:
+        return self._get(collection).range_search(queries, threshold, limit, params or SearchParams(),
+                                                  with_payload, with_vector, filter)
+
+    def expire(self) -> int:
+        """Delete every point whose TTL passed; returns how many (the background does this)."""
+        return sum(c.expire() for c in list(self.collections.values()))
 
     # ---- maintenance --------------------------------------------------------------
     def checkpoint(self) -> int:
@@ -168,6 +229,7 @@ class Database:
         last_ckpt = time.monotonic()
         while not self._stop.wait(0.5):
             try:
+                self.expire()
                 self.maintain()
                 due = time.monotonic() - last_ckpt >= self.options.checkpoint_interval_s
                 for coll in list(self.collections.values()):

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import threading
+from dataclasses import replace
 
 from .errors import AlreadyExists, NotFound
 from .storage import U32, Store, collection_range
@@ -52,8 +53,7 @@ class Catalog:
     def create(self, config: CollectionConfig) -> CollectionConfig:
         with self.lock:
             self._check_free(config.name)
-            cfg = CollectionConfig(config.name, config.dim, config.metric, config.index,
-                                   config.shards, config.encoder, uid=self.next_uid)
+            cfg = replace(config, uid=self.next_uid)
             wb = self.store.batch()
             wb.put(b"C" + cfg.name.encode(), json.dumps(cfg.to_dict()).encode())
             wb.put(b"U", U32.pack(cfg.uid + 1))
@@ -61,6 +61,15 @@ class Catalog:
             self.next_uid = cfg.uid + 1
             self.configs[cfg.name] = cfg
             return cfg
+
+    def update(self, config: CollectionConfig) -> CollectionConfig:
+        """Persist a changed config of an existing collection (same name and uid)."""
+        with self.lock:
+            wb = self.store.batch()
+            wb.put(b"C" + config.name.encode(), json.dumps(config.to_dict()).encode())
+            self.store.write(wb, sync=True)
+            self.configs[config.name] = config
+            return config
 
     def drop(self, name: str) -> CollectionConfig:
         with self.lock:

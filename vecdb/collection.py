@@ -15,7 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import checkpoint, validation
+from . import checkpoint, filters, validation
+from .expiry import now_ms
+from .filters import Clause
 from .config import DatabaseOptions
 from .errors import InvalidArgument, NotFound
 from .index import higher_is_better, prepare
@@ -52,39 +54,106 @@ class Collection:
         return groups
 
     # ---- writes -------------------------------------------------------------
-    def upsert(self, ids, vectors, payloads=None, texts=None) -> WriteResult:
+    def upsert(self, ids, vectors, payloads=None, texts=None, ttl=None) -> WriteResult:
         ids = validation.ids(ids)
         if not ids:
             return WriteResult(0, {})
-        vecs = validation.vectors(vectors, self.config.dim, len(ids))
+        vecs = self._vectors(vectors, len(ids))
+        pays = validation.payloads(payloads, len(ids), self.options.max_payload_bytes)
+        txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
+        expire = validation.ttl(ttl, len(ids), now_ms())
+        with self.write_lock:
+            return self._upsert_locked(ids, vecs, pays, txts, expire)
+
+    def _vectors(self, vectors, n: int) -> np.ndarray:
+        vecs = validation.vectors(vectors, self.config.dim, n)
         if self.config.metric == "cosine":
             zero = np.flatnonzero(~np.any(vecs, axis=1))
             if len(zero):
                 raise InvalidArgument(f"vectors[{zero[0]}] is all zeros; cosine needs a non-zero vector",
                                       "vectors")
-        pays = validation.payloads(payloads, len(ids), self.options.max_payload_bytes)
-        txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
-        groups = self._route(ids)
-        with self.write_lock:
-            wb = self.store.batch()
-            ops = []
-            for s, rows in groups.items():
-                ops.append((s, self.shards[s].prepare_upsert(
-                    wb, [ids[j] for j in rows], vecs[rows], [pays[j] for j in rows], [txts[j] for j in rows])))
-            return self._commit(wb, ops, len(ids))
+        return vecs
 
-    def delete(self, ids) -> WriteResult:
-        ids = validation.ids(ids, unique=False)
-        ids = list(dict.fromkeys(ids))
-        groups = self._route(ids)
+    def _upsert_locked(self, ids, vecs, pays, txts, expire) -> WriteResult:
+        wb = self.store.batch()
+        ops = []
+        for s, rows in self._route(ids).items():
+            ops.append((s, self.shards[s].prepare_upsert(
+                wb, [ids[j] for j in rows], vecs[rows], [pays[j] for j in rows], [txts[j] for j in rows],
+                None if expire is None else [expire[j] for j in rows])))
+        return self._commit(wb, ops, len(ids))
+
+    def delete(self, ids=None, filter=None) -> WriteResult:
+        node = self._selection(ids, filter)
         with self.write_lock:
-            wb = self.store.batch()
-            ops = []
-            for s, rows in groups.items():
-                op = self.shards[s].prepare_delete(wb, [ids[j] for j in rows])
-                if op is not None:
-                    ops.append((s, op))
-            return self._commit(wb, ops, sum(len(op.removed) for _, op in ops))
+            ids = self._ids_matching(node) if node is not None else list(dict.fromkeys(
+                validation.ids(ids, unique=False)))
+            return self._delete_locked(ids)
+
+    def _delete_locked(self, ids: list[str]) -> WriteResult:
+        wb = self.store.batch()
+        ops = []
+        for s, rows in self._route(ids).items():
+            op = self.shards[s].prepare_delete(wb, [ids[j] for j in rows])
+            if op is not None:
+                ops.append((s, op))
+        return self._commit(wb, ops, sum(len(op.removed) for _, op in ops))
+
+    def update_payload(self, ids=None, filter=None, set_keys=None, overwrite=None,
+                       delete_keys=None) -> WriteResult:
+        """Partial payload update of the points with these ids (or matching the filter),
+        as ONE atomic, WAL-logged batch: ``overwrite`` replaces the payload, then
+        ``set_keys`` merges top-level keys, then ``delete_keys`` removes keys."""
+        node = self._selection(ids, filter)
+        if set_keys is None and overwrite is None and delete_keys is None:
+            raise InvalidArgument("give at least one of set, overwrite, delete_keys", "set")
+        for name, v in (("set", set_keys), ("overwrite", overwrite)):
+            if v is not None and not isinstance(v, dict):
+                raise InvalidArgument(f"{name} must be a JSON object", name)
+        if delete_keys is not None and (not isinstance(delete_keys, list) or
+                                        not all(isinstance(k, str) for k in delete_keys)):
+            raise InvalidArgument("delete_keys must be a list of strings", "delete_keys")
+
+        def change(point: Point) -> dict:
+            pay = dict(overwrite) if overwrite is not None else dict(point.payload or {})
+            pay.update(set_keys or {})
+            for key in delete_keys or ():
+                pay.pop(key, None)
+            return pay
+        return self._rewrite(ids, node, change, None)
+
+    def update_vectors(self, ids, vectors) -> WriteResult:
+        """Replace the vectors of existing points; payload, text and TTL stay."""
+        ids = validation.ids(ids)
+        vecs = self._vectors(vectors, len(ids))
+        new = dict(zip(ids, vecs))
+        return self._rewrite(ids, None, None, new)
+
+    def _rewrite(self, ids, node, change, new_vectors) -> WriteResult:
+        with self.write_lock:
+            ids = self._ids_matching(node) if node is not None else validation.ids(ids, unique=False)
+            ids = list(dict.fromkeys(ids))
+            points, expire = self._current(ids)
+            if not points:
+                return WriteResult(0, {})
+            ids = [p.id for p in points]
+            if new_vectors is not None:
+                vecs = np.stack([new_vectors[p.id] for p in points])
+            else:
+                vecs = np.stack([p.vector for p in points])
+            pays = [p.payload for p in points] if change is None else [change(p) for p in points]
+            enc_pays = validation.payloads(pays, len(ids), self.options.max_payload_bytes)
+            enc_txts = [None if p.text is None else p.text.encode("utf-8", "surrogatepass") for p in points]
+            return self._upsert_locked(ids, vecs, enc_pays, enc_txts, expire)
+
+    def _current(self, ids: list[str]) -> tuple[list[Point], list[int | None] | None]:
+        """Points (with vectors, payloads, texts) and their expiry, for a rewrite."""
+        found: dict[str, tuple[Point, int | None]] = {}
+        for s, rows in self._route(ids).items():
+            found.update(self.shards[s].get_for_rewrite([ids[j] for j in rows]))
+        points = [found[pid][0] for pid in ids if pid in found]
+        expire = [found[p.id][1] for p in points]
+        return points, (expire if any(e is not None for e in expire) else None)
 
     def _commit(self, wb, ops, count: int) -> WriteResult:
         if self.retired:
@@ -96,9 +165,52 @@ class Collection:
             self.shards[s].apply(op)
         return WriteResult(count, {s: op.seq for s, op in ops})
 
+    def expire(self) -> int:
+        """Delete the points whose TTL passed (the background reaper calls this)."""
+        if not any(len(s.expiry) for s in self.shards):
+            return 0
+        with self.write_lock:
+            ids = []
+            for shard in self.shards:
+                labels = shard.expiry.expired()
+                if len(labels):
+                    ids += [pid for lab, pid, _, _ in shard.iter_records(labels)
+                            if shard.labels_of([pid])[0] == lab]  # not replaced since
+            return self._delete_locked(ids).count if ids else 0
+
+    # ---- filters --------------------------------------------------------------
+    @staticmethod
+    def _selection(ids, filter) -> Clause | None:
+        """Exactly one of ids / filter; returns the parsed filter (None when ids)."""
+        node = filters.parse(filter)
+        if (ids is None) == (node is None):
+            raise InvalidArgument("give either ids or a non-empty filter, not both or neither",
+                                  "filter" if node is not None else "ids")
+        return node
+
+    def _ids_matching(self, node: Clause | None) -> list[str]:
+        out = []
+        for shard in self.shards:
+            out += [pid for _, pid, _, _ in shard.iter_records(shard.matching(node))]
+        return out
+
+    def create_payload_index(self, field: str, kind: str) -> None:
+        for shard in self.shards:
+            shard.build_payload_index(field, kind)
+
+    def payload_index_states(self) -> dict:
+        out = {}
+        for f, kind in self.config.payload_indexes:
+            ready = all(f in s.pindex.ready for s in self.shards)
+            out[f] = {"type": kind, "state": "ready" if ready else "building"}
+        return out
+
     # ---- reads --------------------------------------------------------------
-    def count(self) -> int:
-        return sum(s.count for s in self.shards)
+    def count(self, filter=None) -> int:
+        node = filters.parse(filter)
+        if node is None:
+            return sum(s.count_visible() for s in self.shards)
+        return sum(len(s.matching(node)) for s in self.shards)
 
     def get(self, ids, with_vector: bool, with_payload: bool) -> list[Point]:
         ids = validation.ids(ids, unique=False)
@@ -107,34 +219,72 @@ class Collection:
             found.update(self.shards[s].get([ids[j] for j in rows], with_vector, with_payload))
         return [found[pid] for pid in ids if pid in found]
 
-    def scroll(self, limit: int, cursor: str | None, with_vector: bool, with_payload: bool) -> ScrollPage:
+    def scroll(self, limit: int, cursor: str | None, with_vector: bool, with_payload: bool,
+               filter=None) -> ScrollPage:
         limit = validation.int_in(limit, 1, 10_000, "limit")
         after = _decode_cursor(cursor)
-        candidates = sorted(pid for s in self.shards for pid in s.scroll_ids(after, limit + 1))
-        page = candidates[:limit]
+        node = filters.parse(filter)
+        if node is None:
+            candidates = sorted(pid for s in self.shards for pid in s.scroll_ids(after, limit + 1))
+            page = candidates[:limit]
+            points = self.get(page, with_vector, with_payload)
+            more = len(candidates) > limit
+            return ScrollPage(points, _encode_cursor(page[-1]) if more and page else None)
+        matched = sorted(pid for pid in self._ids_matching(node) if after is None or pid > after)
+        page = matched[:limit]
         points = self.get(page, with_vector, with_payload)
-        more = len(candidates) > limit
-        return ScrollPage(points, _encode_cursor(page[-1]) if more and page else None)
+        return ScrollPage(points, _encode_cursor(page[-1]) if len(matched) > limit else None)
 
     def search(self, queries, k: int, params: SearchParams, with_payload: bool,
-               with_vector: bool) -> list[SearchResult]:
+               with_vector: bool, filter=None) -> list[SearchResult]:
         k = validation.k(k)
+        q = self._queries(queries, params)
+        node = filters.parse(filter)
+        if len(q) == 0:
+            return []
+        if len(self.shards) == 1:
+            parts = [self.shards[0].search(q, k, params, node)]
+        else:
+            parts = list(self.pool.map(lambda s: s.search(q, k, params, node), self.shards))
+        plan = "; ".join(f"shard {i}: {p[2]}" for i, p in enumerate(parts))
+        scores, which, labels = merge([p[:2] for p in parts], k, higher_is_better(self.config.metric))
+        return self._hydrate(scores, which, labels, with_payload, with_vector, plan)
+
+    def _queries(self, queries, params: SearchParams) -> np.ndarray:
         q = validation.vectors(queries, self.config.dim, None, "queries")
         for name in ("nprobe", "ef_search"):
             v = getattr(params, name)
             if v is not None:
                 validation.int_in(v, 1, 1 << 20, name)
+        return prepare(q, self.config.metric) if len(q) else q
+
+    def range_search(self, queries, threshold: float, limit: int, params: SearchParams,
+                     with_payload: bool, with_vector: bool, filter=None) -> list[SearchResult]:
+        """Every point scoring better than ``threshold`` (cosine/ip: score > threshold;
+        l2: squared distance < threshold), best first, at most ``limit`` per query."""
+        limit = validation.int_in(limit, 1, 100_000, "limit")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or \
+                not np.isfinite(threshold):
+            raise InvalidArgument(f"threshold must be a finite number, got {threshold!r}", "threshold")
+        q = self._queries(queries, params)
+        node = filters.parse(filter)
         if len(q) == 0:
             return []
-        q = prepare(q, self.config.metric)
-        if len(self.shards) == 1:
-            parts = [self.shards[0].search(q, k, params)]
-        else:
-            parts = list(self.pool.map(lambda s: s.search(q, k, params), self.shards))
-        scores, which, labels = merge(parts, k, higher_is_better(self.config.metric))
-        return self._hydrate(scores, which, labels, with_payload, with_vector)
+        per_shard = [s.range_search(q, float(threshold), params, node) for s in self.shards]
+        higher = higher_is_better(self.config.metric)
+        width = min(limit, max([len(d) for part in per_shard for d, _ in part] + [0]) * len(self.shards))
+        scores = np.full((len(q), max(width, 1)), np.nan, np.float32)
+        labels = np.full((len(q), max(width, 1)), -1, np.int64)
+        which = np.zeros((len(q), max(width, 1)), np.int32)
+        for i in range(len(q)):
+            d = np.concatenate([part[i][0] for part in per_shard])
+            lab = np.concatenate([part[i][1] for part in per_shard])
+            sh = np.concatenate([np.full(len(part[i][0]), j, np.int32) for j, part in enumerate(per_shard)])
+            order = np.argsort(-d if higher else d, kind="stable")[:limit]
+            scores[i, :len(order)], labels[i, :len(order)], which[i, :len(order)] = d[order], lab[order], sh[order]
+        return self._hydrate(scores, which, labels, with_payload, with_vector, None)
 
-    def _hydrate(self, scores, which, labels, with_payload, with_vector) -> list[SearchResult]:
+    def _hydrate(self, scores, which, labels, with_payload, with_vector, plan) -> list[SearchResult]:
         nq = scores.shape[0]
         valid = labels >= 0
         ids = np.empty(labels.shape, dtype=object)
@@ -158,7 +308,7 @@ class Collection:
                 ids=ids[i][m].tolist(), scores=scores[i][m],
                 payloads=pays[i][m].tolist() if with_payload else None,
                 vectors=vecs[i][m] if with_vector else None,
-                texts=txts[i][m].tolist() if with_payload else None))
+                texts=txts[i][m].tolist() if with_payload else None, plan=plan))
         return out
 
     # ---- maintenance ----------------------------------------------------------

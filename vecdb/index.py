@@ -148,13 +148,18 @@ def build_ann(spec: IndexSpec, metric: str, labels: np.ndarray, vectors: np.ndar
     return Ann(kind, index, trained_on=n)
 
 
-def search_params(ann: Ann, spec: IndexSpec, k: int, nprobe: int | None, ef_search: int | None):
-    """Fresh SearchParameters per call (IndexIDMap mutates them while searching)."""
-    sel = ann.selector()
+def search_params(ann: Ann, spec: IndexSpec, k: int, nprobe: int | None, ef_search: int | None,
+                  sel=None):
+    """Fresh SearchParameters per call (IndexIDMap mutates them while searching).
+
+    ``sel``: an IDSelector of allowed labels (a filter); it must not allow
+    tombstoned labels. Without it, HNSW tombstones are excluded here."""
+    sel = sel if sel is not None else ann.selector()
     if ann.kind == "hnsw":
         ef = max(ef_search or spec.param("ef_search"), k)
         return faiss.SearchParametersHNSW(efSearch=ef, sel=sel) if sel else faiss.SearchParametersHNSW(efSearch=ef)
-    return faiss.SearchParametersIVF(nprobe=nprobe or spec.param("nprobe"))
+    nprobe = nprobe or spec.param("nprobe")
+    return faiss.SearchParametersIVF(nprobe=nprobe, sel=sel) if sel else faiss.SearchParametersIVF(nprobe=nprobe)
 
 
 def rerank(exact: faiss.IndexIDMap2, queries: np.ndarray, labels: np.ndarray, k: int,

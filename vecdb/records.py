@@ -19,6 +19,10 @@ def encode(pid: bytes, payload: bytes | None, text: bytes | None) -> bytes:
                      pid, payload or b"", text or b""))
 
 
+def load_json(raw: bytes | None) -> dict | None:
+    return None if raw is None else json.loads(raw)
+
+
 def decode(raw: bytes, with_payload: bool = True, with_text: bool = True
            ) -> tuple[str, dict | None, str | None]:
     n_id, n_pay, n_text = HEAD.unpack_from(raw, 0)

@@ -19,7 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import checkpoint, records, wal
+import faiss
+
+from . import checkpoint, planner, records, wal
+from .expiry import ExpiryMap
+from .filters import Clause
+from .payload_index import FieldIndex, PayloadIndexes
 from .index import Ann, build_ann, min_build_points, new_exact, prepare, rerank, search_params, snapshot
 from .rwlock import RWLock
 from .storage import META, U64, Store, shard_prefix
@@ -37,6 +42,9 @@ class Op:
     vectors: np.ndarray  # float32, raw (not normalized)
     next_label: int
     data_bytes: int
+    payloads: list | None = None  # JSON bytes per added label (for payload indexes)
+    texts: list | None = None     # utf-8 bytes per added label
+    expire_ms: list | None = None  # expiry per added label (None: never)
 
 
 class Shard:
@@ -57,6 +65,10 @@ class Shard:
         self.checkpoint_seq = 0
         self._ann_dirty = False
         self._failed_at = -1
+        self.pindex = PayloadIndexes()
+        for f, kind in config.payload_indexes:  # empty; recover() fills them from RocksDB
+            self.pindex.ready[f] = FieldIndex(f, kind)
+        self.expiry = ExpiryMap()
 
     # ---- keys -------------------------------------------------------------
     def _k(self, kind: bytes, label_or_id) -> bytes:
@@ -70,7 +82,8 @@ class Shard:
 
     # ---- write path -------------------------------------------------------
     def prepare_upsert(self, wb, ids: list[str], vectors: np.ndarray,
-                       payloads: list[bytes | None], texts: list[bytes | None]) -> Op:
+                       payloads: list[bytes | None], texts: list[bytes | None],
+                       expire_ms: list[int | None] | None = None) -> Op:
         old = [lab for lab in self.labels_of(ids) if lab is not None]
         data_bytes = self.data_bytes - self._record_bytes(old)
         n = len(ids)
@@ -79,6 +92,7 @@ class Shard:
         for lab in old:
             wb.delete(self._k(b"p", lab))
             wb.delete(self._k(b"v", lab))
+            wb.delete(self._k(b"e", lab))
         for j, pid in enumerate(ids):
             lab = int(labels[j])
             raw_id = pid.encode()
@@ -86,9 +100,11 @@ class Shard:
             wb.put(self.prefix + b"i" + raw_id, U64.pack(lab))
             wb.put(self._k(b"p", lab), rec)
             wb.put(self._k(b"v", lab), vectors[j].tobytes())
+            if expire_ms is not None and expire_ms[j] is not None:
+                wb.put(self._k(b"e", lab), U64.pack(expire_ms[j]))
             data_bytes += len(rec) + vec_size
         op = Op(self.last_seq + 1, np.array(old, dtype=np.int64), labels, vectors,
-                self.next_label + n, data_bytes)
+                self.next_label + n, data_bytes, payloads, texts, expire_ms)
         self._put_wal(wb, op, wal.OP_UPSERT, ids)
         return op
 
@@ -102,6 +118,7 @@ class Shard:
             wb.delete(self._k(b"i", pid))
             wb.delete(self._k(b"p", lab))
             wb.delete(self._k(b"v", lab))
+            wb.delete(self._k(b"e", lab))
         op = Op(self.last_seq + 1, removed, np.zeros(0, np.int64),
                 np.zeros((0, self.config.dim), np.float32), self.next_label, data_bytes)
         self._put_wal(wb, op, wal.OP_DELETE, [])
@@ -128,9 +145,22 @@ class Shard:
                 return
             vecs = prepare(op.vectors, self.metric)
             self._apply_index(self.exact, self.ann, op.removed, op.added, vecs)
+            self._apply_meta(op)
             if self._pending is not None:
                 self._pending.append(Op(op.seq, op.removed, op.added, vecs, 0, 0))
             self.applied_seq = op.seq
+
+    def _apply_meta(self, op: Op) -> None:
+        """Payload indexes and expiry times follow every applied op."""
+        self.expiry.remove(op.removed)
+        if op.expire_ms is not None:
+            self.expiry.set(op.added, op.expire_ms)
+        if self.pindex.active:
+            n = len(op.added)
+            pays = [records.load_json(b) for b in op.payloads] if op.payloads else [None] * n
+            txts = [None if t is None else t.decode("utf-8", "surrogatepass") for t in op.texts] \
+                if op.texts else [None] * n
+            self.pindex.apply(op.removed, op.added, pays, txts)
 
     @staticmethod
     def _apply_index(exact, ann: Ann | None, removed, added, vecs) -> None:
@@ -148,6 +178,27 @@ class Shard:
 
     # ---- recovery ---------------------------------------------------------
     def recover(self) -> None:
+        self._recover_faiss()
+        for key, raw in self.store.scan(self.prefix + b"e", self.prefix + b"f"):
+            self.expiry.at[U64.unpack(key[-8:])[0]] = U64.unpack(raw)[0]
+        if self.pindex.ready:
+            for lab, _, pay, txt in self.iter_records():
+                for fi in self.pindex.ready.values():
+                    fi.add(lab, pay, txt)
+
+    def iter_records(self, labels: np.ndarray | None = None):
+        """(label, id, payload, text) of every point (or of the given labels) from RocksDB."""
+        if labels is None:
+            n = len(self.prefix) + 1
+            for key, raw in self.store.scan(self.prefix + b"p", self.prefix + b"q"):
+                pid, pay, txt = records.decode(raw)
+                yield int.from_bytes(key[n:n + 8], "big"), pid, pay, txt
+            return
+        for lab, raw in zip(labels.tolist(), self.store.multi_get(self._label_keys(b"p", labels))):
+            if raw is not None:
+                yield (lab, *records.decode(raw))
+
+    def _recover_faiss(self) -> None:
         loaded = checkpoint.load(self.dir, self.config)
         if loaded is not None:
             self.exact, self.ann, self.applied_seq = loaded.exact, loaded.ann, loaded.seq
@@ -192,20 +243,58 @@ class Shard:
     def count(self) -> int:
         return self.exact.ntotal
 
-    def search(self, queries: np.ndarray, k: int, params: SearchParams) -> tuple[np.ndarray, np.ndarray]:
-        """(scores, labels), each (q, <=k); labels -1 where fewer hits exist."""
+    def search(self, queries: np.ndarray, k: int, params: SearchParams,
+               node: Clause | None = None) -> tuple[np.ndarray, np.ndarray, str]:
+        """(scores, labels, plan): each (q, <=k); labels -1 where fewer hits exist.
+        ``node``: a parsed filter. Expired points are never returned."""
         with self.lock.read():
-            ann, n = self.ann, self.exact.ntotal
-            if n == 0:
-                return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-            if params.exact or ann is None:
-                return self.exact.search(queries, min(k, n))
-            spec = self.config.index
-            sp = search_params(ann, spec, k, params.nprobe, params.ef_search)
-            if ann.kind == "ivf_pq":
-                _, cand = ann.index.search(queries, min(k * spec.param("refine"), n), params=sp)
-                return rerank(self.exact, queries, cand, k, "l2" if self.metric == "l2" else "ip")
-            return ann.index.search(queries, k, params=sp)
+            exclude = self.expiry.expired()
+            if node is None and not len(exclude):
+                return (*self._search_locked(queries, k, params), "ann" if self.ann and not params.exact
+                        else "exact")
+            return planner.search(self, queries, k, params, node, exclude)
+
+    def matching(self, node: Clause | None) -> np.ndarray:
+        """Sorted labels of the live, unexpired points matching ``node``."""
+        with self.lock.read():
+            return planner.matching(self, node, self.expiry.expired())[0]
+
+    def count_visible(self) -> int:
+        with self.lock.read():
+            return self.exact.ntotal - len(self.expiry.expired())
+
+    def range_search(self, queries: np.ndarray, threshold: float, params: SearchParams,
+                     node: Clause | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per query (scores, labels) of every point scoring better than ``threshold``
+        (ip/cosine: score > threshold; l2: distance < threshold). Unsorted."""
+        with self.lock.read():
+            if self.exact.ntotal == 0:
+                return [(np.zeros(0, np.float32), np.zeros(0, np.int64))] * len(queries)
+            exclude = self.expiry.expired()
+            sel = None
+            if node is not None or len(exclude):
+                sel = faiss.IDSelectorBatch(planner.matching(self, node, exclude)[0])
+            ann = self.ann
+            if ann is not None and ann.kind == "ivf_flat" and not params.exact:
+                sp = search_params(ann, self.config.index, 1, params.nprobe, None, sel=sel)
+                lims, dist, labels = ann.index.range_search(queries, threshold, params=sp)
+            else:
+                sp = faiss.SearchParameters(sel=sel) if sel is not None else None
+                lims, dist, labels = self.exact.range_search(queries, threshold, params=sp)
+            return [(dist[lims[i]:lims[i + 1]], labels[lims[i]:lims[i + 1]]) for i in range(len(queries))]
+
+    def _search_locked(self, queries: np.ndarray, k: int, params: SearchParams):
+        ann, n = self.ann, self.exact.ntotal
+        if n == 0:
+            return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
+        if params.exact or ann is None:
+            return self.exact.search(queries, min(k, n))
+        spec = self.config.index
+        sp = search_params(ann, spec, k, params.nprobe, params.ef_search)
+        if ann.kind == "ivf_pq":
+            _, cand = ann.index.search(queries, min(k * spec.param("refine"), n), params=sp)
+            return rerank(self.exact, queries, cand, k, "l2" if self.metric == "l2" else "ip")
+        return ann.index.search(queries, k, params=sp)
 
     def _label_keys(self, kind: bytes, labels: np.ndarray) -> list[bytes]:
         raw = np.ascontiguousarray(labels, dtype=_I64).tobytes()
@@ -231,12 +320,21 @@ class Shard:
 
     def get(self, ids: list[str], with_vector: bool, with_payload: bool) -> dict[str, Point]:
         found = [(pid, lab) for pid, lab in zip(ids, self.labels_of(ids)) if lab is not None]
+        if found and len(self.expiry):
+            gone = set(self.expiry.expired().tolist())
+            found = [(pid, lab) for pid, lab in found if lab not in gone]
         if not found:
             return {}
         labels = np.array([lab for _, lab in found], dtype=np.int64)
         _, payloads, texts, vectors = self.hydrate(labels, with_payload, with_vector)
         return {pid: Point(pid, None if vectors is None else vectors[j].copy(), payloads[j], texts[j])
                 for j, (pid, _) in enumerate(found)}
+
+    def get_for_rewrite(self, ids: list[str]) -> dict[str, tuple[Point, int | None]]:
+        """Unexpired points with vector, payload and text, plus their expiry (ms or None)."""
+        got = self.get(ids, with_vector=True, with_payload=True)
+        labels = dict(zip(ids, self.labels_of(ids)))
+        return {pid: (p, self.expiry.at.get(labels[pid])) for pid, p in got.items()}
 
     def scroll_ids(self, after: str | None, limit: int) -> list[str]:
         start = self.prefix + b"i" + (after.encode() + b"\x00" if after is not None else b"")
@@ -285,6 +383,29 @@ class Shard:
         log.info("shard %s/%d: %s index built over %d points", self.config.name, self.number,
                  ann.kind, ann.trained_on)
         return True
+
+    def build_payload_index(self, field: str, kind: str) -> None:
+        """Index a field from RocksDB while writes continue, then make it usable.
+
+        The index is registered first, so every op applied from then on updates
+        it; the records are then read. A label removed meanwhile may still be
+        read from the scan: labels are never reused, so removing those again at
+        the end is exact."""
+        fi = FieldIndex(field, kind)
+        with self.lock.write():
+            self.pindex.building[field] = fi
+            self.pindex.removed_while_building[field] = removed = set()
+        for lab, _, pay, txt in self.iter_records():
+            fi.add(lab, pay, txt)
+        with self.lock.write():
+            for lab in removed:
+                fi.remove(lab)
+            del self.pindex.building[field], self.pindex.removed_while_building[field]
+            self.pindex.ready[field] = fi
+
+    def drop_payload_index(self, field: str) -> None:
+        with self.lock.write():
+            self.pindex.ready.pop(field, None)
 
     def retire(self) -> None:
         """The collection is being dropped: wait for a running checkpoint, skip later ones."""

@@ -55,17 +55,21 @@ class CollectionConfig:
     shards: int = 1
     encoder: str | None = None
     uid: int = 0  # internal key-space id; never reused, so drop+create is clean
+    # declared payload indexes: ((field, type), ...) sorted by field
+    payload_indexes: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dim": self.dim, "metric": self.metric,
                 "index": self.index.to_dict(), "shards": self.shards,
-                "encoder": self.encoder, "uid": self.uid}
+                "encoder": self.encoder, "uid": self.uid,
+                "payload_indexes": [list(p) for p in self.payload_indexes]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CollectionConfig":
         return cls(name=d["name"], dim=int(d["dim"]), metric=d["metric"],
                    index=IndexSpec(d["index"]["type"], dict(d["index"]["params"])),
-                   shards=int(d["shards"]), encoder=d.get("encoder"), uid=int(d["uid"]))
+                   shards=int(d["shards"]), encoder=d.get("encoder"), uid=int(d["uid"]),
+                   payload_indexes=tuple((f, t) for f, t in d.get("payload_indexes", [])))
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,7 @@ class CollectionDescription:
     index_state: str  # worst over shards: "exact" < "training" < "built"
     bytes_on_disk: int
     aliases: tuple[str, ...]
+    payload_indexes: dict = field(default_factory=dict)  # field -> {"type", "state"}
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ class SearchResult:
     payloads: list[dict | None] | None = None
     vectors: np.ndarray | None = None  # float32, shape (n, dim)
     texts: list[str | None] | None = None
+    plan: str | None = None  # how a filtered search ran, per shard (explain)
 
     def __len__(self) -> int:
         return len(self.ids)

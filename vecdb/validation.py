@@ -152,3 +152,45 @@ def encoder(value: Any) -> str | None:
         raise InvalidArgument(f"encoder must be a non-empty string of at most 1024 characters, got {value!r}",
                               "encoder")
     return value
+
+
+MAX_TTL_S = 10 * 365 * 24 * 3600
+
+
+def ttl(value: Any, n: int, now_ms: int) -> list[int | None] | None:
+    """Seconds to live (one number for all points, or one per point, None = forever)
+    -> expiry times in ms since the epoch."""
+    if value is None:
+        return None
+    values = value if isinstance(value, (list, tuple)) else [value] * n
+    if len(values) != n:
+        raise InvalidArgument(f"ttl has {len(values)} entries for {n} points", "ttl")
+    out: list[int | None] = []
+    for i, v in enumerate(values):
+        if v is None:
+            out.append(None)
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= MAX_TTL_S:
+            raise InvalidArgument(f"ttl[{i}] must be a number of seconds in (0, {MAX_TTL_S}], got {v!r}",
+                                  f"ttl[{i}]" if isinstance(value, (list, tuple)) else "ttl")
+        out.append(now_ms + int(v * 1000))
+    return out
+
+
+def payload_field(value: Any) -> str:
+    from .filters import TEXT_KEY
+    if value == TEXT_KEY:
+        return value
+    if not isinstance(value, str) or not value or len(value) > 256 or \
+            any(not part for part in value.split(".")):
+        raise InvalidArgument(f"field must be a dotted payload path (or {TEXT_KEY!r} for the point "
+                              f"text), got {value!r}", "field")
+    return value
+
+
+def mapping(value: Any, field: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{field} must be an object, got {type(value).__name__}", field)
+    return value
