@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
-import sys
-import time
 
 import numpy as np
 
 from vecdb import Database, DatabaseOptions
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from .harness import run_child_and_kill
 ROUNDS = 6
 
 
@@ -25,15 +22,7 @@ def test_catalog_is_consistent_after_sigkill_during_create_and_drop(tmp_path):
     rng = random.Random(seed)
     data = str(tmp_path / "data")
     for rnd in range(ROUNDS):
-        child = subprocess.Popen([sys.executable, os.path.join(HERE, "drop_child.py"), data],
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            assert child.stdout.readline().strip() == "ready", child.stderr.read()
-            time.sleep(rng.uniform(0.1, 1.0))
-            assert child.poll() is None, child.stderr.read()
-        finally:
-            child.kill()
-            child.wait()
+        run_child_and_kill("drop_child.py", [data], rng, 0.1, 1.0)
         where = f"seed={seed} round={rnd}"
         db = Database.open(data, DatabaseOptions(background=False))
         try:

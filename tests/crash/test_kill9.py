@@ -9,42 +9,18 @@ that was in flight (atomic: never a part of it). 24 rounds in all.
 """
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 
 from vecdb import Database, DatabaseOptions, SearchParams
 
+from .harness import last_ack, run_child_and_kill
 from .workload import COLLECTION, POOL, expected_point, model, pid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 ROUNDS = 8
 ALL_IDS = [pid(i) for i in range(POOL)]
-
-
-def run_child_and_kill(data: str, ack: str, index: str, shards: int, rng: random.Random) -> None:
-    child = subprocess.Popen([sys.executable, os.path.join(HERE, "ingest_child.py"), data, ack, index,
-                              str(shards)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = child.stdout.readline()
-        assert line.strip() == "ready", f"child failed to start: {line!r} {child.stderr.read()}"
-        time.sleep(rng.uniform(0.05, 1.2))
-        assert child.poll() is None, f"child died on its own: {child.stderr.read()}"
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
-
-
-def last_ack(path: str) -> int:
-    words = open(path).read().split() if os.path.exists(path) else []
-    return int(words[-1]) if words else -1
 
 
 def snapshot(db: Database) -> dict[str, tuple[bytes, dict]]:
@@ -68,7 +44,7 @@ def test_acknowledged_writes_survive_sigkill(tmp_path, index, shards):
     rng = random.Random(seed)
     data, ack = str(tmp_path / "data"), str(tmp_path / "acks")
     for rnd in range(ROUNDS):
-        run_child_and_kill(data, ack, index, shards, rng)
+        run_child_and_kill("ingest_child.py", [data, ack, index, str(shards)], rng)
         acked = last_ack(ack)
         where = f"seed={seed} round={rnd} acked={acked}"
         db = Database.open(data, DatabaseOptions(background=False))  # must open cleanly, every time
