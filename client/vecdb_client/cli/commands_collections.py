@@ -1,0 +1,200 @@
+"""collections list|create|describe|drop, alias set|delete|list, status."""
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from .context import Context, UsageError
+from .output import Result, Table, kv_table
+from .parser import command, group, positive_int
+
+SERVER_VERSION_NOTE = "unknown (server does not report it)"
+
+
+def info_dict(info: Any) -> dict[str, Any]:
+    """A CollectionInfo as JSON: config fields flattened, plus stats and shards."""
+    return {**asdict(info.config), "points": info.points, "index_state": info.index_state,
+            "bytes_on_disk": info.bytes_on_disk, "aliases": list(info.aliases),
+            # payload indexes: present once the SDK reports them
+            "payload_indexes": {k: dict(v._asdict()) for k, v in
+                                getattr(info, "payload_indexes", {}).items()},
+            "shard_stats": [asdict(s) for s in info.shards]}
+
+
+def info_views(d: dict[str, Any]) -> list[Table]:
+    head = {k: v for k, v in d.items() if k != "shard_stats"}
+    shards = d["shard_stats"]
+    cols = list(shards[0]) if shards else ["points"]
+    return [kv_table(head, f"collection {d['name']}"),
+            Table(["shard"] + cols, [[i] + [s[c] for c in cols] for i, s in enumerate(shards)],
+                  "shards")]
+
+
+# ------------------------------------------------------------------ collections
+def cmd_list(ctx: Context, args: Any) -> Result:
+    configs = [asdict(c) for c in ctx.client.list_collections()]
+    cols = ["name", "dim", "metric", "index", "shards", "encoder"]
+    return Result(configs, Table(cols, [[c[k] for k in cols] for c in configs]))
+
+
+def parse_params(pairs: list[str]) -> dict[str, int]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            params[key.strip()] = int(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise UsageError(f"--param expects KEY=INTEGER (e.g. nlist=1024), got {pair!r}")
+    return params
+
+
+def cmd_create(ctx: Context, args: Any) -> Result:
+    from vecdb_client.errors import AlreadyExistsError
+    params = parse_params(args.param)
+    try:
+        info = ctx.client.create_collection(args.name, args.dim, args.metric, args.index,
+                                            args.shards, args.encoder, **params)
+    except AlreadyExistsError:
+        if not args.exist_ok:
+            raise
+        info = ctx.client.describe_collection(args.name)
+    d = info_dict(info)
+    return Result(d, info_views(d))
+
+
+def cmd_describe(ctx: Context, args: Any) -> Result:
+    d = info_dict(ctx.client.describe_collection(args.name))
+    return Result(d, info_views(d))
+
+
+def cmd_drop(ctx: Context, args: Any) -> Result:
+    from vecdb_client.errors import NotFoundError
+    if not args.yes and sys.stdin.isatty():
+        print(f"drop collection {args.name!r} and all its points? [y/N] ", end="",
+              file=sys.stderr, flush=True)  # stderr: stdout is for the result
+        answer = sys.stdin.readline()
+        if answer.strip().lower() not in ("y", "yes"):
+            raise UsageError("not confirmed (pass --yes to skip the question)")
+    dropped = True
+    try:
+        ctx.client.drop_collection(args.name)
+    except NotFoundError:
+        if not args.missing_ok:
+            raise
+        dropped = False
+    data = {"name": args.name, "dropped": dropped}
+    return Result(data, f"dropped {args.name}" if dropped else f"{args.name} did not exist")
+
+
+# ------------------------------------------------------------------ aliases
+def cmd_alias_set(ctx: Context, args: Any) -> Result:
+    ctx.client.set_alias(args.alias, args.collection)
+    data = {"alias": args.alias, "collection": args.collection}
+    return Result(data, f"alias {args.alias} -> {args.collection}")
+
+
+def cmd_alias_delete(ctx: Context, args: Any) -> Result:
+    ctx.client.delete_alias(args.alias)
+    return Result({"alias": args.alias, "deleted": True}, f"deleted alias {args.alias}")
+
+
+def cmd_alias_list(ctx: Context, args: Any) -> Result:
+    aliases = ctx.client.list_aliases(args.collection)
+    rows = sorted(aliases.items())
+    return Result(dict(rows), Table(["alias", "collection"], [list(r) for r in rows]))
+
+
+# ------------------------------------------------------------------ status
+def cmd_status(ctx: Context, args: Any) -> Result:
+    from vecdb_client import __version__
+    client = ctx.client
+    serving = ctx.health == "SERVING"  # a recovering server answers health only
+    collections = ([client.describe_collection(c.name) for c in client.list_collections()]
+                   if serving else [])
+    summary = [{"name": i.name, "dim": i.dim, "metric": i.config.metric,
+                "index": i.config.index, "shards": i.config.shards, "points": i.points,
+                "index_state": i.index_state, "bytes_on_disk": i.bytes_on_disk,
+                "aliases": list(i.aliases)} for i in collections]
+    data = {"target": ctx.target, "health": ctx.health, "client_version": __version__,
+            "server_version": None, "uptime_s": None,
+            "note": "the server does not report its version or uptime yet",
+            "collections": len(summary), "total_points": sum(s["points"] for s in summary),
+            "collection_stats": summary}
+    head = {"server": ctx.target, "health": ctx.health, "client version": __version__,
+            "server version": SERVER_VERSION_NOTE, "uptime": SERVER_VERSION_NOTE,
+            "collections": data["collections"], "total points": data["total_points"]}
+    cols = ["name", "dim", "metric", "index", "shards", "points", "index_state", "aliases"]
+    return Result(data, [kv_table(head, "vecdb status"),
+                         Table(cols, [[s[c] for c in cols] for s in summary], "collections")])
+
+
+def register(sub: Any) -> None:
+    cs = group(sub, "collections", "list, create, describe and drop collections", """
+        vecdbctl collections list
+        vecdbctl collections create docs --dim 384
+        vecdbctl collections describe docs -o json
+        vecdbctl collections drop docs --yes""")
+    command(cs, "list", "list the collections", """
+        vecdbctl collections list
+        vecdbctl collections list -o json | jq -r '.[].name'""", cmd_list)
+
+    p = command(cs, "create", "create a collection", """
+        vecdbctl collections create docs --dim 384
+        vecdbctl collections create images --dim 512 --metric l2 --index hnsw --param M=16
+        vecdbctl collections create big --dim 128 --index ivf_pq --shards 8 --param nlist=4096
+        vecdbctl collections create docs --dim 384 --exist-ok   # no error if it exists""",
+                cmd_create, details="""
+        Index parameters go as --param KEY=VALUE (integers), e.g. nlist, nprobe, m,
+        nbits, refine, M, ef_construction, ef_search, build_threshold.""")
+    p.add_argument("name")
+    p.add_argument("--dim", type=positive_int, required=True, help="vector dimension")
+    p.add_argument("--metric", choices=("cosine", "ip", "l2"), default="cosine",
+                   help="default cosine")
+    p.add_argument("--index", choices=("auto", "flat", "ivf_flat", "ivf_pq", "hnsw"),
+                   default="auto", help="default auto")
+    p.add_argument("--shards", type=positive_int, help="shard count (server default if unset)")
+    p.add_argument("--encoder", help="text encoder name (when the server supports one)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="index parameter; repeatable")
+    p.add_argument("--exist-ok", action="store_true",
+                   help="succeed (and describe it) if the collection already exists")
+
+    p = command(cs, "describe", "config, point count, index state and shards of a collection",
+                """
+        vecdbctl collections describe docs
+        vecdbctl collections describe docs -o json | jq .index_state""", cmd_describe)
+    p.add_argument("name", help="collection or alias")
+
+    p = command(cs, "drop", "drop a collection and all its points", """
+        vecdbctl collections drop docs --yes
+        vecdbctl collections drop scratch --yes --missing-ok""", cmd_drop,
+                details="Asks for confirmation on a terminal unless --yes is given.")
+    p.add_argument("name")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--missing-ok", action="store_true",
+                   help="succeed if the collection does not exist")
+
+    al = group(sub, "alias", "point aliases at collections", """
+        vecdbctl alias set docs docs_v2
+        vecdbctl alias list
+        vecdbctl alias delete docs""")
+    p = command(al, "set", "create an alias or atomically re-point it", """
+        vecdbctl alias set docs docs_v2""", cmd_alias_set)
+    p.add_argument("alias")
+    p.add_argument("collection")
+    p = command(al, "delete", "delete an alias (the collection stays)", """
+        vecdbctl alias delete docs""", cmd_alias_delete)
+    p.add_argument("alias")
+    p = command(al, "list", "list aliases, optionally of one collection", """
+        vecdbctl alias list
+        vecdbctl alias list --collection docs_v2 -o json""", cmd_alias_list)
+    p.add_argument("--collection", help="only the aliases of this collection")
+
+    p = command(sub, "status", "server health, versions and a summary of the collections", """
+        vecdbctl status
+        vecdbctl --host db.internal:50051 status -o json""", cmd_status, details="""
+        The server does not report its version or uptime yet: they show as unknown.""")
+    p.set_defaults(allow_not_serving=True)

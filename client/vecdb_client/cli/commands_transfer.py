@@ -1,0 +1,133 @@
+"""import and export: streamed in chunks, with progress (rate, ETA) on stderr."""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from .context import CliError, Context
+from .io_formats import (READ_FORMATS, WRITE_FORMATS, Chunk, detect_format, open_reader,
+                         open_writer)
+from .output import Result, kv_table, point_dict
+from .parser import command, positive_int
+from .progress import Progress
+
+
+def existing_ids(client: Any, collection: str, ids: list[str]) -> set[str]:
+    return {p.id for p in client.get(collection, ids, with_vectors=False, with_payload=False)}
+
+
+def upsert_chunk(ctx: Context, collection: str, chunk: Chunk, done: int) -> None:
+    from vecdb_client.errors import VecdbClientError
+    try:
+        ctx.client.upsert(collection, chunk.ids, chunk.vectors, chunk.payloads, chunk.texts)
+    except VecdbClientError as err:
+        raise CliError(f"import stopped after {done} points: {err}; imports are idempotent, "
+                       "re-run with --skip-existing to resume") from None
+
+
+def cmd_import(ctx: Context, args: Any) -> Result:
+    fmt = detect_format(args.file, args.format, READ_FORMATS)
+    reader = open_reader(args.file, fmt, args.batch, args.ids, args.id_prefix)
+    info = ctx.client.describe_collection(args.collection)
+    if reader.dim is not None and reader.dim != info.dim:
+        raise CliError(f"{args.file} has {reader.dim}-dimensional vectors; collection "
+                       f"{args.collection} has dim {info.dim}")
+    imported = skipped = seen = 0
+    start = time.monotonic()
+    with Progress("imported", reader.total, enabled=not args.quiet) as bar:
+        for chunk in reader:
+            n = len(chunk.ids)
+            if chunk.vectors.shape[1] != info.dim:
+                raise CliError(f"{args.file}: a vector of dimension {chunk.vectors.shape[1]} "
+                               f"near id {chunk.ids[0]!r}; collection {args.collection} has "
+                               f"dim {info.dim}")
+            if args.skip_existing:
+                have = existing_ids(ctx.client, args.collection, chunk.ids)
+                chunk = chunk.select([i for i, pid in enumerate(chunk.ids) if pid not in have])
+                skipped += len(have)
+            if chunk.ids:
+                upsert_chunk(ctx, args.collection, chunk, seen)
+                imported += len(chunk.ids)
+            seen += n
+            bar.advance(n)
+    seconds = round(time.monotonic() - start, 3)
+    data = {"collection": args.collection, "file": args.file, "format": fmt,
+            "imported": imported, "skipped": skipped, "seconds": seconds,
+            "rate_per_s": round(seen / seconds) if seconds else None}
+    return Result(data, kv_table(data, "import done"))
+
+
+def cmd_export(ctx: Context, args: Any) -> Result:
+    fmt = detect_format(args.file, args.format, WRITE_FORMATS)
+    client = ctx.client
+    total = client.count(args.collection)
+    part = args.file + ".part"
+    writer = open_writer(part, fmt, args.with_vectors)
+    exported, cursor, start = 0, None, time.monotonic()
+    try:
+        with Progress("exported", total, enabled=not args.quiet) as bar:
+            while True:
+                page = client.scroll(args.collection, args.batch, cursor, args.with_vectors,
+                                     True)
+                writer.write([point_dict(p) for p in page.points])
+                exported += len(page.points)
+                bar.advance(len(page.points))
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+        writer.close()
+        os.replace(part, args.file)
+    finally:
+        if os.path.exists(part):
+            writer.close()
+            os.remove(part)
+    seconds = round(time.monotonic() - start, 3)
+    data = {"collection": args.collection, "file": args.file, "format": fmt,
+            "exported": exported, "seconds": seconds}
+    return Result(data, kv_table(data, "export done"))
+
+
+def register(sub: Any) -> None:
+    p = command(sub, "import", "load points from .npy, .fvecs, .jsonl or .parquet", """
+        vecdbctl import docs vectors.npy --id-prefix doc
+        vecdbctl import docs vectors.npy --ids ids.txt --batch 5000
+        vecdbctl import docs base.fvecs --id-prefix sift- --skip-existing
+        vecdbctl import docs points.jsonl
+        vecdbctl import docs points.parquet -o json""", cmd_import, details="""
+        .npy/.fvecs hold only vectors: name the ids with --ids FILE (one per line,
+        in row order) or generate them with --id-prefix (PREFIX0, PREFIX1, ...).
+        .jsonl: one {"id", "vector", "payload", "text"} object per line.
+        .parquet: columns id, vector (list of float), payload (JSON text or a
+        struct) and text; payload and text are optional.
+
+        Files are streamed in --batch chunks; every chunk is an idempotent upsert
+        by id, so an interrupted import can simply be run again, and
+        --skip-existing skips the ids already stored (resume without rewriting).""")
+    p.add_argument("collection", help="collection or alias")
+    p.add_argument("file")
+    p.add_argument("--format", choices=sorted(set(READ_FORMATS.values())),
+                   help="default: from the file extension")
+    p.add_argument("--ids", metavar="FILE", help="ids for .npy/.fvecs rows, one per line")
+    p.add_argument("--id-prefix", metavar="PREFIX", help="generate ids PREFIX<row> for .npy/.fvecs")
+    p.add_argument("--batch", type=positive_int, default=1000,
+                   help="points per upsert (default 1000)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="check each chunk's ids and upsert only the missing ones")
+
+    p = command(sub, "export", "write every point of a collection to .jsonl or .parquet", """
+        vecdbctl export docs docs.jsonl
+        vecdbctl export docs docs.parquet --no-vectors
+        vecdbctl export docs backup.jsonl && vecdbctl import docs_copy backup.jsonl""",
+                cmd_export, details="""
+        Pages through the collection in id order (--batch points per page); the
+        file appears only when the export is complete (it is written to FILE.part
+        first). Rows have the shape import reads.""")
+    p.add_argument("collection", help="collection or alias")
+    p.add_argument("file")
+    p.add_argument("--format", choices=sorted(set(WRITE_FORMATS.values())),
+                   help="default: from the file extension")
+    p.add_argument("--batch", type=positive_int, default=1000,
+                   help="points per scroll page (default 1000)")
+    p.add_argument("--no-vectors", dest="with_vectors", action="store_false",
+                   help="leave out the vectors (default: included)")
