@@ -37,10 +37,26 @@ _EMPTY = np.zeros(0, np.int64)
 
 
 def universe(shard) -> np.ndarray:
-    """Every live label of the shard (sorted)."""
+    """Every live label of the shard (sorted; cached until the next applied write)."""
     if shard.exact.ntotal == 0:
         return _EMPTY
-    return np.sort(faiss.vector_to_array(shard.exact.id_map))
+    cached = shard.universe_cache
+    if cached is None or cached[0] != shard.applied_seq:
+        cached = shard.universe_cache = (shard.applied_seq, np.sort(faiss.vector_to_array(shard.exact.id_map)))
+    return cached[1]
+
+
+def selector(labels: np.ndarray):
+    """An IDSelector allowing exactly ``labels`` (sorted): a bitmap over the label range
+    (one bit test per candidate), or a hash set when the labels are few and far apart."""
+    if len(labels) == 0 or len(labels) * 64 < int(labels[-1]):
+        return faiss.IDSelectorBatch(labels)
+    flags = np.zeros(int(labels[-1]) + 1, bool)
+    flags[labels] = True
+    bits = np.packbits(flags, bitorder="little")
+    sel = faiss.IDSelectorBitmap(len(flags), faiss.swig_ptr(bits))
+    sel.referenced_bits = bits  # the selector reads this buffer: keep it alive with it
+    return sel
 
 
 def _has_ids(shard, ids) -> np.ndarray:
@@ -91,13 +107,15 @@ def evaluate(shard, node: Node, labels: np.ndarray | None) -> np.ndarray:
     return np.array(sorted(hits), dtype=np.int64)
 
 
-def matching(shard, node: Clause | None, exclude: np.ndarray) -> tuple[np.ndarray, str]:
-    """The exact matching set (sorted labels, live, not excluded) and how it was found."""
+def matching(shard, node: Clause | None, exclude: np.ndarray,
+             planned: tuple | None = None) -> tuple[np.ndarray, str]:
+    """The exact matching set (sorted labels, live, not excluded) and how it was found.
+    ``planned``: index_candidates' answer when the caller already has it."""
     everything = universe(shard)
     if node is None:
         how, got = "all", everything
     else:
-        cand, exact = index_candidates(shard, node, everything)
+        cand, exact = planned or index_candidates(shard, node, everything)
         if exact:
             how, got = "index", everything if cand is None else cand
         else:
@@ -119,7 +137,7 @@ def _prefilter(shard, queries: np.ndarray, k: int, labels: np.ndarray):
 
 
 def _selector_search(shard, queries, k, params, labels: np.ndarray):
-    sel = faiss.IDSelectorBatch(labels)
+    sel = selector(labels)
     want = min(k, len(labels))
     ann = shard.ann
     if ann is not None and not params.exact:
@@ -155,7 +173,7 @@ def _postfilter(shard, queries, k, params, node, cand, exclude):
     allowed = cand if cand is not None else None
     if allowed is not None and len(exclude):
         allowed = np.setdiff1d(allowed, exclude, assume_unique=True)
-    sel = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+    sel = selector(allowed) if allowed is not None else None
     verdict: dict[int, bool] = {}
     kk, rounds = min(pool, max(4 * k, 64)), 0
     banned = set(exclude.tolist())
@@ -203,16 +221,15 @@ def search(shard, queries: np.ndarray, k: int, params, node: Clause | None,
     if n == 0:
         return (*_empty(len(queries)), "empty")
     small = max(PREFILTER_MIN, PREFILTER_FRACTION * n)
-    prefix = ""
+    prefix, planned = "", None
     if node is not None:
-        everything = universe(shard)
-        cand, exact = index_candidates(shard, node, everything)
+        planned = cand, exact = index_candidates(shard, node, universe(shard))
         if not exact and (cand is None or len(cand) > small):
             got, plan = _postfilter(shard, queries, k, params, node, cand, exclude)
             if got is not None:
                 return (*got, plan)
             prefix = plan
-    labels, how = matching(shard, node, exclude)
+    labels, how = matching(shard, node, exclude, planned)
     if len(labels) <= small:
         return (*_prefilter(shard, queries, k, labels), f"{prefix}prefilter({how}, {len(labels)} matches)")
     scores, got, plan = _selector_search(shard, queries, k, params, labels)

@@ -66,6 +66,7 @@ class Shard:
         self._ann_dirty = False
         self._failed_at = -1
         self.pindex = PayloadIndexes()
+        self.universe_cache: tuple[int, np.ndarray] | None = None  # (applied_seq, live labels)
         for f, kind in config.payload_indexes:  # empty; recover() fills them from RocksDB
             self.pindex.ready[f] = FieldIndex(f, kind)
         self.expiry = ExpiryMap()
@@ -273,7 +274,7 @@ class Shard:
             exclude = self.expiry.expired()
             sel = None
             if node is not None or len(exclude):
-                sel = faiss.IDSelectorBatch(planner.matching(self, node, exclude)[0])
+                sel = planner.selector(planner.matching(self, node, exclude)[0])
             ann = self.ann
             if ann is not None and ann.kind == "ivf_flat" and not params.exact:
                 sp = search_params(ann, self.config.index, 1, params.nprobe, None, sel=sel)
