@@ -12,13 +12,14 @@ from .errors import (AlreadyExistsError, DeadlineExceededError, FailedPreconditi
                      InternalError, InvalidArgumentError, NotFoundError, PermissionDeniedError,
                      ResourceExhaustedError, RpcCancelledError, UnauthenticatedError,
                      UnavailableError, VecdbClientError)
-from .models import (CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, ShardStats,
-                     WriteResult)
+from .filters import F
+from .models import (CollectionConfig, CollectionInfo, Hit, PayloadIndexInfo, Point,
+                     ScrollPage, ShardStats, WriteResult)
 
 __version__ = "0.1.0"
 __all__ = [
-    "Client", "AsyncClient", "Hit", "Point", "ScrollPage", "WriteResult", "CollectionConfig",
-    "CollectionInfo", "ShardStats", "VecdbClientError", "InvalidArgumentError",
+    "Client", "AsyncClient", "F", "Hit", "Point", "ScrollPage", "WriteResult",
+    "CollectionConfig", "CollectionInfo", "PayloadIndexInfo", "ShardStats", "VecdbClientError", "InvalidArgumentError",
     "NotFoundError", "AlreadyExistsError", "FailedPreconditionError", "ResourceExhaustedError",
     "UnavailableError", "DeadlineExceededError", "UnauthenticatedError",
     "PermissionDeniedError", "InternalError", "RpcCancelledError",

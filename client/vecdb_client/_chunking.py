@@ -7,8 +7,9 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from . import _codec
+from ._codec import check_ids
 from ._proto.vecdb.v1 import types_pb2 as tpb
-from .errors import InvalidArgumentError, UnavailableError, VecdbClientError, from_rpc_error
+from .errors import UnavailableError, VecdbClientError, from_rpc_error
 
 # Per-point framing overhead of the PointBatch encoding (tags and lengths), generous.
 _OVERHEAD = 16
@@ -21,6 +22,7 @@ class UpsertPlan:
     payloads: list[str]
     texts: list[str]
     bounds: list[tuple[int, int]]  # [start, stop) per batch
+    ttl: list[float] = field(default_factory=list)  # per point, 0 = never; [] = none
 
     @property
     def total(self) -> int:
@@ -29,7 +31,7 @@ class UpsertPlan:
     def batch(self, i: int) -> tpb.PointBatch:
         a, b = self.bounds[i]
         return _codec.point_batch(self.ids[a:b], self.vectors[a:b],
-                                  self.payloads[a:b], self.texts[a:b])
+                                  self.payloads[a:b], self.texts[a:b], self.ttl[a:b])
 
 
 @dataclass
@@ -78,18 +80,9 @@ class StreamProgress:
         return err
 
 
-def check_ids(ids: Sequence[Any], field: str = "ids") -> list[str]:
-    ids = list(ids)
-    for i, pid in enumerate(ids):
-        if not isinstance(pid, str):
-            raise InvalidArgumentError(
-                f"{field}[{i}] must be a string, got {type(pid).__name__}", field=f"{field}[{i}]")
-    return ids
-
-
 def plan_upsert(ids: Sequence[str], vectors: Any, payloads: Sequence[Any] | None,
                 texts: Sequence[str | None] | None, *, max_bytes: int,
-                max_points: int) -> UpsertPlan:
+                max_points: int, ttl: Any = None) -> UpsertPlan:
     """Encode everything once, then cut batches of at most max_bytes / max_points.
 
     When the columns disagree in length the input goes out as ONE batch so the
@@ -101,12 +94,13 @@ def plan_upsert(ids: Sequence[str], vectors: Any, payloads: Sequence[Any] | None
     enc_payloads = _codec.encode_payloads(payloads)
     enc_texts = _codec.encode_texts(texts)
     n = len(ids)
+    enc_ttl = _codec.encode_ttl(ttl, n)
     consistent = (arr.shape[0] == n and len(enc_payloads) in (0, n)
-                  and len(enc_texts) in (0, n))
+                  and len(enc_texts) in (0, n) and len(enc_ttl) in (0, n))
     if not consistent or n == 0:  # one batch holding every column whole
-        longest = max(n, arr.shape[0], len(enc_payloads), len(enc_texts))
-        return UpsertPlan(ids, arr, enc_payloads, enc_texts, [(0, longest)])
-    sizes = np.full(n, arr.shape[1] * 4 + _OVERHEAD, dtype=np.int64)
+        longest = max(n, arr.shape[0], len(enc_payloads), len(enc_texts), len(enc_ttl))
+        return UpsertPlan(ids, arr, enc_payloads, enc_texts, [(0, longest)], enc_ttl)
+    sizes = np.full(n, arr.shape[1] * 4 + _OVERHEAD + (8 if enc_ttl else 0), dtype=np.int64)
     sizes += np.fromiter((len(s.encode()) for s in ids), np.int64, n)
     if enc_payloads:
         sizes += np.fromiter((len(s.encode()) for s in enc_payloads), np.int64, n)
@@ -119,4 +113,4 @@ def plan_upsert(ids: Sequence[str], vectors: Any, payloads: Sequence[Any] | None
             start, acc = i, 0
         acc += size
     bounds.append((start, n))
-    return UpsertPlan(ids, arr, enc_payloads, enc_texts, bounds)
+    return UpsertPlan(ids, arr, enc_payloads, enc_texts, bounds, enc_ttl)

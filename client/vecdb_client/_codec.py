@@ -8,6 +8,7 @@ the field.
 from __future__ import annotations
 
 import json
+import time
 from itertools import repeat
 from typing import Any, Sequence
 
@@ -16,14 +17,24 @@ import numpy as np
 from ._proto.vecdb.v1 import collections_pb2 as cpb
 from ._proto.vecdb.v1 import points_pb2 as ppb
 from ._proto.vecdb.v1 import types_pb2 as tpb
-from .errors import InvalidArgumentError
-from .models import (CollectionConfig, CollectionInfo, Hit, Point, ScrollPage,
-                     ShardStats, WriteResult)
+from ._filters import to_proto_filter
+from .errors import DeadlineExceededError, InvalidArgumentError, NotFoundError
+from .models import (CollectionConfig, CollectionInfo, Hit, PayloadIndexInfo, Point,
+                     ScrollPage, ShardStats, WriteResult)
 
 _F32 = np.dtype("<f4")
 # tuple.__new__(Hit, row) builds a NamedTuple without running its Python-level
 # __new__: about 2x cheaper per hit, which matters at thousands of hits per call.
 _new = tuple.__new__
+
+
+def check_ids(ids: Sequence[Any], field: str = "ids") -> list[str]:
+    ids = list(ids)
+    for i, pid in enumerate(ids):
+        if not isinstance(pid, str):
+            raise InvalidArgumentError(
+                f"{field}[{i}] must be a string, got {type(pid).__name__}", field=f"{field}[{i}]")
+    return ids
 
 
 # ---------------------------------------------------------------- vectors
@@ -91,10 +102,35 @@ def decode_texts(texts: Sequence[str], n: int) -> list[str | None]:
     return [t or None for t in texts]
 
 
+def encode_ttl(ttl: Any, n: int) -> list[float]:
+    """Seconds to live -> one wire entry per point (0 = never expires; [] = no TTL at all).
+
+    ``ttl`` is one number for every point or a sequence with one entry per point
+    (None = never expires). Only 0 and non-numbers are refused here (0 would read
+    as "never" on the wire); the server checks the count and the upper bound.
+    """
+    if ttl is None:
+        return []
+    single = not isinstance(ttl, (list, tuple, np.ndarray))
+    values = [ttl] * n if single else list(ttl)
+    out = []
+    for i, v in enumerate(values):
+        if v is None and not single:
+            out.append(0.0)
+            continue
+        field = "ttl" if single else f"ttl[{i}]"
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not v > 0:
+            raise InvalidArgumentError(f"{field} must be a number of seconds > 0 "
+                                       f"(None = never expires), got {v!r}", field=field)
+        out.append(float(v))
+    return out
+
+
 def point_batch(ids: Sequence[str], vectors: np.ndarray, payloads: list[str],
-                texts: list[str]) -> tpb.PointBatch:
+                texts: list[str], ttl: Sequence[float] = ()) -> tpb.PointBatch:
     return tpb.PointBatch(ids=ids, vectors=to_proto_vectors(vectors),
-                          payloads=payloads_json(payloads), texts=texts)
+                          payloads=payloads_json(payloads), texts=texts, ttl_seconds=ttl)
 
 
 def from_proto_points(batch: tpb.PointBatch) -> list[Point]:
@@ -109,7 +145,9 @@ def from_proto_points(batch: tpb.PointBatch) -> list[Point]:
 # ---------------------------------------------------------------- collections
 def create_collection_request(name: str, dim: int, metric: str, index: str,
                               shards: int | None, encoder: str | None,
-                              params: dict[str, Any]) -> cpb.CreateCollectionRequest:
+                              params: dict[str, Any],
+                              payload_indexes: dict[str, str] | None = None
+                              ) -> cpb.CreateCollectionRequest:
     spec = tpb.IndexSpec(type=index)
     for key, value in params.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -117,7 +155,7 @@ def create_collection_request(name: str, dim: int, metric: str, index: str,
                 f"index parameter {key} must be an integer, got {value!r}", field=key)
         spec.params[key] = int(value)
     req = cpb.CreateCollectionRequest(name=name, dim=dim, metric=metric, index=spec,
-                                      encoder=encoder)
+                                      encoder=encoder, payload_indexes=payload_indexes)
     if shards is not None:
         req.shards = shards
     return req
@@ -132,8 +170,28 @@ def from_proto_config(msg: cpb.CollectionConfig) -> CollectionConfig:
 def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:
     shards = tuple(ShardStats(s.points, s.index_state, s.index_type, s.applied_seq,
                               s.checkpoint_seq, s.deleted_pending) for s in msg.shards)
+    indexes = {f: PayloadIndexInfo(i.type, i.state) for f, i in sorted(msg.payload_indexes.items())}
     return CollectionInfo(from_proto_config(msg.config), msg.points, shards,
-                          msg.index_state, msg.bytes_on_disk, tuple(msg.aliases))
+                          msg.index_state, msg.bytes_on_disk, tuple(msg.aliases), indexes)
+
+
+def payload_index_ready(info: CollectionInfo, field: str, deadline: float | None) -> bool:
+    """One poll of create_payload_index(wait=True): True once ``field`` is ready;
+    raises when the index vanished (dropped meanwhile) or the deadline passed."""
+    index = info.payload_indexes.get(field)
+    if index is None:
+        raise NotFoundError(f"field {field!r} has no payload index (dropped while building?)",
+                            field="field")
+    if index.state == "ready":
+        return True
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceededError(f"payload index on {field!r} still {index.state} after the "
+                                    "timeout; it keeps building on the server", field="field")
+    return False
+
+
+def deadline_after(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
 
 
 def from_proto_write_result(msg: tpb.WriteResult) -> WriteResult:
@@ -148,9 +206,57 @@ def get_request(collection: str, ids: Sequence[str], with_vectors: bool,
 
 
 def scroll_request(collection: str, limit: int, cursor: str | None, with_vectors: bool,
-                   with_payload: bool) -> ppb.ScrollRequest:
+                   with_payload: bool, filter: Any = None) -> ppb.ScrollRequest:
     return ppb.ScrollRequest(collection=collection, limit=limit, cursor=cursor,
-                             with_vector=with_vectors, with_payload=with_payload)
+                             with_vector=with_vectors, with_payload=with_payload,
+                             filter=to_proto_filter(filter))
+
+
+def count_request(collection: str, filter: Any) -> ppb.CountRequest:
+    return ppb.CountRequest(collection=collection, filter=to_proto_filter(filter))
+
+
+# ---------------------------------------------------------------- writes by selection
+def _selection(ids: Sequence[str] | None, filter: Any) -> dict[str, Any]:
+    """Exactly one of ids / filter (on the wire, empty ids + a filter = by filter)."""
+    flt = to_proto_filter(filter)
+    if (ids is None) == (flt is None):
+        raise InvalidArgumentError("give either ids or a non-empty filter, not both or neither",
+                                   field="ids" if flt is None else "filter")
+    return {"ids": [] if ids is None else check_ids(ids), "filter": flt}
+
+
+def delete_request(collection: str, ids: Sequence[str] | None,
+                   filter: Any) -> ppb.DeleteRequest:
+    return ppb.DeleteRequest(collection=collection, **_selection(ids, filter))
+
+
+def _json_object(value: Any, field: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return _ENCODER.encode(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgumentError(f"{field} is not JSON-serializable: {exc}",
+                                   field=field) from None
+
+
+def update_payload_request(collection: str, ids: Sequence[str] | None, filter: Any,
+                           set: dict | None, overwrite: dict | None,
+                           delete_keys: Sequence[str] | None) -> ppb.UpdatePayloadRequest:
+    if isinstance(delete_keys, str):
+        raise InvalidArgumentError("delete_keys must be a list of key names, not a string",
+                                   field="delete_keys")
+    return ppb.UpdatePayloadRequest(
+        collection=collection, **_selection(ids, filter),
+        set_json=_json_object(set, "set"), overwrite_json=_json_object(overwrite, "overwrite"),
+        delete_keys=list(delete_keys or ()))
+
+
+def update_vectors_request(collection: str, ids: Sequence[str],
+                           vectors: Any) -> ppb.UpdateVectorsRequest:
+    return ppb.UpdateVectorsRequest(collection=collection, ids=check_ids(ids),
+                                    vectors=to_proto_vectors(as_matrix(vectors, "vectors")))
 
 
 def from_proto_scroll(msg: ppb.ScrollResponse) -> ScrollPage:
@@ -159,10 +265,8 @@ def from_proto_scroll(msg: ppb.ScrollResponse) -> ScrollPage:
 
 
 # ---------------------------------------------------------------- search
-def search_request(collection: str, vector: Any, vectors: Any, k: int, *,
-                   nprobe: int | None, ef_search: int | None, exact: bool,
-                   with_payload: bool, with_vectors: bool) -> tuple[ppb.SearchRequest, bool]:
-    """Returns the request and whether the caller asked for a single query."""
+def query_vectors(vector: Any, vectors: Any) -> tuple[tpb.Vectors, bool]:
+    """vector= (1-D) or vectors= (2-D) -> the wire matrix and whether it was a single query."""
     if (vector is None) == (vectors is None):
         raise InvalidArgumentError("pass exactly one of vector= or vectors=", field="vector")
     single = vector is not None
@@ -175,10 +279,33 @@ def search_request(collection: str, vector: Any, vectors: Any, k: int, *,
         queries = as_matrix(arr.reshape(1, -1), "vector")
     else:
         queries = as_matrix(vectors, "vectors")
+    return to_proto_vectors(queries), single
+
+
+def search_request(collection: str, vector: Any, vectors: Any, k: int, *,
+                   nprobe: int | None, ef_search: int | None, exact: bool,
+                   with_payload: bool, with_vectors: bool,
+                   filter: Any = None) -> tuple[ppb.SearchRequest, bool]:
+    """Returns the request and whether the caller asked for a single query."""
+    queries, single = query_vectors(vector, vectors)
     params = tpb.SearchParams(nprobe=nprobe, ef_search=ef_search, exact=exact)
-    req = ppb.SearchRequest(collection=collection, vectors=to_proto_vectors(queries), k=k,
+    req = ppb.SearchRequest(collection=collection, vectors=queries, k=k,
                             params=params, with_payload=with_payload,
-                            with_vector=with_vectors)
+                            with_vector=with_vectors, filter=to_proto_filter(filter))
+    return req, single
+
+
+def range_search_request(collection: str, vector: Any, vectors: Any, threshold: float,
+                         limit: int, *, nprobe: int | None, exact: bool, with_payload: bool,
+                         with_vectors: bool, filter: Any) -> tuple[ppb.RangeSearchRequest, bool]:
+    queries, single = query_vectors(vector, vectors)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)):
+        raise InvalidArgumentError(f"threshold must be a number, got {threshold!r}",
+                                   field="threshold")
+    req = ppb.RangeSearchRequest(
+        collection=collection, vectors=queries, threshold=float(threshold), limit=limit,
+        params=tpb.SearchParams(nprobe=nprobe, exact=exact), with_payload=with_payload,
+        with_vector=with_vectors, filter=to_proto_filter(filter))
     return req, single
 
 
@@ -192,6 +319,11 @@ def from_proto_query_result(res: ppb.QueryResult) -> list[Hit]:
     return list(map(_new, repeat(Hit), rows))
 
 
-def from_proto_search(msg: ppb.SearchResponse, single: bool) -> list[Hit] | list[list[Hit]]:
+def from_proto_search(msg: ppb.SearchResponse, single: bool, explain: bool = False) -> Any:
+    """Hits (single query) or a list per query; with ``explain``, (that, plan).
+    The plan describes the whole call: the engine plans a batch once."""
     results = [from_proto_query_result(r) for r in msg.results]
-    return results[0] if single else results
+    hits = results[0] if single else results
+    if explain:
+        return hits, msg.results[0].plan if msg.results else ""
+    return hits

@@ -17,6 +17,7 @@ from ._proto.vecdb.v1 import points_pb2 as ppb
 from ._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from .client import Progress
 from .errors import UnavailableError, VecdbClientError, from_rpc_error
+from .filters import Filter
 from .models import CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, WriteResult
 
 
@@ -87,9 +88,11 @@ class AsyncClient:
     # ------------------------------------------------------------ collections
     async def create_collection(self, name: str, dim: int, metric: str = "cosine",
                                 index: str = "auto", shards: int | None = None,
-                                encoder: str | None = None, *, timeout: float | None = None,
-                                **params: int) -> CollectionInfo:
-        req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params)
+                                encoder: str | None = None, *,
+                                payload_indexes: dict[str, str] | None = None,
+                                timeout: float | None = None, **params: int) -> CollectionInfo:
+        req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
+                                               payload_indexes)
         return _codec.from_proto_info(await self._call(
             self._collections.CreateCollection, req, idempotent=False, timeout=timeout))
 
@@ -131,15 +134,33 @@ class AsyncClient:
                                 idempotent=True, timeout=timeout)
         return dict(resp.aliases)
 
+    # ------------------------------------------------------------ payload indexes
+    async def create_payload_index(self, collection: str, field: str, type: str,
+                                   wait: bool = False, *, timeout: float | None = None) -> None:
+        """See :meth:`vecdb_client.Client.create_payload_index`."""
+        req = cpb.CreatePayloadIndexRequest(collection=collection, field=field, type=type)
+        await self._call(self._collections.CreatePayloadIndex, req, idempotent=False,
+                         timeout=timeout)
+        deadline = _codec.deadline_after(self.settings.timeout if timeout is None else timeout)
+        while wait and not _codec.payload_index_ready(
+                await self.describe_collection(collection, timeout=timeout), field, deadline):
+            await asyncio.sleep(0.05)
+
+    async def drop_payload_index(self, collection: str, field: str, *,
+                                 timeout: float | None = None) -> None:
+        req = cpb.DropPayloadIndexRequest(collection=collection, field=field)
+        await self._call(self._collections.DropPayloadIndex, req, idempotent=False,
+                         timeout=timeout)
+
     # ------------------------------------------------------------ writes
     async def upsert(self, collection: str, ids: Sequence[str], vectors: Any,
                      payloads: Sequence[dict | None] | None = None,
-                     texts: Sequence[str | None] | None = None, *,
+                     texts: Sequence[str | None] | None = None, ttl: Any = None, *,
                      progress: Progress | None = None,
                      timeout: float | None = None) -> WriteResult:
         """See :meth:`vecdb_client.Client.upsert`."""
         plan = plan_upsert(ids, vectors, payloads, texts, max_bytes=self.settings.chunk_bytes,
-                           max_points=self.settings.chunk_points)
+                           max_points=self.settings.chunk_points, ttl=ttl)
         if len(plan.bounds) == 1:
             req = ppb.UpsertRequest(collection=collection, points=plan.batch(0))
             try:
@@ -172,11 +193,28 @@ class AsyncClient:
                 await asyncio.sleep(self.settings.backoff(st.attempt - 1))
         return WriteResult(plan.total, st.seqs)
 
-    async def delete(self, collection: str, ids: Sequence[str], *,
+    async def delete(self, collection: str, ids: Sequence[str] | None = None, *,
+                     filter: Filter | None = None,
                      timeout: float | None = None) -> WriteResult:
-        req = ppb.DeleteRequest(collection=collection, ids=check_ids(ids))
+        req = _codec.delete_request(collection, ids, filter)
         return _codec.from_proto_write_result(
             await self._call(self._points.Delete, req, idempotent=True, timeout=timeout))
+
+    async def update_payload(self, collection: str, ids: Sequence[str] | None = None,
+                             filter: Filter | None = None, set: dict | None = None,
+                             overwrite: dict | None = None,
+                             delete_keys: Sequence[str] | None = None, *,
+                             timeout: float | None = None) -> WriteResult:
+        """See :meth:`vecdb_client.Client.update_payload`."""
+        req = _codec.update_payload_request(collection, ids, filter, set, overwrite, delete_keys)
+        return _codec.from_proto_write_result(
+            await self._call(self._points.UpdatePayload, req, idempotent=True, timeout=timeout))
+
+    async def update_vectors(self, collection: str, ids: Sequence[str], vectors: Any, *,
+                             timeout: float | None = None) -> WriteResult:
+        req = _codec.update_vectors_request(collection, ids, vectors)
+        return _codec.from_proto_write_result(
+            await self._call(self._points.UpdateVectors, req, idempotent=True, timeout=timeout))
 
     # ------------------------------------------------------------ reads
     async def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False,
@@ -185,24 +223,27 @@ class AsyncClient:
         resp = await self._call(self._points.Get, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_points(resp.points)
 
-    async def count(self, collection: str, *, timeout: float | None = None) -> int:
-        resp = await self._call(self._points.Count, ppb.CountRequest(collection=collection),
+    async def count(self, collection: str, filter: Filter | None = None, *,
+                    timeout: float | None = None) -> int:
+        resp = await self._call(self._points.Count, _codec.count_request(collection, filter),
                                 idempotent=True, timeout=timeout)
         return resp.count
 
     async def scroll(self, collection: str, limit: int = 100, cursor: str | None = None,
                      with_vectors: bool = False, with_payload: bool = True, *,
+                     filter: Filter | None = None,
                      timeout: float | None = None) -> ScrollPage:
-        req = _codec.scroll_request(collection, limit, cursor, with_vectors, with_payload)
+        req = _codec.scroll_request(collection, limit, cursor, with_vectors, with_payload, filter)
         return _codec.from_proto_scroll(
             await self._call(self._points.Scroll, req, idempotent=True, timeout=timeout))
 
     async def iter_points(self, collection: str, batch_size: int = 256,
-                          with_vectors: bool = False,
-                          with_payload: bool = True) -> AsyncIterator[Point]:
+                          with_vectors: bool = False, with_payload: bool = True, *,
+                          filter: Filter | None = None) -> AsyncIterator[Point]:
         cursor = None
         while True:
-            page = await self.scroll(collection, batch_size, cursor, with_vectors, with_payload)
+            page = await self.scroll(collection, batch_size, cursor, with_vectors, with_payload,
+                                     filter=filter)
             for p in page.points:
                 yield p
             if page.next_cursor is None:
@@ -212,9 +253,23 @@ class AsyncClient:
     async def search(self, collection: str, vector: Any = None, *, vectors: Any = None,
                      k: int = 10, nprobe: int | None = None, ef_search: int | None = None,
                      exact: bool = False, with_payload: bool = True, with_vectors: bool = False,
-                     timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
+                     filter: Filter | None = None, explain: bool = False,
+                     timeout: float | None = None) -> Any:
+        """See :meth:`vecdb_client.Client.search` (``explain=True`` -> ``(hits, plan)``)."""
         req, single = _codec.search_request(
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
-            with_payload=with_payload, with_vectors=with_vectors)
+            with_payload=with_payload, with_vectors=with_vectors, filter=filter)
         resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
+        return _codec.from_proto_search(resp, single, explain)
+
+    async def range_search(self, collection: str, vector: Any = None, *, vectors: Any = None,
+                           threshold: float, limit: int = 1000, filter: Filter | None = None,
+                           nprobe: int | None = None, exact: bool = False,
+                           with_payload: bool = True, with_vectors: bool = False,
+                           timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
+        """See :meth:`vecdb_client.Client.range_search`."""
+        req, single = _codec.range_search_request(
+            collection, vector, vectors, threshold, limit, nprobe=nprobe, exact=exact,
+            with_payload=with_payload, with_vectors=with_vectors, filter=filter)
+        resp = await self._call(self._points.RangeSearch, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_search(resp, single)

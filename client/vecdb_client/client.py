@@ -14,6 +14,7 @@ from ._proto.vecdb.v1 import collections_pb2 as cpb
 from ._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from ._proto.vecdb.v1 import points_pb2 as ppb
 from ._proto.vecdb.v1 import points_pb2_grpc as pgrpc
+from .filters import Filter
 from .errors import UnavailableError, VecdbClientError, from_rpc_error
 from .models import CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, WriteResult
 
@@ -92,10 +93,13 @@ class Client:
     # ------------------------------------------------------------ collections
     def create_collection(self, name: str, dim: int, metric: str = "cosine",
                           index: str = "auto", shards: int | None = None,
-                          encoder: str | None = None, *, timeout: float | None = None,
-                          **params: int) -> CollectionInfo:
-        """Index parameters go as keywords, e.g. ``index="hnsw", M=16, ef_search=128``."""
-        req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params)
+                          encoder: str | None = None, *,
+                          payload_indexes: dict[str, str] | None = None,
+                          timeout: float | None = None, **params: int) -> CollectionInfo:
+        """Index parameters go as keywords, e.g. ``index="hnsw", M=16, ef_search=128``.
+        ``payload_indexes``: {field: type} to index from the start (see create_payload_index)."""
+        req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
+                                               payload_indexes)
         info = self._call(self._collections.CreateCollection, req, idempotent=False,
                           timeout=timeout)
         return _codec.from_proto_info(info)
@@ -137,12 +141,34 @@ class Client:
                           idempotent=True, timeout=timeout)
         return dict(resp.aliases)
 
+    # ------------------------------------------------------------ payload indexes
+    def create_payload_index(self, collection: str, field: str, type: str, wait: bool = False,
+                             *, timeout: float | None = None) -> None:
+        """Index a payload field (a dotted path, or "$text" for the point text); ``type``:
+        keyword, integer, float, bool, datetime or text. The server builds it in the
+        background (describe_collection shows "building", then "ready"); ``wait=True``
+        polls until it is ready, raising DeadlineExceededError after ``timeout``."""
+        req = cpb.CreatePayloadIndexRequest(collection=collection, field=field, type=type)
+        self._call(self._collections.CreatePayloadIndex, req, idempotent=False, timeout=timeout)
+        deadline = _codec.deadline_after(self.settings.timeout if timeout is None else timeout)
+        while wait and not _codec.payload_index_ready(
+                self.describe_collection(collection, timeout=timeout), field, deadline):
+            time.sleep(0.05)
+
+    def drop_payload_index(self, collection: str, field: str, *,
+                           timeout: float | None = None) -> None:
+        req = cpb.DropPayloadIndexRequest(collection=collection, field=field)
+        self._call(self._collections.DropPayloadIndex, req, idempotent=False, timeout=timeout)
+
     # ------------------------------------------------------------ writes
     def upsert(self, collection: str, ids: Sequence[str], vectors: Any,
                payloads: Sequence[dict | None] | None = None,
-               texts: Sequence[str | None] | None = None, *,
+               texts: Sequence[str | None] | None = None, ttl: Any = None, *,
                progress: Progress | None = None, timeout: float | None = None) -> WriteResult:
         """Insert or replace points; ``vectors`` is (n, dim), a numpy array or nested lists.
+
+        ``ttl``: seconds to live, one number for every point or one per point
+        (None = never expires); expired points vanish from every read at once.
 
         Small inputs go in one all-or-nothing call. Larger ones are split into
         batches under the message limit and streamed; each batch is
@@ -151,7 +177,7 @@ class Client:
         ``acknowledged`` attribute says how many leading points are durable.
         """
         plan = plan_upsert(ids, vectors, payloads, texts, max_bytes=self.settings.chunk_bytes,
-                           max_points=self.settings.chunk_points)
+                           max_points=self.settings.chunk_points, ttl=ttl)
         if len(plan.bounds) == 1:
             req = ppb.UpsertRequest(collection=collection, points=plan.batch(0))
             try:
@@ -182,12 +208,33 @@ class Client:
                 time.sleep(self.settings.backoff(st.attempt - 1))
         return WriteResult(plan.total, st.seqs)
 
-    def delete(self, collection: str, ids: Sequence[str], *,
-               timeout: float | None = None) -> WriteResult:
-        """Delete points by id; ``count`` is the number that existed (missing ids are fine)."""
-        req = ppb.DeleteRequest(collection=collection, ids=check_ids(ids))
+    def delete(self, collection: str, ids: Sequence[str] | None = None, *,
+               filter: Filter | None = None, timeout: float | None = None) -> WriteResult:
+        """Delete points by id, or every point matching ``filter`` (exactly one of the two);
+        ``count`` is the number that existed (missing ids are fine)."""
+        req = _codec.delete_request(collection, ids, filter)
         return _codec.from_proto_write_result(
             self._call(self._points.Delete, req, idempotent=True, timeout=timeout))
+
+    def update_payload(self, collection: str, ids: Sequence[str] | None = None,
+                       filter: Filter | None = None, set: dict | None = None,
+                       overwrite: dict | None = None, delete_keys: Sequence[str] | None = None,
+                       *, timeout: float | None = None) -> WriteResult:
+        """Change the payloads of the points with these ids, or matching ``filter``, in one
+        atomic write: ``overwrite`` replaces the payload, then ``set`` merges top-level keys,
+        then ``delete_keys`` removes keys. Vectors, texts and TTLs stay. ``count`` = points
+        changed (missing ids are skipped)."""
+        req = _codec.update_payload_request(collection, ids, filter, set, overwrite, delete_keys)
+        return _codec.from_proto_write_result(
+            self._call(self._points.UpdatePayload, req, idempotent=True, timeout=timeout))
+
+    def update_vectors(self, collection: str, ids: Sequence[str], vectors: Any, *,
+                       timeout: float | None = None) -> WriteResult:
+        """Replace the vectors of existing points (missing ids are skipped); payloads,
+        texts and TTLs stay."""
+        req = _codec.update_vectors_request(collection, ids, vectors)
+        return _codec.from_proto_write_result(
+            self._call(self._points.UpdateVectors, req, idempotent=True, timeout=timeout))
 
     # ------------------------------------------------------------ reads
     def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False,
@@ -197,24 +244,29 @@ class Client:
         resp = self._call(self._points.Get, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_points(resp.points)
 
-    def count(self, collection: str, *, timeout: float | None = None) -> int:
-        resp = self._call(self._points.Count, ppb.CountRequest(collection=collection),
+    def count(self, collection: str, filter: Filter | None = None, *,
+              timeout: float | None = None) -> int:
+        """Points in the collection, or matching ``filter``."""
+        resp = self._call(self._points.Count, _codec.count_request(collection, filter),
                           idempotent=True, timeout=timeout)
         return resp.count
 
     def scroll(self, collection: str, limit: int = 100, cursor: str | None = None,
                with_vectors: bool = False, with_payload: bool = True, *,
-               timeout: float | None = None) -> ScrollPage:
-        req = _codec.scroll_request(collection, limit, cursor, with_vectors, with_payload)
+               filter: Filter | None = None, timeout: float | None = None) -> ScrollPage:
+        """One page of points in id order (only those matching ``filter``, when given)."""
+        req = _codec.scroll_request(collection, limit, cursor, with_vectors, with_payload, filter)
         return _codec.from_proto_scroll(
             self._call(self._points.Scroll, req, idempotent=True, timeout=timeout))
 
     def iter_points(self, collection: str, batch_size: int = 256, with_vectors: bool = False,
-                    with_payload: bool = True) -> Iterator[Point]:
-        """Every point of the collection, one scroll page at a time."""
+                    with_payload: bool = True, *,
+                    filter: Filter | None = None) -> Iterator[Point]:
+        """Every point of the collection (matching ``filter``), one scroll page at a time."""
         cursor = None
         while True:
-            page = self.scroll(collection, batch_size, cursor, with_vectors, with_payload)
+            page = self.scroll(collection, batch_size, cursor, with_vectors, with_payload,
+                               filter=filter)
             yield from page.points
             if page.next_cursor is None:
                 return
@@ -223,10 +275,30 @@ class Client:
     def search(self, collection: str, vector: Any = None, *, vectors: Any = None, k: int = 10,
                nprobe: int | None = None, ef_search: int | None = None, exact: bool = False,
                with_payload: bool = True, with_vectors: bool = False,
-               timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
-        """``vector=`` (1-D) returns a list of hits; ``vectors=`` (2-D) a list per query."""
+               filter: Filter | None = None, explain: bool = False,
+               timeout: float | None = None) -> Any:
+        """``vector=`` (1-D) returns a list of hits; ``vectors=`` (2-D) a list per query.
+
+        ``filter``: only points matching it are candidates. ``explain=True`` returns
+        ``(hits, plan)``: ``plan`` says how each shard ran the call, e.g.
+        ``"shard 0: prefilter(index, 167 matches)"``.
+        """
         req, single = _codec.search_request(
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
-            with_payload=with_payload, with_vectors=with_vectors)
+            with_payload=with_payload, with_vectors=with_vectors, filter=filter)
         resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
+        return _codec.from_proto_search(resp, single, explain)
+
+    def range_search(self, collection: str, vector: Any = None, *, vectors: Any = None,
+                     threshold: float, limit: int = 1000, filter: Filter | None = None,
+                     nprobe: int | None = None, exact: bool = False, with_payload: bool = True,
+                     with_vectors: bool = False,
+                     timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
+        """Every point scoring better than ``threshold`` (cosine/ip: score > threshold;
+        l2: squared distance < threshold), best first, at most ``limit`` per query.
+        Same single/batch convention as :meth:`search`."""
+        req, single = _codec.range_search_request(
+            collection, vector, vectors, threshold, limit, nprobe=nprobe, exact=exact,
+            with_payload=with_payload, with_vectors=with_vectors, filter=filter)
+        resp = self._call(self._points.RangeSearch, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_search(resp, single)

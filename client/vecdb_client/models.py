@@ -61,6 +61,14 @@ class ShardStats:
     deleted_pending: int
 
 
+class PayloadIndexInfo(NamedTuple):
+    """type: keyword | integer | float | bool | datetime | text;
+    state: "building" | "ready" (filters use it once ready)."""
+
+    type: str
+    state: str
+
+
 @dataclass(frozen=True)
 class CollectionInfo:
     config: CollectionConfig
@@ -69,6 +77,8 @@ class CollectionInfo:
     index_state: str
     bytes_on_disk: int
     aliases: tuple[str, ...]
+    # field ("$text" = the point text) -> PayloadIndexInfo
+    payload_indexes: dict[str, PayloadIndexInfo] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

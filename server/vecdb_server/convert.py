@@ -21,6 +21,7 @@ from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 F32 = np.dtype("<f4")
 DEFAULT_K = 10
 DEFAULT_SCROLL_LIMIT = 100
+DEFAULT_RANGE_LIMIT = 1000
 
 
 # ---------------------------------------------------------------- vectors
@@ -81,11 +82,13 @@ def to_proto_texts(texts: Sequence[str | None] | None) -> list[str]:
 
 # ---------------------------------------------------------------- point batches
 def from_proto_point_batch(msg: tpb.PointBatch, field: str = "points") -> dict[str, Any]:
-    """-> keyword arguments of Database.upsert (ids, vectors, payloads, texts)."""
+    """-> keyword arguments of Database.upsert (ids, vectors, payloads, texts, ttl)."""
     return {"ids": list(msg.ids),
             "vectors": from_proto_vectors(msg.vectors, f"{field}.vectors"),
             "payloads": from_proto_payloads(msg.payloads, f"{field}.payloads"),
-            "texts": from_proto_texts(msg.texts)}
+            "texts": from_proto_texts(msg.texts),
+            # 0 = never expires (the engine's None); the engine checks count and range
+            "ttl": [t or None for t in msg.ttl_seconds] if msg.ttl_seconds else None}
 
 
 def to_proto_point_batch(points: Sequence[Point], with_vector: bool) -> tpb.PointBatch:
@@ -122,6 +125,8 @@ def from_proto_create_collection(msg: cpb.CreateCollectionRequest) -> dict[str, 
     for name in ("metric", "shards", "encoder"):
         if msg.HasField(name):
             kwargs[name] = getattr(msg, name)
+    if msg.payload_indexes:
+        kwargs["payload_indexes"] = dict(msg.payload_indexes)
     return kwargs
 
 
@@ -146,7 +151,9 @@ def to_proto_collection_info(d: CollectionDescription) -> cpb.CollectionInfo:
     return cpb.CollectionInfo(config=to_proto_collection_config(d.config), points=d.points,
                               shards=[to_proto_shard_stats(s) for s in d.shards],
                               index_state=d.index_state, bytes_on_disk=d.bytes_on_disk,
-                              aliases=d.aliases)
+                              aliases=d.aliases,
+                              payload_indexes={f: cpb.PayloadIndexInfo(**info)
+                                               for f, info in d.payload_indexes.items()})
 
 
 def to_proto_aliases(aliases: dict[str, str]) -> cpb.ListAliasesResponse:
@@ -172,6 +179,10 @@ def _with_payload(msg: Any) -> bool:
     return _opt(msg, "with_payload", True)
 
 
+def from_proto_count(msg: ppb.CountRequest) -> dict[str, Any]:
+    return {"collection": msg.collection, "filter": from_proto_filter_field(msg)}
+
+
 def from_proto_get(msg: ppb.GetRequest) -> dict[str, Any]:
     return {"collection": msg.collection, "ids": list(msg.ids),
             "with_vector": msg.with_vector, "with_payload": _with_payload(msg)}
@@ -183,8 +194,8 @@ def to_proto_get(points: Sequence[Point], with_vector: bool) -> ppb.GetResponse:
 
 def from_proto_scroll(msg: ppb.ScrollRequest) -> dict[str, Any]:
     return {"collection": msg.collection, "limit": _opt(msg, "limit", DEFAULT_SCROLL_LIMIT),
-            "cursor": _opt(msg, "cursor"),
-            "with_vector": msg.with_vector, "with_payload": _with_payload(msg)}
+            "cursor": _opt(msg, "cursor"), "with_vector": msg.with_vector,
+            "with_payload": _with_payload(msg), "filter": from_proto_filter_field(msg)}
 
 
 def to_proto_scroll(page: ScrollPage, with_vector: bool) -> ppb.ScrollResponse:
@@ -209,12 +220,24 @@ def from_proto_search(msg: ppb.SearchRequest) -> dict[str, Any]:
     return {"collection": msg.collection,
             "queries": from_proto_vectors(msg.vectors, "vectors"),
             "k": _opt(msg, "k", DEFAULT_K), "params": from_proto_search_params(msg.params),
-            "with_payload": _with_payload(msg), "with_vector": msg.with_vector}
+            "with_payload": _with_payload(msg), "with_vector": msg.with_vector,
+            "filter": from_proto_filter_field(msg)}
+
+
+def from_proto_range_search(msg: ppb.RangeSearchRequest) -> dict[str, Any]:
+    """-> keyword arguments of Database.range_search."""
+    return {"collection": msg.collection,
+            "queries": from_proto_vectors(msg.vectors, "vectors"),
+            "threshold": msg.threshold, "limit": _opt(msg, "limit", DEFAULT_RANGE_LIMIT),
+            "params": from_proto_search_params(msg.params),
+            "with_payload": _with_payload(msg), "with_vector": msg.with_vector,
+            "filter": from_proto_filter_field(msg)}
 
 
 def to_proto_query_result(r: SearchResult) -> ppb.QueryResult:
     res = ppb.QueryResult(ids=r.ids, scores=np.asarray(r.scores, dtype=F32).tobytes(),
-                          payloads=to_proto_payloads(r.payloads), texts=to_proto_texts(r.texts))
+                          payloads=to_proto_payloads(r.payloads), texts=to_proto_texts(r.texts),
+                          plan=r.plan or "")
     if r.vectors is not None:
         res.vectors.CopyFrom(to_proto_vectors(r.vectors.reshape(len(r.ids), -1)))
     return res
@@ -222,3 +245,93 @@ def to_proto_query_result(r: SearchResult) -> ppb.QueryResult:
 
 def to_proto_search(results: Sequence[SearchResult]) -> ppb.SearchResponse:
     return ppb.SearchResponse(results=[to_proto_query_result(r) for r in results])
+
+
+# ---------------------------------------------------------------- filters
+def from_proto_filter(msg: tpb.Filter, path: str = "filter", top: bool = True) -> dict[str, Any]:
+    """The typed Filter tree -> the engine's plain-dict form (the engine validates it).
+
+    The dict keeps the tree's shape (list positions included), so the engine's
+    error paths ("filter.must[1].range.gte") name the same place on the wire.
+    An empty top-level Filter is ``{}`` = no filter; a nested one stays a clause.
+    """
+    out: dict[str, Any] = {}
+    for name in ("must", "should", "must_not"):
+        items = getattr(msg, name)
+        if items or not top:
+            out[name] = [_from_proto_item(it, f"{path}.{name}[{i}]") for i, it in enumerate(items)]
+    if msg.HasField("min_should"):
+        out["min_should"] = msg.min_should
+    return out
+
+
+def from_proto_filter_field(msg: Any) -> dict[str, Any] | None:
+    """The request's ``filter`` field as the engine's dict; None when unset."""
+    return from_proto_filter(msg.filter) if msg.HasField("filter") else None
+
+
+def _from_proto_item(item: tpb.FilterItem, path: str) -> dict[str, Any]:
+    kind = item.WhichOneof("item")
+    if kind == "filter":
+        return from_proto_filter(item.filter, path, top=False)
+    if kind is None:
+        raise InvalidArgument(f"{path} is empty: set a condition or a nested filter", path)
+    cond = item.condition
+    op = cond.WhichOneof("op")
+    out: dict[str, Any] = {"key": cond.key} if cond.key else {}
+    if op is None:
+        return out  # the engine: "must have exactly one operator"
+    value = getattr(cond, op)
+    if op == "match":
+        value = _oneof_value(value, "kind")
+    elif op in ("any", "except"):
+        value = [_oneof_value(v, "kind") for v in value.values]
+    elif op == "range":
+        value = {b: _oneof_value(getattr(value, b), "v") for b in _RANGE_BOUNDS
+                 if value.HasField(b)}
+    elif op == "has_id":
+        return {"has_id": list(value.ids)}
+    out[op] = value
+    return out
+
+
+_RANGE_BOUNDS = ("gt", "gte", "lt", "lte")
+
+
+def _oneof_value(msg: Any, oneof: str) -> Any:
+    """A Value's / RangeBound's content; None when unset (the engine then names the field)."""
+    kind = msg.WhichOneof(oneof)
+    return None if kind is None else getattr(msg, kind)
+
+
+# ---------------------------------------------------------------- partial updates
+def _json_object_or_none(msg: Any, name: str) -> Any:
+    if not msg.HasField(name):
+        return None
+    try:
+        return _DECODER.decode(getattr(msg, name))
+    except ValueError as exc:
+        raise InvalidArgument(f"{name} is not valid JSON: {exc}", name) from None
+
+
+def _ids_or_filter(msg: Any) -> dict[str, Any]:
+    """ids and filter of a selection: empty ids with a filter set means "by filter"."""
+    flt = from_proto_filter_field(msg)
+    return {"ids": list(msg.ids) if msg.ids or flt is None else None, "filter": flt}
+
+
+def from_proto_delete(msg: ppb.DeleteRequest) -> dict[str, Any]:
+    return {"collection": msg.collection, **_ids_or_filter(msg)}
+
+
+def from_proto_update_payload(msg: ppb.UpdatePayloadRequest) -> dict[str, Any]:
+    """-> keyword arguments of Database.update_payload."""
+    return {"collection": msg.collection, **_ids_or_filter(msg),
+            "set": _json_object_or_none(msg, "set_json"),
+            "overwrite": _json_object_or_none(msg, "overwrite_json"),
+            "delete_keys": list(msg.delete_keys) or None}
+
+
+def from_proto_update_vectors(msg: ppb.UpdateVectorsRequest) -> dict[str, Any]:
+    return {"collection": msg.collection, "ids": list(msg.ids),
+            "vectors": from_proto_vectors(msg.vectors, "vectors")}

@@ -65,6 +65,19 @@ class CollectionServicer(cgrpc.CollectionServiceServicer):
         with self._engine.session() as db:
             return convert.to_proto_aliases(db.list_aliases(collection))
 
+    def CreatePayloadIndex(self, request: cpb.CreatePayloadIndexRequest,
+                           context: Any) -> cpb.PayloadIndexResponse:
+        """Returns once the index is declared; the build runs in the background."""
+        with self._engine.session() as db:
+            db.create_payload_index(request.collection, request.field, request.type)
+        return cpb.PayloadIndexResponse()
+
+    def DropPayloadIndex(self, request: cpb.DropPayloadIndexRequest,
+                         context: Any) -> cpb.PayloadIndexResponse:
+        with self._engine.session() as db:
+            db.drop_payload_index(request.collection, request.field)
+        return cpb.PayloadIndexResponse()
+
 
 class PointServicer(pgrpc.PointServiceServicer):
     def __init__(self, engine: EngineHolder):
@@ -85,8 +98,19 @@ class PointServicer(pgrpc.PointServiceServicer):
             yield self.upsert_batch(request)
 
     def Delete(self, request: ppb.DeleteRequest, context: Any) -> tpb.WriteResult:
+        args = convert.from_proto_delete(request)
         with self._engine.session() as db:
-            return convert.to_proto_write_result(db.delete(request.collection, list(request.ids)))
+            return convert.to_proto_write_result(db.delete(**args))
+
+    def UpdatePayload(self, request: ppb.UpdatePayloadRequest, context: Any) -> tpb.WriteResult:
+        args = convert.from_proto_update_payload(request)
+        with self._engine.session() as db:
+            return convert.to_proto_write_result(db.update_payload(**args))
+
+    def UpdateVectors(self, request: ppb.UpdateVectorsRequest, context: Any) -> tpb.WriteResult:
+        args = convert.from_proto_update_vectors(request)
+        with self._engine.session() as db:
+            return convert.to_proto_write_result(db.update_vectors(**args))
 
     def Get(self, request: ppb.GetRequest, context: Any) -> ppb.GetResponse:
         args = convert.from_proto_get(request)
@@ -94,8 +118,9 @@ class PointServicer(pgrpc.PointServiceServicer):
             return convert.to_proto_get(db.get(**args), args["with_vector"])
 
     def Count(self, request: ppb.CountRequest, context: Any) -> ppb.CountResponse:
+        args = convert.from_proto_count(request)
         with self._engine.session() as db:
-            return convert.to_proto_count(db.count(request.collection))
+            return convert.to_proto_count(db.count(**args))
 
     def Scroll(self, request: ppb.ScrollRequest, context: Any) -> ppb.ScrollResponse:
         args = convert.from_proto_scroll(request)
@@ -106,4 +131,10 @@ class PointServicer(pgrpc.PointServiceServicer):
         args = convert.from_proto_search(request)
         with self._engine.session() as db:
             results = db.search(**args)
+        return convert.to_proto_search(results)
+
+    def RangeSearch(self, request: ppb.RangeSearchRequest, context: Any) -> ppb.SearchResponse:
+        args = convert.from_proto_range_search(request)
+        with self._engine.session() as db:
+            results = db.range_search(**args)
         return convert.to_proto_search(results)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from vecdb_client._proto.vecdb.v1 import types_pb2 as vecdb_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avecdb/v1/collections.proto\x12\x08vecdb.v1\x1a\x14vecdb/v1/types.proto\"\x93\x01\n\x10\x43ollectionConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\x03\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\"\n\x05index\x18\x04 \x01(\x0b\x32\x13.vecdb.v1.IndexSpec\x12\x0e\n\x06shards\x18\x05 \x01(\x03\x12\x14\n\x07\x65ncoder\x18\x06 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_encoder\"\x8b\x01\n\nShardStats\x12\x0e\n\x06points\x18\x01 \x01(\x03\x12\x13\n\x0bindex_state\x18\x02 \x01(\t\x12\x12\n\nindex_type\x18\x03 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x04 \x01(\x03\x12\x16\n\x0e\x63heckpoint_seq\x18\x05 \x01(\x03\x12\x17\n\x0f\x64\x65leted_pending\x18\x06 \x01(\x03\"\xaf\x01\n\x0e\x43ollectionInfo\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.vecdb.v1.CollectionConfig\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12$\n\x06shards\x18\x03 \x03(\x0b\x32\x14.vecdb.v1.ShardStats\x12\x13\n\x0bindex_state\x18\x04 \x01(\t\x12\x15\n\rbytes_on_disk\x18\x05 \x01(\x03\x12\x0f\n\x07\x61liases\x18\x06 \x03(\t\"\xba\x01\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\x03\x12\x13\n\x06metric\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\"\n\x05index\x18\x04 \x01(\x0b\x32\x13.vecdb.v1.IndexSpec\x12\x13\n\x06shards\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x14\n\x07\x65ncoder\x18\x06 \x01(\tH\x02\x88\x01\x01\x42\t\n\x07_metricB\t\n\x07_shardsB\n\n\x08_encoder\"\x18\n\x16ListCollectionsRequest\"J\n\x17ListCollectionsResponse\x12/\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1a.vecdb.v1.CollectionConfig\"/\n\x19\x44\x65scribeCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"%\n\x15\x44ropCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44ropCollectionResponse\"1\n\x0c\x41liasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"#\n\x12\x44\x65leteAliasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\"\x0f\n\rAliasResponse\"<\n\x12ListAliasesRequest\x12\x17\n\ncollection\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_collection\"\x82\x01\n\x13ListAliasesResponse\x12;\n\x07\x61liases\x18\x01 \x03(\x0b\x32*.vecdb.v1.ListAliasesResponse.AliasesEntry\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x32\xf5\x04\n\x11\x43ollectionService\x12O\n\x10\x43reateCollection\x12!.vecdb.v1.CreateCollectionRequest\x1a\x18.vecdb.v1.CollectionInfo\x12V\n\x0fListCollections\x12 .vecdb.v1.ListCollectionsRequest\x1a!.vecdb.v1.ListCollectionsResponse\x12S\n\x12\x44\x65scribeCollection\x12#.vecdb.v1.DescribeCollectionRequest\x1a\x18.vecdb.v1.CollectionInfo\x12S\n\x0e\x44ropCollection\x12\x1f.vecdb.v1.DropCollectionRequest\x1a .vecdb.v1.DropCollectionResponse\x12>\n\x0b\x43reateAlias\x12\x16.vecdb.v1.AliasRequest\x1a\x17.vecdb.v1.AliasResponse\x12;\n\x08SetAlias\x12\x16.vecdb.v1.AliasRequest\x1a\x17.vecdb.v1.AliasResponse\x12\x44\n\x0b\x44\x65leteAlias\x12\x1c.vecdb.v1.DeleteAliasRequest\x1a\x17.vecdb.v1.AliasResponse\x12J\n\x0bListAliases\x12\x1c.vecdb.v1.ListAliasesRequest\x1a\x1d.vecdb.v1.ListAliasesResponseB2P\x01Z.github.com/vecdb/vecdb/gen/go/vecdb/v1;vecdbv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1avecdb/v1/collections.proto\x12\x08vecdb.v1\x1a\x14vecdb/v1/types.proto\"\x93\x01\n\x10\x43ollectionConfig\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\x03\x12\x0e\n\x06metric\x18\x03 \x01(\t\x12\"\n\x05index\x18\x04 \x01(\x0b\x32\x13.vecdb.v1.IndexSpec\x12\x0e\n\x06shards\x18\x05 \x01(\x03\x12\x14\n\x07\x65ncoder\x18\x06 \x01(\tH\x00\x88\x01\x01\x42\n\n\x08_encoder\"\x8b\x01\n\nShardStats\x12\x0e\n\x06points\x18\x01 \x01(\x03\x12\x13\n\x0bindex_state\x18\x02 \x01(\t\x12\x12\n\nindex_type\x18\x03 \x01(\t\x12\x13\n\x0b\x61pplied_seq\x18\x04 \x01(\x03\x12\x16\n\x0e\x63heckpoint_seq\x18\x05 \x01(\x03\x12\x17\n\x0f\x64\x65leted_pending\x18\x06 \x01(\x03\"\xc9\x02\n\x0e\x43ollectionInfo\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.vecdb.v1.CollectionConfig\x12\x0e\n\x06points\x18\x02 \x01(\x03\x12$\n\x06shards\x18\x03 \x03(\x0b\x32\x14.vecdb.v1.ShardStats\x12\x13\n\x0bindex_state\x18\x04 \x01(\t\x12\x15\n\rbytes_on_disk\x18\x05 \x01(\x03\x12\x0f\n\x07\x61liases\x18\x06 \x03(\t\x12\x45\n\x0fpayload_indexes\x18\x07 \x03(\x0b\x32,.vecdb.v1.CollectionInfo.PayloadIndexesEntry\x1aQ\n\x13PayloadIndexesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12)\n\x05value\x18\x02 \x01(\x0b\x32\x1a.vecdb.v1.PayloadIndexInfo:\x02\x38\x01\"/\n\x10PayloadIndexInfo\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\"\xc1\x02\n\x17\x43reateCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03\x64im\x18\x02 \x01(\x03\x12\x13\n\x06metric\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\"\n\x05index\x18\x04 \x01(\x0b\x32\x13.vecdb.v1.IndexSpec\x12\x13\n\x06shards\x18\x05 \x01(\x03H\x01\x88\x01\x01\x12\x14\n\x07\x65ncoder\x18\x06 \x01(\tH\x02\x88\x01\x01\x12N\n\x0fpayload_indexes\x18\x08 \x03(\x0b\x32\x35.vecdb.v1.CreateCollectionRequest.PayloadIndexesEntry\x1a\x35\n\x13PayloadIndexesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07_metricB\t\n\x07_shardsB\n\n\x08_encoder\"\x18\n\x16ListCollectionsRequest\"J\n\x17ListCollectionsResponse\x12/\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1a.vecdb.v1.CollectionConfig\"/\n\x19\x44\x65scribeCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"%\n\x15\x44ropCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x18\n\x16\x44ropCollectionResponse\"1\n\x0c\x41liasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"#\n\x12\x44\x65leteAliasRequest\x12\r\n\x05\x61lias\x18\x01 \x01(\t\"\x0f\n\rAliasResponse\"<\n\x12ListAliasesRequest\x12\x17\n\ncollection\x18\x01 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_collection\"\x82\x01\n\x13ListAliasesResponse\x12;\n\x07\x61liases\x18\x01 \x03(\x0b\x32*.vecdb.v1.ListAliasesResponse.AliasesEntry\x1a.\n\x0c\x41liasesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x19\x43reatePayloadIndexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"<\n\x17\x44ropPayloadIndexRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\"\x16\n\x14PayloadIndexResponse2\xa7\x06\n\x11\x43ollectionService\x12O\n\x10\x43reateCollection\x12!.vecdb.v1.CreateCollectionRequest\x1a\x18.vecdb.v1.CollectionInfo\x12V\n\x0fListCollections\x12 .vecdb.v1.ListCollectionsRequest\x1a!.vecdb.v1.ListCollectionsResponse\x12S\n\x12\x44\x65scribeCollection\x12#.vecdb.v1.DescribeCollectionRequest\x1a\x18.vecdb.v1.CollectionInfo\x12S\n\x0e\x44ropCollection\x12\x1f.vecdb.v1.DropCollectionRequest\x1a .vecdb.v1.DropCollectionResponse\x12>\n\x0b\x43reateAlias\x12\x16.vecdb.v1.AliasRequest\x1a\x17.vecdb.v1.AliasResponse\x12;\n\x08SetAlias\x12\x16.vecdb.v1.AliasRequest\x1a\x17.vecdb.v1.AliasResponse\x12\x44\n\x0b\x44\x65leteAlias\x12\x1c.vecdb.v1.DeleteAliasRequest\x1a\x17.vecdb.v1.AliasResponse\x12J\n\x0bListAliases\x12\x1c.vecdb.v1.ListAliasesRequest\x1a\x1d.vecdb.v1.ListAliasesResponse\x12Y\n\x12\x43reatePayloadIndex\x12#.vecdb.v1.CreatePayloadIndexRequest\x1a\x1e.vecdb.v1.PayloadIndexResponse\x12U\n\x10\x44ropPayloadIndex\x12!.vecdb.v1.DropPayloadIndexRequest\x1a\x1e.vecdb.v1.PayloadIndexResponseB2P\x01Z.github.com/vecdb/vecdb/gen/go/vecdb/v1;vecdbv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,6 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vecdb.v1.collections_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001Z.github.com/vecdb/vecdb/gen/go/vecdb/v1;vecdbv1'
+  _globals['_COLLECTIONINFO_PAYLOADINDEXESENTRY']._loaded_options = None
+  _globals['_COLLECTIONINFO_PAYLOADINDEXESENTRY']._serialized_options = b'8\001'
+  _globals['_CREATECOLLECTIONREQUEST_PAYLOADINDEXESENTRY']._loaded_options = None
+  _globals['_CREATECOLLECTIONREQUEST_PAYLOADINDEXESENTRY']._serialized_options = b'8\001'
   _globals['_LISTALIASESRESPONSE_ALIASESENTRY']._loaded_options = None
   _globals['_LISTALIASESRESPONSE_ALIASESENTRY']._serialized_options = b'8\001'
   _globals['_COLLECTIONCONFIG']._serialized_start=63
@@ -40,31 +44,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHARDSTATS']._serialized_start=213
   _globals['_SHARDSTATS']._serialized_end=352
   _globals['_COLLECTIONINFO']._serialized_start=355
-  _globals['_COLLECTIONINFO']._serialized_end=530
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=533
-  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=719
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=721
-  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=745
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=747
-  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=821
-  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_start=823
-  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_end=870
-  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=872
-  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=909
-  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=911
-  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=935
-  _globals['_ALIASREQUEST']._serialized_start=937
-  _globals['_ALIASREQUEST']._serialized_end=986
-  _globals['_DELETEALIASREQUEST']._serialized_start=988
-  _globals['_DELETEALIASREQUEST']._serialized_end=1023
-  _globals['_ALIASRESPONSE']._serialized_start=1025
-  _globals['_ALIASRESPONSE']._serialized_end=1040
-  _globals['_LISTALIASESREQUEST']._serialized_start=1042
-  _globals['_LISTALIASESREQUEST']._serialized_end=1102
-  _globals['_LISTALIASESRESPONSE']._serialized_start=1105
-  _globals['_LISTALIASESRESPONSE']._serialized_end=1235
-  _globals['_LISTALIASESRESPONSE_ALIASESENTRY']._serialized_start=1189
-  _globals['_LISTALIASESRESPONSE_ALIASESENTRY']._serialized_end=1235
-  _globals['_COLLECTIONSERVICE']._serialized_start=1238
-  _globals['_COLLECTIONSERVICE']._serialized_end=1867
+  _globals['_COLLECTIONINFO']._serialized_end=684
+  _globals['_COLLECTIONINFO_PAYLOADINDEXESENTRY']._serialized_start=603
+  _globals['_COLLECTIONINFO_PAYLOADINDEXESENTRY']._serialized_end=684
+  _globals['_PAYLOADINDEXINFO']._serialized_start=686
+  _globals['_PAYLOADINDEXINFO']._serialized_end=733
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_start=736
+  _globals['_CREATECOLLECTIONREQUEST']._serialized_end=1057
+  _globals['_CREATECOLLECTIONREQUEST_PAYLOADINDEXESENTRY']._serialized_start=970
+  _globals['_CREATECOLLECTIONREQUEST_PAYLOADINDEXESENTRY']._serialized_end=1023
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_start=1059
+  _globals['_LISTCOLLECTIONSREQUEST']._serialized_end=1083
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_start=1085
+  _globals['_LISTCOLLECTIONSRESPONSE']._serialized_end=1159
+  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_start=1161
+  _globals['_DESCRIBECOLLECTIONREQUEST']._serialized_end=1208
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_start=1210
+  _globals['_DROPCOLLECTIONREQUEST']._serialized_end=1247
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_start=1249
+  _globals['_DROPCOLLECTIONRESPONSE']._serialized_end=1273
+  _globals['_ALIASREQUEST']._serialized_start=1275
+  _globals['_ALIASREQUEST']._serialized_end=1324
+  _globals['_DELETEALIASREQUEST']._serialized_start=1326
+  _globals['_DELETEALIASREQUEST']._serialized_end=1361
+  _globals['_ALIASRESPONSE']._serialized_start=1363
+  _globals['_ALIASRESPONSE']._serialized_end=1378
+  _globals['_LISTALIASESREQUEST']._serialized_start=1380
+  _globals['_LISTALIASESREQUEST']._serialized_end=1440
+  _globals['_LISTALIASESRESPONSE']._serialized_start=1443
+  _globals['_LISTALIASESRESPONSE']._serialized_end=1573
+  _globals['_LISTALIASESRESPONSE_ALIASESENTRY']._serialized_start=1527
+  _globals['_LISTALIASESRESPONSE_ALIASESENTRY']._serialized_end=1573
+  _globals['_CREATEPAYLOADINDEXREQUEST']._serialized_start=1575
+  _globals['_CREATEPAYLOADINDEXREQUEST']._serialized_end=1651
+  _globals['_DROPPAYLOADINDEXREQUEST']._serialized_start=1653
+  _globals['_DROPPAYLOADINDEXREQUEST']._serialized_end=1713
+  _globals['_PAYLOADINDEXRESPONSE']._serialized_start=1715
+  _globals['_PAYLOADINDEXRESPONSE']._serialized_end=1737
+  _globals['_COLLECTIONSERVICE']._serialized_start=1740
+  _globals['_COLLECTIONSERVICE']._serialized_end=2547
 # @@protoc_insertion_point(module_scope)

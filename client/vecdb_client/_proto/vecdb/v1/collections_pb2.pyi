@@ -40,36 +40,62 @@ class ShardStats(_message.Message):
     def __init__(self, points: _Optional[int] = ..., index_state: _Optional[str] = ..., index_type: _Optional[str] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., deleted_pending: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases")
+    __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases", "payload_indexes")
+    class PayloadIndexesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: PayloadIndexInfo
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[PayloadIndexInfo, _Mapping]] = ...) -> None: ...
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     INDEX_STATE_FIELD_NUMBER: _ClassVar[int]
     BYTES_ON_DISK_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_INDEXES_FIELD_NUMBER: _ClassVar[int]
     config: CollectionConfig
     points: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardStats]
     index_state: str
     bytes_on_disk: int
     aliases: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., points: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., index_state: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
+    payload_indexes: _containers.MessageMap[str, PayloadIndexInfo]
+    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., points: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., index_state: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., payload_indexes: _Optional[_Mapping[str, PayloadIndexInfo]] = ...) -> None: ...
+
+class PayloadIndexInfo(_message.Message):
+    __slots__ = ("type", "state")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    state: str
+    def __init__(self, type: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder")
+    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "payload_indexes")
+    class PayloadIndexesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     ENCODER_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_INDEXES_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
     index: _types_pb2.IndexSpec
     shards: int
     encoder: str
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ...) -> None: ...
+    payload_indexes: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., payload_indexes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()
@@ -133,3 +159,25 @@ class ListAliasesResponse(_message.Message):
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     aliases: _containers.ScalarMap[str, str]
     def __init__(self, aliases: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class CreatePayloadIndexRequest(_message.Message):
+    __slots__ = ("collection", "field", "type")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    field: str
+    type: str
+    def __init__(self, collection: _Optional[str] = ..., field: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
+
+class DropPayloadIndexRequest(_message.Message):
+    __slots__ = ("collection", "field")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    field: str
+    def __init__(self, collection: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+
+class PayloadIndexResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -74,6 +74,16 @@ class CollectionServiceStub:
                 request_serializer=vecdb_dot_v1_dot_collections__pb2.ListAliasesRequest.SerializeToString,
                 response_deserializer=vecdb_dot_v1_dot_collections__pb2.ListAliasesResponse.FromString,
                 _registered_method=True)
+        self.CreatePayloadIndex = channel.unary_unary(
+                '/vecdb.v1.CollectionService/CreatePayloadIndex',
+                request_serializer=vecdb_dot_v1_dot_collections__pb2.CreatePayloadIndexRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_collections__pb2.PayloadIndexResponse.FromString,
+                _registered_method=True)
+        self.DropPayloadIndex = channel.unary_unary(
+                '/vecdb.v1.CollectionService/DropPayloadIndex',
+                request_serializer=vecdb_dot_v1_dot_collections__pb2.DropPayloadIndexRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_collections__pb2.PayloadIndexResponse.FromString,
+                _registered_method=True)
 
 
 class CollectionServiceServicer:
@@ -133,6 +143,22 @@ class CollectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreatePayloadIndex(self, request, context):
+        """Declares a payload index (durable at once) and builds it in the
+        background; DescribeCollection shows its state ("building", then "ready").
+        ALREADY_EXISTS if the field already has one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropPayloadIndex(self, request, context):
+        """NOT_FOUND if the field has no payload index.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -175,6 +201,16 @@ def add_CollectionServiceServicer_to_server(servicer, server):
                     servicer.ListAliases,
                     request_deserializer=vecdb_dot_v1_dot_collections__pb2.ListAliasesRequest.FromString,
                     response_serializer=vecdb_dot_v1_dot_collections__pb2.ListAliasesResponse.SerializeToString,
+            ),
+            'CreatePayloadIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePayloadIndex,
+                    request_deserializer=vecdb_dot_v1_dot_collections__pb2.CreatePayloadIndexRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_collections__pb2.PayloadIndexResponse.SerializeToString,
+            ),
+            'DropPayloadIndex': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropPayloadIndex,
+                    request_deserializer=vecdb_dot_v1_dot_collections__pb2.DropPayloadIndexRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_collections__pb2.PayloadIndexResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -393,6 +429,60 @@ class CollectionService:
             '/vecdb.v1.CollectionService/ListAliases',
             vecdb_dot_v1_dot_collections__pb2.ListAliasesRequest.SerializeToString,
             vecdb_dot_v1_dot_collections__pb2.ListAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreatePayloadIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.CollectionService/CreatePayloadIndex',
+            vecdb_dot_v1_dot_collections__pb2.CreatePayloadIndexRequest.SerializeToString,
+            vecdb_dot_v1_dot_collections__pb2.PayloadIndexResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropPayloadIndex(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.CollectionService/DropPayloadIndex',
+            vecdb_dot_v1_dot_collections__pb2.DropPayloadIndexRequest.SerializeToString,
+            vecdb_dot_v1_dot_collections__pb2.PayloadIndexResponse.FromString,
             options,
             channel_credentials,
             insecure,

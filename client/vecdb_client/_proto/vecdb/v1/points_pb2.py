@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from vecdb_client._proto.vecdb.v1 import types_pb2 as vecdb_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15vecdb/v1/points.proto\x12\x08vecdb.v1\x1a\x14vecdb/v1/types.proto\"[\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12$\n\x06points\x18\x02 \x01(\x0b\x32\x14.vecdb.v1.PointBatch\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\x03\"D\n\tUpsertAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x03\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x15.vecdb.v1.WriteResult\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"n\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x13\n\x0bwith_vector\x18\x03 \x01(\x08\x12\x19\n\x0cwith_payload\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\x0f\n\r_with_payload\"3\n\x0bGetResponse\x12$\n\x06points\x18\x01 \x01(\x0b\x32\x14.vecdb.v1.PointBatch\"\"\n\x0c\x43ountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"\x1e\n\rCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"\xa2\x01\n\rScrollRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x12\n\x05limit\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06\x63ursor\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x0bwith_vector\x18\x04 \x01(\x08\x12\x19\n\x0cwith_payload\x18\x05 \x01(\x08H\x02\x88\x01\x01\x42\x08\n\x06_limitB\t\n\x07_cursorB\x0f\n\r_with_payload\"`\n\x0eScrollResponse\x12$\n\x06points\x18\x01 \x01(\x0b\x32\x14.vecdb.v1.PointBatch\x12\x18\n\x0bnext_cursor\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x0e\n\x0c_next_cursor\"\xd1\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12$\n\x07vectors\x18\x02 \x01(\x0b\x32\x11.vecdb.v1.VectorsH\x00\x12\x0e\n\x01k\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12&\n\x06params\x18\x05 \x01(\x0b\x32\x16.vecdb.v1.SearchParams\x12\x19\n\x0cwith_payload\x18\x06 \x01(\x08H\x02\x88\x01\x01\x12\x13\n\x0bwith_vector\x18\x07 \x01(\x08\x42\x07\n\x05queryB\x04\n\x02_kB\x0f\n\r_with_payload\"o\n\x0bQueryResult\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x0e\n\x06scores\x18\x02 \x01(\x0c\x12\x10\n\x08payloads\x18\x03 \x01(\t\x12\"\n\x07vectors\x18\x04 \x01(\x0b\x32\x11.vecdb.v1.Vectors\x12\r\n\x05texts\x18\x05 \x03(\t\"8\n\x0eSearchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.vecdb.v1.QueryResult2\xac\x03\n\x0cPointService\x12\x38\n\x06Upsert\x12\x17.vecdb.v1.UpsertRequest\x1a\x15.vecdb.v1.WriteResult\x12@\n\x0cUpsertStream\x12\x17.vecdb.v1.UpsertRequest\x1a\x13.vecdb.v1.UpsertAck(\x01\x30\x01\x12\x38\n\x06\x44\x65lete\x12\x17.vecdb.v1.DeleteRequest\x1a\x15.vecdb.v1.WriteResult\x12\x32\n\x03Get\x12\x14.vecdb.v1.GetRequest\x1a\x15.vecdb.v1.GetResponse\x12\x38\n\x05\x43ount\x12\x16.vecdb.v1.CountRequest\x1a\x17.vecdb.v1.CountResponse\x12;\n\x06Scroll\x12\x17.vecdb.v1.ScrollRequest\x1a\x18.vecdb.v1.ScrollResponse\x12;\n\x06Search\x12\x17.vecdb.v1.SearchRequest\x1a\x18.vecdb.v1.SearchResponseB2P\x01Z.github.com/vecdb/vecdb/gen/go/vecdb/v1;vecdbv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15vecdb/v1/points.proto\x12\x08vecdb.v1\x1a\x14vecdb/v1/types.proto\"[\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12$\n\x06points\x18\x02 \x01(\x0b\x32\x14.vecdb.v1.PointBatch\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\x03\"D\n\tUpsertAck\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\x03\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x15.vecdb.v1.WriteResult\"R\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12 \n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x10.vecdb.v1.Filter\"n\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x13\n\x0bwith_vector\x18\x03 \x01(\x08\x12\x19\n\x0cwith_payload\x18\x04 \x01(\x08H\x00\x88\x01\x01\x42\x0f\n\r_with_payload\"3\n\x0bGetResponse\x12$\n\x06points\x18\x01 \x01(\x0b\x32\x14.vecdb.v1.PointBatch\"D\n\x0c\x43ountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.vecdb.v1.Filter\"\x1e\n\rCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\"\xc4\x01\n\rScrollRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x12\n\x05limit\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x13\n\x06\x63ursor\x18\x03 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x0bwith_vector\x18\x04 \x01(\x08\x12\x19\n\x0cwith_payload\x18\x05 \x01(\x08H\x02\x88\x01\x01\x12 \n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x10.vecdb.v1.FilterB\x08\n\x06_limitB\t\n\x07_cursorB\x0f\n\r_with_payload\"`\n\x0eScrollResponse\x12$\n\x06points\x18\x01 \x01(\x0b\x32\x14.vecdb.v1.PointBatch\x12\x18\n\x0bnext_cursor\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x0e\n\x0c_next_cursor\"\xf3\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12$\n\x07vectors\x18\x02 \x01(\x0b\x32\x11.vecdb.v1.VectorsH\x00\x12\x0e\n\x01k\x18\x04 \x01(\x03H\x01\x88\x01\x01\x12&\n\x06params\x18\x05 \x01(\x0b\x32\x16.vecdb.v1.SearchParams\x12\x19\n\x0cwith_payload\x18\x06 \x01(\x08H\x02\x88\x01\x01\x12\x13\n\x0bwith_vector\x18\x07 \x01(\x08\x12 \n\x06\x66ilter\x18\x08 \x01(\x0b\x32\x10.vecdb.v1.FilterB\x07\n\x05queryB\x04\n\x02_kB\x0f\n\r_with_payload\"}\n\x0bQueryResult\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x0e\n\x06scores\x18\x02 \x01(\x0c\x12\x10\n\x08payloads\x18\x03 \x01(\t\x12\"\n\x07vectors\x18\x04 \x01(\x0b\x32\x11.vecdb.v1.Vectors\x12\r\n\x05texts\x18\x05 \x03(\t\x12\x0c\n\x04plan\x18\x06 \x01(\t\"8\n\x0eSearchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.vecdb.v1.QueryResult\"\x88\x02\n\x12RangeSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\"\n\x07vectors\x18\x02 \x01(\x0b\x32\x11.vecdb.v1.Vectors\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x12\n\x05limit\x18\x04 \x01(\x03H\x00\x88\x01\x01\x12&\n\x06params\x18\x05 \x01(\x0b\x32\x16.vecdb.v1.SearchParams\x12\x19\n\x0cwith_payload\x18\x06 \x01(\x08H\x01\x88\x01\x01\x12\x13\n\x0bwith_vector\x18\x07 \x01(\x08\x12 \n\x06\x66ilter\x18\x08 \x01(\x0b\x32\x10.vecdb.v1.FilterB\x08\n\x06_limitB\x0f\n\r_with_payload\"\xc2\x01\n\x14UpdatePayloadRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12 \n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x10.vecdb.v1.Filter\x12\x1b\n\x0eoverwrite_json\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x15\n\x08set_json\x18\x05 \x01(\tH\x01\x88\x01\x01\x12\x13\n\x0b\x64\x65lete_keys\x18\x06 \x03(\tB\x11\n\x0f_overwrite_jsonB\x0b\n\t_set_json\"[\n\x14UpdateVectorsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\"\n\x07vectors\x18\x03 \x01(\x0b\x32\x11.vecdb.v1.Vectors2\x83\x05\n\x0cPointService\x12\x38\n\x06Upsert\x12\x17.vecdb.v1.UpsertRequest\x1a\x15.vecdb.v1.WriteResult\x12@\n\x0cUpsertStream\x12\x17.vecdb.v1.UpsertRequest\x1a\x13.vecdb.v1.UpsertAck(\x01\x30\x01\x12\x38\n\x06\x44\x65lete\x12\x17.vecdb.v1.DeleteRequest\x1a\x15.vecdb.v1.WriteResult\x12\x32\n\x03Get\x12\x14.vecdb.v1.GetRequest\x1a\x15.vecdb.v1.GetResponse\x12\x38\n\x05\x43ount\x12\x16.vecdb.v1.CountRequest\x1a\x17.vecdb.v1.CountResponse\x12;\n\x06Scroll\x12\x17.vecdb.v1.ScrollRequest\x1a\x18.vecdb.v1.ScrollResponse\x12;\n\x06Search\x12\x17.vecdb.v1.SearchRequest\x1a\x18.vecdb.v1.SearchResponse\x12\x45\n\x0bRangeSearch\x12\x1c.vecdb.v1.RangeSearchRequest\x1a\x18.vecdb.v1.SearchResponse\x12\x46\n\rUpdatePayload\x12\x1e.vecdb.v1.UpdatePayloadRequest\x1a\x15.vecdb.v1.WriteResult\x12\x46\n\rUpdateVectors\x12\x1e.vecdb.v1.UpdateVectorsRequest\x1a\x15.vecdb.v1.WriteResultB2P\x01Z.github.com/vecdb/vecdb/gen/go/vecdb/v1;vecdbv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,25 +38,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPSERTACK']._serialized_start=150
   _globals['_UPSERTACK']._serialized_end=218
   _globals['_DELETEREQUEST']._serialized_start=220
-  _globals['_DELETEREQUEST']._serialized_end=268
-  _globals['_GETREQUEST']._serialized_start=270
-  _globals['_GETREQUEST']._serialized_end=380
-  _globals['_GETRESPONSE']._serialized_start=382
-  _globals['_GETRESPONSE']._serialized_end=433
-  _globals['_COUNTREQUEST']._serialized_start=435
-  _globals['_COUNTREQUEST']._serialized_end=469
-  _globals['_COUNTRESPONSE']._serialized_start=471
-  _globals['_COUNTRESPONSE']._serialized_end=501
-  _globals['_SCROLLREQUEST']._serialized_start=504
-  _globals['_SCROLLREQUEST']._serialized_end=666
-  _globals['_SCROLLRESPONSE']._serialized_start=668
-  _globals['_SCROLLRESPONSE']._serialized_end=764
-  _globals['_SEARCHREQUEST']._serialized_start=767
-  _globals['_SEARCHREQUEST']._serialized_end=976
-  _globals['_QUERYRESULT']._serialized_start=978
-  _globals['_QUERYRESULT']._serialized_end=1089
-  _globals['_SEARCHRESPONSE']._serialized_start=1091
-  _globals['_SEARCHRESPONSE']._serialized_end=1147
-  _globals['_POINTSERVICE']._serialized_start=1150
-  _globals['_POINTSERVICE']._serialized_end=1578
+  _globals['_DELETEREQUEST']._serialized_end=302
+  _globals['_GETREQUEST']._serialized_start=304
+  _globals['_GETREQUEST']._serialized_end=414
+  _globals['_GETRESPONSE']._serialized_start=416
+  _globals['_GETRESPONSE']._serialized_end=467
+  _globals['_COUNTREQUEST']._serialized_start=469
+  _globals['_COUNTREQUEST']._serialized_end=537
+  _globals['_COUNTRESPONSE']._serialized_start=539
+  _globals['_COUNTRESPONSE']._serialized_end=569
+  _globals['_SCROLLREQUEST']._serialized_start=572
+  _globals['_SCROLLREQUEST']._serialized_end=768
+  _globals['_SCROLLRESPONSE']._serialized_start=770
+  _globals['_SCROLLRESPONSE']._serialized_end=866
+  _globals['_SEARCHREQUEST']._serialized_start=869
+  _globals['_SEARCHREQUEST']._serialized_end=1112
+  _globals['_QUERYRESULT']._serialized_start=1114
+  _globals['_QUERYRESULT']._serialized_end=1239
+  _globals['_SEARCHRESPONSE']._serialized_start=1241
+  _globals['_SEARCHRESPONSE']._serialized_end=1297
+  _globals['_RANGESEARCHREQUEST']._serialized_start=1300
+  _globals['_RANGESEARCHREQUEST']._serialized_end=1564
+  _globals['_UPDATEPAYLOADREQUEST']._serialized_start=1567
+  _globals['_UPDATEPAYLOADREQUEST']._serialized_end=1761
+  _globals['_UPDATEVECTORSREQUEST']._serialized_start=1763
+  _globals['_UPDATEVECTORSREQUEST']._serialized_end=1854
+  _globals['_POINTSERVICE']._serialized_start=1857
+  _globals['_POINTSERVICE']._serialized_end=2500
 # @@protoc_insertion_point(module_scope)

@@ -26,12 +26,14 @@ class UpsertAck(_message.Message):
     def __init__(self, batch_id: _Optional[int] = ..., result: _Optional[_Union[_types_pb2.WriteResult, _Mapping]] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("collection", "ids")
+    __slots__ = ("collection", "ids", "filter")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ...) -> None: ...
+    filter: _types_pb2.Filter
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ...) -> None: ...
 
 class GetRequest(_message.Message):
     __slots__ = ("collection", "ids", "with_vector", "with_payload")
@@ -52,10 +54,12 @@ class GetResponse(_message.Message):
     def __init__(self, points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ...) -> None: ...
 
 class CountRequest(_message.Message):
-    __slots__ = ("collection",)
+    __slots__ = ("collection", "filter")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     collection: str
-    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+    filter: _types_pb2.Filter
+    def __init__(self, collection: _Optional[str] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ...) -> None: ...
 
 class CountResponse(_message.Message):
     __slots__ = ("count",)
@@ -64,18 +68,20 @@ class CountResponse(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class ScrollRequest(_message.Message):
-    __slots__ = ("collection", "limit", "cursor", "with_vector", "with_payload")
+    __slots__ = ("collection", "limit", "cursor", "with_vector", "with_payload", "filter")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     collection: str
     limit: int
     cursor: str
     with_vector: bool
     with_payload: bool
-    def __init__(self, collection: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., with_vector: _Optional[bool] = ..., with_payload: _Optional[bool] = ...) -> None: ...
+    filter: _types_pb2.Filter
+    def __init__(self, collection: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., with_vector: _Optional[bool] = ..., with_payload: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ...) -> None: ...
 
 class ScrollResponse(_message.Message):
     __slots__ = ("points", "next_cursor")
@@ -86,37 +92,87 @@ class ScrollResponse(_message.Message):
     def __init__(self, points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "k", "params", "with_payload", "with_vector")
+    __slots__ = ("collection", "vectors", "k", "params", "with_payload", "with_vector", "filter")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _types_pb2.Vectors
     k: int
     params: _types_pb2.SearchParams
     with_payload: bool
     with_vector: bool
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ...) -> None: ...
+    filter: _types_pb2.Filter
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ...) -> None: ...
 
 class QueryResult(_message.Message):
-    __slots__ = ("ids", "scores", "payloads", "vectors", "texts")
+    __slots__ = ("ids", "scores", "payloads", "vectors", "texts", "plan")
     IDS_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     scores: bytes
     payloads: str
     vectors: _types_pb2.Vectors
     texts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ..., payloads: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
+    plan: str
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ..., payloads: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ..., plan: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("results",)
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[QueryResult]
     def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ...) -> None: ...
+
+class RangeSearchRequest(_message.Message):
+    __slots__ = ("collection", "vectors", "threshold", "limit", "params", "with_payload", "with_vector", "filter")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    vectors: _types_pb2.Vectors
+    threshold: float
+    limit: int
+    params: _types_pb2.SearchParams
+    with_payload: bool
+    with_vector: bool
+    filter: _types_pb2.Filter
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., threshold: _Optional[float] = ..., limit: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ...) -> None: ...
+
+class UpdatePayloadRequest(_message.Message):
+    __slots__ = ("collection", "ids", "filter", "overwrite_json", "set_json", "delete_keys")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    OVERWRITE_JSON_FIELD_NUMBER: _ClassVar[int]
+    SET_JSON_FIELD_NUMBER: _ClassVar[int]
+    DELETE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    filter: _types_pb2.Filter
+    overwrite_json: str
+    set_json: str
+    delete_keys: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., overwrite_json: _Optional[str] = ..., set_json: _Optional[str] = ..., delete_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateVectorsRequest(_message.Message):
+    __slots__ = ("collection", "ids", "vectors")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    vectors: _types_pb2.Vectors
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ...) -> None: ...

@@ -70,6 +70,21 @@ class PointServiceStub:
                 request_serializer=vecdb_dot_v1_dot_points__pb2.SearchRequest.SerializeToString,
                 response_deserializer=vecdb_dot_v1_dot_points__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.RangeSearch = channel.unary_unary(
+                '/vecdb.v1.PointService/RangeSearch',
+                request_serializer=vecdb_dot_v1_dot_points__pb2.RangeSearchRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_points__pb2.SearchResponse.FromString,
+                _registered_method=True)
+        self.UpdatePayload = channel.unary_unary(
+                '/vecdb.v1.PointService/UpdatePayload',
+                request_serializer=vecdb_dot_v1_dot_points__pb2.UpdatePayloadRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_types__pb2.WriteResult.FromString,
+                _registered_method=True)
+        self.UpdateVectors = channel.unary_unary(
+                '/vecdb.v1.PointService/UpdateVectors',
+                request_serializer=vecdb_dot_v1_dot_points__pb2.UpdateVectorsRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_types__pb2.WriteResult.FromString,
+                _registered_method=True)
 
 
 class PointServiceServicer:
@@ -125,6 +140,29 @@ class PointServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RangeSearch(self, request, context):
+        """Every point scoring better than a threshold, best first, per query.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePayload(self, request, context):
+        """Partial payload update of the points with these ids or matching a filter;
+        one atomic, WAL-logged batch. Vectors, texts and TTLs are kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateVectors(self, request, context):
+        """Replace the vectors of existing points (missing ids are skipped);
+        payloads, texts and TTLs are kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PointServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +200,21 @@ def add_PointServiceServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=vecdb_dot_v1_dot_points__pb2.SearchRequest.FromString,
                     response_serializer=vecdb_dot_v1_dot_points__pb2.SearchResponse.SerializeToString,
+            ),
+            'RangeSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.RangeSearch,
+                    request_deserializer=vecdb_dot_v1_dot_points__pb2.RangeSearchRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_points__pb2.SearchResponse.SerializeToString,
+            ),
+            'UpdatePayload': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePayload,
+                    request_deserializer=vecdb_dot_v1_dot_points__pb2.UpdatePayloadRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_types__pb2.WriteResult.SerializeToString,
+            ),
+            'UpdateVectors': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateVectors,
+                    request_deserializer=vecdb_dot_v1_dot_points__pb2.UpdateVectorsRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_types__pb2.WriteResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +406,87 @@ class PointService:
             '/vecdb.v1.PointService/Search',
             vecdb_dot_v1_dot_points__pb2.SearchRequest.SerializeToString,
             vecdb_dot_v1_dot_points__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RangeSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.PointService/RangeSearch',
+            vecdb_dot_v1_dot_points__pb2.RangeSearchRequest.SerializeToString,
+            vecdb_dot_v1_dot_points__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePayload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.PointService/UpdatePayload',
+            vecdb_dot_v1_dot_points__pb2.UpdatePayloadRequest.SerializeToString,
+            vecdb_dot_v1_dot_types__pb2.WriteResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateVectors(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.PointService/UpdateVectors',
+            vecdb_dot_v1_dot_points__pb2.UpdateVectorsRequest.SerializeToString,
+            vecdb_dot_v1_dot_types__pb2.WriteResult.FromString,
             options,
             channel_credentials,
             insecure,

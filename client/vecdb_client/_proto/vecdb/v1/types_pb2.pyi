@@ -17,16 +17,18 @@ class Vectors(_message.Message):
     def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PointBatch(_message.Message):
-    __slots__ = ("ids", "vectors", "payloads", "texts")
+    __slots__ = ("ids", "vectors", "payloads", "texts", "ttl_seconds")
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: Vectors
     payloads: str
     texts: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ..., payloads: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ...) -> None: ...
+    ttl_seconds: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ..., payloads: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class IndexSpec(_message.Message):
     __slots__ = ("type", "params")
@@ -67,3 +69,88 @@ class WriteResult(_message.Message):
     count: int
     shard_seqs: _containers.ScalarMap[int, int]
     def __init__(self, count: _Optional[int] = ..., shard_seqs: _Optional[_Mapping[int, int]] = ...) -> None: ...
+
+class Filter(_message.Message):
+    __slots__ = ("must", "should", "must_not", "min_should")
+    MUST_FIELD_NUMBER: _ClassVar[int]
+    SHOULD_FIELD_NUMBER: _ClassVar[int]
+    MUST_NOT_FIELD_NUMBER: _ClassVar[int]
+    MIN_SHOULD_FIELD_NUMBER: _ClassVar[int]
+    must: _containers.RepeatedCompositeFieldContainer[FilterItem]
+    should: _containers.RepeatedCompositeFieldContainer[FilterItem]
+    must_not: _containers.RepeatedCompositeFieldContainer[FilterItem]
+    min_should: int
+    def __init__(self, must: _Optional[_Iterable[_Union[FilterItem, _Mapping]]] = ..., should: _Optional[_Iterable[_Union[FilterItem, _Mapping]]] = ..., must_not: _Optional[_Iterable[_Union[FilterItem, _Mapping]]] = ..., min_should: _Optional[int] = ...) -> None: ...
+
+class FilterItem(_message.Message):
+    __slots__ = ("condition", "filter")
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    condition: Condition
+    filter: Filter
+    def __init__(self, condition: _Optional[_Union[Condition, _Mapping]] = ..., filter: _Optional[_Union[Filter, _Mapping]] = ...) -> None: ...
+
+class Condition(_message.Message):
+    __slots__ = ("key", "match", "any", "range", "exists", "is_null", "is_empty", "has_id", "text")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    ANY_FIELD_NUMBER: _ClassVar[int]
+    EXCEPT_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    EXISTS_FIELD_NUMBER: _ClassVar[int]
+    IS_NULL_FIELD_NUMBER: _ClassVar[int]
+    IS_EMPTY_FIELD_NUMBER: _ClassVar[int]
+    HAS_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    match: Value
+    any: ValueList
+    range: Range
+    exists: bool
+    is_null: bool
+    is_empty: bool
+    has_id: IdList
+    text: str
+    def __init__(self, key: _Optional[str] = ..., match: _Optional[_Union[Value, _Mapping]] = ..., any: _Optional[_Union[ValueList, _Mapping]] = ..., range: _Optional[_Union[Range, _Mapping]] = ..., exists: _Optional[bool] = ..., is_null: _Optional[bool] = ..., is_empty: _Optional[bool] = ..., has_id: _Optional[_Union[IdList, _Mapping]] = ..., text: _Optional[str] = ..., **kwargs) -> None: ...
+
+class Value(_message.Message):
+    __slots__ = ("s", "i", "b")
+    S_FIELD_NUMBER: _ClassVar[int]
+    I_FIELD_NUMBER: _ClassVar[int]
+    B_FIELD_NUMBER: _ClassVar[int]
+    s: str
+    i: int
+    b: bool
+    def __init__(self, s: _Optional[str] = ..., i: _Optional[int] = ..., b: _Optional[bool] = ...) -> None: ...
+
+class ValueList(_message.Message):
+    __slots__ = ("values",)
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    values: _containers.RepeatedCompositeFieldContainer[Value]
+    def __init__(self, values: _Optional[_Iterable[_Union[Value, _Mapping]]] = ...) -> None: ...
+
+class Range(_message.Message):
+    __slots__ = ("gt", "gte", "lt", "lte")
+    GT_FIELD_NUMBER: _ClassVar[int]
+    GTE_FIELD_NUMBER: _ClassVar[int]
+    LT_FIELD_NUMBER: _ClassVar[int]
+    LTE_FIELD_NUMBER: _ClassVar[int]
+    gt: RangeBound
+    gte: RangeBound
+    lt: RangeBound
+    lte: RangeBound
+    def __init__(self, gt: _Optional[_Union[RangeBound, _Mapping]] = ..., gte: _Optional[_Union[RangeBound, _Mapping]] = ..., lt: _Optional[_Union[RangeBound, _Mapping]] = ..., lte: _Optional[_Union[RangeBound, _Mapping]] = ...) -> None: ...
+
+class RangeBound(_message.Message):
+    __slots__ = ("number", "datetime")
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    DATETIME_FIELD_NUMBER: _ClassVar[int]
+    number: float
+    datetime: str
+    def __init__(self, number: _Optional[float] = ..., datetime: _Optional[str] = ...) -> None: ...
+
+class IdList(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
