@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,13 +16,13 @@ from dataclasses import replace
 
 import faiss
 
-from . import validation
+from . import checkpoint, snapshot, validation
 from .catalog import Catalog
 from .collection import Collection
 from .config import DatabaseOptions
 from .errors import AlreadyExists, FailedPrecondition, NotFound
 from .payload_index import check_type as check_payload_index_type
-from .storage import DirLock, Store
+from .storage import DirLock, Store, shard_prefix
 from .types import (CollectionConfig, CollectionDescription, Point, ScrollPage, SearchParams,
                     SearchResult, WriteResult)
 
@@ -141,6 +142,64 @@ class Database:
 
     def list_aliases(self, collection: str | None = None) -> dict[str, str]:
         return {a: c for a, c in sorted(self.catalog.aliases.items()) if collection in (None, c)}
+
+    # ---- snapshots ------------------------------------------------------------------
+    @property
+    def snapshot_dir(self) -> str:
+        return self.options.snapshot_dir or os.path.join(self.path, "snapshots")
+
+    def create_snapshot(self, collection: str, name: str | None = None,
+                        tarball: bool = False) -> snapshot.SnapshotInfo:
+        """Consistent online snapshot of a collection into the snapshot directory."""
+        coll = self._get(collection)
+        name = name or f"{coll.config.name}-{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(2).hex()}"
+        got = snapshot.take(coll, self.store, self.snapshot_dir, name, tarball)
+        log.info("snapshot %s of collection %s: %d points, %d bytes", got.name, got.collection,
+                 got.points, got.bytes)
+        return got
+
+    def list_snapshots(self) -> list[snapshot.SnapshotInfo]:
+        return snapshot.list_all(self.snapshot_dir)
+
+    def delete_snapshot(self, name: str) -> None:
+        path = snapshot.locate(self.snapshot_dir, name)
+        (os.remove if os.path.isfile(path) else shutil.rmtree)(path)
+
+    def restore_snapshot(self, name: str, collection: str | None = None) -> CollectionDescription:
+        """Restore a snapshot as a new collection (its original name, or ``collection``).
+        A damaged snapshot is refused before anything is written."""
+        if self._closed:
+            raise FailedPrecondition("database is closed", "database")
+        path = snapshot.locate(self.snapshot_dir, name)
+        with tempfile.TemporaryDirectory(dir=self.snapshot_dir, prefix=".restore-") as scratch:
+            src = snapshot.unpack(path, scratch)
+            manifest = snapshot.read_manifest(src)
+            new_name = validation.name(collection or manifest["collection"]["name"])
+            uid = self.catalog.reserve_uid(new_name)
+            cfg = CollectionConfig.from_dict({**manifest["collection"], "name": new_name, "uid": uid})
+            for meta in manifest["shards"]:
+                n = meta["number"]
+                prefix = shard_prefix(uid, n)
+                wb, size = self.store.batch(), 0
+                for key, value in snapshot.records(os.path.join(src, f"shard-{n}", "records.bin")):
+                    wb.put(prefix + key, value)
+                    size += len(key) + len(value)
+                    if size > 8 << 20:
+                        self.store.write(wb, sync=False)
+                        wb, size = self.store.batch(), 0
+                self.store.write(wb, sync=True)
+                ckpt = os.path.join(src, f"shard-{n}", "ckpt")
+                if os.path.isdir(ckpt):
+                    dst = os.path.join(self.catalog.dir_of(uid), f"shard-{n}")
+                    os.makedirs(dst, exist_ok=True)
+                    shutil.copytree(ckpt, os.path.join(dst, f"{checkpoint.PREFIX}{meta['seq']:020d}"))
+            coll = self._collection(cfg)
+            coll.recover()
+            with self.catalog.lock:
+                self.catalog.commit_restore(cfg)
+                self.collections[cfg.name] = coll
+        log.info("restored snapshot %s as collection %s (%d points)", name, cfg.name, coll.count())
+        return self.describe_collection(cfg.name)
 
     # ---- payload indexes ---------------------------------------------------------
     def create_payload_index(self, collection: str, field: str, type: str, wait: bool = False) -> None:

@@ -62,6 +62,28 @@ class Catalog:
             self.configs[cfg.name] = cfg
             return cfg
 
+    def reserve_uid(self, name: str) -> int:
+        """A fresh uid for a collection being restored, behind a drop marker: if the
+        process dies before ``commit_restore``, the next open purges what was written."""
+        with self.lock:
+            self._check_free(name)
+            uid = self.next_uid
+            wb = self.store.batch()
+            wb.put(b"U", U32.pack(uid + 1))
+            wb.put(b"D" + U32.pack(uid), name.encode())
+            self.store.write(wb, sync=True)
+            self.next_uid = uid + 1
+            return uid
+
+    def commit_restore(self, config: CollectionConfig) -> None:
+        with self.lock:
+            self._check_free(config.name)
+            wb = self.store.batch()
+            wb.put(b"C" + config.name.encode(), json.dumps(config.to_dict()).encode())
+            wb.delete(b"D" + U32.pack(config.uid))
+            self.store.write(wb, sync=True)
+            self.configs[config.name] = config
+
     def update(self, config: CollectionConfig) -> CollectionConfig:
         """Persist a changed config of an existing collection (same name and uid)."""
         with self.lock:

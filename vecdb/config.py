@@ -35,6 +35,9 @@ class DatabaseOptions:
     faiss_omp_threads: int = 0
     # RocksDB block cache in MiB (hot payloads/ids for result hydration).
     block_cache_mb: int = 256
+    # Where snapshots are written and restored from; "" = <data dir>/snapshots.
+    # Copy a snapshot (directory or .tar) here to restore it on another server.
+    snapshot_dir: str = ""
     # Run background work (checkpoints, ANN builds) in threads. Tests turn it
     # off to make timing deterministic; call Database.maintain() by hand then.
     background: bool = True

@@ -13,7 +13,9 @@ RocksDB (logged, never a crash).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 from dataclasses import dataclass
 
@@ -407,6 +409,14 @@ class Shard:
     def drop_payload_index(self, field: str) -> None:
         with self.lock.write():
             self.pindex.ready.pop(field, None)
+
+    @contextlib.contextmanager
+    def checkpoint_files(self):
+        """(seq, directory) of the current checkpoint, held still (no new checkpoint
+        replaces it) while the caller copies it; directory None when there is none."""
+        with self._ckpt_lock:
+            path = os.path.join(self.dir, f"{checkpoint.PREFIX}{self.checkpoint_seq:020d}")
+            yield self.checkpoint_seq, path if os.path.isdir(path) else None
 
     def retire(self) -> None:
         """The collection is being dropped: wait for a running checkpoint, skip later ones."""
