@@ -202,9 +202,13 @@ def unpack(path: str, scratch: str) -> str:
     """A verified snapshot directory for ``path`` (a .tar is extracted into scratch)."""
     src = path
     if os.path.isfile(path):
-        with tarfile.open(path) as tar:
-            tar.extractall(scratch, filter="data")
-        [src] = [os.path.join(scratch, d) for d in os.listdir(scratch)]
+        try:
+            with tarfile.open(path) as tar:
+                tar.extractall(scratch, filter="data")
+            [src] = [os.path.join(scratch, d) for d in os.listdir(scratch)]
+        except (tarfile.TarError, OSError, ValueError) as exc:
+            raise FailedPrecondition(f"snapshot {os.path.basename(path)!r} is damaged ({exc}); "
+                                     "nothing was restored", "snapshot") from None
     manifest = read_manifest(src)
     if manifest.get("format") != FORMAT:
         raise FailedPrecondition(f"snapshot format {manifest.get('format')} is not supported "

@@ -14,12 +14,12 @@ from .errors import (AlreadyExistsError, DeadlineExceededError, FailedPreconditi
                      UnavailableError, VecdbClientError)
 from .filters import F
 from .models import (CollectionConfig, CollectionInfo, Hit, PayloadIndexInfo, Point,
-                     ScrollPage, ShardStats, WriteResult)
+                     ScrollPage, ShardStats, SnapshotInfo, WriteResult)
 
 __version__ = "0.1.0"
 __all__ = [
     "Client", "AsyncClient", "F", "Hit", "Point", "ScrollPage", "WriteResult",
-    "CollectionConfig", "CollectionInfo", "PayloadIndexInfo", "ShardStats", "VecdbClientError", "InvalidArgumentError",
+    "CollectionConfig", "CollectionInfo", "PayloadIndexInfo", "ShardStats", "SnapshotInfo", "VecdbClientError", "InvalidArgumentError",
     "NotFoundError", "AlreadyExistsError", "FailedPreconditionError", "ResourceExhaustedError",
     "UnavailableError", "DeadlineExceededError", "UnauthenticatedError",
     "PermissionDeniedError", "InternalError", "RpcCancelledError",

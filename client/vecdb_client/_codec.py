@@ -20,7 +20,7 @@ from ._proto.vecdb.v1 import types_pb2 as tpb
 from ._filters import to_proto_filter
 from .errors import DeadlineExceededError, InvalidArgumentError, NotFoundError
 from .models import (CollectionConfig, CollectionInfo, Hit, PayloadIndexInfo, Point,
-                     ScrollPage, ShardStats, WriteResult)
+                     ScrollPage, ShardStats, SnapshotInfo, WriteResult)
 
 _F32 = np.dtype("<f4")
 # tuple.__new__(Hit, row) builds a NamedTuple without running its Python-level
@@ -327,3 +327,21 @@ def from_proto_search(msg: ppb.SearchResponse, single: bool, explain: bool = Fal
     if explain:
         return hits, msg.results[0].plan if msg.results else ""
     return hits
+
+
+def from_proto_snapshot(msg: cpb.SnapshotInfo) -> SnapshotInfo:
+    return SnapshotInfo(msg.name, msg.collection, msg.created_at, msg.points, msg.bytes, msg.path)
+
+
+def snapshot_request(collection: str, name: str | None, tarball: bool) -> cpb.CreateSnapshotRequest:
+    req = cpb.CreateSnapshotRequest(collection=collection, tarball=tarball)
+    if name is not None:
+        req.name = name
+    return req
+
+
+def restore_request(name: str, collection: str | None) -> cpb.RestoreSnapshotRequest:
+    req = cpb.RestoreSnapshotRequest(name=name)
+    if collection is not None:
+        req.collection = collection
+    return req

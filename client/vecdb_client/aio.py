@@ -18,7 +18,8 @@ from ._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from .client import Progress
 from .errors import UnavailableError, VecdbClientError, from_rpc_error
 from .filters import Filter
-from .models import CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, WriteResult
+from .models import (CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, SnapshotInfo,
+                     WriteResult)
 
 
 class AsyncClient:
@@ -151,6 +152,32 @@ class AsyncClient:
         req = cpb.DropPayloadIndexRequest(collection=collection, field=field)
         await self._call(self._collections.DropPayloadIndex, req, idempotent=False,
                          timeout=timeout)
+
+    # ------------------------------------------------------------ snapshots
+    async def create_snapshot(self, collection: str, name: str | None = None, tarball: bool = False,
+                        *, timeout: float | None = None) -> SnapshotInfo:
+        """Consistent online snapshot of a collection into the server's snapshot directory
+        (a directory, or one ``<name>.tar`` with ``tarball=True``)."""
+        req = _codec.snapshot_request(collection, name, tarball)
+        return _codec.from_proto_snapshot(
+            await self._call(self._collections.CreateSnapshot, req, idempotent=False, timeout=timeout))
+
+    async def list_snapshots(self, *, timeout: float | None = None) -> list[SnapshotInfo]:
+        res = await self._call(self._collections.ListSnapshots, cpb.ListSnapshotsRequest(),
+                               idempotent=True, timeout=timeout)
+        return [_codec.from_proto_snapshot(s) for s in res.snapshots]
+
+    async def delete_snapshot(self, name: str, *, timeout: float | None = None) -> None:
+        await self._call(self._collections.DeleteSnapshot, cpb.DeleteSnapshotRequest(name=name),
+                   idempotent=False, timeout=timeout)
+
+    async def restore_snapshot(self, name: str, collection: str | None = None, *,
+                         timeout: float | None = None) -> CollectionInfo:
+        """Restore a snapshot as a new collection (its original name, or ``collection``);
+        a damaged snapshot raises FailedPreconditionError and nothing is written."""
+        req = _codec.restore_request(name, collection)
+        return _codec.from_proto_info(
+            await self._call(self._collections.RestoreSnapshot, req, idempotent=False, timeout=timeout))
 
     # ------------------------------------------------------------ writes
     async def upsert(self, collection: str, ids: Sequence[str], vectors: Any,

@@ -61,6 +61,17 @@ class ShardStats:
     deleted_pending: int
 
 
+class SnapshotInfo(NamedTuple):
+    """A snapshot in the server's snapshot directory."""
+
+    name: str
+    collection: str
+    created_at: float  # seconds since the epoch
+    points: int
+    bytes: int
+    path: str  # on the server: copy it into another server's snapshot dir to move it
+
+
 class PayloadIndexInfo(NamedTuple):
     """type: keyword | integer | float | bool | datetime | text;
     state: "building" | "ready" (filters use it once ready)."""

@@ -335,3 +335,8 @@ def from_proto_update_payload(msg: ppb.UpdatePayloadRequest) -> dict[str, Any]:
 def from_proto_update_vectors(msg: ppb.UpdateVectorsRequest) -> dict[str, Any]:
     return {"collection": msg.collection, "ids": list(msg.ids),
             "vectors": from_proto_vectors(msg.vectors, "vectors")}
+
+
+def to_proto_snapshot(info) -> cpb.SnapshotInfo:
+    return cpb.SnapshotInfo(name=info.name, collection=info.collection, created_at=info.created_at,
+                            points=info.points, bytes=info.bytes, path=info.path)

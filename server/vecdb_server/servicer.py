@@ -79,6 +79,32 @@ class CollectionServicer(cgrpc.CollectionServiceServicer):
         return cpb.PayloadIndexResponse()
 
 
+    def CreateSnapshot(self, request: cpb.CreateSnapshotRequest, context: Any) -> cpb.SnapshotInfo:
+        with self._engine.session() as db:
+            info = db.create_snapshot(request.collection,
+                                      request.name if request.HasField("name") else None,
+                                      request.tarball)
+        return convert.to_proto_snapshot(info)
+
+    def ListSnapshots(self, request: cpb.ListSnapshotsRequest,
+                      context: Any) -> cpb.ListSnapshotsResponse:
+        with self._engine.session() as db:
+            return cpb.ListSnapshotsResponse(
+                snapshots=[convert.to_proto_snapshot(i) for i in db.list_snapshots()])
+
+    def DeleteSnapshot(self, request: cpb.DeleteSnapshotRequest,
+                       context: Any) -> cpb.DeleteSnapshotResponse:
+        with self._engine.session() as db:
+            db.delete_snapshot(request.name)
+        return cpb.DeleteSnapshotResponse()
+
+    def RestoreSnapshot(self, request: cpb.RestoreSnapshotRequest, context: Any) -> cpb.CollectionInfo:
+        with self._engine.session() as db:
+            desc = db.restore_snapshot(request.name,
+                                       request.collection if request.HasField("collection") else None)
+            return convert.to_proto_collection_info(desc)
+
+
 class PointServicer(pgrpc.PointServiceServicer):
     def __init__(self, engine: EngineHolder):
         self._engine = engine

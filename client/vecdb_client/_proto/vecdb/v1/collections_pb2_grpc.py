@@ -84,6 +84,26 @@ class CollectionServiceStub:
                 request_serializer=vecdb_dot_v1_dot_collections__pb2.DropPayloadIndexRequest.SerializeToString,
                 response_deserializer=vecdb_dot_v1_dot_collections__pb2.PayloadIndexResponse.FromString,
                 _registered_method=True)
+        self.CreateSnapshot = channel.unary_unary(
+                '/vecdb.v1.CollectionService/CreateSnapshot',
+                request_serializer=vecdb_dot_v1_dot_collections__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_collections__pb2.SnapshotInfo.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/vecdb.v1.CollectionService/ListSnapshots',
+                request_serializer=vecdb_dot_v1_dot_collections__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_collections__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/vecdb.v1.CollectionService/DeleteSnapshot',
+                request_serializer=vecdb_dot_v1_dot_collections__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_collections__pb2.DeleteSnapshotResponse.FromString,
+                _registered_method=True)
+        self.RestoreSnapshot = channel.unary_unary(
+                '/vecdb.v1.CollectionService/RestoreSnapshot',
+                request_serializer=vecdb_dot_v1_dot_collections__pb2.RestoreSnapshotRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_collections__pb2.CollectionInfo.FromString,
+                _registered_method=True)
 
 
 class CollectionServiceServicer:
@@ -159,6 +179,36 @@ class CollectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSnapshot(self, request, context):
+        """Consistent online snapshot of a collection into the server's snapshot
+        directory (writes wait only while the instant is pinned).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshot(self, request, context):
+        """NOT_FOUND if missing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSnapshot(self, request, context):
+        """Restores a snapshot (made here or copied from another server) as a new
+        collection. FAILED_PRECONDITION if it is damaged (nothing is written);
+        ALREADY_EXISTS if the target name is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -211,6 +261,26 @@ def add_CollectionServiceServicer_to_server(servicer, server):
                     servicer.DropPayloadIndex,
                     request_deserializer=vecdb_dot_v1_dot_collections__pb2.DropPayloadIndexRequest.FromString,
                     response_serializer=vecdb_dot_v1_dot_collections__pb2.PayloadIndexResponse.SerializeToString,
+            ),
+            'CreateSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=vecdb_dot_v1_dot_collections__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_collections__pb2.SnapshotInfo.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=vecdb_dot_v1_dot_collections__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_collections__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=vecdb_dot_v1_dot_collections__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_collections__pb2.DeleteSnapshotResponse.SerializeToString,
+            ),
+            'RestoreSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreSnapshot,
+                    request_deserializer=vecdb_dot_v1_dot_collections__pb2.RestoreSnapshotRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_collections__pb2.CollectionInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -483,6 +553,114 @@ class CollectionService:
             '/vecdb.v1.CollectionService/DropPayloadIndex',
             vecdb_dot_v1_dot_collections__pb2.DropPayloadIndexRequest.SerializeToString,
             vecdb_dot_v1_dot_collections__pb2.PayloadIndexResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.CollectionService/CreateSnapshot',
+            vecdb_dot_v1_dot_collections__pb2.CreateSnapshotRequest.SerializeToString,
+            vecdb_dot_v1_dot_collections__pb2.SnapshotInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.CollectionService/ListSnapshots',
+            vecdb_dot_v1_dot_collections__pb2.ListSnapshotsRequest.SerializeToString,
+            vecdb_dot_v1_dot_collections__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.CollectionService/DeleteSnapshot',
+            vecdb_dot_v1_dot_collections__pb2.DeleteSnapshotRequest.SerializeToString,
+            vecdb_dot_v1_dot_collections__pb2.DeleteSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.CollectionService/RestoreSnapshot',
+            vecdb_dot_v1_dot_collections__pb2.RestoreSnapshotRequest.SerializeToString,
+            vecdb_dot_v1_dot_collections__pb2.CollectionInfo.FromString,
             options,
             channel_credentials,
             insecure,
