@@ -205,7 +205,8 @@ class ServerProc:
         self._fh = open(log, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vecdb_server", "--port", "0", "--data-dir", str(data_dir),
-             "--server-mode", mode, "--background", "false"],
+             "--server-mode", mode, "--background", "false", "--metrics-port", "-1",
+             "--recall-sample-rate", "0"],
             stdout=self._fh, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.proc.poll() is None:

@@ -11,6 +11,8 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +25,20 @@ from vecdb_client.cli.parser import build_parser
 
 BIN = str(Path(sys.executable).parent)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# The CLI starts ~100 times here: let those runs share compiled bytecode (~20% of a
+# start) even where PYTHONDONTWRITEBYTECODE is set, kept outside the checkout.
+PYCACHE = os.path.join(tempfile.gettempdir(), f"vecdbctl-test-pycache-{os.getuid()}")
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(SRC_PATHS),
+           "PYTHONPYCACHEPREFIX": PYCACHE, **extra}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 def _cli_cmd(args: tuple[str, ...], host: str | None) -> tuple[list[str], dict[str, str]]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(SRC_PATHS)}
+    env = cli_env()
     env.pop("VECDB_HOST", None)
     prefix = ["--host", host] if host else []
     return [sys.executable, "-m", "vecdb_client.cli", *prefix, *args], env
@@ -145,6 +157,21 @@ def test_collections_alias_and_status(run, srv):
     assert run("collections", "drop", "cli_a", "--yes", "--missing-ok")["dropped"] is False
 
 
+def test_snapshots(run, srv):
+    create(srv, "cli_snap", 4, metric="l2")
+    with srv.client() as c:
+        c.upsert("cli_snap", ["a", "b", "c"], np.eye(3, 4, dtype=np.float32), [{"n": i} for i in range(3)])
+    made = run("snapshot", "create", "cli_snap", "--name", "cli-snap-1", "--tar")
+    assert (made["name"], made["collection"], made["points"]) == ("cli-snap-1", "cli_snap", 3)
+    assert made["path"].endswith("cli-snap-1.tar")
+    assert "cli-snap-1" in [s["name"] for s in run("snapshot", "list")]
+    restored = run("snapshot", "restore", "cli-snap-1", "--collection", "cli_snap_copy")
+    assert restored["name"] == "cli_snap_copy" and restored["points"] == 3
+    one_line_error(cli("snapshot", "restore", "cli-snap-1", host=srv.target), "ALREADY_EXISTS")
+    assert run("snapshot", "delete", "cli-snap-1") == {"name": "cli-snap-1", "deleted": True}
+    one_line_error(cli("snapshot", "delete", "cli-snap-1", host=srv.target), "NOT_FOUND")
+
+
 # ---------------------------------------------------------------- points and search
 def test_points_and_search(run, srv, tmp_path):
     vecs = write_jsonl(tmp_path / "p.jsonl", 50, 8)
@@ -174,14 +201,6 @@ def test_points_and_search(run, srv, tmp_path):
     text = cli("search", "cli_p", "--text", "hello", host=srv.target)
     if "text" not in inspect.signature(Client.search).parameters:
         one_line_error(text, "text search needs a collection encoder")
-    filt = cli("search", "cli_p", "--vector", json.dumps(vecs[0].tolist()), "-o", "json",
-               "--filter", '{"key": "group", "match": "g1"}', host=srv.target)
-    if "filter" not in inspect.signature(Client.search).parameters:
-        one_line_error(filt, "filters are not supported by this server/SDK yet")
-    else:  # the SDK has gained filters: the CLI passes them through
-        assert filt.returncode == 0, filt.stderr
-        hits = json.loads(filt.stdout)["results"][0]
-        assert hits and {h["payload"]["group"] for h in hits} == {"g1"}
 
     assert run("points", "delete", "cli_p", "p1", "p2", "nope") == {"requested": 3,
                                                                     "deleted": 2}
@@ -189,6 +208,105 @@ def test_points_and_search(run, srv, tmp_path):
     assert run("points", "delete", "cli_p", "--ids-file", str(tmp_path / "ids.txt"))[
         "deleted"] == 2
     assert count(srv, "cli_p") == 46
+
+
+# ---------------------------------------------------------------- filters, updates, indexes, TTL
+G1 = '{"key": "group", "match": "g1"}'
+
+
+def ok_json(out: subprocess.CompletedProcess) -> dict:
+    assert out.returncode == 0, (out.args, out.stderr)
+    return json.loads(out.stdout)
+
+
+def test_filters_updates_range_search_indexes_and_ttl(run, srv, tmp_path):
+    n, v = 60, rand(60, 8, seed=7)
+    group = {f"f{i}": f"g{i % 3}" for i in range(n)}
+    with_group = lambda g: {pid for pid, x in group.items() if x == g}  # noqa: E731
+    create(srv, "cli_f", 8)
+    create(srv, "cli_ttl", 8)
+    with srv.client() as c:
+        c.upsert("cli_f", list(group), v, payloads=[{"group": f"g{i % 3}", "n": i}
+                                                    for i in range(n)])
+    write_jsonl(tmp_path / "ttl.jsonl", 20, 8, prefix="t")
+    (tmp_path / "g2.json").write_text('{"must": [{"key": "group", "match": "g2"}]}')
+    # range search: a threshold half-way between two g1 scores, so the expected set is clear
+    unit = v / np.linalg.norm(v, axis=1, keepdims=True)
+    sims = {pid: float(unit[i] @ unit[0]) for i, pid in enumerate(group)}
+    g1_sims = sorted((sims[p] for p in with_group("g1")), reverse=True)
+    threshold = (g1_sims[4] + g1_sims[5]) / 2
+    q0 = json.dumps(v[0].tolist())
+
+    search, cnt, scroll, export, rng, bad, ttl_import, index, created = cli_many([
+        ("search", "cli_f", "--vector", q0, "--k", "100", "--filter", G1, "--explain",
+         "-o", "json"),
+        ("points", "count", "cli_f", "-o", "json",
+         "--filter", '{"key": "n", "range": {"gte": 10, "lt": 30}}'),
+        ("points", "scroll", "cli_f", "--filter-file", str(tmp_path / "g2.json"),
+         "--limit", "100", "-o", "json"),
+        ("export", "cli_f", str(tmp_path / "g1.jsonl"), "--filter", G1, "--no-vectors",
+         "-o", "json"),
+        ("range-search", "cli_f", "--vector", q0, "--threshold", str(threshold),
+         "--filter", G1, "-o", "json"),
+        ("search", "cli_f", "--vector", q0, "--filter",
+         '{"must": [{"key": "n", "range": {"gte": "2024-13-45"}}]}'),
+        ("import", "cli_ttl", str(tmp_path / "ttl.jsonl"), "--ttl", "1", "-o", "json"),
+        ("payload-index", "create", "cli_f", "group", "keyword", "--wait", "-o", "json"),
+        ("collections", "create", "cli_pi", "--dim", "4", "--payload-index", "lang=keyword",
+         "--payload-index", "year=integer", "-o", "json"),
+    ], host=srv.target)
+    imported_at = time.monotonic()
+    data = ok_json(search)
+    assert {h["id"] for h in data["results"][0]} == with_group("g1")  # k > matches: all of them
+    assert isinstance(data["plan"], str) and "shard 0:" in data["plan"], data
+    assert ok_json(cnt)["count"] == 20
+    page = ok_json(scroll)
+    assert {p["id"] for p in page["points"]} == with_group("g2") and page["next_cursor"] is None
+    assert ok_json(export)["exported"] == 20
+    rows = [json.loads(line) for line in (tmp_path / "g1.jsonl").read_text().splitlines()]
+    assert {r["id"] for r in rows} == with_group("g1") and "vector" not in rows[0]
+    hits = ok_json(rng)["results"][0]
+    assert {h["id"] for h in hits} == {p for p in with_group("g1") if sims[p] > threshold}
+    assert len(hits) == 5 and all(h["score"] > threshold for h in hits)
+    err = one_line_error(bad, "INVALID_ARGUMENT", "filter.must[0].range.gte")
+    assert "2024-13-45" in err
+    assert (ok_json(ttl_import)["imported"], ok_json(ttl_import)["ttl"]) == (20, 1.0)
+    assert ok_json(index) == {"collection": "cli_f", "field": "group", "type": "keyword",
+                              "state": "ready"}
+    assert ok_json(created)["payload_indexes"] == {  # create shows what describe shows
+        "lang": {"type": "keyword", "state": "ready"},
+        "year": {"type": "integer", "state": "ready"}}
+
+    by_ids, by_filter, deleted, listed = cli_many([
+        ("points", "update", "cli_f", "--ids", "f0", "f1", "nope", "--set", '{"seen": true}',
+         "-o", "json"),
+        ("points", "update", "cli_f", "--filter",
+         '{"must": [{"key": "group", "match": "g2"}, {"key": "n", "range": {"lt": 30}}]}',
+         "--set", '{"flag": 1}', "--delete-keys", "n,absent", "-o", "json"),
+        ("points", "delete", "cli_f", "--filter", '{"key": "n", "range": {"gte": 55}}',
+         "-o", "json"),
+        ("payload-index", "list", "cli_f", "-o", "json"),
+    ], host=srv.target)
+    assert ok_json(by_ids) == {"requested": 3, "updated": 2}
+    assert ok_json(by_filter) == {"requested": None, "updated": 10}
+    assert ok_json(deleted) == {"requested": None, "deleted": 5}
+    assert ok_json(listed) == {"group": {"type": "keyword", "state": "ready"}}
+
+    time.sleep(max(0.0, imported_at + 1.5 - time.monotonic()))  # the TTL points expire
+    got, ttl_count, dropped = cli_many([
+        ("points", "get", "cli_f", "f0", "f2", "f3", "f29", "f32", "-o", "json"),
+        ("points", "count", "cli_ttl", "-o", "json"),
+        ("payload-index", "drop", "cli_f", "group", "-o", "json"),
+    ], host=srv.target)
+    payloads = {p["id"]: p["payload"] for p in ok_json(got)["points"]}
+    assert payloads == {"f0": {"group": "g0", "n": 0, "seen": True},
+                        "f2": {"group": "g2", "flag": 1}, "f3": {"group": "g0", "n": 3},
+                        "f29": {"group": "g2", "flag": 1}, "f32": {"group": "g2", "n": 32}}
+    assert ok_json(ttl_count)["count"] == 0
+    assert ok_json(dropped) == {"collection": "cli_f", "field": "group", "dropped": True}
+    with srv.client() as c:
+        info = c.describe_collection("cli_f")
+        assert info.payload_indexes == {} and info.points == n - 5
 
 
 # ---------------------------------------------------------------- import / export
@@ -264,6 +382,14 @@ BAD_ARGUMENTS = [
     (("search", "c"), "exactly one of --vector, --vector-file, --text"),
     (("-o", "xml", "status"), "invalid choice: 'xml'"),
     (("completion", "fish"), "invalid choice: 'fish'"),
+    # filters, selections and updates are checked before connecting
+    (("search", "c", "--vector", "[1]", "--filter", "{oops"), "--filter is not valid JSON"),
+    (("points", "count", "c", "--filter", "[1]"), "--filter must be a JSON object"),
+    (("points", "delete", "c"), "give either ids (ID arguments or --ids-file) or a non-empty"),
+    (("points", "delete", "c", "a", "--filter", '{"has_id": ["a"]}'), "not both or neither"),
+    (("points", "update", "c", "--ids", "a"), "at least one of --set, --overwrite"),
+    (("collections", "create", "x", "--dim", "4", "--payload-index", "lang"),
+     "--payload-index expects FIELD=TYPE"),
 ]
 
 
@@ -346,6 +472,9 @@ def test_completion_scripts(tmp_path):
     assert complete("collections", "") == ["create", "describe", "drop", "list"]
     assert "--skip-existing" in complete("import", "--s")
     assert complete("--host", "x", "points", "sc") == ["scroll"]
+    assert complete("points", "delete", "--fi") == ["--filter", "--filter-file"]
+    assert complete("payload-index", "") == ["create", "drop", "list"]
+    assert "--threshold" in complete("range-search", "docs", "--t")
     zsh = cli("completion", "zsh", "-o", "json")
     assert "bashcompinit" in json.loads(zsh.stdout)["script"]
 
@@ -354,7 +483,8 @@ def test_every_command_has_help_with_examples():
     tree = walk(build_parser())
     commands = [path for path, (subs, _) in tree.items() if path]
     assert {"collections create", "alias set", "points scroll", "search", "import", "export",
-            "status", "map", "completion"} <= set(commands)
+            "status", "map", "completion", "points update", "range-search",
+            "payload-index create", "payload-index drop", "payload-index list"} <= set(commands)
     for path in commands:
         p = build_parser()
         for word in path.split():
@@ -376,14 +506,15 @@ def readme_cli_examples() -> str:
 def test_readme_cli_examples_run_as_written(spawn, tmp_path):
     script = readme_cli_examples()
     assert "vecdbctl import" in script and "vecdbctl map" in script
+    assert "vecdbctl payload-index create" in script and "--filter" in script
     srv = spawn(data_dir=tmp_path / "readme-data")
     work = tmp_path / "work"
     work.mkdir()
-    env = {**os.environ, "VECDB_HOST": srv.target, "PATH": BIN + os.pathsep + os.environ["PATH"],
-           "PYTHONPATH": os.pathsep.join(SRC_PATHS)}
+    env = cli_env(VECDB_HOST=srv.target, PATH=BIN + os.pathsep + os.environ["PATH"])
     out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env,
                          capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-3000:]
     assert (work / "map.png").read_bytes()[:8] == PNG_SIGNATURE
     assert (work / "demo.parquet").stat().st_size > 0
     assert "doc0" in out.stdout and '"count": 21000' in out.stdout
+    assert '"count": 250' in out.stdout and "plan: shard 0:" in out.stdout  # the filter lines

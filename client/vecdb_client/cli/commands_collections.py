@@ -1,4 +1,5 @@
-"""collections list|create|describe|drop, alias set|delete|list, status."""
+"""collections list|create|describe|drop, payload-index create|drop|list,
+alias set|delete|list, status."""
 from __future__ import annotations
 
 import sys
@@ -10,23 +11,33 @@ from .output import Result, Table, kv_table
 from .parser import command, group, positive_int
 
 SERVER_VERSION_NOTE = "unknown (server does not report it)"
+PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool", "datetime", "text")
 
 
 def info_dict(info: Any) -> dict[str, Any]:
     """A CollectionInfo as JSON: config fields flattened, plus stats and shards."""
     return {**asdict(info.config), "points": info.points, "index_state": info.index_state,
             "bytes_on_disk": info.bytes_on_disk, "aliases": list(info.aliases),
-            # payload indexes: present once the SDK reports them
-            "payload_indexes": {k: dict(v._asdict()) for k, v in
-                                getattr(info, "payload_indexes", {}).items()},
+            "payload_indexes": payload_indexes_dict(info),
             "shard_stats": [asdict(s) for s in info.shards]}
 
 
+def payload_indexes_dict(info: Any) -> dict[str, dict[str, str]]:
+    """field -> {"type", "state"}, sorted by field."""
+    return {k: dict(v._asdict()) for k, v in sorted(info.payload_indexes.items())}
+
+
+def payload_indexes_table(indexes: dict[str, dict[str, str]]) -> Table:
+    return Table(["field", "type", "state"],
+                 [[f, i["type"], i["state"]] for f, i in indexes.items()], "payload indexes")
+
+
 def info_views(d: dict[str, Any]) -> list[Table]:
-    head = {k: v for k, v in d.items() if k != "shard_stats"}
+    head = {k: v for k, v in d.items() if k not in ("shard_stats", "payload_indexes")}
     shards = d["shard_stats"]
     cols = list(shards[0]) if shards else ["points"]
     return [kv_table(head, f"collection {d['name']}"),
+            payload_indexes_table(d["payload_indexes"]),
             Table(["shard"] + cols, [[i] + [s[c] for c in cols] for i, s in enumerate(shards)],
                   "shards")]
 
@@ -51,12 +62,25 @@ def parse_params(pairs: list[str]) -> dict[str, int]:
     return params
 
 
+def parse_payload_indexes(pairs: list[str]) -> dict[str, str]:
+    indexes = {}
+    for pair in pairs:
+        field, _, kind = (x.strip() for x in pair.rpartition("="))
+        if not field or kind not in PAYLOAD_INDEX_TYPES:
+            raise UsageError(f"--payload-index expects FIELD=TYPE with TYPE one of "
+                             f"{', '.join(PAYLOAD_INDEX_TYPES)} (e.g. lang=keyword), got {pair!r}")
+        indexes[field] = kind
+    return indexes
+
+
 def cmd_create(ctx: Context, args: Any) -> Result:
     from vecdb_client.errors import AlreadyExistsError
     params = parse_params(args.param)
+    indexes = parse_payload_indexes(args.payload_index)
     try:
         info = ctx.client.create_collection(args.name, args.dim, args.metric, args.index,
-                                            args.shards, args.encoder, **params)
+                                            args.shards, args.encoder,
+                                            payload_indexes=indexes or None, **params)
     except AlreadyExistsError:
         if not args.exist_ok:
             raise
@@ -87,6 +111,26 @@ def cmd_drop(ctx: Context, args: Any) -> Result:
         dropped = False
     data = {"name": args.name, "dropped": dropped}
     return Result(data, f"dropped {args.name}" if dropped else f"{args.name} did not exist")
+
+
+# ------------------------------------------------------------------ payload indexes
+def cmd_index_create(ctx: Context, args: Any) -> Result:
+    ctx.client.create_payload_index(args.collection, args.field, args.type, wait=args.wait)
+    index = ctx.client.describe_collection(args.collection).payload_indexes[args.field]
+    data = {"collection": args.collection, "field": args.field, "type": index.type,
+            "state": index.state}
+    return Result(data, f"payload index on {args.field} ({index.type}): {index.state}")
+
+
+def cmd_index_drop(ctx: Context, args: Any) -> Result:
+    ctx.client.drop_payload_index(args.collection, args.field)
+    data = {"collection": args.collection, "field": args.field, "dropped": True}
+    return Result(data, f"dropped the payload index on {args.field}")
+
+
+def cmd_index_list(ctx: Context, args: Any) -> Result:
+    indexes = payload_indexes_dict(ctx.client.describe_collection(args.collection))
+    return Result(indexes, payload_indexes_table(indexes))
 
 
 # ------------------------------------------------------------------ aliases
@@ -145,10 +189,14 @@ def register(sub: Any) -> None:
         vecdbctl collections create docs --dim 384
         vecdbctl collections create images --dim 512 --metric l2 --index hnsw --param M=16
         vecdbctl collections create big --dim 128 --index ivf_pq --shards 8 --param nlist=4096
-        vecdbctl collections create docs --dim 384 --exist-ok   # no error if it exists""",
+        vecdbctl collections create docs --dim 384 --exist-ok   # no error if it exists
+        vecdbctl collections create docs --dim 384 --payload-index lang=keyword \\
+            --payload-index year=integer --payload-index '$text=text'""",
                 cmd_create, details="""
         Index parameters go as --param KEY=VALUE (integers), e.g. nlist, nprobe, m,
-        nbits, refine, M, ef_construction, ef_search, build_threshold.""")
+        nbits, refine, M, ef_construction, ef_search, build_threshold.
+        --payload-index FIELD=TYPE indexes a payload field from the start (see
+        'vecdbctl payload-index create --help' for the types).""")
     p.add_argument("name")
     p.add_argument("--dim", type=positive_int, required=True, help="vector dimension")
     p.add_argument("--metric", choices=("cosine", "ip", "l2"), default="cosine",
@@ -159,13 +207,16 @@ def register(sub: Any) -> None:
     p.add_argument("--encoder", help="text encoder name (when the server supports one)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="index parameter; repeatable")
+    p.add_argument("--payload-index", action="append", default=[], metavar="FIELD=TYPE",
+                   help=f"payload index ({', '.join(PAYLOAD_INDEX_TYPES)}); repeatable")
     p.add_argument("--exist-ok", action="store_true",
                    help="succeed (and describe it) if the collection already exists")
 
-    p = command(cs, "describe", "config, point count, index state and shards of a collection",
-                """
+    p = command(cs, "describe", "config, point count, index state, payload indexes and shards "
+                "of a collection", """
         vecdbctl collections describe docs
-        vecdbctl collections describe docs -o json | jq .index_state""", cmd_describe)
+        vecdbctl collections describe docs -o json | jq .index_state
+        vecdbctl collections describe docs -o json | jq .payload_indexes""", cmd_describe)
     p.add_argument("name", help="collection or alias")
 
     p = command(cs, "drop", "drop a collection and all its points", """
@@ -176,6 +227,36 @@ def register(sub: Any) -> None:
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     p.add_argument("--missing-ok", action="store_true",
                    help="succeed if the collection does not exist")
+
+    pi = group(sub, "payload-index", "create, drop and list the payload indexes of a collection",
+               """
+        vecdbctl payload-index create docs lang keyword --wait
+        vecdbctl payload-index list docs
+        vecdbctl payload-index drop docs lang""")
+    p = command(pi, "create", "index a payload field so that filters on it are fast", """
+        vecdbctl payload-index create docs lang keyword
+        vecdbctl payload-index create docs year integer --wait
+        vecdbctl payload-index create docs meta.published datetime --wait -o json
+        vecdbctl payload-index create docs '$text' text""", cmd_index_create, details="""
+        FIELD is a dotted payload path, or "$text" for the point's stored text.
+        TYPE: keyword, bool (match, any, except); integer (those and range); float
+        (range); datetime (range on ISO-8601 strings); text (text conditions).
+        The index is built in the background (state "building", then "ready");
+        filters give the same results either way, only faster once it is ready.
+        --wait returns once it is ready (or fails after --timeout; the build
+        carries on).""")
+    p.add_argument("collection", help="collection or alias")
+    p.add_argument("field", help='payload path (e.g. meta.lang) or "$text"')
+    p.add_argument("type", choices=PAYLOAD_INDEX_TYPES)
+    p.add_argument("--wait", action="store_true", help="wait until the index is ready")
+    p = command(pi, "drop", "drop the payload index of a field", """
+        vecdbctl payload-index drop docs lang""", cmd_index_drop)
+    p.add_argument("collection", help="collection or alias")
+    p.add_argument("field")
+    p = command(pi, "list", "the payload indexes of a collection, with type and state", """
+        vecdbctl payload-index list docs
+        vecdbctl payload-index list docs -o json | jq -r 'keys[]'""", cmd_index_list)
+    p.add_argument("collection", help="collection or alias")
 
     al = group(sub, "alias", "point aliases at collections", """
         vecdbctl alias set docs docs_v2

@@ -1,35 +1,22 @@
-"""points count|get|delete|scroll, and search."""
+"""points count|get|delete|scroll|update, search and range-search."""
 from __future__ import annotations
 
 import inspect
-import json
 from typing import Any
 
 from .context import CliError, Context, UsageError
 from .io_formats import load_query_vectors, parse_vectors
 from .output import Result, point_dict, points_table
 from .parser import command, group, positive_int
+from .selection import add_filter_args, parse_json_object, read_filter, read_ids, read_selection
 
 TEXT_SEARCH_MISSING = ("text search needs a collection encoder, which this server/SDK does "
                        "not support yet; pass --vector or --vector-file")
-FILTER_MISSING = "filters are not supported by this server/SDK yet"
-
-
-def read_ids(args: Any) -> list[str]:
-    ids = list(args.ids)
-    if args.ids_file:
-        try:
-            with open(args.ids_file, encoding="utf-8") as f:
-                ids += [line.strip() for line in f if line.strip()]
-        except OSError as exc:
-            raise CliError(f"{args.ids_file}: {exc.strerror}") from None
-    if not ids:
-        raise UsageError("give ids as arguments or with --ids-file")
-    return ids
 
 
 def cmd_count(ctx: Context, args: Any) -> Result:
-    n = ctx.client.count(args.collection)
+    flt = read_filter(args)
+    n = ctx.client.count(args.collection, filter=flt)
     return Result({"collection": args.collection, "count": n}, str(n))
 
 
@@ -45,16 +32,35 @@ def cmd_get(ctx: Context, args: Any) -> Result:
 
 
 def cmd_delete(ctx: Context, args: Any) -> Result:
-    ids = read_ids(args)
-    res = ctx.client.delete(args.collection, ids)
+    ids, flt = read_selection(args, "ID arguments")
+    res = ctx.client.delete(args.collection, ids, filter=flt)
+    if ids is None:
+        return Result({"requested": None, "deleted": res.count},
+                      f"deleted {res.count} matching points")
     return Result({"requested": len(ids), "deleted": res.count},
                   f"deleted {res.count} of {len(ids)} ids (the others did not exist)"
                   if res.count < len(ids) else f"deleted {res.count}")
 
 
+def cmd_update(ctx: Context, args: Any) -> Result:
+    ids, flt = read_selection(args, "--ids")
+    change = {"set": args.set, "overwrite": args.overwrite}
+    change = {k: parse_json_object(v, f"--{k}") for k, v in change.items() if v is not None}
+    keys = [k.strip() for k in (args.delete_keys or "").split(",") if k.strip()]
+    if not (change or keys):
+        raise UsageError("give at least one of --set, --overwrite, --delete-keys")
+    res = ctx.client.update_payload(args.collection, ids, filter=flt, delete_keys=keys or None,
+                                    **change)
+    data = {"requested": None if ids is None else len(ids), "updated": res.count}
+    return Result(data, f"updated {res.count} points" + (
+        f" of {len(ids)} ids (the others did not exist)" if ids and res.count < len(ids)
+        else ""))
+
+
 def cmd_scroll(ctx: Context, args: Any) -> Result:
+    flt = read_filter(args)
     page = ctx.client.scroll(args.collection, args.limit, args.cursor, args.with_vectors,
-                             not args.no_payload)
+                             not args.no_payload, filter=flt)
     points = [point_dict(p) for p in page.points]
     views: list[Any] = [points_table(points)]
     if page.next_cursor:
@@ -62,15 +68,21 @@ def cmd_scroll(ctx: Context, args: Any) -> Result:
     return Result({"points": points, "next_cursor": page.next_cursor}, views)
 
 
-def query_vectors(args: Any) -> Any:
-    given = [x for x in ("vector", "vector_file", "text") if getattr(args, x) is not None]
+def query_vectors(args: Any) -> tuple[dict[str, Any], bool]:
+    """The query of --vector / --vector-file (/ --text where the command has it) as
+    search keywords (vector=, vectors= or text=), and whether it is a single query."""
+    flags = [x for x in ("vector", "vector_file", "text") if hasattr(args, x)]
+    given = [x for x in flags if getattr(args, x) is not None]
     if len(given) != 1:
-        raise UsageError("give exactly one of --vector, --vector-file, --text")
-    if args.vector is not None:
-        return parse_vectors(args.vector, "--vector")
-    if args.vector_file is not None:
-        return load_query_vectors(args.vector_file)
-    return None
+        names = ", ".join("--" + x.replace("_", "-") for x in flags)
+        raise UsageError(f"give exactly one of {names}")
+    if given == ["text"]:
+        if not sdk_supports("text"):
+            raise CliError(TEXT_SEARCH_MISSING)
+        return {"text": args.text}, True
+    q = (parse_vectors(args.vector, "--vector") if args.vector is not None
+         else load_query_vectors(args.vector_file))
+    return ({"vector": q}, True) if q.ndim == 1 else ({"vectors": q}, False)
 
 
 def sdk_supports(param: str) -> bool:
@@ -78,31 +90,36 @@ def sdk_supports(param: str) -> bool:
     return param in inspect.signature(Client.search).parameters
 
 
-def cmd_search(ctx: Context, args: Any) -> Result:
-    q = query_vectors(args)
-    kw: dict[str, Any] = dict(k=args.k, nprobe=args.nprobe, ef_search=args.ef_search,
-                              exact=args.exact, with_payload=not args.no_payload,
-                              with_vectors=args.with_vectors)
-    if args.filter is not None:
-        try:
-            kw["filter"] = json.loads(args.filter)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"--filter is not valid JSON ({exc.msg})") from None
-        if not sdk_supports("filter"):
-            raise CliError(FILTER_MISSING)
-    if q is None:  # --text
-        if not sdk_supports("text"):
-            raise CliError(TEXT_SEARCH_MISSING)
-        kw["text"] = args.text
-        results = [ctx.client.search(args.collection, **kw)]
-    elif q.ndim == 1:
-        results = [ctx.client.search(args.collection, vector=q, **kw)]
-    else:
-        results = ctx.client.search(args.collection, vectors=q, **kw)
+def common_query_kw(args: Any) -> dict[str, Any]:
+    """Options search and range-search share; the filter is checked before connecting."""
+    return dict(nprobe=args.nprobe, exact=args.exact, with_payload=not args.no_payload,
+                with_vectors=args.with_vectors, filter=read_filter(args))
+
+
+def hits_result(results: list[Any], extra: dict[str, Any] | None = None) -> Result:
+    """Search-like output: {"queries", "results": [[hit, ...] per query], **extra}."""
     data = [[point_dict(h, h.score) for h in hits] for hits in results]
-    views = [points_table(hits, f"query {i}" if len(data) > 1 else None)
-             for i, hits in enumerate(data)]
-    return Result({"queries": len(data), "results": data}, views)
+    views: list[Any] = [points_table(hits, f"query {i}" if len(data) > 1 else None)
+                        for i, hits in enumerate(data)]
+    views += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    return Result({"queries": len(data), "results": data, **(extra or {})}, views)
+
+
+def cmd_search(ctx: Context, args: Any) -> Result:
+    kw = dict(common_query_kw(args), k=args.k, ef_search=args.ef_search)
+    query, single = query_vectors(args)
+    if args.explain:
+        hits, plan = ctx.client.search(args.collection, **query, **kw, explain=True)
+        return hits_result([hits] if single else hits, {"plan": plan})
+    hits = ctx.client.search(args.collection, **query, **kw)
+    return hits_result([hits] if single else hits)
+
+
+def cmd_range_search(ctx: Context, args: Any) -> Result:
+    kw = dict(common_query_kw(args), threshold=args.threshold, limit=args.limit)
+    query, single = query_vectors(args)
+    hits = ctx.client.range_search(args.collection, **query, **kw)
+    return hits_result([hits] if single else hits)
 
 
 def add_id_args(p: Any) -> None:
@@ -116,16 +133,32 @@ def add_read_flags(p: Any) -> None:
     p.add_argument("--no-payload", action="store_true", help="leave out the payloads")
 
 
+def add_query_args(p: Any) -> None:
+    p.add_argument("collection", help="collection or alias")
+    p.add_argument("--vector", metavar="JSON", help="query vector(s) as JSON")
+    p.add_argument("--vector-file", metavar="FILE", help="query vector(s): .npy, .fvecs, .json")
+    p.add_argument("--exact", action="store_true", help="brute force, ignoring the ANN index")
+    p.add_argument("--nprobe", type=positive_int, help="IVF lists to probe")
+    add_filter_args(p, "only points matching it are candidates")
+    add_read_flags(p)
+
+
 def register(sub: Any) -> None:
-    ps = group(sub, "points", "count, get, delete and scroll points", """
+    ps = group(sub, "points", "count, get, delete, update and scroll points", """
         vecdbctl points count docs
+        vecdbctl points count docs --filter '{"key": "lang", "match": "en"}'
         vecdbctl points get docs doc1 doc2
         vecdbctl points scroll docs --limit 20
+        vecdbctl points update docs --ids doc1 --set '{"seen": true}'
         vecdbctl points delete docs doc1""")
-    p = command(ps, "count", "number of points in a collection", """
+    p = command(ps, "count", "number of points in a collection, or of those matching a filter",
+                """
         vecdbctl points count docs
-        vecdbctl points count docs -o json | jq .count""", cmd_count)
+        vecdbctl points count docs -o json | jq .count
+        vecdbctl points count docs --filter '{"key": "year", "range": {"gte": 2020}}'
+        vecdbctl points count docs --filter-file recent.json""", cmd_count)
     p.add_argument("collection", help="collection or alias")
+    add_filter_args(p, "count only the points matching it")
 
     p = command(ps, "get", "points by id (missing ids are reported on stderr)", """
         vecdbctl points get docs doc1 doc2
@@ -133,17 +166,46 @@ def register(sub: Any) -> None:
     add_id_args(p)
     add_read_flags(p)
 
-    p = command(ps, "delete", "delete points by id (missing ids are fine)", """
+    p = command(ps, "delete", "delete points by id (missing ids are fine) or by filter", """
         vecdbctl points delete docs doc1 doc2
-        vecdbctl points delete docs --ids-file stale.txt""", cmd_delete)
+        vecdbctl points delete docs --ids-file stale.txt
+        vecdbctl points delete docs --filter '{"key": "lang", "match": "fr"}'
+        vecdbctl points delete docs --filter '{"must_not": [{"key": "keep", "exists": true}]}'""",
+                cmd_delete, details="""
+        Give ids (arguments and/or --ids-file) or a non-empty --filter/--filter-file,
+        exactly one of the two. With a filter every matching point is deleted.""")
     add_id_args(p)
+    add_filter_args(p, "delete every point matching it (instead of ids)")
+
+    p = command(ps, "update", "change the payloads of points selected by id or by filter", """
+        vecdbctl points update docs --ids doc1 doc2 --set '{"seen": true}'
+        vecdbctl points update docs --filter '{"key": "lang", "match": "de"}' --delete-keys draft
+        vecdbctl points update docs --ids-file ids.txt --overwrite '{"lang": "en"}'
+        vecdbctl points update docs --ids doc1 --set '{"v": 2}' --delete-keys old,tmp -o json""",
+                cmd_update, details="""
+        Selects points by --ids/--ids-file or by --filter/--filter-file (exactly one),
+        then in one atomic write: --overwrite replaces the whole payload, --set merges
+        top-level keys, --delete-keys removes keys (comma-separated). Vectors, texts
+        and TTLs stay; ids that do not exist are skipped.""")
+    p.add_argument("collection", help="collection or alias")
+    p.add_argument("--ids", nargs="+", default=[], metavar="ID", help="the points to change")
+    p.add_argument("--ids-file", metavar="FILE", help="more ids, one per line")
+    add_filter_args(p, "change every point matching it (instead of ids)")
+    p.add_argument("--set", metavar="JSON", help="JSON object: top-level keys to merge in")
+    p.add_argument("--overwrite", metavar="JSON", help="JSON object: the new whole payload")
+    p.add_argument("--delete-keys", metavar="K1,K2", help="top-level keys to remove")
 
     p = command(ps, "scroll", "one page of points in id order, and the next cursor", """
         vecdbctl points scroll docs --limit 20
-        vecdbctl points scroll docs --limit 100 --cursor CURSOR -o json""", cmd_scroll)
+        vecdbctl points scroll docs --limit 100 --cursor CURSOR -o json
+        vecdbctl points scroll docs --filter '{"key": "tags", "any": ["a", "b"]}'""",
+                cmd_scroll, details="""
+        With --filter only matching points are listed; pass the same filter with
+        --cursor for the next page.""")
     p.add_argument("collection", help="collection or alias")
     p.add_argument("--limit", type=positive_int, default=20, help="page size (default 20)")
     p.add_argument("--cursor", help="next_cursor of the previous page")
+    add_filter_args(p, "list only the points matching it")
     add_read_flags(p)
 
     p = command(sub, "search", "nearest neighbours of one or more query vectors", """
@@ -151,23 +213,36 @@ def register(sub: Any) -> None:
         vecdbctl search docs --vector-file queries.npy --k 10 -o json
         vecdbctl search docs --vector-file q.json --exact --with-vectors
         vecdbctl search docs --vector-file q.npy --nprobe 64
-        vecdbctl search docs --vector-file q.npy --filter '{"key": "lang", "match": "en"}'""",
-                cmd_search,
-                details="""
+        vecdbctl search docs --vector-file q.npy --filter '{"key": "lang", "match": "en"}'
+        vecdbctl search docs --vector-file q.npy --filter-file f.json --explain""",
+                cmd_search, details="""
         --vector takes a JSON list (one query) or a list of lists (a batch);
         --vector-file a .npy (1-D or 2-D), .fvecs or .json file. cosine/ip: higher
-        scores are better; l2: squared distance, lower is better. --filter takes
-        the SDK's filter JSON (e.g. {"key": "lang", "match": "en"}) when the SDK
-        supports filters; --text needs a collection encoder. Both fail with a
-        clear message where the server/SDK do not provide them.""")
-    p.add_argument("collection", help="collection or alias")
-    p.add_argument("--vector", metavar="JSON", help="query vector(s) as JSON")
-    p.add_argument("--vector-file", metavar="FILE", help="query vector(s): .npy, .fvecs, .json")
+        scores are better; l2: squared distance, lower is better. --filter takes the
+        filter JSON of docs/server_api.md (e.g. {"key": "lang", "match": "en"} or
+        {"must": [...], "should": [...], "must_not": [...]}); only matching points
+        are candidates. --explain adds how each shard ran the query ("plan": in the
+        JSON output, a last line in the table output). --text needs a collection
+        encoder, which the server lacks yet.""")
+    add_query_args(p)
     p.add_argument("--text", help="query text (collections with an encoder)")
-    p.add_argument("--filter", metavar="JSON", help="payload filter (when supported)")
     p.add_argument("-k", "--k", type=positive_int, default=10, help="hits per query (default 10)")
-    p.add_argument("--exact", action="store_true", help="brute force, ignoring the ANN index")
-    p.add_argument("--nprobe", type=positive_int, help="IVF lists to probe")
     p.add_argument("--ef-search", type=positive_int, help="HNSW search breadth")
-    add_read_flags(p)
+    p.add_argument("--explain", action="store_true", help="also show the query plan")
 
+    p = command(sub, "range-search", "every point scoring better than a threshold", """
+        vecdbctl range-search docs --vector '[0.1, 0.2, 0.3, 0.4]' --threshold 0.8
+        vecdbctl range-search docs --vector-file q.npy --threshold 0.8 --limit 50 -o json
+        vecdbctl range-search geo --vector '[1.0, 2.0]' --threshold 4.0   # l2: distance < 4
+        vecdbctl range-search docs --vector-file q.npy --threshold 0.5 \\
+            --filter '{"key": "lang", "match": "en"}'""",
+                cmd_range_search, details="""
+        cosine/ip: every point with score > THRESHOLD; l2: squared distance <
+        THRESHOLD; best first, at most --limit per query. Query vectors as in
+        search (one query or a batch). Approximate on IVF-Flat indexes (only
+        --nprobe lists are scanned), exact elsewhere.""")
+    add_query_args(p)
+    p.add_argument("--threshold", type=float, required=True, metavar="X",
+                   help="score (cosine/ip) or squared distance (l2) bound")
+    p.add_argument("--limit", type=positive_int, default=1000,
+                   help="most hits per query (default 1000, at most 100000)")

@@ -9,18 +9,21 @@ from .context import CliError, Context
 from .io_formats import (READ_FORMATS, WRITE_FORMATS, Chunk, detect_format, open_reader,
                          open_writer)
 from .output import Result, kv_table, point_dict
-from .parser import command, positive_int
+from .parser import command, positive_float, positive_int
 from .progress import Progress
+from .selection import add_filter_args, read_filter
 
 
 def existing_ids(client: Any, collection: str, ids: list[str]) -> set[str]:
     return {p.id for p in client.get(collection, ids, with_vectors=False, with_payload=False)}
 
 
-def upsert_chunk(ctx: Context, collection: str, chunk: Chunk, done: int) -> None:
+def upsert_chunk(ctx: Context, collection: str, chunk: Chunk, done: int,
+                 ttl: float | None) -> None:
     from vecdb_client.errors import VecdbClientError
     try:
-        ctx.client.upsert(collection, chunk.ids, chunk.vectors, chunk.payloads, chunk.texts)
+        ctx.client.upsert(collection, chunk.ids, chunk.vectors, chunk.payloads, chunk.texts,
+                          ttl=ttl)
     except VecdbClientError as err:
         raise CliError(f"import stopped after {done} points: {err}; imports are idempotent, "
                        "re-run with --skip-existing to resume") from None
@@ -47,21 +50,22 @@ def cmd_import(ctx: Context, args: Any) -> Result:
                 chunk = chunk.select([i for i, pid in enumerate(chunk.ids) if pid not in have])
                 skipped += len(have)
             if chunk.ids:
-                upsert_chunk(ctx, args.collection, chunk, seen)
+                upsert_chunk(ctx, args.collection, chunk, seen, args.ttl)
                 imported += len(chunk.ids)
             seen += n
             bar.advance(n)
     seconds = round(time.monotonic() - start, 3)
     data = {"collection": args.collection, "file": args.file, "format": fmt,
-            "imported": imported, "skipped": skipped, "seconds": seconds,
+            "imported": imported, "skipped": skipped, "ttl": args.ttl, "seconds": seconds,
             "rate_per_s": round(seen / seconds) if seconds else None}
     return Result(data, kv_table(data, "import done"))
 
 
 def cmd_export(ctx: Context, args: Any) -> Result:
     fmt = detect_format(args.file, args.format, WRITE_FORMATS)
+    flt = read_filter(args)
     client = ctx.client
-    total = client.count(args.collection)
+    total = client.count(args.collection, filter=flt)
     part = args.file + ".part"
     writer = open_writer(part, fmt, args.with_vectors)
     exported, cursor, start = 0, None, time.monotonic()
@@ -69,7 +73,7 @@ def cmd_export(ctx: Context, args: Any) -> Result:
         with Progress("exported", total, enabled=not args.quiet) as bar:
             while True:
                 page = client.scroll(args.collection, args.batch, cursor, args.with_vectors,
-                                     True)
+                                     True, filter=flt)
                 writer.write([point_dict(p) for p in page.points])
                 exported += len(page.points)
                 bar.advance(len(page.points))
@@ -94,7 +98,9 @@ def register(sub: Any) -> None:
         vecdbctl import docs vectors.npy --ids ids.txt --batch 5000
         vecdbctl import docs base.fvecs --id-prefix sift- --skip-existing
         vecdbctl import docs points.jsonl
-        vecdbctl import docs points.parquet -o json""", cmd_import, details="""
+        vecdbctl import docs points.parquet -o json
+        vecdbctl import sessions sessions.jsonl --ttl 3600   # gone after an hour""",
+                cmd_import, details="""
         .npy/.fvecs hold only vectors: name the ids with --ids FILE (one per line,
         in row order) or generate them with --id-prefix (PREFIX0, PREFIX1, ...).
         .jsonl: one {"id", "vector", "payload", "text"} object per line.
@@ -103,7 +109,9 @@ def register(sub: Any) -> None:
 
         Files are streamed in --batch chunks; every chunk is an idempotent upsert
         by id, so an interrupted import can simply be run again, and
-        --skip-existing skips the ids already stored (resume without rewriting).""")
+        --skip-existing skips the ids already stored (resume without rewriting).
+        --ttl SECONDS gives every imported point that long to live (importing a
+        point again without --ttl makes it permanent again).""")
     p.add_argument("collection", help="collection or alias")
     p.add_argument("file")
     p.add_argument("--format", choices=sorted(set(READ_FORMATS.values())),
@@ -114,15 +122,20 @@ def register(sub: Any) -> None:
                    help="points per upsert (default 1000)")
     p.add_argument("--skip-existing", action="store_true",
                    help="check each chunk's ids and upsert only the missing ones")
+    p.add_argument("--ttl", type=positive_float, metavar="SECONDS",
+                   help="seconds to live of every imported point (default: forever)")
 
-    p = command(sub, "export", "write every point of a collection to .jsonl or .parquet", """
+    p = command(sub, "export", "write the points of a collection (all, or those matching a "
+                "filter) to .jsonl or .parquet", """
         vecdbctl export docs docs.jsonl
         vecdbctl export docs docs.parquet --no-vectors
-        vecdbctl export docs backup.jsonl && vecdbctl import docs_copy backup.jsonl""",
+        vecdbctl export docs backup.jsonl && vecdbctl import docs_copy backup.jsonl
+        vecdbctl export docs english.jsonl --filter '{"key": "lang", "match": "en"}'""",
                 cmd_export, details="""
         Pages through the collection in id order (--batch points per page); the
         file appears only when the export is complete (it is written to FILE.part
-        first). Rows have the shape import reads.""")
+        first). Rows have the shape import reads. With --filter/--filter-file only
+        the matching points are written.""")
     p.add_argument("collection", help="collection or alias")
     p.add_argument("file")
     p.add_argument("--format", choices=sorted(set(WRITE_FORMATS.values())),
@@ -131,3 +144,4 @@ def register(sub: Any) -> None:
                    help="points per scroll page (default 1000)")
     p.add_argument("--no-vectors", dest="with_vectors", action="store_false",
                    help="leave out the vectors (default: included)")
+    add_filter_args(p, "export only the points matching it")

@@ -97,8 +97,8 @@ def group(sub: Any, name: str, summary: str, examples: str) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import (commands_collections, commands_map, commands_points, commands_transfer,
-                   completion)
+    from . import (commands_collections, commands_map, commands_points, commands_snapshots,
+                   commands_transfer, completion)
     parser = argparse.ArgumentParser(
         prog=PROG, formatter_class=FORMATTER,
         description="Admin CLI for the vecdb vector database server.",
@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
               vecdbctl collections create docs --dim 384 --metric cosine
               vecdbctl import docs vectors.npy --id-prefix doc
               vecdbctl search docs --vector-file query.npy --k 5
+              vecdbctl points count docs --filter '{"key": "lang", "match": "en"}'
+              vecdbctl payload-index create docs lang keyword --wait
+              vecdbctl snapshot create docs --tar
               eval "$(vecdbctl completion bash)"
 
             exit status: 0 success, 1 server, connection or data error, 2 usage error.
@@ -116,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(parser, suppress=False)
     sub = parser.add_subparsers(title="commands", dest="command", required=True,
                                 metavar="COMMAND")
-    for module in (commands_collections, commands_points, commands_transfer, commands_map,
-                   completion):
+    for module in (commands_collections, commands_points, commands_transfer, commands_snapshots,
+                   commands_map, completion):
         module.register(sub)
     return parser
