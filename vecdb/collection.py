@@ -35,6 +35,10 @@ class Collection:
                        for i in range(config.shards)]
         self.write_lock = threading.Lock()
         self.retired = False
+        # ids written or deleted while a re-embed job copies this collection (reembed.py)
+        self._recorded: set[str] | None = None
+        self.writers_inflight = 0  # public write calls running now (reembed waits for 0)
+        self._inflight_lock = threading.Lock()
 
     def retire(self) -> None:
         """Called on drop: wait for in-flight writes and checkpoints, refuse later ones."""
@@ -47,6 +51,39 @@ class Collection:
         for shard in self.shards:
             shard.recover()
 
+    # ---- change recording (re-embed) ------------------------------------------
+    def start_recording(self) -> None:
+        with self.write_lock:
+            self._recorded = set()
+
+    def take_recorded(self) -> list[str]:
+        """The ids changed since the last call (sorted), and start a new set."""
+        with self._inflight_lock:
+            got, self._recorded = self._recorded, (set() if self._recorded is not None else None)
+        return sorted(got or ())
+
+    def stop_recording(self) -> None:
+        with self._inflight_lock:
+            self._recorded = None
+
+    def _record(self, ids) -> None:
+        if self._recorded is not None:
+            with self._inflight_lock:
+                if self._recorded is not None:
+                    self._recorded.update(ids)
+
+    def _writing(fn):  # noqa: N805 - decorator: counts the public write calls in flight
+        def wrapper(self, *args, **kwargs):
+            with self._inflight_lock:
+                self.writers_inflight += 1
+            try:
+                return fn(self, *args, **kwargs)
+            finally:
+                with self._inflight_lock:
+                    self.writers_inflight -= 1
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        return wrapper
+
     def _route(self, ids: list[str]) -> dict[int, list[int]]:
         groups: dict[int, list[int]] = {}
         for j, pid in enumerate(ids):
@@ -54,16 +91,34 @@ class Collection:
         return groups
 
     # ---- writes -------------------------------------------------------------
+    @_writing
     def upsert(self, ids, vectors, payloads=None, texts=None, ttl=None) -> WriteResult:
+        """``vectors`` None: the collection's encoder embeds ``texts`` (one per point,
+        "document" kind) outside the write lock; given vectors are stored as they are."""
         ids = validation.ids(ids)
         if not ids:
             return WriteResult(0, {})
-        vecs = self._vectors(vectors, len(ids))
+        if vectors is None:
+            txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
+            vecs = self._vectors(self._embed(validation.encode_texts(
+                texts, len(ids), self.config.encoder, self.config.name), "document"), len(ids))
+        else:
+            vecs = self._vectors(vectors, len(ids))
+            txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
         pays = validation.payloads(payloads, len(ids), self.options.max_payload_bytes)
-        txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
         expire = validation.ttl(ttl, len(ids), now_ms())
         with self.write_lock:
             return self._upsert_locked(ids, vecs, pays, txts, expire)
+
+    def encoder(self):
+        """The shared handle of this collection's encoder (None without one)."""
+        if self.config.encoder is None:
+            return None
+        from .encoders import EncoderOptions, get_encoder
+        return get_encoder(self.config.encoder, EncoderOptions.from_database_options(self.options))
+
+    def _embed(self, texts: list[str], kind: str) -> np.ndarray:
+        return self.encoder().encode(texts, kind)
 
     def _vectors(self, vectors, n: int) -> np.ndarray:
         vecs = validation.vectors(vectors, self.config.dim, n)
@@ -75,6 +130,7 @@ class Collection:
         return vecs
 
     def _upsert_locked(self, ids, vecs, pays, txts, expire) -> WriteResult:
+        self._record(ids)
         wb = self.store.batch()
         ops = []
         for s, rows in self._route(ids).items():
@@ -83,6 +139,7 @@ class Collection:
                 None if expire is None else [expire[j] for j in rows])))
         return self._commit(wb, ops, len(ids))
 
+    @_writing
     def delete(self, ids=None, filter=None) -> WriteResult:
         node = self._selection(ids, filter)
         with self.write_lock:
@@ -91,6 +148,7 @@ class Collection:
             return self._delete_locked(ids)
 
     def _delete_locked(self, ids: list[str]) -> WriteResult:
+        self._record(ids)
         wb = self.store.batch()
         ops = []
         for s, rows in self._route(ids).items():
@@ -99,6 +157,7 @@ class Collection:
                 ops.append((s, op))
         return self._commit(wb, ops, sum(len(op.removed) for _, op in ops))
 
+    @_writing
     def update_payload(self, ids=None, filter=None, set_keys=None, overwrite=None,
                        delete_keys=None) -> WriteResult:
         """Partial payload update of the points with these ids (or matching the filter),
@@ -122,6 +181,7 @@ class Collection:
             return pay
         return self._rewrite(ids, node, change, None)
 
+    @_writing
     def update_vectors(self, ids, vectors) -> WriteResult:
         """Replace the vectors of existing points; payload, text and TTL stay."""
         ids = validation.ids(ids)
@@ -236,8 +296,15 @@ class Collection:
         return ScrollPage(points, _encode_cursor(page[-1]) if len(matched) > limit else None)
 
     def search(self, queries, k: int, params: SearchParams, with_payload: bool,
-               with_vector: bool, filter=None) -> list[SearchResult]:
+               with_vector: bool, filter=None, texts=None) -> list[SearchResult]:
+        """Query vectors, or ``texts`` (one query each) embedded by the encoder."""
         k = validation.k(k)
+        if texts is not None or queries is None:
+            if queries is not None:
+                raise InvalidArgument("give query vectors or query texts, not both", "texts")
+            txt = validation.query_texts(texts, self.config.encoder, self.config.name)
+            queries = (self._embed(txt, "query") if txt
+                       else np.zeros((0, self.config.dim), np.float32))
         q = self._queries(queries, params)
         node = filters.parse(filter)
         if len(q) == 0:

@@ -41,8 +41,42 @@ class DatabaseOptions:
     # Run background work (checkpoints, ANN builds) in threads. Tests turn it
     # off to make timing deterministic; call Database.maintain() by hand then.
     background: bool = True
+    # --- text encoders (docs/encoders.md; need `pip install 'vecdb[encoders]'`) ---
+    # Where sentence-transformers models run: auto (cuda when torch sees a GPU,
+    # else cpu), cpu or cuda.
+    encoder_device: str = "auto"
+    # Half-precision weights on cuda (about 2x faster, vectors differ ~1e-3);
+    # ignored on cpu.
+    encoder_fp16: bool = False
+    # Most texts in one model call; concurrent requests are merged up to this.
+    encoder_batch_size: int = 64
+    # How long an encode call waits for concurrent ones to merge with (ms).
+    # Higher = bigger batches under load, more latency for a lone request.
+    encoder_batch_wait_ms: float = 2.0
+    # Encoders to load when the database opens ("minilm,openai:m"); "" = load
+    # each lazily on its first use (the first call then pays the model load).
+    encoder_warmup: str = ""
+    # openai:<model> encoders: base URL including /v1 ("" = $OPENAI_BASE_URL,
+    # else https://api.openai.com/v1). The API key comes from $OPENAI_API_KEY or
+    # from this file (a mounted secret; first line) so it never sits in a config
+    # dump or a log; "" + no env = no Authorization header (local servers).
+    openai_base_url: str = ""
+    openai_api_key_file: str = ""
+    # Per HTTP request timeout, and extra attempts on 429/5xx/timeouts (backoff).
+    openai_timeout_s: float = 30.0
+    openai_max_retries: int = 3
+    # Texts per HTTP request.
+    openai_batch_size: int = 256
+    # Cut each text to this many characters before sending; 0 = send it whole.
+    openai_max_chars: int = 0
 
     def __post_init__(self) -> None:
+        if self.encoder_device not in ("auto", "cpu", "cuda"):
+            raise InvalidArgument(f"encoder_device must be auto, cpu or cuda, got "
+                                  f"{self.encoder_device!r}", "encoder_device")
+        if self.encoder_batch_size < 1 or self.openai_batch_size < 1:
+            raise InvalidArgument("encoder_batch_size and openai_batch_size must be >= 1",
+                                  "encoder_batch_size")
         if self.durability not in DURABILITY_MODES:
             raise InvalidArgument(
                 f"durability must be one of {', '.join(DURABILITY_MODES)}, got {self.durability!r}",

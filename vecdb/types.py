@@ -91,6 +91,9 @@ class CollectionDescription:
     bytes_on_disk: int
     aliases: tuple[str, ...]
     payload_indexes: dict = field(default_factory=dict)  # field -> {"type", "state"}
+    # Re-embedding into or out of this collection (Database.reembed), else None:
+    # {"source", "target", "encoder", "alias", "state", "done", "total", "caught_up", "error"}
+    reembed: dict | None = None
 
 
 @dataclass(frozen=True)

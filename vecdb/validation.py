@@ -151,7 +151,51 @@ def encoder(value: Any) -> str | None:
     if not isinstance(value, str) or not 1 <= len(value) <= 1024:
         raise InvalidArgument(f"encoder must be a non-empty string of at most 1024 characters, got {value!r}",
                               "encoder")
+    from .encoders import parse_spec  # InvalidArgument for an unknown encoder kind
+    parse_spec(value)
     return value
+
+
+MAX_TEXT_QUERIES = 10_000
+
+
+def _needs_encoder(encoder_spec: str | None, collection: str, what: str) -> None:
+    if encoder_spec is None:
+        raise InvalidArgument(f"collection {collection!r} has no encoder, so {what}; create the "
+                              "collection with encoder=... to send texts alone",
+                              "vectors" if what.startswith("every") else "texts")
+
+
+def encode_texts(values: Any, n: int, encoder_spec: str | None, collection: str) -> list[str]:
+    """Upsert without vectors: the texts the encoder embeds, one non-empty string per id."""
+    _needs_encoder(encoder_spec, collection, "every point needs a vector")
+    if values is None:
+        raise InvalidArgument("give vectors, or texts for every point (the collection's encoder "
+                              "embeds them)", "texts")
+    values = list(values)
+    if len(values) != n:
+        raise InvalidArgument(f"texts has {len(values)} entries but {n} ids were given", "texts")
+    for i, t in enumerate(values):
+        if not isinstance(t, str) or not t.strip():
+            raise InvalidArgument(f"texts[{i}] is missing or blank; without vectors every point "
+                                  "needs a text to embed (vectors and texts-only points cannot "
+                                  "be mixed in one call)", "texts")
+    return values
+
+
+def query_texts(values: Any, encoder_spec: str | None, collection: str) -> list[str]:
+    """Search by text: a string (one query) or a list of non-empty strings."""
+    _needs_encoder(encoder_spec, collection, "search by text is not possible (give vectors)")
+    if values is None:
+        raise InvalidArgument("give query vectors or query texts", "texts")
+    values = [values] if isinstance(values, str) else list(values)
+    if len(values) > MAX_TEXT_QUERIES:
+        raise ResourceExhausted(f"{len(values)} query texts in one call; the limit is "
+                                f"{MAX_TEXT_QUERIES}", "texts")
+    for i, t in enumerate(values):
+        if not isinstance(t, str) or not t.strip():
+            raise InvalidArgument(f"texts[{i}] must be a non-empty string", "texts")
+    return values
 
 
 MAX_TTL_S = 10 * 365 * 24 * 3600

@@ -18,9 +18,10 @@ from ._proto.vecdb.v1 import collections_pb2 as cpb
 from ._proto.vecdb.v1 import points_pb2 as ppb
 from ._proto.vecdb.v1 import types_pb2 as tpb
 from ._filters import to_proto_filter
-from .errors import DeadlineExceededError, InvalidArgumentError, NotFoundError
+from .errors import (DeadlineExceededError, FailedPreconditionError, InvalidArgumentError,
+                     NotFoundError)
 from .models import (CollectionConfig, CollectionInfo, Hit, PayloadIndexInfo, Point,
-                     ScrollPage, ShardStats, SnapshotInfo, WriteResult)
+                     ReembedProgress, ScrollPage, ShardStats, SnapshotInfo, WriteResult)
 
 _F32 = np.dtype("<f4")
 # tuple.__new__(Hit, row) builds a NamedTuple without running its Python-level
@@ -129,8 +130,14 @@ def encode_ttl(ttl: Any, n: int) -> list[float]:
 
 def point_batch(ids: Sequence[str], vectors: np.ndarray, payloads: list[str],
                 texts: list[str], ttl: Sequence[float] = ()) -> tpb.PointBatch:
-    return tpb.PointBatch(ids=ids, vectors=to_proto_vectors(vectors),
+    # a (n, 0) matrix = no vectors: the collection's encoder embeds the texts
+    return tpb.PointBatch(ids=ids, vectors=to_proto_vectors(vectors) if vectors.shape[1] else None,
                           payloads=payloads_json(payloads), texts=texts, ttl_seconds=ttl)
+
+
+def upsert_vectors(ids: list[str], vectors: Any) -> Any:
+    """``vectors=None`` (texts only) -> an (n, 0) matrix, sent as no vectors at all."""
+    return np.zeros((len(ids), 0), _F32) if vectors is None else vectors
 
 
 def from_proto_points(batch: tpb.PointBatch) -> list[Point]:
@@ -143,7 +150,7 @@ def from_proto_points(batch: tpb.PointBatch) -> list[Point]:
 
 
 # ---------------------------------------------------------------- collections
-def create_collection_request(name: str, dim: int, metric: str, index: str,
+def create_collection_request(name: str, dim: int | None, metric: str, index: str,
                               shards: int | None, encoder: str | None,
                               params: dict[str, Any],
                               payload_indexes: dict[str, str] | None = None
@@ -154,7 +161,8 @@ def create_collection_request(name: str, dim: int, metric: str, index: str,
             raise InvalidArgumentError(
                 f"index parameter {key} must be an integer, got {value!r}", field=key)
         spec.params[key] = int(value)
-    req = cpb.CreateCollectionRequest(name=name, dim=dim, metric=metric, index=spec,
+    req = cpb.CreateCollectionRequest(name=name, dim=0 if dim is None else dim, metric=metric,
+                                      index=spec,
                                       encoder=encoder, payload_indexes=payload_indexes)
     if shards is not None:
         req.shards = shards
@@ -171,8 +179,12 @@ def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:
     shards = tuple(ShardStats(s.points, s.index_state, s.index_type, s.applied_seq,
                               s.checkpoint_seq, s.deleted_pending) for s in msg.shards)
     indexes = {f: PayloadIndexInfo(i.type, i.state) for f, i in sorted(msg.payload_indexes.items())}
+    r = msg.reembed
+    reembed = (ReembedProgress(r.source, r.target, r.encoder, r.alias, r.state, r.done, r.total,
+                               r.caught_up, r.error) if msg.HasField("reembed") else None)
     return CollectionInfo(from_proto_config(msg.config), msg.points, shards,
-                          msg.index_state, msg.bytes_on_disk, tuple(msg.aliases), indexes)
+                          msg.index_state, msg.bytes_on_disk, tuple(msg.aliases), indexes,
+                          reembed)
 
 
 def payload_index_ready(info: CollectionInfo, field: str, deadline: float | None) -> bool:
@@ -282,17 +294,70 @@ def query_vectors(vector: Any, vectors: Any) -> tuple[tpb.Vectors, bool]:
     return to_proto_vectors(queries), single
 
 
+def query_texts(text: Any, texts: Any) -> tuple[ppb.TextQueries, bool]:
+    """text= (one string) or texts= (a list) -> the wire message and whether it was single."""
+    if (text is None) == (texts is None):
+        raise InvalidArgumentError("pass exactly one of text= or texts=", field="text")
+    if text is not None:
+        if not isinstance(text, str):
+            raise InvalidArgumentError(f"text must be a string, got {type(text).__name__}; use "
+                                       "texts= for a batch", field="text")
+        return ppb.TextQueries(texts=[text]), True
+    if isinstance(texts, str):
+        raise InvalidArgumentError("texts must be a list of strings; use text= for one query",
+                                   field="texts")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise InvalidArgumentError(f"texts[{i}] must be a string, got {type(t).__name__}",
+                                       field=f"texts[{i}]")
+    return ppb.TextQueries(texts=texts), False
+
+
 def search_request(collection: str, vector: Any, vectors: Any, k: int, *,
                    nprobe: int | None, ef_search: int | None, exact: bool,
                    with_payload: bool, with_vectors: bool,
-                   filter: Any = None) -> tuple[ppb.SearchRequest, bool]:
-    """Returns the request and whether the caller asked for a single query."""
-    queries, single = query_vectors(vector, vectors)
+                   filter: Any = None, text: Any = None,
+                   texts: Any = None) -> tuple[ppb.SearchRequest, bool]:
+    """Returns the request and whether the caller asked for a single query.
+    Exactly one of vector / vectors / text / texts."""
+    given = [n for n, v in (("vector", vector), ("vectors", vectors), ("text", text),
+                            ("texts", texts)) if v is not None]
+    if len(given) != 1:
+        raise InvalidArgumentError("pass exactly one of vector=, vectors=, text= or texts=",
+                                   field=given[-1] if given else "vector")
     params = tpb.SearchParams(nprobe=nprobe, ef_search=ef_search, exact=exact)
-    req = ppb.SearchRequest(collection=collection, vectors=queries, k=k,
-                            params=params, with_payload=with_payload,
-                            with_vector=with_vectors, filter=to_proto_filter(filter))
+    req = ppb.SearchRequest(collection=collection, k=k, params=params,
+                            with_payload=with_payload, with_vector=with_vectors,
+                            filter=to_proto_filter(filter))
+    if given[0] in ("text", "texts"):
+        queries, single = query_texts(text, texts)
+        req.texts.CopyFrom(queries)
+    else:
+        vecs, single = query_vectors(vector, vectors)
+        req.vectors.CopyFrom(vecs)
     return req, single
+
+
+def reembed_request(collection: str, encoder: str, alias: str | None, target: str | None,
+                    batch_size: int | None) -> cpb.ReembedCollectionRequest:
+    return cpb.ReembedCollectionRequest(collection=collection, encoder=encoder, alias=alias,
+                                        target=target, batch_size=batch_size)
+
+
+def reembed_done(info: CollectionInfo, deadline: float | None) -> bool:
+    """One poll of reembed(wait=True): True once done; raises when it failed or timed out."""
+    job = info.reembed
+    if job is None or job.state == "done":
+        return True
+    if job.state == "failed":
+        raise FailedPreconditionError(f"re-embedding {job.source!r} into {job.target!r} failed: "
+                                      f"{job.error}", field="collection")
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceededError(f"re-embedding still running after the timeout "
+                                    f"({job.done}/{job.total}); it goes on on the server",
+                                    field="collection")
+    return False
 
 
 def range_search_request(collection: str, vector: Any, vectors: Any, threshold: float,

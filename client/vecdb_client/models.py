@@ -72,6 +72,21 @@ class SnapshotInfo(NamedTuple):
     path: str  # on the server: copy it into another server's snapshot dir to move it
 
 
+class ReembedProgress(NamedTuple):
+    """A re-embed job (Client.reembed): state "running" | "done" | "failed";
+    ``done`` of ``total`` points copied; ``caught_up``: writes replayed meanwhile."""
+
+    source: str
+    target: str
+    encoder: str
+    alias: str
+    state: str
+    done: int
+    total: int
+    caught_up: int
+    error: str
+
+
 class PayloadIndexInfo(NamedTuple):
     """type: keyword | integer | float | bool | datetime | text;
     state: "building" | "ready" (filters use it once ready)."""
@@ -90,6 +105,8 @@ class CollectionInfo:
     aliases: tuple[str, ...]
     # field ("$text" = the point text) -> PayloadIndexInfo
     payload_indexes: dict[str, PayloadIndexInfo] = field(default_factory=dict)
+    # set while (and after) this collection is re-embedded or re-embedded into
+    reembed: "ReembedProgress | None" = None
 
     @property
     def name(self) -> str:

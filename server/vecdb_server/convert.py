@@ -14,6 +14,7 @@ import numpy as np
 from vecdb import (CollectionConfig, CollectionDescription, IndexSpec, Point, ScrollPage,
                    SearchParams, SearchResult, ShardStats, WriteResult)
 from vecdb.errors import InvalidArgument
+from vecdb.validation import MAX_DIM
 from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
 from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
@@ -29,6 +30,10 @@ def from_proto_vectors(msg: tpb.Vectors, field: str) -> np.ndarray:
     if msg.count < 0 or msg.dim < 0:
         raise InvalidArgument(f"{field}: count and dim must be >= 0, got count={msg.count} "
                               f"dim={msg.dim}", field)
+    if msg.dim > MAX_DIM or (msg.count > 0 and msg.dim == 0):
+        # an empty data field would otherwise "match" count=0 x dim=2**40 and numpy
+        # would fail to shape it (found by tests/integration/test_fuzz.py)
+        raise InvalidArgument(f"{field}: dim must be in 1..{MAX_DIM}, got dim={msg.dim}", field)
     want = msg.count * msg.dim * 4
     if len(msg.data) != want:
         raise InvalidArgument(f"{field}.data has {len(msg.data)} bytes; count={msg.count} x "
@@ -83,8 +88,12 @@ def to_proto_texts(texts: Sequence[str | None] | None) -> list[str]:
 # ---------------------------------------------------------------- point batches
 def from_proto_point_batch(msg: tpb.PointBatch, field: str = "points") -> dict[str, Any]:
     """-> keyword arguments of Database.upsert (ids, vectors, payloads, texts, ttl)."""
+    no_vectors = not msg.HasField("vectors") or (msg.vectors.count == 0 and msg.vectors.dim == 0
+                                                 and not msg.vectors.data)
     return {"ids": list(msg.ids),
-            "vectors": from_proto_vectors(msg.vectors, f"{field}.vectors"),
+            # unset with texts = the collection's encoder embeds the texts
+            "vectors": None if no_vectors and msg.texts else from_proto_vectors(
+                msg.vectors, f"{field}.vectors"),
             "payloads": from_proto_payloads(msg.payloads, f"{field}.payloads"),
             "texts": from_proto_texts(msg.texts),
             # 0 = never expires (the engine's None); the engine checks count and range
@@ -153,7 +162,15 @@ def to_proto_collection_info(d: CollectionDescription) -> cpb.CollectionInfo:
                               index_state=d.index_state, bytes_on_disk=d.bytes_on_disk,
                               aliases=d.aliases,
                               payload_indexes={f: cpb.PayloadIndexInfo(**info)
-                                               for f, info in d.payload_indexes.items()})
+                                               for f, info in d.payload_indexes.items()},
+                              reembed=None if d.reembed is None else cpb.ReembedProgress(**d.reembed))
+
+
+def from_proto_reembed(msg: cpb.ReembedCollectionRequest) -> dict[str, Any]:
+    """-> keyword arguments of Database.reembed."""
+    return {"collection": msg.collection, "encoder": msg.encoder or None,
+            "alias": _opt(msg, "alias"), "target": _opt(msg, "target"),
+            "batch_size": _opt(msg, "batch_size", 256)}
 
 
 def to_proto_aliases(aliases: dict[str, str]) -> cpb.ListAliasesResponse:
@@ -214,11 +231,15 @@ def to_proto_search_params(p: SearchParams) -> tpb.SearchParams:
 
 
 def from_proto_search(msg: ppb.SearchRequest) -> dict[str, Any]:
-    """-> keyword arguments of Database.search."""
-    if msg.WhichOneof("query") != "vectors":
-        raise InvalidArgument("query: set vectors (a batch of query vectors)", "vectors")
+    """-> keyword arguments of Database.search (queries, or texts for the encoder)."""
+    which = msg.WhichOneof("query")
+    if which is None:
+        raise InvalidArgument("query: set vectors (query vectors) or texts (query texts)",
+                              "vectors")
+    texts = list(msg.texts.texts) if which == "texts" else None
     return {"collection": msg.collection,
-            "queries": from_proto_vectors(msg.vectors, "vectors"),
+            "queries": from_proto_vectors(msg.vectors, "vectors") if texts is None else None,
+            "texts": texts,
             "k": _opt(msg, "k", DEFAULT_K), "params": from_proto_search_params(msg.params),
             "with_payload": _with_payload(msg), "with_vector": msg.with_vector,
             "filter": from_proto_filter_field(msg)}

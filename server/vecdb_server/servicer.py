@@ -6,7 +6,7 @@ runs them in its executor (see aio_app.py).
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
 from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
@@ -104,10 +104,20 @@ class CollectionServicer(cgrpc.CollectionServiceServicer):
                                        request.collection if request.HasField("collection") else None)
             return convert.to_proto_collection_info(desc)
 
+    def ReembedCollection(self, request: cpb.ReembedCollectionRequest,
+                          context: Any) -> cpb.CollectionInfo:
+        """Returns once the target exists (model loaded); the copy runs in the background."""
+        with self._engine.session() as db:
+            return convert.to_proto_collection_info(
+                db.reembed(**convert.from_proto_reembed(request)))
+
 
 class PointServicer(pgrpc.PointServiceServicer):
-    def __init__(self, engine: EngineHolder):
+    def __init__(self, engine: EngineHolder,
+                 on_search: Callable[[dict, list], None] | None = None):
         self._engine = engine
+        # called with (search kwargs, results) after each Search (the recall sampler)
+        self._on_search = on_search
 
     def Upsert(self, request: ppb.UpsertRequest, context: Any) -> tpb.WriteResult:
         points = convert.from_proto_point_batch(request.points)
@@ -157,6 +167,8 @@ class PointServicer(pgrpc.PointServiceServicer):
         args = convert.from_proto_search(request)
         with self._engine.session() as db:
             results = db.search(**args)
+        if self._on_search is not None:
+            self._on_search(args, results)
         return convert.to_proto_search(results)
 
     def RangeSearch(self, request: ppb.RangeSearchRequest, context: Any) -> ppb.SearchResponse:

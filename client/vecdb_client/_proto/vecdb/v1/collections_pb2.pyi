@@ -40,7 +40,7 @@ class ShardStats(_message.Message):
     def __init__(self, points: _Optional[int] = ..., index_state: _Optional[str] = ..., index_type: _Optional[str] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., deleted_pending: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases", "payload_indexes")
+    __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases", "payload_indexes", "reembed")
     class PayloadIndexesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class CollectionInfo(_message.Message):
     BYTES_ON_DISK_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_INDEXES_FIELD_NUMBER: _ClassVar[int]
+    REEMBED_FIELD_NUMBER: _ClassVar[int]
     config: CollectionConfig
     points: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardStats]
@@ -62,7 +63,44 @@ class CollectionInfo(_message.Message):
     bytes_on_disk: int
     aliases: _containers.RepeatedScalarFieldContainer[str]
     payload_indexes: _containers.MessageMap[str, PayloadIndexInfo]
-    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., points: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., index_state: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., payload_indexes: _Optional[_Mapping[str, PayloadIndexInfo]] = ...) -> None: ...
+    reembed: ReembedProgress
+    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., points: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., index_state: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., payload_indexes: _Optional[_Mapping[str, PayloadIndexInfo]] = ..., reembed: _Optional[_Union[ReembedProgress, _Mapping]] = ...) -> None: ...
+
+class ReembedProgress(_message.Message):
+    __slots__ = ("source", "target", "encoder", "alias", "state", "done", "total", "caught_up", "error")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    target: str
+    encoder: str
+    alias: str
+    state: str
+    done: int
+    total: int
+    caught_up: int
+    error: str
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., encoder: _Optional[str] = ..., alias: _Optional[str] = ..., state: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., caught_up: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
+
+class ReembedCollectionRequest(_message.Message):
+    __slots__ = ("collection", "encoder", "alias", "target", "batch_size")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    ALIAS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    encoder: str
+    alias: str
+    target: str
+    batch_size: int
+    def __init__(self, collection: _Optional[str] = ..., encoder: _Optional[str] = ..., alias: _Optional[str] = ..., target: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class PayloadIndexInfo(_message.Message):
     __slots__ = ("type", "state")

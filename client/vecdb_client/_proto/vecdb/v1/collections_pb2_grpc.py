@@ -104,6 +104,11 @@ class CollectionServiceStub:
                 request_serializer=vecdb_dot_v1_dot_collections__pb2.RestoreSnapshotRequest.SerializeToString,
                 response_deserializer=vecdb_dot_v1_dot_collections__pb2.CollectionInfo.FromString,
                 _registered_method=True)
+        self.ReembedCollection = channel.unary_unary(
+                '/vecdb.v1.CollectionService/ReembedCollection',
+                request_serializer=vecdb_dot_v1_dot_collections__pb2.ReembedCollectionRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_collections__pb2.CollectionInfo.FromString,
+                _registered_method=True)
 
 
 class CollectionServiceServicer:
@@ -209,6 +214,17 @@ class CollectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReembedCollection(self, request, context):
+        """Model migration without downtime (admin): creates the target collection
+        with the new encoder, re-embeds every stored text into it in the
+        background, then atomically re-points `alias` to it. Readers using the
+        alias never see an error. Returns the source's CollectionInfo; progress is
+        CollectionInfo.reembed (on the source and the target).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CollectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -280,6 +296,11 @@ def add_CollectionServiceServicer_to_server(servicer, server):
             'RestoreSnapshot': grpc.unary_unary_rpc_method_handler(
                     servicer.RestoreSnapshot,
                     request_deserializer=vecdb_dot_v1_dot_collections__pb2.RestoreSnapshotRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_collections__pb2.CollectionInfo.SerializeToString,
+            ),
+            'ReembedCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReembedCollection,
+                    request_deserializer=vecdb_dot_v1_dot_collections__pb2.ReembedCollectionRequest.FromString,
                     response_serializer=vecdb_dot_v1_dot_collections__pb2.CollectionInfo.SerializeToString,
             ),
     }
@@ -660,6 +681,33 @@ class CollectionService:
             target,
             '/vecdb.v1.CollectionService/RestoreSnapshot',
             vecdb_dot_v1_dot_collections__pb2.RestoreSnapshotRequest.SerializeToString,
+            vecdb_dot_v1_dot_collections__pb2.CollectionInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReembedCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.CollectionService/ReembedCollection',
+            vecdb_dot_v1_dot_collections__pb2.ReembedCollectionRequest.SerializeToString,
             vecdb_dot_v1_dot_collections__pb2.CollectionInfo.FromString,
             options,
             channel_credentials,
