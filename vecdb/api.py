@@ -5,6 +5,7 @@ may come from many threads (the gRPC server's pool) at once.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -16,11 +17,12 @@ from dataclasses import replace
 
 import faiss
 
-from . import checkpoint, snapshot, validation
+from . import checkpoint, reembed, snapshot, validation
 from .catalog import Catalog
 from .collection import Collection
 from .config import DatabaseOptions
-from .errors import AlreadyExists, FailedPrecondition, NotFound
+from .errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted,
+                     VecdbError)
 from .payload_index import check_type as check_payload_index_type
 from .storage import DirLock, Store, shard_prefix
 from .types import (CollectionConfig, CollectionDescription, Point, ScrollPage, SearchParams,
@@ -35,6 +37,9 @@ class Database:
         self.path, self.options = os.path.abspath(path), options
         self.ready = False
         self._closed = False
+        # Called as on_checkpoint(collection, shard, seconds) after each checkpoint written
+        # (the server's metrics set it; must be fast and must not raise).
+        self.on_checkpoint = None
         os.makedirs(self.path, exist_ok=True)
         self._lock = DirLock(self.path)
         try:
@@ -67,12 +72,34 @@ class Database:
             coll.recover()
             self.collections[cfg.name] = coll
         log.info("recovered %d collections in %.2fs", len(self.collections), time.monotonic() - t0)
+        self._reembeds: dict[str, reembed.Reembed] = {}  # source and target name -> job
+        self._warm_up()
         self.ready = True
         self._stop = threading.Event()
         self._bg = None
         if opts.background:
             self._bg = threading.Thread(target=self._background, name="vecdb-maintenance", daemon=True)
             self._bg.start()
+
+    # ---- encoders ---------------------------------------------------------------------
+    def encoder(self, spec: str):
+        """The process-wide handle of an encoder spec (vecdb.encoders), with this database's
+        encoder options. The model loads on first use."""
+        from .encoders import EncoderOptions, get_encoder
+        return get_encoder(validation.encoder(spec), EncoderOptions.from_database_options(self.options))
+
+    def _warm_up(self) -> None:
+        """Load the encoders named in ``encoder_warmup`` now (a failure is logged: the
+        server still starts, and calls needing that encoder fail with its error)."""
+        for spec in filter(None, (s.strip() for s in self.options.encoder_warmup.split(","))):
+            t0 = time.monotonic()
+            try:
+                handle = self.encoder(spec)
+                handle.load()
+                handle.encode(["warm-up"], "query")
+                log.info("encoder %s warmed up in %.2fs", spec, time.monotonic() - t0)
+            except VecdbError as exc:
+                log.warning("encoder warm-up of %s failed: %s", spec, exc.message)
 
     def _collection(self, cfg: CollectionConfig) -> Collection:
         return Collection(self.store, cfg, self.catalog.dir_of(cfg.uid), self.options, self.pool)
@@ -85,19 +112,31 @@ class Database:
         return self.collections[self.catalog.resolve(name).name]
 
     # ---- collections ----------------------------------------------------------
-    def create_collection(self, name: str, dim: int, metric: str = "cosine", index: str = "auto",
-                          index_params: dict | None = None, shards: int = 1,
+    def create_collection(self, name: str, dim: int | None = None, metric: str = "cosine",
+                          index: str = "auto", index_params: dict | None = None, shards: int = 1,
                           encoder: str | None = None,
                           payload_indexes: dict[str, str] | None = None) -> CollectionDescription:
         """Create a collection. ``payload_indexes``: {field: type} to index from the start
-        (types: keyword, integer, float, bool, datetime, text; field "$text" = the point text)."""
+        (types: keyword, integer, float, bool, datetime, text; field "$text" = the point text).
+        ``encoder`` (e.g. "minilm"): texts can be upserted and searched without vectors; the
+        dimension comes from the encoder (``dim`` None/0, or equal to it). Loads the model."""
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
+        validation.name(name)
+        encoder = validation.encoder(encoder)
+        if encoder is not None:
+            enc_dim = self.encoder(encoder).dimension  # FailedPrecondition without the extra
+            if dim is None or (not isinstance(dim, bool) and dim == 0):
+                dim = enc_dim
+            elif validation.int_in(dim, 1, validation.MAX_DIM, "dim") != enc_dim:
+                raise InvalidArgument(f"dim {dim} does not match encoder {encoder!r}, which makes "
+                                      f"{enc_dim}-d vectors; leave dim unset (0) to take the "
+                                      "encoder's", "dim")
         cfg = CollectionConfig(
             name=validation.name(name), dim=validation.int_in(dim, 1, validation.MAX_DIM, "dim"),
             metric=validation.metric(metric), index=validation.index_spec(index, index_params),
             shards=validation.int_in(shards, 1, validation.MAX_SHARDS, "shards"),
-            encoder=validation.encoder(encoder),
+            encoder=encoder,
             payload_indexes=tuple(sorted((validation.payload_field(f), check_payload_index_type(t))
                                          for f, t in validation.mapping(payload_indexes,
                                                                         "payload_indexes").items())))
@@ -116,8 +155,10 @@ class Database:
         stats = tuple(s.stats() for s in coll.shards)
         state = min((s.index_state for s in stats), key=_STATE_ORDER.__getitem__)
         aliases = tuple(sorted(a for a, c in self.catalog.aliases.items() if c == coll.config.name))
+        job = self._reembeds.get(coll.config.name)
         return CollectionDescription(coll.config, coll.count(), stats, state,
-                                     coll.bytes_on_disk(), aliases, coll.payload_index_states())
+                                     coll.bytes_on_disk(), aliases, coll.payload_index_states(),
+                                     None if job is None else job.progress())
 
     def drop_collection(self, name: str) -> None:
         if self._closed:
@@ -142,6 +183,52 @@ class Database:
 
     def list_aliases(self, collection: str | None = None) -> dict[str, str]:
         return {a: c for a, c in sorted(self.catalog.aliases.items()) if collection in (None, c)}
+
+    # ---- re-embedding (model migration) -----------------------------------------------
+    def reembed(self, collection: str, encoder: str, alias: str | None = None,
+                target: str | None = None, batch_size: int = 256,
+                wait: bool = False) -> CollectionDescription:
+        """Re-embed a collection with another encoder without downtime: creates the
+        target collection (default ``<source>__<encoder>``; same metric, index, shards and
+        payload indexes), copies every point's text, payload and TTL into it in the
+        background (embedding the texts with ``encoder``), replays writes the source got
+        meanwhile, then atomically points ``alias`` at the target. Readers that use the
+        alias never see an error. ``collection`` may be that alias (then ``alias`` defaults
+        to it). Progress: describe_collection(...).reembed. The source is kept (drop it
+        when done). Returns the source's description."""
+        if self._closed:
+            raise FailedPrecondition("database is closed", "database")
+        src = self._get(collection)
+        if alias is None:
+            if collection == src.config.name:
+                raise InvalidArgument("give alias=: the alias readers use, re-pointed to the new "
+                                      "collection when it is ready", "alias")
+            alias = collection
+        alias = validation.name(alias, "alias")
+        if alias in self.collections:
+            raise InvalidArgument(f"alias {alias!r} is a collection name", "alias")
+        batch_size = validation.int_in(batch_size, 1, 10_000, "batch_size")
+        encoder = validation.encoder(encoder)
+        if encoder is None:
+            raise InvalidArgument("give the encoder to re-embed with", "encoder")
+        target = target or reembed.target_name(src.config.name, encoder)
+        validation.name(target, "target")
+        with self.catalog.lock:
+            running = self._reembeds.get(src.config.name)
+            if running is not None and running.state == "running":
+                raise FailedPrecondition(f"collection {src.config.name!r} is already being "
+                                         f"re-embedded into {running.target!r}", "collection")
+        cfg = src.config
+        self.create_collection(target, None, cfg.metric, cfg.index.type, dict(cfg.index.params),
+                               cfg.shards, encoder, dict(cfg.payload_indexes))
+        job = reembed.Reembed(self, src, self.collections[target], encoder, alias, batch_size)
+        with self.catalog.lock:
+            self._reembeds[src.config.name] = self._reembeds[target] = job
+        if wait or not self.options.background:
+            job.run()
+        else:
+            job.start()
+        return self.describe_collection(src.config.name)
 
     # ---- snapshots ------------------------------------------------------------------
     @property
@@ -235,8 +322,11 @@ class Database:
             shard.drop_payload_index(field)
 
     # ---- points -----------------------------------------------------------------
-    def upsert(self, collection: str, ids, vectors, payloads=None, texts=None, ttl=None) -> WriteResult:
-        """Insert or replace points. ``ttl``: seconds to live (one for all, or per point)."""
+    def upsert(self, collection: str, ids, vectors=None, payloads=None, texts=None,
+               ttl=None) -> WriteResult:
+        """Insert or replace points. ``ttl``: seconds to live (one for all, or per point).
+        ``vectors`` None: every point needs a text, embedded by the collection's encoder;
+        with vectors, texts are only stored (docs/encoders.md "Mixing rules")."""
         return self._get(collection).upsert(ids, vectors, payloads, texts, ttl)
 
     def delete(self, collection: str, ids=None, filter=None) -> WriteResult:
@@ -260,10 +350,13 @@ class Database:
                with_vector: bool = False, with_payload: bool = True, filter=None) -> ScrollPage:
         return self._get(collection).scroll(limit, cursor, with_vector, with_payload, filter)
 
-    def search(self, collection: str, queries, k: int = 10, params: SearchParams | None = None,
-               with_payload: bool = True, with_vector: bool = False, filter=None) -> list[SearchResult]:
+    def search(self, collection: str, queries=None, k: int = 10, params: SearchParams | None = None,
+               with_payload: bool = True, with_vector: bool = False, filter=None,
+               texts=None) -> list[SearchResult]:
+        """Query vectors, or ``texts`` (a string or a list: one query each) embedded with
+        the collection's encoder ("query" kind). Exactly one of the two."""
         return self._get(collection).search(queries, k, params or SearchParams(), with_payload,
-                                            with_vector, filter)
+                                            with_vector, filter, texts)
 
     def range_search(self, collection: str, queries, threshold: float, limit: int = 1000,
                      params: SearchParams | None = None, with_payload: bool = True,
@@ -278,15 +371,50 @@ class Database:
     # ---- maintenance --------------------------------------------------------------
     def checkpoint(self) -> int:
         """Checkpoint every changed shard now; returns how many were written."""
-        return sum(c.checkpoint() for c in list(self.collections.values()))
+        return sum(self._checkpoint_shard(c, s) for c in list(self.collections.values())
+                   for s in c.shards)
+
+    def _checkpoint_shard(self, coll: Collection, shard) -> bool:
+        t0 = time.monotonic()
+        wrote = shard.checkpoint(self.options.wal_retain)
+        if wrote and self.on_checkpoint is not None:
+            self.on_checkpoint(coll.config.name, shard.number, time.monotonic() - t0)
+        return wrote
+
+    @property
+    def disk_full(self) -> bool:
+        """True while writes are refused after a disk-full error (reads still work)."""
+        return self.store.failed is not None
+
+    def recover_storage(self) -> bool:
+        """After a disk-full write error: reopen RocksDB so writes resume (the background
+        thread calls this every few seconds). True when writes are accepted again; raises
+        while the disk is still full. Writers are paused meanwhile."""
+        if self.store.failed is None:
+            return True
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(self.catalog.lock)
+            for coll in sorted(self.collections.values(), key=lambda c: c.config.name):
+                stack.enter_context(coll.write_lock)
+            self.store.reopen()
+        log.warning("writes accepted again after the disk-full error")
+        return True
 
     def maintain(self) -> int:
         """Build/rebuild ANN indexes that are due (synchronously); returns how many."""
         return sum(c.build_indexes() for c in list(self.collections.values()))
 
     def _background(self) -> None:
-        last_ckpt = time.monotonic()
+        last_ckpt = last_reopen = time.monotonic()
         while not self._stop.wait(0.5):
+            if self.store.failed is not None:  # disk full: no checkpoints/expiry; retry the store
+                if time.monotonic() - last_reopen >= 2.0:
+                    last_reopen = time.monotonic()
+                    try:
+                        self.recover_storage()
+                    except Exception as e:
+                        log.warning("disk full, writes still refused: %s", e)
+                continue
             try:
                 self.expire()
                 self.maintain()
@@ -294,7 +422,7 @@ class Database:
                 for coll in list(self.collections.values()):
                     for shard in coll.shards:
                         if due or shard.applied_seq - shard.checkpoint_seq >= self.options.checkpoint_every_ops:
-                            shard.checkpoint(self.options.wal_retain)
+                            self._checkpoint_shard(coll, shard)
                 if due:
                     last_ckpt = time.monotonic()
             except Exception:  # keep the maintenance thread alive; the next round retries
@@ -306,10 +434,16 @@ class Database:
             return
         self._closed = True
         self._stop.set()
+        for job in {id(j): j for j in self._reembeds.values()}.values():
+            job.stop()  # a running re-embed ends as "failed" (does not resume on open)
         if self._bg is not None:
             self._bg.join()
         try:
             self.checkpoint()
+        except OSError as e:  # disk full: the WAL in RocksDB still holds every write
+            log.warning("checkpoint at close failed (%s); the next open replays the WAL", e)
+        except ResourceExhausted as e:
+            log.warning("checkpoint at close incomplete (%s); the next open replays the WAL", e)
         finally:
             self.pool.shutdown()
             self.store.close()

@@ -64,18 +64,22 @@ def write(directory: str, seq: int, state: tuple[dict[str, bytes], dict]) -> Non
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     files = {}
-    for name, data in blobs.items():
-        with open(os.path.join(tmp, name), "wb") as f:
-            f.write(data)
+    try:
+        for name, data in blobs.items():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            files[name] = {"size": len(data), "crc32": zlib.crc32(data)}
+        meta = {"format": FORMAT, "seq": seq, "files": files, **info}
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f)
             f.flush()
             os.fsync(f.fileno())
-        files[name] = {"size": len(data), "crc32": zlib.crc32(data)}
-    meta = {"format": FORMAT, "seq": seq, "files": files, **info}
-    with open(os.path.join(tmp, "meta.json"), "w") as f:
-        json.dump(meta, f)
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_dir(tmp)
+        _fsync_dir(tmp)
+    except OSError:  # e.g. disk full: give the space back, keep the previous checkpoint
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
     _fsync_dir(directory)

@@ -25,6 +25,7 @@ from typing import Iterator
 from rocksdict import AccessType, Checkpoint, Options, Rdict, ReadOptions, WriteBatch, WriteOptions
 
 from .errors import FailedPrecondition, ResourceExhausted
+from .rwlock import RWLock
 
 U32 = struct.Struct(">I")
 U64 = struct.Struct(">Q")
@@ -81,6 +82,12 @@ class Store:
         self.write_opts = WriteOptions()
         self.write_opts.sync = sync
         self.path = path
+        self._opts = opts
+        # Disk full: RocksDB refuses every write after an ENOSPC until it is reopened.
+        # ``failed`` holds the error text while writes are refused (see reopen()).
+        self.failed: str | None = None
+        self._seq_at_failure = 0
+        self._swap = RWLock()  # shared by every call, exclusive while reopen() swaps self.db
 
     def batch(self) -> WriteBatch:
         return WriteBatch(raw_mode=True)
@@ -90,28 +97,64 @@ class Store:
         if sync is not None and sync != opts.sync:
             opts = WriteOptions()
             opts.sync = sync
-        try:
-            self.db.write(batch, opts)
-        except Exception as e:  # rocksdict raises plain exceptions with the RocksDB status text
-            text = str(e)
-            if "No space" in text or "ENOSPC" in text:
-                raise ResourceExhausted(f"disk full: write rejected ({text})", "data_dir") from None
-            raise
+        with self._swap.read():
+            if self.failed is not None:
+                raise ResourceExhausted(f"disk full: writes are refused until space is freed on the "
+                                        f"data directory's filesystem; reads still work ({self.failed})",
+                                        "data_dir")
+            try:
+                self.db.write(batch, opts)
+            except Exception as e:  # rocksdict raises plain exceptions with the RocksDB status text
+                text = str(e)
+                if "No space" in text or "ENOSPC" in text:
+                    self.failed = text
+                    self._seq_at_failure = max(self._seq_at_failure, self.db.latest_sequence_number())
+                    raise ResourceExhausted(f"disk full: write rejected ({text})", "data_dir") from None
+                raise
+
+    def reopen(self) -> None:
+        """Leave the disk-full state: close RocksDB and open it again (RocksDB stays
+        read-only after ENOSPC and rocksdict has no resume). Recovery drops the torn
+        WAL record of the failed write. Raises (and stays refusing writes, still
+        readable) when it cannot reopen yet, e.g. no space or a scan still running."""
+        with self._swap.write():
+            if self.failed is None:
+                return
+            try:
+                self.db.close()
+            except Exception:  # "Writer has previous error": expected after ENOSPC
+                pass
+            try:
+                db = Rdict(self.path, self._opts)
+            except Exception:
+                self.db = Rdict(self.path, Options(raw_mode=True), access_type=AccessType.read_only())
+                raise
+            if db.latest_sequence_number() > self._seq_at_failure:
+                # a write reported as failed turned out durable: memory no longer matches
+                db.close()
+                self.db = Rdict(self.path, Options(raw_mode=True), access_type=AccessType.read_only())
+                self.failed = ("a write that failed on the full disk was recovered by RocksDB; "
+                               "restart the server to reload its state")
+                raise ResourceExhausted(self.failed, "data_dir")
+            self.db, self.failed = db, None
 
     def get(self, key: bytes) -> bytes | None:
-        return self.db.get(key)
+        with self._swap.read():
+            return self.db.get(key)
 
     def multi_get(self, keys: list[bytes]) -> list[bytes | None]:
         if not keys:
             return []
-        return self.db.get(keys)
+        with self._swap.read():
+            return self.db.get(keys)
 
     def scan(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Yield (key, value) for start <= key < end in key order."""
         ro = ReadOptions()
         ro.set_iterate_upper_bound(end)
-        it = self.db.iter(ro)
-        it.seek(start)
+        with self._swap.read():
+            it = self.db.iter(ro)  # keeps its RocksDB instance alive across a reopen()
+            it.seek(start)
         while it.valid():
             yield it.key(), it.value()
             it.next()
@@ -144,6 +187,12 @@ class Store:
         self.write(wb, sync=True)
 
     def close(self) -> None:
+        if self.failed is not None:  # nothing unflushed was acknowledged; RocksDB refuses to flush
+            try:
+                self.db.close()
+            except Exception:
+                pass
+            return
         try:
             self.db.flush_wal(True)
         finally:

@@ -1,8 +1,10 @@
 """Channel settings shared by Client and AsyncClient."""
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -37,9 +39,35 @@ def channel_options(settings: ClientSettings) -> list[tuple[str, int]]:
             ("grpc.enable_retries", 0)]  # retries are explicit, for idempotent calls only
 
 
-def credentials(tls: bool | grpc.ChannelCredentials) -> grpc.ChannelCredentials | None:
+def _pem(value: str | bytes | os.PathLike | None, name: str) -> bytes | None:
+    """PEM bytes as given, or read from a path."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        with open(value, "rb") as fh:
+            return fh.read()
+    raise TypeError(f"{name} must be a path or PEM bytes")
+
+
+def credentials(tls: bool | grpc.ChannelCredentials, ca_cert: Any = None,
+                client_cert: Any = None, client_key: Any = None
+                ) -> grpc.ChannelCredentials | None:
     """False/None: plaintext. True: TLS with the system roots. Or pass your own credentials
-    (e.g. grpc.ssl_channel_credentials(root_certificates=...))."""
+    (e.g. grpc.ssl_channel_credentials(root_certificates=...)).
+
+    ``ca_cert`` (roots to trust instead of the system's) and ``client_cert`` +
+    ``client_key`` (mutual TLS) are paths or PEM bytes; giving any of them turns TLS on."""
+    files = (ca_cert, client_cert, client_key)
+    if any(f is not None for f in files):
+        if isinstance(tls, grpc.ChannelCredentials):
+            raise TypeError("pass either tls=ChannelCredentials or ca_cert/client_cert/"
+                            "client_key, not both")
+        if (client_cert is None) != (client_key is None):
+            raise ValueError("client_cert and client_key go together")
+        return grpc.ssl_channel_credentials(
+            root_certificates=_pem(ca_cert, "ca_cert"),
+            private_key=_pem(client_key, "client_key"),
+            certificate_chain=_pem(client_cert, "client_cert"))
     if tls is True:
         return grpc.ssl_channel_credentials()
     if not tls:

@@ -33,10 +33,12 @@ class AsyncClient:
 
     def __init__(self, target: str = "127.0.0.1:50051", *, api_key: str | None = None,
                  timeout: float | None = 30.0, tls: bool | grpc.ChannelCredentials = False,
-                 max_retries: int = 3, retry_backoff: float = 0.1, **settings: Any):
+                 max_retries: int = 3, retry_backoff: float = 0.1,
+                 ca_cert: str | bytes | None = None, client_cert: str | bytes | None = None,
+                 client_key: str | bytes | None = None, **settings: Any):
         self.settings = ClientSettings(timeout=timeout, max_retries=max_retries,
                                        retry_backoff=retry_backoff, **settings)
-        creds = credentials(tls)
+        creds = credentials(tls, ca_cert, client_cert, client_key)
         opts = channel_options(self.settings)
         self._channel = (grpc.aio.secure_channel(target, creds, opts) if creds
                          else grpc.aio.insecure_channel(target, opts))
@@ -87,7 +89,7 @@ class AsyncClient:
             await asyncio.sleep(0.05)
 
     # ------------------------------------------------------------ collections
-    async def create_collection(self, name: str, dim: int, metric: str = "cosine",
+    async def create_collection(self, name: str, dim: int | None = None, metric: str = "cosine",
                                 index: str = "auto", shards: int | None = None,
                                 encoder: str | None = None, *,
                                 payload_indexes: dict[str, str] | None = None,
@@ -138,7 +140,9 @@ class AsyncClient:
     # ------------------------------------------------------------ payload indexes
     async def create_payload_index(self, collection: str, field: str, type: str,
                                    wait: bool = False, *, timeout: float | None = None) -> None:
-        """See :meth:`vecdb_client.Client.create_payload_index`."""
+        """See :meth:`vecdb_client.Client.create_payload_index`.
+        ``encoder`` (e.g. "minilm"): texts can be upserted and searched without vectors;
+        ``dim`` None takes the encoder's dimension (docs/encoders.md)."""
         req = cpb.CreatePayloadIndexRequest(collection=collection, field=field, type=type)
         await self._call(self._collections.CreatePayloadIndex, req, idempotent=False,
                          timeout=timeout)
@@ -179,14 +183,38 @@ class AsyncClient:
         return _codec.from_proto_info(
             await self._call(self._collections.RestoreSnapshot, req, idempotent=False, timeout=timeout))
 
+    async def reembed(self, collection: str, encoder: str, alias: str | None = None, *,
+                target: str | None = None, batch_size: int | None = None, wait: bool = False,
+                timeout: float | None = None) -> CollectionInfo:
+        """Re-embed a collection with another encoder without downtime (admin): the server
+        builds ``target`` (default ``<source>__<encoder>``) from the stored texts in the
+        background, then atomically re-points ``alias`` (default: ``collection`` when it is
+        an alias) to it; readers using the alias never see an error. Returns the source's
+        info; progress is ``describe_collection(...).reembed``. ``wait=True`` polls until
+        done (FailedPreconditionError if it failed, DeadlineExceededError after
+        ``timeout``)."""
+        req = _codec.reembed_request(collection, encoder, alias, target, batch_size)
+        info = _codec.from_proto_info(await self._call(self._collections.ReembedCollection, req,
+                                                     idempotent=False, timeout=timeout))
+        deadline = _codec.deadline_after(self.settings.timeout if timeout is None else timeout)
+        source = info.name
+        while wait and not _codec.reembed_done(info, deadline):
+            await asyncio.sleep(0.1)
+            info = await self.describe_collection(source, timeout=timeout)
+        return info
+
     # ------------------------------------------------------------ writes
-    async def upsert(self, collection: str, ids: Sequence[str], vectors: Any,
+    async def upsert(self, collection: str, ids: Sequence[str], vectors: Any = None,
                      payloads: Sequence[dict | None] | None = None,
                      texts: Sequence[str | None] | None = None, ttl: Any = None, *,
                      progress: Progress | None = None,
                      timeout: float | None = None) -> WriteResult:
-        """See :meth:`vecdb_client.Client.upsert`."""
-        plan = plan_upsert(ids, vectors, payloads, texts, max_bytes=self.settings.chunk_bytes,
+        """See :meth:`vecdb_client.Client.upsert`.
+        ``vectors=None``: the collection's encoder embeds ``texts`` (one non-empty text per
+        point); with vectors, texts are only stored (docs/encoders.md "Mixing rules")."""
+        ids = check_ids(ids)
+        plan = plan_upsert(ids, _codec.upsert_vectors(ids, vectors), payloads, texts,
+                           max_bytes=self.settings.chunk_bytes,
                            max_points=self.settings.chunk_points, ttl=ttl)
         if len(plan.bounds) == 1:
             req = ppb.UpsertRequest(collection=collection, points=plan.batch(0))
@@ -281,11 +309,15 @@ class AsyncClient:
                      k: int = 10, nprobe: int | None = None, ef_search: int | None = None,
                      exact: bool = False, with_payload: bool = True, with_vectors: bool = False,
                      filter: Filter | None = None, explain: bool = False,
+                     text: str | None = None, texts: Sequence[str] | None = None,
                      timeout: float | None = None) -> Any:
-        """See :meth:`vecdb_client.Client.search` (``explain=True`` -> ``(hits, plan)``)."""
+        """See :meth:`vecdb_client.Client.search` (``explain=True`` -> ``(hits, plan)``).
+        ``text=`` (one query, a list of hits) or ``texts=`` (a list per query) search by
+        text: the collection's encoder embeds them on the server."""
         req, single = _codec.search_request(
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
-            with_payload=with_payload, with_vectors=with_vectors, filter=filter)
+            with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
+            texts=texts)
         resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_search(resp, single, explain)
 

@@ -30,17 +30,21 @@ class Client:
 
     ``timeout`` is the default deadline of each call in seconds; every method
     also takes ``timeout=`` to override it. ``tls`` is False (plaintext),
-    True (system roots) or a ``grpc.ChannelCredentials``. Errors are
+    True (system roots) or a ``grpc.ChannelCredentials``; ``ca_cert`` (roots
+    to trust) and ``client_cert`` + ``client_key`` (mutual TLS) are paths or
+    PEM bytes and turn TLS on. ``api_key`` is sent as ``authorization: Bearer``. Errors are
     :mod:`vecdb_client.errors` exceptions. Idempotent calls (reads, search,
     upsert, delete, set_alias) are retried on UNAVAILABLE with backoff.
     """
 
     def __init__(self, target: str = "127.0.0.1:50051", *, api_key: str | None = None,
                  timeout: float | None = 30.0, tls: bool | grpc.ChannelCredentials = False,
-                 max_retries: int = 3, retry_backoff: float = 0.1, **settings: Any):
+                 max_retries: int = 3, retry_backoff: float = 0.1,
+                 ca_cert: str | bytes | None = None, client_cert: str | bytes | None = None,
+                 client_key: str | bytes | None = None, **settings: Any):
         self.settings = ClientSettings(timeout=timeout, max_retries=max_retries,
                                        retry_backoff=retry_backoff, **settings)
-        creds = credentials(tls)
+        creds = credentials(tls, ca_cert, client_cert, client_key)
         opts = channel_options(self.settings)
         self._channel = (grpc.secure_channel(target, creds, opts) if creds
                          else grpc.insecure_channel(target, opts))
@@ -92,13 +96,15 @@ class Client:
             time.sleep(0.05)
 
     # ------------------------------------------------------------ collections
-    def create_collection(self, name: str, dim: int, metric: str = "cosine",
+    def create_collection(self, name: str, dim: int | None = None, metric: str = "cosine",
                           index: str = "auto", shards: int | None = None,
                           encoder: str | None = None, *,
                           payload_indexes: dict[str, str] | None = None,
                           timeout: float | None = None, **params: int) -> CollectionInfo:
         """Index parameters go as keywords, e.g. ``index="hnsw", M=16, ef_search=128``.
-        ``payload_indexes``: {field: type} to index from the start (see create_payload_index)."""
+        ``payload_indexes``: {field: type} to index from the start (see create_payload_index).
+        ``encoder`` (e.g. "minilm"): texts can be upserted and searched without vectors;
+        ``dim`` None takes the encoder's dimension (docs/encoders.md)."""
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
                                                payload_indexes)
         info = self._call(self._collections.CreateCollection, req, idempotent=False,
@@ -187,8 +193,28 @@ class Client:
         return _codec.from_proto_info(
             self._call(self._collections.RestoreSnapshot, req, idempotent=False, timeout=timeout))
 
+    def reembed(self, collection: str, encoder: str, alias: str | None = None, *,
+                target: str | None = None, batch_size: int | None = None, wait: bool = False,
+                timeout: float | None = None) -> CollectionInfo:
+        """Re-embed a collection with another encoder without downtime (admin): the server
+        builds ``target`` (default ``<source>__<encoder>``) from the stored texts in the
+        background, then atomically re-points ``alias`` (default: ``collection`` when it is
+        an alias) to it; readers using the alias never see an error. Returns the source's
+        info; progress is ``describe_collection(...).reembed``. ``wait=True`` polls until
+        done (FailedPreconditionError if it failed, DeadlineExceededError after
+        ``timeout``)."""
+        req = _codec.reembed_request(collection, encoder, alias, target, batch_size)
+        info = _codec.from_proto_info(self._call(self._collections.ReembedCollection, req,
+                                                     idempotent=False, timeout=timeout))
+        deadline = _codec.deadline_after(self.settings.timeout if timeout is None else timeout)
+        source = info.name
+        while wait and not _codec.reembed_done(info, deadline):
+            time.sleep(0.1)
+            info = self.describe_collection(source, timeout=timeout)
+        return info
+
     # ------------------------------------------------------------ writes
-    def upsert(self, collection: str, ids: Sequence[str], vectors: Any,
+    def upsert(self, collection: str, ids: Sequence[str], vectors: Any = None,
                payloads: Sequence[dict | None] | None = None,
                texts: Sequence[str | None] | None = None, ttl: Any = None, *,
                progress: Progress | None = None, timeout: float | None = None) -> WriteResult:
@@ -202,8 +228,12 @@ class Client:
         all-or-nothing and durable once acknowledged. ``progress(done, total)``
         runs after each acknowledged batch. On failure the exception's
         ``acknowledged`` attribute says how many leading points are durable.
-        """
-        plan = plan_upsert(ids, vectors, payloads, texts, max_bytes=self.settings.chunk_bytes,
+
+        ``vectors=None``: the collection's encoder embeds ``texts`` (one non-empty text per
+        point); with vectors, texts are only stored (docs/encoders.md "Mixing rules")."""
+        ids = check_ids(ids)
+        plan = plan_upsert(ids, _codec.upsert_vectors(ids, vectors), payloads, texts,
+                           max_bytes=self.settings.chunk_bytes,
                            max_points=self.settings.chunk_points, ttl=ttl)
         if len(plan.bounds) == 1:
             req = ppb.UpsertRequest(collection=collection, points=plan.batch(0))
@@ -303,16 +333,20 @@ class Client:
                nprobe: int | None = None, ef_search: int | None = None, exact: bool = False,
                with_payload: bool = True, with_vectors: bool = False,
                filter: Filter | None = None, explain: bool = False,
+               text: str | None = None, texts: Sequence[str] | None = None,
                timeout: float | None = None) -> Any:
         """``vector=`` (1-D) returns a list of hits; ``vectors=`` (2-D) a list per query.
 
         ``filter``: only points matching it are candidates. ``explain=True`` returns
         ``(hits, plan)``: ``plan`` says how each shard ran the call, e.g.
         ``"shard 0: prefilter(index, 167 matches)"``.
-        """
+
+        ``text=`` (one query, a list of hits) or ``texts=`` (a list per query) search by
+        text: the collection's encoder embeds them on the server."""
         req, single = _codec.search_request(
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
-            with_payload=with_payload, with_vectors=with_vectors, filter=filter)
+            with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
+            texts=texts)
         resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_search(resp, single, explain)
 

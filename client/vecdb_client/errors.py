@@ -12,6 +12,7 @@ import grpc
 
 REQUEST_ID_KEY = "vecdb-request-id"
 FIELD_KEY = "vecdb-field"
+RETRY_AFTER_KEY = "retry-after-ms"
 
 
 class VecdbClientError(Exception):
@@ -29,6 +30,8 @@ class VecdbClientError(Exception):
         self.field = field
         # Upserts only: points known durable (acknowledged) before the failure.
         self.acknowledged: int | None = None
+        # Seconds the server asked to wait before retrying (rate limit), else None.
+        self.retry_after: float | None = None
 
     def __str__(self) -> str:
         suffix = f" (request id {self.request_id})" if self.request_id else ""
@@ -52,6 +55,9 @@ class FailedPreconditionError(VecdbClientError):
 
 
 class ResourceExhaustedError(VecdbClientError):
+    """A limit was hit. ``retry_after`` (seconds) is set when waiting helps (rate limit);
+    None for limits that retrying does not lift (batch size, k, collections, message size)."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
@@ -105,5 +111,10 @@ def from_rpc_error(err: grpc.RpcError) -> VecdbClientError:
     details = err.details() if hasattr(err, "details") else str(err)
     md = _trailing(err)
     cls = _BY_CODE.get(code, VecdbClientError)
-    return cls(details or code.name, code=code, request_id=md.get(REQUEST_ID_KEY),
-               field=md.get(FIELD_KEY))
+    err = cls(details or code.name, code=code, request_id=md.get(REQUEST_ID_KEY),
+              field=md.get(FIELD_KEY))
+    try:
+        err.retry_after = int(md[RETRY_AFTER_KEY]) / 1000 if RETRY_AFTER_KEY in md else None
+    except ValueError:
+        pass
+    return err

@@ -21,9 +21,10 @@ from .config import ConfigError, ServerConfig, describe, load_config
 log = logging.getLogger("vecdb_server")
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def setup_logging(level: str, fmt: str = "text") -> None:
+    from .logs import setup_logging as _setup
+
+    _setup(level, fmt)
 
 
 def _install_signals(on_signal: Callable[[], None]) -> None:
@@ -83,12 +84,15 @@ async def run_aio(cfg: ServerConfig) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from .guard import startup_check
+
     try:
         cfg = load_config(argv)
+        startup_check(cfg)  # key file, TLS files, no keys on a non-loopback host
     except ConfigError as exc:
         print(f"vecdb-server: {exc}", file=sys.stderr)
         sys.exit(2)
-    setup_logging(cfg.log_level)
+    setup_logging(cfg.log_level, cfg.log_format)
     log.info("vecdb-server starting: %s", describe(cfg))
     rc = run_threaded(cfg) if cfg.server_mode == "threaded" else asyncio.run(run_aio(cfg))
     logging.shutdown()

@@ -8,6 +8,7 @@ threaded server (see docs/server_api.md for the numbers).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from concurrent import futures
 from typing import Any, AsyncIterator, Callable
@@ -20,7 +21,9 @@ from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc, points_pb2_grpc
 from .app import NOT_SERVING, SERVICE_NAMES, SERVING, enable_reflection, grpc_options
 from .config import ServerConfig
 from .engine import EngineHolder
+from .guard import AioGuardInterceptor, Guard, bind, tls_note
 from .interceptors import AioErrorInterceptor, ErrorMapper
+from .metrics import AioMetricsInterceptor, Metrics, start_metrics
 from .servicer import CollectionServicer, PointServicer
 
 log = logging.getLogger("vecdb_server")
@@ -29,7 +32,9 @@ log = logging.getLogger("vecdb_server")
 def _offload(name: str) -> Callable:
     async def method(self: Any, request: Any, context: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, getattr(self._sync, name), request, context)
+        ctx = contextvars.copy_context()  # the request id (logs.REQUEST_ID) follows the call
+        return await loop.run_in_executor(self._pool, ctx.run, getattr(self._sync, name),
+                                          request, context)
     method.__name__ = name
     return method
 
@@ -51,7 +56,8 @@ class _AioPoints(points_pb2_grpc.PointServiceServicer):
     async def UpsertStream(self, request_iterator: AsyncIterator, context: Any) -> AsyncIterator:
         loop = asyncio.get_running_loop()
         async for request in request_iterator:
-            yield await loop.run_in_executor(self._pool, self._sync.upsert_batch, request)
+            yield await loop.run_in_executor(self._pool, contextvars.copy_context().run,
+                                             self._sync.upsert_batch, request)
 
 
 class AioServerApp:
@@ -65,10 +71,17 @@ class AioServerApp:
         self.ready = asyncio.Event()
         self.port: int | None = None
         self._open_task: asyncio.Task | None = None
+        self.guard = Guard(cfg, self.engine)  # keys, roles, limits (guard.py); runs first
+        self.metrics = Metrics(self.engine, cfg.recall_sample_rate)  # /metrics (metrics.py)
+        self.engine.on_open.append(self.metrics.attach)
+        self.metrics_port: int | None = None
         self.server = grpc.aio.server(
-            interceptors=[AioErrorInterceptor(ErrorMapper())], options=grpc_options(cfg),
+            interceptors=[AioMetricsInterceptor(self.metrics), AioGuardInterceptor(self.guard),
+                          AioErrorInterceptor(ErrorMapper())],
+            options=grpc_options(cfg),
             maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None)
-        points = _async_servicer(_AioPoints, PointServicer(self.engine), self.pool)
+        points = _async_servicer(_AioPoints, PointServicer(self.engine, self.metrics.sampler.offer),
+                                 self.pool)
         collections = _async_servicer(collections_pb2_grpc.CollectionServiceServicer,
                                       CollectionServicer(self.engine), self.pool)
         collections_pb2_grpc.add_CollectionServiceServicer_to_server(collections, self.server)
@@ -82,12 +95,17 @@ class AioServerApp:
 
     async def start(self) -> int:
         await self._set_health(NOT_SERVING)
-        self.port = self.server.add_insecure_port(f"{self.cfg.host}:{self.cfg.port}")
+        self.port = bind(self.server, self.cfg)  # TLS when tls_cert_file is set
         if not self.port:
             raise OSError(f"cannot bind {self.cfg.host}:{self.cfg.port}")
         await self.server.start()
-        log.info("listening on %s:%d (aio, %d workers)", self.cfg.host, self.port,
-                 self.cfg.max_workers)
+        log.info("listening on %s:%d (aio, %d workers%s)", self.cfg.host, self.port,
+                 self.cfg.max_workers, tls_note(self.cfg))
+        try:
+            self.metrics_port = start_metrics(self.metrics, self.cfg)
+        except OSError:
+            await self.server.stop(0)
+            raise
         return self.port
 
     def open_in_background(self) -> None:
@@ -109,6 +127,7 @@ class AioServerApp:
         await self.server.stop(grace)
         if self._open_task is not None:
             await self._open_task
+        await asyncio.get_running_loop().run_in_executor(None, self.metrics.stop)
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: self.engine.close(wait_s=max(1.0, grace)))
         self.pool.shutdown(wait=False)

@@ -21,7 +21,9 @@ from vecdb_client._proto.vecdb.v1 import points_pb2, points_pb2_grpc
 
 from .config import ServerConfig
 from .engine import EngineHolder
+from .guard import Guard, GuardInterceptor, bind, tls_note
 from .interceptors import ErrorInterceptor, ErrorMapper
+from .metrics import Metrics, MetricsInterceptor, start_metrics
 from .servicer import CollectionServicer, PointServicer
 
 log = logging.getLogger("vecdb_server")
@@ -55,13 +57,20 @@ class ServerApp:
         self.ready = threading.Event()  # set when open finished, successfully or not
         self.port: int | None = None
         self._opener: threading.Thread | None = None
+        self.guard = Guard(cfg, self.engine)  # keys, roles, limits (guard.py); runs first
+        self.metrics = Metrics(self.engine, cfg.recall_sample_rate)  # /metrics (metrics.py)
+        self.engine.on_open.append(self.metrics.attach)
+        self.metrics_port: int | None = None
         self.server = grpc.server(
             futures.ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="vecdb-grpc"),
-            interceptors=[ErrorInterceptor(ErrorMapper())], options=grpc_options(cfg),
+            interceptors=[MetricsInterceptor(self.metrics), GuardInterceptor(self.guard),
+                          ErrorInterceptor(ErrorMapper())],
+            options=grpc_options(cfg),
             maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None)
         collections_pb2_grpc.add_CollectionServiceServicer_to_server(
             CollectionServicer(self.engine), self.server)
-        points_pb2_grpc.add_PointServiceServicer_to_server(PointServicer(self.engine), self.server)
+        points_pb2_grpc.add_PointServiceServicer_to_server(
+            PointServicer(self.engine, self.metrics.sampler.offer), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection(self.server)
 
@@ -74,12 +83,17 @@ class ServerApp:
 
         Call open_in_background() next; main() always does both."""
         self._set_health(NOT_SERVING)
-        self.port = self.server.add_insecure_port(f"{self.cfg.host}:{self.cfg.port}")
+        self.port = bind(self.server, self.cfg)  # TLS when tls_cert_file is set
         if not self.port:
             raise OSError(f"cannot bind {self.cfg.host}:{self.cfg.port}")
         self.server.start()
-        log.info("listening on %s:%d (threaded, %d workers)", self.cfg.host, self.port,
-                 self.cfg.max_workers)
+        log.info("listening on %s:%d (threaded, %d workers%s)", self.cfg.host, self.port,
+                 self.cfg.max_workers, tls_note(self.cfg))
+        try:
+            self.metrics_port = start_metrics(self.metrics, self.cfg)
+        except OSError:
+            self.server.stop(0)
+            raise
         return self.port
 
     def open_in_background(self) -> None:
@@ -104,5 +118,6 @@ class ServerApp:
         self.server.stop(grace).wait()
         if self._opener is not None:
             self._opener.join()
+        self.metrics.stop()
         self.engine.close(wait_s=max(1.0, grace))
         log.info("stopped")

@@ -43,6 +43,39 @@ class ServerConfig:
     grace_period_s: float = 10.0
     # DEBUG, INFO, WARNING, ERROR.
     log_level: str = "INFO"
+    # "text" or "json" (one JSON object a line: time, level, logger, message, request_id).
+    log_format: str = "text"
+    # --- security (docs/server_api.md "Security") ---
+    # API keys: YAML list of {key, role, collections?} or "key:role[:c1,c2];..." (env/flag).
+    # Roles: admin, read-write, read-only. Parsed into SHA-256 digests; never logged.
+    api_keys: tuple = ()
+    # A mounted secret holding more keys in the same YAML/JSON list form.
+    api_keys_file: str = ""
+    # Without keys the server refuses a non-loopback host unless this is true.
+    allow_insecure_no_auth: bool = False
+    # TLS on the gRPC port (PEM files); tls_client_ca_file also requires client
+    # certificates signed by that CA (mutual TLS).
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
+    tls_client_ca_file: str = ""
+    # --- limits (RESOURCE_EXHAUSTED beyond them) ---
+    # Points per write/get request and query vectors per search (= the SDK's chunk_points).
+    max_batch_points: int = 10_000
+    # Largest search k (1..10000; above 10000 the engine says INVALID_ARGUMENT).
+    max_k: int = 10_000
+    # Collections that may exist at once.
+    max_collections: int = 1000
+    # Requests per second per API key (per client address without keys); 0 = off.
+    rate_limit_rps: float = 0.0
+    # --- metrics (docs/server_api.md "Metrics") ---
+    # Prometheus /metrics HTTP port; 0 picks a free one (logged as "metrics on
+    # HOST:PORT"); -1 turns metrics off.
+    metrics_port: int = 9090
+    # Interface for /metrics; "" = the same as host.
+    metrics_host: str = ""
+    # Fraction of non-exact searches re-run exactly in the background to export
+    # recall@k (vecdb_sampled_recall); 0 = off.
+    recall_sample_rate: float = 0.01
     # Engine options (vecdb.DatabaseOptions), settable under the same names.
     engine: DatabaseOptions = field(default_factory=DatabaseOptions)
 
@@ -56,6 +89,32 @@ class ServerConfig:
             raise ConfigError(f"port must be in 0..65535, got {self.port}")
         if self.grace_period_s < 0 or self.max_concurrent_rpcs < 0:
             raise ConfigError("grace_period_s and max_concurrent_rpcs must be >= 0")
+        if not -1 <= self.metrics_port <= 65535:
+            raise ConfigError(f"metrics_port must be in -1..65535 (-1 = off), got {self.metrics_port}")
+        if not 0 <= self.recall_sample_rate <= 1:
+            raise ConfigError(f"recall_sample_rate must be in 0..1, got {self.recall_sample_rate}")
+        self._check_security()
+
+    def _check_security(self) -> None:
+        from .auth import KeyConfigError, parse_api_keys
+        try:  # frozen: store the parsed (hashed) keys in place of the raw value
+            object.__setattr__(self, "api_keys", parse_api_keys(self.api_keys))
+        except KeyConfigError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format must be text or json, got {self.log_format!r}")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ConfigError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise ConfigError("tls_client_ca_file (mutual TLS) needs tls_cert_file and "
+                              "tls_key_file")
+        for name in ("max_batch_points", "max_k", "max_collections"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.max_k > 10_000:
+            raise ConfigError(f"max_k must be in 1..10000 (the engine's limit), got {self.max_k}")
+        if not self.rate_limit_rps >= 0 or self.rate_limit_rps == float("inf"):
+            raise ConfigError(f"rate_limit_rps must be >= 0, got {self.rate_limit_rps}")
 
 
 class ConfigError(ValueError):
@@ -76,6 +135,8 @@ def _types() -> dict[str, type]:
 
 def _coerce(key: str, value: Any, kind: type) -> Any:
     try:
+        if kind is tuple:  # api_keys: text or a YAML list, parsed by ServerConfig
+            return value
         if kind is bool and isinstance(value, str):
             if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
                 raise ValueError(value)
@@ -144,6 +205,7 @@ def load_config(argv: Sequence[str] | None = None,
 
 def describe(cfg: ServerConfig) -> dict[str, Any]:
     """Flat dict of every effective setting (logged at startup)."""
-    out = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "engine"}
+    out = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("engine", "api_keys")}
+    out["api_keys"] = [repr(k) for k in cfg.api_keys]  # labels and roles only, never keys
     out.update(dataclasses.asdict(cfg.engine))
     return out

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 from vecdb import Database, DatabaseOptions
 from vecdb.errors import Unavailable
@@ -28,6 +28,7 @@ class EngineHolder:
         self._active = 0
         self._cond = threading.Condition()
         self.open_error: BaseException | None = None
+        self.on_open: list[Callable[[Database], None]] = []  # hooks run once it is open
 
     def open(self) -> Database:
         """Open (and recover) the database; blocking. Stores and re-raises a failure."""
@@ -38,6 +39,8 @@ class EngineHolder:
         except BaseException as exc:
             self.open_error = exc
             raise
+        for hook in self.on_open:
+            hook(db)
         with self._cond:
             self._db = db
         log.info("database ready in %.2fs", time.monotonic() - t0)

@@ -22,6 +22,8 @@ import grpc
 from vecdb.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
                           ResourceExhausted, Unavailable, VecdbError)
 
+from .logs import current_request_id
+
 REQUEST_ID_KEY = "vecdb-request-id"
 FIELD_KEY = "vecdb-field"
 ERROR_CODES: dict[type[VecdbError], grpc.StatusCode] = {
@@ -43,7 +45,7 @@ class ErrorMapper:
         self._log = logger
 
     def map(self, exc: BaseException, method: str) -> tuple[grpc.StatusCode, str, tuple]:
-        request_id = uuid.uuid4().hex[:16]
+        request_id = current_request_id() or uuid.uuid4().hex[:16]  # set by the guard
         md: list[tuple[str, str]] = [(REQUEST_ID_KEY, request_id)]
         if isinstance(exc, VecdbError):
             code = next((c for cls, c in ERROR_CODES.items() if isinstance(exc, cls)),

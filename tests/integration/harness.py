@@ -26,6 +26,7 @@ LISTENING = re.compile(r"listening on ([\d.]+):(\d+)")
 
 def make_config(data_dir: Path, **overrides) -> ServerConfig:
     engine = overrides.pop("engine", DatabaseOptions())
+    overrides.setdefault("metrics_port", 0)  # never the fixed default: servers run side by side
     return ServerConfig(host="127.0.0.1", port=0, data_dir=str(data_dir), max_workers=8,
                         grace_period_s=5.0, engine=engine, **overrides)
 
@@ -58,7 +59,7 @@ class ServerProcess:
         script = shutil.which("vecdb-server", path=str(Path(sys.executable).parent))
         assert script, "the vecdb-server console script is not installed in this venv"
         full_env = {**os.environ, "PYTHONPATH": os.pathsep.join(SRC_PATHS), **(env or {})}
-        cmd = [script, "--port", "0", "--data-dir", str(data_dir), *args]
+        cmd = [script, "--port", "0", "--metrics-port", "0", "--data-dir", str(data_dir), *args]
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=full_env)
