@@ -410,3 +410,8 @@ def restore_request(name: str, collection: str | None) -> cpb.RestoreSnapshotReq
     if collection is not None:
         req.collection = collection
     return req
+
+
+def from_proto_server_info(msg: cpb.ServerInfo) -> dict:
+    return {"version": msg.version, "started_at": msg.started_at, "uptime_s": msg.uptime_s,
+            "ready": msg.ready}

@@ -99,6 +99,11 @@ class AsyncClient:
         return _codec.from_proto_info(await self._call(
             self._collections.CreateCollection, req, idempotent=False, timeout=timeout))
 
+    async def server_info(self, *, timeout: float | None = None) -> dict:
+        """{"version", "started_at", "uptime_s", "ready"} of the server."""
+        return _codec.from_proto_server_info(await self._call(
+            self._collections.GetServerInfo, cpb.ServerInfoRequest(), idempotent=True, timeout=timeout))
+
     async def list_collections(self, *, timeout: float | None = None) -> list[CollectionConfig]:
         resp = await self._call(self._collections.ListCollections,
                                 cpb.ListCollectionsRequest(), idempotent=True, timeout=timeout)

@@ -111,6 +111,11 @@ class Client:
                           timeout=timeout)
         return _codec.from_proto_info(info)
 
+    def server_info(self, *, timeout: float | None = None) -> dict:
+        """{"version", "started_at", "uptime_s", "ready"} of the server."""
+        return _codec.from_proto_server_info(self._call(
+            self._collections.GetServerInfo, cpb.ServerInfoRequest(), idempotent=True, timeout=timeout))
+
     def list_collections(self, *, timeout: float | None = None) -> list[CollectionConfig]:
         resp = self._call(self._collections.ListCollections, cpb.ListCollectionsRequest(),
                           idempotent=True, timeout=timeout)

@@ -50,7 +50,7 @@ METHOD_ROLES: dict[str, str] = {
     _C + "CreatePayloadIndex": ADMIN, _C + "DropPayloadIndex": ADMIN,
     _C + "CreateSnapshot": ADMIN, _C + "ListSnapshots": ADMIN, _C + "DeleteSnapshot": ADMIN,
     _C + "RestoreSnapshot": ADMIN, _C + "ReembedCollection": ADMIN,
-    _C + "ListCollections": READ, _C + "DescribeCollection": READ, _C + "ListAliases": READ,
+    _C + "ListCollections": READ, _C + "GetServerInfo": READ, _C + "DescribeCollection": READ, _C + "ListAliases": READ,
     _P + "Upsert": WRITE, _P + "UpsertStream": WRITE, _P + "Delete": WRITE,
     _P + "UpdatePayload": WRITE, _P + "UpdateVectors": WRITE,
     _P + "Get": READ, _P + "Count": READ, _P + "Scroll": READ, _P + "Search": READ,

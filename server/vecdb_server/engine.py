@@ -28,6 +28,7 @@ class EngineHolder:
         self._active = 0
         self._cond = threading.Condition()
         self.open_error: BaseException | None = None
+        self.started_at = time.time()  # process start, for GetServerInfo
         self.on_open: list[Callable[[Database], None]] = []  # hooks run once it is open
 
     def open(self) -> Database:

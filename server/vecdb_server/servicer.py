@@ -6,6 +6,7 @@ runs them in its executor (see aio_app.py).
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Iterator
 
 from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
@@ -27,6 +28,12 @@ class CollectionServicer(cgrpc.CollectionServiceServicer):
         with self._engine.session() as db:
             desc = db.create_collection(**convert.from_proto_create_collection(request))
         return convert.to_proto_collection_info(desc)
+
+    def GetServerInfo(self, request: cpb.ServerInfoRequest, context: Any) -> cpb.ServerInfo:
+        from vecdb import __version__
+        now = time.time()
+        return cpb.ServerInfo(version=__version__, started_at=self._engine.started_at,
+                              uptime_s=now - self._engine.started_at, ready=self._engine.ready)
 
     def ListCollections(self, request: cpb.ListCollectionsRequest,
                         context: Any) -> cpb.ListCollectionsResponse:

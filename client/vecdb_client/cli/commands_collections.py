@@ -10,7 +10,6 @@ from .context import Context, UsageError
 from .output import Result, Table, kv_table
 from .parser import command, group, positive_int
 
-SERVER_VERSION_NOTE = "unknown (server does not report it)"
 PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool", "datetime", "text")
 
 
@@ -156,6 +155,7 @@ def cmd_status(ctx: Context, args: Any) -> Result:
     from vecdb_client import __version__
     client = ctx.client
     serving = ctx.health == "SERVING"  # a recovering server answers health only
+    info = client.server_info()
     collections = ([client.describe_collection(c.name) for c in client.list_collections()]
                    if serving else [])
     summary = [{"name": i.name, "dim": i.dim, "metric": i.config.metric,
@@ -163,12 +163,11 @@ def cmd_status(ctx: Context, args: Any) -> Result:
                 "index_state": i.index_state, "bytes_on_disk": i.bytes_on_disk,
                 "aliases": list(i.aliases)} for i in collections]
     data = {"target": ctx.target, "health": ctx.health, "client_version": __version__,
-            "server_version": None, "uptime_s": None,
-            "note": "the server does not report its version or uptime yet",
+            "server_version": info["version"], "uptime_s": round(info["uptime_s"], 1),
             "collections": len(summary), "total_points": sum(s["points"] for s in summary),
             "collection_stats": summary}
     head = {"server": ctx.target, "health": ctx.health, "client version": __version__,
-            "server version": SERVER_VERSION_NOTE, "uptime": SERVER_VERSION_NOTE,
+            "server version": info["version"], "uptime": f"{info['uptime_s']:.0f} s",
             "collections": data["collections"], "total points": data["total_points"]}
     cols = ["name", "dim", "metric", "index", "shards", "points", "index_state", "aliases"]
     return Result(data, [kv_table(head, "vecdb status"),
@@ -276,6 +275,5 @@ def register(sub: Any) -> None:
 
     p = command(sub, "status", "server health, versions and a summary of the collections", """
         vecdbctl status
-        vecdbctl --host db.internal:50051 status -o json""", cmd_status, details="""
-        The server does not report its version or uptime yet: they show as unknown.""")
+        vecdbctl --host db.internal:50051 status -o json""", cmd_status)
     p.set_defaults(allow_not_serving=True)

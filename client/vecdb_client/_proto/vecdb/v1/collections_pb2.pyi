@@ -273,3 +273,19 @@ class RestoreSnapshotRequest(_message.Message):
     name: str
     collection: str
     def __init__(self, name: _Optional[str] = ..., collection: _Optional[str] = ...) -> None: ...
+
+class ServerInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServerInfo(_message.Message):
+    __slots__ = ("version", "started_at", "uptime_s", "ready")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_S_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    started_at: float
+    uptime_s: float
+    ready: bool
+    def __init__(self, version: _Optional[str] = ..., started_at: _Optional[float] = ..., uptime_s: _Optional[float] = ..., ready: _Optional[bool] = ...) -> None: ...

@@ -44,6 +44,11 @@ class CollectionServiceStub:
                 request_serializer=vecdb_dot_v1_dot_collections__pb2.ListCollectionsRequest.SerializeToString,
                 response_deserializer=vecdb_dot_v1_dot_collections__pb2.ListCollectionsResponse.FromString,
                 _registered_method=True)
+        self.GetServerInfo = channel.unary_unary(
+                '/vecdb.v1.CollectionService/GetServerInfo',
+                request_serializer=vecdb_dot_v1_dot_collections__pb2.ServerInfoRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_collections__pb2.ServerInfo.FromString,
+                _registered_method=True)
         self.DescribeCollection = channel.unary_unary(
                 '/vecdb.v1.CollectionService/DescribeCollection',
                 request_serializer=vecdb_dot_v1_dot_collections__pb2.DescribeCollectionRequest.SerializeToString,
@@ -123,6 +128,13 @@ class CollectionServiceServicer:
 
     def ListCollections(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetServerInfo(self, request, context):
+        """Server version, start time and uptime (answered while recovering too).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -237,6 +249,11 @@ def add_CollectionServiceServicer_to_server(servicer, server):
                     servicer.ListCollections,
                     request_deserializer=vecdb_dot_v1_dot_collections__pb2.ListCollectionsRequest.FromString,
                     response_serializer=vecdb_dot_v1_dot_collections__pb2.ListCollectionsResponse.SerializeToString,
+            ),
+            'GetServerInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServerInfo,
+                    request_deserializer=vecdb_dot_v1_dot_collections__pb2.ServerInfoRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_collections__pb2.ServerInfo.SerializeToString,
             ),
             'DescribeCollection': grpc.unary_unary_rpc_method_handler(
                     servicer.DescribeCollection,
@@ -358,6 +375,33 @@ class CollectionService:
             '/vecdb.v1.CollectionService/ListCollections',
             vecdb_dot_v1_dot_collections__pb2.ListCollectionsRequest.SerializeToString,
             vecdb_dot_v1_dot_collections__pb2.ListCollectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServerInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.CollectionService/GetServerInfo',
+            vecdb_dot_v1_dot_collections__pb2.ServerInfoRequest.SerializeToString,
+            vecdb_dot_v1_dot_collections__pb2.ServerInfo.FromString,
             options,
             channel_credentials,
             insecure,
