@@ -15,9 +15,10 @@ Search plans, chosen per shard and reported in ``plan``:
   postfilter   some condition has no index and the candidates are many: the
                index is searched for k' candidates, their payloads checked,
                and k' grown (by the observed selectivity) until every query
-               has k matches or the shard is exhausted; once the candidates of
-               all queries together would pass a quarter of the shard, the
-               matching set is computed by one scan instead.
+               has k matches or the shard is exhausted; once one query's k'
+               would pass a quarter of the shard, or all queries' candidates
+               together twice the shard, the matching set is computed by one
+               scan instead.
 Whatever the plan, a query gets min(k, matches in the shard) results: never
 fewer because of filtering.
 """
@@ -198,7 +199,7 @@ def _postfilter(shard, queries, k, params, node, cand, exclude):
         nxt = min(pool, max(2 * kk, math.ceil(k / sel_est * 1.5)))
         # the next round would look at a good part of the shard anyway (all queries'
         # candidates together): computing the matching set by one scan is cheaper
-        if min(nxt * len(queries), pool) > POSTFILTER_SCAN_FRACTION * n or kk >= pool:
+        if nxt > POSTFILTER_SCAN_FRACTION * n or nxt * len(queries) > 2 * n or kk >= pool:
             return None, f"postfilter({rounds} rounds)->"
         kk = nxt
 
