@@ -30,7 +30,7 @@ import faiss
 import numpy as np
 
 from .filters import Clause, Cond, Node, matches
-from .index import faiss_metric, rerank, search_params
+from .index import faiss_metric
 
 PREFILTER_MIN = 20_000
 PREFILTER_FRACTION = 0.10
@@ -143,13 +143,7 @@ def _selector_search(shard, queries, k, params, labels: np.ndarray):
     want = min(k, len(labels))
     ann = shard.ann
     if ann is not None and not params.exact:
-        spec = shard.config.index
-        sp = search_params(ann, spec, k, params.nprobe, params.ef_search, sel=sel)
-        if ann.kind == "ivf_pq":
-            _, cand = ann.index.search(queries, min(k * spec.param("refine"), len(labels)), params=sp)
-            scores, got = rerank(shard.exact, queries, cand, k, "l2" if shard.metric == "l2" else "ip")
-        else:
-            scores, got = ann.index.search(queries, k, params=sp)
+        scores, got = shard.ann_search(queries, k, params, sel, len(labels))
         if ((got >= 0).sum(axis=1) >= want).all():
             return scores, got, "selector"
     scores, got = shard.exact.search(queries, want, params=faiss.SearchParameters(sel=sel))
@@ -161,12 +155,7 @@ def _raw_search(shard, queries, kk, params, sel):
     if ann is None or params.exact:
         sp = faiss.SearchParameters(sel=sel) if sel is not None else None
         return shard.exact.search(queries, kk, params=sp), True
-    spec = shard.config.index
-    sp = search_params(ann, spec, kk, params.nprobe, params.ef_search, sel=sel)
-    if ann.kind == "ivf_pq":
-        _, cand = ann.index.search(queries, min(kk * spec.param("refine"), shard.exact.ntotal), params=sp)
-        return rerank(shard.exact, queries, cand, kk, "l2" if shard.metric == "l2" else "ip"), False
-    return ann.index.search(queries, kk, params=sp), False
+    return shard.ann_search(queries, kk, params, sel, shard.exact.ntotal), False
 
 
 def _postfilter(shard, queries, k, params, node, cand, exclude):

@@ -292,12 +292,18 @@ class Shard:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         if params.exact or ann is None:
             return self.exact.search(queries, min(k, n))
+        return self.ann_search(queries, k, params, None, n)
+
+    def ann_search(self, queries: np.ndarray, k: int, params: SearchParams, sel, pool: int):
+        """Search the built ANN index (caller holds the read lock). ``sel``: allowed labels
+        or None; ``pool``: how many points it could return at most (bounds the IVF-PQ
+        candidates, k*refine, that are re-scored exactly)."""
         spec = self.config.index
-        sp = search_params(ann, spec, k, params.nprobe, params.ef_search)
-        if ann.kind == "ivf_pq":
-            _, cand = ann.index.search(queries, min(k * spec.param("refine"), n), params=sp)
+        sp = search_params(self.ann, spec, k, params.nprobe, params.ef_search, sel=sel)
+        if self.ann.kind == "ivf_pq":
+            _, cand = self.ann.index.search(queries, min(k * spec.param("refine"), pool), params=sp)
             return rerank(self.exact, queries, cand, k, "l2" if self.metric == "l2" else "ip")
-        return ann.index.search(queries, k, params=sp)
+        return self.ann.index.search(queries, k, params=sp)
 
     def _label_keys(self, kind: bytes, labels: np.ndarray) -> list[bytes]:
         raw = np.ascontiguousarray(labels, dtype=_I64).tobytes()
