@@ -15,6 +15,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+import numpy as np
+
 import faiss
 
 from . import checkpoint, reembed, snapshot, validation
@@ -119,7 +121,8 @@ class Database:
         """Create a collection. ``payload_indexes``: {field: type} to index from the start
         (types: keyword, integer, float, bool, datetime, text; field "$text" = the point text).
         ``encoder`` (e.g. "minilm"): texts can be upserted and searched without vectors; the
-        dimension comes from the encoder (``dim`` None/0, or equal to it). Loads the model."""
+        dimension comes from the encoder (``dim`` None/0, or equal to it). The model itself
+        loads on first encode (its dimension is read from its config files when they tell)."""
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         validation.name(name)
@@ -357,6 +360,11 @@ class Database:
         the collection's encoder ("query" kind). Exactly one of the two."""
         return self._get(collection).search(queries, k, params or SearchParams(), with_payload,
                                             with_vector, filter, texts)
+
+    def embed_queries(self, collection: str, texts) -> np.ndarray:
+        """Query texts -> vectors with the collection's encoder ("query" kind), as
+        ``search(texts=...)`` embeds them."""
+        return self._get(collection).embed_queries(texts)
 
     def range_search(self, collection: str, queries, threshold: float, limit: int = 1000,
                      params: SearchParams | None = None, with_payload: bool = True,

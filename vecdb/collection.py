@@ -117,6 +117,11 @@ class Collection:
         from .encoders import EncoderOptions, get_encoder
         return get_encoder(self.config.encoder, EncoderOptions.from_database_options(self.options))
 
+    def embed_queries(self, texts) -> np.ndarray:
+        """Query texts (a string or a list) -> their vectors from the collection's encoder."""
+        txt = validation.query_texts(texts, self.config.encoder, self.config.name)
+        return self._embed(txt, "query") if txt else np.zeros((0, self.config.dim), np.float32)
+
     def _embed(self, texts: list[str], kind: str) -> np.ndarray:
         return self.encoder().encode(texts, kind)
 
@@ -302,9 +307,7 @@ class Collection:
         if texts is not None or queries is None:
             if queries is not None:
                 raise InvalidArgument("give query vectors or query texts, not both", "texts")
-            txt = validation.query_texts(texts, self.config.encoder, self.config.name)
-            queries = (self._embed(txt, "query") if txt
-                       else np.zeros((0, self.config.dim), np.float32))
+            queries = self.embed_queries(texts)
         q = self._queries(queries, params)
         node = filters.parse(filter)
         if len(q) == 0:

@@ -173,6 +173,9 @@ class PointServicer(pgrpc.PointServiceServicer):
     def Search(self, request: ppb.SearchRequest, context: Any) -> ppb.SearchResponse:
         args = convert.from_proto_search(request)
         with self._engine.session() as db:
+            if args["texts"] is not None:  # embedded once; the recall sampler reuses them
+                args.update(queries=db.embed_queries(args["collection"], args["texts"]),
+                            texts=None)
             results = db.search(**args)
         if self._on_search is not None:
             self._on_search(args, results)

@@ -37,7 +37,7 @@ def test_server_runs_and_only_encoder_calls_fail(spawn, no_extra_env, tmp_path):
     pytest.importorskip("sentence_transformers", reason="needs vecdb[encoders] for the setup")
     # an encoder collection made while the extra was installed...
     first = spawn(data_dir=data)
-    with first.client() as c:
+    with first.client(timeout=180) as c:  # the first text upsert loads the model (cold: slow)
         c.create_collection("texts", encoder="minilm")
         c.upsert("texts", ["a", "b"], texts=["a cat naps on the couch", "interest rates rose"])
     first.terminate()

@@ -78,12 +78,21 @@ class EncoderOptions:
 
 
 Factory = Callable[[str, EncoderOptions], Encoder]
+# (arg, options) -> the dimension without loading the model, or None when unknown
+Probe = Callable[[str, EncoderOptions], "int | None"]
 _FACTORIES: dict[str, tuple[Factory, bool]] = {}  # kind -> (factory, takes an argument)
+_PROBES: dict[str, Probe] = {}
 
 
-def register(kind: str, factory: Factory, takes_argument: bool) -> None:
-    """Add an encoder kind: ``kind`` alone (takes_argument False) or ``kind:<arg>``."""
+def register(kind: str, factory: Factory, takes_argument: bool,
+             probe: Probe | None = None) -> None:
+    """Add an encoder kind: ``kind`` alone (takes_argument False) or ``kind:<arg>``.
+    ``probe`` tells the dimension cheaply (e.g. from config files) so that creating a
+    collection does not wait for a model load; it raises what loading would raise
+    for a missing dependency."""
     _FACTORIES[kind] = (factory, takes_argument)
+    if probe is not None:
+        _PROBES[kind] = probe
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -144,6 +153,13 @@ class EncoderHandle:
 
     @property
     def dimension(self) -> int:
+        """The vector length; from the kind's probe (config files, no model load) when
+        the model is not loaded yet and the probe knows it, else loads the model."""
+        model = self._model
+        if model is None and self._kind in _PROBES:
+            dim = _PROBES[self._kind](self._arg, self.options)
+            if dim:
+                return int(dim)
         return self.load().dimension
 
     @property
@@ -224,7 +240,7 @@ def _builtins() -> None:
     if _BUILTINS_DONE:
         return
     from . import openai_compat, st
-    register("minilm", st.load_minilm, takes_argument=False)
-    register("sentence-transformers", st.load_local, takes_argument=True)
+    register("minilm", st.load_minilm, takes_argument=False, probe=st.probe_minilm)
+    register("sentence-transformers", st.load_local, takes_argument=True, probe=st.probe_local)
     register("openai", openai_compat.load, takes_argument=True)
     _BUILTINS_DONE = True  # last: a concurrent caller at worst registers them twice

@@ -19,6 +19,8 @@ tokenizer; the point keeps its full text.
 """
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import os
 import sys
@@ -104,6 +106,67 @@ class SentenceTransformerEncoder:
             out = self._model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
                                      show_progress_bar=False, **kwargs)
         return np.asarray(out, dtype=np.float32)
+
+
+_POOLING_MODES = ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_mode_max_tokens",
+                  "pooling_mode_mean_sqrt_len_tokens", "pooling_mode_weightedmean_tokens",
+                  "pooling_mode_lasttoken")
+
+
+def _read_json(path: str) -> dict | list:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def dimension_from_files(path: str) -> int | None:
+    """The output dimension of a sentence-transformers model directory, read from its
+    module configs (modules.json; Pooling and Dense configs) without loading torch or
+    the weights; None when the pipeline has a module whose output size is not known
+    here (the caller then loads the model)."""
+    try:
+        modules = _read_json(os.path.join(path, "modules.json"))
+        dim = None
+        for mod in sorted(modules, key=lambda m: m.get("idx", 0)):
+            kind = mod.get("type", "").rsplit(".", 1)[-1]
+            cfg_path = os.path.join(path, mod.get("path", ""), "config.json")
+            if kind == "Pooling":
+                cfg = _read_json(cfg_path)
+                modes = sum(1 for m in _POOLING_MODES if cfg.get(m))
+                dim = int(cfg["word_embedding_dimension"]) * max(modes, 1)
+            elif kind == "Dense":
+                dim = int(_read_json(cfg_path)["out_features"])
+            elif kind not in ("Transformer", "Normalize"):
+                return None
+        return dim
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _require_extra(spec: str) -> None:
+    """FailedPrecondition (with the install hint) when torch or sentence-transformers
+    cannot be imported here; does not import them."""
+    for mod in ("torch", "sentence_transformers"):
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except (ImportError, ValueError) as exc:
+            raise missing_extra(spec, exc) from None
+        if not found:
+            raise missing_extra(spec, ImportError(f"No module named {mod!r}"))
+
+
+def probe_minilm(arg: str, options: EncoderOptions) -> int | None:
+    _require_extra("minilm")
+    return dimension_from_files(minilm_path())
+
+
+def probe_local(arg: str, options: EncoderOptions) -> int | None:
+    spec = f"sentence-transformers:{arg}"
+    _require_extra(spec)
+    path = os.path.abspath(os.path.expanduser(arg))
+    if not os.path.isdir(path):
+        raise FailedPrecondition(f"encoder {spec!r}: {path!r} is not a local model directory",
+                                 "encoder")
+    return dimension_from_files(path)
 
 
 def load_minilm(arg: str, options: EncoderOptions) -> SentenceTransformerEncoder:
