@@ -17,12 +17,12 @@ from dataclasses import replace
 
 import numpy as np
 
-import faiss
-
-from . import checkpoint, reembed, snapshot, validation
+from . import checkpoint, omp, reembed, snapshot, validation
 from .catalog import Catalog
+from .coalesce import Coalescer
 from .collection import Collection
 from .config import DatabaseOptions
+from .gpu import GpuContext, check_device
 from .errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted,
                      VecdbError)
 from .payload_index import check_type as check_payload_index_type
@@ -35,8 +35,10 @@ _STATE_ORDER = {"exact": 0, "training": 1, "built": 2}
 
 
 class Database:
-    def __init__(self, path: str, options: DatabaseOptions):
+    def __init__(self, path: str, options: DatabaseOptions, gpu: GpuContext | None = None):
         self.path, self.options = os.path.abspath(path), options
+        # GPU placement, budget and factories (vecdb.gpu); tests pass CPU stand-ins
+        self.gpu = gpu or GpuContext.from_options(options)
         self.ready = False
         self._closed = False
         # Called as on_checkpoint(collection, shard, seconds) after each checkpoint written
@@ -51,15 +53,19 @@ class Database:
             raise
 
     @classmethod
-    def open(cls, path: str, options: DatabaseOptions | None = None) -> "Database":
-        """Open or create a data directory, recover every shard, start background work."""
-        return cls(path, options or DatabaseOptions())
+    def open(cls, path: str, options: DatabaseOptions | None = None,
+             gpu: GpuContext | None = None) -> "Database":
+        """Open or create a data directory, recover every shard, start background work.
+        FailedPrecondition (field ``device``) with device=gpu and no usable GPU."""
+        return cls(path, options or DatabaseOptions(), gpu)
 
     def _open(self) -> None:
         opts = self.options
-        if opts.faiss_omp_threads:
-            faiss.omp_set_num_threads(opts.faiss_omp_threads)
+        self.gpu.check_server()
+        omp.configure(opts.faiss_omp_threads)
         self.store = Store(os.path.join(self.path, "rocksdb"), opts.block_cache_mb, opts.durability == "sync")
+        self._coalescer = (Coalescer(opts.search_batch_max, opts.search_batch_wait_ms / 1000.0)
+                           if opts.search_batch_max > 1 else None)
         self.pool = ThreadPoolExecutor(opts.search_threads or os.cpu_count() or 2, thread_name_prefix="vecdb-search")
         self.catalog = Catalog(self.store, os.path.join(self.path, "collections"))
         if self.catalog.finish_drops():
@@ -104,7 +110,8 @@ class Database:
                 log.warning("encoder warm-up of %s failed: %s", spec, exc.message)
 
     def _collection(self, cfg: CollectionConfig) -> Collection:
-        return Collection(self.store, cfg, self.catalog.dir_of(cfg.uid), self.options, self.pool)
+        return Collection(self.store, cfg, self.catalog.dir_of(cfg.uid), self.options, self.pool,
+                          self.gpu)
 
     def _get(self, name: str) -> Collection:
         if self._closed:
@@ -117,15 +124,19 @@ class Database:
     def create_collection(self, name: str, dim: int | None = None, metric: str = "cosine",
                           index: str = "auto", index_params: dict | None = None, shards: int = 1,
                           encoder: str | None = None,
-                          payload_indexes: dict[str, str] | None = None) -> CollectionDescription:
+                          payload_indexes: dict[str, str] | None = None,
+                          device: str = "auto") -> CollectionDescription:
         """Create a collection. ``payload_indexes``: {field: type} to index from the start
         (types: keyword, integer, float, bool, datetime, text; field "$text" = the point text).
         ``encoder`` (e.g. "minilm"): texts can be upserted and searched without vectors; the
         dimension comes from the encoder (``dim`` None/0, or equal to it). The model itself
-        loads on first encode (its dimension is read from its config files when they tell)."""
+        loads on first encode (its dimension is read from its config files when they tell).
+        ``device``: auto | cpu | gpu (docs/gpu.md); gpu without a usable GPU is
+        FailedPrecondition naming ``device``."""
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         validation.name(name)
+        self.gpu.resolve(check_device(device), strict=True, name=name)
         encoder = validation.encoder(encoder)
         if encoder is not None:
             enc_dim = self.encoder(encoder).dimension  # FailedPrecondition without the extra
@@ -142,12 +153,13 @@ class Database:
             encoder=encoder,
             payload_indexes=tuple(sorted((validation.payload_field(f), check_payload_index_type(t))
                                          for f, t in validation.mapping(payload_indexes,
-                                                                        "payload_indexes").items())))
+                                                                        "payload_indexes").items())),
+            device=device)
         with self.catalog.lock:
             cfg = self.catalog.create(cfg)
             self.collections[cfg.name] = self._collection(cfg)
-        log.info("created collection %s (dim=%d metric=%s index=%s shards=%d)",
-                 cfg.name, cfg.dim, cfg.metric, cfg.index.type, cfg.shards)
+        log.info("created collection %s (dim=%d metric=%s index=%s shards=%d device=%s)",
+                 cfg.name, cfg.dim, cfg.metric, cfg.index.type, cfg.shards, cfg.device)
         return self.describe_collection(cfg.name)
 
     def list_collections(self) -> list[CollectionConfig]:
@@ -223,7 +235,7 @@ class Database:
                                          f"re-embedded into {running.target!r}", "collection")
         cfg = src.config
         self.create_collection(target, None, cfg.metric, cfg.index.type, dict(cfg.index.params),
-                               cfg.shards, encoder, dict(cfg.payload_indexes))
+                               cfg.shards, encoder, dict(cfg.payload_indexes), cfg.device)
         job = reembed.Reembed(self, src, self.collections[target], encoder, alias, batch_size)
         with self.catalog.lock:
             self._reembeds[src.config.name] = self._reembeds[target] = job
@@ -355,11 +367,24 @@ class Database:
 
     def search(self, collection: str, queries=None, k: int = 10, params: SearchParams | None = None,
                with_payload: bool = True, with_vector: bool = False, filter=None,
-               texts=None) -> list[SearchResult]:
+               texts=None, raw_payloads: bool = False) -> list[SearchResult]:
         """Query vectors, or ``texts`` (a string or a list: one query each) embedded with
-        the collection's encoder ("query" kind). Exactly one of the two."""
-        return self._get(collection).search(queries, k, params or SearchParams(), with_payload,
-                                            with_vector, filter, texts)
+        the collection's encoder ("query" kind). Exactly one of the two.
+        ``raw_payloads``: payloads in ``SearchResult.payloads_json`` as their stored JSON
+        bytes, undecoded (the server sends them on as they are).
+        Concurrent unfiltered searches may be answered by one merged FAISS call
+        (``search_batch_max``, vecdb/coalesce.py); results are the same."""
+        coll, params = self._get(collection), params or SearchParams()
+        if (self._coalescer is None or filter is not None or texts is not None
+                or queries is None):
+            return coll.search(queries, k, params, with_payload, with_vector, filter, texts,
+                               raw_payloads)
+        k, q = validation.k(k), coll.prepare_queries(queries, params)  # errors stay per request
+        with_payload, with_vector, raw_payloads = bool(with_payload), bool(with_vector), bool(raw_payloads)
+        return self._coalescer.run(
+            (coll, k, params, with_payload, with_vector, raw_payloads), q,
+            lambda batch: coll.search_prepared(batch, k, params, with_payload, with_vector,
+                                               None, raw_payloads))
 
     def embed_queries(self, collection: str, texts) -> np.ndarray:
         """Query texts -> vectors with the collection's encoder ("query" kind), as

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import checkpoint, filters, validation
 from .expiry import now_ms
+from .gpu_index import reserve_for_write
 from .filters import Clause
 from .config import DatabaseOptions
 from .errors import InvalidArgument, NotFound
@@ -29,9 +30,11 @@ from .types import CollectionConfig, Point, ScrollPage, SearchParams, SearchResu
 
 class Collection:
     def __init__(self, store: Store, config: CollectionConfig, directory: str,
-                 options: DatabaseOptions, pool: ThreadPoolExecutor):
+                 options: DatabaseOptions, pool: ThreadPoolExecutor, gpu=None):
         self.store, self.config, self.dir, self.options, self.pool = store, config, directory, options, pool
-        self.shards = [Shard(store, config, i, os.path.join(directory, f"shard-{i}"))
+        # "cpu", or the GPU backend ("faiss"/"torch") of vecdb.gpu.GpuContext ``gpu``
+        backend = "cpu" if gpu is None else gpu.resolve(config.device, strict=False, name=config.name)
+        self.shards = [Shard(store, config, i, os.path.join(directory, f"shard-{i}"), gpu, backend)
                        for i in range(config.shards)]
         self.write_lock = threading.Lock()
         self.retired = False
@@ -225,7 +228,13 @@ class Collection:
             raise NotFound(f"collection {self.config.name!r} was dropped", "collection")
         if not ops:
             return WriteResult(0, {})
-        self.store.write(wb)
+        undo = reserve_for_write([(self.shards[s].gpu, len(op.removed), len(op.added))
+                                  for s, op in ops if self.shards[s].gpu is not None])
+        try:
+            self.store.write(wb)
+        except BaseException:
+            undo()
+            raise
         for s, op in ops:
             self.shards[s].apply(op)
         return WriteResult(count, {s: op.seq for s, op in ops})
@@ -301,15 +310,22 @@ class Collection:
         return ScrollPage(points, _encode_cursor(page[-1]) if len(matched) > limit else None)
 
     def search(self, queries, k: int, params: SearchParams, with_payload: bool,
-               with_vector: bool, filter=None, texts=None) -> list[SearchResult]:
+               with_vector: bool, filter=None, texts=None,
+               raw_payloads: bool = False) -> list[SearchResult]:
         """Query vectors, or ``texts`` (one query each) embedded by the encoder."""
         k = validation.k(k)
         if texts is not None or queries is None:
             if queries is not None:
                 raise InvalidArgument("give query vectors or query texts, not both", "texts")
             queries = self.embed_queries(texts)
-        q = self._queries(queries, params)
-        node = filters.parse(filter)
+        return self.search_prepared(self.prepare_queries(queries, params), k, params, with_payload,
+                                    with_vector, filters.parse(filter), raw_payloads)
+
+    def search_prepared(self, q: np.ndarray, k: int, params: SearchParams, with_payload: bool,
+                        with_vector: bool, node=None, raw_payloads: bool = False
+                        ) -> list[SearchResult]:
+        """search() after validation: ``q`` from prepare_queries, ``k`` validated,
+        ``node`` a parsed filter."""
         if len(q) == 0:
             return []
         if len(self.shards) == 1:
@@ -318,9 +334,10 @@ class Collection:
             parts = list(self.pool.map(lambda s: s.search(q, k, params, node), self.shards))
         plan = "; ".join(f"shard {i}: {p[2]}" for i, p in enumerate(parts))
         scores, which, labels = merge([p[:2] for p in parts], k, higher_is_better(self.config.metric))
-        return self._hydrate(scores, which, labels, with_payload, with_vector, plan)
+        return self._hydrate(scores, which, labels, with_payload, with_vector, plan, raw_payloads)
 
-    def _queries(self, queries, params: SearchParams) -> np.ndarray:
+    def prepare_queries(self, queries, params: SearchParams) -> np.ndarray:
+        """Validated query vectors in the index's form (normalized for cosine)."""
         q = validation.vectors(queries, self.config.dim, None, "queries")
         for name in ("nprobe", "ef_search"):
             v = getattr(params, name)
@@ -336,7 +353,7 @@ class Collection:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or \
                 not np.isfinite(threshold):
             raise InvalidArgument(f"threshold must be a finite number, got {threshold!r}", "threshold")
-        q = self._queries(queries, params)
+        q = self.prepare_queries(queries, params)
         node = filters.parse(filter)
         if len(q) == 0:
             return []
@@ -354,31 +371,38 @@ class Collection:
             scores[i, :len(order)], labels[i, :len(order)], which[i, :len(order)] = d[order], lab[order], sh[order]
         return self._hydrate(scores, which, labels, with_payload, with_vector, None)
 
-    def _hydrate(self, scores, which, labels, with_payload, with_vector, plan) -> list[SearchResult]:
-        nq = scores.shape[0]
+    def _hydrate(self, scores, which, labels, with_payload, with_vector, plan,
+                 raw_payloads: bool = False) -> list[SearchResult]:
+        """SearchResults for merged (scores, shard, label) rows: one multi-get per shard
+        for the distinct labels of the whole batch (result sets repeat labels)."""
         valid = labels >= 0
-        ids = np.empty(labels.shape, dtype=object)
-        pays = np.empty(labels.shape, dtype=object)
-        txts = np.empty(labels.shape, dtype=object)
-        vecs = np.zeros(labels.shape + (self.config.dim,), np.float32) if with_vector else None
-        for s in np.unique(which[valid]):
-            mask = valid & (which == s)
-            # result sets repeat labels across queries: fetch each once
-            uniq, inverse = np.unique(labels[mask], return_inverse=True)
-            got_ids, got_p, got_t, got_v = self.shards[int(s)].hydrate(uniq, with_payload, with_vector)
-            ids[mask] = _objects(got_ids)[inverse]
-            pays[mask] = _objects(got_p)[inverse]
-            txts[mask] = _objects(got_t)[inverse]
+        hit_labels, hit_shards = labels[valid].tolist(), which[valid].tolist()
+        n = len(hit_labels)
+        ids: list = [None] * n
+        pays: list = [None] * n
+        txts: list = [None] * n
+        vecs = np.zeros((n, self.config.dim), np.float32) if with_vector else None
+        for s in set(hit_shards):
+            rows = [j for j in range(n) if hit_shards[j] == s] if len(self.shards) > 1 else range(n)
+            first: dict[int, int] = {}  # label -> its position among the distinct labels
+            slot = [first.setdefault(hit_labels[j], len(first)) for j in rows]
+            got_ids, got_p, got_t, got_v = self.shards[s].hydrate(
+                np.fromiter(first, np.int64, len(first)), with_payload, with_vector, raw_payloads)
+            for j, u in zip(rows, slot):
+                ids[j], pays[j], txts[j] = got_ids[u], got_p[u], got_t[u]
             if with_vector:
-                vecs[mask] = got_v[inverse]
-        out = []
-        for i in range(nq):
-            m = valid[i]
+                vecs[list(rows)] = got_v[slot]
+        out, start = [], 0
+        for i, count in enumerate(valid.sum(axis=1).tolist()):
+            end = start + count
+            payloads = pays[start:end] if with_payload else None
             out.append(SearchResult(
-                ids=ids[i][m].tolist(), scores=scores[i][m],
-                payloads=pays[i][m].tolist() if with_payload else None,
-                vectors=vecs[i][m] if with_vector else None,
-                texts=txts[i][m].tolist() if with_payload else None, plan=plan))
+                ids=ids[start:end], scores=scores[i][valid[i]],
+                payloads=None if raw_payloads else payloads,
+                payloads_json=payloads if raw_payloads else None,
+                vectors=vecs[start:end] if with_vector else None,
+                texts=txts[start:end] if with_payload else None, plan=plan))
+            start = end
         return out
 
     # ---- maintenance ----------------------------------------------------------
@@ -386,16 +410,13 @@ class Collection:
         return sum(s.checkpoint(self.options.wal_retain) for s in self.shards)
 
     def build_indexes(self) -> int:
-        return sum(s.build() for s in self.shards if s.needs_build())
+        built = sum(s.build() for s in self.shards if s.needs_build())
+        for s in self.shards:
+            s.refresh_gpu()
+        return built
 
     def bytes_on_disk(self) -> int:
         return sum(s.data_bytes for s in self.shards) + checkpoint.disk_bytes(self.dir)
-
-
-def _objects(values: list) -> np.ndarray:
-    arr = np.empty(len(values), dtype=object)
-    arr[:] = values
-    return arr
 
 
 def _encode_cursor(last_id: str) -> str:

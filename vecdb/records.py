@@ -11,6 +11,7 @@ import struct
 
 HEAD = struct.Struct("<HII")
 ABSENT = 0xFFFFFFFF
+_loads = json.JSONDecoder().decode  # str in: skips json.loads' encoding sniffing
 
 
 def encode(pid: bytes, payload: bytes | None, text: bytes | None) -> bytes:
@@ -23,8 +24,9 @@ def load_json(raw: bytes | None) -> dict | None:
     return None if raw is None else json.loads(raw)
 
 
-def decode(raw: bytes, with_payload: bool = True, with_text: bool = True
-           ) -> tuple[str, dict | None, str | None]:
+def decode(raw: bytes, with_payload: bool = True, with_text: bool = True,
+           raw_payload: bool = False) -> tuple[str, dict | bytes | None, str | None]:
+    """(id, payload, text); ``raw_payload``: the payload as its stored JSON bytes."""
     n_id, n_pay, n_text = HEAD.unpack_from(raw, 0)
     off = HEAD.size
     pid = raw[off:off + n_id].decode()
@@ -34,7 +36,7 @@ def decode(raw: bytes, with_payload: bool = True, with_text: bool = True
     payload = None
     if n_pay != ABSENT:
         if with_payload:
-            payload = json.loads(raw[off:off + n_pay])
+            payload = raw[off:off + n_pay] if raw_payload else _loads(raw[off:off + n_pay].decode())
         off += n_pay
     text = None
     if with_text and n_text != ABSENT:

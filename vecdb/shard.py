@@ -23,10 +23,11 @@ import numpy as np
 
 import faiss
 
-from . import checkpoint, planner, records, wal
+from . import checkpoint, omp, planner, records, wal
 from .expiry import ExpiryMap
 from .filters import Clause
 from .payload_index import FieldIndex, PayloadIndexes
+from .gpu_index import ShardGpu
 from .index import Ann, build_ann, min_build_points, new_exact, prepare, rerank, search_params, snapshot
 from .rwlock import RWLock
 from .storage import META, U64, Store, shard_prefix
@@ -50,7 +51,8 @@ class Op:
 
 
 class Shard:
-    def __init__(self, store: Store, config: CollectionConfig, number: int, directory: str):
+    def __init__(self, store: Store, config: CollectionConfig, number: int, directory: str,
+                 gpu_ctx=None, backend: str = "cpu"):
         self.store, self.config, self.number, self.dir = store, config, number, directory
         self.prefix = shard_prefix(config.uid, number)
         self.metric = config.metric
@@ -72,6 +74,12 @@ class Shard:
         for f, kind in config.payload_indexes:  # empty; recover() fills them from RocksDB
             self.pindex.ready[f] = FieldIndex(f, kind)
         self.expiry = ExpiryMap()
+        # GPU copies of the indexes (vecdb.gpu_index); None on the CPU
+        self.gpu: ShardGpu | None = None
+        if backend != "cpu":
+            self.gpu = ShardGpu(gpu_ctx, backend, gpu_ctx.gpu_of(backend, number), config.dim,
+                                config.metric, f"{config.name}/{number}", lambda: snapshot(self.exact))
+            self.gpu.load()
 
     # ---- keys -------------------------------------------------------------
     def _k(self, kind: bytes, label_or_id) -> bytes:
@@ -148,6 +156,8 @@ class Shard:
                 return
             vecs = prepare(op.vectors, self.metric)
             self._apply_index(self.exact, self.ann, op.removed, op.added, vecs)
+            if self.gpu is not None:
+                self.gpu.apply(op.removed, op.added, vecs)
             self._apply_meta(op)
             if self._pending is not None:
                 self._pending.append(Op(op.seq, op.removed, op.added, vecs, 0, 0))
@@ -182,6 +192,9 @@ class Shard:
     # ---- recovery ---------------------------------------------------------
     def recover(self) -> None:
         self._recover_faiss()
+        if self.gpu is not None:
+            self.gpu.load()
+            self.refresh_gpu()
         for key, raw in self.store.scan(self.prefix + b"e", self.prefix + b"f"):
             self.expiry.at[U64.unpack(key[-8:])[0]] = U64.unpack(raw)[0]
         if self.pindex.ready:
@@ -250,6 +263,7 @@ class Shard:
                node: Clause | None = None) -> tuple[np.ndarray, np.ndarray, str]:
         """(scores, labels, plan): each (q, <=k); labels -1 where fewer hits exist.
         ``node``: a parsed filter. Expired points are never returned."""
+        omp.for_search(len(queries), self.config.shards)
         with self.lock.read():
             exclude = self.expiry.expired()
             if node is None and not len(exclude):
@@ -270,6 +284,7 @@ class Shard:
                      node: Clause | None) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query (scores, labels) of every point scoring better than ``threshold``
         (ip/cosine: score > threshold; l2: distance < threshold). Unsorted."""
+        omp.for_search(len(queries))
         with self.lock.read():
             if self.exact.ntotal == 0:
                 return [(np.zeros(0, np.float32), np.zeros(0, np.int64))] * len(queries)
@@ -291,31 +306,40 @@ class Shard:
         if n == 0:
             return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
         if params.exact or ann is None:
-            return self.exact.search(queries, min(k, n))
+            got = self.gpu.search_exact(queries, min(k, n)) if self.gpu is not None else None
+            return got if got is not None else self.exact.search(queries, min(k, n))
         return self.ann_search(queries, k, params, None, n)
 
     def ann_search(self, queries: np.ndarray, k: int, params: SearchParams, sel, pool: int):
         """Search the built ANN index (caller holds the read lock). ``sel``: allowed labels
         or None; ``pool``: how many points it could return at most (bounds the IVF-PQ
         candidates, k*refine, that are re-scored exactly)."""
-        spec = self.config.index
-        sp = search_params(self.ann, spec, k, params.nprobe, params.ef_search, sel=sel)
-        if self.ann.kind == "ivf_pq":
-            _, cand = self.ann.index.search(queries, min(k * spec.param("refine"), pool), params=sp)
-            return rerank(self.exact, queries, cand, k, "l2" if self.metric == "l2" else "ip")
-        return self.ann.index.search(queries, k, params=sp)
+        spec, ann = self.config.index, self.ann
+        kk = min(k * spec.param("refine"), pool) if ann.kind == "ivf_pq" else k
+        got = None
+        if sel is None and self.gpu is not None and self.gpu.ann is not None:
+            got = self.gpu.search_ann(queries, kk, params, spec)
+        if got is None:
+            sp = search_params(ann, spec, k, params.nprobe, params.ef_search, sel=sel)
+            got = ann.index.search(queries, kk, params=sp)
+        if ann.kind == "ivf_pq":
+            return rerank(self.exact, queries, got[1], k, "l2" if self.metric == "l2" else "ip")
+        return got
 
     def _label_keys(self, kind: bytes, labels: np.ndarray) -> list[bytes]:
         raw = np.ascontiguousarray(labels, dtype=_I64).tobytes()
         head = self.prefix + kind
         return [head + raw[i:i + 8] for i in range(0, len(raw), 8)]
 
-    def hydrate(self, labels: np.ndarray, with_payload: bool, with_vector: bool):
-        """ids, payloads, texts, vectors for labels (one multi-get each)."""
+    def hydrate(self, labels: np.ndarray, with_payload: bool, with_vector: bool,
+                raw_payloads: bool = False):
+        """ids, payloads, texts, vectors for labels (one multi-get each); ``raw_payloads``:
+        payloads as their stored JSON bytes."""
         recs = self.store.multi_get(self._label_keys(b"p", labels))
         ids, payloads, texts = [], [], []
         for r in recs:
-            pid, pay, txt = records.decode(r, with_payload, with_payload) if r else ("", None, None)
+            pid, pay, txt = (records.decode(r, with_payload, with_payload, raw_payloads) if r
+                             else ("", None, None))
             ids.append(pid)
             payloads.append(pay)
             texts.append(txt)
@@ -391,7 +415,17 @@ class Shard:
             return False
         log.info("shard %s/%d: %s index built over %d points", self.config.name, self.number,
                  ann.kind, ann.trained_on)
+        self.refresh_gpu()
         return True
+
+    def refresh_gpu(self) -> None:
+        """Copy the built ANN index to the GPU when its copy is missing or stale (FAISS GPU
+        only; background maintenance calls this). Writes wait meanwhile; searches do not."""
+        if self.gpu is None or self.gpu.backend != "faiss" or self.ann is None or self.building:
+            return
+        with self.lock.read():
+            spec = self.config.index
+            self.gpu.refresh_ann(self.ann, 2 * spec.param("M") if self.ann.kind == "hnsw" else 0)
 
     def build_payload_index(self, field: str, kind: str) -> None:
         """Index a field from RocksDB while writes continue, then make it usable.
@@ -428,6 +462,8 @@ class Shard:
         """The collection is being dropped: wait for a running checkpoint, skip later ones."""
         with self._ckpt_lock:
             self.retired = True
+        if self.gpu is not None:
+            self.gpu.release()
 
     def checkpoint(self, wal_retain: int) -> bool:
         with self._ckpt_lock:
@@ -453,4 +489,6 @@ class Shard:
         return ShardStats(points=self.exact.ntotal, index_state=state,
                           index_type=self.ann.kind if self.ann else "flat",
                           applied_seq=self.applied_seq, checkpoint_seq=max(self.checkpoint_seq, 0),
-                          deleted_pending=len(self.ann.tombstones) if self.ann else 0)
+                          deleted_pending=len(self.ann.tombstones) if self.ann else 0,
+                          device=self.gpu.device if self.gpu is not None else "cpu",
+                          gpu_memory_bytes=self.gpu.nbytes if self.gpu is not None else 0)

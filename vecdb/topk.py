@@ -19,6 +19,9 @@ def merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int, higher_is_better: 
     label -1 and are sorted last. Ties keep shard order (stable sort).
     """
     q = parts[0][0].shape[0]
+    if len(parts) == 1 and parts[0][1].shape[1] <= k:  # one shard: FAISS already sorted it
+        scores, labels = np.asarray(parts[0][0], np.float32), np.asarray(parts[0][1], np.int64)
+        return scores, np.zeros(labels.shape, np.int32), labels
     scores = np.concatenate([np.asarray(s, np.float32).reshape(q, -1) for s, _ in parts], axis=1)
     labels = np.concatenate([np.asarray(l, np.int64).reshape(q, -1) for _, l in parts], axis=1)
     which = np.concatenate([np.full((q, np.asarray(l).reshape(q, -1).shape[1]), i, np.int32)

@@ -57,19 +57,23 @@ class CollectionConfig:
     uid: int = 0  # internal key-space id; never reused, so drop+create is clean
     # declared payload indexes: ((field, type), ...) sorted by field
     payload_indexes: tuple[tuple[str, str], ...] = ()
+    # auto | cpu | gpu (docs/gpu.md); catalogs written before it existed read as auto
+    device: str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dim": self.dim, "metric": self.metric,
                 "index": self.index.to_dict(), "shards": self.shards,
                 "encoder": self.encoder, "uid": self.uid,
-                "payload_indexes": [list(p) for p in self.payload_indexes]}
+                "payload_indexes": [list(p) for p in self.payload_indexes],
+                "device": self.device}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CollectionConfig":
         return cls(name=d["name"], dim=int(d["dim"]), metric=d["metric"],
                    index=IndexSpec(d["index"]["type"], dict(d["index"]["params"])),
                    shards=int(d["shards"]), encoder=d.get("encoder"), uid=int(d["uid"]),
-                   payload_indexes=tuple((f, t) for f, t in d.get("payload_indexes", [])))
+                   payload_indexes=tuple((f, t) for f, t in d.get("payload_indexes", [])),
+                   device=d.get("device", "auto"))
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ class ShardStats:
     applied_seq: int
     checkpoint_seq: int
     deleted_pending: int  # tombstones not yet compacted (HNSW)
+    device: str = "cpu"  # where the shard searches: "cpu" or "cuda:N" (docs/gpu.md)
+    gpu_memory_bytes: int = 0  # bytes of its vectors/indexes resident on that GPU
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,11 @@ class CollectionDescription:
     # Re-embedding into or out of this collection (Database.reembed), else None:
     # {"source", "target", "encoder", "alias", "state", "done", "total", "caught_up", "error"}
     reembed: dict | None = None
+
+    @property
+    def gpu_memory_bytes(self) -> int:
+        """Bytes of this collection resident on GPUs (0 on the CPU)."""
+        return sum(s.gpu_memory_bytes for s in self.shards)
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,9 @@ class SearchResult:
     vectors: np.ndarray | None = None  # float32, shape (n, dim)
     texts: list[str | None] | None = None
     plan: str | None = None  # how a filtered search ran, per shard (explain)
+    # search(raw_payloads=True): the payloads as their stored JSON bytes (None =
+    # no payload), passed through to the wire undecoded; ``payloads`` is None then.
+    payloads_json: list[bytes | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -153,8 +153,8 @@ def from_proto_points(batch: tpb.PointBatch) -> list[Point]:
 def create_collection_request(name: str, dim: int | None, metric: str, index: str,
                               shards: int | None, encoder: str | None,
                               params: dict[str, Any],
-                              payload_indexes: dict[str, str] | None = None
-                              ) -> cpb.CreateCollectionRequest:
+                              payload_indexes: dict[str, str] | None = None,
+                              device: str | None = None) -> cpb.CreateCollectionRequest:
     spec = tpb.IndexSpec(type=index)
     for key, value in params.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -166,18 +166,22 @@ def create_collection_request(name: str, dim: int | None, metric: str, index: st
                                       encoder=encoder, payload_indexes=payload_indexes)
     if shards is not None:
         req.shards = shards
+    if device is not None:
+        req.device = device
     return req
 
 
 def from_proto_config(msg: cpb.CollectionConfig) -> CollectionConfig:
     return CollectionConfig(msg.name, msg.dim, msg.metric, msg.index.type,
                             dict(msg.index.params), msg.shards,
-                            msg.encoder if msg.HasField("encoder") else None)
+                            msg.encoder if msg.HasField("encoder") else None,
+                            msg.device or "auto")
 
 
 def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:
     shards = tuple(ShardStats(s.points, s.index_state, s.index_type, s.applied_seq,
-                              s.checkpoint_seq, s.deleted_pending) for s in msg.shards)
+                              s.checkpoint_seq, s.deleted_pending, s.device or "cpu",
+                              s.gpu_memory_bytes) for s in msg.shards)
     indexes = {f: PayloadIndexInfo(i.type, i.state) for f, i in sorted(msg.payload_indexes.items())}
     r = msg.reembed
     reembed = (ReembedProgress(r.source, r.target, r.encoder, r.alias, r.state, r.done, r.total,

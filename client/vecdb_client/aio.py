@@ -93,9 +93,10 @@ class AsyncClient:
                                 index: str = "auto", shards: int | None = None,
                                 encoder: str | None = None, *,
                                 payload_indexes: dict[str, str] | None = None,
+                                device: str | None = None,
                                 timeout: float | None = None, **params: int) -> CollectionInfo:
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
-                                               payload_indexes)
+                                               payload_indexes, device)
         return _codec.from_proto_info(await self._call(
             self._collections.CreateCollection, req, idempotent=False, timeout=timeout))
 

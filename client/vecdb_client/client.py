@@ -100,13 +100,16 @@ class Client:
                           index: str = "auto", shards: int | None = None,
                           encoder: str | None = None, *,
                           payload_indexes: dict[str, str] | None = None,
+                          device: str | None = None,
                           timeout: float | None = None, **params: int) -> CollectionInfo:
         """Index parameters go as keywords, e.g. ``index="hnsw", M=16, ef_search=128``.
         ``payload_indexes``: {field: type} to index from the start (see create_payload_index).
         ``encoder`` (e.g. "minilm"): texts can be upserted and searched without vectors;
-        ``dim`` None takes the encoder's dimension (docs/encoders.md)."""
+        ``dim`` None takes the encoder's dimension (docs/encoders.md). ``device``: auto |
+        cpu | gpu (None = auto: the server decides); gpu without a usable GPU on the server
+        raises FailedPreconditionError (field "device"), see docs/gpu.md."""
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
-                                               payload_indexes)
+                                               payload_indexes, device)
         info = self._call(self._collections.CreateCollection, req, idempotent=False,
                           timeout=timeout)
         return _codec.from_proto_info(info)

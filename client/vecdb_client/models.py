@@ -49,6 +49,8 @@ class CollectionConfig:
     index_params: dict[str, int]
     shards: int
     encoder: str | None = None
+    # auto | cpu | gpu: the requested placement (where shards run: ShardStats.device)
+    device: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class ShardStats:
     applied_seq: int
     checkpoint_seq: int
     deleted_pending: int
+    device: str = "cpu"  # "cpu" or "cuda:N"
+    gpu_memory_bytes: int = 0  # resident on that GPU
 
 
 class SnapshotInfo(NamedTuple):
@@ -111,6 +115,11 @@ class CollectionInfo:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def gpu_memory_bytes(self) -> int:
+        """Bytes of the collection resident on GPUs (0 on the CPU)."""
+        return sum(s.gpu_memory_bytes for s in self.shards)
 
     @property
     def dim(self) -> int:

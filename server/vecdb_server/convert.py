@@ -79,6 +79,14 @@ def from_proto_texts(items: Sequence[str]) -> list[str | None] | None:
     return [t or None for t in items] if items else None
 
 
+def _splice_payloads(stored: Sequence[bytes | None]) -> str:
+    """The wire's JSON array from the payloads' stored (compact, valid) JSON bytes,
+    without decoding them: what to_proto_payloads makes from the decoded dicts."""
+    if all(p is None for p in stored):
+        return ""
+    return (b"[" + b",".join(b"null" if p is None else p for p in stored) + b"]").decode()
+
+
 def to_proto_texts(texts: Sequence[str | None] | None) -> list[str]:
     if texts is None or all(t is None for t in texts):
         return []
@@ -131,7 +139,7 @@ def from_proto_create_collection(msg: cpb.CreateCollectionRequest) -> dict[str, 
     kwargs: dict[str, Any] = {"name": msg.name, "dim": msg.dim,
                               "index": msg.index.type or "auto",
                               "index_params": dict(msg.index.params) or None}
-    for name in ("metric", "shards", "encoder"):
+    for name in ("metric", "shards", "encoder", "device"):
         if msg.HasField(name):
             kwargs[name] = getattr(msg, name)
     if msg.payload_indexes:
@@ -142,18 +150,19 @@ def from_proto_create_collection(msg: cpb.CreateCollectionRequest) -> dict[str, 
 def to_proto_collection_config(cfg: CollectionConfig) -> cpb.CollectionConfig:
     return cpb.CollectionConfig(name=cfg.name, dim=cfg.dim, metric=cfg.metric,
                                 index=to_proto_index_spec(cfg.index), shards=cfg.shards,
-                                encoder=cfg.encoder)
+                                encoder=cfg.encoder, device=cfg.device)
 
 
 def from_proto_collection_config(msg: cpb.CollectionConfig) -> CollectionConfig:
     return CollectionConfig(msg.name, msg.dim, msg.metric, from_proto_index_spec(msg.index),
-                            msg.shards, _opt(msg, "encoder"))
+                            msg.shards, _opt(msg, "encoder"), device=msg.device or "auto")
 
 
 def to_proto_shard_stats(s: ShardStats) -> cpb.ShardStats:
     return cpb.ShardStats(points=s.points, index_state=s.index_state, index_type=s.index_type,
                           applied_seq=s.applied_seq, checkpoint_seq=s.checkpoint_seq,
-                          deleted_pending=s.deleted_pending)
+                          deleted_pending=s.deleted_pending, device=s.device,
+                          gpu_memory_bytes=s.gpu_memory_bytes)
 
 
 def to_proto_collection_info(d: CollectionDescription) -> cpb.CollectionInfo:
@@ -163,7 +172,8 @@ def to_proto_collection_info(d: CollectionDescription) -> cpb.CollectionInfo:
                               aliases=d.aliases,
                               payload_indexes={f: cpb.PayloadIndexInfo(**info)
                                                for f, info in d.payload_indexes.items()},
-                              reembed=None if d.reembed is None else cpb.ReembedProgress(**d.reembed))
+                              reembed=None if d.reembed is None else cpb.ReembedProgress(**d.reembed),
+                              gpu_memory_bytes=d.gpu_memory_bytes)
 
 
 def from_proto_reembed(msg: cpb.ReembedCollectionRequest) -> dict[str, Any]:
@@ -256,9 +266,10 @@ def from_proto_range_search(msg: ppb.RangeSearchRequest) -> dict[str, Any]:
 
 
 def to_proto_query_result(r: SearchResult) -> ppb.QueryResult:
+    payloads = (to_proto_payloads(r.payloads) if r.payloads_json is None
+                else _splice_payloads(r.payloads_json))
     res = ppb.QueryResult(ids=r.ids, scores=np.asarray(r.scores, dtype=F32).tobytes(),
-                          payloads=to_proto_payloads(r.payloads), texts=to_proto_texts(r.texts),
-                          plan=r.plan or "")
+                          payloads=payloads, texts=to_proto_texts(r.texts), plan=r.plan or "")
     if r.vectors is not None:
         res.vectors.CopyFrom(to_proto_vectors(r.vectors.reshape(len(r.ids), -1)))
     return res

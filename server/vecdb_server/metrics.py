@@ -12,8 +12,10 @@ What is exported, and from where (docs/server_api.md "Metrics" lists every name)
 * Checkpoint durations: ``Database.on_checkpoint`` (an engine hook) feeds a histogram.
 * Encoder time: ``vecdb_encoder_seconds`` observes every model call of the encoder
   stage (through ``vecdb.encoders.observers``).
-* GPU memory: only when the encoder stage has loaded ``torch`` and CUDA is available
-  (a scrape never imports torch itself: that costs seconds and starts its threads).
+* GPU memory: ``vecdb_gpu_memory_bytes`` per shard from describe (what the engine keeps
+  resident: docs/gpu.md), and torch's allocator total per device only when something
+  (an encoder, the torch search backend) has loaded ``torch`` and CUDA is available (a
+  scrape never imports torch itself: that costs seconds and starts its threads).
 * Sampled recall: :class:`RecallSampler` re-runs a fraction of ANN searches exactly
   in a background thread and exports recall@k per collection.
 """
@@ -170,6 +172,8 @@ class EngineCollector(Collector):
              ["collection", "shard"]),
             ("vecdb_payload_index_ready", "1 when the payload index is ready, 0 while building",
              ["collection", "field", "type"]),
+            ("vecdb_gpu_memory_bytes", "bytes of the shard's vectors and indexes resident on "
+             "its GPU (device cuda:N; 0 for shards on the cpu)", ["collection", "shard", "device"]),
         )}
         try:
             with self._engine.session() as db:
@@ -201,6 +205,7 @@ class EngineCollector(Collector):
             fams["vecdb_shard_applied_seq"].add_metric([name, shard], s.applied_seq)
             fams["vecdb_shard_checkpoint_seq"].add_metric([name, shard], s.checkpoint_seq)
             fams["vecdb_shard_deleted_pending"].add_metric([name, shard], s.deleted_pending)
+            fams["vecdb_gpu_memory_bytes"].add_metric([name, shard, s.device], s.gpu_memory_bytes)
         for field, info in desc.payload_indexes.items():
             fams["vecdb_payload_index_ready"].add_metric(
                 [name, field, info["type"]], 1 if info["state"] == "ready" else 0)

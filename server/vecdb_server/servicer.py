@@ -176,7 +176,7 @@ class PointServicer(pgrpc.PointServiceServicer):
             if args["texts"] is not None:  # embedded once; the recall sampler reuses them
                 args.update(queries=db.embed_queries(args["collection"], args["texts"]),
                             texts=None)
-            results = db.search(**args)
+            results = db.search(**args, raw_payloads=True)  # stored JSON straight to the wire
         if self._on_search is not None:
             self._on_search(args, results)
         return convert.to_proto_search(results)

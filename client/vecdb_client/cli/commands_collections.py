@@ -79,7 +79,8 @@ def cmd_create(ctx: Context, args: Any) -> Result:
     try:
         info = ctx.client.create_collection(args.name, args.dim, args.metric, args.index,
                                             args.shards, args.encoder,
-                                            payload_indexes=indexes or None, **params)
+                                            payload_indexes=indexes or None, device=args.device,
+                                            **params)
     except AlreadyExistsError:
         if not args.exist_ok:
             raise
@@ -188,6 +189,7 @@ def register(sub: Any) -> None:
         vecdbctl collections create docs --dim 384
         vecdbctl collections create images --dim 512 --metric l2 --index hnsw --param M=16
         vecdbctl collections create big --dim 128 --index ivf_pq --shards 8 --param nlist=4096
+        vecdbctl collections create hot --dim 384 --index flat --device gpu
         vecdbctl collections create docs --dim 384 --exist-ok   # no error if it exists
         vecdbctl collections create docs --dim 384 --payload-index lang=keyword \\
             --payload-index year=integer --payload-index '$text=text'""",
@@ -204,6 +206,9 @@ def register(sub: Any) -> None:
                    default="auto", help="default auto")
     p.add_argument("--shards", type=positive_int, help="shard count (server default if unset)")
     p.add_argument("--encoder", help="text encoder name (when the server supports one)")
+    p.add_argument("--device", choices=("auto", "cpu", "gpu"),
+                   help="where the collection runs (unset = auto: the server's device setting "
+                        "decides); gpu fails unless the server has a usable GPU")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="index parameter; repeatable")
     p.add_argument("--payload-index", action="append", default=[], metavar="FIELD=TYPE",
