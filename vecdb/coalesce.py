@@ -6,13 +6,15 @@ for flat indexes, one OpenMP team instead of many, one RocksDB multi-get for the
 payloads). Concurrent single-query requests are therefore merged:
 
 * Requests with the same key (collection object, k, search params, what to
-  return) share a queue. The first request finding no search of its key running
-  runs at once: a lone client never waits.
-* Requests arriving while a search of their key runs queue up. When the running
-  search finishes, its thread hands the whole queue (up to ``max_batch``
-  queries) to the first queued request, which runs it as ONE search and hands
-  every other request its own rows. Throughput grows with concurrency instead
-  of collapsing into contention.
+  return) share a queue. A request finding fewer than ``max_inflight``
+  searches of its key running (default: one per core) runs at once: a lone
+  client never waits.
+* Requests arriving while ``max_inflight`` searches of their key run queue up.
+  When a running search finishes, its thread hands the whole queue (up to
+  ``max_batch`` queries) to the first queued request, which runs it as ONE
+  search, single-threaded (vecdb.omp: the other cores run the other
+  searches), and hands every other request its own rows. Throughput grows
+  with concurrency instead of collapsing into contention.
 * ``max_wait_s`` > 0 additionally lets a fresh leader wait that long for
   company before running (bigger batches for a GPU, at a latency cost); the
   default 0 adds no wait at all.
@@ -30,6 +32,8 @@ from typing import Any, Callable, Hashable
 
 import numpy as np
 
+from . import omp
+
 
 class _Request:
     __slots__ = ("queries", "done", "result", "error", "batch")
@@ -43,10 +47,13 @@ class _Request:
 
 
 class Coalescer:
-    def __init__(self, max_batch: int = 256, max_wait_s: float = 0.0):
+    def __init__(self, max_batch: int = 256, max_wait_s: float = 0.0,
+                 max_inflight: int = omp.CORES):
         self.max_batch, self.max_wait_s = max(1, int(max_batch)), max(0.0, float(max_wait_s))
+        self.max_inflight = max(1, int(max_inflight))
         self._lock = threading.Lock()
-        self._queues: dict[Hashable, list[_Request]] = {}  # a key is present while its search runs
+        # key -> [searches running, queued requests]; present while one runs
+        self._queues: dict[Hashable, list] = {}
         self.batches = 0  # merged searches run (tests and benchmarks read them)
         self.merged = 0   # requests that ran inside another request's search
 
@@ -58,12 +65,12 @@ class Coalescer:
             return search(queries)
         me = _Request(queries)
         with self._lock:
-            queue = self._queues.get(key)
-            if queue is None:
-                self._queues[key] = []
+            state = self._queues.setdefault(key, [0, []])
+            if state[0] < self.max_inflight:
+                state[0] += 1
                 batch = [me]
             else:
-                queue.append(me)
+                state[1].append(me)
                 batch = None
         if batch is None:
             me.done.wait()
@@ -82,7 +89,7 @@ class Coalescer:
     def _gather(self, key: Hashable, batch: list[_Request]) -> list[_Request]:
         time.sleep(self.max_wait_s)
         with self._lock:
-            return self._take(self._queues[key], batch)
+            return self._take(self._queues[key][1], batch)
 
     def _take(self, queue: list[_Request], batch: list[_Request]) -> list[_Request]:
         """Move requests from ``queue`` into ``batch`` while they fit (lock held)."""
@@ -98,10 +105,12 @@ class Coalescer:
             self._search(batch, search)
         finally:
             with self._lock:
-                queue = self._queues[key]
-                nxt = self._take(queue, []) if queue else None
-                if nxt is None:
-                    del self._queues[key]
+                state = self._queues[key]
+                nxt = self._take(state[1], []) if state[1] else None
+                if nxt is None:  # this runner retires
+                    state[0] -= 1
+                    if not state[0]:
+                        del self._queues[key]
             if nxt is not None:  # hand the queue over before handing results out
                 nxt[0].batch = nxt
                 nxt[0].done.set()
@@ -115,7 +124,8 @@ class Coalescer:
         self.batches += 1
         self.merged += len(batch) - 1
         try:
-            out = search(np.concatenate([r.queries for r in batch]))
+            with omp.single_threaded():
+                out = search(np.concatenate([r.queries for r in batch]))
         except Exception:  # noqa: BLE001 - run each alone: errors stay with their request
             for r in batch:
                 _settle(r, search)

@@ -34,10 +34,10 @@ class DatabaseOptions:
     # shards searched in parallel; 0 = all cores. A single-query search always runs
     # on one thread (see vecdb/omp.py).
     faiss_omp_threads: int = 0
-    # Dynamic batching of concurrent searches (vecdb/coalesce.py): single- and
-    # few-query searches with the same collection, k, params and no filter that
-    # arrive while one runs are merged into one FAISS call of up to this many
-    # queries; a lone request never waits. 0 or 1 = off.
+    # Dynamic batching of concurrent searches (vecdb/coalesce.py): searches with
+    # the same collection, k, params and no filter that arrive while one per core
+    # already runs are merged into one FAISS call of up to this many queries; a
+    # lone request never waits. 0 or 1 = off.
     search_batch_max: int = 256
     # How long a search waits for company before running (ms); 0 = never waits
     # (batches form only from requests that queued behind a running search).

@@ -11,16 +11,21 @@ single queries: 126 QPS with 2 threads vs 1,115 with 1.
 
 So a search of one query runs on one thread; a batch gets up to ``cap`` threads
 (``faiss_omp_threads``; 0 = all cores) split across the shards searched in
-parallel, and never more threads than queries.
+parallel, and never more threads than queries. A batch merged from concurrent
+requests (vecdb.coalesce) runs on one thread: the cores are busy with the
+other requests already, several merged batches run side by side instead.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 import faiss
 
 CORES = os.cpu_count() or 1
 _cap = 0  # threads a whole batch may use (0 = all cores)
+_local = threading.local()
 
 
 def configure(max_threads: int) -> None:
@@ -32,5 +37,17 @@ def configure(max_threads: int) -> None:
 def for_search(queries: int, shards: int = 1) -> None:
     """Set this thread's FAISS thread count for a search of ``queries`` queries that
     runs beside ``shards - 1`` other shard searches."""
-    cap = max(1, (_cap or CORES) // max(1, shards))
+    cap = 1 if getattr(_local, "single", False) else max(1, (_cap or CORES) // max(1, shards))
     faiss.omp_set_num_threads(max(1, min(queries, cap)))
+
+
+@contextlib.contextmanager
+def single_threaded():
+    """Searches in this block use one thread whatever their size: for merged batches
+    of concurrent requests (vecdb.coalesce), whose parallelism is the other
+    requests running beside them on the other cores."""
+    _local.single = True
+    try:
+        yield
+    finally:
+        _local.single = False

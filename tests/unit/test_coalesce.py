@@ -48,7 +48,7 @@ def _run_concurrently(co: Coalescer, gate: Gate, values: list[float]) -> dict:
     rest = [threading.Thread(target=one, args=(v,)) for v in values[1:]]
     for t in rest:
         t.start()
-    while len(co._queues["k"]) < len(rest):  # all queued behind the running search
+    while len(co._queues["k"][1]) < len(rest):  # all queued behind the running search
         threading.Event().wait(0.001)
     gate.release.set()
     for t in [lead, *rest]:
@@ -57,7 +57,7 @@ def _run_concurrently(co: Coalescer, gate: Gate, values: list[float]) -> dict:
 
 
 def test_requests_queued_behind_a_running_search_run_as_one_batch():
-    co, gate = Coalescer(max_batch=64), Gate()
+    co, gate = Coalescer(max_batch=64, max_inflight=1), Gate()
     out = _run_concurrently(co, gate, [float(v) for v in range(9)])
     assert out == {float(v): [2.0 * v] for v in range(9)}
     assert gate.calls == [1, 8]  # the lone first request, then one merged call
@@ -65,7 +65,7 @@ def test_requests_queued_behind_a_running_search_run_as_one_batch():
 
 
 def test_max_batch_splits_the_queue():
-    co, gate = Coalescer(max_batch=3), Gate()
+    co, gate = Coalescer(max_batch=3, max_inflight=1), Gate()
     out = _run_concurrently(co, gate, [float(v) for v in range(8)])
     assert out == {float(v): [2.0 * v] for v in range(8)}
     assert gate.calls == [1, 3, 3, 1]
@@ -74,11 +74,27 @@ def test_max_batch_splits_the_queue():
 
 
 def test_an_error_stays_with_its_request():
-    co, gate = Coalescer(max_batch=64), Gate(fail_on=3.0)
+    co, gate = Coalescer(max_batch=64, max_inflight=1), Gate(fail_on=3.0)
     out = _run_concurrently(co, gate, [float(v) for v in range(6)])
     assert isinstance(out[3.0], InvalidArgument)
     assert {v: r for v, r in out.items() if v != 3.0} == {v: [2 * v] for v in (0., 1., 2., 4., 5.)}
     assert gate.calls == [1, 5, 1, 1, 1, 1, 1]  # merged call failed: each re-run alone
+
+
+def test_up_to_max_inflight_searches_of_a_key_run_side_by_side():
+    co, both = Coalescer(max_batch=64, max_inflight=2), threading.Barrier(2, timeout=10)
+    out = {}
+
+    def search(q: np.ndarray) -> list:
+        both.wait()  # raises BrokenBarrierError unless two searches run at once
+        return [float(x) for x in q[:, 0]]
+    threads = [threading.Thread(target=lambda v=v: out.setdefault(
+        v, co.run("k", np.array([[v]], np.float32), search))) for v in (1.0, 2.0)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert out == {1.0: [1.0], 2.0: [2.0]} and not co._queues
 
 
 def test_a_lone_request_does_not_wait():
@@ -127,8 +143,11 @@ def test_single_query_searches_use_one_openmp_thread():
         seen["batch"] = faiss.omp_get_max_threads()
         for_search(64, shards=64)
         seen["many shards"] = faiss.omp_get_max_threads()
+        with omp.single_threaded():  # merged batches of concurrent requests
+            for_search(64)
+            seen["merged"] = faiss.omp_get_max_threads()
     t = threading.Thread(target=probe)  # per thread, as in the server's worker threads
     t.start()
     t.join()
     cores = omp.CORES
-    assert seen == {"single": 1, "batch": min(64, max(1, cores)), "many shards": 1}
+    assert seen == {"single": 1, "batch": min(64, max(1, cores)), "many shards": 1, "merged": 1}
