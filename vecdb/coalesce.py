@@ -52,7 +52,8 @@ class Coalescer:
         self.max_batch, self.max_wait_s = max(1, int(max_batch)), max(0.0, float(max_wait_s))
         self.max_inflight = max(1, int(max_inflight))
         self._lock = threading.Lock()
-        # key -> [searches running, queued requests]; present while one runs
+        # key -> [searches running, queued requests, the batch a leader is gathering
+        # (max_wait_s > 0) or None]; present while one runs
         self._queues: dict[Hashable, list] = {}
         self.batches = 0  # merged searches run (tests and benchmarks read them)
         self.merged = 0   # requests that ran inside another request's search
@@ -65,10 +66,17 @@ class Coalescer:
             return search(queries)
         me = _Request(queries)
         with self._lock:
-            state = self._queues.setdefault(key, [0, []])
-            if state[0] < self.max_inflight:
+            state = self._queues.setdefault(key, [0, [], None])
+            gathering = state[2]
+            if gathering is not None and (sum(len(r.queries) for r in gathering)
+                                          + len(queries) <= self.max_batch):
+                gathering.append(me)  # a leader is waiting for company: join it
+                batch = None
+            elif state[0] < self.max_inflight:
                 state[0] += 1
                 batch = [me]
+                if self.max_wait_s:
+                    state[2] = batch
             else:
                 state[1].append(me)
                 batch = None
@@ -87,9 +95,13 @@ class Coalescer:
         return me.result
 
     def _gather(self, key: Hashable, batch: list[_Request]) -> list[_Request]:
+        """Wait max_wait_s while later requests join ``batch``; then close it."""
         time.sleep(self.max_wait_s)
         with self._lock:
-            return self._take(self._queues[key][1], batch)
+            state = self._queues[key]
+            if state[2] is batch:
+                state[2] = None
+            return self._take(state[1], batch)
 
     def _take(self, queue: list[_Request], batch: list[_Request]) -> list[_Request]:
         """Move requests from ``queue`` into ``batch`` while they fit (lock held)."""
@@ -130,6 +142,10 @@ class Coalescer:
             for r in batch:
                 _settle(r, search)
             return
+        except BaseException as exc:  # e.g. KeyboardInterrupt: nobody may wake empty-handed
+            for r in batch:
+                r.error = exc
+            raise
         start = 0
         for r in batch:
             r.result = out[start:start + len(r.queries)]

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import checkpoint, filters, validation
+from . import checkpoint, filters, omp, validation
 from .expiry import now_ms
 from .gpu_index import reserve_for_write
 from .filters import Clause
@@ -331,7 +331,12 @@ class Collection:
         if len(self.shards) == 1:
             parts = [self.shards[0].search(q, k, params, node)]
         else:
-            parts = list(self.pool.map(lambda s: s.search(q, k, params, node), self.shards))
+            single = omp.is_single()  # a merged batch stays single-threaded in the pool
+
+            def one(s: Shard):
+                with omp.single_threaded(single):
+                    return s.search(q, k, params, node)
+            parts = list(self.pool.map(one, self.shards))
         plan = "; ".join(f"shard {i}: {p[2]}" for i, p in enumerate(parts))
         scores, which, labels = merge([p[:2] for p in parts], k, higher_is_better(self.config.metric))
         return self._hydrate(scores, which, labels, with_payload, with_vector, plan, raw_payloads)

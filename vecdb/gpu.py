@@ -195,6 +195,7 @@ class GpuContext:
         self._gpus = gpus
         self._lock = threading.Lock()
         self._resources: dict[int, object] = {}
+        self._gpu_locks: dict[int, threading.Lock] = {}
         self._fallback_logged = False
 
     @classmethod
@@ -257,6 +258,13 @@ class GpuContext:
         return shard % max(self.gpus.count(backend), 1)
 
     # ---- factories (overridden by tests with CPU stand-ins) -----------------
+    def gpu_lock(self, gpu: int) -> threading.Lock:
+        """One lock per GPU: FAISS GPU indexes and their StandardGpuResources are not
+        thread-safe (not even for concurrent searches), so every FAISS GPU call on
+        that GPU holds it."""
+        with self._lock:
+            return self._gpu_locks.setdefault(gpu, threading.Lock())
+
     def resources(self, gpu: int):
         with self._lock:
             res = self._resources.get(gpu)
@@ -294,6 +302,7 @@ class GpuContext:
         return index
 
     def cagra_params(self, k: int, ef_search: int):
+        """Search parameters for a top-``k`` CAGRA search (k = the over-fetched k)."""
         params = faiss.SearchParametersCagra()
         params.itopk_size = max(k, ef_search)
         return params

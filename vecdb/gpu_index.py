@@ -22,6 +22,7 @@ pass a quarter of the rows (or ``max_dead``), then compacted.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Callable
@@ -193,6 +194,7 @@ class AnnMirror:
         kk = min(k + len(self.gone), int(self.index.ntotal))
         if self.stale or kk > GPU_MAX_K or kk == 0:
             return None
+        params = params(kk) if callable(params) else params  # CAGRA: per k
         dist, got = self.index.search(queries, kk, params=params)
         if self.row_labels is not None:
             got = np.where(got >= 0, self.row_labels[np.maximum(got, 0)], -1)
@@ -214,6 +216,8 @@ class ShardGpu:
         self.ann: AnnMirror | None = None
         self._ann_for = None  # the CPU Ann the ANN mirror was last tried for
         self._ann_at = -ANN_REFRESH_S
+        # FAISS GPU calls on one GPU are serialized (vecdb.gpu.GpuContext.gpu_lock)
+        self._gpu_lock = ctx.gpu_lock(gpu) if backend == "faiss" else contextlib.nullcontext()
         self.served = 0  # searches answered on the GPU
         self.fallbacks = 0  # searches that failed on the GPU and ran on the CPU
 
@@ -253,7 +257,8 @@ class ShardGpu:
         try:
             mirror = self._new_exact()
             self.ctx.budget.reserve({self: (self.gpu, mirror.planned_bytes(0, len(labels)))})
-            mirror.apply(_EMPTY, labels[order], vectors[order])
+            with self._gpu_lock:
+                mirror.apply(_EMPTY, labels[order], vectors[order])
         except ResourceExhausted as e:
             self.drop(e.message)
             return False
@@ -275,9 +280,10 @@ class ShardGpu:
         if self.exact is None:
             return
         try:
-            self.exact.apply(removed, added, vectors)
-            if self.ann is not None:
-                self.ann.apply(removed, added, vectors)
+            with self._gpu_lock:
+                self.exact.apply(removed, added, vectors)
+                if self.ann is not None:
+                    self.ann.apply(removed, added, vectors)
         except Exception:  # noqa: BLE001
             self.drop("a write failed on the GPU copy", exc=True)
             return
@@ -287,7 +293,8 @@ class ShardGpu:
 
     def _searched(self, fn):
         try:
-            got = fn()
+            with self._gpu_lock:
+                got = fn()
         except Exception:  # noqa: BLE001 - e.g. out of GPU memory for a huge batch
             self.fallbacks += 1
             if self.fallbacks == 1 or self.fallbacks % 1000 == 0:
@@ -309,8 +316,9 @@ class ShardGpu:
         ann = self.ann
         if ann is None:
             return None
-        if ann.kind == "cagra":
-            sp = self.ctx.cagra_params(k, params.ef_search or spec.param("ef_search"))
+        if ann.kind == "cagra":  # sized for the over-fetched k the mirror asks for
+            ef = params.ef_search or spec.param("ef_search")
+            sp = lambda kk: self.ctx.cagra_params(kk, ef)  # noqa: E731
         else:
             sp = faiss.SearchParametersIVF(nprobe=params.nprobe or spec.param("nprobe"))
         return self._searched(lambda: ann.search(queries, k, sp))
@@ -342,14 +350,8 @@ class ShardGpu:
             return
         try:
             fm = faiss_metric(self.metric)
-            if cagra:
-                labels, vecs = self.source()
-                order = np.argsort(labels, kind="stable")
-                index = self.ctx.cagra(self.gpu, self.dim, fm, np.ascontiguousarray(vecs[order]),
-                                       graph_degree)
-                mirror = None if index is None else AnnMirror(index, "cagra", ann, labels[order], per)
-            else:
-                mirror = AnnMirror(self.ctx.faiss_clone(self.gpu, ann.index), ann.kind, ann, None, per)
+            with self._gpu_lock:
+                mirror = self._copy_ann(ann, cagra, fm, graph_degree, per)
         except Exception:  # noqa: BLE001
             log.exception("shard %s: copying the %s index to cuda:%d failed; ANN searches "
                           "stay on the CPU", self.name, ann.kind, self.gpu)
@@ -361,6 +363,16 @@ class ShardGpu:
         self._settle()
         log.info("shard %s: %s index on cuda:%d (%d vectors)", self.name, mirror.kind, self.gpu,
                  mirror.index.ntotal)
+
+    def _copy_ann(self, ann, cagra: bool, fm: int, graph_degree: int, per: int):
+        """The GPU mirror of a CPU ANN index (None: no cuVS for CAGRA)."""
+        if cagra:
+            labels, vecs = self.source()
+            order = np.argsort(labels, kind="stable")
+            index = self.ctx.cagra(self.gpu, self.dim, fm, np.ascontiguousarray(vecs[order]),
+                                   graph_degree)
+            return None if index is None else AnnMirror(index, "cagra", ann, labels[order], per)
+        return AnnMirror(self.ctx.faiss_clone(self.gpu, ann.index), ann.kind, ann, None, per)
 
     def release(self) -> None:
         self.exact = self.ann = None

@@ -37,17 +37,22 @@ def configure(max_threads: int) -> None:
 def for_search(queries: int, shards: int = 1) -> None:
     """Set this thread's FAISS thread count for a search of ``queries`` queries that
     runs beside ``shards - 1`` other shard searches."""
-    cap = 1 if getattr(_local, "single", False) else max(1, (_cap or CORES) // max(1, shards))
+    cap = 1 if is_single() else max(1, (_cap or CORES) // max(1, shards))
     faiss.omp_set_num_threads(max(1, min(queries, cap)))
 
 
+def is_single() -> bool:
+    return getattr(_local, "single", False)
+
+
 @contextlib.contextmanager
-def single_threaded():
-    """Searches in this block use one thread whatever their size: for merged batches
-    of concurrent requests (vecdb.coalesce), whose parallelism is the other
-    requests running beside them on the other cores."""
-    _local.single = True
+def single_threaded(on: bool = True):
+    """Searches in this block (in this thread) use one thread whatever their size: for
+    merged batches of concurrent requests (vecdb.coalesce), whose parallelism is the
+    other requests running beside them on the other cores. Pool threads searching
+    shards for such a batch enter it with the caller's ``is_single()``."""
+    before, _local.single = is_single(), on
     try:
         yield
     finally:
-        _local.single = False
+        _local.single = before

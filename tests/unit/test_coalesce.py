@@ -97,6 +97,27 @@ def test_up_to_max_inflight_searches_of_a_key_run_side_by_side():
     assert out == {1.0: [1.0], 2.0: [2.0]} and not co._queues
 
 
+def test_wait_lets_concurrent_requests_join_a_gathering_leader():
+    co, calls, start = Coalescer(max_batch=64, max_wait_s=0.3, max_inflight=4), [], threading.Barrier(4)
+    out = {}
+
+    def search(q: np.ndarray) -> list:
+        calls.append(len(q))
+        return [float(x) for x in q[:, 0]]
+
+    def one(v: float) -> None:
+        start.wait()
+        out[v] = co.run("k", np.array([[v]], np.float32), search)
+    threads = [threading.Thread(target=one, args=(float(v),)) for v in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert out == {float(v): [float(v)] for v in range(4)}
+    assert sum(calls) == 4 and calls[0] >= 2, calls  # not four lone searches
+    assert not co._queues
+
+
 def test_a_lone_request_does_not_wait():
     co = Coalescer(max_batch=64, max_wait_s=0.0)
     calls = []

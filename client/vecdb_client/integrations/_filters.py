@@ -24,7 +24,10 @@ RANGE_OPS = {"$gt": "gt", "$gte": "gte", "$lt": "lt", "$lte": "lte"}
 
 def is_native(flt: Any) -> bool:
     """True for a dict already in vecdb's filter language: a clause (must/should/
-    must_not/min_should), a ``has_id`` condition, or ``{"key": K, <operator>: V}``."""
+    must_not/min_should), a ``has_id`` condition, or ``{"key": K, <operator>: V}``.
+    A bare ``{"text": ...}`` reads as the metadata equality ``text == ...`` (the
+    frameworks' convention); wrap vecdb's keyless text condition in a clause:
+    ``{"must": [{"text": "..."}]}``."""
     if not isinstance(flt, dict) or not flt:
         return False
     keys = set(flt)

@@ -164,15 +164,16 @@ class VecdbVectorStore(BasePydanticVectorStore):
             similarities=[self._similarity(h.score) for h in hits], ids=[h.id for h in hits])
 
     @staticmethod
-    def _nodes_filter(node_ids: Optional[List[str]], filters: Optional[MetadataFilters]
-                      ) -> dict | None:
-        parts = []
-        if node_ids is not None:
-            parts.append({"has_id": unique(node_ids)})
+    def _nodes_filters(node_ids: Optional[List[str]], filters: Optional[MetadataFilters]
+                       ) -> list[dict]:
+        """The filters selecting these nodes: one per ID_CHUNK ids (the server caps a
+        has_id list), [] when neither ids nor filters are given."""
         flt = from_llama_index(filters)
-        if flt is not None:
-            parts.append(flt)
-        return None if not parts else parts[0] if len(parts) == 1 else {"must": parts}
+        if node_ids is None:
+            return [] if flt is None else [flt]
+        ids = unique(node_ids)
+        chunks = [{"has_id": ids[a:a + ID_CHUNK]} for a in range(0, len(ids), ID_CHUNK)]
+        return chunks if flt is None else [{"must": [c, flt]} for c in chunks]
 
     # ------------------------------------------------------------ sync
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> List[str]:
@@ -197,11 +198,12 @@ class VecdbVectorStore(BasePydanticVectorStore):
         """Delete nodes by id and/or filters (both given: those matching both)."""
         if node_ids is not None and not unique(node_ids):
             return None
-        flt = self._nodes_filter(node_ids, filters)
-        if flt is None:
+        flts = self._nodes_filters(node_ids, filters)
+        if not flts:
             raise ValueError("delete_nodes needs node_ids or filters (clear() deletes all)")
         try:
-            self._conn.sync.delete(self.collection_name, filter=flt)
+            for flt in flts:
+                self._conn.sync.delete(self.collection_name, filter=flt)
         except NotFoundError:
             pass
 
@@ -224,8 +226,8 @@ class VecdbVectorStore(BasePydanticVectorStore):
                 pts = [p for a in range(0, len(ids), ID_CHUNK)
                        for p in c.get(self.collection_name, ids[a:a + ID_CHUNK])]
             else:
-                pts = list(c.iter_points(self.collection_name,
-                                         filter=self._nodes_filter(node_ids, filters)))
+                pts = [p for flt in self._nodes_filters(node_ids, filters) or [None]
+                       for p in c.iter_points(self.collection_name, filter=flt)]
         except NotFoundError:
             return []
         return [self._node(p.id, p.payload, p.text) for p in pts]
@@ -275,10 +277,11 @@ class VecdbVectorStore(BasePydanticVectorStore):
             return self.delete_nodes(node_ids, filters, **delete_kwargs)
         if node_ids is not None and not unique(node_ids):
             return None
-        flt = self._nodes_filter(node_ids, filters)
-        if flt is None:
+        flts = self._nodes_filters(node_ids, filters)
+        if not flts:
             raise ValueError("delete_nodes needs node_ids or filters (clear() deletes all)")
-        await self._adelete_filter(flt)
+        for flt in flts:
+            await self._adelete_filter(flt)
 
     async def aclear(self) -> None:
         if not self._conn.has_async:
@@ -298,8 +301,8 @@ class VecdbVectorStore(BasePydanticVectorStore):
                 pts = [p for a in range(0, len(ids), ID_CHUNK)
                        for p in await c.get(self.collection_name, ids[a:a + ID_CHUNK])]
             else:
-                pts = [p async for p in c.iter_points(
-                    self.collection_name, filter=self._nodes_filter(node_ids, filters))]
+                pts = [p for flt in self._nodes_filters(node_ids, filters) or [None]
+                       async for p in c.iter_points(self.collection_name, filter=flt)]
         except NotFoundError:
             return []
         return [self._node(p.id, p.payload, p.text) for p in pts]
