@@ -17,19 +17,56 @@ from bench_measure import tree_memory_mb
 from bench_peers import COLLECTION, Faiss, Lance, MilvusLite, System, VecdbLocal, free_port, rows
 
 
-def _server_memory(system) -> dict:
-    """Peak over the server's whole life (also across the restarts done so far)."""
-    m = tree_memory_mb(system.proc.pid)
-    return {"rss_mb": m["rss_mb"], "peak_mb": max(m["peak_mb"], getattr(system, "_peak", 0.0)),
-            "what": "server process"}
+class ServerSystem(System):
+    """A server subprocess (``self.proc``, log ``self._log``) started by ``_start()``
+    (returns seconds until it serves): memory from /proc, stop, restart, close."""
+
+    server = True
+
+    def thread_searcher(self):
+        return remote_searcher(self.remote())
+
+    def memory(self, baseline_mb):
+        """Peak over the server's whole life (also across the restarts done so far)."""
+        m = tree_memory_mb(self.proc.pid)
+        return {"rss_mb": m["rss_mb"], "peak_mb": max(m["peak_mb"], getattr(self, "_peak", 0.0)),
+                "what": "server process"}
+
+    def _stop(self, sig: int) -> float:
+        """Signal the server, wait for it; returns the seconds it took to exit."""
+        self._peak = max(getattr(self, "_peak", 0.0), tree_memory_mb(self.proc.pid)["peak_mb"])
+        t0 = time.perf_counter()
+        self.proc.send_signal(sig)
+        self.proc.wait(300)
+        self._log.close()
+        return time.perf_counter() - t0
+
+    def _reconnect(self) -> None:
+        """After a restart, before the first search (e.g. re-fetch a collection handle)."""
+
+    def restart(self, probe):
+        out = {}
+        for label, sig in (("sigterm", signal.SIGTERM), ("sigkill", signal.SIGKILL)):
+            stop_s = self._stop(sig)
+            t0 = time.perf_counter()
+            serving = self._start()
+            self._reconnect()
+            self.search_one(probe)
+            out[label] = {"stop_s": stop_s, "serving_s": serving,
+                          "first_search_s": time.perf_counter() - t0}
+        out["rss_after_restart_mb"] = tree_memory_mb(self.proc.pid)["rss_mb"]
+        return out
+
+    def close(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self._stop(signal.SIGTERM)
 
 
 # ------------------------------------------------------------------ vecdb server
-class VecdbServer(System):
+class VecdbServer(ServerSystem):
     """``python -m vecdb_server`` subprocess on 127.0.0.1, reached with vecdb_client."""
 
     name = "vecdb (gRPC server)"
-    server = True
 
     def __init__(self, opts, workdir):
         super().__init__(opts, workdir)
@@ -98,42 +135,14 @@ class VecdbServer(System):
     def remote(self):
         return {"kind": "vecdb", "target": self.target, "k": self.k, "kw": self._kw()}
 
-    def thread_searcher(self):
-        return remote_searcher(self.remote())
-
-    def memory(self, baseline_mb):
-        return _server_memory(self)
-
-    def stop(self, sig: int) -> float:
+    def _stop(self, sig: int) -> float:
         self.client.close()
-        self._peak = max(getattr(self, "_peak", 0.0), tree_memory_mb(self.proc.pid)["peak_mb"])
-        t0 = time.perf_counter()
-        self.proc.send_signal(sig)
-        self.proc.wait(300)
-        self._log.close()
-        return time.perf_counter() - t0
-
-    def restart(self, probe):
-        out = {}
-        for label, sig in (("sigterm", signal.SIGTERM), ("sigkill", signal.SIGKILL)):
-            stop_s = self.stop(sig)
-            t0 = time.perf_counter()
-            serving = self._start()
-            self.search_one(probe)
-            out[label] = {"stop_s": stop_s, "serving_s": serving,
-                          "first_search_s": time.perf_counter() - t0}
-        out["rss_after_restart_mb"] = tree_memory_mb(self.proc.pid)["rss_mb"]
-        return out
-
-    def close(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.stop(signal.SIGTERM)
+        return super()._stop(sig)
 
 
 # ------------------------------------------------------------------ Chroma (server)
-class ChromaServer(System):
+class ChromaServer(ServerSystem):
     name = "Chroma (server)"
-    server = True
 
     def __init__(self, opts, workdir):
         super().__init__(opts, workdir)
@@ -189,7 +198,7 @@ class ChromaServer(System):
             self.col.modify(configuration={"hnsw": {"ef_search": int(value)}})
             self._stop(signal.SIGTERM)
             self._start()
-            self.col = self.client.get_collection(COLLECTION)
+            self._reconnect()
         self.param = value
 
     def search_batch(self, queries):
@@ -203,36 +212,8 @@ class ChromaServer(System):
     def remote(self):
         return {"kind": "chroma", "port": self.port, "k": self.k}
 
-    def thread_searcher(self):
-        return remote_searcher(self.remote())
-
-    def memory(self, baseline_mb):
-        return _server_memory(self)
-
-    def _stop(self, sig):
-        self._peak = max(getattr(self, "_peak", 0.0), tree_memory_mb(self.proc.pid)["peak_mb"])
-        t0 = time.perf_counter()
-        self.proc.send_signal(sig)
-        self.proc.wait(300)
-        self._log.close()
-        return time.perf_counter() - t0
-
-    def restart(self, probe):
-        out = {}
-        for label, sig in (("sigterm", signal.SIGTERM), ("sigkill", signal.SIGKILL)):
-            stop_s = self._stop(sig)
-            t0 = time.perf_counter()
-            serving = self._start()
-            self.col = self.client.get_collection(COLLECTION)
-            self.search_one(probe)
-            out[label] = {"stop_s": stop_s, "serving_s": serving,
-                          "first_search_s": time.perf_counter() - t0}
-        out["rss_after_restart_mb"] = tree_memory_mb(self.proc.pid)["rss_mb"]
-        return out
-
-    def close(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self._stop(signal.SIGTERM)
+    def _reconnect(self) -> None:
+        self.col = self.client.get_collection(COLLECTION)
 
     def versions(self):
         import chromadb

@@ -24,6 +24,7 @@ bench/recall_qps.png, and the raw numbers (--json). --quick writes under bench/.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -141,7 +142,7 @@ def run_child(name: str, opts: dict, result_path: Path) -> int:
     baseline = measure.self_memory_mb()["rss_mb"]
     sysm = systems.SYSTEMS[name](opts, workdir)
     res.update(name=sysm.name, n=len(ds.base), dim=ds.dim)
-    try:
+    with _running(sysm, workdir, res, save):
         log(f"{sysm.name}: loading {len(ds.base):,} x {ds.dim}")
         res["load"] = sysm.load(ds.base)
         res.update(index=sysm.index, param_name=sysm.param_name)
@@ -185,6 +186,14 @@ def run_child(name: str, opts: dict, result_path: Path) -> int:
         res["versions"] = sysm.versions()
         save()
         return 0
+
+
+@contextlib.contextmanager
+def _running(sysm, workdir: Path, res: dict, save):
+    """Around one system's measurements: a failure's traceback goes into its result;
+    the system is always stopped and its work directory removed."""
+    try:
+        yield
     except Exception:
         res["error"] = traceback.format_exc()
         save()
@@ -211,7 +220,7 @@ def run_scale(opts: dict, workdir: Path, res: dict, save) -> int:
     sysm = systems.VecdbServer(sopts, workdir)
     res.update(name="vecdb (gRPC server), synthetic", n=n, dim=bench_data.DIM,
                index=sopts["vecdb_index_desc"])
-    try:
+    with _running(sysm, workdir, res, save):
         res["load"] = sysm.load(base)
         res["index"] = sysm.index
         save()
@@ -229,13 +238,6 @@ def run_scale(opts: dict, workdir: Path, res: dict, save) -> int:
         log(f"scale: restart {json.dumps(res['restart'])}")
         save()
         return 0
-    except Exception:
-        res["error"] = traceback.format_exc()
-        save()
-        raise
-    finally:
-        sysm.close()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ orchestration
