@@ -21,7 +21,7 @@ def encode(pid: bytes, payload: bytes | None, text: bytes | None) -> bytes:
 
 
 def load_json(raw: bytes | None) -> dict | None:
-    return None if raw is None else json.loads(raw)
+    return None if raw is None else _loads(raw.decode())
 
 
 def decode(raw: bytes, with_payload: bool = True, with_text: bool = True,
@@ -36,7 +36,7 @@ def decode(raw: bytes, with_payload: bool = True, with_text: bool = True,
     payload = None
     if n_pay != ABSENT:
         if with_payload:
-            payload = raw[off:off + n_pay] if raw_payload else _loads(raw[off:off + n_pay].decode())
+            payload = raw[off:off + n_pay] if raw_payload else load_json(raw[off:off + n_pay])
         off += n_pay
     text = None
     if with_text and n_text != ABSENT:
