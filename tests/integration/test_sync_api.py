@@ -138,9 +138,11 @@ def test_streaming_upsert_in_chunks_with_progress(server, coll):
 
 
 def test_deadline_is_enforced(client, coll):
-    client.upsert(coll, ["d"], rand(1, 8))
+    # enough work (2,000 exact queries x 20,000 points, 200k hits) that the answer
+    # cannot come back inside grpc's timer granularity: a tiny search once did
+    client.upsert(coll, [f"d{i}" for i in range(20_000)], rand(20_000, 8))
     with pytest.raises(DeadlineExceededError):
-        client.search(coll, vectors=rand(64, 8), k=10, timeout=1e-6)
+        client.search(coll, vectors=rand(2_000, 8, seed=1), k=100, exact=True, timeout=1e-6)
 
 
 def test_health_and_reflection(server, client):
