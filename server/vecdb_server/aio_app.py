@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from concurrent import futures
 from typing import Any, AsyncIterator, Callable
 
@@ -20,6 +21,7 @@ from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc, points_pb2_grpc
 
 from .app import NOT_SERVING, SERVICE_NAMES, SERVING, enable_reflection, grpc_options
 from .config import ServerConfig
+from .drain import AioDrainInterceptor, Drain
 from .engine import EngineHolder
 from .guard import AioGuardInterceptor, Guard, bind, tls_note
 from .interceptors import AioErrorInterceptor, ErrorMapper
@@ -75,8 +77,10 @@ class AioServerApp:
         self.metrics = Metrics(self.engine, cfg.recall_sample_rate)  # /metrics (metrics.py)
         self.engine.on_open.append(self.metrics.attach)
         self.metrics_port: int | None = None
+        self.drain = Drain()  # graceful stop: refuse new calls, let admitted ones finish
         self.server = grpc.aio.server(
-            interceptors=[AioMetricsInterceptor(self.metrics), AioGuardInterceptor(self.guard),
+            interceptors=[AioMetricsInterceptor(self.metrics), AioDrainInterceptor(self.drain),
+                          AioGuardInterceptor(self.guard),
                           AioErrorInterceptor(ErrorMapper())],
             options=grpc_options(cfg),
             maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None)
@@ -123,8 +127,11 @@ class AioServerApp:
 
     async def stop(self, grace: float | None = None) -> None:
         grace = self.cfg.grace_period_s if grace is None else grace
+        deadline = time.monotonic() + grace
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        log.info("draining %d in-flight call(s), up to %.1f s", self.drain.active, grace)
+        await asyncio.get_running_loop().run_in_executor(None, self.drain.drain, grace)
+        await self.server.stop(max(0.0, deadline - time.monotonic()))
         if self._open_task is not None:
             await self._open_task
         await asyncio.get_running_loop().run_in_executor(None, self.metrics.stop)

@@ -2,14 +2,15 @@
 
 Life cycle: start() binds the port and serves health (NOT_SERVING) at once,
 then opens the database in a background thread (WAL recovery); health flips
-to SERVING when it is open. stop() flips health to NOT_SERVING, stops
-accepting calls, gives in-flight ones ``grace_period_s``, then checkpoints
-and closes the database.
+to SERVING when it is open. stop() flips health to NOT_SERVING, refuses new
+calls, gives in-flight ones ``grace_period_s`` to finish (drain.py says why
+before grpc's own stop), then checkpoints and closes the database.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -20,6 +21,7 @@ from vecdb_client._proto.vecdb.v1 import collections_pb2, collections_pb2_grpc
 from vecdb_client._proto.vecdb.v1 import points_pb2, points_pb2_grpc
 
 from .config import ServerConfig
+from .drain import Drain, DrainInterceptor
 from .engine import EngineHolder
 from .guard import Guard, GuardInterceptor, bind, tls_note
 from .interceptors import ErrorInterceptor, ErrorMapper
@@ -61,9 +63,11 @@ class ServerApp:
         self.metrics = Metrics(self.engine, cfg.recall_sample_rate)  # /metrics (metrics.py)
         self.engine.on_open.append(self.metrics.attach)
         self.metrics_port: int | None = None
+        self.drain = Drain()  # graceful stop: refuse new calls, let admitted ones finish
         self.server = grpc.server(
             futures.ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="vecdb-grpc"),
-            interceptors=[MetricsInterceptor(self.metrics), GuardInterceptor(self.guard),
+            interceptors=[MetricsInterceptor(self.metrics), DrainInterceptor(self.drain),
+                          GuardInterceptor(self.guard),
                           ErrorInterceptor(ErrorMapper())],
             options=grpc_options(cfg),
             maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None)
@@ -114,8 +118,11 @@ class ServerApp:
     def stop(self, grace: float | None = None) -> None:
         """Graceful stop; idempotent. Returns once the database is checkpointed and closed."""
         grace = self.cfg.grace_period_s if grace is None else grace
+        deadline = time.monotonic() + grace
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        log.info("draining %d in-flight call(s), up to %.1f s", self.drain.active, grace)
+        self.drain.drain(grace)
+        self.server.stop(max(0.0, deadline - time.monotonic())).wait()
         if self._opener is not None:
             self._opener.join()
         self.metrics.stop()

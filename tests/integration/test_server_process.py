@@ -2,14 +2,19 @@
 graceful shutdown (SIGTERM), data-dir locking, configuration sources, aio mode."""
 from __future__ import annotations
 
+import queue
+import signal
 import threading
 import time
 
+import grpc
 import numpy as np
 import pytest
 
 from harness import rand
 from vecdb_client import UnavailableError, VecdbClientError
+from vecdb_client._codec import point_batch
+from vecdb_client._proto.vecdb.v1 import points_pb2, points_pb2_grpc
 
 DIM = 32
 
@@ -87,6 +92,49 @@ def test_sigterm_finishes_in_flight_calls_checkpoints_and_exits_zero(spawn):
         info = c.describe_collection("g")
         assert info.points == 20_000
         assert all(s.checkpoint_seq == s.applied_seq for s in info.shards)  # clean checkpoint
+
+
+@pytest.mark.parametrize("mode", ["threaded", "aio"])
+def test_sigterm_refuses_new_calls_while_an_open_stream_finishes(spawn, mode):
+    """Graceful stop drains: new calls get UNAVAILABLE at once, an upsert stream that was
+    open when SIGTERM arrived keeps being served and acknowledged until its client ends it."""
+    srv = spawn("--grace-period-s", "30", env={"VECDB_SERVER_MODE": mode})
+    vecs = rand(40, 8, seed=13)
+    with srv.client() as c:
+        c.create_collection("d", dim=8)
+    outbox: queue.Queue = queue.Queue()
+
+    def batch(i: int) -> points_pb2.UpsertRequest:
+        ids = [f"p{j}" for j in range(20 * i, 20 * i + 20)]
+        return points_pb2.UpsertRequest(collection="d", batch_id=i,
+                                        points=point_batch(ids, vecs[20 * i:20 * i + 20], [], []))
+
+    with grpc.insecure_channel(srv.target) as channel:
+        acks = points_pb2_grpc.PointServiceStub(channel).UpsertStream(iter(outbox.get, None))
+        outbox.put(batch(0))
+        assert next(acks).batch_id == 0
+        srv.proc.send_signal(signal.SIGTERM)
+        with srv.client(max_retries=0) as c:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    c.count("d")
+                except UnavailableError as exc:
+                    assert "shutting down" in str(exc)
+                    break
+                time.sleep(0.02)
+            else:
+                pytest.fail("no call was refused after SIGTERM")
+        outbox.put(batch(1))
+        assert next(acks).batch_id == 1  # the stream admitted before SIGTERM is still served
+        outbox.put(None)
+        assert list(acks) == []
+    assert srv.proc.wait(20) == 0
+    assert "draining 1 in-flight call(s)" in srv.log()
+
+    again = spawn(data_dir=srv.data_dir)
+    with again.client() as c:
+        assert c.count("d") == 40
 
 
 def test_second_server_on_the_same_data_dir_exits_1(spawn):
