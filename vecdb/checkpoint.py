@@ -2,9 +2,10 @@
 
 <shard dir>/ckpt-<seq:020d>/ holds exact.faiss, optionally ann.faiss and
 tombstones.npy, and meta.json (format version, seq, ANN kind, sizes and
-CRC32 of every file). A checkpoint is written into a .tmp directory,
-fsynced, then renamed into place, so a crash leaves either the old or the
-new one complete. Loading walks checkpoints newest first and skips any whose
+CRC32 of every file). A checkpoint is streamed into a .tmp directory under
+the shard's read lock (dump: no in-memory copy of the indexes), then fsynced
+and renamed into place outside it (commit), so a crash leaves either the old
+or the new one complete. Loading walks checkpoints newest first and skips any whose
 files are missing or fail their checksum (logged); None means "rebuild".
 """
 from __future__ import annotations
@@ -26,6 +27,8 @@ from .types import CollectionConfig
 log = logging.getLogger("vecdb.checkpoint")
 FORMAT = 1
 PREFIX = "ckpt-"
+PENDING = PREFIX + "pending.tmp"  # being written; never loaded (ends with .tmp)
+CHUNK = 1 << 20
 
 
 @dataclass
@@ -35,20 +38,27 @@ class Loaded:
     ann: Ann | None
 
 
-def serialize(exact: faiss.Index, ann: Ann | None) -> tuple[dict[str, bytes], dict]:
-    """In-memory copy of the state (taken under the shard's read lock; fast)."""
-    blobs = {"exact.faiss": faiss.serialize_index(exact).tobytes()}
-    info: dict = {"ann": None}
-    if ann is not None:
-        blobs["ann.faiss"] = faiss.serialize_index(ann.index).tobytes()
-        buf = io.BytesIO()
-        np.save(buf, np.array(sorted(ann.tombstones), dtype=np.int64))
-        blobs["tombstones.npy"] = buf.getvalue()
-        info["ann"] = {"kind": ann.kind, "trained_on": ann.trained_on}
-    return blobs, info
+def _write_index(path: str, index: faiss.Index) -> dict:
+    """Stream ``index`` into ``path`` in 1 MiB chunks (no in-memory copy of the index:
+    a copy of every index at once was the server's peak RSS); returns size and CRC32.
+    An OSError of the file (e.g. disk full) propagates through FAISS unchanged."""
+    spec = {"size": 0, "crc32": 0}
+    with open(path, "wb") as f:
+        def put(chunk: bytes) -> int:
+            spec["size"] += len(chunk)
+            spec["crc32"] = zlib.crc32(chunk, spec["crc32"])
+            return f.write(chunk)
+        faiss.write_index(index, faiss.PyCallbackIOWriter(put, CHUNK))
+    return spec
 
 
-def _fsync_dir(path: str) -> None:
+def _write_bytes(path: str, data: bytes) -> dict:
+    with open(path, "wb") as f:
+        f.write(data)
+    return {"size": len(data), "crc32": zlib.crc32(data)}
+
+
+def _fsync(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -56,44 +66,69 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write(directory: str, seq: int, state: tuple[dict[str, bytes], dict]) -> None:
-    blobs, info = state
+def dump(directory: str, exact: faiss.Index, ann: Ann | None) -> dict:
+    """Write the state's files into ``directory``/PENDING (under the shard's read lock,
+    so they are consistent; not yet durable). Pass the result to :func:`commit`."""
     os.makedirs(directory, exist_ok=True)
-    final = os.path.join(directory, f"{PREFIX}{seq:020d}")
-    tmp = final + ".tmp"
+    tmp = os.path.join(directory, PENDING)
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    files = {}
+    files: dict = {}
+    info: dict = {"ann": None}
     try:
-        for name, data in blobs.items():
-            with open(os.path.join(tmp, name), "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            files[name] = {"size": len(data), "crc32": zlib.crc32(data)}
-        meta = {"format": FORMAT, "seq": seq, "files": files, **info}
+        files["exact.faiss"] = _write_index(os.path.join(tmp, "exact.faiss"), exact)
+        if ann is not None:
+            files["ann.faiss"] = _write_index(os.path.join(tmp, "ann.faiss"), ann.index)
+            buf = io.BytesIO()
+            np.save(buf, np.array(sorted(ann.tombstones), dtype=np.int64))
+            files["tombstones.npy"] = _write_bytes(os.path.join(tmp, "tombstones.npy"),
+                                                   buf.getvalue())
+            info["ann"] = {"kind": ann.kind, "trained_on": ann.trained_on}
+    except OSError:  # e.g. disk full: give the space back, keep the previous checkpoint
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"files": files, **info}
+
+
+def commit(directory: str, seq: int, dumped: dict) -> None:
+    """Make a :func:`dump` durable as the checkpoint at ``seq`` (fsync, meta.json with
+    the checksums, rename into place), then remove older checkpoints."""
+    tmp = os.path.join(directory, PENDING)
+    final = os.path.join(directory, f"{PREFIX}{seq:020d}")
+    try:
+        for name in dumped["files"]:
+            _fsync(os.path.join(tmp, name))
+        meta = {"format": FORMAT, "seq": seq, **dumped}
         with open(os.path.join(tmp, "meta.json"), "w") as f:
             json.dump(meta, f)
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(tmp)
-    except OSError:  # e.g. disk full: give the space back, keep the previous checkpoint
+        _fsync(tmp)
+    except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(final, ignore_errors=True)
     os.rename(tmp, final)
-    _fsync_dir(directory)
+    _fsync(directory)
     for old in os.listdir(directory):
         if old.startswith(PREFIX) and os.path.join(directory, old) != final:
             shutil.rmtree(os.path.join(directory, old), ignore_errors=True)
 
 
-def _read(path: str, spec: dict) -> bytes:
+def _verify(path: str, spec: dict) -> None:
+    size, crc = 0, 0
     with open(path, "rb") as f:
-        data = f.read()
-    if len(data) != spec["size"] or zlib.crc32(data) != spec["crc32"]:
+        while chunk := f.read(CHUNK):
+            size += len(chunk)
+            crc = zlib.crc32(chunk, crc)
+    if size != spec["size"] or crc != spec["crc32"]:
         raise ValueError(f"{os.path.basename(path)} fails its size/checksum check")
-    return data
+
+
+def _read(path: str, spec: dict) -> bytes:
+    _verify(path, spec)
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def _load_one(path: str, config: CollectionConfig) -> Loaded:
@@ -104,8 +139,8 @@ def _load_one(path: str, config: CollectionConfig) -> Loaded:
     files = meta["files"]
 
     def index(name: str) -> faiss.Index:
-        data = _read(os.path.join(path, name), files[name])
-        return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
+        _verify(os.path.join(path, name), files[name])
+        return faiss.read_index(os.path.join(path, name))  # straight from the file
 
     exact = index("exact.faiss")
     if exact.d != config.dim:

@@ -473,9 +473,13 @@ class Shard:
                 seq = self.applied_seq
                 if seq == self.checkpoint_seq and not self._ann_dirty:
                     return False
-                blobs = checkpoint.serialize(self.exact, self.ann)
+                dumped = checkpoint.dump(self.dir, self.exact, self.ann)  # writers wait
                 self._ann_dirty = False
-            checkpoint.write(self.dir, seq, blobs)
+            try:
+                checkpoint.commit(self.dir, seq, dumped)
+            except BaseException:
+                self._ann_dirty = True  # the next round writes the whole state again
+                raise
             self.checkpoint_seq = seq
             cut = seq - wal_retain
             if cut > 0:

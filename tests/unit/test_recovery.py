@@ -131,3 +131,42 @@ def test_background_thread_builds_and_checkpoints(tmp_path):
         assert db.search("c", X[:1], k=1)[0].ids == ["0"]
     finally:
         db.close()
+
+
+def test_checkpoint_streams_files_with_checksums_and_reports_disk_full(db, reopen):
+    import errno
+    import json
+    import zlib
+
+    import faiss
+
+    from vecdb import checkpoint
+    db.create_collection("c", 16, index="hnsw", index_params={"build_threshold": 500})
+    fill(db)
+    db.maintain()
+    db.checkpoint()
+    [ckpt] = glob.glob(os.path.join(db.path, "collections", "*", "shard-0", "ckpt-*"))
+    with open(os.path.join(ckpt, "meta.json")) as f:
+        meta = json.load(f)
+    assert set(meta["files"]) == {"exact.faiss", "ann.faiss", "tombstones.npy"}
+    for name, spec in meta["files"].items():
+        with open(os.path.join(ckpt, name), "rb") as f:
+            data = f.read()
+        assert (len(data), zlib.crc32(data)) == (spec["size"], spec["crc32"])
+    shard = db.collections["c"].shards[0]
+    with open(os.path.join(ckpt, "exact.faiss"), "rb") as f:
+        assert f.read() == faiss.serialize_index(shard.exact).tobytes()
+    # a full disk under the streamed write surfaces as the file's own OSError
+    with pytest.raises(OSError) as err:
+        checkpoint._write_index("/dev/full", shard.exact)
+    assert err.value.errno == errno.ENOSPC
+    # a dump a crash left behind is never loaded, and the next checkpoint replaces it
+    os.makedirs(os.path.join(os.path.dirname(ckpt), checkpoint.PENDING, "exact.faiss"))
+    db.upsert("c", ["late"], clustered(1, 16, seed=5))
+    db.checkpoint()
+    db = reopen(db)
+    try:
+        assert db.count("c") == 3001 and db.describe_collection("c").index_state == "built"
+        assert not os.path.exists(os.path.join(os.path.dirname(ckpt), checkpoint.PENDING))
+    finally:
+        db.close()
