@@ -432,9 +432,9 @@ def test_ttl_expiry(client, coll_name):
     client.create_collection(coll_name, dim=4, shards=2)
     vecs = rand(8, 4, seed=6)
     ids = [f"e{i}" for i in range(8)]
-    client.upsert(coll_name, ids[:4], vecs[:4], payloads=[{"k": 1}] * 4, ttl=1)
+    client.upsert(coll_name, ids[:4], vecs[:4], payloads=[{"k": 1}] * 4, ttl=3)
     client.upsert(coll_name, ids[4:], vecs[4:], payloads=[{"k": 1}] * 4,
-                  ttl=[1, None, 3600, None])  # per point; None = never
+                  ttl=[3, None, 3600, None])  # per point; None = never
     # a partial update keeps the TTL
     client.update_payload(coll_name, ids=["e0"], set={"touched": True})
     assert client.count(coll_name) == 8
@@ -445,7 +445,9 @@ def test_ttl_expiry(client, coll_name):
     with pytest.raises(InvalidArgumentError) as ei:
         client.upsert(coll_name, ids[:4], vecs[:4], ttl=[1, 2])
     assert ei.value.field == "ttl" and ei.value.request_id  # the server counts
-    time.sleep(1.5)
+    deadline = time.monotonic() + 15
+    while client.count(coll_name) != 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
     alive = ["e5", "e6", "e7"]
     assert client.count(coll_name) == 3
     assert client.count(coll_name, F.match("k", 1)) == 3

@@ -56,6 +56,11 @@ def msrv(tmp_path_factory):
 def test_rpc_counts_latency_and_collection_gauges(msrv):
     port = msrv.app.metrics_port
     assert port
+    base = scrape(port)  # counters are server-wide: compare against what was there before
+
+    def delta(fams: dict, sample: str, **labels: str) -> float:
+        return (value(fams, sample, **labels) or 0) - (value(base, sample, **labels) or 0)
+
     with msrv.client() as c:
         c.create_collection("m_gauges", dim=DIM, index="flat", shards=2,
                             payload_indexes={"g": "keyword"})
@@ -68,12 +73,12 @@ def test_rpc_counts_latency_and_collection_gauges(msrv):
         fams = wait_for(lambda: (f := scrape(port)) and
                         value(f, "vecdb_checkpoint_duration_seconds_count",
                               collection="m_gauges") and f)
-    assert value(fams, "vecdb_rpc_requests_total", method="PointService/Upsert", code="OK") == 10
-    assert value(fams, "vecdb_rpc_requests_total", method="PointService/Search",
+    assert delta(fams, "vecdb_rpc_requests_total", method="PointService/Upsert", code="OK") == 10
+    assert delta(fams, "vecdb_rpc_requests_total", method="PointService/Search",
                  code="NOT_FOUND") == 1
     assert value(fams, "vecdb_rpc_duration_seconds_count", method="PointService/Search",
                  code="OK") >= 1
-    assert value(fams, "vecdb_rpc_duration_seconds_bucket", method="PointService/Upsert",
+    assert delta(fams, "vecdb_rpc_duration_seconds_bucket", method="PointService/Upsert",
                  code="OK", le="+Inf") == 10
     assert value(fams, "vecdb_ready") == 1 and value(fams, "vecdb_disk_full") == 0
     assert value(fams, "vecdb_collection_points", collection="m_gauges") == 200

@@ -32,6 +32,7 @@ class EmbeddingsServer:
         self.fail: list[int] = []
         self.delay_s = 0.0
         self.log: list[dict] = []
+        self.busy = 0  # handlers running (a delayed one must finish before knobs change)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -42,6 +43,13 @@ class EmbeddingsServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 outer.log.append({"path": self.path, "auth": self.headers.get("Authorization"),
                                   "n": len(body["input"]), "model": body["model"]})
+                outer.busy += 1
+                try:
+                    self._answer(body)
+                finally:
+                    outer.busy -= 1
+
+            def _answer(self, body):
                 if outer.delay_s:
                     time.sleep(outer.delay_s)
                 if self.path != "/v1/embeddings":
@@ -161,7 +169,9 @@ def test_errors(api, key_file):
         assert "after 2 attempts" in e.value.message
     finally:
         api.delay_s = 0.0
-        time.sleep(1.2)  # let the slow handlers finish before the next knob is set
+        deadline = time.monotonic() + 10  # the slow handlers finish before the next knob is set
+        while api.busy and time.monotonic() < deadline:
+            time.sleep(0.05)
     # retries exhausted on 5xx
     api.fail = [502, 502]
     with pytest.raises(Unavailable):

@@ -7,6 +7,7 @@ import asyncio
 import os
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -38,6 +39,12 @@ def test_snapshot_restore_on_another_server(tmp_path):
                     ca.upsert("other", [f"o{i}"], rand(1, 16, seed=i))
                     i += 1
             ca.create_collection("other", dim=16)
+            # snapshot the built HNSW index: a build swapped in between the snapshot and the
+            # reference search would change scores in the last bit
+            deadline = time.monotonic() + 60
+            while ca.describe_collection("docs").index_state != "built":
+                assert time.monotonic() < deadline, "the HNSW index was never built"
+                time.sleep(0.05)
             t = threading.Thread(target=writer)
             t.start()
             try:

@@ -64,7 +64,7 @@ def test_a_lone_call_waits_at_most_max_wait_and_errors_reach_every_caller():
     b = MicroBatcher(lambda texts, kind: np.zeros((len(texts), 1), np.float32), max_wait_s=0.05)
     t0 = time.monotonic()
     assert b.submit(["a"], "query").shape == (1, 1)
-    assert time.monotonic() - t0 < 0.5
+    assert time.monotonic() - t0 < 2.0  # max_wait 0.05 s: proves it does not hang
     b.close()
 
     def boom(texts, kind):
