@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import grpc
 
-from .interceptors import _kind
+from .interceptors import rewrap
 
 SHUTTING_DOWN = "server is shutting down; retry on another replica or after restart"
 SETTLE_S = 0.05  # after the last call is done, before connections close
@@ -69,7 +69,7 @@ class DrainInterceptor(grpc.ServerInterceptor):
     def __init__(self, drain: Drain, prefix: str = "/vecdb.v1."):
         self._drain, self._prefix = drain, prefix
 
-    def _wrap(self, behavior: Callable) -> Callable:
+    def _wrap(self, behavior: Callable, _streaming: bool, _method: str) -> Callable:
         def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
             if not self._drain.enter():
                 context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
@@ -79,11 +79,7 @@ class DrainInterceptor(grpc.ServerInterceptor):
         return wrapper
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
-        handler = continuation(details)
-        if handler is None or not details.method.startswith(self._prefix):
-            return handler
-        kind = _kind(handler)
-        return handler._replace(**{kind: self._wrap(getattr(handler, kind))})
+        return rewrap(continuation(details), details, self._prefix, self._wrap)
 
 
 class AioDrainInterceptor(grpc.aio.ServerInterceptor):
@@ -97,7 +93,7 @@ class AioDrainInterceptor(grpc.aio.ServerInterceptor):
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         context.add_done_callback(self._drain.leave)
 
-    def _wrap(self, behavior: Callable, streaming: bool) -> Callable:
+    def _wrap(self, behavior: Callable, streaming: bool, _method: str) -> Callable:
         if streaming:
             async def stream(request_or_iterator: Any, context: Any) -> Any:
                 await self._admit(context)
@@ -112,9 +108,4 @@ class AioDrainInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation: Callable,
                                 details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        if handler is None or not details.method.startswith(self._prefix):
-            return handler
-        kind = _kind(handler)
-        return handler._replace(**{kind: self._wrap(getattr(handler, kind),
-                                                    handler.response_streaming)})
+        return rewrap(await continuation(details), details, self._prefix, self._wrap)

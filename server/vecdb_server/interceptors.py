@@ -101,12 +101,10 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         return wrapper
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
-        handler = continuation(details)
-        if handler is None or not details.method.startswith(self._prefix):
-            return handler
-        kind = _kind(handler)
-        wrap = self._stream_response if handler.response_streaming else self._unary_response
-        return handler._replace(**{kind: wrap(getattr(handler, kind), details.method)})
+        return rewrap(continuation(details), details, self._prefix, self._wrap)
+
+    def _wrap(self, behavior: Callable, streaming: bool, method: str) -> Callable:
+        return (self._stream_response if streaming else self._unary_response)(behavior, method)
 
 
 class AioErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -149,12 +147,21 @@ class AioErrorInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation: Callable,
                                 details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        if handler is None or not details.method.startswith(self._prefix):
-            return handler
-        kind = _kind(handler)
-        wrap = self._stream_response if handler.response_streaming else self._unary_response
-        return handler._replace(**{kind: wrap(getattr(handler, kind), details.method)})
+        return rewrap(await continuation(details), details, self._prefix, self._wrap)
+
+    def _wrap(self, behavior: Callable, streaming: bool, method: str) -> Callable:
+        return (self._stream_response if streaming else self._unary_response)(behavior, method)
+
+
+def rewrap(handler: Any, details: grpc.HandlerCallDetails, prefix: str,
+           wrap: Callable[[Callable, bool, str], Callable]) -> Any:
+    """``handler`` with its behaviour replaced by ``wrap(behavior, response_streaming,
+    method)``, for methods under ``prefix`` only (health and reflection pass through)."""
+    if handler is None or not details.method.startswith(prefix):
+        return handler
+    kind = _kind(handler)
+    return handler._replace(**{kind: wrap(getattr(handler, kind), handler.response_streaming,
+                                          details.method)})
 
 
 def _kind(handler: grpc.RpcMethodHandler) -> str:
