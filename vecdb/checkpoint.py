@@ -27,7 +27,7 @@ from .types import CollectionConfig
 log = logging.getLogger("vecdb.checkpoint")
 FORMAT = 1
 PREFIX = "ckpt-"
-PENDING = PREFIX + "pending.tmp"  # being written; never loaded (ends with .tmp)
+PENDING = PREFIX + "pending.tmp"  # being written (see _promote_pending for crashes)
 CHUNK = 1 << 20
 
 
@@ -84,7 +84,7 @@ def dump(directory: str, exact: faiss.Index, ann: Ann | None) -> dict:
             files["tombstones.npy"] = _write_bytes(os.path.join(tmp, "tombstones.npy"),
                                                    buf.getvalue())
             info["ann"] = {"kind": ann.kind, "trained_on": ann.trained_on}
-    except OSError:  # e.g. disk full: give the space back, keep the previous checkpoint
+    except BaseException:  # e.g. disk full: give the space back, keep the previous checkpoint
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"files": files, **info}
@@ -104,7 +104,7 @@ def commit(directory: str, seq: int, dumped: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
         _fsync(tmp)
-    except OSError:
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(final, ignore_errors=True)
@@ -153,9 +153,30 @@ def _load_one(path: str, config: CollectionConfig) -> Loaded:
     return Loaded(int(meta["seq"]), exact, ann)
 
 
+def _promote_pending(directory: str) -> None:
+    """Finish a commit a crash interrupted: meta.json is written and fsynced last, so a
+    pending dir that has one is complete (and the newest: every dump starts by removing
+    it). Without one it is a torn dump: removed."""
+    tmp = os.path.join(directory, PENDING)
+    if not os.path.isdir(tmp):
+        return
+    try:
+        with open(os.path.join(tmp, "meta.json")) as f:
+            seq = int(json.load(f)["seq"])
+    except (OSError, ValueError, KeyError, TypeError):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    final = os.path.join(directory, f"{PREFIX}{seq:020d}")
+    shutil.rmtree(final, ignore_errors=True)
+    os.rename(tmp, final)
+    _fsync(directory)
+    log.info("completed the interrupted checkpoint %s", final)
+
+
 def load(directory: str, config: CollectionConfig) -> Loaded | None:
     if not os.path.isdir(directory):
         return None
+    _promote_pending(directory)
     names = sorted((n for n in os.listdir(directory) if n.startswith(PREFIX) and not n.endswith(".tmp")),
                    reverse=True)
     for name in names:

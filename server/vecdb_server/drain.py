@@ -8,10 +8,12 @@ instead of its result (reproduced with a bare grpcio server, threaded and aio:
 about 1 in 20 3 MB responses on loopback lost at ``server.stop(grace)``).
 
 So the apps stop in two steps: :meth:`Drain.drain` first refuses new vecdb.v1
-calls with UNAVAILABLE ("server is shutting down": clients retry elsewhere)
-and waits until gRPC reports every admitted call done (its completion
-callback runs once the status is written), then grpc's own ``stop`` closes the
-connections. Health and reflection are never refused.
+calls with UNAVAILABLE ("server is shutting down"; the SDK retries idempotent
+calls) and waits until gRPC reports every admitted call done (its completion
+callback runs once the status is handed to the transport), then gives the
+answers SETTLE_S to leave the socket buffers (bounded by the grace period; a
+heuristic: ample on a LAN, not a guarantee on a slow link), then grpc's own
+``stop`` closes the connections. Health and reflection are never refused.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import grpc
 from .interceptors import rewrap
 
 SHUTTING_DOWN = "server is shutting down; retry on another replica or after restart"
-SETTLE_S = 0.05  # after the last call is done, before connections close
+SETTLE_S = 0.5  # after the last counted call is done: its answer leaves the socket buffers
 
 
 class Drain:
@@ -35,11 +37,12 @@ class Drain:
         self._active = 0
         self._draining = False
 
-    def enter(self) -> bool:
+    def enter(self, counted: bool = True) -> bool:
+        """Admit a call (False once draining); ``counted``: drain() waits for it."""
         with self._cond:
             if self._draining:
                 return False
-            self._active += 1
+            self._active += counted
             return True
 
     def leave(self, *_: Any) -> None:
@@ -63,17 +66,26 @@ class Drain:
             return self._active
 
 
+def _counted(kind: str) -> bool:
+    """Client-streaming calls (UpsertStream) are refused while draining but not waited
+    for: their answers are small acks, and an open bulk load must not keep new calls
+    refused for the whole grace period (grpc's own stop gives them the rest of it)."""
+    return not kind.startswith("stream_")
+
+
 class DrainInterceptor(grpc.ServerInterceptor):
     """Threaded flavour: admit or refuse, and count the call until gRPC says it is done."""
 
     def __init__(self, drain: Drain, prefix: str = "/vecdb.v1."):
         self._drain, self._prefix = drain, prefix
 
-    def _wrap(self, behavior: Callable, _streaming: bool, _method: str) -> Callable:
+    def _wrap(self, behavior: Callable, kind: str, _method: str) -> Callable:
+        counted = _counted(kind)
+
         def wrapper(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
-            if not self._drain.enter():
+            if not self._drain.enter(counted):
                 context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
-            if not context.add_callback(self._drain.leave):
+            if counted and not context.add_callback(self._drain.leave):
                 self._drain.leave()  # already terminated (client gone)
             return behavior(request_or_iterator, context)
         return wrapper
@@ -88,21 +100,23 @@ class AioDrainInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, drain: Drain, prefix: str = "/vecdb.v1."):
         self._drain, self._prefix = drain, prefix
 
-    async def _admit(self, context: Any) -> None:
-        if not self._drain.enter():
+    async def _admit(self, context: Any, counted: bool) -> None:
+        if not self._drain.enter(counted):
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
-        context.add_done_callback(self._drain.leave)
+        if counted:
+            context.add_done_callback(self._drain.leave)
 
-    def _wrap(self, behavior: Callable, streaming: bool, _method: str) -> Callable:
-        if streaming:
+    def _wrap(self, behavior: Callable, kind: str, _method: str) -> Callable:
+        counted = _counted(kind)
+        if kind.endswith("_stream"):
             async def stream(request_or_iterator: Any, context: Any) -> Any:
-                await self._admit(context)
+                await self._admit(context, counted)
                 async for response in behavior(request_or_iterator, context):
                     yield response
             return stream
 
         async def unary(request_or_iterator: Any, context: Any) -> Any:
-            await self._admit(context)
+            await self._admit(context, counted)
             return await behavior(request_or_iterator, context)
         return unary
 

@@ -103,7 +103,8 @@ class ErrorInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
         return rewrap(continuation(details), details, self._prefix, self._wrap)
 
-    def _wrap(self, behavior: Callable, streaming: bool, method: str) -> Callable:
+    def _wrap(self, behavior: Callable, kind: str, method: str) -> Callable:
+        streaming = kind.endswith("_stream")
         return (self._stream_response if streaming else self._unary_response)(behavior, method)
 
 
@@ -149,19 +150,20 @@ class AioErrorInterceptor(grpc.aio.ServerInterceptor):
                                 details: grpc.HandlerCallDetails) -> Any:
         return rewrap(await continuation(details), details, self._prefix, self._wrap)
 
-    def _wrap(self, behavior: Callable, streaming: bool, method: str) -> Callable:
+    def _wrap(self, behavior: Callable, kind: str, method: str) -> Callable:
+        streaming = kind.endswith("_stream")
         return (self._stream_response if streaming else self._unary_response)(behavior, method)
 
 
 def rewrap(handler: Any, details: grpc.HandlerCallDetails, prefix: str,
-           wrap: Callable[[Callable, bool, str], Callable]) -> Any:
-    """``handler`` with its behaviour replaced by ``wrap(behavior, response_streaming,
-    method)``, for methods under ``prefix`` only (health and reflection pass through)."""
+           wrap: Callable[[Callable, str, str], Callable]) -> Any:
+    """``handler`` with its behaviour replaced by ``wrap(behavior, kind, method)`` (kind:
+    unary_unary, unary_stream, stream_unary or stream_stream), for methods under
+    ``prefix`` only (health and reflection pass through)."""
     if handler is None or not details.method.startswith(prefix):
         return handler
     kind = _kind(handler)
-    return handler._replace(**{kind: wrap(getattr(handler, kind), handler.response_streaming,
-                                          details.method)})
+    return handler._replace(**{kind: wrap(getattr(handler, kind), kind, details.method)})
 
 
 def _kind(handler: grpc.RpcMethodHandler) -> str:

@@ -3,7 +3,6 @@ graceful shutdown (SIGTERM), data-dir locking, configuration sources, aio mode."
 from __future__ import annotations
 
 import queue
-import re
 import signal
 import threading
 import time
@@ -97,8 +96,9 @@ def test_sigterm_finishes_in_flight_calls_checkpoints_and_exits_zero(spawn):
 
 @pytest.mark.parametrize("mode", ["threaded", "aio"])
 def test_sigterm_refuses_new_calls_while_an_open_stream_finishes(spawn, mode):
-    """Graceful stop drains: new calls get UNAVAILABLE at once, an upsert stream that was
-    open when SIGTERM arrived keeps being served and acknowledged until its client ends it."""
+    """Graceful stop: new calls get UNAVAILABLE at once, while an upsert stream that was
+    open when SIGTERM arrived keeps being served and acknowledged until its client ends
+    it (streams are not waited for by the drain; grpc's own stop gives them the grace)."""
     srv = spawn("--grace-period-s", "30", env={"VECDB_SERVER_MODE": mode})
     vecs = rand(40, 8, seed=13)
     with srv.client() as c:
@@ -120,8 +120,7 @@ def test_sigterm_refuses_new_calls_while_an_open_stream_finishes(spawn, mode):
             while time.monotonic() < deadline:
                 try:
                     c.count("d")
-                except UnavailableError as exc:
-                    assert "shutting down" in str(exc)
+                except UnavailableError:  # "shutting down" (drain), then no listener
                     break
                 time.sleep(0.02)
             else:
@@ -131,7 +130,7 @@ def test_sigterm_refuses_new_calls_while_an_open_stream_finishes(spawn, mode):
         outbox.put(None)
         assert list(acks) == []
     assert srv.proc.wait(20) == 0
-    assert re.search(r"draining [1-9]\d* in-flight call\(s\)", srv.log())
+    assert "draining" in srv.log() and "Traceback" not in srv.log()
 
     again = spawn(data_dir=srv.data_dir)
     with again.client() as c:

@@ -170,3 +170,25 @@ def test_checkpoint_streams_files_with_checksums_and_reports_disk_full(db, reope
         assert not os.path.exists(os.path.join(os.path.dirname(ckpt), checkpoint.PENDING))
     finally:
         db.close()
+
+
+def test_a_commit_interrupted_before_its_rename_is_completed_on_open(db, reopen, caplog):
+    """Crash after a same-seq checkpoint was removed but before the pending one (complete:
+    meta.json is written last) was renamed: the pending one is used, not a rebuild."""
+    from vecdb import checkpoint
+    db.create_collection("c", 16, index="hnsw", index_params={"build_threshold": 500})
+    fill(db)
+    db.maintain()
+    db.checkpoint()
+    [ckpt] = glob.glob(os.path.join(db.path, "collections", "*", "shard-0", "ckpt-*"))
+    db.close()
+    os.rename(ckpt, os.path.join(os.path.dirname(ckpt), checkpoint.PENDING))
+    caplog.set_level(logging.INFO)
+    db = reopen(db)
+    try:
+        assert "completed the interrupted checkpoint" in caplog.text
+        assert "rebuilding index from RocksDB" not in caplog.text
+        assert os.path.isdir(ckpt)
+        assert db.count("c") == 3000 and db.describe_collection("c").index_state == "built"
+    finally:
+        db.close()
