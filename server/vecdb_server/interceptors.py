@@ -101,11 +101,8 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         return wrapper
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
-        return rewrap(continuation(details), details, self._prefix, self._wrap)
-
-    def _wrap(self, behavior: Callable, kind: str, method: str) -> Callable:
-        streaming = kind.endswith("_stream")
-        return (self._stream_response if streaming else self._unary_response)(behavior, method)
+        return rewrap(continuation(details), details, self._prefix,
+                      by_response(self._unary_response, self._stream_response))
 
 
 class AioErrorInterceptor(grpc.aio.ServerInterceptor):
@@ -148,11 +145,8 @@ class AioErrorInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation: Callable,
                                 details: grpc.HandlerCallDetails) -> Any:
-        return rewrap(await continuation(details), details, self._prefix, self._wrap)
-
-    def _wrap(self, behavior: Callable, kind: str, method: str) -> Callable:
-        streaming = kind.endswith("_stream")
-        return (self._stream_response if streaming else self._unary_response)(behavior, method)
+        return rewrap(await continuation(details), details, self._prefix,
+                      by_response(self._unary_response, self._stream_response))
 
 
 def rewrap(handler: Any, details: grpc.HandlerCallDetails, prefix: str,
@@ -164,6 +158,15 @@ def rewrap(handler: Any, details: grpc.HandlerCallDetails, prefix: str,
         return handler
     kind = _kind(handler)
     return handler._replace(**{kind: wrap(getattr(handler, kind), kind, details.method)})
+
+
+def by_response(unary: Callable, stream: Callable,
+                name: Callable[[str], str] = str) -> Callable[[Callable, str, str], Callable]:
+    """A :func:`rewrap` wrap that applies ``unary(behavior, name(method))`` or ``stream(...)``
+    by the response kind."""
+    def wrap(behavior: Callable, kind: str, method: str) -> Callable:
+        return (stream if kind.endswith("_stream") else unary)(behavior, name(method))
+    return wrap
 
 
 def _kind(handler: grpc.RpcMethodHandler) -> str:

@@ -39,7 +39,7 @@ from vecdb import encoders
 from vecdb.errors import NotFound, Unavailable
 
 from .engine import EngineHolder
-from .interceptors import _kind
+from .interceptors import by_response, rewrap
 
 log = logging.getLogger("vecdb_server.metrics")
 RPC_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
@@ -320,16 +320,6 @@ def _code(context: Any, failed: bool) -> str:
     return "UNKNOWN" if failed else "OK"
 
 
-def _rewrap(handler: Any, details: grpc.HandlerCallDetails, unary: Callable,
-            stream: Callable) -> Any:
-    """The handler with its behaviour wrapped by ``unary`` or ``stream`` (by response kind)."""
-    if handler is None:
-        return handler
-    kind = _kind(handler)
-    wrap = stream if handler.response_streaming else unary
-    return handler._replace(**{kind: wrap(getattr(handler, kind), _short(details.method))})
-
-
 class MetricsInterceptor(grpc.ServerInterceptor):
     """Threaded server: count and time every call. Put it FIRST (outermost)."""
 
@@ -358,7 +348,8 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         return wrapper
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
-        return _rewrap(continuation(details), details, self._unary, self._stream)
+        return rewrap(continuation(details), details, "/",  # every call, health included
+                      by_response(self._unary, self._stream, _short))
 
 
 class AioMetricsInterceptor(grpc.aio.ServerInterceptor):
@@ -391,4 +382,5 @@ class AioMetricsInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation: Callable,
                                 details: grpc.HandlerCallDetails) -> Any:
-        return _rewrap(await continuation(details), details, self._unary, self._stream)
+        return rewrap(await continuation(details), details, "/",
+                      by_response(self._unary, self._stream, _short))
