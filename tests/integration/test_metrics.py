@@ -161,8 +161,13 @@ def test_aio_server_subprocess_logs_and_serves_metrics(spawn):
         c.search("aio_m", vector=rand(1, DIM)[0], k=2)
         with pytest.raises(NotFoundError):
             c.describe_collection("nope")
+        # grpc.aio's abort() sends the status before the handler unwinds, so the metrics
+        # interceptor may count the NOT_FOUND a moment after the client has it: poll for it
         fams = wait_for(lambda: (f := scrape(port)) and
-                        value(f, "vecdb_sampled_recall", collection="aio_m") is not None and f)
+                        value(f, "vecdb_sampled_recall", collection="aio_m") is not None and
+                        value(f, "vecdb_rpc_requests_total",
+                              method="CollectionService/DescribeCollection",
+                              code="NOT_FOUND") is not None and f)
     assert value(fams, "vecdb_rpc_requests_total", method="PointService/Upsert", code="OK") == 1
     assert value(fams, "vecdb_rpc_requests_total", method="CollectionService/DescribeCollection",
                  code="NOT_FOUND") == 1
