@@ -8,11 +8,26 @@ with ``request_id=None``.
 """
 from __future__ import annotations
 
+from urllib.parse import quote, unquote
+
 import grpc
 
 REQUEST_ID_KEY = "vecdb-request-id"
 FIELD_KEY = "vecdb-field"
 RETRY_AFTER_KEY = "retry-after-ms"
+# What may stand unescaped in an ASCII metadata value: printable ASCII but '%'.
+_METADATA_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def to_metadata_text(text: str) -> str:
+    """``text`` as a legal gRPC metadata value: percent-encoded UTF-8 outside printable
+    ASCII (and '%' itself), so a field name such as ``index.params.ü`` can travel in
+    trailing metadata. :func:`from_metadata_text` reverses it."""
+    return quote(text, safe=_METADATA_SAFE)
+
+
+def from_metadata_text(value: str) -> str:
+    return unquote(value)
 
 
 class VecdbClientError(Exception):
@@ -112,7 +127,7 @@ def from_rpc_error(err: grpc.RpcError) -> VecdbClientError:
     md = _trailing(err)
     cls = _BY_CODE.get(code, VecdbClientError)
     err = cls(details or code.name, code=code, request_id=md.get(REQUEST_ID_KEY),
-              field=md.get(FIELD_KEY))
+              field=from_metadata_text(md[FIELD_KEY]) if FIELD_KEY in md else None)
     try:
         err.retry_after = int(md[RETRY_AFTER_KEY]) / 1000 if RETRY_AFTER_KEY in md else None
     except ValueError:

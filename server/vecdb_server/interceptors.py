@@ -6,7 +6,9 @@ FAILED_PRECONDITION, ResourceExhausted -> RESOURCE_EXHAUSTED, Unavailable ->
 UNAVAILABLE. Anything else is a bug: the client gets INTERNAL with a generic
 message and a request id, and the server log gets the same id with the
 traceback. The request id and the offending field travel as trailing
-metadata (vecdb-request-id, vecdb-field).
+metadata (vecdb-request-id, vecdb-field). Metadata must be ASCII: the field
+(which may hold user text, e.g. an index parameter's name) is percent-encoded
+outside printable ASCII; the SDK decodes it.
 
 A call whose deadline already passed (or that the client cancelled) while it
 waited for a worker thread is not started at all.
@@ -18,6 +20,7 @@ import uuid
 from typing import Any, Callable
 
 import grpc
+from vecdb_client.errors import FIELD_KEY, to_metadata_text
 
 from vecdb.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
                           ResourceExhausted, Unavailable, VecdbError)
@@ -25,7 +28,6 @@ from vecdb.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, No
 from .logs import current_request_id
 
 REQUEST_ID_KEY = "vecdb-request-id"
-FIELD_KEY = "vecdb-field"
 ERROR_CODES: dict[type[VecdbError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,
@@ -51,7 +53,7 @@ class ErrorMapper:
             code = next((c for cls, c in ERROR_CODES.items() if isinstance(exc, cls)),
                         grpc.StatusCode.INTERNAL)
             if exc.field:
-                md.append((FIELD_KEY, exc.field))
+                md.append((FIELD_KEY, to_metadata_text(exc.field)))
             self._log.info("%s -> %s: %s [request id %s]", method, code.name, exc.message,
                            request_id)
             return code, exc.message, tuple(md)

@@ -64,7 +64,7 @@ FUZZED: set[str] = set()
 
 def _names(read_only: bool) -> st.SearchStrategy:
     pool = [SCRATCH, SCRATCH, "scratch_alias", "nope", "", "a" * 65, "ünï", "../etc", "x y",
-            "b", "_", "s1", "s2"]
+            "b", "_", "s1", "s2", "a\nb", "\x00", "😀"]
     if read_only:
         pool += [REF, REF, REF, "ref_alias", "r1", "r2"]
     known = st.sampled_from(pool)
@@ -273,3 +273,95 @@ def test_fuzz_covers_every_rpc_and_the_server_is_still_healthy(fuzz_server):
     with srv.client() as c:
         assert c.health() == "SERVING"
         assert _reference_state(c) == before
+
+
+# ------------------------------------------------ hostile text in every string field
+HOSTILE_TEXTS = ["ü", "ïndex\u202e", "a\nb", "\x00", "\x1b[31m\x7f", "😀" * 3, "%C3%BC", "é" * 70]
+_DEFAULT_INTS = {"dim": DIM, "k": 3, "limit": 5, "shards": 1}
+_NAME_FIELDS = {"collection", "name"}  # set to a real name so validation goes deeper
+
+
+def _string_paths(desc, depth: int = 3, prefix: tuple = ()) -> list[tuple]:
+    """Every path to a string in ``desc``: (field, ...) for strings and repeated strings,
+    (map field, "key") / (map field, "value") for map entries, through nested messages."""
+    out = []
+    for f in desc.fields:
+        path = prefix + (f.name,)
+        if f.type == FD.TYPE_STRING:
+            out.append(path)
+        elif f.type == FD.TYPE_MESSAGE and f.message_type.GetOptions().map_entry:
+            kf, vf = f.message_type.fields_by_name["key"], f.message_type.fields_by_name["value"]
+            if kf.type == FD.TYPE_STRING:
+                out.append(path + ("key",))
+            if vf.type == FD.TYPE_STRING:
+                out.append(path + ("value",))
+        elif f.type == FD.TYPE_MESSAGE and depth > 0:
+            out += _string_paths(f.message_type, depth - 1, path)
+    return out
+
+
+def _hostile_request(desc, path: tuple, text: str, name: str):
+    """A request with plausible values in its top-level fields (collection names, dim, k)
+    and ``text`` at ``path``."""
+    msg = message_factory.GetMessageClass(desc)()
+    for f in desc.fields:
+        if f.type == FD.TYPE_STRING and f.name in _NAME_FIELDS and not f.is_repeated:
+            setattr(msg, f.name, name)
+        elif f.name in _DEFAULT_INTS and f.type in (FD.TYPE_INT64, FD.TYPE_INT32) \
+                and not f.is_repeated:
+            setattr(msg, f.name, _DEFAULT_INTS[f.name])
+    target = msg
+    for i, part in enumerate(path):
+        field = target.DESCRIPTOR.fields_by_name[part]
+        last = i == len(path) - 1
+        if field.type == FD.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+            entries, vf = getattr(target, part), field.message_type.fields_by_name["value"]
+            plain = {FD.TYPE_STRING: "keyword", FD.TYPE_BOOL: True}.get(vf.type, 1)
+            if path[i + 1] == "key":
+                if vf.type == FD.TYPE_MESSAGE:
+                    entries[text].SetInParent()
+                else:
+                    entries[text] = plain
+            else:
+                entries["f"] = text
+            break
+        if last:
+            if field.is_repeated:
+                getattr(target, part).extend([text, "ok"])
+            else:
+                setattr(target, part, text)
+        else:
+            target = getattr(target, part).add() if field.is_repeated else getattr(target, part)
+    return msg
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+def test_hostile_text_in_every_string_field(fuzz_server, method):
+    """Non-ASCII, control characters, bidi overrides, emoji and percent signs in every
+    string field of the request (map keys and values included): a client error or OK,
+    never INTERNAL/UNKNOWN (user text must never reach response metadata raw)."""
+    _, channel, _ = fuzz_server
+    desc, _ = METHODS[method]
+    read_only = METHOD_ROLES.get(method) == READ
+    paths = _string_paths(desc)
+    for n, path in enumerate(paths):
+        for text in HOSTILE_TEXTS:
+            name = REF if read_only else f"hostile{n}"
+            raw = _hostile_request(desc, path, text, name).SerializeToString()
+            if not read_only:
+                raw = raw.replace(b"ref", b"reg")
+            code = _call(channel, method, [raw])
+            assert code in CLIENT_ERRORS, f"{method} {'.'.join(path)}={text!r}: {code.name}"
+
+
+def test_field_with_non_ascii_travels_back_to_the_sdk(fuzz_server):
+    """The offending field is named even when it is user text that metadata cannot hold
+    raw: percent-encoded on the wire, decoded by the SDK."""
+    from vecdb_client import InvalidArgumentError
+    srv, _, _ = fuzz_server
+    with srv.client() as c:
+        for key in ("ü", "a\nb", "100%"):
+            with pytest.raises(InvalidArgumentError) as err:
+                c.create_collection("hostile_params", dim=DIM, index="hnsw", **{key: 1})
+            assert err.value.field == f"index_params.{key}"
+            assert repr(key)[1:-1] in err.value.message or key in err.value.message
