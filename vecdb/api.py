@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import checkpoint, omp, reembed, snapshot, validation
+from . import analytics, checkpoint, omp, reembed, snapshot, validation
 from .catalog import Catalog
 from .coalesce import Coalescer
 from .collection import Collection
@@ -81,6 +81,7 @@ class Database:
             self.collections[cfg.name] = coll
         log.info("recovered %d collections in %.2fs", len(self.collections), time.monotonic() - t0)
         self._reembeds: dict[str, reembed.Reembed] = {}  # source and target name -> job
+        self._clusterings = analytics.Jobs()  # k-means jobs (vecdb/analytics/kmeans.py)
         self._warm_up()
         self.ready = True
         self._stop = threading.Event()
@@ -171,9 +172,11 @@ class Database:
         state = min((s.index_state for s in stats), key=_STATE_ORDER.__getitem__)
         aliases = tuple(sorted(a for a, c in self.catalog.aliases.items() if c == coll.config.name))
         job = self._reembeds.get(coll.config.name)
+        clustering = self._clusterings.latest(coll.config.name)
         return CollectionDescription(coll.config, coll.count(), stats, state,
                                      coll.bytes_on_disk(), aliases, coll.payload_index_states(),
-                                     None if job is None else job.progress())
+                                     None if job is None else job.progress(),
+                                     None if clustering is None else clustering.progress())
 
     def drop_collection(self, name: str) -> None:
         if self._closed:
@@ -244,6 +247,52 @@ class Database:
         else:
             job.start()
         return self.describe_collection(src.config.name)
+
+    # ---- analytics (vecdb/analytics/) ---------------------------------------------------
+    def cluster(self, collection: str, k: int, filter=None, sample: int | None = None,
+                iterations: int = 20, write_label: str | None = None, seed: int = 1234,
+                typical: int = 5, wait: bool = False) -> "analytics.ClusterJob":
+        """Start k-means over the points matching ``filter`` (analytics/kmeans.py) as a
+        background job; returns it (``job.progress()``, ``job.result`` once done).
+        ``wait``: run it before returning (a failure then raises)."""
+        if self._closed:
+            raise FailedPrecondition("database is closed", "database")
+        coll = self._get(collection)
+        spec = analytics.ClusterSpec.check(k, filter, sample, iterations, write_label, seed, typical)
+        matching = coll.count(filter)
+        if matching == 0:
+            raise FailedPrecondition("no points match the filter" if filter else
+                                     f"collection {coll.config.name!r} is empty",
+                                     "filter" if filter else "collection")
+        if spec.k > min(matching, spec.sample or matching):
+            raise InvalidArgument(f"k={spec.k} is larger than the {min(matching, spec.sample or matching)} "
+                                  f"points to cluster{' (the sample)' if (spec.sample or matching) < matching else ''}",
+                                  "k")
+        job = self._clusterings.add(analytics.ClusterJob(self, coll, spec))
+        if wait or not self.options.background:
+            job.run()
+            if job.state == "failed" and job.failure is not None:
+                raise job.failure
+        else:
+            job.start()
+        return job
+
+    def cluster_job(self, collection: str, job_id: str) -> "analytics.ClusterJob":
+        """A clustering job of this collection (NotFound naming ``job_id``)."""
+        return self._clusterings.get(self._get(collection).config.name, job_id)
+
+    def outliers(self, collection: str, n: int = 10, method: str = "knn", k: int = 10,
+                 filter=None, sample: int | None = None, centroids=None, seed: int = 1234,
+                 with_payload: bool = True) -> "analytics.OutliersResult":
+        """The ``n`` points with the highest outlier score (analytics/outliers.py)."""
+        return analytics.outliers(self._get(collection), n, method, k, filter, sample, centroids,
+                                  seed, with_payload)
+
+    def duplicates(self, collection: str, threshold: float, filter=None, limit: int = 100_000,
+                   batch: int = analytics.DEFAULT_BATCH):
+        """Pairs of points closer than ``threshold`` (a distance: analytics/population.py),
+        streamed as DuplicatesChunks; the last one holds the groups."""
+        return analytics.duplicates(self._get(collection), threshold, filter, limit, batch)
 
     # ---- snapshots ------------------------------------------------------------------
     @property
@@ -469,6 +518,7 @@ class Database:
         self._stop.set()
         for job in {id(j): j for j in self._reembeds.values()}.values():
             job.stop()  # a running re-embed ends as "failed" (does not resume on open)
+        self._clusterings.stop_all()
         if self._bg is not None:
             self._bg.join()
         try:

@@ -197,7 +197,15 @@ class Collection:
         new = dict(zip(ids, vecs))
         return self._rewrite(ids, None, None, new)
 
-    def _rewrite(self, ids, node, change, new_vectors) -> WriteResult:
+    @_writing
+    def label_points(self, ids, payloads_of) -> WriteResult:
+        """Rewrite the payloads of these points (the ones still present) as ONE atomic,
+        WAL-logged batch: ``payloads_of(points)`` gets their current state (with vectors)
+        and returns their new payloads (analytics write_label). Nothing is written when
+        it raises or a payload is invalid."""
+        return self._rewrite(ids, None, None, None, payloads_of)
+
+    def _rewrite(self, ids, node, change, new_vectors, change_all=None) -> WriteResult:
         with self.write_lock:
             ids = self._ids_matching(node) if node is not None else validation.ids(ids, unique=False)
             ids = list(dict.fromkeys(ids))
@@ -209,7 +217,10 @@ class Collection:
                 vecs = np.stack([new_vectors[p.id] for p in points])
             else:
                 vecs = np.stack([p.vector for p in points])
-            pays = [p.payload for p in points] if change is None else [change(p) for p in points]
+            if change_all is not None:
+                pays = change_all(points)
+            else:
+                pays = [p.payload for p in points] if change is None else [change(p) for p in points]
             enc_pays = validation.payloads(pays, len(ids), self.options.max_payload_bytes)
             enc_txts = [None if p.text is None else p.text.encode("utf-8", "surrogatepass") for p in points]
             return self._upsert_locked(ids, vecs, enc_pays, enc_txts, expire)

@@ -100,6 +100,10 @@ class CollectionDescription:
     # Re-embedding into or out of this collection (Database.reembed), else None:
     # {"source", "target", "encoder", "alias", "state", "done", "total", "caught_up", "error"}
     reembed: dict | None = None
+    # The latest clustering job of this collection (Database.cluster), else None:
+    # {"job_id", "collection", "state", "phase", "done", "total", "k", "write_label", "error",
+    #  "started", "finished"}
+    clustering: dict | None = None
 
     @property
     def gpu_memory_bytes(self) -> int:
