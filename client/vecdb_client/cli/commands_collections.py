@@ -73,7 +73,10 @@ def parse_payload_indexes(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_create(ctx: Context, args: Any) -> Result:
-    from vecdb_client.errors import AlreadyExistsError
+    from vecdb_client.errors import AlreadyExistsError, InvalidArgumentError
+    if args.dim is None and not args.encoder:
+        raise UsageError("--dim is required without --encoder (with an encoder the "
+                         "dimension is the encoder's)")
     params = parse_params(args.param)
     indexes = parse_payload_indexes(args.payload_index)
     try:
@@ -85,6 +88,11 @@ def cmd_create(ctx: Context, args: Any) -> Result:
         if not args.exist_ok:
             raise
         info = ctx.client.describe_collection(args.name)
+    except InvalidArgumentError as exc:
+        if args.encoder and args.dim is not None and exc.field == "dim":
+            raise UsageError(f"--dim {args.dim} does not match encoder {args.encoder!r}: "
+                             f"{exc.message} (leave --dim out to use the encoder's)") from None
+        raise
     d = info_dict(info)
     return Result(d, info_views(d))
 
@@ -187,6 +195,7 @@ def register(sub: Any) -> None:
 
     p = command(cs, "create", "create a collection", """
         vecdbctl collections create docs --dim 384
+        vecdbctl collections create notes --encoder minilm   # text in; dim from the encoder
         vecdbctl collections create images --dim 512 --metric l2 --index hnsw --param M=16
         vecdbctl collections create big --dim 128 --index ivf_pq --shards 8 --param nlist=4096
         vecdbctl collections create hot --dim 384 --index flat --device gpu
@@ -199,13 +208,17 @@ def register(sub: Any) -> None:
         --payload-index FIELD=TYPE indexes a payload field from the start (see
         'vecdbctl payload-index create --help' for the types).""")
     p.add_argument("name")
-    p.add_argument("--dim", type=positive_int, required=True, help="vector dimension")
+    p.add_argument("--dim", type=positive_int,
+                   help="vector dimension (required without --encoder; with one it defaults "
+                        "to the encoder's and must match it)")
     p.add_argument("--metric", choices=("cosine", "ip", "l2"), default="cosine",
                    help="default cosine")
     p.add_argument("--index", choices=("auto", "flat", "ivf_flat", "ivf_pq", "hnsw"),
                    default="auto", help="default auto")
     p.add_argument("--shards", type=positive_int, help="shard count (server default if unset)")
-    p.add_argument("--encoder", help="text encoder name (when the server supports one)")
+    p.add_argument("--encoder",
+                   help="built-in text encoder, e.g. minilm (docs/encoders.md): texts are "
+                        "embedded by the server")
     p.add_argument("--device", choices=("auto", "cpu", "gpu"),
                    help="where the collection runs (unset = auto: the server's device setting "
                         "decides); gpu fails unless the server has a usable GPU")

@@ -1,17 +1,13 @@
 """points count|get|delete|scroll|update, search and range-search."""
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from .context import CliError, Context, UsageError
+from .context import Context, UsageError
 from .io_formats import load_query_vectors, parse_vectors
 from .output import Result, point_dict, points_table
 from .parser import command, group, positive_int
 from .selection import add_filter_args, parse_json_object, read_filter, read_ids, read_selection
-
-TEXT_SEARCH_MISSING = ("text search needs a collection encoder, which this server/SDK does "
-                       "not support yet; pass --vector or --vector-file")
 
 
 def cmd_count(ctx: Context, args: Any) -> Result:
@@ -77,17 +73,10 @@ def query_vectors(args: Any) -> tuple[dict[str, Any], bool]:
         names = ", ".join("--" + x.replace("_", "-") for x in flags)
         raise UsageError(f"give exactly one of {names}")
     if given == ["text"]:
-        if not sdk_supports("text"):
-            raise CliError(TEXT_SEARCH_MISSING)
         return {"text": args.text}, True
     q = (parse_vectors(args.vector, "--vector") if args.vector is not None
          else load_query_vectors(args.vector_file))
     return ({"vector": q}, True) if q.ndim == 1 else ({"vectors": q}, False)
-
-
-def sdk_supports(param: str) -> bool:
-    from vecdb_client import Client
-    return param in inspect.signature(Client.search).parameters
 
 
 def common_query_kw(args: Any) -> dict[str, Any]:
@@ -222,8 +211,8 @@ def register(sub: Any) -> None:
         filter JSON of docs/server_api.md (e.g. {"key": "lang", "match": "en"} or
         {"must": [...], "should": [...], "must_not": [...]}); only matching points
         are candidates. --explain adds how each shard ran the query ("plan": in the
-        JSON output, a last line in the table output). --text needs a collection
-        encoder, which the server lacks yet.""")
+        JSON output, a last line in the table output). --text searches by meaning in
+        a collection with an encoder (the server embeds the query).""")
     add_query_args(p)
     p.add_argument("--text", help="query text (collections with an encoder)")
     p.add_argument("-k", "--k", type=positive_int, default=10, help="hits per query (default 10)")

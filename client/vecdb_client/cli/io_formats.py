@@ -1,7 +1,10 @@
-"""Point files: streaming readers (.npy, .fvecs, .jsonl, .parquet) for import and
+"""Point files: streaming readers (.npy, .fvecs, .jsonl, .parquet, .txt) for import and
 writers (.jsonl, .parquet) for export. Readers yield bounded chunks: .npy is
-memory-mapped, .fvecs read through np.memmap, .jsonl line by line, .parquet
-batch by batch. Every problem with a file is a CliError naming it (exit 1)."""
+memory-mapped, .fvecs read through np.memmap, .jsonl and .txt line by line, .parquet
+batch by batch. Every problem with a file is a CliError naming it (exit 1).
+
+A chunk either has a vector per point or none at all (``vectors is None``: text-only
+points, which the collection's encoder embeds on the server)."""
 from __future__ import annotations
 
 import json
@@ -15,21 +18,22 @@ import numpy as np
 from .context import CliError, UsageError, require
 
 READ_FORMATS = {".npy": "npy", ".fvecs": "fvecs", ".jsonl": "jsonl", ".ndjson": "jsonl",
-                ".parquet": "parquet", ".pq": "parquet"}
+                ".parquet": "parquet", ".pq": "parquet", ".txt": "txt"}
 WRITE_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
 
 @dataclass
 class Chunk:
     ids: list[str]
-    vectors: np.ndarray  # (n, dim) float32
+    vectors: np.ndarray | None  # (n, dim) float32; None = text-only points
     payloads: list[dict | None] | None = None
     texts: list[str | None] | None = None
 
     def select(self, keep: list[int]) -> "Chunk":
         pick = (lambda xs: None if xs is None else [xs[i] for i in keep])
-        return Chunk([self.ids[i] for i in keep], self.vectors[keep], pick(self.payloads),
-                     pick(self.texts))
+        return Chunk([self.ids[i] for i in keep],
+                     None if self.vectors is None else self.vectors[keep],
+                     pick(self.payloads), pick(self.texts))
 
 
 def detect_format(path: str, fmt: str | None, known: dict[str, str]) -> str:
@@ -50,9 +54,13 @@ def count_lines(path: str) -> int:
 
 
 class IdSource:
-    """Ids of row-only formats: one per line from a file, or prefix + row number."""
+    """Ids of row-only formats: one per line from a file, or prefix + row number
+    (``default_prefix`` when neither is given, else a usage error)."""
 
-    def __init__(self, ids_file: str | None, prefix: str | None, rows: int, data_path: str):
+    def __init__(self, ids_file: str | None, prefix: str | None, rows: int, data_path: str,
+                 default_prefix: str | None = None):
+        if ids_file is None and prefix is None:
+            prefix = default_prefix
         if ids_file is None and prefix is None:
             raise UsageError(f"{data_path} holds only vectors: pass --ids FILE "
                              "(one id per line) or --id-prefix PREFIX (ids PREFIX0, PREFIX1, ...)")
@@ -139,8 +147,37 @@ def fvecs_block(block: np.ndarray, dim: int, path: str, start: int) -> np.ndarra
     return np.ascontiguousarray(block[:, 1:]).view("<f4")
 
 
+class TextReader(Reader):
+    """.txt: one text per non-blank line (surrounding whitespace stripped), text-only
+    points. Ids from --ids FILE, --id-prefix PREFIX, or by default ``<file stem>-<row>``
+    (so importing the same file again replaces the same points)."""
+
+    def __init__(self, path: str, batch: int, ids_file: str | None, prefix: str | None):
+        self.path, self.batch = path, batch
+        self.total = _checked(count_lines, path)
+        self.ids = IdSource(ids_file, prefix, self.total, path,
+                            default_prefix=f"{Path(path).stem}-")
+
+    def __iter__(self) -> Iterator[Chunk]:
+        texts: list[str] = []
+        with _checked(open, self.path, encoding="utf-8") as f:
+            try:
+                for line in f:
+                    if line.strip():
+                        texts.append(line.strip())
+                    if len(texts) == self.batch:
+                        yield Chunk(self.ids.take(len(texts)), None, None, texts)
+                        texts = []
+            except UnicodeDecodeError as exc:
+                raise CliError(f"{self.path}: not UTF-8 text ({exc.reason} at byte "
+                               f"{exc.start} of a line)") from None
+        if texts:
+            yield Chunk(self.ids.take(len(texts)), None, None, texts)
+
+
 class JsonlReader(Reader):
-    """One JSON object per line: {"id", "vector", "payload"?, "text"?}."""
+    """One JSON object per line: {"id", "vector"?, "payload"?, "text"?} (no vector:
+    a text-only point)."""
 
     def __init__(self, path: str, batch: int):
         self.path, self.batch = path, batch
@@ -174,13 +211,12 @@ def row_values(where: str, pid: Any, vector: Any, payload: Any,
                text: Any) -> tuple[str, Any, Any, Any]:
     if isinstance(pid, bool) or not isinstance(pid, (str, int)) or pid == "":
         raise CliError(f"{where}: 'id' must be a non-empty string or an integer")
-    if vector is None:
-        need = ("text-only points need a collection encoder, which this server does not "
-                "support yet" if text is not None else "every point needs a vector")
-        raise CliError(f"{where}: no 'vector' ({need})")
-    payload = parse_payload(where, payload)
     if text is not None and not isinstance(text, str):
         raise CliError(f"{where}: 'text' must be a string")
+    if vector is None and not (text or "").strip():
+        raise CliError(f"{where}: no 'vector' and no 'text' (a point needs a vector, or a "
+                       "text for the collection's encoder to embed)")
+    payload = parse_payload(where, payload)
     return str(pid), vector, payload, text
 
 
@@ -198,6 +234,13 @@ def parse_payload(where: str, payload: Any) -> dict | None:
 
 def rows_chunk(rows: list[tuple], path: str) -> Chunk:
     ids, vectors, payloads, texts = (list(col) for col in zip(*rows))
+    payloads = payloads if any(p is not None for p in payloads) else None
+    missing = [i for i, v in enumerate(vectors) if v is None]
+    if len(missing) == len(ids):
+        return Chunk(ids, None, payloads, texts)
+    if missing:
+        raise CliError(f"{path}: id {ids[missing[0]]!r} has no 'vector' but other points "
+                       "near it have one; a file holds either vectors or text-only points")
     lengths = {len(v) if isinstance(v, (list, tuple)) else -1 for v in vectors}
     if len(lengths) != 1 or -1 in lengths:
         raise CliError(f"{path}: vectors must be lists of one length; found lengths "
@@ -206,12 +249,12 @@ def rows_chunk(rows: list[tuple], path: str) -> Chunk:
         mat = np.asarray(vectors, dtype=np.float32)
     except (TypeError, ValueError):
         raise CliError(f"{path}: non-numeric vector values near id {ids[0]!r}") from None
-    return Chunk(ids, mat, payloads if any(p is not None for p in payloads) else None,
-                 texts if any(t is not None for t in texts) else None)
+    return Chunk(ids, mat, payloads, texts if any(t is not None for t in texts) else None)
 
 
 class ParquetReader(Reader):
-    """Columns id, vector (list of float), payload (JSON string or struct)?, text?."""
+    """Columns id, vector (list of float), payload (JSON string or struct)?, text?;
+    without a vector column (or with null vectors) the points are text-only."""
 
     def __init__(self, path: str, batch: int):
         pq = require("pyarrow.parquet", "reading .parquet")
@@ -219,9 +262,9 @@ class ParquetReader(Reader):
         self.file = _checked(pq.ParquetFile, path)
         self.total = self.file.metadata.num_rows
         names = set(self.file.schema_arrow.names)
-        for col in ("id", "vector"):
-            if col not in names:
-                raise CliError(f"{path}: no '{col}' column (columns: {sorted(names)})")
+        if "id" not in names or not names & {"vector", "text"}:
+            need = "'id'" if "id" not in names else "'vector' or 'text'"
+            raise CliError(f"{path}: no {need} column (columns: {sorted(names)})")
         self.columns = [c for c in ("id", "vector", "payload", "text") if c in names]
 
     def __iter__(self) -> Iterator[Chunk]:
@@ -230,22 +273,33 @@ class ParquetReader(Reader):
             yield self._chunk(pc, rb)
 
     def _chunk(self, pc: Any, rb: Any) -> Chunk:
-        col = rb.column("vector")
         ids = [str(x) for x in rb.column("id").to_pylist()]
-        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
-        if col.null_count or len(set(lengths.tolist())) > 1:
-            raise CliError(f"{self.path}: 'vector' must hold lists of one length, no nulls "
-                           f"(near id {ids[0]!r})")
-        dim = int(lengths[0]) if len(lengths) else 0
-        flat = col.flatten().to_numpy(zero_copy_only=False)
-        vectors = np.asarray(flat, dtype=np.float32).reshape(len(ids), dim)
         payloads = texts = None
         if "payload" in self.columns:
             payloads = [parse_payload(f"{self.path} id {i!r}", p)
                         for i, p in zip(ids, rb.column("payload").to_pylist())]
         if "text" in self.columns:
             texts = rb.column("text").to_pylist()
+        vectors = self._vectors(pc, rb, ids, texts)
         return Chunk(ids, vectors, payloads, texts)
+
+    def _vectors(self, pc: Any, rb: Any, ids: list[str],
+                 texts: list[str | None] | None) -> np.ndarray | None:
+        col = rb.column("vector") if "vector" in self.columns else None
+        if col is None or col.null_count == len(ids):  # text-only points
+            bad = [i for i, t in zip(ids, texts or [None] * len(ids))
+                   if not isinstance(t, str) or not t.strip()]
+            if bad:
+                raise CliError(f"{self.path}: id {bad[0]!r} has neither a vector nor a text")
+            return None
+        lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+        if col.null_count or len(set(lengths.tolist())) > 1:
+            raise CliError(f"{self.path}: 'vector' must hold lists of one length, no nulls "
+                           f"(near id {ids[0]!r}); a file holds either vectors or "
+                           "text-only points")
+        dim = int(lengths[0]) if len(lengths) else 0
+        flat = col.flatten().to_numpy(zero_copy_only=False)
+        return np.asarray(flat, dtype=np.float32).reshape(len(ids), dim)
 
 
 def open_reader(path: str, fmt: str, batch: int, ids_file: str | None = None,
@@ -254,8 +308,11 @@ def open_reader(path: str, fmt: str, batch: int, ids_file: str | None = None,
         raise CliError(f"{path}: no such file")
     if fmt in ("npy", "fvecs"):
         return MatrixReader(path, fmt, batch, ids_file, id_prefix)
+    if fmt == "txt":
+        return TextReader(path, batch, ids_file, id_prefix)
     if ids_file is not None or id_prefix is not None:
-        raise UsageError(f"--ids/--id-prefix apply to .npy/.fvecs only; {fmt} rows carry ids")
+        raise UsageError(f"--ids/--id-prefix apply to .npy/.fvecs/.txt only; {fmt} rows "
+                         "carry ids")
     return JsonlReader(path, batch) if fmt == "jsonl" else ParquetReader(path, batch)
 
 
