@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import analytics, checkpoint, omp, reembed, snapshot, validation
+from . import analytics, checkpoint, filters, grouping, omp, recommend, reembed, snapshot, validation
 from .catalog import Catalog
 from .coalesce import Coalescer
 from .collection import Collection
@@ -434,6 +434,55 @@ class Database:
             (coll, k, params, with_payload, with_vector, raw_payloads), q,
             lambda batch: coll.search_prepared(batch, k, params, with_payload, with_vector,
                                                None, raw_payloads))
+
+    # ---- beyond nearest neighbours (vecdb.recommend, vecdb.grouping) --------------------
+    def recommend(self, collection: str, positive, negative=None, strategy: str = "average",
+                  k: int = 10, params: SearchParams | None = None, with_payload: bool = True,
+                  with_vector: bool = False, filter=None, include_examples: bool = False,
+                  raw_payloads: bool = False) -> SearchResult:
+        """Points like the ``positive`` examples and unlike the ``negative`` ones. Examples:
+        a stored id (str), {"id"|"text"|"vector": ...}, or a vector. Strategies "average" and
+        "best_score" (vecdb/recommend.py). Stored examples are not returned unless
+        ``include_examples``."""
+        return recommend.recommend(self._get(collection), positive, negative, strategy, k,
+                                   params, with_payload, with_vector, filter, include_examples,
+                                   raw_payloads)
+
+    def search_expression(self, collection: str, expression, k: int = 10,
+                          params: SearchParams | None = None, with_payload: bool = True,
+                          with_vector: bool = False, filter=None, include_terms: bool = False,
+                          raw_payloads: bool = False) -> SearchResult:
+        """Vector arithmetic: search with sum(weight * term), e.g. [("+", "id:king"),
+        ("-", "text:man"), ("+", "text:woman")]. Stored ids used as terms are not returned
+        unless ``include_terms``."""
+        return recommend.search_expression(self._get(collection), expression, k,
+                                           params or SearchParams(), with_payload, with_vector,
+                                           filter, include_terms, raw_payloads)
+
+    def search_groups(self, collection: str, queries=None, group_by: str = "",
+                      group_size: int = 1, groups: int = 10, params: SearchParams | None = None,
+                      with_payload: bool = True, with_vector: bool = False, filter=None,
+                      texts=None, expression=None, include_terms: bool = False
+                      ) -> list[SearchResult]:
+        """Grouped search (vecdb/grouping.py): per query (vectors, texts, or one
+        expression) the best ``group_size`` hits of each of the best ``groups`` values of
+        the payload field ``group_by``; ``SearchResult.group_keys`` names each hit's group."""
+        coll, params = self._get(collection), params or SearchParams()
+        group_by, group_size, groups = grouping.check(group_by, group_size, groups)
+        node = filters.parse(filter)  # noqa: F841 - a bad filter fails before any read
+        if sum(x is not None for x in (queries, texts, expression)) != 1:
+            raise InvalidArgument("give exactly one of query vectors, texts or an expression",
+                                  "vectors")
+        exclude: set[str] = set()
+        if expression is not None:
+            q, used = recommend.expression_query(coll, expression)
+            exclude = set() if include_terms else used
+        elif texts is not None:
+            q = coll.prepare_queries(coll.embed_queries(texts), params)
+        else:
+            q = coll.prepare_queries(queries, params)
+        return grouping.search_groups(coll, q, group_by, group_size, groups, params,
+                                      with_payload, with_vector, filter, exclude)
 
     def embed_queries(self, collection: str, texts) -> np.ndarray:
         """Query texts -> vectors with the collection's encoder ("query" kind), as

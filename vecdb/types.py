@@ -153,6 +153,8 @@ class SearchResult:
     # search(raw_payloads=True): the payloads as their stored JSON bytes (None =
     # no payload), passed through to the wire undecoded; ``payloads`` is None then.
     payloads_json: list[bytes | None] | None = None
+    # grouped search (vecdb.grouping): the group value of each hit; hits come group by group
+    group_keys: list | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

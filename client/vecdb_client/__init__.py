@@ -13,12 +13,12 @@ from .errors import (AlreadyExistsError, DeadlineExceededError, FailedPreconditi
                      ResourceExhaustedError, RpcCancelledError, UnauthenticatedError,
                      UnavailableError, VecdbClientError)
 from .filters import F
-from .models import (CollectionConfig, CollectionInfo, Hit, PayloadIndexInfo, Point,
+from .models import (CollectionConfig, CollectionInfo, Group, Hit, PayloadIndexInfo, Point,
                      ScrollPage, ShardStats, SnapshotInfo, WriteResult)
 
 __version__ = "0.1.0"
 __all__ = [
-    "Client", "AsyncClient", "F", "Hit", "Point", "ScrollPage", "WriteResult",
+    "Client", "AsyncClient", "F", "Group", "Hit", "Point", "ScrollPage", "WriteResult",
     "CollectionConfig", "CollectionInfo", "PayloadIndexInfo", "ShardStats", "SnapshotInfo", "VecdbClientError", "InvalidArgumentError",
     "NotFoundError", "AlreadyExistsError", "FailedPreconditionError", "ResourceExhaustedError",
     "UnavailableError", "DeadlineExceededError", "UnauthenticatedError",

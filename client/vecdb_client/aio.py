@@ -7,7 +7,7 @@ from typing import Any, AsyncIterator, Sequence
 
 import grpc
 
-from . import _codec
+from . import _codec, _codec_query
 from ._channel import (HEALTH_CHECK, ClientSettings, call_metadata, channel_options,
                        credentials, parse_health)
 from ._chunking import StreamProgress, UpsertPlan, check_ids, plan_upsert
@@ -15,6 +15,7 @@ from ._proto.vecdb.v1 import collections_pb2 as cpb
 from ._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from ._proto.vecdb.v1 import points_pb2 as ppb
 from ._proto.vecdb.v1 import points_pb2_grpc as pgrpc
+from .analytics import AsyncAnalyticsMethods
 from .client import Progress
 from .errors import UnavailableError, VecdbClientError, from_rpc_error
 from .filters import Filter
@@ -22,7 +23,7 @@ from .models import (CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, S
                      WriteResult)
 
 
-class AsyncClient:
+class AsyncClient(AsyncAnalyticsMethods):
     """asyncio twin of :class:`vecdb_client.Client` (same arguments, same methods).
 
     >>> async with AsyncClient("127.0.0.1:50051") as c:
@@ -316,16 +317,40 @@ class AsyncClient:
                      exact: bool = False, with_payload: bool = True, with_vectors: bool = False,
                      filter: Filter | None = None, explain: bool = False,
                      text: str | None = None, texts: Sequence[str] | None = None,
-                     timeout: float | None = None) -> Any:
+                     expression: Sequence[Any] | None = None, include_terms: bool = False,
+                     group_by: str | None = None, group_size: int | None = None,
+                     groups: int | None = None, timeout: float | None = None) -> Any:
         """See :meth:`vecdb_client.Client.search` (``explain=True`` -> ``(hits, plan)``).
         ``text=`` (one query, a list of hits) or ``texts=`` (a list per query) search by
         text: the collection's encoder embeds them on the server."""
+        if expression is not None or group_by is not None:
+            req, single = _codec_query.search_request(
+                collection, vector, vectors, k, expression=expression,
+                include_terms=include_terms, group_by=group_by, group_size=group_size,
+                groups=groups, nprobe=nprobe, ef_search=ef_search, exact=exact,
+                with_payload=with_payload, with_vectors=with_vectors, filter=filter,
+                text=text, texts=texts)
+            resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
+            return _codec_query.from_proto_search(resp, single, group_by is not None, explain)
         req, single = _codec.search_request(
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts)
         resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_search(resp, single, explain)
+
+    async def recommend(self, collection: str, positive: Any, negative: Any = None, *,
+                        strategy: str = "average", k: int = 10, filter: Filter | None = None,
+                        include_examples: bool = False, nprobe: int | None = None,
+                        ef_search: int | None = None, exact: bool = False, with_payload: bool = True,
+                        with_vectors: bool = False, timeout: float | None = None) -> list[Hit]:
+        """See :meth:`vecdb_client.Client.recommend`."""
+        req = _codec_query.recommend_request(
+            collection, positive, negative, strategy, k, nprobe=nprobe, ef_search=ef_search,
+            exact=exact, with_payload=with_payload, with_vectors=with_vectors, filter=filter,
+            include_examples=include_examples)
+        resp = await self._call(self._points.Recommend, req, idempotent=True, timeout=timeout)
+        return _codec.from_proto_search(resp, True)
 
     async def range_search(self, collection: str, vector: Any = None, *, vectors: Any = None,
                            threshold: float, limit: int = 1000, filter: Filter | None = None,

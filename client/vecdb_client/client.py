@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import grpc
 
-from . import _codec
+from . import _codec, _codec_query
 from ._channel import (HEALTH_CHECK, ClientSettings, call_metadata, channel_options,
                        credentials, parse_health)
 from ._chunking import StreamProgress, UpsertPlan, check_ids, plan_upsert
@@ -14,6 +14,7 @@ from ._proto.vecdb.v1 import collections_pb2 as cpb
 from ._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from ._proto.vecdb.v1 import points_pb2 as ppb
 from ._proto.vecdb.v1 import points_pb2_grpc as pgrpc
+from .analytics import AnalyticsMethods
 from .filters import Filter
 from .errors import UnavailableError, VecdbClientError, from_rpc_error
 from .models import (CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, SnapshotInfo,
@@ -22,7 +23,7 @@ from .models import (CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, S
 Progress = Callable[[int, int], None]
 
 
-class Client:
+class Client(AnalyticsMethods):
     """Blocking vecdb client; thread-safe (one channel, many threads).
 
     >>> with Client("127.0.0.1:50051") as c:
@@ -342,7 +343,9 @@ class Client:
                with_payload: bool = True, with_vectors: bool = False,
                filter: Filter | None = None, explain: bool = False,
                text: str | None = None, texts: Sequence[str] | None = None,
-               timeout: float | None = None) -> Any:
+               expression: Sequence[Any] | None = None, include_terms: bool = False,
+               group_by: str | None = None, group_size: int | None = None,
+               groups: int | None = None, timeout: float | None = None) -> Any:
         """``vector=`` (1-D) returns a list of hits; ``vectors=`` (2-D) a list per query.
 
         ``filter``: only points matching it are candidates. ``explain=True`` returns
@@ -350,13 +353,54 @@ class Client:
         ``"shard 0: prefilter(index, 167 matches)"``.
 
         ``text=`` (one query, a list of hits) or ``texts=`` (a list per query) search by
-        text: the collection's encoder embeds them on the server."""
+        text: the collection's encoder embeds them on the server.
+        ``expression=`` (instead of a query) searches with a vector built from weighted
+        terms: ``[("+", "id:king"), ("-", "text:man"), ("+", "text:woman")]``; a term is
+        ``"id:ID"`` (a stored point), ``"text:TEXT"`` (embedded by the collection's encoder)
+        or a vector, its sign ``"+"``, ``"-"`` or a number (the weight); or a dict
+        ``{"id"|"text"|"vector": ..., "weight": w}``. Stored points used as terms are not
+        returned unless ``include_terms=True``. One query: a list of hits.
+
+        ``group_by="author"`` returns groups instead of hits: ``[Group(key, hits), ...]``,
+        the best ``group_size`` (default 1) hits for each of the best ``groups`` (default 10)
+        values of that payload field (k is not used); a list of them per query for
+        ``vectors=``/``texts=``."""
+        if expression is not None or group_by is not None:
+            req, single = _codec_query.search_request(
+                collection, vector, vectors, k, expression=expression,
+                include_terms=include_terms, group_by=group_by, group_size=group_size,
+                groups=groups, nprobe=nprobe, ef_search=ef_search, exact=exact,
+                with_payload=with_payload, with_vectors=with_vectors, filter=filter,
+                text=text, texts=texts)
+            resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
+            return _codec_query.from_proto_search(resp, single, group_by is not None, explain)
         req, single = _codec.search_request(
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts)
         resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_search(resp, single, explain)
+
+    def recommend(self, collection: str, positive: Any, negative: Any = None, *,
+                    strategy: str = "average", k: int = 10, filter: Filter | None = None,
+                    include_examples: bool = False, nprobe: int | None = None,
+                    ef_search: int | None = None, exact: bool = False, with_payload: bool = True,
+                    with_vectors: bool = False, timeout: float | None = None) -> list[Hit]:
+        """Points like the ``positive`` examples and unlike the ``negative`` ones.
+
+        An example is a stored id (a string), ``{"text": ...}`` (embedded by the
+        collection's encoder), ``{"id": ...}``, or a vector. ``strategy="average"``
+        searches with mean(positive) - mean(negative) (normalised for cosine);
+        ``"best_score"`` scores each candidate by its best positive vs best negative
+        similarity (scores in (0, 1) when closer to a positive, (-1, 0) otherwise; see
+        docs/server_api.md). Stored examples are left out of the hits unless
+        ``include_examples=True``. A missing id raises NotFoundError naming it."""
+        req = _codec_query.recommend_request(
+            collection, positive, negative, strategy, k, nprobe=nprobe, ef_search=ef_search,
+            exact=exact, with_payload=with_payload, with_vectors=with_vectors, filter=filter,
+            include_examples=include_examples)
+        resp = self._call(self._points.Recommend, req, idempotent=True, timeout=timeout)
+        return _codec.from_proto_search(resp, True)
 
     def range_search(self, collection: str, vector: Any = None, *, vectors: Any = None,
                      threshold: float, limit: int = 1000, filter: Filter | None = None,

@@ -17,6 +17,14 @@ class Hit(NamedTuple):
     text: str | None = None
 
 
+class Group(NamedTuple):
+    """One group of a grouped search (``search(..., group_by=...)``): the payload value
+    ``key`` and its best hits, best first."""
+
+    key: str | int | bool
+    hits: list[Hit]
+
+
 class Point(NamedTuple):
     """A stored point as returned by get() and scroll()."""
 

@@ -54,7 +54,7 @@ METHOD_ROLES: dict[str, str] = {
     _P + "Upsert": WRITE, _P + "UpsertStream": WRITE, _P + "Delete": WRITE,
     _P + "UpdatePayload": WRITE, _P + "UpdateVectors": WRITE,
     _P + "Get": READ, _P + "Count": READ, _P + "Scroll": READ, _P + "Search": READ,
-    _P + "RangeSearch": READ,
+    _P + "RangeSearch": READ, _P + "Recommend": READ,
 }
 # RPCs a scoped key may call without naming a collection (their answers are filtered).
 LISTING = {_C + "ListCollections", _C + "ListAliases", _C + "ListSnapshots"}

@@ -270,6 +270,8 @@ def to_proto_query_result(r: SearchResult) -> ppb.QueryResult:
                 else _splice_payloads(r.payloads_json))
     res = ppb.QueryResult(ids=r.ids, scores=np.asarray(r.scores, dtype=F32).tobytes(),
                           payloads=payloads, texts=to_proto_texts(r.texts), plan=r.plan or "")
+    if r.group_keys is not None:  # grouped search: the group of each hit
+        res.group_keys = _ENCODER.encode(r.group_keys)
     if r.vectors is not None:
         res.vectors.CopyFrom(to_proto_vectors(r.vectors.reshape(len(r.ids), -1)))
     return res

@@ -306,6 +306,13 @@ class Guard:
             # above the engine's own bound (MAX_K) the engine answers INVALID_ARGUMENT
             if short == "Search" and cfg.max_k < request.k <= MAX_K:
                 return f"k={request.k} is above max_k={cfg.max_k}"
+            if short == "Search" and request.HasField("group_by"):
+                hits = ((request.groups if request.HasField("groups") else 10)
+                        * (request.group_size if request.HasField("group_size") else 1))
+                if cfg.max_k < hits <= MAX_K:
+                    return f"groups x group_size = {hits} is above max_k={cfg.max_k}"
+        if short == "Recommend" and cfg.max_k < request.k <= MAX_K:
+            return f"k={request.k} is above max_k={cfg.max_k}"
         if short == "CreateCollection":
             try:
                 with self.engine.session() as db:

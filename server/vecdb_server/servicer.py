@@ -15,7 +15,7 @@ from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 
-from . import convert
+from . import convert, convert_query
 from .engine import EngineHolder
 
 
@@ -171,6 +171,8 @@ class PointServicer(pgrpc.PointServiceServicer):
             return convert.to_proto_scroll(db.scroll(**args), args["with_vector"])
 
     def Search(self, request: ppb.SearchRequest, context: Any) -> ppb.SearchResponse:
+        if convert_query.is_beyond(request):  # expression / group_by: vecdb.recommend, grouping
+            return self._search_beyond(request)
         args = convert.from_proto_search(request)
         with self._engine.session() as db:
             if args["texts"] is not None:  # embedded once; the recall sampler reuses them
@@ -180,6 +182,18 @@ class PointServicer(pgrpc.PointServiceServicer):
         if self._on_search is not None:
             self._on_search(args, results)
         return convert.to_proto_search(results)
+
+    def _search_beyond(self, request: ppb.SearchRequest) -> ppb.SearchResponse:
+        kind, args = convert_query.from_proto_search_beyond(request)
+        with self._engine.session() as db:
+            if kind == "groups":
+                return convert.to_proto_search(db.search_groups(**args))
+            return convert.to_proto_search([db.search_expression(**args, raw_payloads=True)])
+
+    def Recommend(self, request: ppb.RecommendRequest, context: Any) -> ppb.SearchResponse:
+        args = convert_query.from_proto_recommend(request)
+        with self._engine.session() as db:
+            return convert.to_proto_search([db.recommend(**args, raw_payloads=True)])
 
     def RangeSearch(self, request: ppb.RangeSearchRequest, context: Any) -> ppb.SearchResponse:
         args = convert.from_proto_range_search(request)

@@ -92,24 +92,32 @@ class ScrollResponse(_message.Message):
     def __init__(self, points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "texts", "k", "params", "with_payload", "with_vector", "filter")
+    __slots__ = ("collection", "vectors", "texts", "expression", "k", "params", "with_payload", "with_vector", "filter", "group_by", "group_size", "groups")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
+    EXPRESSION_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _types_pb2.Vectors
     texts: TextQueries
+    expression: Expression
     k: int
     params: _types_pb2.SearchParams
     with_payload: bool
     with_vector: bool
     filter: _types_pb2.Filter
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Union[TextQueries, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ...) -> None: ...
+    group_by: str
+    group_size: int
+    groups: int
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Union[TextQueries, _Mapping]] = ..., expression: _Optional[_Union[Expression, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., groups: _Optional[int] = ...) -> None: ...
 
 class TextQueries(_message.Message):
     __slots__ = ("texts",)
@@ -117,21 +125,67 @@ class TextQueries(_message.Message):
     texts: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, texts: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class QueryTerm(_message.Message):
+    __slots__ = ("id", "text", "vector", "weight")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    text: str
+    vector: bytes
+    weight: float
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., vector: _Optional[bytes] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class Expression(_message.Message):
+    __slots__ = ("terms", "include_terms")
+    TERMS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_TERMS_FIELD_NUMBER: _ClassVar[int]
+    terms: _containers.RepeatedCompositeFieldContainer[QueryTerm]
+    include_terms: bool
+    def __init__(self, terms: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., include_terms: _Optional[bool] = ...) -> None: ...
+
+class RecommendRequest(_message.Message):
+    __slots__ = ("collection", "positive", "negative", "strategy", "k", "params", "with_payload", "with_vector", "filter", "include_examples")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    positive: _containers.RepeatedCompositeFieldContainer[QueryTerm]
+    negative: _containers.RepeatedCompositeFieldContainer[QueryTerm]
+    strategy: str
+    k: int
+    params: _types_pb2.SearchParams
+    with_payload: bool
+    with_vector: bool
+    filter: _types_pb2.Filter
+    include_examples: bool
+    def __init__(self, collection: _Optional[str] = ..., positive: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., negative: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., strategy: _Optional[str] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., include_examples: _Optional[bool] = ...) -> None: ...
+
 class QueryResult(_message.Message):
-    __slots__ = ("ids", "scores", "payloads", "vectors", "texts", "plan")
+    __slots__ = ("ids", "scores", "payloads", "vectors", "texts", "plan", "group_keys")
     IDS_FIELD_NUMBER: _ClassVar[int]
     SCORES_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    GROUP_KEYS_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     scores: bytes
     payloads: str
     vectors: _types_pb2.Vectors
     texts: _containers.RepeatedScalarFieldContainer[str]
     plan: str
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ..., payloads: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ..., plan: _Optional[str] = ...) -> None: ...
+    group_keys: str
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ..., payloads: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ..., plan: _Optional[str] = ..., group_keys: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("results",)

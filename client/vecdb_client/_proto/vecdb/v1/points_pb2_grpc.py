@@ -75,6 +75,11 @@ class PointServiceStub:
                 request_serializer=vecdb_dot_v1_dot_points__pb2.RangeSearchRequest.SerializeToString,
                 response_deserializer=vecdb_dot_v1_dot_points__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.Recommend = channel.unary_unary(
+                '/vecdb.v1.PointService/Recommend',
+                request_serializer=vecdb_dot_v1_dot_points__pb2.RecommendRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_points__pb2.SearchResponse.FromString,
+                _registered_method=True)
         self.UpdatePayload = channel.unary_unary(
                 '/vecdb.v1.PointService/UpdatePayload',
                 request_serializer=vecdb_dot_v1_dot_points__pb2.UpdatePayloadRequest.SerializeToString,
@@ -147,6 +152,14 @@ class PointServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Recommend(self, request, context):
+        """"More like these, less like those": one query built from positive and
+        negative examples (stored ids, texts, raw vectors); one QueryResult.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdatePayload(self, request, context):
         """Partial payload update of the points with these ids or matching a filter;
         one atomic, WAL-logged batch. Vectors, texts and TTLs are kept.
@@ -204,6 +217,11 @@ def add_PointServiceServicer_to_server(servicer, server):
             'RangeSearch': grpc.unary_unary_rpc_method_handler(
                     servicer.RangeSearch,
                     request_deserializer=vecdb_dot_v1_dot_points__pb2.RangeSearchRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_points__pb2.SearchResponse.SerializeToString,
+            ),
+            'Recommend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Recommend,
+                    request_deserializer=vecdb_dot_v1_dot_points__pb2.RecommendRequest.FromString,
                     response_serializer=vecdb_dot_v1_dot_points__pb2.SearchResponse.SerializeToString,
             ),
             'UpdatePayload': grpc.unary_unary_rpc_method_handler(
@@ -432,6 +450,33 @@ class PointService:
             target,
             '/vecdb.v1.PointService/RangeSearch',
             vecdb_dot_v1_dot_points__pb2.RangeSearchRequest.SerializeToString,
+            vecdb_dot_v1_dot_points__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Recommend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.PointService/Recommend',
+            vecdb_dot_v1_dot_points__pb2.RecommendRequest.SerializeToString,
             vecdb_dot_v1_dot_points__pb2.SearchResponse.FromString,
             options,
             channel_credentials,
