@@ -7,6 +7,7 @@ the field.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from itertools import repeat
@@ -18,6 +19,7 @@ from ._proto.vecdb.v1 import collections_pb2 as cpb
 from ._proto.vecdb.v1 import points_pb2 as ppb
 from ._proto.vecdb.v1 import types_pb2 as tpb
 from ._filters import to_proto_filter
+from .analytics import progress_of
 from .errors import (DeadlineExceededError, FailedPreconditionError, InvalidArgumentError,
                      NotFoundError)
 from .models import (CollectionConfig, CollectionInfo, Hit, PayloadIndexInfo, Point,
@@ -179,6 +181,13 @@ def from_proto_config(msg: cpb.CollectionConfig) -> CollectionConfig:
 
 
 def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:
+    info = _from_proto_info_fields(msg)
+    if msg.HasField("clustering"):
+        info = dataclasses.replace(info, clustering=progress_of(msg.clustering))
+    return info
+
+
+def _from_proto_info_fields(msg: cpb.CollectionInfo) -> CollectionInfo:
     shards = tuple(ShardStats(s.points, s.index_state, s.index_type, s.applied_seq,
                               s.checkpoint_seq, s.deleted_pending, s.device or "cpu",
                               s.gpu_memory_bytes) for s in msg.shards)

@@ -119,6 +119,8 @@ class CollectionInfo:
     payload_indexes: dict[str, PayloadIndexInfo] = field(default_factory=dict)
     # set while (and after) this collection is re-embedded or re-embedded into
     reembed: "ReembedProgress | None" = None
+    # the collection's latest clustering job (Client.cluster), if any
+    clustering: "ClusterProgress | None" = None  # vecdb_client.analytics.ClusterProgress
 
     @property
     def name(self) -> str:

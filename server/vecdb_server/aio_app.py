@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import logging
 import time
 from concurrent import futures
@@ -17,8 +18,9 @@ from typing import Any, AsyncIterator, Callable
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
-from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc, points_pb2_grpc
+from vecdb_client._proto.vecdb.v1 import analytics_pb2_grpc, collections_pb2_grpc, points_pb2_grpc
 
+from .analytics_servicer import AnalyticsServicer
 from .app import NOT_SERVING, SERVICE_NAMES, SERVING, enable_reflection, grpc_options
 from .config import ServerConfig
 from .drain import AioDrainInterceptor, Drain
@@ -44,7 +46,8 @@ def _offload(name: str) -> Callable:
 def _async_servicer(base: type, sync: Any, pool: futures.Executor) -> Any:
     """Subclass of the generated base whose unary methods run ``sync``'s in ``pool``."""
     names = {n for klass in base.__mro__ for n in vars(klass)
-             if n[:1].isupper() and n != "UpsertStream"}
+             if n[:1].isupper() and n != "UpsertStream"
+             and not inspect.isasyncgenfunction(getattr(base, n))}  # streams: base's own
     cls = type(f"Aio{type(sync).__name__}", (base,), {n: _offload(n) for n in names})
     obj = cls()
     obj._sync, obj._pool = sync, pool
@@ -60,6 +63,26 @@ class _AioPoints(points_pb2_grpc.PointServiceServicer):
         async for request in request_iterator:
             yield await loop.run_in_executor(self._pool, contextvars.copy_context().run,
                                              self._sync.upsert_batch, request)
+
+
+class _AioAnalytics(analytics_pb2_grpc.AnalyticsServiceServicer):
+    _sync: AnalyticsServicer
+    _pool: futures.Executor
+
+    async def Duplicates(self, request: Any, context: Any) -> AsyncIterator:
+        """Each chunk is computed in the pool (one range-search batch), then sent."""
+        loop = asyncio.get_running_loop()
+        ctx = contextvars.copy_context()
+        chunks = await loop.run_in_executor(self._pool, ctx.run, self._sync.duplicates, request)
+        end = object()
+        try:
+            while True:
+                chunk = await loop.run_in_executor(self._pool, ctx.run, next, chunks, end)
+                if chunk is end:
+                    return
+                yield chunk
+        finally:  # cancelled or failed: close the generator (ends its engine session)
+            await loop.run_in_executor(self._pool, ctx.run, chunks.close)
 
 
 class AioServerApp:
@@ -90,6 +113,8 @@ class AioServerApp:
                                       CollectionServicer(self.engine), self.pool)
         collections_pb2_grpc.add_CollectionServiceServicer_to_server(collections, self.server)
         points_pb2_grpc.add_PointServiceServicer_to_server(points, self.server)
+        analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(
+            _async_servicer(_AioAnalytics, AnalyticsServicer(self.engine), self.pool), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection(self.server)
 

@@ -17,9 +17,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from vecdb_client._proto.vecdb.v1 import analytics_pb2, analytics_pb2_grpc
 from vecdb_client._proto.vecdb.v1 import collections_pb2, collections_pb2_grpc
 from vecdb_client._proto.vecdb.v1 import points_pb2, points_pb2_grpc
 
+from .analytics_servicer import AnalyticsServicer
 from .config import ServerConfig
 from .drain import Drain, DrainInterceptor
 from .engine import EngineHolder
@@ -32,6 +34,7 @@ log = logging.getLogger("vecdb_server")
 SERVICE_NAMES = (
     collections_pb2.DESCRIPTOR.services_by_name["CollectionService"].full_name,
     points_pb2.DESCRIPTOR.services_by_name["PointService"].full_name,
+    analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name,
 )
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -75,6 +78,8 @@ class ServerApp:
             CollectionServicer(self.engine), self.server)
         points_pb2_grpc.add_PointServiceServicer_to_server(
             PointServicer(self.engine, self.metrics.sampler.offer), self.server)
+        analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(
+            AnalyticsServicer(self.engine), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection(self.server)
 

@@ -56,6 +56,10 @@ METHOD_ROLES: dict[str, str] = {
     _P + "Get": READ, _P + "Count": READ, _P + "Scroll": READ, _P + "Search": READ,
     _P + "RangeSearch": READ, _P + "Recommend": READ,
 }
+_A = "/vecdb.v1.AnalyticsService/"
+# Cluster needs read-write: it may write labels (write_label) and runs a long job.
+METHOD_ROLES.update({_A + "Cluster": WRITE, _A + "GetClusterJob": READ, _A + "Outliers": READ,
+                     _A + "Duplicates": READ})
 # RPCs a scoped key may call without naming a collection (their answers are filtered).
 LISTING = {_C + "ListCollections", _C + "ListAliases", _C + "ListSnapshots"}
 # RPCs whose target collection the request does not name: never for scoped keys.

@@ -15,6 +15,7 @@ from vecdb import (CollectionConfig, CollectionDescription, IndexSpec, Point, Sc
                    SearchParams, SearchResult, ShardStats, WriteResult)
 from vecdb.errors import InvalidArgument
 from vecdb.validation import MAX_DIM
+from vecdb_client._proto.vecdb.v1 import analytics_pb2 as apb
 from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
 from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
@@ -173,6 +174,8 @@ def to_proto_collection_info(d: CollectionDescription) -> cpb.CollectionInfo:
                               payload_indexes={f: cpb.PayloadIndexInfo(**info)
                                                for f, info in d.payload_indexes.items()},
                               reembed=None if d.reembed is None else cpb.ReembedProgress(**d.reembed),
+                              clustering=None if d.clustering is None else
+                              apb.ClusterProgress(**d.clustering),
                               gpu_memory_bytes=d.gpu_memory_bytes)
 
 

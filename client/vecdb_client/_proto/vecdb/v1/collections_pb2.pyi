@@ -1,3 +1,4 @@
+from vecdb_client._proto.vecdb.v1 import analytics_pb2 as _analytics_pb2
 from vecdb_client._proto.vecdb.v1 import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -46,7 +47,7 @@ class ShardStats(_message.Message):
     def __init__(self, points: _Optional[int] = ..., index_state: _Optional[str] = ..., index_type: _Optional[str] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., deleted_pending: _Optional[int] = ..., device: _Optional[str] = ..., gpu_memory_bytes: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases", "payload_indexes", "reembed", "gpu_memory_bytes")
+    __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases", "payload_indexes", "reembed", "gpu_memory_bytes", "clustering")
     class PayloadIndexesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +64,7 @@ class CollectionInfo(_message.Message):
     PAYLOAD_INDEXES_FIELD_NUMBER: _ClassVar[int]
     REEMBED_FIELD_NUMBER: _ClassVar[int]
     GPU_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    CLUSTERING_FIELD_NUMBER: _ClassVar[int]
     config: CollectionConfig
     points: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardStats]
@@ -72,7 +74,8 @@ class CollectionInfo(_message.Message):
     payload_indexes: _containers.MessageMap[str, PayloadIndexInfo]
     reembed: ReembedProgress
     gpu_memory_bytes: int
-    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., points: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., index_state: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., payload_indexes: _Optional[_Mapping[str, PayloadIndexInfo]] = ..., reembed: _Optional[_Union[ReembedProgress, _Mapping]] = ..., gpu_memory_bytes: _Optional[int] = ...) -> None: ...
+    clustering: _analytics_pb2.ClusterProgress
+    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., points: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., index_state: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., payload_indexes: _Optional[_Mapping[str, PayloadIndexInfo]] = ..., reembed: _Optional[_Union[ReembedProgress, _Mapping]] = ..., gpu_memory_bytes: _Optional[int] = ..., clustering: _Optional[_Union[_analytics_pb2.ClusterProgress, _Mapping]] = ...) -> None: ...
 
 class ReembedProgress(_message.Message):
     __slots__ = ("source", "target", "encoder", "alias", "state", "done", "total", "caught_up", "error")
