@@ -55,8 +55,20 @@ def field_value(payload: dict | None, path: str) -> Any:
     return value
 
 
+def kmeans_labels(ctx: Context, collection: str, x: np.ndarray, k: int, seed: int) -> list[str]:
+    """Each row's cluster: the nearest centroid of a server-side k-means (nothing written)."""
+    job = ctx.client.cluster(collection, k, seed=seed, typical=0, wait=True, timeout=3600)
+    c = job.result.centroids
+    if ctx.client.describe_collection(collection).config.metric == "cosine":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-30)
+    d = (x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :]
+    return [f"cluster {i}" for i in np.argmin(d, axis=1).tolist()]
+
+
 def cmd_map(ctx: Context, args: Any) -> Result:
     size = parse_size(args.size)
+    if args.kmeans is not None and args.color_by is not None:
+        raise UsageError("give --color-by or --kmeans, not both")
     ids = sample_ids(ctx, args.collection, args.sample, args.seed, args.quiet)
     if len(ids) < 2:
         raise CliError(f"collection {args.collection} has {len(ids)} points; a map needs 2")
@@ -68,6 +80,9 @@ def cmd_map(ctx: Context, args: Any) -> Result:
     xy = project(x, args.method, args.seed)
     values = None if args.color_by is None else [field_value(p.payload, args.color_by)
                                                  for p in points]
+    if args.kmeans is not None:  # colour by the nearest of k server-side k-means centroids
+        values = kmeans_labels(ctx, args.collection, x, args.kmeans, args.seed)
+        args.color_by = f"k-means cluster (k={args.kmeans})"
     title = f"{args.collection}: {len(points)} points, {args.method.upper()}"
     draw(xy, values, args.color_by, args.out, title, size)
     data = {"collection": args.collection, "out": args.out, "points": len(points),
@@ -81,7 +96,9 @@ def register(sub: Any) -> None:
         vecdbctl map docs --out map.png
         vecdbctl map docs --out map.png --color-by category --sample 2000
         vecdbctl map docs --out map.png --color-by meta.year --size 1600x1200
-        vecdbctl map docs --out map.png --method umap     # needs pip install umap-learn""",
+        vecdbctl map docs --out map.png --method umap     # needs pip install umap-learn
+        vecdbctl map docs --out map.png --kmeans 6        # colour by k-means cluster
+        vecdbctl map docs --out map.png --color-by topic  # after kmeans --write-label topic""",
                 cmd_map, details="""
         Samples up to --sample points uniformly (an id-only scan, then their
         vectors), projects them with PCA (or UMAP) and colours them by a payload
@@ -91,6 +108,9 @@ def register(sub: Any) -> None:
     p.add_argument("--sample", type=positive_int, default=5000,
                    help="points to draw at most (default 5000)")
     p.add_argument("--color-by", metavar="FIELD", help="payload field (dots for nesting)")
+    p.add_argument("--kmeans", type=positive_int, metavar="K",
+                   help="colour by cluster: k-means with K clusters on the server (nothing "
+                        "written; a label written by 'kmeans --write-label' is --color-by)")
     p.add_argument("--method", choices=("pca", "umap"), default="pca", help="default pca")
     p.add_argument("--size", default="1000x800", metavar="WxH",
                    help="image size in pixels (default 1000x800)")

@@ -122,4 +122,6 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (commands_collections, commands_points, commands_transfer, commands_snapshots,
                    commands_map, completion):
         module.register(sub)
+    from . import commands_analytics  # kmeans, outliers, duplicates
+    commands_analytics.register(sub)
     return parser
