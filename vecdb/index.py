@@ -148,6 +148,20 @@ def build_ann(spec: IndexSpec, metric: str, labels: np.ndarray, vectors: np.ndar
     return Ann(kind, index, trained_on=n)
 
 
+def built_params(ann: Ann) -> dict[str, int]:
+    """The parameters a built index really has, read off the FAISS index itself (so a
+    loaded checkpoint reports them too): nlist and m as chosen at build time."""
+    if ann.kind == "hnsw":
+        hnsw = faiss.downcast_index(ann.index.index).hnsw
+        return {"M": int(hnsw.nb_neighbors(1)), "ef_construction": int(hnsw.efConstruction)}
+    ivf = faiss.extract_index_ivf(ann.index)
+    out = {"nlist": int(ivf.nlist)}
+    if ann.kind == "ivf_pq":
+        pq = faiss.downcast_index(ivf).pq
+        out.update(m=int(pq.M), nbits=int(pq.nbits))
+    return out
+
+
 def search_params(ann: Ann, spec: IndexSpec, k: int, nprobe: int | None, ef_search: int | None,
                   sel=None):
     """Fresh SearchParameters per call (IndexIDMap mutates them while searching).

@@ -190,14 +190,17 @@ def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:
 def _from_proto_info_fields(msg: cpb.CollectionInfo) -> CollectionInfo:
     shards = tuple(ShardStats(s.points, s.index_state, s.index_type, s.applied_seq,
                               s.checkpoint_seq, s.deleted_pending, s.device or "cpu",
-                              s.gpu_memory_bytes) for s in msg.shards)
+                              s.gpu_memory_bytes, dict(sorted(s.built_params.items())))
+                   for s in msg.shards)
     indexes = {f: PayloadIndexInfo(i.type, i.state) for f, i in sorted(msg.payload_indexes.items())}
     r = msg.reembed
     reembed = (ReembedProgress(r.source, r.target, r.encoder, r.alias, r.state, r.done, r.total,
                                r.caught_up, r.error) if msg.HasField("reembed") else None)
     return CollectionInfo(from_proto_config(msg.config), msg.points, shards,
                           msg.index_state, msg.bytes_on_disk, tuple(msg.aliases), indexes,
-                          reembed)
+                          reembed,
+                          effective_index_params=dict(sorted(msg.effective_index_params.items())),
+                          default_index_params=tuple(msg.default_index_params))
 
 
 def payload_index_ready(info: CollectionInfo, field: str, deadline: float | None) -> bool:

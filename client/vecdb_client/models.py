@@ -71,6 +71,8 @@ class ShardStats:
     deleted_pending: int
     device: str = "cpu"  # "cpu" or "cuda:N"
     gpu_memory_bytes: int = 0  # resident on that GPU
+    # what the built ANN index really uses (automatic nlist/m included); {} while exact
+    built_params: dict[str, int] = field(default_factory=dict)
 
 
 class SnapshotInfo(NamedTuple):
@@ -121,6 +123,10 @@ class CollectionInfo:
     reembed: "ReembedProgress | None" = None
     # the collection's latest clustering job (Client.cluster), if any
     clustering: "ClusterProgress | None" = None  # vecdb_client.analytics.ClusterProgress
+    # every parameter of the index type with the value the collection runs with
+    # (unset ones at their defaults), and which of them are defaults
+    effective_index_params: dict[str, int] = field(default_factory=dict)
+    default_index_params: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

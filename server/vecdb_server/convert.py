@@ -163,7 +163,7 @@ def to_proto_shard_stats(s: ShardStats) -> cpb.ShardStats:
     return cpb.ShardStats(points=s.points, index_state=s.index_state, index_type=s.index_type,
                           applied_seq=s.applied_seq, checkpoint_seq=s.checkpoint_seq,
                           deleted_pending=s.deleted_pending, device=s.device,
-                          gpu_memory_bytes=s.gpu_memory_bytes)
+                          gpu_memory_bytes=s.gpu_memory_bytes, built_params=s.built_params)
 
 
 def to_proto_collection_info(d: CollectionDescription) -> cpb.CollectionInfo:
@@ -176,7 +176,9 @@ def to_proto_collection_info(d: CollectionDescription) -> cpb.CollectionInfo:
                               reembed=None if d.reembed is None else cpb.ReembedProgress(**d.reembed),
                               clustering=None if d.clustering is None else
                               apb.ClusterProgress(**d.clustering),
-                              gpu_memory_bytes=d.gpu_memory_bytes)
+                              gpu_memory_bytes=d.gpu_memory_bytes,
+                              effective_index_params=d.config.index.effective_params(),
+                              default_index_params=d.config.index.default_params())
 
 
 def from_proto_reembed(msg: cpb.ReembedCollectionRequest) -> dict[str, Any]:

@@ -199,7 +199,7 @@ def test_points_and_search(run, srv, tmp_path):
     assert "vector" in batch["results"][0][0] and batch["results"][0][0]["payload"] is None
 
     text = cli("search", "cli_p", "--text", "hello", host=srv.target)
-    one_line_error(text, "FAILED_PRECONDITION", "encoder")
+    one_line_error(text, "INVALID_ARGUMENT", "has no encoder")
 
     assert run("points", "delete", "cli_p", "p1", "p2", "nope") == {"requested": 3,
                                                                     "deleted": 2}
@@ -374,7 +374,7 @@ def test_fvecs_with_ids_file(run, srv, tmp_path):
 BAD_ARGUMENTS = [
     ((), "required: COMMAND"),
     (("frobnicate",), "invalid choice: 'frobnicate'"),
-    (("collections", "create", "x"), "required: --dim"),
+    (("collections", "create", "x"), "--dim is required without --encoder"),
     (("collections", "create", "x", "--dim", "0"), "expected a positive integer"),
     (("search", "c", "--vector", "[1, 2]", "--k", "zero"), "expected a positive integer"),
     (("search", "c", "--vector", "not json"), "--vector: expected a JSON list"),
@@ -404,7 +404,7 @@ def test_usage_errors_found_after_parsing_exit_2(run, srv, tmp_path):
     create(srv, "cli_usage", 8)
     fail(cli("import", "cli_usage", str(tmp_path / "v.npy"), host=srv.target), 2,
          "usage: vecdbctl import", "--ids FILE")
-    fail(cli("import", "cli_usage", str(tmp_path / "v.txt"), host=srv.target), 2,
+    fail(cli("import", "cli_usage", str(tmp_path / "v.csv"), host=srv.target), 2,
          "cannot tell the format")
     fail(cli("collections", "create", "y", "--dim", "4", "--param", "nlist", host=srv.target),
          2, "--param expects KEY=INTEGER")
@@ -496,10 +496,15 @@ def test_every_command_has_help_with_examples():
 
 
 # ---------------------------------------------------------------- README
-def readme_cli_examples() -> str:
-    section = (ROOT / "README.md").read_text().split("## Admin CLI (vecdbctl)", 1)[1]
+def readme_bash_block(heading: str) -> str:
+    """The first ```bash block of the README section ``## heading``."""
+    section = (ROOT / "README.md").read_text().split(f"## {heading}", 1)[1]
     section = section.split("\n## ", 1)[0]
     return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
+
+
+def readme_cli_examples() -> str:
+    return readme_bash_block("Admin CLI (vecdbctl)")
 
 
 def test_readme_cli_examples_run_as_written(spawn, tmp_path):

@@ -5,15 +5,13 @@ minute" block run as written."""
 from __future__ import annotations
 
 import json
-import os
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from harness import ROOT, ServerProcess, rand
-from test_cli import BIN, cli_env
+from test_cli import BIN, cli_env, readme_bash_block
 
 pytest.importorskip("sentence_transformers", reason="needs vecdb[encoders]")
 VECDBCTL = str(Path(BIN) / "vecdbctl")
@@ -114,14 +112,8 @@ def test_text_import_errors_name_the_problem_and_write_nothing(srv, tmp_path):
         assert c.count("vectors_only") == 0
 
 
-def readme_semantic_block() -> str:
-    section = (ROOT / "README.md").read_text().split("## Semantic search in one minute", 1)[1]
-    section = section.split("\n## ", 1)[0]
-    return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
-
-
 def test_readme_semantic_search_in_one_minute(spawn, tmp_path):
-    script = readme_semantic_block()
+    script = readme_bash_block("Semantic search in one minute")
     assert "--encoder minilm" in script and "vecdbctl import" in script
     server = spawn(data_dir=tmp_path / "data")
     work = tmp_path / "work"

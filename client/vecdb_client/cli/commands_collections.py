@@ -17,6 +17,8 @@ def info_dict(info: Any) -> dict[str, Any]:
     """A CollectionInfo as JSON: config fields flattened, plus stats and shards."""
     return {**asdict(info.config), "points": info.points, "index_state": info.index_state,
             "bytes_on_disk": info.bytes_on_disk, "aliases": list(info.aliases),
+            "effective_index_params": dict(info.effective_index_params),
+            "default_index_params": list(info.default_index_params),
             "payload_indexes": payload_indexes_dict(info),
             "shard_stats": [asdict(s) for s in info.shards]}
 
@@ -31,11 +33,22 @@ def payload_indexes_table(indexes: dict[str, dict[str, str]]) -> Table:
                  [[f, i["type"], i["state"]] for f, i in indexes.items()], "payload indexes")
 
 
+def index_params_table(d: dict[str, Any]) -> Table:
+    """Effective index parameters; 0 for nlist/m means chosen per shard at build time
+    (the shards table shows the built values)."""
+    defaults = set(d["default_index_params"])
+    return Table(["parameter", "value", "source"],
+                 [[k, v, "default" if k in defaults else "set"]
+                  for k, v in d["effective_index_params"].items()], f"index {d['index']}")
+
+
 def info_views(d: dict[str, Any]) -> list[Table]:
-    head = {k: v for k, v in d.items() if k not in ("shard_stats", "payload_indexes")}
+    head = {k: v for k, v in d.items() if k not in ("shard_stats", "payload_indexes",
+                                                     "effective_index_params",
+                                                     "default_index_params")}
     shards = d["shard_stats"]
     cols = list(shards[0]) if shards else ["points"]
-    return [kv_table(head, f"collection {d['name']}"),
+    return [kv_table(head, f"collection {d['name']}"), index_params_table(d),
             payload_indexes_table(d["payload_indexes"]),
             Table(["shard"] + cols, [[i] + [s[c] for c in cols] for i, s in enumerate(shards)],
                   "shards")]

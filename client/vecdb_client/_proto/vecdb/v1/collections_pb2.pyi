@@ -27,7 +27,14 @@ class CollectionConfig(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
 
 class ShardStats(_message.Message):
-    __slots__ = ("points", "index_state", "index_type", "applied_seq", "checkpoint_seq", "deleted_pending", "device", "gpu_memory_bytes")
+    __slots__ = ("points", "index_state", "index_type", "applied_seq", "checkpoint_seq", "deleted_pending", "device", "gpu_memory_bytes", "built_params")
+    class BuiltParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     POINTS_FIELD_NUMBER: _ClassVar[int]
     INDEX_STATE_FIELD_NUMBER: _ClassVar[int]
     INDEX_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +43,7 @@ class ShardStats(_message.Message):
     DELETED_PENDING_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     GPU_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BUILT_PARAMS_FIELD_NUMBER: _ClassVar[int]
     points: int
     index_state: str
     index_type: str
@@ -44,10 +52,11 @@ class ShardStats(_message.Message):
     deleted_pending: int
     device: str
     gpu_memory_bytes: int
-    def __init__(self, points: _Optional[int] = ..., index_state: _Optional[str] = ..., index_type: _Optional[str] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., deleted_pending: _Optional[int] = ..., device: _Optional[str] = ..., gpu_memory_bytes: _Optional[int] = ...) -> None: ...
+    built_params: _containers.ScalarMap[str, int]
+    def __init__(self, points: _Optional[int] = ..., index_state: _Optional[str] = ..., index_type: _Optional[str] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., deleted_pending: _Optional[int] = ..., device: _Optional[str] = ..., gpu_memory_bytes: _Optional[int] = ..., built_params: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases", "payload_indexes", "reembed", "gpu_memory_bytes", "clustering")
+    __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases", "payload_indexes", "reembed", "gpu_memory_bytes", "clustering", "effective_index_params", "default_index_params")
     class PayloadIndexesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +64,13 @@ class CollectionInfo(_message.Message):
         key: str
         value: PayloadIndexInfo
         def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[PayloadIndexInfo, _Mapping]] = ...) -> None: ...
+    class EffectiveIndexParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +81,8 @@ class CollectionInfo(_message.Message):
     REEMBED_FIELD_NUMBER: _ClassVar[int]
     GPU_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     CLUSTERING_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_INDEX_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_INDEX_PARAMS_FIELD_NUMBER: _ClassVar[int]
     config: CollectionConfig
     points: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardStats]
@@ -75,7 +93,9 @@ class CollectionInfo(_message.Message):
     reembed: ReembedProgress
     gpu_memory_bytes: int
     clustering: _analytics_pb2.ClusterProgress
-    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., points: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., index_state: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., payload_indexes: _Optional[_Mapping[str, PayloadIndexInfo]] = ..., reembed: _Optional[_Union[ReembedProgress, _Mapping]] = ..., gpu_memory_bytes: _Optional[int] = ..., clustering: _Optional[_Union[_analytics_pb2.ClusterProgress, _Mapping]] = ...) -> None: ...
+    effective_index_params: _containers.ScalarMap[str, int]
+    default_index_params: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., points: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., index_state: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., payload_indexes: _Optional[_Mapping[str, PayloadIndexInfo]] = ..., reembed: _Optional[_Union[ReembedProgress, _Mapping]] = ..., gpu_memory_bytes: _Optional[int] = ..., clustering: _Optional[_Union[_analytics_pb2.ClusterProgress, _Mapping]] = ..., effective_index_params: _Optional[_Mapping[str, int]] = ..., default_index_params: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReembedProgress(_message.Message):
     __slots__ = ("source", "target", "encoder", "alias", "state", "done", "total", "caught_up", "error")
