@@ -1,3 +1,11 @@
+import os
+
+# Tests not about the GPU run on the CPU (on a GPU machine too): GPUs are hidden from CUDA
+# (torch, faiss) in this process and in the servers it starts. bench/gpu_check.sh sets
+# VECDB_TEST_GPU=1 to run tests/unit/test_gpu_*.py on the GPU.
+if os.environ.get("VECDB_TEST_GPU") != "1":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
 import numpy as np
 import pytest
 

@@ -36,10 +36,13 @@ from dataclasses import dataclass
 import faiss
 
 from .errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from .gpu_res import clone_options, gpu_lock, gpu_resources
 
 log = logging.getLogger("vecdb.gpu")
 DEVICES = ("auto", "cpu", "gpu")
 _MIB = 1 << 20
+TORCH_SEARCHES_PER_GPU = 2  # concurrent torch searches per GPU (more wait)
+TORCH_SCRATCH_BYTES = 256 * _MIB  # temporaries of one torch search, at most
 
 
 def check_device(value, field: str = "device") -> str:
@@ -182,10 +185,10 @@ class Budget:
 
 # ---------------------------------------------------------------- context
 class GpuContext:
-    """The database's GPU side: settings, the probe (once), the budget, FAISS GPU
-    resources per device, and the factories of GPU objects. Tests subclass the
-    factories (``torch_device``, ``faiss_flat``, ``faiss_clone``, ``cagra``) to run
-    every GPU code path on CPU stand-ins."""
+    """The database's GPU side: settings, the probe (once), the budget, and the factories
+    of GPU objects (FAISS resources and their locks are per process: ``vecdb.gpu_res``).
+    Tests subclass the factories (``torch_device``, ``faiss_flat``, ``faiss_clone``,
+    ``cagra_build``/``cagra_load``) to run every GPU code path on CPU stand-ins."""
 
     def __init__(self, device: str = "auto", budget_mb: int = 0, fp16: bool = False,
                  gpus: Gpus | None = None):
@@ -194,8 +197,9 @@ class GpuContext:
         self.budget = Budget(budget_mb * _MIB)
         self._gpus = gpus
         self._lock = threading.Lock()
-        self._resources: dict[int, object] = {}
-        self._gpu_locks: dict[int, threading.Lock] = {}
+        self._slots: dict[int, threading.BoundedSemaphore] = {}
+        # temporaries of one torch search: 256 MiB, or 1/32 of a budget below 8 GiB
+        self.torch_scratch_bytes = min(TORCH_SCRATCH_BYTES, self.budget.limit // 32 or TORCH_SCRATCH_BYTES)
         self._fallback_logged = False
 
     @classmethod
@@ -258,47 +262,71 @@ class GpuContext:
         return shard % max(self.gpus.count(backend), 1)
 
     # ---- factories (overridden by tests with CPU stand-ins) -----------------
-    def gpu_lock(self, gpu: int) -> threading.Lock:
-        """One lock per GPU: FAISS GPU indexes and their StandardGpuResources are not
-        thread-safe (not even for concurrent searches), so every FAISS GPU call on
-        that GPU holds it."""
-        with self._lock:
-            return self._gpu_locks.setdefault(gpu, threading.Lock())
+    def gpu_lock(self, gpu: int, pool: str = "serve"):
+        """The process-wide lock of GPU ``gpu``'s FAISS resources (``vecdb.gpu_res``): every
+        FAISS GPU allocation, search and free on that GPU holds it."""
+        return gpu_lock(gpu, pool)
 
-    def resources(self, gpu: int):
+    def resources(self, gpu: int, pool: str = "serve"):
+        return gpu_resources(gpu, pool)
+
+    def search_slots(self, gpu: int) -> threading.BoundedSemaphore:
+        """Bounds the concurrent torch searches on one GPU (each holds up to
+        ``torch_scratch_bytes`` of temporaries)."""
         with self._lock:
-            res = self._resources.get(gpu)
-            if res is None:
-                res = self._resources[gpu] = faiss.StandardGpuResources()
-            return res
+            return self._slots.setdefault(gpu, threading.BoundedSemaphore(TORCH_SEARCHES_PER_GPU))
+
+    def reserve_scratch(self, gpu: int) -> None:
+        """Count the torch search temporaries of GPU ``gpu`` against the budget (once per
+        GPU: slots x scratch). ResourceExhausted when they do not fit."""
+        self.budget.reserve({("torch-scratch", gpu): (gpu, TORCH_SEARCHES_PER_GPU * self.torch_scratch_bytes)})
 
     def torch_device(self, gpu: int) -> str:
         return f"cuda:{gpu}"
 
     def faiss_flat(self, gpu: int, dim: int, metric_type: int):
-        """An empty GPU flat index (rows addressed by position)."""
+        """An empty GPU flat index (rows addressed by position). Caller holds gpu_lock(gpu)."""
         cfg = faiss.GpuIndexFlatConfig()
         cfg.device = gpu
         cfg.useFloat16 = self.fp16
         return faiss.GpuIndexFlat(self.resources(gpu), dim, metric_type, cfg)
 
-    def faiss_clone(self, gpu: int, index):
-        """A GPU copy of a CPU IVF index (ids kept)."""
+    def faiss_clone(self, gpu: int, index, kind: str):
+        """A GPU copy of a CPU IVF index (ids kept). Caller holds gpu_lock(gpu)."""
         opts = faiss.GpuClonerOptions()
-        opts.useFloat16 = self.fp16
+        for name, value in clone_options(kind).items():
+            setattr(opts, name, value)
         return faiss.index_cpu_to_gpu(self.resources(gpu), gpu, index, opts)
 
-    def cagra(self, gpu: int, dim: int, metric_type: int, vectors, graph_degree: int):
-        """A CAGRA graph over ``vectors`` (rows addressed by position), or None when
-        FAISS was built without cuVS."""
-        if not hasattr(faiss, "GpuIndexCagra"):
-            return None
+    def has_cagra(self) -> bool:
+        return hasattr(faiss, "GpuIndexCagra")
+
+    def cagra_build(self, gpu: int, dim: int, metric_type: int, vectors, graph_degree: int):
+        """Build a CAGRA graph over ``vectors`` (rows by position) on GPU ``gpu``'s ``build``
+        resources, under their own lock (searches on the GPU do not wait), and return it in
+        host memory (IndexHNSWCagra, base level only); the GPU copy is freed here."""
+        with self.gpu_lock(gpu, "build"):
+            cfg = faiss.GpuIndexCagraConfig()
+            cfg.device = gpu
+            cfg.graph_degree = graph_degree
+            cfg.intermediate_graph_degree = 2 * graph_degree
+            index = faiss.GpuIndexCagra(self.resources(gpu, "build"), dim, metric_type, cfg)
+            try:
+                index.train(vectors)
+                host = faiss.IndexHNSWCagra(dim, max(graph_degree // 2, 1), metric_type)
+                host.base_level_only = True
+                index.copyTo(host)
+            finally:
+                del index  # freed under the build lock
+        return host
+
+    def cagra_load(self, gpu: int, host):
+        """A CAGRA index on the serving resources from a host graph (a copy, no build).
+        Caller holds gpu_lock(gpu)."""
         cfg = faiss.GpuIndexCagraConfig()
         cfg.device = gpu
-        cfg.graph_degree = graph_degree
-        cfg.intermediate_graph_degree = 2 * graph_degree
-        index = faiss.GpuIndexCagra(self.resources(gpu), dim, metric_type, cfg)
-        index.train(vectors)
+        index = faiss.GpuIndexCagra(self.resources(gpu), host.d, host.metric_type, cfg)
+        index.copyFrom(host)
         return index
 
     def cagra_params(self, k: int, ef_search: int):

@@ -317,7 +317,7 @@ class Shard:
         spec, ann = self.config.index, self.ann
         kk = min(k * spec.param("refine"), pool) if ann.kind == "ivf_pq" else k
         got = None
-        if sel is None and self.gpu is not None and self.gpu.ann is not None:
+        if sel is None and self.gpu is not None:
             got = self.gpu.search_ann(queries, kk, params, spec)
         if got is None:
             sp = search_params(ann, spec, k, params.nprobe, params.ef_search, sel=sel)
@@ -419,13 +419,15 @@ class Shard:
         return True
 
     def refresh_gpu(self) -> None:
-        """Copy the built ANN index to the GPU when its copy is missing or stale (FAISS GPU
-        only; background maintenance calls this). Writes wait meanwhile; searches do not."""
-        if self.gpu is None or self.gpu.backend != "faiss" or self.ann is None or self.building:
+        """GPU background work (vecdb.gpu_index.ShardGpu.maintain): merge the flat segments
+        when due, copy the built ANN index to the GPU when its copy is missing or stale (an
+        IVF copy is made under the read lock: writes wait; a CAGRA graph is built from a
+        snapshot without the lock). Not while an ANN build runs."""
+        if self.gpu is None:
             return
-        with self.lock.read():
-            spec = self.config.index
-            self.gpu.refresh_ann(self.ann, 2 * spec.param("M") if self.ann.kind == "hnsw" else 0)
+        ann = None if self.building else self.ann
+        degree = 2 * self.config.index.param("M") if ann is not None and ann.kind == "hnsw" else 0
+        self.gpu.maintain(self.lock, ann, degree)
 
     def build_payload_index(self, field: str, kind: str) -> None:
         """Index a field from RocksDB while writes continue, then make it usable.
@@ -495,4 +497,5 @@ class Shard:
                           applied_seq=self.applied_seq, checkpoint_seq=max(self.checkpoint_seq, 0),
                           deleted_pending=len(self.ann.tombstones) if self.ann else 0,
                           device=self.gpu.device if self.gpu is not None else "cpu",
-                          gpu_memory_bytes=self.gpu.nbytes if self.gpu is not None else 0)
+                          gpu_memory_bytes=self.gpu.nbytes if self.gpu is not None else 0,
+                          **(self.gpu.stats() if self.gpu is not None else {}))

@@ -86,6 +86,15 @@ class ShardStats:
     deleted_pending: int  # tombstones not yet compacted (HNSW)
     device: str = "cpu"  # where the shard searches: "cpu" or "cuda:N" (docs/gpu.md)
     gpu_memory_bytes: int = 0  # bytes of its vectors/indexes resident on that GPU
+    # GPU shards (docs/gpu.md "Counters"): searches served per backend (torch, faiss_flat,
+    # ivf_flat, ivf_pq, cagra; cpu: no usable GPU copy for that search), searches that failed
+    # on the GPU and ran on the CPU, the ANN kind on the GPU ("" none), placement failures
+    # and the last one's reason ("" none)
+    gpu_served: dict = field(default_factory=dict)
+    gpu_fallbacks: dict = field(default_factory=dict)
+    gpu_ann: str = ""
+    gpu_placement_failures: int = 0
+    gpu_error: str = ""
 
 
 @dataclass(frozen=True)
