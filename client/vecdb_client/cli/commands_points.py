@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import commands_query
 from .context import Context, UsageError
 from .io_formats import load_query_vectors, parse_vectors
 from .output import Result, point_dict, points_table
@@ -95,6 +96,8 @@ def hits_result(results: list[Any], extra: dict[str, Any] | None = None) -> Resu
 
 
 def cmd_search(ctx: Context, args: Any) -> Result:
+    if commands_query.wants_beyond(args):  # expression / group_by
+        return commands_query.cmd_search_beyond(ctx, args, common_query_kw(args))
     kw = dict(common_query_kw(args), k=args.k, ef_search=args.ef_search)
     query, single = query_vectors(args)
     if args.explain:
@@ -203,7 +206,9 @@ def register(sub: Any) -> None:
         vecdbctl search docs --vector-file q.json --exact --with-vectors
         vecdbctl search docs --vector-file q.npy --nprobe 64
         vecdbctl search docs --vector-file q.npy --filter '{"key": "lang", "match": "en"}'
-        vecdbctl search docs --vector-file q.npy --filter-file f.json --explain""",
+        vecdbctl search docs --vector-file q.npy --filter-file f.json --explain
+        vecdbctl search docs --vector-file q.npy --group-by author --group-size 2 --groups 5
+        vecdbctl search kb --plus id:king --minus text:man --plus text:woman --k 5""",
                 cmd_search, details="""
         --vector takes a JSON list (one query) or a list of lists (a batch);
         --vector-file a .npy (1-D or 2-D), .fvecs or .json file. cosine/ip: higher
@@ -212,12 +217,18 @@ def register(sub: Any) -> None:
         {"must": [...], "should": [...], "must_not": [...]}); only matching points
         are candidates. --explain adds how each shard ran the query ("plan": in the
         JSON output, a last line in the table output). --text searches by meaning in
-        a collection with an encoder (the server embeds the query).""")
+        a collection with an encoder (the server embeds the query). --plus/--minus/
+        --term search with a vector built from terms (id:ID, text:TEXT or a JSON
+        vector; stored points used as terms are left out of the hits unless
+        --include-terms). --group-by FIELD returns the best --group-size hits for
+        each of the best --groups values of that payload field (--k is not used).""")
     add_query_args(p)
     p.add_argument("--text", help="query text (collections with an encoder)")
     p.add_argument("-k", "--k", type=positive_int, default=10, help="hits per query (default 10)")
     p.add_argument("--ef-search", type=positive_int, help="HNSW search breadth")
     p.add_argument("--explain", action="store_true", help="also show the query plan")
+    commands_query.add_search_args(p)
+    commands_query.register(sub)
 
     p = command(sub, "range-search", "every point scoring better than a threshold", """
         vecdbctl range-search docs --vector '[0.1, 0.2, 0.3, 0.4]' --threshold 0.8
