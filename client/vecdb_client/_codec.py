@@ -190,7 +190,9 @@ def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:
 def _from_proto_info_fields(msg: cpb.CollectionInfo) -> CollectionInfo:
     shards = tuple(ShardStats(s.points, s.index_state, s.index_type, s.applied_seq,
                               s.checkpoint_seq, s.deleted_pending, s.device or "cpu",
-                              s.gpu_memory_bytes, dict(sorted(s.built_params.items())))
+                              s.gpu_memory_bytes, dict(sorted(s.built_params.items())),
+                              dict(sorted(s.gpu_served.items())), dict(sorted(s.gpu_fallbacks.items())),
+                              s.gpu_ann, s.gpu_placement_failures, s.gpu_error)
                    for s in msg.shards)
     indexes = {f: PayloadIndexInfo(i.type, i.state) for f, i in sorted(msg.payload_indexes.items())}
     r = msg.reembed

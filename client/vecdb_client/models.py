@@ -73,6 +73,13 @@ class ShardStats:
     gpu_memory_bytes: int = 0  # resident on that GPU
     # what the built ANN index really uses (automatic nlist/m included); {} while exact
     built_params: dict[str, int] = field(default_factory=dict)
+    # GPU shards (docs/gpu.md "Counters"): searches served / failed on the GPU per backend
+    # ("cpu": no usable GPU copy), the ANN kind on the GPU, placement failures and why
+    gpu_served: dict[str, int] = field(default_factory=dict)
+    gpu_fallbacks: dict[str, int] = field(default_factory=dict)
+    gpu_ann: str = ""
+    gpu_placement_failures: int = 0
+    gpu_error: str = ""
 
 
 class SnapshotInfo(NamedTuple):

@@ -163,7 +163,9 @@ def to_proto_shard_stats(s: ShardStats) -> cpb.ShardStats:
     return cpb.ShardStats(points=s.points, index_state=s.index_state, index_type=s.index_type,
                           applied_seq=s.applied_seq, checkpoint_seq=s.checkpoint_seq,
                           deleted_pending=s.deleted_pending, device=s.device,
-                          gpu_memory_bytes=s.gpu_memory_bytes, built_params=s.built_params)
+                          gpu_memory_bytes=s.gpu_memory_bytes, built_params=s.built_params,
+                          gpu_served=s.gpu_served, gpu_fallbacks=s.gpu_fallbacks, gpu_ann=s.gpu_ann,
+                          gpu_placement_failures=s.gpu_placement_failures, gpu_error=s.gpu_error)
 
 
 def to_proto_collection_info(d: CollectionDescription) -> cpb.CollectionInfo:

@@ -30,13 +30,14 @@ class EngineHolder:
         self.open_error: BaseException | None = None
         self.started_at = time.time()  # process start, for GetServerInfo
         self.on_open: list[Callable[[Database], None]] = []  # hooks run once it is open
+        self.gpu = None  # a vecdb.gpu.GpuContext to open with (None: from the options)
 
     def open(self) -> Database:
         """Open (and recover) the database; blocking. Stores and re-raises a failure."""
         t0 = time.monotonic()
         log.info("opening data dir %s (recovering WAL)", self.data_dir)
         try:
-            db = Database.open(self.data_dir, self.options)
+            db = Database.open(self.data_dir, self.options, self.gpu)
         except BaseException as exc:
             self.open_error = exc
             raise

@@ -12,8 +12,9 @@ What is exported, and from where (docs/server_api.md "Metrics" lists every name)
 * Checkpoint durations: ``Database.on_checkpoint`` (an engine hook) feeds a histogram.
 * Encoder time: ``vecdb_encoder_seconds`` observes every model call of the encoder
   stage (through ``vecdb.encoders.observers``).
-* GPU memory: ``vecdb_gpu_memory_bytes`` per shard from describe (what the engine keeps
-  resident: docs/gpu.md), and torch's allocator total per device only when something
+* GPU: ``vecdb_gpu_memory_bytes``, searches per backend, fallbacks and placement failures
+  per shard from describe (docs/gpu.md), and torch's allocated/reserved totals per device
+  only when something
   (an encoder, the torch search backend) has loaded ``torch`` and CUDA is available (a
   scrape never imports torch itself: that costs seconds and starts its threads).
 * Sampled recall: :class:`RecallSampler` re-runs a fraction of ANN searches exactly
@@ -32,7 +33,7 @@ from typing import Any, Callable, Iterable
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from vecdb import encoders
@@ -175,6 +176,15 @@ class EngineCollector(Collector):
             ("vecdb_gpu_memory_bytes", "bytes of the shard's vectors and indexes resident on "
              "its GPU (device cuda:N; 0 for shards on the cpu)", ["collection", "shard", "device"]),
         )}
+        fams.update({name: CounterMetricFamily(name, doc, labels=labels) for name, doc, labels in (
+            ("vecdb_gpu_searches", "searches of a GPU shard by the backend that answered them "
+             "(torch, faiss_flat, ivf_flat, ivf_pq, cagra; cpu: no usable GPU copy)",
+             ["collection", "shard", "backend"]),
+            ("vecdb_gpu_search_fallbacks", "searches that failed on the GPU and ran on the CPU",
+             ["collection", "shard", "backend"]),
+            ("vecdb_gpu_placement_failures", "failed placements of a shard's copies on its GPU "
+             "(the reason: describe's gpu_error)", ["collection", "shard"]),
+        )})
         try:
             with self._engine.session() as db:
                 ready.add_metric([], 1)
@@ -206,6 +216,12 @@ class EngineCollector(Collector):
             fams["vecdb_shard_checkpoint_seq"].add_metric([name, shard], s.checkpoint_seq)
             fams["vecdb_shard_deleted_pending"].add_metric([name, shard], s.deleted_pending)
             fams["vecdb_gpu_memory_bytes"].add_metric([name, shard, s.device], s.gpu_memory_bytes)
+            for fam, counts in (("vecdb_gpu_searches", s.gpu_served),
+                                ("vecdb_gpu_search_fallbacks", s.gpu_fallbacks)):
+                for backend, n in counts.items():
+                    fams[fam].add_metric([name, shard, backend], n)
+            if s.device != "cpu" or s.gpu_placement_failures:
+                fams["vecdb_gpu_placement_failures"].add_metric([name, shard], s.gpu_placement_failures)
         for field, info in desc.payload_indexes.items():
             fams["vecdb_payload_index_ready"].add_metric(
                 [name, field, info["type"]], 1 if info["state"] == "ready" else 0)
@@ -224,9 +240,14 @@ class EngineCollector(Collector):
             return
         fam = GaugeMetricFamily("vecdb_gpu_memory_allocated_bytes", "torch.cuda.memory_allocated "
                                 "of this process, per device", labels=["device"])
+        res = GaugeMetricFamily("vecdb_gpu_memory_reserved_bytes", "torch.cuda.memory_reserved "
+                                "of this process, per device (allocated + the caching allocator's "
+                                "cache)", labels=["device"])
         for dev in range(self._torch.cuda.device_count()):
             fam.add_metric([str(dev)], self._torch.cuda.memory_allocated(dev))
+            res.add_metric([str(dev)], self._torch.cuda.memory_reserved(dev))
         yield fam
+        yield res
 
 
 class RecallSampler:

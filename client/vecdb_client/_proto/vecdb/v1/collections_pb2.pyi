@@ -27,8 +27,22 @@ class CollectionConfig(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., device: _Optional[str] = ...) -> None: ...
 
 class ShardStats(_message.Message):
-    __slots__ = ("points", "index_state", "index_type", "applied_seq", "checkpoint_seq", "deleted_pending", "device", "gpu_memory_bytes", "built_params")
+    __slots__ = ("points", "index_state", "index_type", "applied_seq", "checkpoint_seq", "deleted_pending", "device", "gpu_memory_bytes", "built_params", "gpu_served", "gpu_fallbacks", "gpu_ann", "gpu_placement_failures", "gpu_error")
     class BuiltParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class GpuServedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class GpuFallbacksEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +58,11 @@ class ShardStats(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     GPU_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     BUILT_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    GPU_SERVED_FIELD_NUMBER: _ClassVar[int]
+    GPU_FALLBACKS_FIELD_NUMBER: _ClassVar[int]
+    GPU_ANN_FIELD_NUMBER: _ClassVar[int]
+    GPU_PLACEMENT_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    GPU_ERROR_FIELD_NUMBER: _ClassVar[int]
     points: int
     index_state: str
     index_type: str
@@ -53,7 +72,12 @@ class ShardStats(_message.Message):
     device: str
     gpu_memory_bytes: int
     built_params: _containers.ScalarMap[str, int]
-    def __init__(self, points: _Optional[int] = ..., index_state: _Optional[str] = ..., index_type: _Optional[str] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., deleted_pending: _Optional[int] = ..., device: _Optional[str] = ..., gpu_memory_bytes: _Optional[int] = ..., built_params: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    gpu_served: _containers.ScalarMap[str, int]
+    gpu_fallbacks: _containers.ScalarMap[str, int]
+    gpu_ann: str
+    gpu_placement_failures: int
+    gpu_error: str
+    def __init__(self, points: _Optional[int] = ..., index_state: _Optional[str] = ..., index_type: _Optional[str] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., deleted_pending: _Optional[int] = ..., device: _Optional[str] = ..., gpu_memory_bytes: _Optional[int] = ..., built_params: _Optional[_Mapping[str, int]] = ..., gpu_served: _Optional[_Mapping[str, int]] = ..., gpu_fallbacks: _Optional[_Mapping[str, int]] = ..., gpu_ann: _Optional[str] = ..., gpu_placement_failures: _Optional[int] = ..., gpu_error: _Optional[str] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
     __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases", "payload_indexes", "reembed", "gpu_memory_bytes", "clustering", "effective_index_params", "default_index_params")
