@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Through-the-server cost vs the engine in-process, threaded vs grpc.aio server.
+"""Through-the-server cost vs the engine in-process, threaded vs grpc.aio server, and
+the SDK's embedded face (``vecdb.connect``: the Client API with no server).
 
 Not a test. Builds one data set, measures the engine in-process, then starts
-``python -m vecdb_server`` on the same data directory once per server mode and
-measures the same operations through the SDK:
+``python -m vecdb_server`` on the same data directory once per server mode (and opens
+a copy with ``vecdb.connect`` for mode ``embedded``) and measures the same operations
+through the SDK:
 
 * batch search throughput (queries/s) at --batch queries per call (target: server >= 0.9x engine)
 * single-query QPS and p50/p99 latency with 1, 4 and 16 concurrent clients
@@ -11,6 +13,7 @@ measures the same operations through the SDK:
 * upsert throughput (points/s) in batches of --upsert-batch points
 
     python bench/grpc_bench.py                      # full run, prints a table of ratios
+    python bench/grpc_bench.py --modes threaded,embedded
     python bench/grpc_bench.py --n 20000 --seconds 1 --json out.json
 """
 from __future__ import annotations
@@ -129,11 +132,14 @@ def engine_side(db: Database, a: argparse.Namespace, extra: np.ndarray) -> Side:
                 upsert_run)
 
 
-def server_side(mode: str, c: Client, target: str, a: argparse.Namespace,
+def server_side(mode: str, c: Client, target: str | None, a: argparse.Namespace,
                 extra: np.ndarray) -> Side:
+    """Through the SDK: a server at ``target`` (one Client per client thread), or the
+    embedded face ``c`` itself (target None: every thread shares it, as one process would)."""
     def make_single() -> tuple[Callable, Callable]:
-        cl = Client(target, timeout=60)
-        return (lambda q: cl.search("bench", vector=q, k=a.k)), cl.close
+        cl = Client(target, timeout=60) if target else c
+        return (lambda q: cl.search("bench", vector=q, k=a.k)), (
+            cl.close if target else (lambda: None))
 
     def upsert_run(r: int) -> float:
         name = f"upsert_bench{r}"
@@ -245,7 +251,7 @@ def table(res: dict, modes: list[str], a: argparse.Namespace) -> str:
             line += f"{val:10.1f}{ratio:7.2f}"
         lines.append(line)
     lines.append("x eng: server/engine, median of per-round ratios (latency: server/engine)")
-    if len(modes) == 2:
+    if len(modes) == 2 and "embedded" not in modes:
         m1, m2 = modes
 
         def r(key: str) -> float:
@@ -267,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per metric")
     ap.add_argument("--upsert-n", type=int, default=10_000, help="points per upsert round")
     ap.add_argument("--upsert-batch", type=int, default=1000)
-    ap.add_argument("--modes", default="threaded,aio")
+    ap.add_argument("--modes", default="threaded,aio,embedded",
+                    help="threaded, aio (servers) and/or embedded (vecdb.connect)")
     ap.add_argument("--workdir", type=Path, default=ROOT / "bench" / ".cache" / "grpc_bench")
     ap.add_argument("--json", type=Path, help="also write the raw numbers here")
     a = ap.parse_args(argv)
@@ -287,10 +294,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sides = [engine_side(db, a, extra)]
         for m in modes:
-            servers.append(ServerProc(a.workdir / m, m, a.workdir / f"server-{m}.log"))
-            clients.append(Client(servers[-1].target, timeout=120, chunk_points=a.upsert_batch))
+            target = None
+            if m == "embedded":
+                import vecdb
+                clients.append(vecdb.connect(a.workdir / m, timeout=120,
+                                             chunk_points=a.upsert_batch,
+                                             options=DatabaseOptions(background=False)))
+            else:
+                servers.append(ServerProc(a.workdir / m, m, a.workdir / f"server-{m}.log"))
+                target = servers[-1].target
+                clients.append(Client(target, timeout=120, chunk_points=a.upsert_batch))
             assert clients[-1].count("bench") == a.n
-            sides.append(server_side(m, clients[-1], servers[-1].target, a, extra))
+            sides.append(server_side(m, clients[-1], target, a, extra))
         print(f"measuring engine, {', '.join(modes)} (interleaved) ...", flush=True)
         res = compare(sides, a, queries)
     finally:

@@ -8,7 +8,19 @@ from .errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFoun
 from .types import (CollectionConfig, CollectionDescription, Hit, IndexSpec, Point, ScrollPage,
                     SearchParams, SearchResult, ShardStats, WriteResult)
 
-__all__ = ["Database", "DatabaseOptions", "VecdbError", "InvalidArgument", "NotFound", "AlreadyExists",
+
+
+def connect(path, **kw):
+    """The SDK's face over a data directory in this process, no server needed:
+    ``with vecdb.connect("./data") as db: db.search(...)`` has the methods, arguments,
+    results and errors of ``vecdb_client.Client`` (docs/server_api.md "Embedded mode").
+    The directory can later be served by ``vecdb-server`` unchanged. Imported lazily: the
+    engine itself never loads grpc or the server layer."""
+    from vecdb_server.embedded import connect as _connect
+    return _connect(path, **kw)
+
+
+__all__ = ["connect", "Database", "DatabaseOptions", "VecdbError", "InvalidArgument", "NotFound", "AlreadyExists",
            "FailedPrecondition", "ResourceExhausted", "Unavailable", "CollectionConfig",
            "CollectionDescription", "Hit", "IndexSpec", "Point", "ScrollPage", "SearchParams",
            "SearchResult", "ShardStats", "WriteResult"]

@@ -1,0 +1,155 @@
+"""Embedded mode: the SDK's :class:`vecdb_client.Client` over an engine opened in this
+process, with no server and no socket (``vecdb.connect("./data")``).
+
+The client's methods are the SDK's own, unchanged; only their transport differs: each
+RPC calls the server's servicer method directly with the request message (no
+serialization, no network). So arguments, results and errors are the server's by
+construction: the same servicers and conversions produce the answers, and errors go
+through the server's :class:`ErrorMapper` to the same status codes, messages and
+``field`` the SDK raises against a server. Deadlines (``timeout=``) are enforced
+like a client-side gRPC deadline: a call that overran its deadline raises
+DeadlineExceededError (its effect, like the server's, may have happened).
+
+What a server adds and this does not: API keys, rate and size limits, metrics. The
+data directory is locked while open (one process at a time) and can later be served by
+``vecdb-server`` unchanged, and the other way round.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable, Iterator
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+from vecdb import DatabaseOptions
+from vecdb_client import Client
+from vecdb_client._channel import ClientSettings
+
+from .analytics_servicer import AnalyticsServicer
+from .engine import EngineHolder
+from .interceptors import ErrorMapper
+from .servicer import CollectionServicer, PointServicer
+
+log = logging.getLogger("vecdb.embedded")
+
+
+class DirectCallError(grpc.RpcError):
+    """A servicer's error in the shape the SDK reads off a grpc.RpcError."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, metadata: tuple = ()):
+        super().__init__(message)
+        self._code, self._message, self._metadata = code, message, metadata
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._message
+
+    def trailing_metadata(self) -> tuple:
+        return self._metadata
+
+
+class DirectContext:
+    """The part of grpc.ServicerContext that servicers may use, for one direct call."""
+
+    def __init__(self, deadline: float | None):
+        self._deadline = deadline
+
+    def time_remaining(self) -> float | None:
+        return None if self._deadline is None else self._deadline - time.monotonic()
+
+    def is_active(self) -> bool:
+        return True
+
+    def invocation_metadata(self) -> tuple:
+        return ()
+
+    def peer(self) -> str:
+        return "embedded"
+
+    def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise DirectCallError(code, details)
+
+    def set_trailing_metadata(self, metadata: tuple) -> None:
+        pass
+
+
+class DirectStub:
+    """Stands in for a generated gRPC stub: ``stub.Method(request, timeout=, metadata=)``
+    runs ``servicer.Method(request, context)`` in this thread. Request-streaming methods
+    take an iterator of requests; response-streaming ones return an iterator."""
+
+    def __init__(self, servicer: Any, mapper: ErrorMapper):
+        self._servicer, self._mapper = servicer, mapper
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._servicer, name)
+
+        def call(request: Any, timeout: float | None = None, metadata: Any = None) -> Any:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            result = self._run(name, deadline, lambda: method(request, DirectContext(deadline)))
+            if isinstance(result, Iterator):
+                return self._stream(name, deadline, result)
+            return result
+        return call
+
+    def _run(self, name: str, deadline: float | None, fn: Callable[[], Any]) -> Any:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DirectCallError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        try:
+            result = fn()
+        except grpc.RpcError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped like the server's interceptor
+            code, message, md = self._mapper.map(exc, f"embedded/{name}")
+            raise DirectCallError(code, message, md) from None
+        if deadline is not None and time.monotonic() > deadline:
+            raise DirectCallError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        return result
+
+    def _stream(self, name: str, deadline: float | None, it: Iterator) -> Iterator:
+        done = object()
+        while True:
+            item = self._run(name, deadline, lambda: next(it, done))
+            if item is done:
+                return
+            yield item
+
+
+class EmbeddedClient(Client):
+    """:class:`vecdb_client.Client` over the data directory ``path``, in this process.
+
+    ``options`` (a :class:`vecdb.DatabaseOptions`) tunes the engine as the server's
+    config does; ``timeout`` and the other keywords are the Client's."""
+
+    def __init__(self, path: str | os.PathLike, *, options: DatabaseOptions | None = None,
+                 timeout: float | None = None, **settings: Any):
+        self.settings = ClientSettings(timeout=timeout, **settings)
+        self._engine = EngineHolder(os.fspath(path), options or DatabaseOptions())
+        self._engine.open()
+        mapper = ErrorMapper(log)
+        self._collections = DirectStub(CollectionServicer(self._engine), mapper)
+        self._points = DirectStub(PointServicer(self._engine), mapper)
+        self.__dict__["_analytics_stub"] = DirectStub(AnalyticsServicer(self._engine), mapper)
+        self._md = ()
+        self._channel = None  # no network
+
+    def _health(self, request: bytes, timeout: float | None = None, metadata: Any = None) -> bytes:
+        status = (health_pb2.HealthCheckResponse.SERVING if self._engine.ready
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        return health_pb2.HealthCheckResponse(status=status).SerializeToString()
+
+    def close(self) -> None:
+        """Checkpoint and close the engine (releases the data directory); idempotent."""
+        self._engine.close()
+
+
+def connect(path: str | os.PathLike, **kw: Any) -> EmbeddedClient:
+    """``vecdb.connect("./data")``: see :class:`EmbeddedClient`. A ``file:`` prefix is
+    accepted (``connect("file:./data")``)."""
+    path = os.fspath(path)
+    return EmbeddedClient(path[5:] if path.startswith("file:") else path, **kw)
