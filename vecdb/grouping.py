@@ -29,11 +29,10 @@ _FIELD = "group_by"
 
 
 def check(group_by, group_size, groups) -> tuple[str, int, int]:
-    if group_by == TEXT_KEY or not isinstance(group_by, str):
-        raise InvalidArgument(f"group_by must be a dotted payload field, got {group_by!r}", _FIELD)
-    group_by = validation.payload_field(group_by) if group_by else ""
-    if not group_by:
-        raise InvalidArgument("group_by must be a non-empty payload field", _FIELD)
+    if not isinstance(group_by, str) or group_by == TEXT_KEY or not group_by or \
+            len(group_by) > 256 or any(not part for part in group_by.split(".")):
+        raise InvalidArgument(f"group_by must be a dotted payload field like 'author' or "
+                              f"'meta.source', got {group_by!r}", _FIELD)
     size = validation.int_in(group_size, 1, validation.MAX_K, "group_size")
     count = validation.int_in(groups, 1, validation.MAX_K, "groups")
     if size * count > validation.MAX_K:

@@ -223,6 +223,7 @@ def test_bad_input_names_the_field_and_writes_nothing(db, data):
     err(InvalidArgument, lambda: db.search_expression("c", []), "expression")
     err(InvalidArgument, lambda: db.search_groups("c", data[1][:1], group_by=""), "group_by")
     err(InvalidArgument, lambda: db.search_groups("c", data[1][:1], group_by="$text"), "group_by")
+    err(InvalidArgument, lambda: db.search_groups("c", data[1][:1], group_by="a..b"), "group_by")
     err(InvalidArgument, lambda: db.search_groups("c", data[1][:1], group_by="a",
                                                   groups=200, group_size=100), "groups")
     db.upsert("c", ["arr", "flt"], data[1][:2], payloads=[{"tags": ["x"]}, {"w": 0.5}])
