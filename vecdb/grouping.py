@@ -9,12 +9,15 @@ the groups are spread:
 1. one search over-fetches k' = max(2 * groups * group_size, 64) hits; walking
    them best first, groups appear in the order of their best hit, and every
    group seen there outranks every group not seen (all its points rank lower);
+   k' grows x4 (up to max(16 * groups * group_size, 2048)) while the first
+   ``groups`` groups are not all full;
 2. while fewer than ``groups`` groups were seen and the search was not
    exhausted, the next search skips the groups already seen (filter: the field
    exists and is none of their values), so each round finds the next groups;
-3. a chosen group with fewer than ``group_size`` hits among the candidates is
-   searched once more on its own (filter: field == its value), which is the
-   filtered search's exact top-k for that group.
+3. the chosen groups with fewer than ``group_size`` hits among the candidates
+   are searched once more together (filter: field is one of their values; k
+   growing x4 until each is full or the search is exhausted): a filtered
+   search's exact top hits of each of them.
 """
 from __future__ import annotations
 
@@ -71,42 +74,54 @@ def search_groups(coll, q: np.ndarray, group_by: str, group_size: int, groups: i
 
 
 def _one(coll, q, key, size, count, params, with_payload, with_vector, flt, node, exclude):
-    kk = max(2 * count * size, 64) + len(exclude)
+    want, extra = count * size, len(exclude)
+    kk, limit = max(2 * want, 64) + extra, max(16 * want, 2048) + extra
 
     def run(k, n):
         got = coll.search_prepared(q, k, params, True, with_vector, n)
         return got[0] if got else SearchResult([], np.zeros(0, np.float32))
 
-    order: dict[tuple, list] = {}  # group key -> [(result, row)], best first
     values: dict[tuple, object] = {}
 
-    def walk(res: SearchResult) -> None:
+    def walk(res: SearchResult, into: dict) -> dict:
         for i, pid in enumerate(res.ids):
             if pid in exclude:
                 continue
             v = group_value(res.payloads[i], key, pid)
-            if v is None:
-                continue
-            gk = filters.scalar_key(v)
-            values.setdefault(gk, v)
-            order.setdefault(gk, []).append((res, i))
+            if v is not None:
+                gk = filters.scalar_key(v)
+                values.setdefault(gk, v)
+                into.setdefault(gk, []).append((res, i))
+        return into
 
-    first = run(kk, node)
-    walk(first)
-    exhausted = len(first.ids) < kk
+    def complete(order: dict) -> bool:
+        return len(order) >= count and all(len(order[g]) >= size for g in list(order)[:count])
+
+    while True:  # 1. over-fetch, growing while the groups are not settled
+        first = run(kk, node)
+        order = walk(first, {})  # group key -> [(result, row)], best first
+        exhausted = len(first.ids) < kk
+        if exhausted or complete(order) or kk >= limit:
+            break
+        kk = min(kk * 4, limit)
     done = exhausted
-    while not done and len(order) < count:
+    while not done and len(order) < count:  # 2. the next groups, skipping those seen
         cond = {"must": [{"key": key, "exists": True}],
                 "must_not": [{"key": key, "any": list(values.values())}] if values else []}
         res = run(kk, filters.parse(_and(flt, cond)))
         before = len(order)
-        walk(res)
+        walk(res, order)
         done = len(res.ids) < kk or len(order) == before
     chosen = list(order)[:count]
-    for gk in chosen:
-        if len(order[gk]) < size and not exhausted:
-            res = run(size + len(exclude), filters.parse(_and(flt, {"key": key, "match": values[gk]})))
-            order[gk] = [(res, i) for i, pid in enumerate(res.ids) if pid not in exclude]
+    under = [] if exhausted else [g for g in chosen if len(order[g]) < size]
+    k2 = size * len(under) + extra
+    while under:  # 3. under-filled chosen groups: their own best hits, one search for all
+        res = run(k2, filters.parse(_and(flt, {"key": key, "any": [values[g] for g in under]})))
+        got = walk(res, {})
+        for g in under:
+            order[g] = got.get(g, [])
+        under = [] if len(res.ids) < k2 else [g for g in under if len(order[g]) < size]
+        k2 *= 4
     picks = [(gk, hit) for gk in chosen for hit in order[gk][:size]]
     return _build(picks, values, with_payload, with_vector, first.plan)
 

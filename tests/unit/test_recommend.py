@@ -187,6 +187,28 @@ def test_grouped_search_equals_reference(db, metric, shards):
     assert [pid for _, hits in want for pid in hits] == res.ids
 
 
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_grouped_search_fills_groups_whose_members_are_far_apart(db, metric):
+    # each small group has one point near the query and its others on the far side, behind
+    # 2000 points of one big group: the over-fetch cannot reach them, the fill round must
+    rng = np.random.default_rng(8)
+    near = rng.standard_normal(DIM)
+    small = 500
+    X = np.concatenate([near + 0.3 * rng.standard_normal((small + 2000, DIM)),
+                        -near + 0.3 * rng.standard_normal((3 * small, DIM))]).astype(np.float32)
+    pays = ([{"g": f"s{i}"} for i in range(small)] + [{"g": "big"}] * 2000
+            + [{"g": f"s{i % small}"} for i in range(3 * small)])
+    ids = [f"p{i}" for i in range(len(X))]
+    db.create_collection("far", dim=DIM, metric=metric, index="flat", shards=2)
+    db.upsert("far", ids, X, payloads=pays)
+    q = _space(near[None].astype(np.float32), metric)
+    res = db.search_groups("far", q, group_by="g", group_size=3, groups=5)[0]
+    want = ref_groups(ids, X, pays, q[0], metric, "g", 3, 5)
+    assert sum(len(h) for _, h in want) == 15
+    assert res.ids == [pid for _, hits in want for pid in hits]
+    assert res.group_keys == [g for g, hits in want for _ in hits]
+
+
 def test_grouped_search_integer_and_bool_groups_stay_apart(db):
     X = clustered(200, DIM, seed=1)
     pays = [{"g": [1, True, "1"][i % 3]} for i in range(200)]
