@@ -469,7 +469,7 @@ class Database:
         the payload field ``group_by``; ``SearchResult.group_keys`` names each hit's group."""
         coll, params = self._get(collection), params or SearchParams()
         group_by, group_size, groups = grouping.check(group_by, group_size, groups)
-        node = filters.parse(filter)  # noqa: F841 - a bad filter fails before any read
+        filters.parse(filter)  # a bad filter fails before anything is read
         if sum(x is not None for x in (queries, texts, expression)) != 1:
             raise InvalidArgument("give exactly one of query vectors, texts or an expression",
                                   "vectors")

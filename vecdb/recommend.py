@@ -190,16 +190,14 @@ def _excluded(terms: list[Term]) -> set[str]:
 
 
 # ---- result plumbing -------------------------------------------------------------------
-def take(res: SearchResult, rows: list[int], scores=None, group_keys=None) -> SearchResult:
-    """The given rows of a result (in that order), optionally with new scores."""
+def take(res: SearchResult, rows: list[int]) -> SearchResult:
+    """The given rows of a result, in that order."""
     def pick(col):
         return None if col is None else [col[i] for i in rows]
     return SearchResult(
-        ids=[res.ids[i] for i in rows],
-        scores=np.asarray(res.scores[rows] if scores is None else scores, np.float32),
+        ids=[res.ids[i] for i in rows], scores=np.asarray(res.scores[rows], np.float32),
         payloads=pick(res.payloads), vectors=None if res.vectors is None else res.vectors[rows],
-        texts=pick(res.texts), plan=res.plan, payloads_json=pick(res.payloads_json),
-        group_keys=group_keys)
+        texts=pick(res.texts), plan=res.plan, payloads_json=pick(res.payloads_json))
 
 
 def search_excluding(coll, q: np.ndarray, k: int, params: SearchParams, node, exclude: set[str],
