@@ -13,6 +13,7 @@ thread holds the GPU's lock; violations are collected in ``StandIn.violations``.
 from __future__ import annotations
 
 import threading
+import time
 
 import faiss
 
@@ -42,6 +43,30 @@ class Tracked:
 
 
 SHARED_MEM_PER_BLOCK = 48 << 10
+
+
+def run_together(seconds: float, *fns) -> list[str]:
+    """Run each ``fn(i)`` for i = 0, 1, ... in its own thread for ``seconds``; the errors
+    (each thread stops at its first)."""
+    stop, errors = threading.Event(), []
+
+    def run(fn):
+        i = 0
+        while not stop.is_set():
+            try:
+                fn(i)
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+                return
+            i += 1
+    threads = [threading.Thread(target=run, args=(fn,)) for fn in fns]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    return errors
 
 
 def check_gpu_ivfpq(pq, fp16_tables: bool) -> None:

@@ -8,13 +8,12 @@ test_gpu_engine.py, test_gpu_torch_flat.py)."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import threading
-import time
 
 import faiss
 import numpy as np
 import pytest
 
+from gpu_standin import run_together
 from vecdb import Database, DatabaseOptions, SearchParams
 from vecdb.gpu import GpuContext, Gpus, faiss_gpus, torch_gpus
 from vecdb.index import faiss_metric
@@ -219,20 +218,6 @@ def _churn_workload(path: str, seconds: float) -> None:
     for name in ("a", "f"):
         db.upsert(name, [f"p{i}" for i in range(4000)], data)
     db.maintain()
-    stop, errors = threading.Event(), []
-
-    def loop(fn):
-        def run():
-            i = 0
-            while not stop.is_set():
-                try:
-                    fn(i)
-                except Exception as e:  # noqa: BLE001
-                    errors.append(repr(e))
-                    return
-                i += 1
-        return threading.Thread(target=run)
-
     def write(i):
         db.upsert("af"[i % 2], [f"w{i % 500}"], data[i % 4000:i % 4000 + 1])
         db.delete("af"[i % 2], [f"p{i % 4000}"])
@@ -246,13 +231,7 @@ def _churn_workload(path: str, seconds: float) -> None:
         db.search(f"t{i}", data[:4], k=5)
         db.drop_collection(f"t{i}")
 
-    threads = [loop(f) for f in (write, write, search, search, search, churn, lambda i: db.maintain())]
-    for t in threads:
-        t.start()
-    time.sleep(seconds)
-    stop.set()
-    for t in threads:
-        t.join()
+    errors = run_together(seconds, write, write, search, search, search, churn, lambda i: db.maintain())
     db.close()
     if errors:
         raise SystemExit(f"errors: {errors[:3]}")

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from gpu_standin import StandIn
+from gpu_standin import StandIn, run_together
 from vecdb import Database, DatabaseOptions, SearchParams
 from vecdb.gpu import GpuContext
 
@@ -116,20 +116,6 @@ def test_gpu_objects_are_made_used_and_freed_under_the_gpu_lock(tmp_path):
     for name in ("f", "a"):
         db.upsert(name, [f"p{i}" for i in range(1000)], vecs(1000, 1))
     db.maintain()
-    stop, errors = threading.Event(), []
-
-    def loop(fn):
-        def run():
-            i = 0
-            while not stop.is_set():
-                try:
-                    fn(i)
-                except Exception as e:  # noqa: BLE001
-                    errors.append(e)
-                    return
-                i += 1
-        return threading.Thread(target=run)
-
     def write(i):
         name = "fa"[i % 2]
         db.upsert(name, [f"w{i % 300}", f"x{i}"], vecs(2, i))
@@ -148,13 +134,7 @@ def test_gpu_objects_are_made_used_and_freed_under_the_gpu_lock(tmp_path):
     old = gm.TAIL_MIN
     gm.TAIL_MIN = 64  # merges happen during the run
     try:
-        threads = [loop(write), loop(search), loop(search), loop(churn), loop(lambda i: db.maintain())]
-        for t in threads:
-            t.start()
-        time.sleep(2)
-        stop.set()
-        for t in threads:
-            t.join()
+        errors = run_together(2, write, search, search, churn, lambda i: db.maintain())
     finally:
         gm.TAIL_MIN = old
     assert errors == []
