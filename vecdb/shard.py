@@ -28,7 +28,8 @@ from .expiry import ExpiryMap
 from .filters import Clause
 from .payload_index import FieldIndex, PayloadIndexes
 from .gpu_index import ShardGpu
-from .index import Ann, build_ann, min_build_points, new_exact, prepare, rerank, search_params, snapshot
+from .index import (Ann, build_ann, built_params, min_build_points, new_exact, prepare, rerank,
+                    search_params, snapshot)
 from .rwlock import RWLock
 from .storage import META, U64, Store, shard_prefix
 from .types import CollectionConfig, Point, SearchParams, ShardStats
@@ -498,4 +499,5 @@ class Shard:
                           deleted_pending=len(self.ann.tombstones) if self.ann else 0,
                           device=self.gpu.device if self.gpu is not None else "cpu",
                           gpu_memory_bytes=self.gpu.nbytes if self.gpu is not None else 0,
+                          built_params=built_params(self.ann) if self.ann else {},
                           **(self.gpu.stats() if self.gpu is not None else {}))

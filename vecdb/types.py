@@ -42,6 +42,14 @@ class IndexSpec:
     def param(self, key: str) -> int:
         return int(self.params.get(key, INDEX_PARAM_DEFAULTS[self.type][key]))
 
+    def effective_params(self) -> dict[str, int]:
+        """Every parameter of this index type: the ones set, the rest at their defaults."""
+        return {**INDEX_PARAM_DEFAULTS[self.type], **self.params}
+
+    def default_params(self) -> tuple[str, ...]:
+        """The parameters left at their defaults (not set at creation), sorted."""
+        return tuple(sorted(set(INDEX_PARAM_DEFAULTS[self.type]) - set(self.params)))
+
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "params": dict(self.params)}
 
@@ -86,6 +94,8 @@ class ShardStats:
     deleted_pending: int  # tombstones not yet compacted (HNSW)
     device: str = "cpu"  # where the shard searches: "cpu" or "cuda:N" (docs/gpu.md)
     gpu_memory_bytes: int = 0  # bytes of its vectors/indexes resident on that GPU
+    # what the built ANN index really uses (automatic nlist/m included); {} while exact
+    built_params: dict = field(default_factory=dict)
     # GPU shards (docs/gpu.md "Counters"): searches served per backend (torch, faiss_flat,
     # ivf_flat, ivf_pq, cagra; cpu: no usable GPU copy for that search), searches that failed
     # on the GPU and ran on the CPU, the ANN kind on the GPU ("" none), placement failures
