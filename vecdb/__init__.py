@@ -20,7 +20,14 @@ def connect(path, **kw):
     return _connect(path, **kw)
 
 
-__all__ = ["connect", "Database", "DatabaseOptions", "VecdbError", "InvalidArgument", "NotFound", "AlreadyExists",
+def connect_async(path, **kw):
+    """The asyncio twin of :func:`connect` (``vecdb_client.AsyncClient``'s methods):
+    ``async with vecdb.connect_async("./data") as db: await db.search(...)``."""
+    from vecdb_server.embedded import connect_async as _connect_async
+    return _connect_async(path, **kw)
+
+
+__all__ = ["connect", "connect_async", "Database", "DatabaseOptions", "VecdbError", "InvalidArgument", "NotFound", "AlreadyExists",
            "FailedPrecondition", "ResourceExhausted", "Unavailable", "CollectionConfig",
            "CollectionDescription", "Hit", "IndexSpec", "Point", "ScrollPage", "SearchParams",
            "SearchResult", "ShardStats", "WriteResult"]

@@ -1,5 +1,7 @@
 """Embedded mode: the SDK's :class:`vecdb_client.Client` over an engine opened in this
-process, with no server and no socket (``vecdb.connect("./data")``).
+process, with no server and no socket (``vecdb.connect("./data")``), and its asyncio
+twin :class:`vecdb_client.AsyncClient` (``vecdb.connect_async("./data")``, whose calls run
+in worker threads so the event loop never blocks on the engine).
 
 The client's methods are the SDK's own, unchanged; only their transport differs: each
 RPC calls the server's servicer method directly with the request message (no
@@ -16,16 +18,17 @@ data directory is locked while open (one process at a time) and can later be ser
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import grpc
 from grpc_health.v1 import health_pb2
 
 from vecdb import DatabaseOptions
-from vecdb_client import Client
+from vecdb_client import AsyncClient, Client
 from vecdb_client._channel import ClientSettings
 
 from .analytics_servicer import AnalyticsServicer
@@ -120,36 +123,110 @@ class DirectStub:
             yield item
 
 
-class EmbeddedClient(Client):
+class AsyncDirectCall:
+    """What a grpc.aio stub call returns, for a direct call: awaitable (unary responses)
+    and async-iterable (streamed responses); the work runs in a worker thread."""
+
+    def __init__(self, fn: Callable[..., Any], request: Any, timeout: float | None):
+        self._fn, self._request, self._timeout = fn, request, timeout
+
+    def __await__(self) -> Any:
+        return asyncio.to_thread(self._fn, self._request, self._timeout).__await__()
+
+    async def _items(self) -> AsyncIterator:
+        it = await asyncio.to_thread(self._fn, self._request, self._timeout)
+        done = object()
+        while (item := await asyncio.to_thread(next, it, done)) is not done:
+            yield item
+
+    def __aiter__(self) -> AsyncIterator:
+        return self._items()
+
+
+class AsyncDirectStub:
+    """The asyncio face of a :class:`DirectStub`."""
+
+    def __init__(self, stub: DirectStub):
+        self._stub = stub
+
+    def __getattr__(self, name: str) -> Callable[..., AsyncDirectCall]:
+        fn = getattr(self._stub, name)
+
+        def call(request: Any, timeout: float | None = None, metadata: Any = None
+                 ) -> AsyncDirectCall:
+            return AsyncDirectCall(fn, request, timeout)
+        return call
+
+
+class _Embedded:
+    """What both faces share: the engine, its servicers as direct stubs, health, close."""
+
+    def _open(self, path: str | os.PathLike, options: DatabaseOptions | None,
+              wrap: Callable[[DirectStub], Any]) -> None:
+        self._engine = EngineHolder(os.fspath(path), options or DatabaseOptions())
+        self._engine.open()
+        mapper = ErrorMapper(log)
+        self._collections = wrap(DirectStub(CollectionServicer(self._engine), mapper))
+        self._points = wrap(DirectStub(PointServicer(self._engine), mapper))
+        self.__dict__["_analytics_stub"] = wrap(DirectStub(AnalyticsServicer(self._engine),
+                                                           mapper))
+        self._md = ()
+        self._channel = None  # no network
+
+    def _health_bytes(self) -> bytes:
+        status = (health_pb2.HealthCheckResponse.SERVING if self._engine.ready
+                  else health_pb2.HealthCheckResponse.NOT_SERVING)
+        return health_pb2.HealthCheckResponse(status=status).SerializeToString()
+
+
+class EmbeddedClient(_Embedded, Client):
     """:class:`vecdb_client.Client` over the data directory ``path``, in this process.
 
     ``options`` (a :class:`vecdb.DatabaseOptions`) tunes the engine as the server's
-    config does; ``timeout`` and the other keywords are the Client's."""
+    config does; ``timeout`` and the other keywords are the Client's. Thread-safe."""
 
     def __init__(self, path: str | os.PathLike, *, options: DatabaseOptions | None = None,
                  timeout: float | None = None, **settings: Any):
         self.settings = ClientSettings(timeout=timeout, **settings)
-        self._engine = EngineHolder(os.fspath(path), options or DatabaseOptions())
-        self._engine.open()
-        mapper = ErrorMapper(log)
-        self._collections = DirectStub(CollectionServicer(self._engine), mapper)
-        self._points = DirectStub(PointServicer(self._engine), mapper)
-        self.__dict__["_analytics_stub"] = DirectStub(AnalyticsServicer(self._engine), mapper)
-        self._md = ()
-        self._channel = None  # no network
+        self._open(path, options, lambda stub: stub)
 
     def _health(self, request: bytes, timeout: float | None = None, metadata: Any = None) -> bytes:
-        status = (health_pb2.HealthCheckResponse.SERVING if self._engine.ready
-                  else health_pb2.HealthCheckResponse.NOT_SERVING)
-        return health_pb2.HealthCheckResponse(status=status).SerializeToString()
+        return self._health_bytes()
 
     def close(self) -> None:
         """Checkpoint and close the engine (releases the data directory); idempotent."""
         self._engine.close()
 
 
+class AsyncEmbeddedClient(_Embedded, AsyncClient):
+    """:class:`vecdb_client.AsyncClient` over the data directory ``path``, in this process
+    (engine calls run in worker threads). Opening the directory blocks."""
+
+    def __init__(self, path: str | os.PathLike, *, options: DatabaseOptions | None = None,
+                 timeout: float | None = None, **settings: Any):
+        self.settings = ClientSettings(timeout=timeout, **settings)
+        self._open(path, options, AsyncDirectStub)
+
+    async def _health(self, request: bytes, timeout: float | None = None,
+                      metadata: Any = None) -> bytes:
+        return self._health_bytes()
+
+    async def close(self) -> None:
+        """Checkpoint and close the engine (releases the data directory); idempotent."""
+        await asyncio.to_thread(self._engine.close)
+
+
+def _path(path: str | os.PathLike) -> str:
+    path = os.fspath(path)
+    return path[5:] if path.startswith("file:") else path
+
+
 def connect(path: str | os.PathLike, **kw: Any) -> EmbeddedClient:
     """``vecdb.connect("./data")``: see :class:`EmbeddedClient`. A ``file:`` prefix is
     accepted (``connect("file:./data")``)."""
-    path = os.fspath(path)
-    return EmbeddedClient(path[5:] if path.startswith("file:") else path, **kw)
+    return EmbeddedClient(_path(path), **kw)
+
+
+def connect_async(path: str | os.PathLike, **kw: Any) -> AsyncEmbeddedClient:
+    """``vecdb.connect_async("./data")``: see :class:`AsyncEmbeddedClient`."""
+    return AsyncEmbeddedClient(_path(path), **kw)

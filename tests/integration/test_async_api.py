@@ -1,4 +1,5 @@
-"""Every RPC through AsyncClient against a real in-process server (asyncio.run per test)."""
+"""Every RPC through AsyncClient against a real in-process server (asyncio.run per test).
+test_embedded.py runs these tests again with ``open_async`` = the embedded face."""
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +16,15 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def test_every_rpc_async(server, coll_name):
+@pytest.fixture
+def open_async(server):
+    """open_async(**settings) -> a new AsyncClient (call it inside the event loop)."""
+    return lambda **kw: AsyncClient(server.target, **kw)
+
+
+def test_every_rpc_async(open_async, coll_name):
     async def scenario():
-        async with AsyncClient(server.target, timeout=20) as c:
+        async with open_async(timeout=20) as c:
             assert await c.health() == "SERVING"
             await c.wait_ready(5)
             info = await c.create_collection(coll_name, dim=8, index="flat")
@@ -59,9 +66,9 @@ def test_every_rpc_async(server, coll_name):
     run(scenario())
 
 
-def test_async_streaming_upsert_and_concurrency(server, coll_name):
+def test_async_streaming_upsert_and_concurrency(open_async, coll_name):
     async def scenario():
-        async with AsyncClient(server.target, chunk_bytes=4096) as c:
+        async with open_async(chunk_bytes=4096) as c:
             await c.create_collection(coll_name, dim=8)
             seen = []
             res = await c.upsert(coll_name, [f"s{i}" for i in range(600)], rand(600, 8, seed=6),

@@ -13,15 +13,17 @@ from harness import InProcessServer, rand
 from vecdb_client import DeadlineExceededError, VecdbClientError
 
 import test_analytics_api
+import test_async_api
 import test_filters_api
 import test_recommend_api
 import test_sync_api
 
 # Every SDK test of these modules that needs only a client (not the server's address or
 # raw channel) runs here too, with `client` below = the embedded face.
-for _mod in (test_sync_api, test_filters_api, test_recommend_api, test_analytics_api):
+for _mod in (test_sync_api, test_filters_api, test_recommend_api, test_analytics_api,
+             test_async_api):
     for _name, _obj in vars(_mod).items():
-        if _name in ("client", "server"):
+        if _name in ("client", "server", "open_async"):
             continue
         if hasattr(_obj, "_fixture_function_marker") or hasattr(_obj, "_pytestfixturefunction"):
             globals()[_name] = _obj  # the module's own fixtures (coll, ds, ...)
@@ -37,9 +39,17 @@ def client(tmp_path_factory):
         yield db
 
 
+@pytest.fixture
+def open_async(tmp_path):
+    """The AsyncClient tests of test_async_api.py, over vecdb.connect_async."""
+    return lambda **kw: vecdb.connect_async(tmp_path / "async-data", **kw)
+
+
 def test_shared_suite_is_not_empty():
     shared = [n for n in globals() if n.startswith("test_") and n != "test_shared_suite_is_not_empty"]
     assert len(shared) > 30, shared
+    assert {"test_every_rpc_async", "test_async_streaming_upsert_and_concurrency",
+            "test_collection_lifecycle", "test_range_search"} <= set(shared)
 
 
 def test_streamed_upsert_in_chunks(tmp_path):
