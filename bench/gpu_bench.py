@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""GPU exact search through the server vs the raw torch ceiling vs the CPU path.
+"""GPU search through the server vs in-process ceilings vs the CPU path.
 
 Not a test. One command on a GPU machine (docs/gpu.md "Benchmark"):
 
@@ -17,12 +17,22 @@ What it does, in order:
    exact search through the SDK at batch 1, 16, 128 and 1024 (queries/s),
    then ``--clients`` concurrent single-query clients (spread over
    ``--client-procs`` processes) for QPS and p50/p99 latency.
-4. The same through a ``--device cpu`` server (FAISS flat on all cores).
-5. Encoder throughput: the ``minilm`` model on the device (fp16 on CUDA),
+4. ANN (``--ann-n`` vectors, 0 = skip; bench/gpu_bench_ann.py): IVF-Flat, IVF-PQ
+   and HNSW collections (CAGRA on the GPU) built on the CPU, searched through the same
+   server at each batch size, against FAISS GPU searching the same index in this
+   process (the ceiling for the server's overhead), with recall@10 of both.
+5. The same through a ``--device cpu`` server (FAISS on all cores).
+6. Encoder throughput: the ``minilm`` model on the device (fp16 on CUDA),
    texts/s at batch 1..512 (needs ``vecdb[encoders]``; skipped otherwise).
-6. The GPU tests: ``pytest tests/unit/test_gpu_*.py`` (the CUDA ones run here).
-7. A table with the targets (server >= 0.8x ceiling at batch >= 128, GPU >= 10x
+7. The GPU tests: ``pytest tests/unit/test_gpu_*.py`` with VECDB_TEST_GPU=1.
+8. A table with the targets (server >= 0.8x ceiling at batch >= 128, GPU >= 10x
    CPU), printed and appended to ``--results`` with the date and the machine.
+
+Every figure of a ``--device gpu`` server says what served it (describe's
+``gpu_served`` per backend, read before and after). A figure served by anything but
+the GPU path it measures (a fallback, a search on the CPU, an ANN copy not placed)
+makes the run fail: the table marks it, a ``GPU BENCH FAILED`` line lists why, and the
+exit status is 2.
 """
 from __future__ import annotations
 
@@ -45,6 +55,7 @@ for sub in ("", "server", "client"):  # run from a checkout without installing
     if str(ROOT / sub) not in sys.path:
         sys.path.insert(0, str(ROOT / sub))
 
+import gpu_bench_ann as ann_bench  # noqa: E402
 from vecdb import Database, DatabaseOptions  # noqa: E402
 from vecdb_client import Client  # noqa: E402
 
@@ -201,7 +212,7 @@ def concurrent(target: str, queries: np.ndarray, clients: int, procs: int, secon
 
 
 def through_server(data_dir: Path, device: str, fp16: bool, queries: np.ndarray,
-                   a: argparse.Namespace) -> dict:
+                   a: argparse.Namespace, ann_gt: np.ndarray | None) -> dict:
     srv = Server(data_dir, device, fp16, data_dir.parent / f"server-{device}.log")
     try:
         with Client(srv.target, timeout=600) as c:
@@ -211,13 +222,24 @@ def through_server(data_dir: Path, device: str, fp16: bool, queries: np.ndarray,
 
             def search(q: np.ndarray) -> None:
                 c.search("bench", vectors=q, k=K, exact=True, with_payload=False)
+            before = ann_bench.served_counts(c, ["bench"])
             out: dict = {"batch": {b: rate(search, queries, b, a.seconds) for b in BATCHES}}
             out["gpu_memory_bytes"] = info.gpu_memory_bytes
             out["devices"] = sorted({d for d, _ in shards})
-        out["concurrent"] = concurrent(srv.target, queries, a.clients, a.client_procs, a.seconds)
+            out["concurrent"] = concurrent(srv.target, queries, a.clients, a.client_procs, a.seconds)
+            out["served"] = ann_bench.delta(before, ann_bench.served_counts(c, ["bench"]))
+            exact = "faiss_flat" if faiss_has_gpu() else "torch"
+            out["expected"] = exact if device == "gpu" else None
+            out["ann"] = {} if ann_gt is None else ann_bench.through_server(
+                c, a.ann, queries, ann_gt, rate, a.seconds, BATCHES, device)
         return out
     finally:
         srv.stop()
+
+
+def faiss_has_gpu() -> bool:
+    import faiss
+    return hasattr(faiss, "StandardGpuResources")
 
 
 # ------------------------------------------------------------------ 5/6. encoder, tests
@@ -234,7 +256,8 @@ def encoder_rates(device: str, seconds: float) -> dict[int, float] | str:
 def gpu_tests() -> str:
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           *sorted(str(p) for p in (ROOT / "tests" / "unit").glob("test_gpu_*.py"))],
-                         cwd=ROOT, capture_output=True, text=True)
+                         cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "VECDB_TEST_GPU": "1"})
     lines = [x for x in out.stdout.splitlines() if re.search(r"\d+ (passed|failed|error)", x)]
     return (lines[-1].strip("= ") if lines else out.stdout[-500:]) + ("" if out.returncode == 0
                                                                       else " (FAILED)")
@@ -244,6 +267,7 @@ def gpu_tests() -> str:
 def report(res: dict, a: argparse.Namespace) -> str:
     dev, cpu, ceil = res["accel"], res["cpu"], res["ceiling"]
     cmd = " ".join(["python bench/gpu_bench.py", *a.argv])
+    bad = problems(res, a)
     lines = [f"### {time.strftime('%Y-%m-%d')} — `{cmd}`",
              "", f"{a.n:,} x {a.dim} float32 (cosine, flat, {a.shards} shard(s)), k={K}, exact "
              f"search; GPU-resident vectors in {'fp16' if a.fp16 else 'fp32'}; server "
@@ -254,6 +278,11 @@ def report(res: dict, a: argparse.Namespace) -> str:
     for b in BATCHES:
         s, c, p = dev["batch"][b], ceil[b], cpu["batch"][b]
         lines.append(f"| {b} | {s:,.0f} | {c:,.0f} | {s / c:.2f}x | {p:,.0f} | {s / p:.1f}x |")
+    lines += ["", f"Exact searches of the {a.device} server served by: {dev['served']}."]
+    if dev["ann"]:
+        lines += ["", f"ANN, {a.ann_n:,} x {a.dim} (k={K}; IVF nlist 1024 nprobe 32, IVF-PQ "
+                  "refine 4, HNSW M 32 / CAGRA degree 64, ef_search 64):", "",
+                  *ann_bench.table(dev["ann"], res.get("ann_ceiling", {}), cpu["ann"], BATCHES)]
     dc, cc = dev["concurrent"], cpu["concurrent"]
     lines += ["", f"{a.clients} concurrent single-query clients ({a.client_procs} processes): "
               f"server {dc['qps']:,.0f} q/s (p50 {dc['p50_ms']:.1f} ms, p99 {dc['p99_ms']:.1f} ms); "
@@ -272,7 +301,22 @@ def report(res: dict, a: argparse.Namespace) -> str:
     lines += ["", f"Targets: server >= 0.8x ceiling at batch >= 128: {'met' if ok_ceiling else 'NOT met'}; "
               f">= 10x the CPU path at batch >= 128: {'met' if ok_cpu else 'NOT met'}"
               + (" (smoke run on the CPU: targets do not apply)" if a.device == "cpu" else "") + "."]
+    if bad:
+        lines += ["", "**GPU BENCH FAILED** (figures not served by the GPU path they measure): "
+                  + "; ".join(bad)]
     return "\n".join(lines)
+
+
+def problems(res: dict, a: argparse.Namespace) -> list[str]:
+    """Why this run did not measure the GPU paths (empty on the CPU smoke run)."""
+    dev = res["accel"]
+    bad = ann_bench.problems(dev["ann"])
+    exp = dev["expected"]
+    if exp and (set(dev["served"]) != {exp}):
+        bad.insert(0, f"exact: expected every search on {exp}, served {dev['served']}")
+    if "FAILED" in str(res.get("tests", "")):
+        bad.append(f"GPU tests: {res['tests']}")
+    return bad
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,6 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--client-procs", type=int, default=8)
     ap.add_argument("--quick", action="store_true",
                     help="small sizes (20k vectors, 1 s measurements, 8 clients), no append")
+    ap.add_argument("--ann-n", type=int, default=200_000,
+                    help="vectors of the IVF-Flat / IVF-PQ / HNSW collections (0: no ANN part)")
+    ap.add_argument("--ann", default="ivf_flat,ivf_pq,hnsw",
+                    help="ANN kinds to measure (hnsw = CAGRA on the GPU, needs FAISS with cuVS)")
     ap.add_argument("--no-encoder", action="store_true")
     ap.add_argument("--no-tests", action="store_true")
     ap.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md")
@@ -300,6 +348,11 @@ def main(argv: list[str] | None = None) -> int:
     if a.quick:
         a.n, a.seconds, a.clients, a.client_procs = min(a.n, 20_000), min(a.seconds, 1.0), \
             min(a.clients, 8), min(a.client_procs, 2)
+        a.ann_n = min(a.ann_n, 20_000)
+    a.ann = [k for k in a.ann.split(",") if k] if a.ann_n else []
+    unknown = set(a.ann) - set(ann_bench.ANN)
+    if unknown:
+        ap.error(f"--ann: unknown kinds {sorted(unknown)}; choose from {sorted(ann_bench.ANN)}")
     if a.append is None:
         a.append = not a.quick
     res: dict = {"machine": machine()}
@@ -313,10 +366,21 @@ def main(argv: list[str] | None = None) -> int:
     print("ceiling (raw torch matmul + topk) ...", flush=True)
     res["ceiling"] = ceiling(data, queries, a.device, a.fp16, a.seconds)
     del data
+    gt = None
+    if a.ann:
+        ann_data = clustered(a.ann_n, a.dim, seed=3)
+        print(f"ANN collections {a.ann} ...", flush=True)
+        built = ann_bench.load(a.workdir / "data", ann_data, a.ann)
+        gt = ann_bench.ground_truth(ann_data, queries[:1000])
+        if a.device == "gpu" and faiss_has_gpu():
+            print("ANN ceiling (FAISS GPU in-process) ...", flush=True)
+            res["ann_ceiling"] = {k: ann_bench.ceiling(k, built[k], ann_data, queries, gt, rate,
+                                                       a.seconds, BATCHES) for k in a.ann}
+        del ann_data, built
     print(f"through the server, device={a.device} ...", flush=True)
-    res["accel"] = through_server(a.workdir / "data", a.device, a.fp16, queries, a)
+    res["accel"] = through_server(a.workdir / "data", a.device, a.fp16, queries, a, gt)
     print("through the server, device=cpu ...", flush=True)
-    res["cpu"] = through_server(a.workdir / "data", "cpu", False, queries, a)
+    res["cpu"] = through_server(a.workdir / "data", "cpu", False, queries, a, gt)
     print("encoder ...", flush=True)
     res["encoder"] = "skipped (--no-encoder)" if a.no_encoder else encoder_rates(
         a.device, min(a.seconds, 3.0))
@@ -329,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
             f.write("\n" + text + "\n")
         print(f"\nappended to {a.results}")
     shutil.rmtree(a.workdir, ignore_errors=True)
+    bad = problems(res, a)
+    if bad:
+        print("\nGPU BENCH FAILED:\n  " + "\n  ".join(bad), file=sys.stderr)
+        return 2
     return 0
 
 
