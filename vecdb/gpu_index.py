@@ -258,7 +258,11 @@ class ShardGpu:
                 if self.exact is not mirror:  # dropped meanwhile
                     base.index = None
                     return
-                self.exact = mirror.merged(base)
+                try:
+                    self.exact = mirror.merged(base)
+                except BaseException:
+                    base.index = None  # freed under the lock, not by the traceback
+                    raise
                 mirror.close()
         except ResourceExhausted as e:
             log.warning("shard %s: flat segments not merged (%s); dead rows stay masked",

@@ -135,7 +135,11 @@ class FaissFlatMirror:
     def __init__(self, new_index: Callable[[], object], dim: int, metric: str, fp16: bool):
         self.new_index, self.metric = new_index, metric
         self.base = Segment(new_index())
-        self.tail = Segment(new_index())
+        try:
+            self.tail = Segment(new_index())
+        except BaseException:
+            self.base.index = None  # freed here, under the caller's GPU lock
+            raise
         # vectors + the float32 norm GpuIndexFlat keeps per row (for every metric)
         self.row_bytes = dim * (2 if fp16 else 4) + 4
         self.pending: list | None = None  # ops applied while a merge runs
@@ -212,9 +216,13 @@ class FaissFlatMirror:
         """A base segment over a snapshot (``labels`` sorted) of the CPU store, taken when
         ``pending`` was started. Caller holds the GPU's lock, not the shard's."""
         seg = Segment(self.new_index())
-        seg.rows.append(labels)
-        if len(labels):
-            seg.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        try:
+            seg.rows.append(labels)
+            if len(labels):
+                seg.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        except BaseException:
+            seg.index = None  # freed here, under the caller's GPU lock (not by a traceback)
+            raise
         return seg
 
     def merged(self, base: Segment) -> "FaissFlatMirror":
