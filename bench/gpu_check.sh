@@ -14,6 +14,11 @@
 # use, default .venv/bin/python when present, else python3), RESULTS (the file, default
 # $OUT/gpu_check.md when $OUT is a folder, else bench/gpu_check.md), BENCH_ARGS (extra
 # gpu_bench.py arguments; default: 200k exact, 50k per ANN kind, 2 s measurements).
+#
+# Filling bench/wheels (git-ignored; carry it with the tree to the GPU machine), e.g.:
+#   pip download --only-binary=:all: --no-deps -d bench/wheels faiss-gpu-cu12
+# (--no-deps: the CUDA runtime libraries usually come with the machine's CUDA torch; add
+# them too when it has none). The machine's CUDA driver must match the wheels' CUDA 12.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
