@@ -165,7 +165,7 @@ def test_flat_writes_never_copy_the_base_and_merge_in_the_background(tmp_path, m
     gdb = Database.open(str(tmp_path / "g"), opts(), gpu=ctx)
     cdb = Database.open(str(tmp_path / "c"), opts(device="cpu"))
     for db in (gdb, cdb):
-        db.create_collection("f", DIM, metric="l2")
+        db.create_collection("f", DIM, metric="ip")
         db.upsert("f", [f"p{i}" for i in range(2000)], vecs(2000, 1))
     gdb.close()  # reopen: the base is loaded from the checkpoint in one piece
     gdb = Database.open(str(tmp_path / "g"), opts(), gpu=ctx)
