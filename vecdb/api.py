@@ -251,14 +251,16 @@ class Database:
     # ---- analytics (vecdb/analytics/) ---------------------------------------------------
     def cluster(self, collection: str, k: int, filter=None, sample: int | None = None,
                 iterations: int = 20, write_label: str | None = None, seed: int = 1234,
-                typical: int = 5, wait: bool = False) -> "analytics.ClusterJob":
+                typical: int = 5, wait: bool = False,
+                init: str = "kmeans++") -> "analytics.ClusterJob":
         """Start k-means over the points matching ``filter`` (analytics/kmeans.py) as a
         background job; returns it (``job.progress()``, ``job.result`` once done).
         ``wait``: run it before returning (a failure then raises)."""
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         coll = self._get(collection)
-        spec = analytics.ClusterSpec.check(k, filter, sample, iterations, write_label, seed, typical)
+        spec = analytics.ClusterSpec.check(k, filter, sample, iterations, write_label, seed, typical,
+                                           init)
         matching = coll.count(filter)
         if matching == 0:
             raise FailedPrecondition("no points match the filter" if filter else

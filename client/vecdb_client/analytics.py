@@ -151,10 +151,11 @@ def job_of(msg: apb.ClusterJob) -> ClusterJob:
 
 
 def cluster_request(collection: str, k: int, filter: Any, sample: int | None, iterations: int,
-                    write_label: str | None, seed: int, typical: int) -> apb.ClusterRequest:
+                    write_label: str | None, seed: int, typical: int,
+                    init: str) -> apb.ClusterRequest:
     return apb.ClusterRequest(collection=collection, k=k, filter=to_proto_filter(filter),
                               sample=sample, iterations=iterations, write_label=write_label,
-                              seed=seed, typical=typical)
+                              seed=seed, typical=typical, init=init)
 
 
 def job_finished(job: ClusterJob, deadline: float | None) -> bool:
@@ -229,17 +230,19 @@ class AnalyticsMethods:
 
     def cluster(self, collection: str, k: int, *, filter: Any = None, sample: int | None = None,
                 iterations: int = 20, write_label: str | None = None, seed: int = 1234,
-                typical: int = 5, wait: bool = False,
+                typical: int = 5, init: str = "kmeans++", wait: bool = False,
                 timeout: float | None = None) -> ClusterJob:
         """FAISS k-means over the points matching ``filter``, as a server-side job (role
         read-write). ``sample``: train on that many random points (all are assigned).
         ``write_label``: write each point's cluster number into that payload field (one
         atomic batch). ``typical``: members per cluster nearest their centroid, kept in
-        the result (``result.nearest_points_to_centroids()``). ``wait=True`` polls until
+        the result (``result.nearest_points_to_centroids()``). ``init``: "kmeans++" or
+        "random" (faiss.Kmeans' default) initial centroids. ``wait=True`` polls until
         the job is done (FailedPreconditionError if it failed; DeadlineExceededError after
         ``timeout``, the job goes on); otherwise poll ``cluster_job(collection, job.id)``
         or ``describe_collection(collection).clustering``."""
-        req = cluster_request(collection, k, filter, sample, iterations, write_label, seed, typical)
+        req = cluster_request(collection, k, filter, sample, iterations, write_label, seed, typical,
+                              init)
         job = job_of(self._call(self._analytics.Cluster, req, idempotent=False, timeout=timeout))
         deadline = _deadline(self.settings.timeout if timeout is None else timeout)
         while wait and not job_finished(job, deadline):
@@ -304,8 +307,10 @@ class AsyncAnalyticsMethods(AnalyticsMethods):
     async def cluster(self, collection: str, k: int, *, filter: Any = None,  # type: ignore[override]
                       sample: int | None = None, iterations: int = 20,
                       write_label: str | None = None, seed: int = 1234, typical: int = 5,
-                      wait: bool = False, timeout: float | None = None) -> ClusterJob:
-        req = cluster_request(collection, k, filter, sample, iterations, write_label, seed, typical)
+                      init: str = "kmeans++", wait: bool = False,
+                      timeout: float | None = None) -> ClusterJob:
+        req = cluster_request(collection, k, filter, sample, iterations, write_label, seed, typical,
+                              init)
         job = job_of(await self._call(self._analytics.Cluster, req, idempotent=False, timeout=timeout))
         deadline = _deadline(self.settings.timeout if timeout is None else timeout)
         while wait and not job_finished(job, deadline):

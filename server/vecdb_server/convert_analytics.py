@@ -18,7 +18,7 @@ def from_proto_cluster(msg: apb.ClusterRequest) -> dict[str, Any]:
     return {"collection": msg.collection, "k": msg.k, "filter": from_proto_filter_field(msg),
             "sample": _opt(msg, "sample"), "iterations": _opt(msg, "iterations", 20),
             "write_label": _opt(msg, "write_label"), "seed": _opt(msg, "seed", DEFAULT_SEED),
-            "typical": _opt(msg, "typical", 5)}
+            "typical": _opt(msg, "typical", 5), "init": _opt(msg, "init", "kmeans++")}
 
 
 def to_proto_cluster_progress(p: dict) -> apb.ClusterProgress:

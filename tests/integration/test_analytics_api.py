@@ -44,7 +44,8 @@ def test_cluster_over_grpc_matches_faiss(client, coll_name):
                          wait=True)
     assert job.state == "done" and job.result is not None
     oids, x = order(ids, vecs, 2)
-    ref = faiss.Kmeans(DIM, 5, niter=12, seed=99)
+    ref = faiss.Kmeans(DIM, 5, niter=12, seed=99,
+                       init_method=faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS)  # the default
     ref.train(x)
     _, want = ref.assign(x)
     np.testing.assert_allclose(job.result.centroids, ref.centroids, rtol=1e-5, atol=1e-5)
@@ -75,6 +76,9 @@ def test_cluster_errors_name_the_field(client, coll_name):
     with pytest.raises(InvalidArgumentError) as e:
         client.cluster(coll_name, 2, iterations=0)
     assert e.value.field == "iterations"
+    with pytest.raises(InvalidArgumentError) as e:
+        client.cluster(coll_name, 2, init="forgy")
+    assert e.value.field == "init"
     with pytest.raises(FailedPreconditionError) as e:
         client.cluster(coll_name, 2, filter={"key": "half", "match": "nobody"})
     assert e.value.field == "filter"
@@ -146,8 +150,9 @@ def test_async_client_on_the_aio_server(spawn):
             ids, vecs, _ = data(200)
             await c.create_collection("an", dim=DIM, metric="l2", index="flat")
             await c.upsert("an", ids, vecs)
-            job = await c.cluster("an", 3, seed=5, iterations=8, write_label="grp", wait=True)
-            ref = faiss.Kmeans(DIM, 3, niter=8, seed=5)
+            job = await c.cluster("an", 3, seed=5, iterations=8, write_label="grp", init="random",
+                                  wait=True)
+            ref = faiss.Kmeans(DIM, 3, niter=8, seed=5)  # random init: faiss.Kmeans' default
             ref.train(vecs)
             _, want = ref.assign(vecs)
             assert job.result.sizes == np.bincount(want, minlength=3).tolist()

@@ -11,6 +11,8 @@ from vecdb.topk import shard_of
 from tests.conftest import clustered
 
 DIM = 16
+KPP = faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS  # the engine's default init
+INIT = {"kmeans++": KPP, "random": faiss.ClusteringInitMethod_RANDOM}
 
 
 def _fill(db, name, n=600, metric="l2", shards=2, seed=0, clusters=6):
@@ -45,13 +47,15 @@ def _distances(x, metric):
     return 1 - ip if metric == "cosine" else -ip
 
 
-@pytest.mark.parametrize("metric", ["l2", "cosine"])
-def test_kmeans_matches_faiss_with_the_same_seed(db, metric):
+@pytest.mark.parametrize("metric,init", [("l2", "kmeans++"), ("cosine", "kmeans++"),
+                                         ("l2", "random")])
+def test_kmeans_matches_faiss_with_the_same_seed(db, metric, init):
     ids, vecs, _ = _fill(db, "c", metric=metric)
-    job = db.cluster("c", 6, iterations=15, seed=7, write_label="cluster", wait=True)
+    job = db.cluster("c", 6, iterations=15, seed=7, write_label="cluster", wait=True, init=init)
     assert job.state == "done" and job.progress()["phase"] == "done"
     order_ids, x = _gather_order(ids, _prepared(vecs, metric), 2)
-    ref = faiss.Kmeans(DIM, 6, niter=15, seed=7, spherical=metric == "cosine")
+    ref = faiss.Kmeans(DIM, 6, niter=15, seed=7, spherical=metric == "cosine",
+                       init_method=INIT[init])
     ref.train(x)
     _, want = ref.assign(x)
     res = job.result
@@ -80,7 +84,7 @@ def test_kmeans_filter_and_sample(db):
     flt = {"key": "grp", "match": "a"}
     job = db.cluster("c", 4, filter=flt, seed=3, iterations=10, write_label="t", wait=True)
     order_ids, x = _gather_order(ids, vecs, 2, keep)
-    ref = faiss.Kmeans(DIM, 4, niter=10, seed=3)
+    ref = faiss.Kmeans(DIM, 4, niter=10, seed=3, init_method=KPP)
     ref.train(x)
     _, want = ref.assign(x)
     assert job.result.points == sum(keep)
@@ -94,7 +98,7 @@ def test_kmeans_filter_and_sample(db):
     job = db.cluster("s", 4, sample=150, seed=5, iterations=10, wait=True)
     order_ids, x = _gather_order(ids, vecs, 2)
     rows = np.sort(np.random.default_rng(5).choice(len(x), 150, replace=False))
-    ref = faiss.Kmeans(DIM, 4, niter=10, seed=5)
+    ref = faiss.Kmeans(DIM, 4, niter=10, seed=5, init_method=KPP)
     ref.train(x[rows])
     _, want = ref.assign(x)
     assert job.result.trained_on == 150 and job.result.points == len(ids)
@@ -113,6 +117,7 @@ def test_kmeans_bad_input(db):
     for kwargs, fld in [({"k": 0}, "k"), ({"k": 2, "iterations": 0}, "iterations"),
                         ({"k": 2, "sample": -1}, "sample"), ({"k": 2, "seed": -3}, "seed"),
                         ({"k": 2, "write_label": ""}, None), ({"k": 2, "typical": 1000}, "typical"),
+                        ({"k": 2, "init": "forgy"}, "init"),
                         ({"k": 2, "filter": {"bogus": 1}}, None)]:
         with pytest.raises(InvalidArgument) as e:
             db.cluster("c", **kwargs)
@@ -272,3 +277,18 @@ def test_duplicates_bad_input(db):
     assert e.value.field == "limit"
     with pytest.raises(NotFound):
         db.duplicates("nope", 0.1)
+
+
+def test_gather_into_huge_page_buffers(db, monkeypatch):
+    """Large gathers copy into hugepage-advised mappings: same vectors, same order."""
+    from vecdb.analytics import population
+    monkeypatch.setattr(population, "HUGE_MIN_BYTES", 0)
+    ids, vecs, pays = _fill(db, "c", n=300)
+    db.delete("c", ["p0005", "p0100"])
+    keep = [p["grp"] == "a" and i not in ("p0005", "p0100") for i, p in zip(ids, pays)]
+    for flt, k in ((None, [i not in ("p0005", "p0100") for i in ids]),
+                   ({"key": "grp", "match": "a"}, keep)):
+        pop = population.gather(db._get("c"), flt)
+        _, want = _gather_order(ids, vecs, 2, k)
+        assert isinstance(pop.vectors.base, (memoryview, bytes)) or pop.vectors.base is not None
+        np.testing.assert_array_equal(pop.vectors, want)

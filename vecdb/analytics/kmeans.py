@@ -5,7 +5,8 @@
 1. gathers the vectors of the points matching the filter (population.py: shard by
    shard, label order; normalized for cosine);
 2. trains ``faiss.Kmeans(dim, k, niter=iterations, seed=seed, spherical=<cosine>,
-   gpu=<the collection's device resolves to a FAISS GPU>)`` on them, or on a random
+   init_method=<init: k-means++ (default) or random>, gpu=<the collection's device
+   resolves to a FAISS GPU>)`` on them, or on a random
    sample of ``sample`` of them (numpy ``default_rng(seed)``, kept in gather order);
    FAISS itself subsamples to ``max_points_per_centroid`` (256) x k points, as
    faiss.Kmeans always does;
@@ -42,6 +43,11 @@ log = logging.getLogger("vecdb")
 ASSIGN_BATCH = 65_536
 MAX_K = 65_536
 MAX_TYPICAL = 100
+# init -> FAISS ClusteringInitMethod. k-means++ (D²-weighted seeding) avoids most of the
+# poor local minima of random seeding (two centroids in one blob) for O(n k d) more work
+# on the (subsampled) training set.
+INITS = {"kmeans++": faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS,
+         "random": faiss.ClusteringInitMethod_RANDOM}
 
 
 @dataclass
@@ -64,22 +70,27 @@ class ClusterSpec:
     write_label: str | None
     seed: int
     typical: int
+    init: str = "kmeans++"
 
     @classmethod
-    def check(cls, k, filter, sample, iterations, write_label, seed, typical) -> "ClusterSpec":
+    def check(cls, k, filter, sample, iterations, write_label, seed, typical,
+              init="kmeans++") -> "ClusterSpec":
         """Validated arguments (InvalidArgument naming the field); before any work."""
         from .. import filters
         filters.parse(filter)
+        if init not in INITS:
+            raise InvalidArgument(f"init must be one of {', '.join(INITS)}, got {init!r}", "init")
         return cls(validation.int_in(k, 1, MAX_K, "k"), filter, population.check_sample(sample),
                    validation.int_in(iterations, 1, 1000, "iterations"),
                    None if write_label is None else validation.payload_field(write_label),
-                   population.check_seed(seed), validation.int_in(typical, 0, MAX_TYPICAL, "typical"))
+                   population.check_seed(seed), validation.int_in(typical, 0, MAX_TYPICAL, "typical"),
+                   init)
 
 
 def kmeans(vectors: np.ndarray, spec: ClusterSpec, metric: str, gpu: bool) -> faiss.Kmeans:
     """The trained faiss.Kmeans (what a caller reproduces in-process)."""
     km = faiss.Kmeans(vectors.shape[1], spec.k, niter=spec.iterations, seed=spec.seed,
-                      spherical=metric == "cosine", gpu=gpu)
+                      spherical=metric == "cosine", init_method=INITS[spec.init], gpu=gpu)
     km.train(vectors)
     return km
 
@@ -96,6 +107,13 @@ class ClusterJob:
         self.failure: VecdbError | None = None  # the error a failed job raised
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.timings: dict[str, float] = {}  # seconds per finished phase (logged at the end)
+        self._phase_t0 = time.monotonic()
+
+    def _enter(self, phase: str, total: int) -> None:
+        now = time.monotonic()
+        self.timings[self.phase] = now - self._phase_t0
+        self.phase, self.done, self.total, self._phase_t0 = phase, 0, total, now
 
     def progress(self) -> dict:
         return {"job_id": self.id, "collection": self.collection, "state": self.state,
@@ -123,10 +141,11 @@ class ClusterJob:
         t0 = time.monotonic()
         try:
             self.result = self._run()
-            self.state, self.phase = "done", "done"
-            log.info("clustered %s into %d clusters in %.1fs (%d points, inertia %.6g)",
+            self._enter("done", 0)
+            self.state = "done"
+            log.info("clustered %s into %d clusters in %.1fs (%d points, inertia %.6g; %s)",
                      self.collection, self.spec.k, time.monotonic() - t0, self.result.points,
-                     self.result.inertia)
+                     self.result.inertia, ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items()))
         except _Stopped as exc:
             self.state, self.error = "failed", str(exc)
         except VecdbError as exc:
@@ -157,28 +176,30 @@ class ClusterJob:
             raise InvalidArgument(f"k={spec.k} is larger than the {len(train)} points to cluster"
                                   f"{' (the sample)' if rows is not None else ''}", "k")
         self._check()
-        self.phase, self.total = "training", spec.iterations
+        self._enter("training", spec.iterations)
         km = kmeans(train, spec, metric, self.uses_gpu())
         del train
         self.done = spec.iterations
         self._check()
-        self.phase, self.done, self.total = "assigning", 0, n
+        self._enter("assigning", n)
         assign = np.empty(n, np.int64)
+        spherical, cnorm = metric == "cosine", (km.centroids ** 2).sum(1)
         sq = np.empty(n, np.float32)
         for i in range(0, n, ASSIGN_BATCH):
             self._check()
             x = pop.vectors[i:i + ASSIGN_BATCH]
-            _, lab = km.assign(x)
+            score, lab = km.assign(x)
             assign[i:i + len(x)] = lab
-            diff = x - km.centroids[lab]
-            sq[i:i + len(x)] = np.einsum("ij,ij->i", diff, diff)
+            if spherical:  # IP index: squared L2 = |x|^2 + |c|^2 - 2 x.c
+                score = np.einsum("ij,ij->i", x, x) + cnorm[lab] - 2 * score
+            sq[i:i + len(x)] = np.maximum(score, 0)
             self.done = i + len(x)
         result = ClusterResult(km.centroids.astype(np.float32), np.bincount(assign, minlength=spec.k),
                                float(sq.sum(dtype=np.float64)), n, n if rows is None else len(rows))
         result.typical = self._typical(pop, assign, sq)
         if spec.write_label:
             self._check()
-            self.phase, self.done, self.total = "writing", 0, n
+            self._enter("writing", n)
             result.labelled = self._write_labels(pop, km)
             self.done = n
         return result

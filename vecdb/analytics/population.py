@@ -15,6 +15,7 @@ Distance (lower = closer), one notion for outliers and duplicates:
 from __future__ import annotations
 
 import math
+import mmap
 from dataclasses import dataclass
 
 import faiss
@@ -22,9 +23,9 @@ import numpy as np
 
 from .. import filters, omp, planner
 from ..errors import FailedPrecondition, InvalidArgument
-from ..index import snapshot
 
 MAX_SAMPLE = 1 << 31
+HUGE_MIN_BYTES = 64 << 20  # below this a plain numpy array
 
 
 @dataclass
@@ -46,25 +47,53 @@ def gather(coll, filter=None) -> Population:
     node = filters.parse(filter)
     vecs, shard_of, labels = [], [], []
     for i, s in enumerate(coll.shards):
-        with s.lock.read():
-            labs, v = snapshot(s.exact)
+        with s.lock.read():  # writers wait for the copy only (~0.4 s per 1M x 384)
+            n, dim = s.exact.ntotal, s.exact.d
+            labs = faiss.vector_to_array(s.exact.id_map).copy() if n else np.zeros(0, np.int64)
             exclude = s.expiry.expired()
+            rows = None
             if node is not None or len(exclude):
-                keep = np.isin(labs, planner.matching(s, node, exclude)[0])
-                labs, v = labs[keep], v[keep]
-        order = np.argsort(labs, kind="stable")
-        if not np.array_equal(order, np.arange(len(order))):
-            labs, v = labs[order], v[order]
+                rows = np.flatnonzero(np.isin(labs, planner.matching(s, node, exclude)[0]))
+            order = np.argsort(labs if rows is None else labs[rows], kind="stable")
+            if rows is not None:
+                order = rows[order]
+            elif np.array_equal(order, np.arange(n)):
+                order = None  # already in label order: one straight copy
+            v = rows_buffer(len(labs) if order is None else len(order), dim)
+            if len(v):
+                stored = faiss.rev_swig_ptr(faiss.downcast_index(s.exact.index).get_xb(),
+                                            n * dim).reshape(n, dim)
+                if order is None:
+                    v[:] = stored
+                else:
+                    np.take(stored, order, axis=0, out=v)
+        labs = labs if order is None else labs[order]
         vecs.append(v)
         labels.append(labs)
         shard_of.append(np.full(len(labs), i, np.int32))
-    pop = Population(np.ascontiguousarray(np.concatenate(vecs), dtype=np.float32),
-                     np.concatenate(shard_of), np.concatenate(labels))
+    if len(vecs) == 1:
+        joined = vecs[0]
+    else:
+        joined = rows_buffer(sum(len(v) for v in vecs), coll.config.dim)
+        np.concatenate(vecs, out=joined)
+    pop = Population(joined, np.concatenate(shard_of), np.concatenate(labels))
     if len(pop) == 0:
         where = "filter" if node is not None else "collection"
         raise FailedPrecondition(f"no points {'match the filter' if node is not None else 'in collection'}"
                                  f"{'' if node is not None else ' ' + repr(coll.config.name)}", where)
     return pop
+
+
+def rows_buffer(n: int, dim: int) -> np.ndarray:
+    """An empty (n, dim) float32 array. Large ones live in an anonymous mapping advised
+    for transparent huge pages: on the 2-vCPU VM, faulting in 1.5 GB of 4 KiB pages
+    made a 1M x 384 copy take 1.5-5 s; with huge pages 0.4 s. Freed with the array."""
+    nbytes = n * dim * 4
+    if nbytes < HUGE_MIN_BYTES or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.empty((n, dim), np.float32)
+    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf.madvise(mmap.MADV_HUGEPAGE)
+    return np.frombuffer(buf, np.float32).reshape(n, dim)
 
 
 def sample_rows(n: int, sample: int | None, seed: int) -> np.ndarray | None:

@@ -24,7 +24,7 @@ def cmd_kmeans(ctx: Context, args: Any) -> Result:
     flt = read_filter(args)
     job = ctx.client.cluster(args.collection, args.k, filter=flt, sample=args.sample,
                              iterations=args.iterations, write_label=args.write_label,
-                             seed=args.seed, typical=args.typical, wait=True,
+                             seed=args.seed, typical=args.typical, init=args.init, wait=True,
                              timeout=args.wait_timeout)
     r = job.result
     typical = r.nearest_points_to_centroids()
@@ -109,6 +109,8 @@ def register(sub: Any) -> None:
     p.add_argument("--iterations", type=positive_int, default=20, help="default 20")
     p.add_argument("--typical", type=int, default=3, help="typical members shown (default 3)")
     p.add_argument("--seed", type=int, default=1234, help="default 1234")
+    p.add_argument("--init", choices=("kmeans++", "random"), default="kmeans++",
+                   help="initial centroids (default kmeans++)")
     add_filter_args(p, "cluster only the points matching it")
     _wait_timeout(p)
 

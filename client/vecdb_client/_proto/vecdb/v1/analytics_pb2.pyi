@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ClusterRequest(_message.Message):
-    __slots__ = ("collection", "k", "filter", "sample", "iterations", "write_label", "seed", "typical")
+    __slots__ = ("collection", "k", "filter", "sample", "iterations", "write_label", "seed", "typical", "init")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class ClusterRequest(_message.Message):
     WRITE_LABEL_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     TYPICAL_FIELD_NUMBER: _ClassVar[int]
+    INIT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     k: int
     filter: _types_pb2.Filter
@@ -25,7 +26,8 @@ class ClusterRequest(_message.Message):
     write_label: str
     seed: int
     typical: int
-    def __init__(self, collection: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., sample: _Optional[int] = ..., iterations: _Optional[int] = ..., write_label: _Optional[str] = ..., seed: _Optional[int] = ..., typical: _Optional[int] = ...) -> None: ...
+    init: str
+    def __init__(self, collection: _Optional[str] = ..., k: _Optional[int] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., sample: _Optional[int] = ..., iterations: _Optional[int] = ..., write_label: _Optional[str] = ..., seed: _Optional[int] = ..., typical: _Optional[int] = ..., init: _Optional[str] = ...) -> None: ...
 
 class GetClusterJobRequest(_message.Message):
     __slots__ = ("collection", "job_id")
