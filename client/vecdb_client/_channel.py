@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,3 +87,50 @@ def parse_health(raw: bytes) -> str:
     if len(raw) >= 2 and raw[0] == 0x08:
         return SERVING_STATUS.get(raw[1], "UNKNOWN")
     return "UNKNOWN"
+
+
+def parse_targets(target: Any) -> list[str]:
+    """One address ("h:50051"), several ("h1:50051,h2:50051") or a list of them."""
+    items = target.split(",") if isinstance(target, str) else list(target)
+    out = [t.strip() for t in items if isinstance(t, str) and t.strip()]
+    if not out:
+        raise ValueError(f"no server address in {target!r}")
+    return out
+
+
+class RoundRobin:
+    """Several stubs (or callables) of the same service on different nodes of a cluster:
+    each call goes to the next one, so calls spread over the nodes and a retry after
+    UNAVAILABLE lands on another node."""
+
+    def __init__(self, stubs: list[Any]):
+        self._stubs, self._next = stubs, 0
+        self._lock = threading.Lock()
+
+    def _pick(self) -> Any:
+        with self._lock:
+            stub = self._stubs[self._next % len(self._stubs)]
+            self._next += 1
+        return stub
+
+    def __getattr__(self, method: str) -> Any:
+        if method.startswith("_"):
+            raise AttributeError(method)
+        return lambda *args, **kw: getattr(self._pick(), method)(*args, **kw)
+
+    def __call__(self, *args: Any, **kw: Any) -> Any:
+        return self._pick()(*args, **kw)
+
+
+def wire_stubs(client: Any, channels: list[Any], cgrpc: Any, pgrpc: Any, agrpc: Any) -> None:
+    """Set a client's stubs over ``channels``: plain stubs for one, RoundRobin for more."""
+    def make(build: Any) -> Any:
+        stubs = [build(ch) for ch in channels]
+        return stubs[0] if len(stubs) == 1 else RoundRobin(stubs)
+    client._channel, client._channels = channels[0], channels
+    client._collections = make(cgrpc.CollectionServiceStub)
+    client._points = make(pgrpc.PointServiceStub)
+    client._health = make(lambda ch: ch.unary_unary(HEALTH_CHECK))
+    client.__dict__["_analytics_stub"] = make(agrpc.AnalyticsServiceStub)
+    from ._proto.vecdb.v1 import cluster_pb2_grpc
+    client._cluster = make(cluster_pb2_grpc.ClusterServiceStub)

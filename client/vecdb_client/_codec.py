@@ -156,7 +156,8 @@ def create_collection_request(name: str, dim: int | None, metric: str, index: st
                               shards: int | None, encoder: str | None,
                               params: dict[str, Any],
                               payload_indexes: dict[str, str] | None = None,
-                              device: str | None = None) -> cpb.CreateCollectionRequest:
+                              device: str | None = None, replication_factor: int | None = None,
+                              write_concern: str | None = None) -> cpb.CreateCollectionRequest:
     spec = tpb.IndexSpec(type=index)
     for key, value in params.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -170,6 +171,10 @@ def create_collection_request(name: str, dim: int | None, metric: str, index: st
         req.shards = shards
     if device is not None:
         req.device = device
+    if replication_factor is not None:
+        req.replication_factor = replication_factor
+    if write_concern is not None:
+        req.write_concern = write_concern
     return req
 
 
@@ -177,7 +182,8 @@ def from_proto_config(msg: cpb.CollectionConfig) -> CollectionConfig:
     return CollectionConfig(msg.name, msg.dim, msg.metric, msg.index.type,
                             dict(msg.index.params), msg.shards,
                             msg.encoder if msg.HasField("encoder") else None,
-                            msg.device or "auto")
+                            msg.device or "auto", msg.replication_factor or 1,
+                            msg.write_concern)
 
 
 def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:
@@ -433,3 +439,16 @@ def restore_request(name: str, collection: str | None) -> cpb.RestoreSnapshotReq
 def from_proto_server_info(msg: cpb.ServerInfo) -> dict:
     return {"version": msg.version, "started_at": msg.started_at, "uptime_s": msg.uptime_s,
             "ready": msg.ready}
+
+
+def from_proto_cluster_status(msg) -> dict:
+    """ClusterStatus -> {"node", "nodes": [...], "shards": [...]} (plain data)."""
+    from google.protobuf.json_format import MessageToDict
+    d = MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    for n in d.get("nodes", []):
+        n["replicas"], n["primaries"] = int(n["replicas"]), int(n["primaries"])
+    for e in d.get("shards", []):
+        e["shard"], e["term"] = int(e["shard"]), int(e["term"])
+        for r in e.get("replicas", []):
+            r["points"], r["applied_seq"] = int(r["points"]), int(r["applied_seq"])
+    return d

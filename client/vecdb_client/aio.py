@@ -8,9 +8,10 @@ from typing import Any, AsyncIterator, Sequence
 import grpc
 
 from . import _codec, _codec_query
-from ._channel import (HEALTH_CHECK, ClientSettings, call_metadata, channel_options,
-                       credentials, parse_health)
+from ._channel import (ClientSettings, call_metadata, channel_options, credentials,
+                       parse_health, parse_targets, wire_stubs)
 from ._chunking import StreamProgress, UpsertPlan, check_ids, plan_upsert
+from ._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
 from ._proto.vecdb.v1 import collections_pb2 as cpb
 from ._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from ._proto.vecdb.v1 import points_pb2 as ppb
@@ -41,12 +42,10 @@ class AsyncClient(AsyncAnalyticsMethods):
                                        retry_backoff=retry_backoff, **settings)
         creds = credentials(tls, ca_cert, client_cert, client_key)
         opts = channel_options(self.settings)
-        self._channel = (grpc.aio.secure_channel(target, creds, opts) if creds
-                         else grpc.aio.insecure_channel(target, opts))
+        wire_stubs(self, [grpc.aio.secure_channel(t, creds, opts) if creds
+                          else grpc.aio.insecure_channel(t, opts) for t in parse_targets(target)],
+                   cgrpc, pgrpc, agrpc)
         self._md = call_metadata(api_key)
-        self._collections = cgrpc.CollectionServiceStub(self._channel)
-        self._points = pgrpc.PointServiceStub(self._channel)
-        self._health = self._channel.unary_unary(HEALTH_CHECK)
 
     # ------------------------------------------------------------ plumbing
     async def _call(self, method: Any, request: Any, *, idempotent: bool,
@@ -65,7 +64,8 @@ class AsyncClient(AsyncAnalyticsMethods):
             attempt += 1
 
     async def close(self) -> None:
-        await self._channel.close()
+        for ch in self._channels:
+            await ch.close()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
@@ -95,9 +95,11 @@ class AsyncClient(AsyncAnalyticsMethods):
                                 encoder: str | None = None, *,
                                 payload_indexes: dict[str, str] | None = None,
                                 device: str | None = None,
+                                replication_factor: int | None = None, write_concern: str | None = None,
                                 timeout: float | None = None, **params: int) -> CollectionInfo:
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
-                                               payload_indexes, device)
+                                               payload_indexes, device, replication_factor,
+                                               write_concern)
         return _codec.from_proto_info(await self._call(
             self._collections.CreateCollection, req, idempotent=False, timeout=timeout))
 
@@ -105,6 +107,15 @@ class AsyncClient(AsyncAnalyticsMethods):
         """{"version", "started_at", "uptime_s", "ready"} of the server."""
         return _codec.from_proto_server_info(await self._call(
             self._collections.GetServerInfo, cpb.ServerInfoRequest(), idempotent=True, timeout=timeout))
+
+    async def cluster_status(self, *, timeout: float | None = None) -> dict:
+        """Cluster mode (docs/cluster.md): the nodes, and per shard its primary, term,
+        replicas (in sync or not, points, applied WAL sequence), as the answering node sees
+        them. FailedPreconditionError on a single-node server."""
+        from ._proto.vecdb.v1 import cluster_pb2
+        return _codec.from_proto_cluster_status(await self._call(
+            self._cluster.GetClusterStatus, cluster_pb2.ClusterStatusRequest(), idempotent=True,
+            timeout=timeout))
 
     async def list_collections(self, *, timeout: float | None = None) -> list[CollectionConfig]:
         resp = await self._call(self._collections.ListCollections,

@@ -7,9 +7,10 @@ from typing import Any, Callable, Iterator, Sequence
 import grpc
 
 from . import _codec, _codec_query
-from ._channel import (HEALTH_CHECK, ClientSettings, call_metadata, channel_options,
-                       credentials, parse_health)
+from ._channel import (ClientSettings, call_metadata, channel_options, credentials,
+                       parse_health, parse_targets, wire_stubs)
 from ._chunking import StreamProgress, UpsertPlan, check_ids, plan_upsert
+from ._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
 from ._proto.vecdb.v1 import collections_pb2 as cpb
 from ._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from ._proto.vecdb.v1 import points_pb2 as ppb
@@ -29,7 +30,9 @@ class Client(AnalyticsMethods):
     >>> with Client("127.0.0.1:50051") as c:
     ...     c.create_collection("docs", dim=384)
 
-    ``timeout`` is the default deadline of each call in seconds; every method
+    ``target``: one address, or several nodes of a cluster (a list, or comma-separated):
+    calls go to them in turn, and idempotent calls that get UNAVAILABLE are retried on
+    the next one. ``timeout`` is the default deadline of each call in seconds; every method
     also takes ``timeout=`` to override it. ``tls`` is False (plaintext),
     True (system roots) or a ``grpc.ChannelCredentials``; ``ca_cert`` (roots
     to trust) and ``client_cert`` + ``client_key`` (mutual TLS) are paths or
@@ -47,12 +50,10 @@ class Client(AnalyticsMethods):
                                        retry_backoff=retry_backoff, **settings)
         creds = credentials(tls, ca_cert, client_cert, client_key)
         opts = channel_options(self.settings)
-        self._channel = (grpc.secure_channel(target, creds, opts) if creds
-                         else grpc.insecure_channel(target, opts))
+        wire_stubs(self, [grpc.secure_channel(t, creds, opts) if creds
+                          else grpc.insecure_channel(t, opts) for t in parse_targets(target)],
+                   cgrpc, pgrpc, agrpc)
         self._md = call_metadata(api_key)
-        self._collections = cgrpc.CollectionServiceStub(self._channel)
-        self._points = pgrpc.PointServiceStub(self._channel)
-        self._health = self._channel.unary_unary(HEALTH_CHECK)
 
     # ------------------------------------------------------------ plumbing
     def _call(self, method: Any, request: Any, *, idempotent: bool,
@@ -71,7 +72,8 @@ class Client(AnalyticsMethods):
             attempt += 1
 
     def close(self) -> None:
-        self._channel.close()
+        for ch in self._channels:
+            ch.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -102,15 +104,19 @@ class Client(AnalyticsMethods):
                           encoder: str | None = None, *,
                           payload_indexes: dict[str, str] | None = None,
                           device: str | None = None,
+                          replication_factor: int | None = None, write_concern: str | None = None,
                           timeout: float | None = None, **params: int) -> CollectionInfo:
         """Index parameters go as keywords, e.g. ``index="hnsw", M=16, ef_search=128``.
         ``payload_indexes``: {field: type} to index from the start (see create_payload_index).
         ``encoder`` (e.g. "minilm"): texts can be upserted and searched without vectors;
         ``dim`` None takes the encoder's dimension (docs/encoders.md). ``device``: auto |
         cpu | gpu (None = auto: the server decides); gpu without a usable GPU on the server
-        raises FailedPreconditionError (field "device"), see docs/gpu.md."""
+        raises FailedPreconditionError (field "device"), see docs/gpu.md. Cluster mode
+        (docs/cluster.md): ``replication_factor`` copies of every shard on distinct nodes,
+        ``write_concern`` "majority" (default), "all" or "one"."""
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
-                                               payload_indexes, device)
+                                               payload_indexes, device, replication_factor,
+                                               write_concern)
         info = self._call(self._collections.CreateCollection, req, idempotent=False,
                           timeout=timeout)
         return _codec.from_proto_info(info)
@@ -119,6 +125,15 @@ class Client(AnalyticsMethods):
         """{"version", "started_at", "uptime_s", "ready"} of the server."""
         return _codec.from_proto_server_info(self._call(
             self._collections.GetServerInfo, cpb.ServerInfoRequest(), idempotent=True, timeout=timeout))
+
+    def cluster_status(self, *, timeout: float | None = None) -> dict:
+        """Cluster mode (docs/cluster.md): the nodes, and per shard its primary, term,
+        replicas (in sync or not, points, applied WAL sequence), as the answering node sees
+        them. FailedPreconditionError on a single-node server."""
+        from ._proto.vecdb.v1 import cluster_pb2
+        return _codec.from_proto_cluster_status(self._call(
+            self._cluster.GetClusterStatus, cluster_pb2.ClusterStatusRequest(), idempotent=True,
+            timeout=timeout))
 
     def list_collections(self, *, timeout: float | None = None) -> list[CollectionConfig]:
         resp = self._call(self._collections.ListCollections, cpb.ListCollectionsRequest(),

@@ -59,6 +59,9 @@ class CollectionConfig:
     encoder: str | None = None
     # auto | cpu | gpu: the requested placement (where shards run: ShardStats.device)
     device: str = "auto"
+    # cluster mode: copies per shard and the write concern ("" on a single node)
+    replication_factor: int = 1
+    write_concern: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,13 @@ from typing import Any, AsyncIterator, Callable
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
-from vecdb_client._proto.vecdb.v1 import analytics_pb2_grpc, collections_pb2_grpc, points_pb2_grpc
+from vecdb_client._proto.vecdb.v1 import (analytics_pb2_grpc, cluster_pb2_grpc,
+                                          collections_pb2_grpc, points_pb2_grpc)
 
 from .analytics_servicer import AnalyticsServicer
+from .cluster.status import single_node_status
 from .app import NOT_SERVING, SERVICE_NAMES, SERVING, enable_reflection, grpc_options
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .drain import AioDrainInterceptor, Drain
 from .engine import EngineHolder
 from .guard import AioGuardInterceptor, Guard, bind, tls_note
@@ -89,6 +91,9 @@ class AioServerApp:
     """Use inside a running event loop: ``await start()``, ``await stop()``."""
 
     def __init__(self, cfg: ServerConfig):
+        if cfg.cluster_etcd:
+            raise ConfigError("cluster mode (cluster_etcd) runs on the threaded server only; "
+                              "drop server_mode aio")
         self.cfg = cfg
         self.engine = EngineHolder(cfg.data_dir, cfg.engine)
         self.health = health.aio.HealthServicer()
@@ -115,6 +120,9 @@ class AioServerApp:
         points_pb2_grpc.add_PointServiceServicer_to_server(points, self.server)
         analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(
             _async_servicer(_AioAnalytics, AnalyticsServicer(self.engine), self.pool), self.server)
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
+            _async_servicer(cluster_pb2_grpc.ClusterServiceServicer, single_node_status(),
+                            self.pool), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection(self.server)
 

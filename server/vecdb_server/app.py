@@ -18,10 +18,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from vecdb_client._proto.vecdb.v1 import analytics_pb2, analytics_pb2_grpc
+from vecdb_client._proto.vecdb.v1 import cluster_pb2, cluster_pb2_grpc
 from vecdb_client._proto.vecdb.v1 import collections_pb2, collections_pb2_grpc
 from vecdb_client._proto.vecdb.v1 import points_pb2, points_pb2_grpc
 
 from .analytics_servicer import AnalyticsServicer
+from .cluster.status import single_node_status
 from .config import ServerConfig
 from .drain import Drain, DrainInterceptor
 from .engine import EngineHolder
@@ -35,6 +37,7 @@ SERVICE_NAMES = (
     collections_pb2.DESCRIPTOR.services_by_name["CollectionService"].full_name,
     points_pb2.DESCRIPTOR.services_by_name["PointService"].full_name,
     analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name,
+    cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
 )
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -74,12 +77,20 @@ class ServerApp:
                           ErrorInterceptor(ErrorMapper())],
             options=grpc_options(cfg),
             maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None)
-        collections_pb2_grpc.add_CollectionServiceServicer_to_server(
-            CollectionServicer(self.engine), self.server)
-        points_pb2_grpc.add_PointServiceServicer_to_server(
-            PointServicer(self.engine, self.metrics.sampler.offer), self.server)
-        analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(
-            AnalyticsServicer(self.engine), self.server)
+        local = (CollectionServicer(self.engine),
+                 PointServicer(self.engine, self.metrics.sampler.offer),
+                 AnalyticsServicer(self.engine))
+        self.cluster = None
+        if cfg.cluster_etcd:  # cluster mode (docs/cluster.md); imported only then
+            from .cluster.wiring import ClusterWiring
+            self.cluster = ClusterWiring(cfg, self.engine, *local[:2])
+            local = self.cluster.servicers()
+        collections_pb2_grpc.add_CollectionServiceServicer_to_server(local[0], self.server)
+        points_pb2_grpc.add_PointServiceServicer_to_server(local[1], self.server)
+        analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(local[2], self.server)
+        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
+            self.cluster.status_servicer() if self.cluster else single_node_status(),
+            self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection(self.server)
 
@@ -113,6 +124,8 @@ class ServerApp:
     def _open(self) -> None:
         try:
             self.engine.open()
+            if self.cluster is not None:
+                self.cluster.join(self.port)  # registers in etcd; serves the cluster's map
             self._set_health(SERVING)
             log.info("SERVING")
         except BaseException:  # noqa: BLE001 - reported by main through open_error
@@ -127,6 +140,8 @@ class ServerApp:
         self.health.enter_graceful_shutdown()
         log.info("draining %d in-flight call(s), up to %.1f s", self.drain.active, grace)
         self.drain.drain(grace)
+        if self.cluster is not None:
+            self.cluster.leave()  # revoke the lease first: failover need not wait the TTL
         self.server.stop(max(0.0, deadline - time.monotonic())).wait()
         if self._opener is not None:
             self._opener.join()

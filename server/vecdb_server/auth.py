@@ -60,10 +60,13 @@ _A = "/vecdb.v1.AnalyticsService/"
 # Cluster needs read-write: it may write labels (write_label) and runs a long job.
 METHOD_ROLES.update({_A + "Cluster": WRITE, _A + "GetClusterJob": READ, _A + "Outliers": READ,
                      _A + "Duplicates": READ})
+# The cluster's nodes and shard map: what an operator's status page shows.
+METHOD_ROLES["/vecdb.v1.ClusterService/GetClusterStatus"] = READ
 # RPCs a scoped key may call without naming a collection (their answers are filtered).
 LISTING = {_C + "ListCollections", _C + "ListAliases", _C + "ListSnapshots"}
 # RPCs whose target collection the request does not name: never for scoped keys.
-UNSCOPABLE = {_C + "DeleteSnapshot", _C + "RestoreSnapshot"}
+UNSCOPABLE = {_C + "DeleteSnapshot", _C + "RestoreSnapshot",
+              "/vecdb.v1.ClusterService/GetClusterStatus"}
 
 
 class KeyConfigError(ValueError):

@@ -76,6 +76,21 @@ class ServerConfig:
     # Fraction of non-exact searches re-run exactly in the background to export
     # recall@k (vecdb_sampled_recall); 0 = off.
     recall_sample_rate: float = 0.01
+    # --- cluster mode (docs/cluster.md); off (a single node) unless cluster_etcd is set ---
+    # etcd endpoints, e.g. http://127.0.0.1:2379 (several separated by commas).
+    cluster_etcd: str = ""
+    # This node's name in the cluster; "" = <hostname>-<port>.
+    node_id: str = ""
+    # host:port other nodes and clients reach this node at; "" = host:port.
+    advertise: str = ""
+    # Placement label: replicas of a shard go to different zones first.
+    zone: str = ""
+    # Seconds without lease renewal after which a node counts as dead (failover starts).
+    # Lower = faster failover, more false alarms on a loaded machine.
+    node_ttl_s: int = 5
+    # Shared secret of node-to-node calls (required in cluster mode); clients' API keys
+    # cannot make internal calls. Env VECDB_CLUSTER_SECRET keeps it off the command line.
+    cluster_secret: str = ""
     # Engine options (vecdb.DatabaseOptions), settable under the same names.
     engine: DatabaseOptions = field(default_factory=DatabaseOptions)
 
@@ -94,6 +109,12 @@ class ServerConfig:
         if not 0 <= self.recall_sample_rate <= 1:
             raise ConfigError(f"recall_sample_rate must be in 0..1, got {self.recall_sample_rate}")
         self._check_security()
+        if self.cluster_etcd:
+            if not self.cluster_secret:
+                raise ConfigError("cluster_secret is required with cluster_etcd (node-to-node "
+                                  "calls are authenticated with it)")
+            if self.node_ttl_s < 1:
+                raise ConfigError(f"node_ttl_s must be >= 1, got {self.node_ttl_s}")
 
     def _check_security(self) -> None:
         from .auth import KeyConfigError, parse_api_keys
@@ -207,5 +228,6 @@ def describe(cfg: ServerConfig) -> dict[str, Any]:
     """Flat dict of every effective setting (logged at startup)."""
     out = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("engine", "api_keys")}
     out["api_keys"] = [repr(k) for k in cfg.api_keys]  # labels and roles only, never keys
+    out["cluster_secret"] = "***" if cfg.cluster_secret else ""
     out.update(dataclasses.asdict(cfg.engine))
     return out

@@ -176,6 +176,14 @@ class Rejected(grpc.RpcError):
         return f"{self.code.name}: {self.message}"
 
 
+def _from_cluster_node(metadata: Any, secret: str) -> bool:
+    import hmac
+    for k, v in metadata or ():
+        if k == "x-vecdb-cluster" and isinstance(v, str):
+            return hmac.compare_digest(v, secret)
+    return False
+
+
 def _peer_host(peer: str) -> str:
     return peer.rsplit(":", 1)[0] if peer and peer.count(":") >= 2 else (peer or "?")
 
@@ -237,6 +245,8 @@ class Guard:
     def admit(self, method: str, metadata: Any, peer: str) -> KeySpec | None:
         key = None
         short = method.rsplit("/", 1)[-1]
+        if self.cfg.cluster_secret and _from_cluster_node(metadata, self.cfg.cluster_secret):
+            return None  # a node-to-node call (cluster/peers.py), authenticated by the secret
         if self.keys.enabled:
             token = token_from_metadata(metadata)
             if token is None:

@@ -15,6 +15,8 @@ from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 
+from vecdb.errors import FailedPrecondition
+
 from . import convert, convert_query
 from .engine import EngineHolder
 
@@ -25,6 +27,10 @@ class CollectionServicer(cgrpc.CollectionServiceServicer):
 
     def CreateCollection(self, request: cpb.CreateCollectionRequest,
                          context: Any) -> cpb.CollectionInfo:
+        if request.replication_factor > 1:
+            raise FailedPrecondition("replication_factor above 1 needs cluster mode (a server "
+                                     "started with --cluster-etcd, docs/cluster.md)",
+                                     "replication_factor")
         with self._engine.session() as db:
             desc = db.create_collection(**convert.from_proto_create_collection(request))
         return convert.to_proto_collection_info(desc)

@@ -1,0 +1,61 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ClusterStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ClusterNodeInfo(_message.Message):
+    __slots__ = ("id", "address", "zone", "replicas", "primaries")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ZONE_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    PRIMARIES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    address: str
+    zone: str
+    replicas: int
+    primaries: int
+    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., zone: _Optional[str] = ..., replicas: _Optional[int] = ..., primaries: _Optional[int] = ...) -> None: ...
+
+class ReplicaStatus(_message.Message):
+    __slots__ = ("node", "in_sync", "points", "applied_seq")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    IN_SYNC_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQ_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    in_sync: bool
+    points: int
+    applied_seq: int
+    def __init__(self, node: _Optional[str] = ..., in_sync: _Optional[bool] = ..., points: _Optional[int] = ..., applied_seq: _Optional[int] = ...) -> None: ...
+
+class ShardMapEntry(_message.Message):
+    __slots__ = ("collection", "shard", "primary", "term", "replicas")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    shard: int
+    primary: str
+    term: int
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaStatus]
+    def __init__(self, collection: _Optional[str] = ..., shard: _Optional[int] = ..., primary: _Optional[str] = ..., term: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ...) -> None: ...
+
+class ClusterStatus(_message.Message):
+    __slots__ = ("node", "nodes", "shards")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    nodes: _containers.RepeatedCompositeFieldContainer[ClusterNodeInfo]
+    shards: _containers.RepeatedCompositeFieldContainer[ShardMapEntry]
+    def __init__(self, node: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[ClusterNodeInfo, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardMapEntry, _Mapping]]] = ...) -> None: ...

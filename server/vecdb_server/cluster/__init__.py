@@ -1,0 +1,1 @@
+"""Cluster mode (docs/cluster.md): etcd membership and shard map, routing, replication."""

@@ -1,0 +1,331 @@
+"""ClusterNode: this server's membership in the cluster and its view of the metadata.
+
+* Membership: the node's key lives under an etcd lease renewed every node_ttl_s / 3;
+  a node that stops renewing is dead when the lease expires. A graceful stop revokes
+  the lease (immediate failover).
+* View: every key under /vecdb/ read once, then followed by an etcd watch. No node holds
+  private truth about placement: every change is an etcd transaction that compares the
+  key's mod_revision, so two nodes can never both win a race.
+* Maintenance (every 0.3 s): create the local engine collections of the replicas placed
+  here (dropping those no longer placed here); failover (the first live in-sync replica
+  of a shard whose primary died takes over with term + 1 and in_sync = itself); resync
+  (a primary copies its shard to every live replica that is not in sync, then adds it to
+  the in-sync set, all while the shard's writes wait).
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import socket
+import threading
+import time
+from collections import defaultdict
+from typing import Callable
+
+from vecdb.errors import NotFound, Unavailable
+
+from ..engine import EngineHolder
+from . import state as st
+from .etcd import Etcd, EtcdError, EtcdUnavailable, Event, delete, put, unchanged
+from .state import CollectionSpec, Node, ShardState
+
+log = logging.getLogger("vecdb_server.cluster")
+LOCAL_NAME = re.compile(r"^c([0-9a-f]+)-s(\d+)$")
+
+
+class ClusterNode:
+    def __init__(self, etcd: Etcd, node: Node, ttl: int, engine: EngineHolder):
+        self.etcd, self.me, self.ttl, self.engine = etcd, node, ttl, engine
+        self.id = node.id
+        self._lock = threading.RLock()
+        self.nodes: dict[str, Node] = {}
+        self.collections: dict[str, CollectionSpec] = {}
+        self.shards: dict[tuple[str, int], ShardState] = {}
+        self.revision = 0
+        self.lease = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._write_locks: dict[tuple[str, int], threading.Lock] = defaultdict(threading.Lock)
+        self._resyncing: set[tuple[str, int, str]] = set()
+        # set by the router: copies shard (coll, shard) to node r (see router.resync)
+        self.resync: Callable[[str, int, str], None] | None = None
+        self.on_change = threading.Condition(self._lock)
+
+    # ---- life cycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._register()
+        self._load()
+        for target, name in ((self._keepalive_loop, "keepalive"), (self._watch_loop, "watch"),
+                             (self._maintain_loop, "maintain")):
+            t = threading.Thread(target=target, name=f"vecdb-cluster-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        log.info("joined the cluster as %s (%s)", self.id, self.me.address)
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self.etcd.lease_revoke(self.lease)  # leave now: failover need not wait the TTL
+        except EtcdUnavailable:
+            pass
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def _register(self) -> None:
+        self.lease = self.etcd.lease_grant(self.ttl)
+        self.etcd.put(st.node_key(self.id), self.me.to_json(), lease=self.lease)
+
+    def _load(self) -> None:
+        kvs, rev = self.etcd.range(st.ROOT)
+        with self._lock:
+            self.nodes, self.collections, self.shards = {}, {}, {}
+            for kv in kvs:
+                self._apply(Event("PUT", kv))
+            self.revision = rev
+            self.on_change.notify_all()
+
+    # ---- the view ------------------------------------------------------------------------
+    def _apply(self, ev: Event) -> None:
+        key, gone = ev.kv.key, ev.type == "DELETE"
+        if key.startswith(st.NODES):
+            nid = key[len(st.NODES):]
+            if gone:
+                self.nodes.pop(nid, None)
+            else:
+                self.nodes[nid] = Node.from_json(ev.kv.value)
+        elif key.startswith(st.COLLECTIONS):
+            name = key[len(st.COLLECTIONS):]
+            if gone:
+                self.collections.pop(name, None)
+            else:
+                self.collections[name] = CollectionSpec.from_json(ev.kv.value)
+        elif key.startswith(st.SHARDS):
+            name, _, shard = key[len(st.SHARDS):].rpartition("/")
+            k = (name, int(shard))
+            old = self.shards.get(k)
+            if gone:
+                self.shards.pop(k, None)
+            elif old is None or ev.kv.mod_revision >= old.mod_revision:
+                self.shards[k] = ShardState.from_json(ev.kv.value, ev.kv.mod_revision)
+        self.revision = max(self.revision, ev.kv.mod_revision)
+
+    def spec(self, name: str) -> CollectionSpec:
+        with self._lock:
+            spec = self.collections.get(name)
+        if spec is None:
+            raise NotFound(f"collection {name!r} does not exist", "collection")
+        return spec
+
+    def shard(self, name: str, shard: int) -> ShardState:
+        with self._lock:
+            s = self.shards.get((name, shard))
+        if s is None:
+            raise Unavailable(f"shard {name}/{shard} has no map entry yet; retry", "collection")
+        return s
+
+    def alive(self, node_id: str) -> bool:
+        with self._lock:
+            return node_id in self.nodes
+
+    def address(self, node_id: str) -> str:
+        with self._lock:
+            n = self.nodes.get(node_id)
+        if n is None:
+            raise Unavailable(f"node {node_id} is not live", "collection")
+        return n.address
+
+    def write_lock(self, name: str, shard: int) -> threading.Lock:
+        with self._lock:
+            return self._write_locks[(name, shard)]
+
+    def change_shard(self, name: str, shard: int, old: ShardState, new: ShardState) -> bool:
+        """Compare-and-swap of a shard's map entry; True when it won. The view follows at
+        once (the watch confirms it)."""
+        key = st.shard_key(name, shard)
+        if not self.etcd.txn([unchanged(key, old.mod_revision)], [put(key, new.to_json())]):
+            return False
+        got = self.etcd.get(key)
+        with self._lock:
+            if got is not None:
+                self._apply(Event("PUT", got))
+            self.on_change.notify_all()
+        return True
+
+    def create_collection(self, spec: CollectionSpec, shards: list[ShardState]) -> bool:
+        ops = [put(st.collection_key(spec.name), spec.to_json())]
+        ops += [put(st.shard_key(spec.name, i), s.to_json()) for i, s in enumerate(shards)]
+        won = self.etcd.txn([_absent(st.collection_key(spec.name))], ops)
+        if won:
+            self._load()
+        return won
+
+    def drop_collection(self, name: str) -> bool:
+        won = self.etcd.txn([_exists(st.collection_key(name))],
+                            [delete(st.collection_key(name)),
+                             delete(f"{st.SHARDS}{name}/", prefix=True)])
+        if won:
+            self._load()
+        return won
+
+    def replica_load(self) -> dict[str, int]:
+        with self._lock:
+            load: dict[str, int] = defaultdict(int)
+            for s in self.shards.values():
+                for r in s.replicas:
+                    load[r] += 1
+            return dict(load)
+
+    def live_nodes(self) -> list[Node]:
+        with self._lock:
+            return sorted(self.nodes.values(), key=lambda n: n.id)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.on_change.wait(min(left, 0.2))
+        return True
+
+    # ---- threads -------------------------------------------------------------------------
+    def _keepalive_loop(self) -> None:
+        while not self._stop.wait(max(0.3, self.ttl / 3)):
+            try:
+                if self.etcd.lease_keepalive(self.lease) <= 0:
+                    log.warning("lease expired (paused or cut off from etcd): re-registering")
+                    self._register()
+            except EtcdUnavailable as exc:
+                log.warning("cannot renew the node lease: %s", exc.message)
+            except EtcdError as exc:
+                log.warning("lease renewal refused (%s): re-registering", exc)
+                try:
+                    self._register()
+                except (EtcdUnavailable, EtcdError):
+                    pass
+            except Exception:  # noqa: BLE001 - the renewal thread must not die
+                log.exception("unexpected error renewing the node lease")
+
+    def _watch_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                for events in self.etcd.watch(st.ROOT, self.revision + 1, self._stop):
+                    with self._lock:
+                        for ev in events:
+                            self._apply(ev)
+                        self.on_change.notify_all()
+            except EtcdError:
+                self._safe(self._load)  # compacted: read everything again
+            except Exception as exc:  # noqa: BLE001 - etcd gone, a torn chunk...: never die
+                log.debug("watch broke (%s); resuming", exc)
+            if not self._stop.wait(0.3):
+                self._safe(self._load)  # catch up on anything missed while broken
+
+    def _safe(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except (EtcdUnavailable, EtcdError) as exc:
+            log.debug("etcd: %s", exc)
+
+    def _maintain_loop(self) -> None:
+        while not self._stop.wait(0.3):
+            try:
+                self.maintain()
+            except Exception:  # noqa: BLE001 - keep maintaining; logged
+                log.exception("cluster maintenance step failed")
+
+    # ---- maintenance ---------------------------------------------------------------------
+    def maintain(self) -> None:
+        with self._lock:
+            shards = dict(self.shards)
+            specs = dict(self.collections)
+            live = set(self.nodes)
+        if self.id not in live:
+            return  # not registered (etcd down, or the lease lapsed): change nothing
+        self._reconcile_local(shards, specs)
+        for (name, i), s in shards.items():
+            if s.primary not in live and self.id in s.in_sync:
+                self._failover(name, i, s, live)
+            elif s.primary == self.id and self.resync is not None:
+                for r in s.replicas:
+                    if r != self.id and r in live and r not in s.in_sync \
+                            and (name, i, r) not in self._resyncing:
+                        self._start_resync(name, i, r)
+
+    def _reconcile_local(self, shards: dict, specs: dict[str, CollectionSpec]) -> None:
+        mine = {st.local_name(specs[n].uid, i): (n, i) for (n, i), s in shards.items()
+                if self.id in s.replicas and n in specs}
+        with self.engine.session() as db:
+            have = {c.name for c in db.list_collections()}
+            for local, (name, i) in mine.items():
+                if local in have:
+                    continue
+                db.create_collection(**create_kwargs(specs[name], local))
+                s = shards[(name, i)]
+                if self.id in s.in_sync and len(s.in_sync) > 1:
+                    # the copy vanished (a wiped disk): out of sync until resynced
+                    rest = tuple(r for r in s.in_sync if r != self.id)
+                    new = s.with_(in_sync=rest, primary=rest[0] if s.primary == self.id
+                                  else s.primary, term=s.term + (s.primary == self.id))
+                    log.warning("replica %s of %s/%d was missing here: leaving the in-sync set",
+                                local, name, i)
+                    self._safe(lambda: self.change_shard(name, i, s, new) and None)
+            for local in have - set(mine):
+                if LOCAL_NAME.match(local):
+                    log.info("dropping local replica %s (no longer placed here)", local)
+                    try:
+                        db.drop_collection(local)
+                    except NotFound:
+                        pass
+
+    def _failover(self, name: str, i: int, s: ShardState, live: set[str]) -> None:
+        candidates = [r for r in s.in_sync if r in live]
+        if not candidates or candidates[0] != self.id:
+            return
+        new = s.with_(primary=self.id, term=s.term + 1, in_sync=(self.id,))
+        try:
+            if self.change_shard(name, i, s, new):
+                log.warning("took over shard %s/%d as primary (term %d; %s was not live)",
+                            name, i, new.term, s.primary)
+        except EtcdUnavailable as exc:
+            log.warning("failover of %s/%d waits for etcd: %s", name, i, exc.message)
+
+    def _start_resync(self, name: str, i: int, r: str) -> None:
+        key = (name, i, r)
+        self._resyncing.add(key)
+
+        def run() -> None:
+            try:
+                self.resync(name, i, r)
+            except Exception as exc:  # noqa: BLE001 - retried by the next maintenance step
+                log.warning("resync of %s/%d to %s failed: %s", name, i, r, exc)
+                time.sleep(1.0)
+            finally:
+                self._resyncing.discard(key)
+        threading.Thread(target=run, name=f"vecdb-resync-{name}-{i}-{r}", daemon=True).start()
+
+
+def create_kwargs(spec: CollectionSpec, local: str) -> dict:
+    """Keyword arguments of Database.create_collection for one replica of ``spec``."""
+    from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
+
+    from .. import convert
+    req = cpb.CreateCollectionRequest.FromString(base64.b64decode(spec.request))
+    req.name, req.shards = local, 1
+    return convert.from_proto_create_collection(req)
+
+
+def _absent(key: str) -> dict:
+    from .etcd import absent
+    return absent(key)
+
+
+def _exists(key: str) -> dict:
+    from .etcd import _b64
+    return {"key": _b64(key), "target": "CREATE", "result": "GREATER", "create_revision": "0"}
+
+
+def default_node_id(port: int) -> str:
+    return f"{socket.gethostname()}-{port}"

@@ -1,0 +1,83 @@
+"""Node-to-node calls: the public gRPC services of another node, with the internal
+metadata that makes it act on its own replicas instead of routing.
+
+  x-vecdb-cluster  the cluster secret (a client's API key cannot make these calls)
+  x-vecdb-route    local   | read or write this node's replica, named by its local name
+                   primary | apply as the shard's primary, then replicate
+                   replica | a replicated write from the primary (fenced by term)
+  x-vecdb-term     the primary's term (replica route)
+  x-vecdb-shard    "<collection>/<shard>" (primary and replica routes)
+  x-vecdb-from     the sending node's id
+"""
+from __future__ import annotations
+
+import hmac
+import threading
+from typing import Any
+
+import grpc
+from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
+from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
+
+from vecdb.errors import Unavailable
+
+SECRET, ROUTE, TERM, SHARD, FROM = ("x-vecdb-cluster", "x-vecdb-route", "x-vecdb-term",
+                                    "x-vecdb-shard", "x-vecdb-from")
+ROUTES = ("local", "primary", "replica")
+
+
+def internal_route(metadata: Any, secret: str) -> dict[str, str] | None:
+    """The internal headers of a call, or None for a client call. A call that claims a
+    route without the right secret is refused (PermissionError)."""
+    md = {k: v for k, v in (metadata or ()) if isinstance(v, str)}
+    if ROUTE not in md:
+        return None
+    if md[ROUTE] not in ROUTES or not hmac.compare_digest(md.get(SECRET, ""), secret):
+        raise PermissionError("internal cluster calls need the cluster secret")
+    return md
+
+
+class Peers:
+    """One channel per peer address, reused; thread-safe."""
+
+    def __init__(self, secret: str, node_id: str, max_message_bytes: int):
+        self._secret, self.node_id = secret, node_id
+        self._opts = [("grpc.max_receive_message_length", max_message_bytes),
+                      ("grpc.max_send_message_length", max_message_bytes),
+                      ("grpc.enable_retries", 0)]
+        self._channels: dict[str, tuple[grpc.Channel, Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _stubs(self, address: str) -> tuple[Any, Any]:
+        with self._lock:
+            got = self._channels.get(address)
+            if got is None:
+                ch = grpc.insecure_channel(address, self._opts)
+                got = self._channels[address] = (ch, cgrpc.CollectionServiceStub(ch),
+                                                 pgrpc.PointServiceStub(ch))
+        return got[1], got[2]
+
+    def metadata(self, route: str, shard: str = "", term: int = 0) -> tuple:
+        md = [(SECRET, self._secret), (ROUTE, route), (FROM, self.node_id)]
+        if shard:
+            md += [(SHARD, shard), (TERM, str(term))]
+        return tuple(md)
+
+    def call(self, address: str, method: str, request: Any, md: tuple,
+             timeout: float = 10.0) -> Any:
+        """``method`` of the node at ``address``; grpc.RpcError on failure."""
+        coll, points = self._stubs(address)
+        stub = points if hasattr(points, method) else coll
+        return getattr(stub, method)(request, metadata=md, timeout=timeout)
+
+    def close(self) -> None:
+        with self._lock:
+            for ch, _, _ in self._channels.values():
+                ch.close()
+            self._channels.clear()
+
+
+def unreachable(what: str, exc: grpc.RpcError) -> Unavailable:
+    code = exc.code() if hasattr(exc, "code") else None
+    return Unavailable(f"{what}: {getattr(code, 'name', code)}: "
+                       f"{exc.details() if hasattr(exc, 'details') else exc}", "collection")

@@ -1,0 +1,346 @@
+"""The gRPC services of a cluster node: internal calls act on this node's replicas
+(router.Router.internal); client calls are routed over the cluster. RPCs the cluster
+does not route yet answer FAILED_PRECONDITION naming themselves (docs/cluster.md)."""
+from __future__ import annotations
+
+import base64
+import uuid
+from typing import Any, Iterator
+
+from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
+from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
+from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
+from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
+from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
+
+from vecdb.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+
+from . import merge
+from . import state as st
+from .router import Router
+
+STATE_ORDER = {"exact": 0, "training": 1, "built": 2}
+
+
+def _unsupported(name: str) -> FailedPrecondition:
+    return FailedPrecondition(f"{name} is not available in cluster mode yet (docs/cluster.md "
+                              "lists what the cluster routes)", "collection")
+
+
+def _higher_is_better(spec: st.CollectionSpec) -> bool:
+    req = cpb.CreateCollectionRequest.FromString(base64.b64decode(spec.request))
+    return (req.metric or "cosine") != "l2"
+
+
+def _with_name(request: Any, name: str) -> Any:
+    out = type(request)()
+    out.CopyFrom(request)
+    out.collection = name
+    return out
+
+
+class ClusterPointServicer(pgrpc.PointServiceServicer):
+    def __init__(self, router: Router):
+        self.r = router
+        self.node = router.node
+
+    def _internal(self, method: str, request: Any, context: Any) -> Any | None:
+        md = self.r.route_of(context)
+        return None if md is None else (self.r.internal(method, request, md),)
+
+    # ---- writes --------------------------------------------------------------------------
+    def Upsert(self, request: ppb.UpsertRequest, context: Any) -> tpb.WriteResult:
+        got = self._internal("Upsert", request, context)
+        return got[0] if got else self._upsert(request)
+
+    def _upsert(self, request: ppb.UpsertRequest) -> tpb.WriteResult:
+        spec = self.node.spec(request.collection)
+        parts = merge.split_ids(request.points.ids, spec.shards)
+
+        def one(i: int) -> tpb.WriteResult:
+            sub = ppb.UpsertRequest(collection=st.local_name(spec.uid, i),
+                                    points=merge.slice_batch(request.points, parts[i]))
+            return self.r.write_shard(spec, i, "Upsert", sub)
+        return _write_result(self.r.fan_out(one, sorted(parts)))
+
+    def UpsertStream(self, request_iterator: Iterator[ppb.UpsertRequest],
+                     context: Any) -> Iterator[ppb.UpsertAck]:
+        if self.r.route_of(context) is not None:
+            raise _unsupported("UpsertStream between nodes")
+        for req in request_iterator:
+            yield ppb.UpsertAck(batch_id=req.batch_id, result=self._upsert(req))
+
+    def Delete(self, request: ppb.DeleteRequest, context: Any) -> tpb.WriteResult:
+        got = self._internal("Delete", request, context)
+        return got[0] if got else self._by_ids_or_filter("Delete", request)
+
+    def UpdatePayload(self, request: ppb.UpdatePayloadRequest, context: Any) -> tpb.WriteResult:
+        got = self._internal("UpdatePayload", request, context)
+        return got[0] if got else self._by_ids_or_filter("UpdatePayload", request)
+
+    def UpdateVectors(self, request: ppb.UpdateVectorsRequest, context: Any) -> tpb.WriteResult:
+        got = self._internal("UpdateVectors", request, context)
+        if got:
+            return got[0]
+        spec = self.node.spec(request.collection)
+        parts = merge.split_ids(request.ids, spec.shards)
+        batch = tpb.PointBatch(ids=request.ids, vectors=request.vectors)
+
+        def one(i: int) -> tpb.WriteResult:
+            rows = merge.slice_batch(batch, parts[i])
+            sub = ppb.UpdateVectorsRequest(collection=st.local_name(spec.uid, i),
+                                           ids=rows.ids, vectors=rows.vectors)
+            return self.r.write_shard(spec, i, "UpdateVectors", sub)
+        return _write_result(self.r.fan_out(one, sorted(parts)))
+
+    def _by_ids_or_filter(self, method: str, request: Any) -> tpb.WriteResult:
+        spec = self.node.spec(request.collection)
+        if request.ids:
+            parts = merge.split_ids(request.ids, spec.shards)
+        else:  # by filter (or invalid: every shard's validation says the same)
+            parts = {i: None for i in range(spec.shards)}
+
+        def one(i: int) -> tpb.WriteResult:
+            sub = _with_name(request, st.local_name(spec.uid, i))
+            if parts[i] is not None:
+                del sub.ids[:]
+                sub.ids.extend(request.ids[p] for p in parts[i])
+            return self.r.write_shard(spec, i, method, sub)
+        return _write_result(self.r.fan_out(one, sorted(parts)))
+
+    # ---- reads ---------------------------------------------------------------------------
+    def Get(self, request: ppb.GetRequest, context: Any) -> ppb.GetResponse:
+        got = self._internal("Get", request, context)
+        if got:
+            return got[0]
+        spec = self.node.spec(request.collection)
+        parts = merge.split_ids(request.ids, spec.shards)
+
+        def one(i: int) -> ppb.GetResponse:
+            sub = _with_name(request, st.local_name(spec.uid, i))
+            del sub.ids[:]
+            sub.ids.extend(request.ids[p] for p in parts[i])
+            return self.r.read_shard(spec, i, "Get", sub)
+        answers = self.r.fan_out(one, sorted(parts))
+        return ppb.GetResponse(points=merge.concat_batches(
+            [answers[i].points for i in sorted(answers)], order=list(request.ids)))
+
+    def Count(self, request: ppb.CountRequest, context: Any) -> ppb.CountResponse:
+        got = self._internal("Count", request, context)
+        if got:
+            return got[0]
+        spec = self.node.spec(request.collection)
+        answers = self._all_shards(spec, "Count", request)
+        return ppb.CountResponse(count=sum(a.count for a in answers.values()))
+
+    def _all_shards(self, spec: st.CollectionSpec, method: str, request: Any) -> dict:
+        return self.r.fan_out(lambda i: self.r.read_shard(
+            spec, i, method, _with_name(request, st.local_name(spec.uid, i))),
+            list(range(spec.shards)))
+
+    def Scroll(self, request: ppb.ScrollRequest, context: Any) -> ppb.ScrollResponse:
+        got = self._internal("Scroll", request, context)
+        if got:
+            return got[0]
+        spec = self.node.spec(request.collection)
+        shard, cursor = 0, None
+        if request.HasField("cursor") and request.cursor:
+            head, _, rest = request.cursor.partition(":")
+            if not head.isdigit() or int(head) >= spec.shards:
+                from vecdb.errors import InvalidArgument
+                raise InvalidArgument(f"cursor {request.cursor!r} is not one this cluster "
+                                      "gave out", "cursor")
+            shard, cursor = int(head), rest or None
+        while True:
+            sub = _with_name(request, st.local_name(spec.uid, shard))
+            sub.ClearField("cursor")
+            if cursor:
+                sub.cursor = cursor
+            page = self.r.read_shard(spec, shard, "Scroll", sub)
+            if page.HasField("next_cursor"):
+                page.next_cursor = f"{shard}:{page.next_cursor}"
+                return page
+            if shard + 1 >= spec.shards:
+                return page
+            shard, cursor = shard + 1, None
+            if page.points.ids:
+                page.next_cursor = f"{shard}:"
+                return page
+
+    def Search(self, request: ppb.SearchRequest, context: Any) -> ppb.SearchResponse:
+        got = self._internal("Search", request, context)
+        if got:
+            return got[0]
+        if request.WhichOneof("query") == "expression" or request.HasField("group_by"):
+            raise _unsupported("Search with an expression or group_by")
+        spec = self.node.spec(request.collection)
+        answers = self._all_shards(spec, "Search", request)
+        k = request.k if request.HasField("k") else 10
+        hib = _higher_is_better(spec)
+        n = len(answers[0].results)
+        return ppb.SearchResponse(results=[
+            merge.merge_results([answers[i].results[q] for i in range(spec.shards)], k, hib,
+                                True)
+            for q in range(n)])
+
+    def RangeSearch(self, request: ppb.RangeSearchRequest, context: Any) -> ppb.SearchResponse:
+        got = self._internal("RangeSearch", request, context)
+        if got:
+            return got[0]
+        spec = self.node.spec(request.collection)
+        answers = self._all_shards(spec, "RangeSearch", request)
+        limit = request.limit if request.HasField("limit") else 1000
+        hib = _higher_is_better(spec)
+        n = len(answers[0].results)
+        return ppb.SearchResponse(results=[
+            merge.merge_results([answers[i].results[q] for i in range(spec.shards)], limit,
+                                hib, False) for q in range(n)])
+
+
+def _write_result(parts: dict[int, tpb.WriteResult]) -> tpb.WriteResult:
+    out = tpb.WriteResult(count=sum(p.count for p in parts.values()))
+    for i, p in parts.items():
+        for seq in p.shard_seqs.values():
+            out.shard_seqs[i] = seq
+    return out
+
+
+class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
+    def __init__(self, router: Router, points: ClusterPointServicer):
+        self.r, self.node, self.points = router, router.node, points
+
+    def _internal(self, method: str, request: Any, context: Any) -> Any | None:
+        md = self.r.route_of(context)
+        return None if md is None else (self.r.internal(method, request, md),)
+
+    def GetServerInfo(self, request: Any, context: Any) -> Any:
+        return self.r.lc.GetServerInfo(request, context)
+
+    def CreateCollection(self, request: cpb.CreateCollectionRequest,
+                         context: Any) -> cpb.CollectionInfo:
+        got = self._internal("CreateCollection", request, context)
+        if got:
+            return got[0]
+        shards = request.shards if request.HasField("shards") else 1
+        rf = request.replication_factor if request.HasField("replication_factor") else 1
+        wc = request.write_concern if request.HasField("write_concern") else "majority"
+        st.validate_cluster_args(shards, rf, wc)
+        if request.name in self.node.collections:
+            raise AlreadyExists(f"collection {request.name!r} already exists", "name")
+        probe = cpb.CreateCollectionRequest()
+        probe.CopyFrom(request)
+        probe.name, probe.shards = f"v{uuid.uuid4().hex[:12]}", 1
+        probe.ClearField("replication_factor")
+        probe.ClearField("write_concern")
+        self.r.local("CreateCollection", probe)  # validates everything the engine checks
+        self.r.local("DropCollection", cpb.DropCollectionRequest(name=probe.name))
+        placement = st.place(shards, rf, self.node.live_nodes(), self.node.replica_load())
+        spec = st.CollectionSpec(request.name, uuid.uuid4().hex[:10], shards, rf, wc,
+                                 base64.b64encode(probe.SerializeToString()).decode())
+        if not self.node.create_collection(spec, placement):
+            raise AlreadyExists(f"collection {request.name!r} already exists", "name")
+        self._wait_replicas(spec)
+        return self.DescribeCollection(cpb.DescribeCollectionRequest(collection=spec.name), None)
+
+    def _wait_replicas(self, spec: st.CollectionSpec, timeout: float = 30.0) -> None:
+        """Until every replica of every shard is in sync (their copies exist), so that the
+        first writes meet the write concern."""
+        def ready() -> bool:
+            return all(len(self.node.shards.get((spec.name, i), st.ShardState("", (), ()))
+                           .in_sync) == spec.replication_factor for i in range(spec.shards))
+        import time
+        deadline = time.monotonic() + timeout
+        if not self.node.wait_for(ready, timeout):
+            raise Unavailable(f"the replicas of {spec.name!r} are not all in sync after "
+                              f"{timeout:g} s; they will be (see cluster status)", "collection")
+        for i in range(spec.shards):  # and each primary has made its copy (rf 1: no resync)
+            req = cpb.DescribeCollectionRequest(collection=st.local_name(spec.uid, i))
+            while True:
+                try:
+                    self.r.read_shard(spec, i, "DescribeCollection", req)
+                    break
+                except (NotFound, Unavailable):
+                    if time.monotonic() > deadline:
+                        raise Unavailable(f"shard {spec.name}/{i} is not ready after "
+                                          f"{timeout:g} s; it will be", "collection") from None
+                    time.sleep(0.05)
+
+    def ListCollections(self, request: Any, context: Any) -> cpb.ListCollectionsResponse:
+        got = self._internal("ListCollections", request, context)
+        if got:
+            return got[0]
+        names = sorted(self.node.collections)
+        return cpb.ListCollectionsResponse(collections=[
+            self.DescribeCollection(cpb.DescribeCollectionRequest(collection=n), None).config
+            for n in names])
+
+    def DescribeCollection(self, request: cpb.DescribeCollectionRequest,
+                           context: Any) -> cpb.CollectionInfo:
+        if context is not None:
+            got = self._internal("DescribeCollection", request, context)
+            if got:
+                return got[0]
+        spec = self.node.spec(request.collection)
+        answers = self.points._all_shards(spec, "DescribeCollection", request)
+        first = answers[0]
+        out = cpb.CollectionInfo()
+        out.CopyFrom(first)
+        out.config.name, out.config.shards = spec.name, spec.shards
+        out.config.replication_factor, out.config.write_concern = (spec.replication_factor,
+                                                                   spec.write_concern)
+        del out.shards[:]
+        for i in range(spec.shards):
+            out.shards.append(answers[i].shards[0])
+        out.points = sum(a.points for a in answers.values())
+        out.bytes_on_disk = sum(a.bytes_on_disk for a in answers.values())
+        out.index_state = min((a.index_state for a in answers.values()),
+                              key=lambda s: STATE_ORDER.get(s, 0))
+        return out
+
+    def DropCollection(self, request: cpb.DropCollectionRequest,
+                       context: Any) -> cpb.DropCollectionResponse:
+        got = self._internal("DropCollection", request, context)
+        if got:
+            return got[0]
+        if not self.node.drop_collection(request.name):
+            raise NotFound(f"collection {request.name!r} does not exist", "name")
+        return cpb.DropCollectionResponse()
+
+
+
+def _fill_unrouted(cls: type, service: Any) -> type:
+    """Every RPC of ``service`` that ``cls`` does not route: internal calls act on this
+    node's replica, client calls get FAILED_PRECONDITION naming the RPC."""
+    for m in service.methods:
+        if m.name in cls.__dict__:
+            continue
+
+        def call(self: Any, request: Any, context: Any, _name: str = m.name) -> Any:
+            got = self._internal(_name, request, context)
+            if got:
+                return got[0]
+            raise _unsupported(_name)
+        setattr(cls, m.name, call)
+    return cls
+
+
+_fill_unrouted(ClusterPointServicer, ppb.DESCRIPTOR.services_by_name["PointService"])
+_fill_unrouted(ClusterCollectionServicer, cpb.DESCRIPTOR.services_by_name["CollectionService"])
+
+
+class ClusterAnalyticsServicer:
+    """AnalyticsService in cluster mode: not routed yet (every RPC FAILED_PRECONDITION)."""
+
+    def __init__(self, router: Router):
+        self.r = router
+
+    def _internal(self, method: str, request: Any, context: Any) -> Any | None:
+        md = self.r.route_of(context)
+        return None if md is None else (self.r.internal(method, request, md),)
+
+
+def analytics_servicer(router: Router) -> Any:
+    from vecdb_client._proto.vecdb.v1 import analytics_pb2 as apb
+    from vecdb_client._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
+    cls = type("ClusterAnalytics", (ClusterAnalyticsServicer, agrpc.AnalyticsServiceServicer), {})
+    return _fill_unrouted(cls, apb.DESCRIPTOR.services_by_name["AnalyticsService"])(router)

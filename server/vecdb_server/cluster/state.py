@@ -1,0 +1,144 @@
+"""Cluster metadata as it lives in etcd, and placement (pure functions).
+
+Keys (JSON values):
+  /vecdb/nodes/<id>              {"id", "address", "zone"}            under the node's lease
+  /vecdb/collections/<name>      {"name", "uid", "shards", "replication_factor",
+                                  "write_concern", "request"}      request: the base64
+                                  CreateCollectionRequest every replica is created from
+  /vecdb/shards/<name>/<i>       {"primary", "replicas", "in_sync", "term"}
+
+A shard's replicas are ordinary engine collections on their nodes, named
+``local_name(uid, i)``; only cluster code ever sees those names.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+
+from vecdb.errors import FailedPrecondition, InvalidArgument
+
+ROOT = "/vecdb/"
+NODES = ROOT + "nodes/"
+COLLECTIONS = ROOT + "collections/"
+SHARDS = ROOT + "shards/"
+WRITE_CONCERNS = ("majority", "all", "one")
+
+
+def node_key(node_id: str) -> str:
+    return NODES + node_id
+
+
+def collection_key(name: str) -> str:
+    return COLLECTIONS + name
+
+
+def shard_key(name: str, shard: int) -> str:
+    return f"{SHARDS}{name}/{shard}"
+
+
+def local_name(uid: str, shard: int) -> str:
+    """The engine collection that holds one replica of shard ``shard``."""
+    return f"c{uid}-s{shard}"
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    address: str
+    zone: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> "Node":
+        d = json.loads(text)
+        return Node(d["id"], d["address"], d.get("zone", ""))
+
+
+@dataclass(frozen=True)
+class CollectionSpec:
+    name: str
+    uid: str
+    shards: int
+    replication_factor: int
+    write_concern: str
+    request: str  # base64 of the CreateCollectionRequest (name and shards overridden)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str) -> "CollectionSpec":
+        return CollectionSpec(**json.loads(text))
+
+    def required_in_sync(self) -> int:
+        """Copies (primary included) that must hold a write before it is acknowledged."""
+        r = self.replication_factor
+        return {"all": r, "majority": r // 2 + 1, "one": 1}[self.write_concern]
+
+
+@dataclass(frozen=True)
+class ShardState:
+    primary: str
+    replicas: tuple[str, ...]
+    in_sync: tuple[str, ...]
+    term: int = 1
+    mod_revision: int = field(default=0, compare=False)  # etcd's, not stored
+
+    def to_json(self) -> str:
+        return json.dumps({"primary": self.primary, "replicas": list(self.replicas),
+                           "in_sync": list(self.in_sync), "term": self.term}, sort_keys=True)
+
+    @staticmethod
+    def from_json(text: str, mod_revision: int = 0) -> "ShardState":
+        d = json.loads(text)
+        return ShardState(d["primary"], tuple(d["replicas"]), tuple(d["in_sync"]),
+                          int(d["term"]), mod_revision)
+
+    def with_(self, **kw) -> "ShardState":
+        return replace(self, **kw)
+
+
+def validate_cluster_args(shards: int, replication_factor: int, write_concern: str) -> None:
+    if not 1 <= shards <= 64:
+        raise InvalidArgument(f"shards must be 1..64, got {shards}", "shards")
+    if not 1 <= replication_factor <= 9:
+        raise InvalidArgument(f"replication_factor must be 1..9, got {replication_factor}",
+                              "replication_factor")
+    if write_concern not in WRITE_CONCERNS:
+        raise InvalidArgument(f"write_concern must be one of {', '.join(WRITE_CONCERNS)}, got "
+                              f"{write_concern!r}", "write_concern")
+
+
+def place(shards: int, replication_factor: int, nodes: list[Node],
+          load: dict[str, int] | None = None) -> list[ShardState]:
+    """Replicas of each shard on distinct nodes, evenly by replica count (``load``: the
+    replicas nodes already hold), spread over zones first; primaries spread too.
+    FAILED_PRECONDITION naming replication_factor when there are too few live nodes."""
+    if len(nodes) < replication_factor:
+        raise FailedPrecondition(
+            f"replication_factor {replication_factor} needs as many live nodes; the cluster "
+            f"has {len(nodes)} ({', '.join(sorted(n.id for n in nodes)) or 'none'})",
+            "replication_factor")
+    count = {n.id: (load or {}).get(n.id, 0) for n in nodes}
+    primaries = {n.id: 0 for n in nodes}
+    out = []
+    for _ in range(shards):
+        chosen: list[Node] = []
+        for r in range(replication_factor):
+            zones = {c.zone for c in chosen}
+            candidates = [n for n in nodes if n not in chosen]
+            best = min(candidates, key=lambda n: (
+                n.zone in zones and n.zone != "",  # a new zone first
+                count[n.id],                       # then the fewest replicas
+                primaries[n.id] if r == 0 else 0,  # primaries spread
+                n.id))
+            chosen.append(best)
+            count[best.id] += 1
+        primaries[chosen[0].id] += 1
+        ids = tuple(n.id for n in chosen)
+        # only the primary is in sync at first: the others join through a resync (of an
+        # empty shard: quick), so a replica never counts before its copy exists
+        out.append(ShardState(ids[0], ids, ids[:1], 1))
+    return out

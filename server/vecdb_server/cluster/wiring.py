@@ -1,0 +1,47 @@
+"""The cluster parts of one server process, wired explicitly (app.py uses this only
+when cluster_etcd is set): etcd client, peers, the node, the router and its servicers."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import ServerConfig
+from ..engine import EngineHolder
+from .etcd import Etcd
+from .node import ClusterNode, default_node_id
+from .peers import Peers
+from .router import Router
+from .servicers import ClusterCollectionServicer, ClusterPointServicer, analytics_servicer
+from .state import Node
+from .status import ClusterStatusServicer
+
+
+class ClusterWiring:
+    def __init__(self, cfg: ServerConfig, engine: EngineHolder, local_collections: Any,
+                 local_points: Any):
+        self.cfg = cfg
+        self.etcd = Etcd(cfg.cluster_etcd)
+        self.peers = Peers(cfg.cluster_secret, cfg.node_id, cfg.max_message_bytes)
+        self.node = ClusterNode(self.etcd, Node(cfg.node_id, cfg.advertise, cfg.zone),
+                                cfg.node_ttl_s, engine)
+        self.router = Router(self.node, self.peers, cfg.cluster_secret, local_collections,
+                             local_points)
+
+    def servicers(self) -> tuple[Any, Any, Any]:
+        points = ClusterPointServicer(self.router)
+        return (ClusterCollectionServicer(self.router, points), points,
+                analytics_servicer(self.router))
+
+    def status_servicer(self) -> ClusterStatusServicer:
+        return ClusterStatusServicer(self.router)
+
+    def join(self, port: int) -> None:
+        """Register (the bound port completes the defaults of node_id and advertise)."""
+        node_id = self.cfg.node_id or default_node_id(port)
+        address = self.cfg.advertise or f"{self.cfg.host}:{port}"
+        self.node.me = Node(node_id, address, self.cfg.zone)
+        self.node.id = self.peers.node_id = node_id
+        self.node.start()
+
+    def leave(self) -> None:
+        self.node.stop()
+        self.peers.close()

@@ -1,0 +1,284 @@
+"""A real etcd and 3 real vecdb-server nodes on loopback: routing, equality with a single
+node, failover with no acknowledged write lost, fencing, etcd outages, a wiped disk."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from cluster_harness import Cluster
+from vecdb_client import (FailedPreconditionError, InvalidArgumentError, NotFoundError,
+                          UnavailableError, VecdbClientError)
+
+DIM = 8
+
+
+def rand(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+
+
+def retry_until(fn, timeout: float, what: str, errors=(VecdbClientError,)):
+    """fn() until it stops raising ``errors`` (a failover, a restart...); its result."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except errors:
+            assert time.monotonic() < deadline, what
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+    from harness import InProcessServer
+    srv = InProcessServer(tmp_path_factory.mktemp("single") / "data")
+    yield srv
+    srv.stop()
+
+
+def test_placement_rules_and_errors(cluster):
+    with cluster.client() as c:
+        info = c.create_collection("placed", dim=DIM, shards=3, replication_factor=2)
+        assert info.config.replication_factor == 2 and len(info.shards) == 3
+        status = c.cluster_status()
+        shards = [s for s in status["shards"] if s["collection"] == "placed"]
+        assert len(shards) == 3
+        for s in shards:
+            owners = [r["node"] for r in s["replicas"]]
+            assert len(set(owners)) == 2 and s["primary"] in owners
+        counts = [n["replicas"] for n in status["nodes"]]
+        assert max(counts) - min(counts) <= 1
+        with pytest.raises(FailedPreconditionError) as err:
+            c.create_collection("toomany", dim=DIM, replication_factor=4)
+        assert err.value.field == "replication_factor"
+        with pytest.raises(InvalidArgumentError) as err:
+            c.create_collection("badwc", dim=DIM, write_concern="most")
+        assert err.value.field == "write_concern"
+        with pytest.raises(InvalidArgumentError) as err:  # the engine's own validation
+            c.create_collection("baddim", dim=0)
+        assert err.value.field == "dim"
+        names = [x.name for x in c.list_collections()]
+        assert "placed" in names and not {"toomany", "badwc", "baddim"} & set(names)
+        c.drop_collection("placed")
+        with pytest.raises(NotFoundError):
+            c.describe_collection("placed")
+
+
+def test_results_equal_a_single_node(cluster, single):
+    """Exact search (with and without filters), count, get, scroll and range search
+    through any node equal a single node holding the same data."""
+    n = 600
+    vecs, ids = rand(n, 1), [f"p{i}" for i in range(n)]
+    payloads = [{"i": i, "lang": ["en", "de", "fr"][i % 3], "year": 2000 + i % 30}
+                for i in range(n)]
+    texts = [f"text {i}" for i in range(n)]
+    flt = {"must": [{"key": "lang", "match": "de"}, {"key": "year", "range": {"gte": 2010}}]}
+    queries = rand(7, 2)
+    with cluster.client() as cc, single.client() as sc:
+        cc.create_collection("same", dim=DIM, metric="l2", shards=3, replication_factor=2,
+                             index="flat")
+        sc.create_collection("same", dim=DIM, metric="l2", shards=3, index="flat")
+        for c in (cc, sc):
+            c.upsert("same", ids, vecs, payloads=payloads, texts=texts)
+            c.delete("same", ["p5", "p6"])
+            c.update_payload("same", ids=["p7"], set={"edited": True})
+        for node in cluster.nodes:  # any node answers
+            with cluster.client([node]) as one:
+                assert one.count("same") == sc.count("same") == n - 2
+        assert cc.count("same", filter=flt) == sc.count("same", filter=flt)
+        for f in (None, flt):
+            got = cc.search("same", vectors=queries, k=10, filter=f)
+            want = sc.search("same", vectors=queries, k=10, filter=f)
+            assert [[(h.id, round(h.score, 4), h.payload, h.text) for h in r] for r in got] == \
+                [[(h.id, round(h.score, 4), h.payload, h.text) for h in r] for r in want]
+        got = cc.range_search("same", vectors=queries[:2], threshold=6.0, limit=50)
+        want = sc.range_search("same", vectors=queries[:2], threshold=6.0, limit=50)
+        assert [[h.id for h in r] for r in got] == [[h.id for h in r] for r in want]
+        pick = ["p9", "zz", "p1", "p7", "p5"]
+        flat = (lambda pts: [(p.id, p.payload, p.text, p.vector.tobytes()) for p in pts])  # noqa: E731
+        assert flat(cc.get("same", pick, with_vectors=True)) == \
+            flat(sc.get("same", pick, with_vectors=True))
+        assert sorted(p.id for p in cc.iter_points("same", batch_size=64)) == \
+            sorted(p.id for p in sc.iter_points("same", batch_size=64))
+        assert sorted(p.id for p in cc.iter_points("same", filter=flt)) == \
+            sorted(p.id for p in sc.iter_points("same", filter=flt))
+        info = cc.describe_collection("same")
+        assert info.points == n - 2 and len(info.shards) == 3
+        with pytest.raises(InvalidArgumentError) as err:  # shards validate like one node
+            cc.upsert("same", ["bad"], rand(1, 3)[:, :3])
+        assert "dimension" in err.value.message
+        with pytest.raises(FailedPreconditionError):  # not routed yet: said clearly
+            cc.create_alias("same_alias", "same")
+    cluster.wait_in_sync("same")
+
+
+class Ingest:
+    """Writes batches of fresh ids through the cluster in a thread; records every
+    acknowledged id and the vector it was given."""
+
+    def __init__(self, cluster: Cluster, name: str, batch: int = 20):
+        self.cluster, self.name, self.batch = cluster, name, batch
+        self.acked: dict[str, np.ndarray] = {}
+        self.errors = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        i = 0
+        with self.cluster.client(timeout=10, max_retries=2) as c:
+            while not self._stop.is_set():
+                ids = [f"w{i + j}" for j in range(self.batch)]
+                vecs = rand(self.batch, 1000 + i)
+                try:
+                    c.upsert(self.name, ids, vecs, payloads=[{"n": i + j} for j in range(self.batch)])
+                    self.acked.update(zip(ids, vecs))
+                except VecdbClientError:
+                    self.errors += 1
+                    time.sleep(0.05)
+                i += self.batch
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join(30)
+
+
+def check_acked(cluster: Cluster, name: str, acked: dict[str, np.ndarray]) -> None:
+    ids = sorted(acked)
+    with cluster.client() as c:
+        got = {p.id: p for p in c.get(name, ids, with_vectors=True)}
+    missing = [i for i in ids if i not in got]
+    assert not missing, f"{len(missing)} acknowledged points lost, e.g. {missing[:5]}"
+    for i in ids:
+        np.testing.assert_array_equal(got[i].vector, acked[i])
+        assert got[i].payload == {"n": int(i[1:])}
+
+
+def test_sigkill_of_any_node_loses_no_acknowledged_write(tmp_path):
+    cl = Cluster(tmp_path)
+    try:
+        with cl.client() as c:
+            c.create_collection("ingest", dim=DIM, shards=2, replication_factor=3,
+                                write_concern="majority", index="flat")
+            primary = c.cluster_status()["shards"][0]["primary"]
+        load = Ingest(cl, "ingest")
+        time.sleep(1.5)
+        victim = cl.node(primary)
+        victim.kill()
+        survivors = [n for n in cl.nodes if n is not victim]
+        with cl.client(survivors, timeout=5) as c:  # searches answered again
+            retry_until(lambda: (c.search("ingest", vector=rand(1, 3)[0], k=3),
+                                 c.upsert("ingest", ["probe"], rand(1, 4), payloads=[{"n": -1}])),
+                        2 + 15, "no failover")
+        time.sleep(1.0)
+        victim.restart()
+        time.sleep(1.0)
+        load.stop()
+        assert len(load.acked) > 100
+        check_acked(cl, "ingest", load.acked)
+        status = cl.wait_in_sync("ingest")
+        assert any(s["term"] > 1 for s in status["shards"])
+        with cl.client([victim]) as c, cl.client(survivors) as others:
+            # the restarted node answers for everything, like the others (writes that
+            # failed from the client's side may have been applied: >=)
+            assert c.count("ingest") == others.count("ingest") >= len(load.acked) + 1
+    finally:
+        cl.close()
+
+
+def test_fencing_a_paused_primary_cannot_acknowledge(tmp_path):
+    cl = Cluster(tmp_path)
+    try:
+        with cl.client() as c:
+            c.create_collection("fence", dim=DIM, replication_factor=3, index="flat")
+            old = cl.node(c.cluster_status()["shards"][0]["primary"])
+        old.stop_signal(signal.SIGSTOP)
+        others = [n for n in cl.nodes if n is not old]
+        with cl.client(others, timeout=5) as c:  # failover, then a write the old one lacks
+            retry_until(lambda: c.upsert("fence", ["after"], rand(1, 5), payloads=[{"n": 1}]),
+                        20, "no failover")
+            new_primary = c.cluster_status()["shards"][0]["primary"]
+        assert new_primary != old.id
+        old.stop_signal(signal.SIGCONT)
+        acked = {}
+        with cl.client([old], timeout=5, max_retries=0) as c:  # straight at the old primary
+            for i in range(30):
+                try:
+                    vec = rand(1, 100 + i)
+                    c.upsert("fence", [f"f{i}"], vec, payloads=[{"n": i}])
+                    acked[f"f{i}"] = vec[0]
+                except VecdbClientError:
+                    pass
+        check_acked(cl, "fence", acked)
+        cl.wait_in_sync("fence")  # the old primary was resynced: it has "after" too
+        with cl.client([old]) as c:
+            assert [p.id for p in c.get("fence", ["after"])] == ["after"]
+    finally:
+        cl.close()
+
+
+def test_etcd_down_serves_on_the_current_map_and_recovers(tmp_path):
+    cl = Cluster(tmp_path)
+    try:
+        with cl.client() as c:
+            c.create_collection("steady", dim=DIM, shards=2, replication_factor=2, index="flat")
+            c.upsert("steady", ["a", "b"], rand(2, 6))
+        load = Ingest(cl, "steady")
+        time.sleep(0.5)
+        cl.etcd.kill()
+        with cl.client() as c:
+            time.sleep(0.5)
+            assert c.count("steady") >= 2  # reads on the current map
+            c.upsert("steady", ["during"], rand(1, 7), payloads=[{"n": 0}])  # writes too
+            with pytest.raises(UnavailableError) as err:  # map changes wait for etcd
+                c.create_collection("new_while_down", dim=DIM)
+            assert "etcd" in err.value.message
+        cl.etcd.start()
+        with cl.client() as c:
+            retry_until(lambda: c.create_collection("after_etcd", dim=DIM), 20,
+                        "no recovery after etcd came back", (UnavailableError,))
+        load.stop()
+        check_acked(cl, "steady", load.acked)
+        cl.wait_in_sync("steady")
+    finally:
+        cl.close()
+
+
+def test_wiped_disk_node_is_rebuilt_from_its_peers(tmp_path):
+    cl = Cluster(tmp_path)
+    try:
+        vecs = rand(300, 8)
+        with cl.client() as c:
+            c.create_collection("rebuild", dim=DIM, shards=2, replication_factor=3, index="flat")
+            c.upsert("rebuild", [f"r{i}" for i in range(300)], vecs,
+                     payloads=[{"n": i} for i in range(300)])
+        victim = cl.nodes[1]
+        victim.wipe()
+        time.sleep(0.5)
+        victim.start()
+        status = cl.wait_in_sync("rebuild")
+        assert all(r["points"] > 0 for s in status["shards"] for r in s["replicas"])
+        for other in cl.nodes:
+            if other is not victim:
+                other.kill()  # only the rebuilt copy is left to answer reads
+        with cl.client([victim], timeout=10) as c:
+            got = retry_until(lambda: c.get("rebuild", [f"r{i}" for i in range(300)],
+                                            with_vectors=True), 20, "no failover to the rebuilt node",
+                              (UnavailableError,))
+        assert len(got) == 300
+        np.testing.assert_array_equal(np.stack([p.vector for p in got]), vecs)
+    finally:
+        cl.close()
