@@ -117,6 +117,14 @@ class AsyncClient(AsyncAnalyticsMethods):
             self._cluster.GetClusterStatus, cluster_pb2.ClusterStatusRequest(), idempotent=True,
             timeout=timeout))
 
+    async def drain_node(self, node: str, *, timeout: float | None = None) -> dict:
+        """Cluster mode, admin: move the primaries of ``node`` to other in-sync replicas
+        before a planned stop. {"moved": [...], "kept": [...]} ("collection/shard")."""
+        from ._proto.vecdb.v1 import cluster_pb2
+        res = await self._call(self._cluster.DrainNode, cluster_pb2.DrainNodeRequest(node=node),
+                             idempotent=True, timeout=timeout)
+        return {"moved": list(res.moved), "kept": list(res.kept)}
+
     async def list_collections(self, *, timeout: float | None = None) -> list[CollectionConfig]:
         resp = await self._call(self._collections.ListCollections,
                                 cpb.ListCollectionsRequest(), idempotent=True, timeout=timeout)

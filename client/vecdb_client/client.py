@@ -135,6 +135,14 @@ class Client(AnalyticsMethods):
             self._cluster.GetClusterStatus, cluster_pb2.ClusterStatusRequest(), idempotent=True,
             timeout=timeout))
 
+    def drain_node(self, node: str, *, timeout: float | None = None) -> dict:
+        """Cluster mode, admin: move the primaries of ``node`` to other in-sync replicas
+        before a planned stop. {"moved": [...], "kept": [...]} ("collection/shard")."""
+        from ._proto.vecdb.v1 import cluster_pb2
+        res = self._call(self._cluster.DrainNode, cluster_pb2.DrainNodeRequest(node=node),
+                             idempotent=True, timeout=timeout)
+        return {"moved": list(res.moved), "kept": list(res.kept)}
+
     def list_collections(self, *, timeout: float | None = None) -> list[CollectionConfig]:
         resp = self._call(self._collections.ListCollections, cpb.ListCollectionsRequest(),
                           idempotent=True, timeout=timeout)

@@ -62,11 +62,12 @@ METHOD_ROLES.update({_A + "Cluster": WRITE, _A + "GetClusterJob": READ, _A + "Ou
                      _A + "Duplicates": READ})
 # The cluster's nodes and shard map: what an operator's status page shows.
 METHOD_ROLES["/vecdb.v1.ClusterService/GetClusterStatus"] = READ
+METHOD_ROLES["/vecdb.v1.ClusterService/DrainNode"] = ADMIN
 # RPCs a scoped key may call without naming a collection (their answers are filtered).
 LISTING = {_C + "ListCollections", _C + "ListAliases", _C + "ListSnapshots"}
 # RPCs whose target collection the request does not name: never for scoped keys.
 UNSCOPABLE = {_C + "DeleteSnapshot", _C + "RestoreSnapshot",
-              "/vecdb.v1.ClusterService/GetClusterStatus"}
+              "/vecdb.v1.ClusterService/GetClusterStatus", "/vecdb.v1.ClusterService/DrainNode"}
 
 
 class KeyConfigError(ValueError):

@@ -2,9 +2,15 @@
 node, failover with no acknowledged write lost, fencing, etcd outages, a wiped disk."""
 from __future__ import annotations
 
+import json
+import os
+import random
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,8 +46,6 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
-    import sys
-    from pathlib import Path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
     from harness import InProcessServer
     srv = InProcessServer(tmp_path_factory.mktemp("single") / "data")
@@ -120,9 +124,23 @@ def test_results_equal_a_single_node(cluster, single):
         with pytest.raises(InvalidArgumentError) as err:  # shards validate like one node
             cc.upsert("same", ["bad"], rand(1, 3)[:, :3])
         assert "dimension" in err.value.message
-        with pytest.raises(FailedPreconditionError):  # not routed yet: said clearly
-            cc.create_alias("same_alias", "same")
-    cluster.wait_in_sync("same")
+        # aliases and payload indexes, through any node
+        cc.create_alias("same_alias", "same")
+        with cluster.client([cluster.nodes[2]]) as other:
+            assert other.count("same_alias") == n - 2
+            assert other.list_aliases("same") == {"same_alias": "same"}
+        cc.create_payload_index("same", "lang", "keyword", wait=True)
+        sc.create_payload_index("same", "lang", "keyword", wait=True)
+        assert cc.describe_collection("same_alias").payload_indexes["lang"].state == "ready"
+        assert cc.count("same", filter=flt) == sc.count("same", filter=flt)
+        with pytest.raises(FailedPreconditionError) as err:  # not routed yet: said clearly
+            cc.create_snapshot("same")
+        assert "cluster mode" in err.value.message
+    status = cluster.wait_in_sync("same")
+    with cluster.client() as cc:
+        assert cc.describe_collection("same").aliases == ("same_alias",)
+        cc.drop_collection("same")
+        assert cc.list_aliases() == {} and status
 
 
 class Ingest:
@@ -158,8 +176,10 @@ class Ingest:
 
 def check_acked(cluster: Cluster, name: str, acked: dict[str, np.ndarray]) -> None:
     ids = sorted(acked)
+    got = {}
     with cluster.client() as c:
-        got = {p.id: p for p in c.get(name, ids, with_vectors=True)}
+        for s in range(0, len(ids), 5000):
+            got.update({p.id: p for p in c.get(name, ids[s:s + 5000], with_vectors=True)})
     missing = [i for i in ids if i not in got]
     assert not missing, f"{len(missing)} acknowledged points lost, e.g. {missing[:5]}"
     for i in ids:
@@ -280,5 +300,63 @@ def test_wiped_disk_node_is_rebuilt_from_its_peers(tmp_path):
                               (UnavailableError,))
         assert len(got) == 300
         np.testing.assert_array_equal(np.stack([p.vector for p in got]), vecs)
+    finally:
+        cl.close()
+
+
+def vecdbctl(target: str, *args: str) -> subprocess.CompletedProcess:
+    from cluster_harness import SRC_PATHS
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(SRC_PATHS)}
+    return subprocess.run([str(Path(sys.executable).parent / "vecdbctl"), "--host", target,
+                           "-o", "json", *args], capture_output=True, text=True, env=env,
+                          timeout=60)
+
+
+def test_cli_cluster_status_and_drain(cluster, single):
+    with cluster.client() as c:
+        c.create_collection("drained", dim=DIM, shards=2, replication_factor=2, index="flat")
+        c.upsert("drained", [f"d{i}" for i in range(50)], rand(50, 9))
+    out = vecdbctl(cluster.nodes[0].target, "cluster", "status")
+    assert out.returncode == 0, out.stderr
+    st = json.loads(out.stdout)
+    assert {n["id"] for n in st["nodes"]} == {"n0", "n1", "n2"}
+    ours = [s for s in st["shards"] if s["collection"] == "drained"]
+    victim = ours[0]["primary"]
+    out = vecdbctl(cluster.nodes[1].target, "cluster", "drain", victim)
+    assert out.returncode == 0, out.stderr
+    assert "drained/0" in json.loads(out.stdout)["moved"]
+    with cluster.client() as c:
+        after = [s for s in c.cluster_status()["shards"] if s["collection"] == "drained"]
+        assert all(s["primary"] != victim for s in after)
+        c.upsert("drained", ["late"], rand(1, 10))  # writes go on
+    cluster.wait_in_sync("drained")  # the drained node is a replica again
+    out = vecdbctl(single.target, "cluster", "status")
+    assert out.returncode == 1 and "FAILED_PRECONDITION" in out.stderr
+    out = vecdbctl(cluster.nodes[0].target, "cluster", "drain", "nope")
+    assert out.returncode == 1 and "NOT_FOUND" in out.stderr
+
+
+def test_chaos_random_kill_and_restart_rounds(tmp_path):
+    """VECDB_CHAOS_ROUNDS (default 20) rounds: a random node is SIGKILLed during a
+    continuous ingest and restarted after a random pause; nothing acknowledged is lost
+    and every replica converges."""
+    rounds = int(os.environ.get("VECDB_CHAOS_ROUNDS", "20"))
+    rng = random.Random(20)
+    cl = Cluster(tmp_path)
+    try:
+        with cl.client() as c:
+            c.create_collection("chaos", dim=DIM, shards=2, replication_factor=3,
+                                write_concern="majority", index="flat")
+        load = Ingest(cl, "chaos", batch=10)
+        for _ in range(rounds):
+            victim = rng.choice(cl.nodes)
+            victim.kill()
+            time.sleep(rng.uniform(0.1, 2.5))  # sometimes past node_ttl_s: a failover
+            victim.start()
+            time.sleep(rng.uniform(0.1, 1.0))
+        load.stop()
+        assert len(load.acked) > 50 * rounds ** 0.5, (len(load.acked), load.errors)
+        check_acked(cl, "chaos", load.acked)
+        cl.wait_in_sync("chaos", timeout=90)
     finally:
         cl.close()

@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (commands_collections, commands_points, commands_transfer, commands_snapshots,
                    commands_map, completion):
         module.register(sub)
-    from . import commands_analytics  # kmeans, outliers, duplicates
+    from . import commands_analytics, commands_cluster  # kmeans, outliers, duplicates; cluster
     commands_analytics.register(sub)
+    commands_cluster.register(sub)
     return parser

@@ -42,6 +42,7 @@ class ClusterNode:
         self.nodes: dict[str, Node] = {}
         self.collections: dict[str, CollectionSpec] = {}
         self.shards: dict[tuple[str, int], ShardState] = {}
+        self.aliases: dict[str, str] = {}
         self.revision = 0
         self.lease = 0
         self._stop = threading.Event()
@@ -79,7 +80,7 @@ class ClusterNode:
     def _load(self) -> None:
         kvs, rev = self.etcd.range(st.ROOT)
         with self._lock:
-            self.nodes, self.collections, self.shards = {}, {}, {}
+            self.nodes, self.collections, self.shards, self.aliases = {}, {}, {}, {}
             for kv in kvs:
                 self._apply(Event("PUT", kv))
             self.revision = rev
@@ -100,6 +101,12 @@ class ClusterNode:
                 self.collections.pop(name, None)
             else:
                 self.collections[name] = CollectionSpec.from_json(ev.kv.value)
+        elif key.startswith(st.ALIASES):
+            alias = key[len(st.ALIASES):]
+            if gone:
+                self.aliases.pop(alias, None)
+            else:
+                self.aliases[alias] = ev.kv.value
         elif key.startswith(st.SHARDS):
             name, _, shard = key[len(st.SHARDS):].rpartition("/")
             k = (name, int(shard))
@@ -111,8 +118,9 @@ class ClusterNode:
         self.revision = max(self.revision, ev.kv.mod_revision)
 
     def spec(self, name: str) -> CollectionSpec:
+        """The collection ``name`` (or the one the alias ``name`` points to)."""
         with self._lock:
-            spec = self.collections.get(name)
+            spec = self.collections.get(self.aliases.get(name, name))
         if spec is None:
             raise NotFound(f"collection {name!r} does not exist", "collection")
         return spec
@@ -152,6 +160,14 @@ class ClusterNode:
             self.on_change.notify_all()
         return True
 
+    def refresh_shard(self, name: str, shard: int) -> ShardState:
+        """The shard's entry read from etcd now (after a lost compare-and-swap)."""
+        got = self.etcd.get(st.shard_key(name, shard))
+        with self._lock:
+            if got is not None:
+                self._apply(Event("PUT", got))
+        return self.shard(name, shard)
+
     def create_collection(self, spec: CollectionSpec, shards: list[ShardState]) -> bool:
         ops = [put(st.collection_key(spec.name), spec.to_json())]
         ops += [put(st.shard_key(spec.name, i), s.to_json()) for i, s in enumerate(shards)]
@@ -161,12 +177,36 @@ class ClusterNode:
         return won
 
     def drop_collection(self, name: str) -> bool:
+        with self._lock:
+            aliases = [a for a, c in self.aliases.items() if c == name]
         won = self.etcd.txn([_exists(st.collection_key(name))],
                             [delete(st.collection_key(name)),
-                             delete(f"{st.SHARDS}{name}/", prefix=True)])
+                             delete(f"{st.SHARDS}{name}/", prefix=True),
+                             *(delete(st.alias_key(a)) for a in aliases)])
         if won:
             self._load()
         return won
+
+    def set_alias(self, alias: str, name: str, create: bool) -> bool:
+        """Point ``alias`` at collection ``name`` (only if it is new, with ``create``); the
+        collection must exist at that instant (compared in the same transaction)."""
+        compare = [_exists(st.collection_key(name))]
+        if create:
+            compare.append(_absent(st.alias_key(alias)))
+        won = self.etcd.txn(compare, [put(st.alias_key(alias), name)])
+        if won:
+            self._load()
+        return won
+
+    def delete_alias(self, alias: str) -> bool:
+        won = self.etcd.txn([_exists(st.alias_key(alias))], [delete(st.alias_key(alias))])
+        if won:
+            self._load()
+        return won
+
+    def update_spec(self, spec: CollectionSpec) -> None:
+        self.etcd.put(st.collection_key(spec.name), spec.to_json())
+        self._load()
 
     def replica_load(self) -> dict[str, int]:
         with self._lock:

@@ -188,11 +188,25 @@ class Router:
                               "(a newer term exists); the write is not acknowledged, retry",
                               "collection")
         if failed:
-            new = s.with_(in_sync=tuple(r for r in s.in_sync if r not in failed))
-            if not self.node.change_shard(spec.name, i, s, new):
-                raise Unavailable(f"the map of shard {spec.name}/{i} changed during the write; "
-                                  "not acknowledged, retry", "collection")
-            _check_concern(spec, i, len(new.in_sync), "hold the write; not acknowledged")
+            self._drop_from_in_sync(spec, i, s, failed)
+
+    def _drop_from_in_sync(self, spec: CollectionSpec, i: int, s: st.ShardState,
+                           failed: list[str]) -> None:
+        """Before acknowledging: the replicas that missed the write leave the in-sync set
+        (so none of them can ever be elected with it missing). A lost compare-and-swap is
+        retried on the fresh entry while this node is still the primary of this term."""
+        cur = s
+        for _ in range(5):
+            new = cur.with_(in_sync=tuple(r for r in cur.in_sync if r not in failed))
+            if self.node.change_shard(spec.name, i, cur, new):
+                _check_concern(spec, i, len(new.in_sync), "hold the write; not acknowledged")
+                return
+            cur = self.node.refresh_shard(spec.name, i)
+            if cur.primary != self.node.id or cur.term != s.term:
+                break
+        raise Unavailable(f"the map of shard {spec.name}/{i} changed during the write (term "
+                          f"{cur.term}, primary {cur.primary}); not acknowledged, retry",
+                          "collection")
 
     # ---- resync (runs on the primary, from ClusterNode.maintain) -------------------------
     def resync(self, name: str, i: int, r: str) -> None:

@@ -225,8 +225,8 @@ class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
         rf = request.replication_factor if request.HasField("replication_factor") else 1
         wc = request.write_concern if request.HasField("write_concern") else "majority"
         st.validate_cluster_args(shards, rf, wc)
-        if request.name in self.node.collections:
-            raise AlreadyExists(f"collection {request.name!r} already exists", "name")
+        if request.name in self.node.collections or request.name in self.node.aliases:
+            raise AlreadyExists(f"collection or alias {request.name!r} already exists", "name")
         probe = cpb.CreateCollectionRequest()
         probe.CopyFrom(request)
         probe.name, probe.shards = f"v{uuid.uuid4().hex[:12]}", 1
@@ -295,7 +295,86 @@ class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
         out.bytes_on_disk = sum(a.bytes_on_disk for a in answers.values())
         out.index_state = min((a.index_state for a in answers.values()),
                               key=lambda s: STATE_ORDER.get(s, 0))
+        with self.node._lock:
+            del out.aliases[:]
+            out.aliases.extend(sorted(a for a, c in self.node.aliases.items() if c == spec.name))
         return out
+
+    # ---- aliases (in etcd: every node resolves them the same way) -----------------------
+    def CreateAlias(self, request: cpb.AliasRequest, context: Any) -> cpb.AliasResponse:
+        return self._alias(request, context, "CreateAlias", create=True)
+
+    def SetAlias(self, request: cpb.AliasRequest, context: Any) -> cpb.AliasResponse:
+        return self._alias(request, context, "SetAlias", create=False)
+
+    def _alias(self, request: cpb.AliasRequest, context: Any, method: str,
+               create: bool) -> cpb.AliasResponse:
+        got = self._internal(method, request, context)
+        if got:
+            return got[0]
+        from vecdb.validation import name as valid_name
+        valid_name(request.alias, "alias")
+        target = self.node.spec(request.collection).name
+        if request.alias in self.node.collections:
+            raise AlreadyExists(f"{request.alias!r} is a collection's name", "alias")
+        if not self.node.set_alias(request.alias, target, create):
+            if create and request.alias in self.node.aliases:
+                raise AlreadyExists(f"alias {request.alias!r} already exists", "alias")
+            raise NotFound(f"collection {request.collection!r} does not exist", "collection")
+        return cpb.AliasResponse()
+
+    def DeleteAlias(self, request: cpb.DeleteAliasRequest, context: Any) -> cpb.AliasResponse:
+        got = self._internal("DeleteAlias", request, context)
+        if got:
+            return got[0]
+        if not self.node.delete_alias(request.alias):
+            raise NotFound(f"alias {request.alias!r} does not exist", "alias")
+        return cpb.AliasResponse()
+
+    def ListAliases(self, request: cpb.ListAliasesRequest,
+                    context: Any) -> cpb.ListAliasesResponse:
+        got = self._internal("ListAliases", request, context)
+        if got:
+            return got[0]
+        target = self.node.spec(request.collection).name if request.collection else None
+        with self.node._lock:
+            aliases = dict(self.node.aliases)
+        return cpb.ListAliasesResponse(aliases={a: c for a, c in aliases.items()
+                                                if target is None or c == target})
+
+    # ---- payload indexes: on every replica, and in the spec (resyncs and new replicas) ---
+    def CreatePayloadIndex(self, request: cpb.CreatePayloadIndexRequest,
+                           context: Any) -> cpb.PayloadIndexResponse:
+        return self._payload_index("CreatePayloadIndex", request, context)
+
+    def DropPayloadIndex(self, request: cpb.DropPayloadIndexRequest,
+                         context: Any) -> cpb.PayloadIndexResponse:
+        return self._payload_index("DropPayloadIndex", request, context)
+
+    def _payload_index(self, method: str, request: Any, context: Any) -> Any:
+        got = self._internal(method, request, context)
+        if got:
+            return got[0]
+        spec = self.node.spec(request.collection)
+        answer = None
+        for i in range(spec.shards):
+            sub = type(request)()
+            sub.CopyFrom(request)
+            sub.collection = st.local_name(spec.uid, i)
+            for r in self.node.shard(spec.name, i).in_sync:
+                if r == self.node.id:
+                    answer = self.r.local(method, sub)
+                else:
+                    answer = self.r._peer(r, method, sub, self.r.peers.metadata("local"))
+        create = cpb.CreateCollectionRequest.FromString(base64.b64decode(spec.request))
+        if method == "CreatePayloadIndex":
+            create.payload_indexes[request.field] = request.type
+        else:
+            create.payload_indexes.pop(request.field, None)
+        self.node.update_spec(st.CollectionSpec(
+            spec.name, spec.uid, spec.shards, spec.replication_factor, spec.write_concern,
+            base64.b64encode(create.SerializeToString()).decode()))
+        return answer
 
     def DropCollection(self, request: cpb.DropCollectionRequest,
                        context: Any) -> cpb.DropCollectionResponse:

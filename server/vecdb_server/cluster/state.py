@@ -6,6 +6,7 @@ Keys (JSON values):
                                   "write_concern", "request"}      request: the base64
                                   CreateCollectionRequest every replica is created from
   /vecdb/shards/<name>/<i>       {"primary", "replicas", "in_sync", "term"}
+  /vecdb/aliases/<alias>         the collection's name
 
 A shard's replicas are ordinary engine collections on their nodes, named
 ``local_name(uid, i)``; only cluster code ever sees those names.
@@ -21,6 +22,7 @@ ROOT = "/vecdb/"
 NODES = ROOT + "nodes/"
 COLLECTIONS = ROOT + "collections/"
 SHARDS = ROOT + "shards/"
+ALIASES = ROOT + "aliases/"
 WRITE_CONCERNS = ("majority", "all", "one")
 
 
@@ -34,6 +36,10 @@ def collection_key(name: str) -> str:
 
 def shard_key(name: str, shard: int) -> str:
     return f"{SHARDS}{name}/{shard}"
+
+
+def alias_key(alias: str) -> str:
+    return ALIASES + alias
 
 
 def local_name(uid: str, shard: int) -> str:

@@ -9,7 +9,7 @@ from vecdb_client._proto.vecdb.v1 import cluster_pb2 as clpb
 from vecdb_client._proto.vecdb.v1 import cluster_pb2_grpc as clgrpc
 from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
 
-from vecdb.errors import FailedPrecondition
+from vecdb.errors import FailedPrecondition, NotFound
 
 from . import state as st
 
@@ -44,6 +44,25 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
                 entry.replicas.append(clpb.ReplicaStatus(node=r, in_sync=r in s.in_sync,
                                                          points=points, applied_seq=seq))
             out.shards.append(entry)
+        return out
+
+    def DrainNode(self, request: Any, context: Any) -> clpb.DrainNodeResponse:
+        if self.r is None:
+            raise FailedPrecondition("this server runs as a single node (start it with "
+                                     "--cluster-etcd to form a cluster)", "cluster_etcd")
+        node = self.r.node
+        if not node.alive(request.node):
+            raise NotFound(f"no live node {request.node!r}", "node")
+        out = clpb.DrainNodeResponse()
+        with node._lock:
+            led = sorted(k for k, s in node.shards.items() if s.primary == request.node)
+        for name, i in led:
+            s = node.shard(name, i)
+            others = [r for r in s.in_sync if r != request.node and node.alive(r)]
+            moved = bool(others) and node.change_shard(name, i, s, s.with_(
+                primary=others[0], term=s.term + 1,
+                in_sync=tuple(r for r in s.in_sync if r != request.node)))
+            (out.moved if moved else out.kept).append(f"{name}/{i}")
         return out
 
     def _replica_stats(self, spec: st.CollectionSpec, i: int, r: str) -> tuple[int, int]:

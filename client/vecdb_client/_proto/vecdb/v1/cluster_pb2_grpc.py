@@ -39,6 +39,11 @@ class ClusterServiceStub:
                 request_serializer=vecdb_dot_v1_dot_cluster__pb2.ClusterStatusRequest.SerializeToString,
                 response_deserializer=vecdb_dot_v1_dot_cluster__pb2.ClusterStatus.FromString,
                 _registered_method=True)
+        self.DrainNode = channel.unary_unary(
+                '/vecdb.v1.ClusterService/DrainNode',
+                request_serializer=vecdb_dot_v1_dot_cluster__pb2.DrainNodeRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_cluster__pb2.DrainNodeResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -53,6 +58,16 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DrainNode(self, request, context):
+        """Before a planned stop (admin): every shard led by `node` gets a new primary
+        (another live in-sync replica, term + 1); `node` stays a replica and is
+        resynced. A shard with no other in-sync replica keeps its primary (listed in
+        `kept`). NOT_FOUND if no live node has that id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -60,6 +75,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.GetClusterStatus,
                     request_deserializer=vecdb_dot_v1_dot_cluster__pb2.ClusterStatusRequest.FromString,
                     response_serializer=vecdb_dot_v1_dot_cluster__pb2.ClusterStatus.SerializeToString,
+            ),
+            'DrainNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainNode,
+                    request_deserializer=vecdb_dot_v1_dot_cluster__pb2.DrainNodeRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_cluster__pb2.DrainNodeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +109,33 @@ class ClusterService:
             '/vecdb.v1.ClusterService/GetClusterStatus',
             vecdb_dot_v1_dot_cluster__pb2.ClusterStatusRequest.SerializeToString,
             vecdb_dot_v1_dot_cluster__pb2.ClusterStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.ClusterService/DrainNode',
+            vecdb_dot_v1_dot_cluster__pb2.DrainNodeRequest.SerializeToString,
+            vecdb_dot_v1_dot_cluster__pb2.DrainNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,
