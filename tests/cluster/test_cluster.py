@@ -360,3 +360,23 @@ def test_chaos_random_kill_and_restart_rounds(tmp_path):
         cl.wait_in_sync("chaos", timeout=90)
     finally:
         cl.close()
+
+
+def test_texts_are_embedded_once_by_the_primary(cluster):
+    """An encoder collection through the cluster: texts in, searched by meaning from
+    any node; replicas got the primary's vectors (the same hits and scores everywhere)."""
+    pytest.importorskip("sentence_transformers", reason="needs vecdb[encoders]")
+    rows = [json.loads(x) for x in (Path(__file__).resolve().parents[1] / "data" /
+                                    "topics.jsonl").read_text().splitlines() if x.strip()][::5]
+    with cluster.client(timeout=180) as c:
+        c.create_collection("texts", encoder="minilm", shards=2, replication_factor=3)
+        c.upsert("texts", [r["id"] for r in rows], texts=[r["text"] for r in rows],
+                 payloads=[{"topic": r["topic"]} for r in rows])
+    cluster.wait_in_sync("texts")
+    answers = []
+    for node in cluster.nodes:  # each node reads its own replicas
+        with cluster.client([node], timeout=180) as one:
+            hits = one.search("texts", text=rows[3]["text"], k=5)
+            answers.append([(h.id, round(h.score, 5)) for h in hits])
+            assert hits[0].id == rows[3]["id"] and hits[0].payload["topic"] == rows[3]["topic"]
+    assert answers[0] == answers[1] == answers[2]
