@@ -119,7 +119,12 @@ class Database:
             raise FailedPrecondition("database is closed", "database")
         if not isinstance(name, str):
             validation.name(name, "collection")
-        return self.collections[self.catalog.resolve(name).name]
+        real = self.catalog.resolve(name).name
+        coll = self.collections.get(real)
+        if coll is None:  # the catalog has it, its object is not made yet (or is dropped)
+            raise NotFound(f"collection {real!r} is being created or dropped; retry",
+                           "collection")
+        return coll
 
     # ---- collections ----------------------------------------------------------
     def create_collection(self, name: str, dim: int | None = None, metric: str = "cosine",
