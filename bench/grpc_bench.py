@@ -251,8 +251,8 @@ def table(res: dict, modes: list[str], a: argparse.Namespace) -> str:
             line += f"{val:10.1f}{ratio:7.2f}"
         lines.append(line)
     lines.append("x eng: server/engine, median of per-round ratios (latency: server/engine)")
-    if len(modes) == 2 and "embedded" not in modes:
-        m1, m2 = modes
+    if "threaded" in modes and "aio" in modes:
+        m1, m2 = "threaded", "aio"
 
         def r(key: str) -> float:
             return float(np.median([y / x for x, y in zip(_num(res[m1][key]),

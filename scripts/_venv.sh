@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+# (re)create: --clear also drops the stamps of a venv whose python is gone
+[ -x .venv/bin/python ] || "$PY" -m venv --clear .venv
 _stamp=".venv/.vecdb-installed$1"
-_want="$(cat pyproject.toml client/pyproject.toml scripts/_venv.sh | sha256sum | cut -d' ' -f1) $*"
+_want="$(cat pyproject.toml client/pyproject.toml scripts/_venv.sh | cksum) $*"
 if [ "$(cat "$_stamp" 2>/dev/null)" != "$_want" ]; then
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e ".$1" "${@:2}"

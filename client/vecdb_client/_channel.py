@@ -91,6 +91,9 @@ def parse_health(raw: bytes) -> str:
 
 def parse_targets(target: Any) -> list[str]:
     """One address ("h:50051"), several ("h1:50051,h2:50051") or a list of them."""
+    if isinstance(target, str) and target.startswith("file:"):
+        raise ValueError(f"{target!r} is a data directory, not a server: the thin client "
+                         "cannot open it; use vecdb.connect() from the vecdb package")
     items = target.split(",") if isinstance(target, str) else list(target)
     out = [t.strip() for t in items if isinstance(t, str) and t.strip()]
     if not out:

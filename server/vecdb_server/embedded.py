@@ -8,9 +8,10 @@ RPC calls the server's servicer method directly with the request message (no
 serialization, no network). So arguments, results and errors are the server's by
 construction: the same servicers and conversions produce the answers, and errors go
 through the server's :class:`ErrorMapper` to the same status codes, messages and
-``field`` the SDK raises against a server. Deadlines (``timeout=``) are enforced
-like a client-side gRPC deadline: a call that overran its deadline raises
-DeadlineExceededError (its effect, like the server's, may have happened).
+``field`` the SDK raises against a server. Deadlines (``timeout=``; default None, no
+deadline) are checked when a call starts and when it returns: a call that returns past
+its deadline raises DeadlineExceededError (its effect, as with a server, may have
+happened); a running call is not interrupted (the engine has no cancellation).
 
 What a server adds and this does not: API keys, rate and size limits, metrics. The
 data directory is locked while open (one process at a time) and can later be served by
@@ -22,16 +23,20 @@ import asyncio
 import logging
 import os
 import time
+import weakref
 from typing import Any, AsyncIterator, Callable, Iterator
 
 import grpc
 from grpc_health.v1 import health_pb2
 
 from vecdb import DatabaseOptions
+from vecdb.errors import VecdbError
 from vecdb_client import AsyncClient, Client
 from vecdb_client._channel import ClientSettings
+from vecdb_client.errors import from_rpc_error
 
 from .analytics_servicer import AnalyticsServicer
+from .cluster.status import single_node_status
 from .engine import EngineHolder
 from .interceptors import ErrorMapper
 from .servicer import CollectionServicer, PointServicer
@@ -86,8 +91,8 @@ class DirectStub:
     runs ``servicer.Method(request, context)`` in this thread. Request-streaming methods
     take an iterator of requests; response-streaming ones return an iterator."""
 
-    def __init__(self, servicer: Any, mapper: ErrorMapper):
-        self._servicer, self._mapper = servicer, mapper
+    def __init__(self, servicer: Any, mapper: ErrorMapper, owner: "_Embedded"):
+        self._servicer, self._mapper, self._owner = servicer, mapper, owner
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._servicer, name)
@@ -96,11 +101,16 @@ class DirectStub:
             deadline = None if timeout is None else time.monotonic() + timeout
             result = self._run(name, deadline, lambda: method(request, DirectContext(deadline)))
             if isinstance(result, Iterator):
-                return self._stream(name, deadline, result)
+                stream = self._stream(name, deadline, result)
+                self._owner._streams.add(stream)  # closed by close(): no held session
+                return stream
             return result
         return call
 
     def _run(self, name: str, deadline: float | None, fn: Callable[[], Any]) -> Any:
+        if self._owner._closed:
+            raise DirectCallError(grpc.StatusCode.FAILED_PRECONDITION,
+                                  "this embedded client is closed (vecdb.connect again)")
         if deadline is not None and time.monotonic() >= deadline:
             raise DirectCallError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         try:
@@ -116,11 +126,16 @@ class DirectStub:
 
     def _stream(self, name: str, deadline: float | None, it: Iterator) -> Iterator:
         done = object()
-        while True:
-            item = self._run(name, deadline, lambda: next(it, done))
-            if item is done:
-                return
-            yield item
+        try:
+            while True:
+                item = self._run(name, deadline, lambda: next(it, done))
+                if item is done:
+                    return
+                yield item
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # the servicer's generator releases its engine session
 
 
 class AsyncDirectCall:
@@ -163,15 +178,28 @@ class _Embedded:
 
     def _open(self, path: str | os.PathLike, options: DatabaseOptions | None,
               wrap: Callable[[DirectStub], Any]) -> None:
+        self._closed, self._streams = False, weakref.WeakSet()
         self._engine = EngineHolder(os.fspath(path), options or DatabaseOptions())
-        self._engine.open()
         mapper = ErrorMapper(log)
-        self._collections = wrap(DirectStub(CollectionServicer(self._engine), mapper))
-        self._points = wrap(DirectStub(PointServicer(self._engine), mapper))
+        try:
+            self._engine.open()
+        except VecdbError as exc:  # e.g. the directory is locked: the SDK's own exception
+            raise from_rpc_error(DirectCallError(*mapper.map(exc, "embedded/open"))) from None
+        self._collections = wrap(DirectStub(CollectionServicer(self._engine), mapper, self))
+        self._points = wrap(DirectStub(PointServicer(self._engine), mapper, self))
         self.__dict__["_analytics_stub"] = wrap(DirectStub(AnalyticsServicer(self._engine),
-                                                           mapper))
+                                                           mapper, self))
+        self._cluster = wrap(DirectStub(single_node_status(), mapper, self))
         self._md = ()
-        self._channel = None  # no network
+        self._channel, self._channels = None, []  # no network
+
+    def _shutdown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for stream in list(self._streams):
+            stream.close()
+        self._engine.close()
 
     def _health_bytes(self) -> bytes:
         status = (health_pb2.HealthCheckResponse.SERVING if self._engine.ready
@@ -194,8 +222,9 @@ class EmbeddedClient(_Embedded, Client):
         return self._health_bytes()
 
     def close(self) -> None:
-        """Checkpoint and close the engine (releases the data directory); idempotent."""
-        self._engine.close()
+        """Close open result streams, checkpoint and close the engine (releases the data
+        directory); idempotent. Calls afterwards: FailedPreconditionError."""
+        self._shutdown()
 
 
 class AsyncEmbeddedClient(_Embedded, AsyncClient):
@@ -212,8 +241,8 @@ class AsyncEmbeddedClient(_Embedded, AsyncClient):
         return self._health_bytes()
 
     async def close(self) -> None:
-        """Checkpoint and close the engine (releases the data directory); idempotent."""
-        await asyncio.to_thread(self._engine.close)
+        """Close open result streams, checkpoint and close the engine; idempotent."""
+        await asyncio.to_thread(self._shutdown)
 
 
 def _path(path: str | os.PathLike) -> str:

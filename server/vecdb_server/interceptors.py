@@ -20,14 +20,13 @@ import uuid
 from typing import Any, Callable
 
 import grpc
-from vecdb_client.errors import FIELD_KEY, to_metadata_text
+from vecdb_client.errors import FIELD_KEY, REQUEST_ID_KEY, to_metadata_text
 
 from vecdb.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
                           ResourceExhausted, Unavailable, VecdbError)
 
 from .logs import current_request_id
 
-REQUEST_ID_KEY = "vecdb-request-id"
 ERROR_CODES: dict[type[VecdbError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     NotFound: grpc.StatusCode.NOT_FOUND,

@@ -68,8 +68,10 @@ def test_import_txt_jsonl_and_parquet_text_only(srv, tmp_path):
     rows = TOPICS[:60]
     txt = tmp_path / "sentences.txt"
     txt.write_text("\n".join(r["text"] for r in rows[:20]) + "\n\n")  # a blank line: skipped
-    done = ok(vecdbctl(srv, "import", "topics", str(txt), "--batch", "8"))
+    out = vecdbctl(srv, "import", "topics", str(txt), "--batch", "8")
+    done = ok(out)
     assert done["imported"] == 20 and done["format"] == "txt"
+    assert "imported 20/20" in out.stderr, out.stderr  # the progress line
     with open(tmp_path / "rows.jsonl", "w") as f:
         for r in rows[20:40]:
             f.write(json.dumps({"id": r["id"], "text": r["text"],
@@ -108,8 +110,35 @@ def test_text_import_errors_name_the_problem_and_write_nothing(srv, tmp_path):
     empty.write_text(json.dumps({"id": "c"}) + "\n")
     error(vecdbctl(srv, "import", "vectors_only", str(empty)), 1, "line 1",
           "no 'vector' and no 'text'")
+    mixed_late = tmp_path / "mixed_late.jsonl"  # the kinds change at a chunk border
+    mixed_late.write_text("".join(json.dumps({"id": f"v{i}", "vector": rand(1, 8, seed=i)[0]
+                                              .tolist()}) + "\n" for i in range(3))
+                          + "".join(json.dumps({"id": f"t{i}", "text": "x"}) + "\n"
+                                    for i in range(3)))
+    error(vecdbctl(srv, "import", "vectors_only", str(mixed_late), "--batch", "3"), 1,
+          "'t0' has no 'vector' but earlier points have one")
     with srv.client() as c:
+        c.delete("vectors_only", ["v0", "v1", "v2"])  # the first chunk went in: idempotent
         assert c.count("vectors_only") == 0
+
+
+def test_txt_line_ends_and_ids_files_agree(srv, tmp_path):
+    """\r line ends, a BOM and Unicode blank lines are read the same way when counting
+    and when importing; an ids file that runs short is a clear error, not a hang."""
+    ok(vecdbctl(srv, "collections", "create", "crlf", "--encoder", "minilm"))
+    txt = tmp_path / "cr.txt"
+    txt.write_bytes("\ufeffthe first text\rthe second text\r\u00a0\rthe third text\r"
+                    .encode())
+    done = ok(vecdbctl(srv, "import", "crlf", str(txt)))
+    assert done["imported"] == 3
+    got = ok(vecdbctl(srv, "points", "get", "crlf", "cr-0"))["points"]
+    assert got[0]["text"] == "the first text"  # no BOM kept
+    (tmp_path / "ids.txt").write_text("a\nb\nc\n")
+    assert ok(vecdbctl(srv, "import", "crlf", str(txt), "--ids",
+                       str(tmp_path / "ids.txt")))["imported"] == 3
+    (tmp_path / "short.txt").write_text("a\n")
+    error(vecdbctl(srv, "import", "crlf", str(txt), "--ids", str(tmp_path / "short.txt")),
+          1, "has 1 ids but")
 
 
 def test_readme_semantic_search_in_one_minute(spawn, tmp_path):
@@ -119,7 +148,8 @@ def test_readme_semantic_search_in_one_minute(spawn, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     (work / ".venv").symlink_to(Path(BIN).parent)  # the block's PATH="$PWD/.venv/bin:..."
-    env = cli_env(VECDB_HOST=server.target, VECDB_TIMEOUT="180")
+    env = cli_env(VECDB_HOST=server.target)  # the newcomer's default timeouts
+    env.pop("VECDB_TIMEOUT", None)
     out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]

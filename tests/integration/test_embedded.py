@@ -20,16 +20,20 @@ import test_sync_api
 
 # Every SDK test of these modules that needs only a client (not the server's address or
 # raw channel) runs here too, with `client` below = the embedded face.
+_SOURCE: dict[str, str] = {}
 for _mod in (test_sync_api, test_filters_api, test_recommend_api, test_analytics_api,
              test_async_api):
     for _name, _obj in vars(_mod).items():
-        if _name in ("client", "server", "open_async"):
+        if _name in ("client", "server", "open_async") or _obj is None:
             continue
-        if hasattr(_obj, "_fixture_function_marker") or hasattr(_obj, "_pytestfixturefunction"):
-            globals()[_name] = _obj  # the module's own fixtures (coll, ds, ...)
-        elif _name.startswith("test_") and callable(_obj) \
-                and "server" not in inspect.signature(_obj).parameters \
-                and "spawn" not in inspect.signature(_obj).parameters:
+        fixture = hasattr(_obj, "_fixture_function_marker") or \
+            hasattr(_obj, "_pytestfixturefunction")
+        test = _name.startswith("test_") and callable(_obj) and not fixture \
+            and "server" not in inspect.signature(_obj).parameters \
+            and "spawn" not in inspect.signature(_obj).parameters
+        if fixture or test:  # fixtures: the module's own (coll, ds, ...)
+            assert _SOURCE.setdefault(_name, _mod.__name__) == _mod.__name__ or \
+                globals().get(_name) is _obj, f"{_name} in two shared modules"
             globals()[_name] = _obj
 
 
@@ -82,11 +86,40 @@ def test_the_same_directory_is_served_by_the_server_and_back(tmp_path, spawn):
 
 
 def test_directory_is_locked_while_open(tmp_path):
+    from vecdb_client import FailedPreconditionError
     with vecdb.connect(tmp_path / "data"):
-        with pytest.raises(Exception) as err:
+        with pytest.raises(FailedPreconditionError) as err:  # the SDK's own exception
             vecdb.connect(tmp_path / "data")
-        assert "lock" in str(err.value).lower()
-    vecdb.connect(tmp_path / "data").close()  # released on close
+        assert "already open" in err.value.message
+    db = vecdb.connect(tmp_path / "data")  # released on close
+    db.close()
+    db.close()  # idempotent
+    with pytest.raises(FailedPreconditionError) as err:
+        db.count("x")
+    assert "closed" in err.value.message
+
+
+def test_close_ends_open_streams_without_waiting(tmp_path):
+    import time as _time
+    db = vecdb.connect(tmp_path / "data")
+    db.create_collection("d", dim=4, index="flat")
+    v = rand(200, 4)
+    db.upsert("d", [f"a{i}" for i in range(200)] + [f"b{i}" for i in range(200)],
+              np.concatenate([v, v]))
+    stream = db.duplicates_stream("d", 0.999, batch=16)
+    next(iter(stream))  # a result stream left half-read holds an engine session
+    t0 = _time.monotonic()
+    db.close()
+    assert _time.monotonic() - t0 < 5  # not the engine's 10 s wait for the session
+
+
+def test_deadline_overrun_while_running(client, coll_name):
+    """A call that returns past its deadline raises, though it was not interrupted."""
+    client.create_collection(coll_name, dim=64)
+    client.upsert(coll_name, [f"d{i}" for i in range(40_000)],
+                  np.random.default_rng(0).random((40_000, 64), dtype=np.float32))
+    with pytest.raises(DeadlineExceededError):
+        client.search(coll_name, vectors=rand(2000, 64, seed=3), k=50, exact=True, timeout=0.05)
 
 
 def _failure(fn) -> tuple:

@@ -348,8 +348,6 @@ def test_hostile_text_in_every_string_field(fuzz_server, method):
         for text in HOSTILE_TEXTS:
             name = REF if read_only else f"hostile{n}"
             raw = _hostile_request(desc, path, text, name).SerializeToString()
-            if not read_only:
-                raw = raw.replace(b"ref", b"reg")
             code = _call(channel, method, [raw])
             assert code in CLIENT_ERRORS, f"{method} {'.'.join(path)}={text!r}: {code.name}"
 

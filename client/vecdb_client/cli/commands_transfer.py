@@ -14,6 +14,7 @@ from .progress import Progress
 from .selection import add_filter_args, read_filter
 
 TEXT_BATCH = 128  # texts per upsert: the server embeds them within the call's deadline
+TEXT_TIMEOUT_S = 300.0
 
 
 def existing_ids(client: Any, collection: str, ids: list[str]) -> set[str]:
@@ -33,15 +34,26 @@ def split_text_chunk(chunk: Chunk, batch: int | None) -> list[Chunk]:
 def upsert_chunk(ctx: Context, collection: str, chunk: Chunk, done: int,
                  ttl: float | None) -> None:
     from vecdb_client.errors import VecdbClientError
+    # embedding is the slow part (the first call also loads the model): text-only
+    # chunks get at least TEXT_TIMEOUT_S whatever --timeout says
+    timeout = None if chunk.vectors is not None or ctx.args.timeout is None else \
+        max(ctx.args.timeout, TEXT_TIMEOUT_S)
     try:
         ctx.client.upsert(collection, chunk.ids, chunk.vectors, chunk.payloads, chunk.texts,
-                          ttl=ttl)
+                          ttl=ttl, timeout=timeout)
     except VecdbClientError as err:
         raise CliError(f"import stopped after {done} points: {err}; imports are idempotent, "
                        "re-run with --skip-existing to resume") from None
 
 
-def check_chunk(chunk: Chunk, info: Any, args: Any) -> None:
+def check_chunk(chunk: Chunk, info: Any, args: Any, text_only: list[bool]) -> None:
+    kind = chunk.vectors is None
+    if text_only and text_only[0] != kind:
+        raise CliError(f"{args.file}: id {chunk.ids[0]!r} " + (
+            "has no 'vector' but earlier points have one" if kind else
+            "has a 'vector' but earlier points are text-only") +
+            "; a file holds either vectors or text-only points")
+    text_only[:] = [kind]
     if chunk.vectors is None:
         if info.config.encoder is None:
             raise CliError(f"{args.file} holds text-only points (no vectors) but collection "
@@ -62,10 +74,10 @@ def cmd_import(ctx: Context, args: Any) -> Result:
         raise CliError(f"{args.file} has {reader.dim}-dimensional vectors; collection "
                        f"{args.collection} has dim {info.dim}")
     imported = skipped = seen = 0
-    start = time.monotonic()
+    start, text_only = time.monotonic(), []
     with Progress("imported", reader.total, enabled=not args.quiet) as bar:
         for chunk in reader:
-            check_chunk(chunk, info, args)
+            check_chunk(chunk, info, args, text_only)
             for part in split_text_chunk(chunk, args.batch):
                 n = len(part.ids)
                 if args.skip_existing:

@@ -48,8 +48,9 @@ def detect_format(path: str, fmt: str | None, known: dict[str, str]) -> str:
 
 
 def count_lines(path: str) -> int:
-    """Lines with something on them (blank lines are skipped by the readers too)."""
-    with open(path, "rb") as f:
+    """Lines with something on them, split and stripped exactly as the readers do (text
+    mode: \n, \r\n or \r; Unicode whitespace), so counts and reads always agree."""
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
         return sum(1 for line in f if line.strip())
 
 
@@ -69,8 +70,8 @@ class IdSource:
         if ids_file is not None:
             n = _checked(count_lines, ids_file)
             if n != rows:
-                raise CliError(f"{ids_file} has {n} ids but {data_path} has {rows} vectors")
-            self._lines = _checked(open, ids_file, encoding="utf-8")
+                raise CliError(f"{ids_file} has {n} ids but {data_path} has {rows} rows")
+            self._lines = _checked(open, ids_file, encoding="utf-8-sig", errors="strict")
 
     def take(self, n: int) -> list[str]:
         start, self.next = self.next, self.next + n
@@ -79,6 +80,8 @@ class IdSource:
         out = []
         while len(out) < n:
             line = self._lines.readline()
+            if not line:
+                raise CliError(f"{self._lines.name} ran out of ids after {start + len(out)}")
             if line.strip():
                 out.append(line.strip())
         return out
@@ -160,7 +163,7 @@ class TextReader(Reader):
 
     def __iter__(self) -> Iterator[Chunk]:
         texts: list[str] = []
-        with _checked(open, self.path, encoding="utf-8") as f:
+        with _checked(open, self.path, encoding="utf-8-sig") as f:
             try:
                 for line in f:
                     if line.strip():
@@ -169,8 +172,8 @@ class TextReader(Reader):
                         yield Chunk(self.ids.take(len(texts)), None, None, texts)
                         texts = []
             except UnicodeDecodeError as exc:
-                raise CliError(f"{self.path}: not UTF-8 text ({exc.reason} at byte "
-                               f"{exc.start} of a line)") from None
+                raise CliError(f"{self.path}: not UTF-8 text ({exc.reason}) after "
+                               f"{self.ids.next + len(texts)} lines") from None
         if texts:
             yield Chunk(self.ids.take(len(texts)), None, None, texts)
 
