@@ -97,6 +97,12 @@ def concat_batches(parts: list[tpb.PointBatch], order: Sequence[str] | None = No
 def merge_results(per_shard: list[ppb.QueryResult], limit: int, higher_is_better: bool,
                   explain: bool) -> ppb.QueryResult:
     """The best ``limit`` hits over the shards' answers to one query (ties: shard order)."""
+    if len(per_shard) == 1:  # one shard: its answer is already the merged one
+        out = ppb.QueryResult()
+        out.CopyFrom(per_shard[0])
+        if out.plan:
+            out.plan = f"shard 0: {out.plan.split(': ', 1)[-1]}"
+        return out
     hits = []
     for s, r in enumerate(per_shard):
         n = len(r.ids)

@@ -4,6 +4,7 @@ does not route yet answer FAILED_PRECONDITION naming themselves (docs/cluster.md
 from __future__ import annotations
 
 import base64
+import functools
 import uuid
 from typing import Any, Iterator
 
@@ -27,8 +28,10 @@ def _unsupported(name: str) -> FailedPrecondition:
                               "lists what the cluster routes)", "collection")
 
 
-def _higher_is_better(spec: st.CollectionSpec) -> bool:
-    req = cpb.CreateCollectionRequest.FromString(base64.b64decode(spec.request))
+@functools.lru_cache(maxsize=1024)
+def _higher_is_better(request: str) -> bool:
+    """From a CollectionSpec.request: cosine/ip scores rank high first, l2 low first."""
+    req = cpb.CreateCollectionRequest.FromString(base64.b64decode(request))
     return (req.metric or "cosine") != "l2"
 
 
@@ -176,7 +179,7 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         spec = self.node.spec(request.collection)
         answers = self._all_shards(spec, "Search", request)
         k = request.k if request.HasField("k") else 10
-        hib = _higher_is_better(spec)
+        hib = _higher_is_better(spec.request)
         n = len(answers[0].results)
         return ppb.SearchResponse(results=[
             merge.merge_results([answers[i].results[q] for i in range(spec.shards)], k, hib,
@@ -190,7 +193,7 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         spec = self.node.spec(request.collection)
         answers = self._all_shards(spec, "RangeSearch", request)
         limit = request.limit if request.HasField("limit") else 1000
-        hib = _higher_is_better(spec)
+        hib = _higher_is_better(spec.request)
         n = len(answers[0].results)
         return ppb.SearchResponse(results=[
             merge.merge_results([answers[i].results[q] for i in range(spec.shards)], limit,
