@@ -414,6 +414,11 @@ class Database:
     def get(self, collection: str, ids, with_vector: bool = False, with_payload: bool = True) -> list[Point]:
         return self._get(collection).get(ids, with_vector, with_payload)
 
+    def expiry_of(self, collection: str, ids) -> dict[str, int]:
+        """id -> expiry time (ms since the epoch) of those of ``ids`` that have a TTL (what a
+        copy of the points needs to expire at the same instant: cluster resync)."""
+        return self._get(collection).expiry_of(ids)
+
     def count(self, collection: str, filter=None) -> int:
         return self._get(collection).count(filter)
 

@@ -304,6 +304,14 @@ class Collection:
             found.update(self.shards[s].get([ids[j] for j in rows], with_vector, with_payload))
         return [found[pid] for pid in ids if pid in found]
 
+    def expiry_of(self, ids) -> dict[str, int]:
+        """id -> expiry time (ms since the epoch) of those of ``ids`` that have a TTL."""
+        ids = validation.ids(ids, unique=False)
+        out: dict[str, int] = {}
+        for s, rows in self._route(ids).items():
+            out.update(self.shards[s].expiry_of([ids[j] for j in rows]))
+        return out
+
     def scroll(self, limit: int, cursor: str | None, with_vector: bool, with_payload: bool,
                filter=None) -> ScrollPage:
         limit = validation.int_in(limit, 1, 10_000, "limit")

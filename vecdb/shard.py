@@ -364,6 +364,13 @@ class Shard:
         return {pid: Point(pid, None if vectors is None else vectors[j].copy(), payloads[j], texts[j])
                 for j, (pid, _) in enumerate(found)}
 
+    def expiry_of(self, ids: list[str]) -> dict[str, int]:
+        """id -> expiry (ms since the epoch) of the given points that have a TTL."""
+        if not self.expiry.at:
+            return {}
+        return {pid: self.expiry.at[lab] for pid, lab in zip(ids, self.labels_of(ids))
+                if lab is not None and lab in self.expiry.at}
+
     def get_for_rewrite(self, ids: list[str]) -> dict[str, tuple[Point, int | None]]:
         """Unexpired points with vector, payload and text, plus their expiry (ms or None)."""
         got = self.get(ids, with_vector=True, with_payload=True)

@@ -285,11 +285,16 @@ def test_wiped_disk_node_is_rebuilt_from_its_peers(tmp_path):
             c.create_collection("rebuild", dim=DIM, shards=2, replication_factor=3, index="flat")
             c.upsert("rebuild", [f"r{i}" for i in range(300)], vecs,
                      payloads=[{"n": i} for i in range(300)])
+            ttl_at = time.monotonic()
+            c.upsert("rebuild", [f"t{i}" for i in range(20)], rand(20, 3), ttl=10)
         victim = cl.nodes[1]
         victim.wipe()
         time.sleep(0.5)
         victim.start()
         status = cl.wait_in_sync("rebuild")
+        # the TTL points were copied alive, and their copies must expire on time too
+        assert time.monotonic() - ttl_at < 9, "rebuilt too late to test TTL copies"
+        assert sum(s["replicas"][0]["points"] for s in status["shards"]) == 320
         assert all(r["points"] > 0 for s in status["shards"] for r in s["replicas"])
         for other in cl.nodes:
             if other is not victim:
@@ -300,6 +305,10 @@ def test_wiped_disk_node_is_rebuilt_from_its_peers(tmp_path):
                               (UnavailableError,))
         assert len(got) == 300
         np.testing.assert_array_equal(np.stack([p.vector for p in got]), vecs)
+        time.sleep(max(0.0, ttl_at + 10.5 - time.monotonic()))
+        with cl.client([victim], timeout=10) as c:
+            assert c.get("rebuild", [f"t{i}" for i in range(20)]) == []  # expired here too
+            assert c.count("rebuild") == 300
     finally:
         cl.close()
 

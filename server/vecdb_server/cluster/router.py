@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import base64
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import grpc
 from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
 from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
+from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 from vecdb_client.errors import FIELD_KEY, from_metadata_text
 
 from vecdb.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
@@ -212,6 +214,15 @@ class Router:
                           f"{cur.term}, primary {cur.primary}); not acknowledged, retry",
                           "collection")
 
+    def _carry_ttls(self, local: str, batch: tpb.PointBatch) -> None:
+        """Give a resync page the seconds each point has left, so copies expire with it."""
+        with self.node.engine.session() as db:
+            expiry = db.expiry_of(local, list(batch.ids))
+        if expiry:
+            now = time.time() * 1000
+            batch.ttl_seconds.extend(max(0.001, (expiry[i] - now) / 1000) if i in expiry
+                                     else 0.0 for i in batch.ids)
+
     # ---- resync (runs on the primary, from ClusterNode.maintain) -------------------------
     def resync(self, name: str, i: int, r: str) -> None:
         """Copy shard i to replica r from scratch, then add r to the in-sync set; the
@@ -238,6 +249,7 @@ class Router:
             while True:
                 page = self.local("Scroll", ppb.ScrollRequest(collection=local, limit=2000,
                                                                cursor=cursor, with_vector=True))
+                self._carry_ttls(local, page.points)
                 if page.points.ids:
                     self._peer(r, "Upsert", ppb.UpsertRequest(collection=local,
                                                               points=page.points), md, 60.0)
