@@ -91,7 +91,7 @@ class Node:
                *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=open(self.log_path, "a"),
                                      stderr=subprocess.STDOUT, env=env)
-        with Client(self.target, timeout=10) as c:
+        with Client(self.target, timeout=10) as c:  # health needs no API key
             c.wait_ready(60)
 
     def kill(self) -> None:
@@ -124,12 +124,15 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, workdir: Path, n: int = 3, zones: list[str] | None = None):
+    def __init__(self, workdir: Path, n: int = 3, zones: list[str] | None = None,
+                 extra: tuple[str, ...] = ()):
         self.etcd = Etcd(workdir)
         self.nodes = [Node(workdir, f"n{i}", self.etcd.url,
-                           *(["--zone", zones[i]] if zones else [])) for i in range(n)]
+                           *(["--zone", zones[i]] if zones else []), *extra) for i in range(n)]
+        self.client_kw: dict = {}  # e.g. {"api_key": ...} for every client below
 
     def client(self, nodes: list[Node] | None = None, **kw) -> Client:
+        kw = {**self.client_kw, **kw}
         kw.setdefault("timeout", 30)
         kw.setdefault("max_retries", 8)
         return Client([n.target for n in (nodes or self.nodes) if n.alive()], **kw)

@@ -389,3 +389,51 @@ def test_texts_are_embedded_once_by_the_primary(cluster):
             answers.append([(h.id, round(h.score, 5)) for h in hits])
             assert hits[0].id == rows[3]["id"] and hits[0].payload["topic"] == rows[3]["topic"]
     assert answers[0] == answers[1] == answers[2]
+
+
+def test_internal_calls_need_the_cluster_secret(cluster):
+    """A client cannot reach a node's replicas directly: the internal route without the
+    cluster secret (or with a wrong one) is PERMISSION_DENIED, and writes nothing."""
+    import grpc
+    from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
+    from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
+    from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
+    with cluster.client() as c:
+        c.create_collection("guarded", dim=DIM, index="flat")
+        local = next(s for s in c.cluster_status()["shards"] if s["collection"] == "guarded")
+        owner = cluster.node(local["primary"])
+    with grpc.insecure_channel(owner.target) as ch:
+        stub = pgrpc.PointServiceStub(ch)
+        req = ppb.UpsertRequest(collection="guarded", points=tpb.PointBatch(
+            ids=["x"], vectors=tpb.Vectors(count=1, dim=DIM, data=rand(1, 1).tobytes())))
+        for md in ((("x-vecdb-route", "local"),),
+                   (("x-vecdb-route", "replica"), ("x-vecdb-cluster", "wrong"),
+                    ("x-vecdb-shard", "guarded/0"), ("x-vecdb-term", "99"))):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Upsert(req, metadata=md, timeout=10)
+            assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with cluster.client() as c:
+        assert c.count("guarded") == 0
+
+
+def test_api_keys_guard_clients_not_the_nodes(tmp_path):
+    """With API keys on, clients need one (and its role), while node-to-node calls ride
+    on the cluster secret."""
+    cl = Cluster(tmp_path, n=2, extra=("--api-keys", "adminkey:admin;readkey:read-only"))
+    try:
+        with cl.client(api_key="adminkey") as c:
+            c.create_collection("keyed", dim=DIM, shards=2, replication_factor=2, index="flat")
+            c.upsert("keyed", [f"k{i}" for i in range(40)], rand(40, 11))  # replicated
+        with cl.client(api_key="readkey") as c:
+            assert c.count("keyed") == 40 and len(c.search("keyed", vector=rand(1, 12)[0], k=3)) == 3
+            with pytest.raises(VecdbClientError) as err:
+                c.upsert("keyed", ["no"], rand(1, 13))
+            assert err.value.code.name == "PERMISSION_DENIED"
+        with cl.client() as c:
+            with pytest.raises(VecdbClientError) as err:
+                c.count("keyed")
+            assert err.value.code.name == "UNAUTHENTICATED"
+        cl.client_kw = {"api_key": "readkey"}
+        cl.wait_in_sync("keyed")
+    finally:
+        cl.close()

@@ -40,6 +40,7 @@ PEER_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
                grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
                grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted}
 STALE_TERM = "stale term"
+READ_TIMEOUT_S = 5.0
 
 
 def _check_concern(spec: CollectionSpec, i: int, copies: int, note: str) -> None:
@@ -125,7 +126,9 @@ class Router:
             try:
                 if r == self.node.id:
                     return self.local(method, request)
-                return self._peer(r, method, request, self.peers.metadata("local"))
+                # a hung replica costs READ_TIMEOUT_S, then the next one is asked
+                return self._peer(r, method, request, self.peers.metadata("local"),
+                                  READ_TIMEOUT_S)
             except Unavailable as exc:
                 last = exc
         raise Unavailable(f"shard {spec.name}/{i} has no reachable in-sync replica "
