@@ -99,27 +99,46 @@ def load(c: Client, name: str, x: np.ndarray) -> float:
     return took
 
 
-def bench_kmeans(c: Client, x: np.ndarray, k: int, iters: int, seed: int) -> list:
-    """The server job twice: the first one also pays for the VM's first touch of the
-    memory its gathered copy lands in (guest pages the host has not backed yet)."""
-    runs = []
-    for _ in range(2):
+def wait_idle(pid: int, limit_s: float = 300.0) -> float:
+    """Wait until the server process is idle (RocksDB flushes and compactions after a
+    bulk load run in its background threads for a while): under 5% of a core for 3
+    seconds in a row. Returns the seconds waited."""
+    def cpu() -> float:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    t0, quiet, last = time.monotonic(), 0, cpu()
+    while quiet < 3 and time.monotonic() - t0 < limit_s:
+        time.sleep(1)
+        now = cpu()
+        quiet = quiet + 1 if now - last < 0.05 else 0
+        last = now
+    return time.monotonic() - t0
+
+
+def bench_kmeans(c: Client, x: np.ndarray, k: int, iters: int, seed: int, repeat: int) -> list:
+    """Server and raw alternately, ``repeat`` times each, medians. The server's first
+    run is reported apart: it also pays for the VM's first touch of the memory its
+    gathered copy lands in (guest pages the host has not backed yet)."""
+    server_runs, raw_runs = [], []
+    for _ in range(repeat + 1):
         t0 = time.perf_counter()
         job = c.cluster("km", k, iterations=iters, seed=seed, typical=5, wait=True)
-        runs.append((time.perf_counter() - t0, job.progress.finished - job.progress.started))
-    print(f"  server runs (client wall, job): {runs}", flush=True)
-    server, job_s = runs[1]
-    t0 = time.perf_counter()
-    km = faiss.Kmeans(DIM, k, niter=iters, seed=seed,
-                      init_method=faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS)  # the server's default
-    km.train(x)
-    _, lab = km.assign(x)
-    sizes = np.bincount(lab, minlength=k)
-    raw = time.perf_counter() - t0
+        server_runs.append((time.perf_counter() - t0, job.progress.finished - job.progress.started))
+        t0 = time.perf_counter()
+        km = faiss.Kmeans(DIM, k, niter=iters, seed=seed,
+                          init_method=faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS)  # server default
+        km.train(x)
+        _, lab = km.assign(x)
+        sizes = np.bincount(lab, minlength=k)
+        raw_runs.append(time.perf_counter() - t0)
+    print(f"  server runs (client wall, job): {server_runs}; raw: {raw_runs}", flush=True)
     same = np.allclose(job.result.centroids, km.centroids, atol=1e-4) and \
         job.result.sizes == sizes.tolist()
-    return [f"k-means {len(x):,} x {DIM}, k={k}, {iters} it (2nd run; 1st {runs[0][0]:.2f} s)",
-            raw, server, job_s, same]
+    server = float(np.median([s for s, _ in server_runs[1:]]))
+    job_s = float(np.median([j for _, j in server_runs[1:]]))
+    return [f"k-means {len(x):,} x {DIM}, k={k}, {iters} it (median of {repeat}; server's "
+            f"1st run {server_runs[0][0]:.2f} s)", float(np.median(raw_runs[1:])), server, job_s, same]
 
 
 def raw_outliers(x: np.ndarray, n: int, k: int, rows: np.ndarray | None = None) -> np.ndarray:
@@ -136,29 +155,38 @@ def raw_outliers(x: np.ndarray, n: int, k: int, rows: np.ndarray | None = None) 
     return rows[np.argsort(-score, kind="stable")[:n]]
 
 
-def bench_outliers(c: Client, x: np.ndarray, sample: int | None) -> list:
-    t0 = time.perf_counter()
-    got = c.outliers("out", 10, k=10, sample=sample, seed=7, with_payload=False)
-    server = time.perf_counter() - t0
+def bench_outliers(c: Client, x: np.ndarray, sample: int | None, repeat: int) -> list:
+    """Server and raw alternately, ``repeat`` times each; medians."""
     rows = None
     if sample is not None:
         rows = np.sort(np.random.default_rng(7).choice(len(x), sample, replace=False))
-    t0 = time.perf_counter()
-    want = raw_outliers(x, 10, 10, rows)
-    raw = time.perf_counter() - t0
+    server_runs, raw_runs = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        got = c.outliers("out", 10, k=10, sample=sample, seed=7, with_payload=False)
+        server_runs.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        want = raw_outliers(x, 10, 10, rows)
+        raw_runs.append(time.perf_counter() - t0)
+    print(f"  server runs: {server_runs}; raw: {raw_runs}", flush=True)
     same = [o.id for o in got] == [f"p{i}" for i in want.tolist()]
     what = f"outliers k-NN k=10, {len(x):,} pts" + (f", sample {sample:,}" if sample else " (exact)")
-    return [what, raw, server, None, same]
+    what += f" (median of {repeat})" if repeat > 1 else ""
+    return [what, float(np.median(raw_runs)), float(np.median(server_runs)), None, same]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=200_000, help="points clustered (default 200k)")
-    ap.add_argument("--outliers-size", type=int, default=100_000, help="default 100k")
+    ap.add_argument("--outliers-size", type=int, default=100_000,
+                    help="default 100k; 0 = k-means only")
     ap.add_argument("--k", type=int, default=100, help="k-means clusters (default 100)")
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--sample", type=int, default=10_000, help="outliers sampled mode (default 10k)")
     ap.add_argument("--skip-exact-outliers", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per contender for k-means and sampled outliers (default 3; "
+                         "exact outliers run once)")
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="vecdb-analytics-bench-"))
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -169,27 +197,34 @@ def main() -> None:
         x = clustered(args.size, 1)
         print(f"loading {args.size:,} x {DIM} ...", flush=True)
         print(f"  upsert {load(srv.client, 'km', x):.1f} s", flush=True)
-        rows.append(bench_kmeans(srv.client, x, args.k, args.iterations, 3))
+        print(f"  server idle after {wait_idle(srv.proc.pid):.0f} s", flush=True)
+        rows.append(bench_kmeans(srv.client, x, args.k, args.iterations, 3, args.repeat))
         print(rows[-1], flush=True)
         del x
         srv.client.drop_collection("km")
-        y = clustered(args.outliers_size, 2)
-        print(f"loading {args.outliers_size:,} x {DIM} ...", flush=True)
-        print(f"  upsert {load(srv.client, 'out', y):.1f} s", flush=True)
-        rows.append(bench_outliers(srv.client, y, args.sample))
-        print(rows[-1], flush=True)
-        if not args.skip_exact_outliers:
-            rows.append(bench_outliers(srv.client, y, None))
+        if args.outliers_size:
+            y = clustered(args.outliers_size, 2)
+            print(f"loading {args.outliers_size:,} x {DIM} ...", flush=True)
+            print(f"  upsert {load(srv.client, 'out', y):.1f} s", flush=True)
+            print(f"  server idle after {wait_idle(srv.proc.pid):.0f} s", flush=True)
+            rows.append(bench_outliers(srv.client, y, args.sample, args.repeat))
             print(rows[-1], flush=True)
+            if not args.skip_exact_outliers:
+                rows.append(bench_outliers(srv.client, y, None, 1))
+                print(rows[-1], flush=True)
     finally:
         srv.close()
         shutil.rmtree(workdir, ignore_errors=True)
-    print()
-    print("| work | raw FAISS s | server s (client wall) | server job s | ratio raw/server | same answer |")
-    print("|---|---|---|---|---|---|")
+    print(table(rows))
+
+
+def table(rows: list) -> str:
+    out = ["", "| work | raw FAISS s | server s (client wall) | server job s | ratio raw/server "
+           "| same answer |", "|---|---|---|---|---|---|"]
     for what, raw, server, job, same in rows:
         job_s = "" if job is None else f"{job:.2f}"
-        print(f"| {what} | {raw:.2f} | {server:.2f} | {job_s} | {raw / server:.2f}x | {same} |")
+        out.append(f"| {what} | {raw:.2f} | {server:.2f} | {job_s} | {raw / server:.2f}x | {same} |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

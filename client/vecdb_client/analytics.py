@@ -20,7 +20,7 @@ from ._proto.vecdb.v1 import analytics_pb2 as apb
 from ._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
 from .errors import DeadlineExceededError, FailedPreconditionError
 
-POLL_S = 0.2
+POLL_S = (0.02, 0.25)  # cluster(wait=True) polls from 20 ms, growing 1.5x up to 0.25 s
 
 
 # ---------------------------------------------------------------- results
@@ -245,8 +245,10 @@ class AnalyticsMethods:
                               init)
         job = job_of(self._call(self._analytics.Cluster, req, idempotent=False, timeout=timeout))
         deadline = _deadline(self.settings.timeout if timeout is None else timeout)
+        pause = POLL_S[0]
         while wait and not job_finished(job, deadline):
-            time.sleep(POLL_S)
+            time.sleep(pause)
+            pause = min(POLL_S[1], pause * 1.5)
             job = self.cluster_job(collection, job.id, timeout=timeout)
         return job
 
@@ -313,8 +315,10 @@ class AsyncAnalyticsMethods(AnalyticsMethods):
                               init)
         job = job_of(await self._call(self._analytics.Cluster, req, idempotent=False, timeout=timeout))
         deadline = _deadline(self.settings.timeout if timeout is None else timeout)
+        pause = POLL_S[0]
         while wait and not job_finished(job, deadline):
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(pause)
+            pause = min(POLL_S[1], pause * 1.5)
             job = await self.cluster_job(collection, job.id, timeout=timeout)
         return job
 

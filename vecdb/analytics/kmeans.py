@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import validation
 from ..errors import InvalidArgument, NotFound, VecdbError
+from ..index import prepare
 from . import population
 
 log = logging.getLogger("vecdb")
@@ -213,10 +214,19 @@ class ClusterJob:
         m = self.spec.typical
         if m == 0:
             return [[] for _ in range(self.spec.k)]
-        order = np.lexsort((sq, assign))  # by cluster, then nearest first
-        starts = np.searchsorted(assign[order], np.arange(self.spec.k))
-        ends = np.searchsorted(assign[order], np.arange(self.spec.k), side="right")
-        picks = [order[a:min(b, a + m)] for a, b in zip(starts.tolist(), ends.tolist())]
+        # group rows by cluster with a stable radix sort (small ints: O(n), unlike a full
+        # lexsort by (cluster, distance): 0.4-0.8 s at 1M), then each cluster's m nearest
+        small = assign.astype(np.int16 if self.spec.k <= np.iinfo(np.int16).max else np.int32)
+        order = np.argsort(small, kind="stable")
+        ends = np.cumsum(np.bincount(assign, minlength=self.spec.k)).tolist()
+        picks, start = [], 0
+        for end in ends:
+            seg = order[start:end]
+            if len(seg) > m:  # everything up to the m-th smallest distance, ties included
+                kth = np.partition(sq[seg], m - 1)[m - 1]
+                seg = seg[sq[seg] <= kth]
+            picks.append(seg[np.lexsort((seg, sq[seg]))][:m])  # nearest first, then row
+            start = end
         flat = np.concatenate(picks) if picks else np.zeros(0, np.int64)
         ids, pays, txts = population.hydrate(self.coll, pop, flat, True)
         out, j = [], 0
@@ -233,7 +243,6 @@ class ClusterJob:
 
         def payloads(points) -> list[dict]:
             vecs = np.stack([p.vector for p in points]).astype(np.float32)
-            from ..index import prepare
             _, lab = km.assign(prepare(vecs, self.coll.config.metric))
             return [{**(p.payload or {}), field_name: int(c)} for p, c in zip(points, lab.tolist())]
         if self.coll.retired:
