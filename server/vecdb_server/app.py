@@ -85,6 +85,7 @@ class ServerApp:
             from .cluster.wiring import ClusterWiring
             self.cluster = ClusterWiring(cfg, self.engine, *local[:2])
             local = self.cluster.servicers()
+            self.guard.alias_source = self.cluster.aliases  # scoped keys see etcd's aliases
         collections_pb2_grpc.add_CollectionServiceServicer_to_server(local[0], self.server)
         points_pb2_grpc.add_PointServiceServicer_to_server(local[1], self.server)
         analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(local[2], self.server)

@@ -245,7 +245,7 @@ class Guard:
     def admit(self, method: str, metadata: Any, peer: str) -> KeySpec | None:
         key = None
         short = method.rsplit("/", 1)[-1]
-        if self.cfg.cluster_secret and _from_cluster_node(metadata, self.cfg.cluster_secret):
+        if self.cfg.cluster_etcd and _from_cluster_node(metadata, self.cfg.cluster_secret):
             return None  # a node-to-node call (cluster/peers.py), authenticated by the secret
         if self.keys.enabled:
             token = token_from_metadata(metadata)
@@ -293,7 +293,12 @@ class Guard:
             log.info("%s -> RESOURCE_EXHAUSTED: %s", method, why)
             raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
 
+    # cluster mode (cluster/wiring.py): aliases live in etcd, read from the node's view
+    alias_source: Any = None
+
     def _aliases(self) -> dict[str, str]:
+        if self.alias_source is not None:
+            return self.alias_source()
         try:
             with self.engine.session() as db:
                 return db.list_aliases()

@@ -23,6 +23,9 @@ from typing import Any, Iterator
 from vecdb.errors import Unavailable
 
 
+WATCH_IDLE_S = 30.0  # an idle watch stream is reopened after this long
+
+
 class EtcdUnavailable(Unavailable):
     def __init__(self, endpoint: str, why: object):
         super().__init__(f"etcd at {endpoint} is unreachable ({why}); cluster metadata "
@@ -136,9 +139,15 @@ class Etcd:
             failure: list[dict] | None = None) -> bool:
         """Atomically: if every compare holds, run ``success``, else ``failure``. True when
         the compares held."""
+        return self.txn_rev(compare, success, failure)[0]
+
+    def txn_rev(self, compare: list[dict], success: list[dict],
+                failure: list[dict] | None = None) -> tuple[bool, int]:
+        """:meth:`txn`, plus the store revision after it (a put it made has this
+        mod_revision)."""
         res = self._post("/kv/txn", {"compare": compare, "success": success,
                                      "failure": failure or []})
-        return bool(res.get("succeeded", False))
+        return bool(res.get("succeeded", False)), int(res["header"]["revision"])
 
     # ---- leases --------------------------------------------------------------------------
     def lease_grant(self, ttl: int) -> int:
@@ -169,7 +178,7 @@ class Etcd:
             req = urllib.request.Request(ep + "/v3/watch", json.dumps(body).encode(),
                                          {"Content-Type": "application/json"})
             try:
-                with urllib.request.urlopen(req, timeout=max(self.timeout, 5.0)) as stream:
+                with urllib.request.urlopen(req, timeout=WATCH_IDLE_S) as stream:
                     for line in _lines(stream, stop):
                         res = json.loads(line).get("result", {})
                         if res.get("compact_revision"):
@@ -187,14 +196,15 @@ class Etcd:
 
 
 def _lines(stream: Any, stop: threading.Event) -> Iterator[bytes]:
-    """Lines of a chunked HTTP body; a read timeout with nothing new just tries again
-    (etcd sends progress notifications) unless ``stop`` is set."""
+    """Lines of a chunked HTTP body. After WATCH_IDLE_S without a byte the stream ends
+    quietly (a timed-out socket cannot be read again): the caller watches anew from
+    the revision it has."""
     buf = b""
     while not stop.is_set():
         try:
             chunk = stream.read1(65536)
         except socket.timeout:
-            continue
+            return
         if not chunk:
             raise EtcdStreamClosed("watch stream closed")
         buf += chunk

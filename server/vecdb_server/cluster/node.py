@@ -15,7 +15,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -27,11 +29,12 @@ from vecdb.errors import NotFound, Unavailable
 
 from ..engine import EngineHolder
 from . import state as st
-from .etcd import Etcd, EtcdError, EtcdUnavailable, Event, delete, put, unchanged
+from .etcd import KV, Etcd, EtcdError, EtcdUnavailable, Event, delete, put, unchanged
 from .state import CollectionSpec, Node, ShardState
 
 log = logging.getLogger("vecdb_server.cluster")
 LOCAL_NAME = re.compile(r"^c([0-9a-f]+)-s(\d+)$")
+RESYNC_MARKS = "cluster-resync-marks.json"  # in the data dir
 
 
 class ClusterNode:
@@ -43,6 +46,12 @@ class ClusterNode:
         self.collections: dict[str, CollectionSpec] = {}
         self.shards: dict[tuple[str, int], ShardState] = {}
         self.aliases: dict[str, str] = {}
+        self._revs: dict[str, int] = {}  # key -> the revision of the view's last change of it
+        self._known_uids: set[str] = set()  # collections seen in the map by this process
+        marks = os.path.join(engine.data_dir, RESYNC_MARKS)
+        # local copies that must leave the in-sync set (they were found missing)
+        self._needs_resync: set[str] = set(json.load(open(marks))) if os.path.exists(marks) \
+            else set()
         self.revision = 0
         self.lease = 0
         self._stop = threading.Event()
@@ -78,17 +87,32 @@ class ClusterNode:
         self.etcd.put(st.node_key(self.id), self.me.to_json(), lease=self.lease)
 
     def _load(self) -> None:
-        kvs, rev = self.etcd.range(st.ROOT)
+        """Read everything once more and merge it key by key: a snapshot never rolls back
+        what the view already has from a newer revision (a watch event or our own CAS)."""
+        self._merge(*self.etcd.range(st.ROOT))
+
+    def _merge(self, kvs: list[KV], rev: int) -> None:
+        """Install a range read taken at revision ``rev`` (see _load)."""
         with self._lock:
-            self.nodes, self.collections, self.shards, self.aliases = {}, {}, {}, {}
+            seen = set()
             for kv in kvs:
+                seen.add(kv.key)
                 self._apply(Event("PUT", kv))
-            self.revision = rev
+            for key, at in list(self._revs.items()):
+                if key not in seen and at <= rev:  # gone by the snapshot's revision
+                    self._apply(Event("DELETE", KV(key, "", rev, 0)))
+            self.revision = max(self.revision, rev)
             self.on_change.notify_all()
 
     # ---- the view ------------------------------------------------------------------------
     def _apply(self, ev: Event) -> None:
+        """One key's change, unless the view already holds a newer revision of that key."""
         key, gone = ev.kv.key, ev.type == "DELETE"
+        if ev.kv.mod_revision < self._revs.get(key, 0):
+            return
+        self._revs[key] = ev.kv.mod_revision
+        if key.startswith(st.COLLECTIONS) and not gone:
+            self._known_uids.add(CollectionSpec.from_json(ev.kv.value).uid)
         if key.startswith(st.NODES):
             nid = key[len(st.NODES):]
             if gone:
@@ -110,12 +134,10 @@ class ClusterNode:
         elif key.startswith(st.SHARDS):
             name, _, shard = key[len(st.SHARDS):].rpartition("/")
             k = (name, int(shard))
-            old = self.shards.get(k)
             if gone:
                 self.shards.pop(k, None)
-            elif old is None or ev.kv.mod_revision >= old.mod_revision:
+            else:
                 self.shards[k] = ShardState.from_json(ev.kv.value, ev.kv.mod_revision)
-        self.revision = max(self.revision, ev.kv.mod_revision)
 
     def spec(self, name: str) -> CollectionSpec:
         """The collection ``name`` (or the one the alias ``name`` points to)."""
@@ -151,14 +173,12 @@ class ClusterNode:
         """Compare-and-swap of a shard's map entry; True when it won. The view follows at
         once (the watch confirms it)."""
         key = st.shard_key(name, shard)
-        if not self.etcd.txn([unchanged(key, old.mod_revision)], [put(key, new.to_json())]):
-            return False
-        got = self.etcd.get(key)
-        with self._lock:
-            if got is not None:
-                self._apply(Event("PUT", got))
-            self.on_change.notify_all()
-        return True
+        won, rev = self.etcd.txn_rev([unchanged(key, old.mod_revision)], [put(key, new.to_json())])
+        if won:  # the view follows from the txn's own revision: no second read to lose
+            with self._lock:
+                self._apply(Event("PUT", KV(key, new.to_json(), rev, 0)))
+                self.on_change.notify_all()
+        return won
 
     def refresh_shard(self, name: str, shard: int) -> ShardState:
         """The shard's entry read from etcd now (after a lost compare-and-swap)."""
@@ -255,7 +275,10 @@ class ClusterNode:
                     with self._lock:
                         for ev in events:
                             self._apply(ev)
+                        # what the watch delivered (not our own CAS results): resume here
+                        self.revision = max(self.revision, *(e.kv.mod_revision for e in events))
                         self.on_change.notify_all()
+                continue  # an idle stream ended: watch on from the same revision
             except EtcdError:
                 self._safe(self._load)  # compacted: read everything again
             except Exception as exc:  # noqa: BLE001 - etcd gone, a torn chunk...: never die
@@ -284,11 +307,14 @@ class ClusterNode:
             live = set(self.nodes)
         if self.id not in live:
             return  # not registered (etcd down, or the lease lapsed): change nothing
+        for (name, i), s in shards.items():  # failover first: nothing else may delay it
+            if s.primary not in live and self.id in s.in_sync \
+                    and not self.needs_resync(st.local_name(specs[name].uid, i)
+                                              if name in specs else ""):
+                self._failover(name, i, s, live)
         self._reconcile_local(shards, specs)
         for (name, i), s in shards.items():
-            if s.primary not in live and self.id in s.in_sync:
-                self._failover(name, i, s, live)
-            elif s.primary == self.id and self.resync is not None:
+            if s.primary == self.id and self.resync is not None:
                 for r in s.replicas:
                     if r != self.id and r in live and r not in s.in_sync \
                             and (name, i, r) not in self._resyncing:
@@ -300,25 +326,58 @@ class ClusterNode:
         with self.engine.session() as db:
             have = {c.name for c in db.list_collections()}
             for local, (name, i) in mine.items():
-                if local in have:
-                    continue
-                db.create_collection(**create_kwargs(specs[name], local))
-                s = shards[(name, i)]
-                if self.id in s.in_sync and len(s.in_sync) > 1:
-                    # the copy vanished (a wiped disk): out of sync until resynced
-                    rest = tuple(r for r in s.in_sync if r != self.id)
-                    new = s.with_(in_sync=rest, primary=rest[0] if s.primary == self.id
-                                  else s.primary, term=s.term + (s.primary == self.id))
-                    log.warning("replica %s of %s/%d was missing here: leaving the in-sync set",
-                                local, name, i)
-                    self._safe(lambda: self.change_shard(name, i, s, new) and None)
+                try:
+                    if local not in have:
+                        db.create_collection(**create_kwargs(specs[name], local))
+                        if self.id in shards[(name, i)].in_sync:
+                            # the copy vanished (a wiped disk): out of sync until resynced;
+                            # marked on disk, so a restart meanwhile still knows
+                            log.warning("replica %s of %s/%d was missing here: leaving the "
+                                        "in-sync set", local, name, i)
+                            self._mark_resync(local, True)
+                    if local in self._needs_resync:
+                        self._leave_in_sync(local, name, i, shards[(name, i)])
+                except Exception:  # noqa: BLE001 - the other replicas still get their turn
+                    log.exception("could not set up local replica %s", local)
+            live_uids = {spec.uid for spec in specs.values()}
             for local in have - set(mine):
-                if LOCAL_NAME.match(local):
-                    log.info("dropping local replica %s (no longer placed here)", local)
+                m = LOCAL_NAME.match(local)
+                # only copies of collections this process saw in the map and then lost:
+                # an empty or different etcd never makes a node drop its data
+                if m and m.group(1) in self._known_uids and m.group(1) not in live_uids:
+                    log.info("dropping local replica %s (its collection was dropped)", local)
                     try:
                         db.drop_collection(local)
                     except NotFound:
                         pass
+
+    def _leave_in_sync(self, local: str, name: str, i: int, s: ShardState) -> None:
+        """A marked copy leaves the in-sync set (retried every step until it has); as the
+        primary it hands over to another in-sync replica, or stays if it is the only one."""
+        if self.id not in s.in_sync or s.in_sync == (self.id,):
+            self._mark_resync(local, False)
+            return
+        rest = tuple(r for r in s.in_sync if r != self.id)
+        new = s.with_(in_sync=rest, primary=rest[0] if s.primary == self.id else s.primary,
+                      term=s.term + (s.primary == self.id))
+        try:
+            if self.change_shard(name, i, s, new):
+                self._mark_resync(local, False)
+        except (EtcdUnavailable, EtcdError) as exc:
+            log.warning("replica %s cannot leave the in-sync set yet: %s", local, exc)
+
+    def needs_resync(self, local: str) -> bool:
+        return local in self._needs_resync
+
+    def _mark_resync(self, local: str, on: bool) -> None:
+        (self._needs_resync.add if on else self._needs_resync.discard)(local)
+        path = os.path.join(self.engine.data_dir, RESYNC_MARKS)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(sorted(self._needs_resync), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
 
     def _failover(self, name: str, i: int, s: ShardState, live: set[str]) -> None:
         candidates = [r for r in s.in_sync if r in live]

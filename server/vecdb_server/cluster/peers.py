@@ -5,6 +5,7 @@ metadata that makes it act on its own replicas instead of routing.
   x-vecdb-route    local   | read or write this node's replica, named by its local name
                    primary | apply as the shard's primary, then replicate
                    replica | a replicated write from the primary (fenced by term)
+                   resync  | a step of the primary's full copy of a shard (fenced too)
   x-vecdb-term     the primary's term (replica route)
   x-vecdb-shard    "<collection>/<shard>" (primary and replica routes)
   x-vecdb-from     the sending node's id
@@ -23,7 +24,7 @@ from vecdb.errors import Unavailable
 
 SECRET, ROUTE, TERM, SHARD, FROM = ("x-vecdb-cluster", "x-vecdb-route", "x-vecdb-term",
                                     "x-vecdb-shard", "x-vecdb-from")
-ROUTES = ("local", "primary", "replica")
+ROUTES = ("local", "primary", "replica", "resync")
 
 
 def internal_route(metadata: Any, secret: str) -> dict[str, str] | None:

@@ -40,7 +40,12 @@ PEER_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
                grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
                grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted}
 STALE_TERM = "stale term"
-READ_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 30.0  # a read's budget when the client set no deadline
+
+
+def _target_name(request: Any) -> str:
+    """The (local) collection a request is for (CreateCollection/Drop name it "name")."""
+    return getattr(request, "collection", "") or getattr(request, "name", "")
 
 
 def _check_concern(spec: CollectionSpec, i: int, copies: int, note: str) -> None:
@@ -69,6 +74,12 @@ class Router:
         self.node, self.peers, self.secret = node, peers, secret
         self.lc, self.lp = local_collections, local_points
         self.pool = ThreadPoolExecutor(32, thread_name_prefix="vecdb-route")
+        # replication waits on its own threads: a fan-out task never waits on its own pool
+        self.repl_pool = ThreadPoolExecutor(32, thread_name_prefix="vecdb-replicate")
+        self.promised: dict[tuple[str, int], int] = {}  # highest term accepted per shard
+        # shard -> (term, replicas) that missed a write which was not acknowledged: they
+        # leave the in-sync set before the next write of that term
+        self.dirty: dict[tuple[str, int], tuple[int, set[str]]] = {}
         node.resync = self.resync
 
     # ---- dispatch ------------------------------------------------------------------------
@@ -83,22 +94,40 @@ class Router:
         return getattr(servicer, method)(request, NoContext())
 
     def internal(self, method: str, request: Any, md: dict[str, str]) -> Any:
-        """An internal call: act on this node's replica."""
-        if md[ROUTE] == "replica":
-            self._check_term(md)
-        elif md[ROUTE] == "primary":
-            name, _, shard = md[SHARD].rpartition("/")
-            return self.primary_write(name, int(shard), method, request)
+        """An internal call: act on this node's replica. Replicated writes and resync
+        steps are fenced: checked against the highest term this node has accepted for the
+        shard and applied under the shard's lock, so an older term can never land after
+        a newer one."""
+        route = md[ROUTE]
+        if route == "primary":
+            name, shard = self._target(md, request)
+            return self.primary_write(name, shard, method, request)
+        if route in ("replica", "resync"):
+            name, shard = self._target(md, request)
+            with self.node.write_lock(name, shard):
+                self._check_term(name, shard, md)
+                return self.local(method, request)
+        if self.node.needs_resync(_target_name(request)):
+            raise Unavailable("this copy is waiting for a resync", "collection")
         return self.local(method, request)
 
-    def _check_term(self, md: dict[str, str]) -> None:
+    def _target(self, md: dict[str, str], request: Any) -> tuple[str, int]:
+        """The shard a fenced call is for; its local name must be the current one (a
+        collection dropped and made again under the same name has a new uid)."""
         name, _, shard = md[SHARD].rpartition("/")
-        s = self.node.shard(name, int(shard))
-        term = int(md[TERM])
-        if term < s.term or (term == s.term and md.get(FROM) != s.primary):
-            raise FailedPrecondition(f"{STALE_TERM}: shard {name}/{shard} is at term {s.term} "
-                                     f"(primary {s.primary}); the sender has term {term}",
-                                     "term")
+        local = st.local_name(self.node.spec(name).uid, int(shard))
+        if _target_name(request) != local:
+            raise Unavailable(f"shard {name}/{shard} is now {local}; retry", "collection")
+        return name, int(shard)
+
+    def _check_term(self, name: str, shard: int, md: dict[str, str]) -> None:
+        s = self.node.shard(name, shard)
+        term, promised = int(md[TERM]), self.promised.get((name, shard), 0)
+        if term < max(s.term, promised) or (term == s.term and md.get(FROM) != s.primary):
+            raise FailedPrecondition(f"{STALE_TERM}: shard {name}/{shard} is at term "
+                                     f"{max(s.term, promised)} (primary {s.primary}); the "
+                                     f"sender has term {term}", "term")
+        self.promised[(name, shard)] = term
 
     # ---- calls to shards -----------------------------------------------------------------
     def _peer(self, node_id: str, method: str, request: Any, md: tuple,
@@ -116,19 +145,23 @@ class Router:
         field = from_metadata_text(md[FIELD_KEY]) if FIELD_KEY in md else None
         return cls(exc.details(), field)
 
-    def read_shard(self, spec: CollectionSpec, i: int, method: str, request: Any) -> Any:
+    def read_shard(self, spec: CollectionSpec, i: int, method: str, request: Any,
+                   timeout: float | None = None) -> Any:
         """``method`` on one in-sync replica of shard i: this node's own first, then the
-        primary, then the others; UNAVAILABLE naming the shard when none answers."""
+        primary, then the others; UNAVAILABLE naming the shard when none answers.
+        ``timeout``: what is left of the client's deadline (None: READ_TIMEOUT_S); a
+        remote replica gets an even share of it (at least 2 s), so a hung one cannot
+        use it all."""
         s = self.node.shard(spec.name, i)
         order = sorted(s.in_sync, key=lambda r: (r != self.node.id, r != s.primary))
+        budget = READ_TIMEOUT_S if timeout is None else timeout
+        each = max(2.0, budget / max(1, len([r for r in order if r != self.node.id])))
         last: Exception | None = None
         for r in order:
             try:
                 if r == self.node.id:
                     return self.local(method, request)
-                # a hung replica costs READ_TIMEOUT_S, then the next one is asked
-                return self._peer(r, method, request, self.peers.metadata("local"),
-                                  READ_TIMEOUT_S)
+                return self._peer(r, method, request, self.peers.metadata("local"), each)
             except Unavailable as exc:
                 last = exc
         raise Unavailable(f"shard {spec.name}/{i} has no reachable in-sync replica "
@@ -158,6 +191,11 @@ class Router:
             if s.primary != self.node.id:
                 raise Unavailable(f"shard {name}/{i} moved to {s.primary} (term {s.term}); "
                                   "retry", "collection")
+            term, left = self.dirty.get((name, i), (0, set()))
+            if left and term == s.term:  # an unacknowledged write reached some replicas
+                self._drop_from_in_sync(spec, i, s, sorted(left), check=False)  # only
+                s = self.node.shard(name, i)
+            self.dirty.pop((name, i), None)
             _check_concern(spec, i, len(s.in_sync), "(replicas are catching up)")
             result = self.local(method, request)
             others = [r for r in s.in_sync if r != self.node.id]
@@ -181,15 +219,16 @@ class Router:
     def _replicate(self, spec: CollectionSpec, i: int, s: st.ShardState, method: str,
                    request: Any, others: list[str]) -> None:
         md = self.peers.metadata("replica", f"{spec.name}/{i}", s.term)
-        futures = {r: self.pool.submit(self._peer, r, method, request, md, 10.0) for r in others}
+        futures = {r: self.repl_pool.submit(self._peer, r, method, request, md, 10.0)
+                   for r in others}
         failed, fenced = [], False
         for r, f in futures.items():
             try:
-                f.result()
+                f.result(timeout=15.0)
             except FailedPrecondition as exc:
                 fenced |= STALE_TERM in exc.message
                 failed.append(r)
-            except VecdbError as exc:
+            except (VecdbError, TimeoutError) as exc:
                 log.warning("replica %s of %s/%d missed a write: %s", r, spec.name, i, exc)
                 failed.append(r)
         if fenced:
@@ -197,10 +236,14 @@ class Router:
                               "(a newer term exists); the write is not acknowledged, retry",
                               "collection")
         if failed:
-            self._drop_from_in_sync(spec, i, s, failed)
+            try:
+                self._drop_from_in_sync(spec, i, s, failed)
+            except Unavailable:
+                self.dirty[(spec.name, i)] = (s.term, set(failed))  # before the next write
+                raise
 
     def _drop_from_in_sync(self, spec: CollectionSpec, i: int, s: st.ShardState,
-                           failed: list[str]) -> None:
+                           failed: list[str], check: bool = True) -> None:
         """Before acknowledging: the replicas that missed the write leave the in-sync set
         (so none of them can ever be elected with it missing). A lost compare-and-swap is
         retried on the fresh entry while this node is still the primary of this term."""
@@ -208,7 +251,9 @@ class Router:
         for _ in range(5):
             new = cur.with_(in_sync=tuple(r for r in cur.in_sync if r not in failed))
             if self.node.change_shard(spec.name, i, cur, new):
-                _check_concern(spec, i, len(new.in_sync), "hold the write; not acknowledged")
+                if check:
+                    _check_concern(spec, i, len(new.in_sync), "hold the write; not "
+                                   "acknowledged")
                 return
             cur = self.node.refresh_shard(spec.name, i)
             if cur.primary != self.node.id or cur.term != s.term:
@@ -237,7 +282,7 @@ class Router:
             if s.primary != self.node.id or r in s.in_sync or r not in s.replicas:
                 return
             log.info("resyncing shard %s/%d to %s", name, i, r)
-            md = self.peers.metadata("local")
+            md = self.peers.metadata("resync", f"{name}/{i}", s.term)
             try:
                 self._peer(r, "DropCollection", cpb.DropCollectionRequest(name=local), md)
             except NotFound:

@@ -133,12 +133,14 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         if got:
             return got[0]
         spec = self.node.spec(request.collection)
-        answers = self._all_shards(spec, "Count", request)
+        answers = self._all_shards(spec, "Count", request, context)
         return ppb.CountResponse(count=sum(a.count for a in answers.values()))
 
-    def _all_shards(self, spec: st.CollectionSpec, method: str, request: Any) -> dict:
+    def _all_shards(self, spec: st.CollectionSpec, method: str, request: Any,
+                    context: Any = None) -> dict:
+        left = context.time_remaining() if context is not None else None
         return self.r.fan_out(lambda i: self.r.read_shard(
-            spec, i, method, _with_name(request, st.local_name(spec.uid, i))),
+            spec, i, method, _with_name(request, st.local_name(spec.uid, i)), left),
             list(range(spec.shards)))
 
     def Scroll(self, request: ppb.ScrollRequest, context: Any) -> ppb.ScrollResponse:
@@ -177,7 +179,7 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         if request.WhichOneof("query") == "expression" or request.HasField("group_by"):
             raise _unsupported("Search with an expression or group_by")
         spec = self.node.spec(request.collection)
-        answers = self._all_shards(spec, "Search", request)
+        answers = self._all_shards(spec, "Search", request, context)
         k = request.k if request.HasField("k") else 10
         hib = _higher_is_better(spec.request)
         n = len(answers[0].results)
@@ -191,7 +193,7 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         if got:
             return got[0]
         spec = self.node.spec(request.collection)
-        answers = self._all_shards(spec, "RangeSearch", request)
+        answers = self._all_shards(spec, "RangeSearch", request, context)
         limit = request.limit if request.HasField("limit") else 1000
         hib = _higher_is_better(spec.request)
         n = len(answers[0].results)

@@ -31,6 +31,10 @@ class ClusterWiring:
         return (ClusterCollectionServicer(self.router, points), points,
                 analytics_servicer(self.router))
 
+    def aliases(self) -> dict[str, str]:
+        with self.node._lock:
+            return dict(self.node.aliases)
+
     def status_servicer(self) -> ClusterStatusServicer:
         return ClusterStatusServicer(self.router)
 
