@@ -116,7 +116,9 @@ def test_kmeans_bad_input(db):
     assert e.value.field == "k" and "sample" in e.value.message
     for kwargs, fld in [({"k": 0}, "k"), ({"k": 2, "iterations": 0}, "iterations"),
                         ({"k": 2, "sample": -1}, "sample"), ({"k": 2, "seed": -3}, "seed"),
-                        ({"k": 2, "write_label": ""}, None), ({"k": 2, "typical": 1000}, "typical"),
+                        ({"k": 2, "write_label": ""}, "write_label"),
+                        ({"k": 2, "write_label": "meta.topic"}, "write_label"),
+                        ({"k": 2, "write_label": "$text"}, "write_label"), ({"k": 2, "typical": 1000}, "typical"),
                         ({"k": 2, "init": "forgy"}, "init"),
                         ({"k": 2, "filter": {"bogus": 1}}, None)]:
         with pytest.raises(InvalidArgument) as e:

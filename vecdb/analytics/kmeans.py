@@ -83,9 +83,21 @@ class ClusterSpec:
             raise InvalidArgument(f"init must be one of {', '.join(INITS)}, got {init!r}", "init")
         return cls(validation.int_in(k, 1, MAX_K, "k"), filter, population.check_sample(sample),
                    validation.int_in(iterations, 1, 1000, "iterations"),
-                   None if write_label is None else validation.payload_field(write_label),
+                   None if write_label is None else _label_field(write_label),
                    population.check_seed(seed), validation.int_in(typical, 0, MAX_TYPICAL, "typical"),
                    init)
+
+
+def _label_field(name: object) -> str:
+    """A top-level payload key (a dot would make filters read a nested path, "$text" is
+    the point's text): errors name write_label."""
+    if not isinstance(name, str) or not name or "." in name or name.startswith("$"):
+        raise InvalidArgument(f"write_label must be a top-level payload key (no '.', not "
+                              f"starting with '$'), got {name!r}", "write_label")
+    try:
+        return validation.payload_field(name)
+    except InvalidArgument as exc:
+        raise InvalidArgument(exc.message, "write_label") from None
 
 
 def kmeans(vectors: np.ndarray, spec: ClusterSpec, metric: str, gpu: bool) -> faiss.Kmeans:
