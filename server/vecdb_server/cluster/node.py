@@ -111,8 +111,6 @@ class ClusterNode:
         if ev.kv.mod_revision < self._revs.get(key, 0):
             return
         self._revs[key] = ev.kv.mod_revision
-        if key.startswith(st.COLLECTIONS) and not gone:
-            self._known_uids.add(CollectionSpec.from_json(ev.kv.value).uid)
         if key.startswith(st.NODES):
             nid = key[len(st.NODES):]
             if gone:
@@ -124,7 +122,8 @@ class ClusterNode:
             if gone:
                 self.collections.pop(name, None)
             else:
-                self.collections[name] = CollectionSpec.from_json(ev.kv.value)
+                spec = self.collections[name] = CollectionSpec.from_json(ev.kv.value)
+                self._known_uids.add(spec.uid)
         elif key.startswith(st.ALIASES):
             alias = key[len(st.ALIASES):]
             if gone:
