@@ -27,6 +27,8 @@ LISTENING = re.compile(r"listening on ([\d.]+):(\d+)")
 def make_config(data_dir: Path, **overrides) -> ServerConfig:
     engine = overrides.pop("engine", DatabaseOptions())
     overrides.setdefault("metrics_port", 0)  # never the fixed default: servers run side by side
+    # the 1% recall sampler re-runs a search exactly: tests counting searches would be flaky
+    overrides.setdefault("recall_sample_rate", 0.0)
     return ServerConfig(host="127.0.0.1", port=0, data_dir=str(data_dir), max_workers=8,
                         grace_period_s=5.0, engine=engine, **overrides)
 
