@@ -130,8 +130,10 @@ def register(sub: Any) -> None:
         (scores in (0, 1) when it is closer to a positive, (-1, 0) otherwise). The
         stored examples are left out of the hits unless --include-examples.""")
     p.add_argument("collection", help="collection or alias")
-    p.add_argument("--positive", nargs="+", metavar="ID", help="ids of positive examples")
-    p.add_argument("--negative", nargs="+", metavar="ID", help="ids of negative examples")
+    p.add_argument("--positive", nargs="+", action="extend", metavar="ID",
+                   help="ids of positive examples (repeatable: every one given counts)")
+    p.add_argument("--negative", nargs="+", action="extend", metavar="ID",
+                   help="ids of negative examples (repeatable)")
     p.add_argument("--positive-text", action="append", metavar="TEXT", help="a positive text")
     p.add_argument("--negative-text", action="append", metavar="TEXT", help="a negative text")
     p.add_argument("--positive-vector", action="append", metavar="JSON", help="a positive vector")
