@@ -52,18 +52,31 @@ class Term:
 
 
 # ---- parsing ---------------------------------------------------------------------------
-def _typed(item: dict, field: str, weight: float) -> Term:
+def _typed(item: dict, field: str, scale: float | None) -> Term:
+    """A typed term {"id"|"text"|"vector": ..., "weight": w}: weight ``scale`` x w (w defaults
+    to 1), so ("-", {"id": x, "weight": 2}) weighs -2. ``scale`` None: a recommend example,
+    which takes no weight (the strategies average the examples unweighted)."""
     kinds = [k for k in ("id", "text", "vector") if k in item]
     extra = set(item) - {"id", "text", "vector", "weight"}
     if len(kinds) != 1 or extra:
-        raise InvalidArgument(f"{field} must have exactly one of id, text, vector (and an "
-                              f"optional weight), got keys {sorted(item)}", field)
+        raise InvalidArgument(f"{field} must have exactly one of id, text, vector"
+                              f"{'' if scale is None else ' (and an optional weight)'}, got keys "
+                              f"{sorted(item)}", field)
     kind = kinds[0]
-    w = item.get("weight", weight)
-    if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(w):
+    if scale is None:
+        if "weight" in item:
+            raise InvalidArgument(f"{field}.weight: recommend examples take no weight (use an "
+                                  "expression search for weighted terms)", f"{field}.weight")
+        return _term(kind, item[kind], 1.0, field)
+    w = item.get("weight", 1.0)
+    if not _finite_number(w):
         raise InvalidArgument(f"{field}.weight must be a finite number, got {w!r}", f"{field}.weight")
-    return _term(kind, item[kind], float(w), field)
+    return _term(kind, item[kind], scale * float(w), field)
+
+
+def _finite_number(x: object) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) \
+        and bool(np.isfinite(x))
 
 
 def _term(kind: str, value: object, weight: float, field: str) -> Term:
@@ -99,7 +112,7 @@ def parse_examples(items: object, field: str, required: bool) -> list[Term]:
         if isinstance(item, str):
             out.append(_term("id", item, 1.0, f))
         elif isinstance(item, dict):
-            out.append(_typed(item, f, 1.0))
+            out.append(_typed(item, f, None))
         elif _is_vector(item):
             out.append(Term("vector", item, 1.0, f))
         else:
@@ -110,7 +123,8 @@ def parse_examples(items: object, field: str, required: bool) -> list[Term]:
 
 def parse_expression(items: object, field: str = "expression") -> list[Term]:
     """Expression terms: (sign or weight, term) with term "id:X", "text:Y", a vector or a
-    typed dict; or a typed dict {"id"|"text"|"vector": ..., "weight": w}."""
+    typed dict; or a typed dict {"id"|"text"|"vector": ..., "weight": w}. A term's weight
+    is its sign ("+" 1, "-" -1) or number times its dict's weight (default 1)."""
     out = []
     for i, item in enumerate(_items(items, field, True, "terms")):
         f = f"{field}[{i}]"
@@ -121,10 +135,9 @@ def parse_expression(items: object, field: str = "expression") -> list[Term]:
             raise InvalidArgument(f"{f} must be (sign, term), (weight, term) or {{'id'|'text'|"
                                   f"'vector': ..., 'weight': w}}, got {item!r:.80}", f)
         sign, term = item
-        if sign in ("+", "-"):
+        if isinstance(sign, str) and sign in ("+", "-"):
             weight = 1.0 if sign == "+" else -1.0
-        elif isinstance(sign, (int, float, np.integer, np.floating)) and not isinstance(sign, bool) \
-                and np.isfinite(sign):
+        elif _finite_number(sign):
             weight = float(sign)
         else:
             raise InvalidArgument(f"{f}: the sign must be '+', '-' or a finite number, got {sign!r}", f)

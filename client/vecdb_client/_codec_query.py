@@ -57,8 +57,9 @@ def _typed(item: dict, field: str, weight: float | None) -> ppb.QueryTerm:
                     field)
     else:
         setattr(term, kind, item[kind])
-    if "weight" in item:
-        weight = _weight(item["weight"], f"{field}.weight")
+    if "weight" in item:  # inside (sign, dict): the sign times the dict's weight
+        w = _weight(item["weight"], f"{field}.weight")
+        weight = w if weight is None else weight * w
     if weight is not None:
         term.weight = weight
     return term

@@ -114,6 +114,10 @@ def test_async_client(server, data):
             assert [h.id for h in got] == ref_best(ids, X, X[[4]], X[[5, 6]], 5, {"p4", "p5", "p6"})
             got = await c.search("beyond", expression=[{"id": "p7", "weight": 2}, ("-", "id:p8")], k=4)
             assert [h.id for h in got] == ref_top(ids, X, 2 * unit(X[7]) - unit(X[8]), 4, {"p7", "p8"})[0]
+            # the sign multiplies a dict's weight: "-" with weight 2 is -2 (SDK and server agree)
+            got = await c.search("beyond", expression=[("+", "id:p7"),
+                                                       ("-", {"id": "p8", "weight": 2})], k=4)
+            assert [h.id for h in got] == ref_top(ids, X, unit(X[7]) - 2 * unit(X[8]), 4, {"p7", "p8"})[0]
             groups = await c.search("beyond", vector=X[11], group_by="author", groups=4, group_size=3)
             assert [(g.key, [h.id for h in g.hits]) for g in groups] == \
                 ref_groups(ids, X, pays, X[11], "author", 3, 4)

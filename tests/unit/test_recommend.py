@@ -255,3 +255,20 @@ def test_bad_input_names_the_field_and_writes_nothing(db, data):
     err(InvalidArgument, lambda: db.search_groups("c", q, group_by="w"), "group_by")
     assert [s.applied_seq for s in db.collections["c"].shards] == seqs
     assert db.count("c") == N + 2
+
+
+def test_sign_times_dict_weight(db, data):
+    """("-", {"weight": 2}) weighs -2 and ("+", {"weight": -1}) -1 (the dict's weight used to
+    replace the sign); a numeric sign multiplies too. Recommend examples take no weight."""
+    ids, X, _ = data
+    make(db, "c", data, "l2", 2)
+    got = db.search_expression("c", [("+", "id:p5"), ("-", {"id": "p6", "weight": 2}),
+                                     ("+", {"vector": X[9], "weight": -1}),
+                                     (0.5, {"id": "p7", "weight": 4})], k=10)
+    q = X[5] - 2 * X[6] - X[9] + 2 * X[7]
+    want_ids, want_scores = ref_search(ids, X, q, 10, "l2", skip={"p5", "p6", "p7"})
+    assert got.ids == want_ids
+    np.testing.assert_allclose(got.scores, want_scores, rtol=1e-4, atol=1e-3)
+    with pytest.raises(InvalidArgument) as e:
+        db.recommend("c", ["p1", {"id": "p2", "weight": 3}])
+    assert e.value.field == "positive[1].weight"
