@@ -40,7 +40,8 @@ from .types import SearchParams, SearchResult
 STRATEGIES = ("average", "best_score")
 MAX_TERMS = 1000
 _GROW = 4
-_SCAN_CHUNK = 65_536
+_SCAN_CHUNK = 16_384  # points reconstructed at a time by the best_score full scan
+SIM_BLOCK = 1 << 20  # similarity matrix elements computed at a time (4 MiB of float32)
 
 
 @dataclass(frozen=True)
@@ -256,9 +257,16 @@ def similarities(vecs: np.ndarray, examples: np.ndarray, metric: str) -> np.ndar
 
 
 def best_score(vecs: np.ndarray, pos: np.ndarray, neg: np.ndarray, metric: str):
-    """(scores, best positive similarity, positive chosen?) of each vector."""
-    bp = similarities(vecs, pos, metric).max(1)
-    bn = similarities(vecs, neg, metric).max(1) if len(neg) else np.full(len(vecs), -np.inf)
+    """(scores, best positive similarity, positive chosen?) of each vector. The (vectors x
+    examples) similarities are computed SIM_BLOCK elements at a time, so memory stays
+    bounded whatever the numbers of candidates and examples."""
+    n = len(vecs)
+    bp, bn = np.empty(n, np.float32), np.full(n, -np.inf, np.float32)
+    step = max(1, SIM_BLOCK // max(len(pos), len(neg), 1))
+    for i in range(0, n, step):
+        bp[i:i + step] = similarities(vecs[i:i + step], pos, metric).max(1)
+        if len(neg):
+            bn[i:i + step] = similarities(vecs[i:i + step], neg, metric).max(1)
     chosen = bp > bn
     return np.where(chosen, _sig(bp), -_sig(np.where(chosen, 0, bn))).astype(np.float32), bp, chosen
 
