@@ -7,6 +7,9 @@ Keys (JSON values):
                                   CreateCollectionRequest every replica is created from
   /vecdb/shards/<name>/<i>       {"primary", "replicas", "in_sync", "term"}
   /vecdb/aliases/<alias>         the collection's name
+  /vecdb/moves/<name>/<i>        {"source", "target"}: a replica move in progress
+  /vecdb/removed/<id>            a node being removed for good (its replicas move off)
+  /vecdb/rebalancer              the id of the node that drives moves, under its lease
 
 A shard's replicas are ordinary engine collections on their nodes, named
 ``local_name(uid, i)``; only cluster code ever sees those names.
@@ -23,6 +26,9 @@ NODES = ROOT + "nodes/"
 COLLECTIONS = ROOT + "collections/"
 SHARDS = ROOT + "shards/"
 ALIASES = ROOT + "aliases/"
+MOVES = ROOT + "moves/"
+REMOVED = ROOT + "removed/"
+REBALANCER = ROOT + "rebalancer"
 WRITE_CONCERNS = ("majority", "all", "one")
 
 
@@ -40,6 +46,14 @@ def shard_key(name: str, shard: int) -> str:
 
 def alias_key(alias: str) -> str:
     return ALIASES + alias
+
+
+def move_key(name: str, shard: int) -> str:
+    return f"{MOVES}{name}/{shard}"
+
+
+def removed_key(node_id: str) -> str:
+    return REMOVED + node_id
 
 
 def local_name(uid: str, shard: int) -> str:
@@ -104,6 +118,29 @@ class ShardState:
 
     def with_(self, **kw) -> "ShardState":
         return replace(self, **kw)
+
+
+@dataclass(frozen=True)
+class Move:
+    """Replica ``source`` of shard (collection, shard) moving to ``target`` (docs/cluster.md
+    "Rebalancing"): target joins the replicas out of sync, is resynced by the primary,
+    then source leaves (handing over the primary if it was one) in one transaction."""
+    collection: str
+    shard: int
+    source: str
+    target: str
+    mod_revision: int = field(default=0, compare=False)  # etcd's, not stored
+
+    def key(self) -> str:
+        return move_key(self.collection, self.shard)
+
+    def to_json(self) -> str:
+        return json.dumps({"source": self.source, "target": self.target}, sort_keys=True)
+
+    @staticmethod
+    def from_json(name: str, shard: int, text: str, mod_revision: int = 0) -> "Move":
+        d = json.loads(text)
+        return Move(name, shard, d["source"], d["target"], mod_revision)
 
 
 def validate_cluster_args(shards: int, replication_factor: int, write_concern: str) -> None:
