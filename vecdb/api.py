@@ -447,6 +447,39 @@ class Database:
             lambda batch: coll.search_prepared(batch, k, params, with_payload, with_vector,
                                                None, raw_payloads))
 
+    def search_across(self, collections: list[str], queries=None, k: int = 10,
+                      params: SearchParams | None = None, with_payload: bool = True,
+                      with_vector: bool = False, filter=None, texts=None,
+                      raw_payloads: bool = False) -> list[SearchResult]:
+        """search() over several collections of one configuration as if their shards
+        were one collection's: one fan-out, one merge, one hydration (a cluster node
+        holding every shard of a collection answers a search with this one call).
+        Arguments as search(); concurrent calls over the same collections coalesce."""
+        colls = [self._get(c) for c in collections]
+        if not colls:
+            raise InvalidArgument("collections: name at least one", "collections")
+        first, params = colls[0], params or SearchParams()
+        if any(c.config.dim != first.config.dim or c.config.metric != first.config.metric
+               for c in colls):
+            raise InvalidArgument("collections: all must have one dimension and metric",
+                                  "collections")
+        shards = [s for c in colls for s in c.shards]
+        k = validation.k(k)
+        if texts is not None:
+            if queries is not None:
+                raise InvalidArgument("give query vectors or query texts, not both", "texts")
+            queries = first.embed_queries(texts)
+        q, node = first.prepare_queries(queries, params), filters.parse(filter)
+        with_payload, with_vector, raw_payloads = bool(with_payload), bool(with_vector), bool(raw_payloads)
+
+        def run(batch: np.ndarray) -> list[SearchResult]:
+            return first.search_prepared(batch, k, params, with_payload, with_vector, node,
+                                         raw_payloads, shards)
+        if self._coalescer is None or node is not None:
+            return run(q)
+        return self._coalescer.run((tuple(colls), k, params, with_payload, with_vector,
+                                    raw_payloads), q, run)
+
     # ---- beyond nearest neighbours (vecdb.recommend, vecdb.grouping) --------------------
     def recommend(self, collection: str, positive, negative=None, strategy: str = "average",
                   k: int = 10, params: SearchParams | None = None, with_payload: bool = True,

@@ -33,7 +33,9 @@ class Collection:
                  options: DatabaseOptions, pool: ThreadPoolExecutor, gpu=None):
         self.store, self.config, self.dir, self.options, self.pool = store, config, directory, options, pool
         # "cpu", or the GPU backend ("faiss"/"torch") of vecdb.gpu.GpuContext ``gpu``
-        backend = "cpu" if gpu is None else gpu.resolve(config.device, strict=False, name=config.name)
+        # (quantized collections run on the CPU: their vectors live on disk, vecdb/quant.py)
+        backend = ("cpu" if gpu is None or config.quantization
+                   else gpu.resolve(config.device, strict=False, name=config.name))
         self.shards = [Shard(store, config, i, os.path.join(directory, f"shard-{i}"), gpu, backend)
                        for i in range(config.shards)]
         self.write_lock = threading.Lock()
@@ -341,24 +343,28 @@ class Collection:
                                     with_vector, filters.parse(filter), raw_payloads)
 
     def search_prepared(self, q: np.ndarray, k: int, params: SearchParams, with_payload: bool,
-                        with_vector: bool, node=None, raw_payloads: bool = False
-                        ) -> list[SearchResult]:
+                        with_vector: bool, node=None, raw_payloads: bool = False,
+                        shards: list[Shard] | None = None) -> list[SearchResult]:
         """search() after validation: ``q`` from prepare_queries, ``k`` validated,
-        ``node`` a parsed filter."""
+        ``node`` a parsed filter. ``shards``: search these instead of this collection's
+        own, as one collection (a cluster node's local replicas of a collection's shards,
+        each a 1-shard collection of this one's config)."""
+        shards = self.shards if shards is None else shards
         if len(q) == 0:
             return []
-        if len(self.shards) == 1:
-            parts = [self.shards[0].search(q, k, params, node)]
+        if len(shards) == 1:
+            parts = [shards[0].search(q, k, params, node)]
         else:
             single = omp.is_single()  # a merged batch stays single-threaded in the pool
 
             def one(s: Shard):
                 with omp.single_threaded(single):
                     return s.search(q, k, params, node)
-            parts = list(self.pool.map(one, self.shards))
+            parts = list(self.pool.map(one, shards))
         plan = "; ".join(f"shard {i}: {p[2]}" for i, p in enumerate(parts))
         scores, which, labels = merge([p[:2] for p in parts], k, higher_is_better(self.config.metric))
-        return self._hydrate(scores, which, labels, with_payload, with_vector, plan, raw_payloads)
+        return self._hydrate(scores, which, labels, with_payload, with_vector, plan, raw_payloads,
+                             shards)
 
     def prepare_queries(self, queries, params: SearchParams) -> np.ndarray:
         """Validated query vectors in the index's form (normalized for cosine)."""
@@ -396,9 +402,12 @@ class Collection:
         return self._hydrate(scores, which, labels, with_payload, with_vector, None)
 
     def _hydrate(self, scores, which, labels, with_payload, with_vector, plan,
-                 raw_payloads: bool = False) -> list[SearchResult]:
+                 raw_payloads: bool = False, shards: list[Shard] | None = None
+                 ) -> list[SearchResult]:
         """SearchResults for merged (scores, shard, label) rows: one multi-get per shard
-        for the distinct labels of the whole batch (result sets repeat labels)."""
+        for the distinct labels of the whole batch (result sets repeat labels).
+        ``shards``: what ``which`` indexes (default: this collection's)."""
+        shards = self.shards if shards is None else shards
         valid = labels >= 0
         hit_labels, hit_shards = labels[valid].tolist(), which[valid].tolist()
         n = len(hit_labels)
@@ -407,10 +416,10 @@ class Collection:
         txts: list = [None] * n
         vecs = np.zeros((n, self.config.dim), np.float32) if with_vector else None
         for s in set(hit_shards):
-            rows = [j for j in range(n) if hit_shards[j] == s] if len(self.shards) > 1 else range(n)
+            rows = [j for j in range(n) if hit_shards[j] == s] if len(shards) > 1 else range(n)
             first: dict[int, int] = {}  # label -> its position among the distinct labels
             slot = [first.setdefault(hit_labels[j], len(first)) for j in rows]
-            got_ids, got_p, got_t, got_v = self.shards[s].hydrate(
+            got_ids, got_p, got_t, got_v = shards[s].hydrate(
                 np.fromiter(first, np.int64, len(first)), with_payload, with_vector, raw_payloads)
             for j, u in zip(rows, slot):
                 ids[j], pays[j], txts[j] = got_ids[u], got_p[u], got_t[u]

@@ -143,6 +143,36 @@ def test_results_equal_a_single_node(cluster, single):
         assert cc.list_aliases() == {} and status
 
 
+def test_a_node_holding_every_shard_answers_like_a_single_node(cluster, single):
+    """R = nodes: every node searches its own replicas of all shards in one engine call
+    (cluster/local_reads.py); hits, scores, payloads, texts and vectors equal a single
+    node's, with and without a filter, for vector and batch queries."""
+    n = 400
+    vecs, ids = rand(n, 11), [f"q{i}" for i in range(n)]
+    payloads = [{"i": i, "lang": ["en", "de"][i % 2]} for i in range(n)]
+    texts = [f"t{i}" for i in range(n)]
+    queries = rand(5, 12)
+    with cluster.client() as cc, single.client() as sc:
+        cc.create_collection("every", dim=DIM, metric="cosine", shards=3, replication_factor=3,
+                             index="flat")
+        sc.create_collection("every", dim=DIM, metric="cosine", shards=3, index="flat")
+        for c in (cc, sc):
+            c.upsert("every", ids, vecs, payloads=payloads, texts=texts)
+            c.delete("every", ["q1", "q2"])
+        cluster.wait_in_sync("every")
+        want = [(f, sc.search("every", vectors=queries, k=7, filter=f, with_vectors=True))
+                for f in (None, {"key": "lang", "match": "de"})]
+        for node in cluster.nodes:
+            with cluster.client([node]) as one:
+                for f, expect in want:
+                    got = one.search("every", vectors=queries, k=7, filter=f, with_vectors=True)
+                    assert [[(h.id, round(h.score, 5), h.payload, h.text, h.vector.tobytes())
+                             for h in r] for r in got] == \
+                        [[(h.id, round(h.score, 5), h.payload, h.text, h.vector.tobytes())
+                          for h in r] for r in expect]
+        cc.drop_collection("every")
+
+
 class Ingest:
     """Writes batches of fresh ids through the cluster in a thread; records every
     acknowledged id and the vector it was given."""

@@ -16,7 +16,7 @@ from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 
 from vecdb.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 
-from . import merge
+from . import local_reads, merge, queries
 from . import state as st
 from .router import Router
 
@@ -117,31 +117,58 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         if got:
             return got[0]
         spec = self.node.spec(request.collection)
-        parts = merge.split_ids(request.ids, spec.shards)
+        return ppb.GetResponse(points=self.get_points(spec, request.ids, request=request))
+
+    def get_points(self, spec: st.CollectionSpec, ids: Any, with_vector: bool = False,
+                   request: ppb.GetRequest | None = None) -> tpb.PointBatch:
+        """The points with these ids (request order, missing ones omitted), each read
+        from its own shard."""
+        if request is None:
+            request = ppb.GetRequest(collection=spec.name, ids=ids, with_vector=with_vector,
+                                     with_payload=False)
+        parts = merge.split_ids(ids, spec.shards)
 
         def one(i: int) -> ppb.GetResponse:
             sub = _with_name(request, st.local_name(spec.uid, i))
             del sub.ids[:]
-            sub.ids.extend(request.ids[p] for p in parts[i])
+            sub.ids.extend(ids[p] for p in parts[i])
             return self.r.read_shard(spec, i, "Get", sub)
         answers = self.r.fan_out(one, sorted(parts))
-        return ppb.GetResponse(points=merge.concat_batches(
-            [answers[i].points for i in sorted(answers)], order=list(request.ids)))
+        return merge.concat_batches([answers[i].points for i in sorted(answers)],
+                                    order=list(ids))
 
     def Count(self, request: ppb.CountRequest, context: Any) -> ppb.CountResponse:
         got = self._internal("Count", request, context)
         if got:
             return got[0]
         spec = self.node.spec(request.collection)
-        answers = self._all_shards(spec, "Count", request, context)
-        return ppb.CountResponse(count=sum(a.count for a in answers.values()))
+        answers = self.all_shards(spec, "Count", request, context, request.allow_partial)
+        return ppb.CountResponse(count=sum(a.count for a in answers.values()),
+                                 partial=len(answers) < spec.shards)
 
-    def _all_shards(self, spec: st.CollectionSpec, method: str, request: Any,
-                    context: Any = None) -> dict:
+    def all_shards(self, spec: st.CollectionSpec, method: str, request: Any,
+                   context: Any = None, partial: bool = False) -> dict:
+        """shard -> its answer to ``method``. With ``partial``, a shard with no reachable
+        replica is left out (at least one must answer) instead of failing the call."""
         left = context.time_remaining() if context is not None else None
-        return self.r.fan_out(lambda i: self.r.read_shard(
-            spec, i, method, _with_name(request, st.local_name(spec.uid, i)), left),
-            list(range(spec.shards)))
+
+        def one(i: int) -> Any:
+            try:
+                return self.r.read_shard(spec, i, method,
+                                         _with_name(request, st.local_name(spec.uid, i)), left)
+            except Unavailable:
+                if not partial:
+                    raise
+                return None
+        got = self.r.fan_out(one, list(range(spec.shards)))
+        out = {i: a for i, a in got.items() if a is not None}
+        if not out:
+            raise Unavailable(f"no shard of {spec.name!r} has a reachable in-sync replica",
+                              "collection")
+        return out
+
+    def higher_is_better(self, spec: st.CollectionSpec) -> bool:
+        return _higher_is_better(spec.request)
 
     def Scroll(self, request: ppb.ScrollRequest, context: Any) -> ppb.ScrollResponse:
         got = self._internal("Scroll", request, context)
@@ -177,29 +204,36 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         if got:
             return got[0]
         if request.WhichOneof("query") == "expression" or request.HasField("group_by"):
-            raise _unsupported("Search with an expression or group_by")
+            return queries.search_beyond(self, request, context)
         spec = self.node.spec(request.collection)
-        answers = self._all_shards(spec, "Search", request, context)
+        fast = local_reads.search(self.node, spec, request)
+        if fast is not None:
+            return fast
+        answers = self.all_shards(spec, "Search", request, context, request.allow_partial)
         k = request.k if request.HasField("k") else 10
-        hib = _higher_is_better(spec.request)
-        n = len(answers[0].results)
-        return ppb.SearchResponse(results=[
-            merge.merge_results([answers[i].results[q] for i in range(spec.shards)], k, hib,
-                                True)
-            for q in range(n)])
+        return _merged(answers, spec, k, True)
+
+    def Recommend(self, request: ppb.RecommendRequest, context: Any) -> ppb.SearchResponse:
+        got = self._internal("Recommend", request, context)
+        return got[0] if got else queries.recommend_search(self, request, context)
 
     def RangeSearch(self, request: ppb.RangeSearchRequest, context: Any) -> ppb.SearchResponse:
         got = self._internal("RangeSearch", request, context)
         if got:
             return got[0]
         spec = self.node.spec(request.collection)
-        answers = self._all_shards(spec, "RangeSearch", request, context)
+        answers = self.all_shards(spec, "RangeSearch", request, context, request.allow_partial)
         limit = request.limit if request.HasField("limit") else 1000
-        hib = _higher_is_better(spec.request)
-        n = len(answers[0].results)
-        return ppb.SearchResponse(results=[
-            merge.merge_results([answers[i].results[q] for i in range(spec.shards)], limit,
-                                hib, False) for q in range(n)])
+        return _merged(answers, spec, limit, False)
+
+
+def _merged(answers: dict, spec: st.CollectionSpec, limit: int,
+            explain: bool) -> ppb.SearchResponse:
+    """The shards' answers to a batch of queries merged query by query."""
+    hib, shards = _higher_is_better(spec.request), sorted(answers)
+    return ppb.SearchResponse(partial=len(answers) < spec.shards, results=[
+        merge.merge_results([answers[i].results[q] for i in shards], limit, hib, explain)
+        for q in range(len(answers[shards[0]].results))])
 
 
 def _write_result(parts: dict[int, tpb.WriteResult]) -> tpb.WriteResult:
@@ -286,7 +320,7 @@ class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
             if got:
                 return got[0]
         spec = self.node.spec(request.collection)
-        answers = self.points._all_shards(spec, "DescribeCollection", request)
+        answers = self.points.all_shards(spec, "DescribeCollection", request)
         first = answers[0]
         out = cpb.CollectionInfo()
         out.CopyFrom(first)
