@@ -293,3 +293,81 @@ def test_gather_copies_the_live_matching_vectors_in_order(db):
         _, want = _gather_order(ids, vecs, 2, k)
         np.testing.assert_array_equal(pop.vectors, want)
         assert pop.vectors.flags.c_contiguous and pop.vectors.dtype == np.float32
+
+
+def _traced_peak(fn):
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_centroid_outliers_copy_the_population_once(db):
+    """The gathered array is scored where it lies: the peak stays well under two copies
+    (the population used to be copied again by a fancy index over all of its rows)."""
+    n, dim = 20_000, 64
+    db.create_collection("big", dim, metric="l2", index="flat", shards=1)
+    x = np.random.default_rng(2).standard_normal((n, dim)).astype(np.float32)
+    db.upsert("big", [f"q{i}" for i in range(n)], x)
+    got, peak = _traced_peak(lambda: db.outliers("big", n=3, method="centroid",
+                                                 centroids=x[:2], with_payload=False))
+    assert got.scored == n
+    assert peak < 1.4 * n * dim * 4, peak
+
+
+def test_duplicates_memory_does_not_grow_with_the_collection(db):
+    """A threshold every pair passes, limit 10: the pair search works block by block and
+    keeps what the answer needs (one batch used to hold batch x N hits)."""
+    import importlib
+    dup_mod = importlib.import_module("vecdb.analytics.duplicates")
+    n = 4 * dup_mod.BLOCK + 100
+    db.create_collection("near", 4, metric="l2", index="flat", shards=1)
+    x = np.random.default_rng(5).standard_normal((n, 4)).astype(np.float32) * 0.01
+    db.upsert("near", [f"d{i:05d}" for i in range(n)], x)
+    chunks, peak = _traced_peak(lambda: list(db.duplicates("near", 10.0, limit=10, batch=64)))
+    pairs = [p for c in chunks for p in c.pairs]
+    assert [(a, b) for a, b, _ in pairs] == [("d00000", f"d{j:05d}") for j in range(1, 11)]
+    assert chunks[-1].truncated
+    hits_per_block = 64 * dup_mod.BLOCK  # ~80 bytes each while a block is sorted out
+    assert peak < 100 * hits_per_block, peak  # one batch x all n points: ~4x as many hits
+
+
+def test_gather_under_concurrent_writes_copies_each_label_its_own_vector(db, monkeypatch):
+    """The gather copies a chunk at a time, releasing the shard lock in between; writers
+    that delete and rewrite points meanwhile move rows. Every gathered vector must still
+    be the one of its point, each point at most once, and the points never touched all
+    present."""
+    import threading
+    from vecdb.analytics import population
+    monkeypatch.setattr(population, "GATHER_CHUNK", 7)
+    n = 1500
+    vecs = clustered(n, DIM, 6, seed=4)
+    ids = [f"g{i:04d}" for i in range(n)]
+    db.create_collection("w", DIM, metric="l2", index="flat", shards=2)
+    db.upsert("w", ids, vecs)
+    coll, stop = db.collections["w"], threading.Event()
+
+    def writer():
+        rng = np.random.default_rng(1)
+        while not stop.is_set():
+            pick = rng.choice(n // 2, 20, replace=False)  # only the first half is touched
+            db.delete("w", [ids[i] for i in pick[:10]])
+            db.upsert("w", [ids[i] for i in pick[10:]], vecs[pick[10:]])
+            db.upsert("w", [ids[i] for i in pick[:10]], vecs[pick[:10]])
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for _ in range(5):
+            pop = population.gather(coll)
+            got_ids, _, _ = population.hydrate(coll, pop, np.arange(len(pop)), False)
+            rows = {pid: r for r, pid in enumerate(got_ids) if pid}
+            assert len(set(zip(pop.shard.tolist(), pop.labels.tolist()))) == len(pop)
+            for pid, r in rows.items():
+                np.testing.assert_array_equal(pop.vectors[r], vecs[int(pid[1:])])
+            assert all(pid in rows for pid in ids[n // 2:])
+    finally:
+        stop.set()
+        t.join()

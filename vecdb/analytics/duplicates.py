@@ -1,13 +1,17 @@
 """Near-duplicates: every pair of points closer than a threshold, and their groups.
 
-One flat FAISS index over the population (the points matching the filter); every
-point range-searches it (population.radius_for) in batches of ``batch`` queries, so
-memory stays bounded by one batch's hits. Each pair is reported once, by the point
-that comes first in gather order, with its distance (population.py). The pairs
-stream out batch by batch; after the last batch come the connected groups (the
-components of the graph of reported pairs, largest first). Cost: N x N x dim, like
-exact k-NN outliers.
+Exact, straight over the gathered array (no index, no second copy of the population):
+the points are taken ``batch`` at a time as queries, each batch range-searched
+(faiss range_search_L2sqr / range_search_inner_product, radius population.radius_for)
+against the points after its first one only, BLOCK points at a time, so each pair is
+computed once (the upper triangle: half of N x N x dim). Each pair is reported once,
+by the point that comes first in gather order, with its distance (population.py),
+batch by batch in (first, second) order. After the last batch come the connected
+groups (the components of the graph of reported pairs, largest first).
 
+Memory: the population, plus at most ``limit`` pairs, plus one (batch x BLOCK)
+block's hits. A batch keeps only the pairs the answer can still use: once more than
+the ``limit`` left were found, it keeps the first ones in order and drops the rest.
 ``limit`` bounds the pairs reported; when it is reached the scan stops and the end
 says ``truncated`` (the groups then cover only the reported pairs).
 """
@@ -22,6 +26,7 @@ from . import population
 
 MAX_LIMIT = 10_000_000
 DEFAULT_BATCH = 1024
+BLOCK = 4096  # points range-searched by one batch at a time
 
 
 @dataclass
@@ -49,9 +54,35 @@ def duplicates(coll, threshold: float, filter=None, limit: int = 100_000,
     return _scan(coll, pop, threshold, limit, batch)
 
 
+def _batch_pairs(x: np.ndarray, start: int, stop: int, radius: float, metric: str,
+                 keep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(a, b, distance) of the pairs a < b closer than the threshold with a in
+    [start, stop), the first ``keep`` of them in (a, b) order."""
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    held = 0
+    for j in range(start, len(x), BLOCK):
+        lims, scores, nbr = population.range_search(x[start:stop], x[j:j + BLOCK], radius, metric)
+        a = np.repeat(np.arange(start, stop), np.diff(lims).astype(np.int64))
+        b = nbr + j
+        upper = b > a  # each pair once, never a point with itself
+        found.append((a[upper], b[upper], scores[upper]))
+        held += int(upper.sum())
+        if held > keep:  # only the first ``keep`` can still be reported
+            found = [_first(*map(np.concatenate, zip(*found)), keep)]
+            held = keep
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    a, b, sc = _first(*map(np.concatenate, zip(*found)), keep)
+    return a, b, population.to_distance(sc, metric)
+
+
+def _first(a, b, sc, keep: int):
+    order = np.lexsort((b, a))[:keep]
+    return a[order], b[order], sc[order]
+
+
 def _scan(coll, pop, threshold: float, limit: int, batch: int):
     metric = coll.config.metric
-    index = population.flat_index(pop.vectors, metric)
     radius = population.radius_for(threshold, metric)
     n, reported, truncated = len(pop), 0, False
     parent = {}  # union-find over gather rows of reported pairs
@@ -64,13 +95,8 @@ def _scan(coll, pop, threshold: float, limit: int, batch: int):
     ids_of: dict[int, str] = {}
     for i in range(0, n, batch):
         population.all_threads()
-        lims, scores, nbr = index.range_search(pop.vectors[i:i + batch], radius)
-        q = np.repeat(np.arange(i, i + len(lims) - 1), np.diff(lims).astype(np.int64))
-        keep = nbr > q  # each pair once, never a point with itself
-        a, b = q[keep], nbr[keep]
-        d = population.to_distance(scores[keep], metric)
-        order = np.lexsort((b, a))
-        a, b, d = a[order], b[order], d[order]
+        a, b, d = _batch_pairs(pop.vectors, i, min(n, i + batch), radius, metric,
+                               limit - reported + 1)
         if reported + len(a) > limit:
             a, b, d = a[:limit - reported], b[:limit - reported], d[:limit - reported]
             truncated = True

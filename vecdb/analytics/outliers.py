@@ -2,9 +2,9 @@
 
 Scores (higher = more of an outlier; distances as population.py defines them):
   knn       the mean distance of a point to its ``k`` nearest neighbours among the
-            population (the points matching the filter), itself excluded. Exact: one
-            flat FAISS index over the population, searched by every scored point in
-            batches of SEARCH_BATCH (k+1 neighbours, the point itself dropped).
+            population (the points matching the filter), itself excluded. Exact:
+            faiss.knn of every scored point over the gathered array (no index, no
+            second copy), in batches of SEARCH_BATCH (k+1 neighbours, itself dropped).
             Cost: N x S x dim multiply-adds for S scored points of N (S = N by
             default: quadratic; 100k x 384 takes about a minute on 2 cores).
   centroid  the distance to the nearest of the given centroids (e.g. a clustering
@@ -46,13 +46,17 @@ class OutliersResult:
     population: int  # points matching the filter
 
 
-def knn_scores(pop_vectors: np.ndarray, rows: np.ndarray, k: int, metric: str) -> np.ndarray:
-    """Mean distance of each of ``rows`` to its k nearest other points of the population."""
-    index = population.flat_index(pop_vectors, metric)
-    out = np.empty(len(rows), np.float64)
-    for i in range(0, len(rows), SEARCH_BATCH):
-        r = rows[i:i + SEARCH_BATCH]
-        scores, nbr = index.search(pop_vectors[r], k + 1)
+def knn_scores(pop_vectors: np.ndarray, rows: np.ndarray | None, k: int, metric: str) -> np.ndarray:
+    """Mean distance of each of ``rows`` (None: every point) to its k nearest other points
+    of the population. Brute force straight over the gathered array (faiss.knn: no index,
+    no second copy of the population)."""
+    n = len(pop_vectors) if rows is None else len(rows)
+    kind = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    out = np.empty(n, np.float64)
+    for i in range(0, n, SEARCH_BATCH):
+        r = np.arange(i, min(n, i + SEARCH_BATCH)) if rows is None else rows[i:i + SEARCH_BATCH]
+        q = pop_vectors[i:i + len(r)] if rows is None else pop_vectors[r]
+        scores, nbr = faiss.knn(q, pop_vectors, k + 1, metric=kind)
         dist = population.to_distance(scores, metric).astype(np.float64)
         self_hit = nbr == r[:, None]
         # drop the point itself; where it is not among the k+1 (ties, or ip), the last
@@ -96,14 +100,13 @@ def outliers(coll, n: int = 10, method: str = "knn", k: int = 10, filter=None,
     pop = population.gather(coll, filter)
     if method == "knn" and k >= len(pop):
         raise InvalidArgument(f"k={k} needs more than k points; {len(pop)} match", "k")
-    rows = population.sample_rows(len(pop), sample, seed)
-    rows = np.arange(len(pop)) if rows is None else rows
+    rows = population.sample_rows(len(pop), sample, seed)  # None: score every point
     if method == "knn":
         scores = knn_scores(pop.vectors, rows, k, metric)
     else:
-        scores = centroid_scores(pop.vectors[rows], centroids, metric)
+        scores = centroid_scores(pop.vectors if rows is None else pop.vectors[rows], centroids, metric)
     top = np.argsort(-scores, kind="stable")[:n]
-    ids, pays, txts = population.hydrate(coll, pop, rows[top], with_payload)
+    ids, pays, txts = population.hydrate(coll, pop, top if rows is None else rows[top], with_payload)
     found = [Outlier(pid, float(scores[t]), p, x)
              for pid, t, p, x in zip(ids, top.tolist(), pays, txts) if pid]
-    return OutliersResult(found, len(rows), len(pop))
+    return OutliersResult(found, len(scores), len(pop))

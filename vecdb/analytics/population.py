@@ -1,11 +1,19 @@
 """The points an analytics call works on, and the distance every analytics call reports.
 
 ``gather`` copies the vectors of the live, unexpired points matching a filter out of
-each shard's exact index (under the shard's read lock, one shard at a time), in a
-fixed order: shard by shard (shard 0 first), and within a shard by label, i.e. in the
-order the points were last written. That order is what k-means is fed, so a caller
-can reproduce a clustering with ``faiss.Kmeans`` on the same vectors (the tests do).
-Vectors are in the index's form: normalized for cosine.
+each shard's exact index into one array, in a fixed order: shard by shard (shard 0
+first), and within a shard by label, i.e. in the order the points were last written.
+That order is what k-means is fed, so a caller can reproduce a clustering with
+``faiss.Kmeans`` on the same vectors (the tests do). Vectors are in the index's form:
+normalized for cosine.
+
+Consistency and locking: first, each shard's matching labels are copied under its read
+lock (that fixes the shard's point set: a point-in-time view per shard); then the
+vectors are copied GATHER_CHUNK rows at a time, each chunk under the read lock, so a
+writer waits for one chunk's copy at most, never for the whole gather. A label's vector
+never changes (a rewrite gives the point a new label), so every vector copied is the
+one the point had when its shard's labels were taken; a point deleted or rewritten
+before its chunk is copied is left out, and points written after that are not in.
 
 Distance (lower = closer), one notion for outliers and duplicates:
   cosine  1 - cosine similarity, in [0, 2]
@@ -24,6 +32,7 @@ from .. import filters, omp, planner
 from ..errors import FailedPrecondition, InvalidArgument
 
 MAX_SAMPLE = 1 << 31
+GATHER_CHUNK = 65_536  # rows copied per read-lock hold
 
 
 @dataclass
@@ -43,51 +52,85 @@ def gather(coll, filter=None) -> Population:
     """Every live point matching ``filter`` (a filter dict or None). FailedPrecondition
     (field ``filter``, or ``collection`` without one) when none does."""
     node = filters.parse(filter)
-    vecs, shard_of, labels = [], [], []
-    for i, s in enumerate(coll.shards):
-        with s.lock.read():  # writers wait for the copy only (~0.3 s per 1M x 384 warm)
-            n, dim = s.exact.ntotal, s.exact.d
-            labs = faiss.vector_to_array(s.exact.id_map).copy() if n else np.zeros(0, np.int64)
-            exclude = s.expiry.expired()
-            rows = None
-            if node is not None or len(exclude):
-                rows = np.flatnonzero(np.isin(labs, planner.matching(s, node, exclude)[0]))
-            order = np.argsort(labs if rows is None else labs[rows], kind="stable")
-            if rows is not None:
-                order = rows[order]
-            elif np.array_equal(order, np.arange(n)):
-                order = None  # already in label order: one straight copy
-            v = rows_buffer(len(labs) if order is None else len(order), dim)
-            if len(v):
-                stored = faiss.rev_swig_ptr(faiss.downcast_index(s.exact.index).get_xb(),
-                                            n * dim).reshape(n, dim)
-                if order is None:
-                    v[:] = stored
-                else:
-                    np.take(stored, order, axis=0, out=v)
-        labs = labs if order is None else labs[order]
-        vecs.append(v)
-        labels.append(labs)
-        shard_of.append(np.full(len(labs), i, np.int32))
-    if len(vecs) == 1:
-        joined = vecs[0]
-    else:
-        joined = rows_buffer(sum(len(v) for v in vecs), coll.config.dim)
-        np.concatenate(vecs, out=joined)
-    pop = Population(joined, np.concatenate(shard_of), np.concatenate(labels))
-    if len(pop) == 0:
+    picks = []
+    for s in coll.shards:  # each shard's point set, fixed now (a copy of its labels)
+        with s.lock.read():
+            picks.append(_matching_labels(s, node))
+    total = sum(len(p) for p in picks)
+    if total == 0:
         where = "filter" if node is not None else "collection"
         raise FailedPrecondition(f"no points {'match the filter' if node is not None else 'in collection'}"
                                  f"{'' if node is not None else ' ' + repr(coll.config.name)}", where)
-    return pop
+    vectors, live, at = np.empty((total, coll.config.dim), np.float32), np.ones(total, bool), 0
+    for s, labs in zip(coll.shards, picks):
+        _copy_vectors(s, labs, vectors[at:at + len(labs)], live[at:at + len(labs)])
+        at += len(labs)
+    shard = np.repeat(np.arange(len(picks), dtype=np.int32), [len(p) for p in picks])
+    labels = np.concatenate(picks)
+    if not live.all():  # deleted or rewritten before their chunk was copied
+        kept = _compact(vectors, live)
+        vectors, shard, labels = vectors[:kept], shard[live], labels[live]
+    return Population(vectors, shard, labels)
 
 
-def rows_buffer(n: int, dim: int) -> np.ndarray:
-    """The (n, dim) float32 array a gather copies into: one copy straight out of the
-    index (no intermediate snapshot). Huge-page-advised mappings were tried: on the VM
-    they were slower once memory had been used (direct compaction, 0.3-2.7 s vs a
-    steady 0.3 s for 1M x 384)."""
-    return np.empty((n, dim), np.float32)
+def _matching_labels(s, node) -> np.ndarray:
+    """Sorted labels of the shard's live, unexpired points matching ``node`` (a copy)."""
+    if not s.exact.ntotal:
+        return np.zeros(0, np.int64)
+    exclude = s.expiry.expired()
+    if node is None and not len(exclude):
+        return np.sort(faiss.vector_to_array(s.exact.id_map))
+    return np.array(planner.matching(s, node, exclude)[0], np.int64)  # sorted, live
+
+
+def _copy_vectors(s, labels: np.ndarray, out: np.ndarray, live: np.ndarray) -> None:
+    """Copy the vectors of ``labels`` (sorted) into ``out``, GATHER_CHUNK at a time, each
+    chunk under the shard's read lock (writers wait for one chunk's copy at most). Rows
+    move when points are removed, so labels are mapped to rows again after any write;
+    a label gone meanwhile is marked False in ``live``."""
+    seq, rows_of = None, None
+    for i in range(0, len(labels), GATHER_CHUNK):
+        chunk = labels[i:i + GATHER_CHUNK]
+        with s.lock.read():
+            if rows_of is None or s.applied_seq != seq:
+                seq, rows_of = s.applied_seq, _row_finder(faiss.vector_to_array(s.exact.id_map))
+            rows, found = rows_of(chunk)
+            n, dim = s.exact.ntotal, s.exact.d
+            stored = faiss.rev_swig_ptr(faiss.downcast_index(s.exact.index).get_xb(),
+                                        n * dim).reshape(n, dim) if n else np.zeros((0, dim), np.float32)
+            dst = out[i:i + len(chunk)]
+            if not found.all():
+                live[i:i + len(chunk)] = found
+                dst[found] = stored[rows[found]]
+            elif rows[-1] - rows[0] == len(rows) - 1:  # consecutive rows: one straight copy
+                dst[:] = stored[rows[0]:rows[-1] + 1]
+            else:
+                np.take(stored, rows, axis=0, out=dst)
+
+
+def _row_finder(id_map: np.ndarray):
+    """labels -> (their rows in the index, found?) for the index's current id map (in
+    label order in practice: labels grow and removals keep the order; sorted here if not)."""
+    sorter = None if np.all(id_map[1:] > id_map[:-1]) else np.argsort(id_map, kind="stable")
+    by_label = id_map if sorter is None else id_map[sorter]
+
+    def rows_of(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not len(by_label):
+            return np.zeros(len(labels), np.int64), np.zeros(len(labels), bool)
+        at = np.minimum(np.searchsorted(by_label, labels), len(by_label) - 1)
+        return (at if sorter is None else sorter[at]), by_label[at] == labels
+    return rows_of
+
+
+def _compact(vectors: np.ndarray, live: np.ndarray) -> int:
+    """Move the live rows to the front in place, in order, a chunk at a time; returns
+    how many there are."""
+    keep, dst = np.flatnonzero(live), 0
+    for i in range(0, len(keep), GATHER_CHUNK):
+        src = keep[i:i + GATHER_CHUNK]
+        vectors[dst:dst + len(src)] = vectors[src]  # src >= dst: a later row is never overwritten
+        dst += len(src)
+    return dst
 
 
 def sample_rows(n: int, sample: int | None, seed: int) -> np.ndarray | None:
@@ -127,15 +170,22 @@ def check_threshold(threshold, metric: str) -> float:
     return t
 
 
-def flat_index(vectors: np.ndarray, metric: str) -> faiss.Index:
-    """An exact FAISS index over ``vectors`` whose scores ``to_distance`` converts."""
-    index = faiss.IndexFlatL2(vectors.shape[1]) if metric == "l2" else faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    return index
+def range_search(queries: np.ndarray, points: np.ndarray, radius: float, metric: str):
+    """FAISS range search of ``queries`` over the rows of ``points`` (C-contiguous float32
+    arrays, no index built): (lims, scores, rows) as Index.range_search answers, with
+    the scores ``to_distance`` converts; ``radius`` from ``radius_for``."""
+    nq, nb, dim = len(queries), len(points), points.shape[1]
+    res = faiss.RangeSearchResult(nq)
+    search = faiss.range_search_L2sqr if metric == "l2" else faiss.range_search_inner_product
+    search(faiss.swig_ptr(queries), faiss.swig_ptr(points), dim, nq, nb, radius, res)
+    lims = faiss.rev_swig_ptr(res.lims, nq + 1).copy()
+    hits = int(lims[-1])
+    return (lims, faiss.rev_swig_ptr(res.distances, hits).copy(),
+            faiss.rev_swig_ptr(res.labels, hits).copy())
 
 
 def to_distance(scores: np.ndarray, metric: str) -> np.ndarray:
-    """FAISS scores of ``flat_index`` -> distances (module doc)."""
+    """FAISS scores (L2: squared distances, else inner products) -> distances (module doc)."""
     if metric == "l2":
         return scores
     if metric == "cosine":
