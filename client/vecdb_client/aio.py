@@ -10,6 +10,7 @@ import grpc
 from . import _codec, _codec_query
 from ._channel import (ClientSettings, call_metadata, channel_options, credentials,
                        parse_health, parse_targets, wire_stubs)
+from ._cluster import with_partial, write_metadata
 from ._chunking import StreamProgress, UpsertPlan, check_ids, plan_upsert
 from ._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
 from ._proto.vecdb.v1 import collections_pb2 as cpb
@@ -49,12 +50,14 @@ class AsyncClient(AsyncAnalyticsMethods):
 
     # ------------------------------------------------------------ plumbing
     async def _call(self, method: Any, request: Any, *, idempotent: bool,
-                    timeout: float | None) -> Any:
+                    timeout: float | None, write: bool = False) -> Any:
+        """``write``: the call carries an idempotency key, the same on every retry."""
         timeout = self.settings.timeout if timeout is None else timeout
+        md = write_metadata(self._md) if write else self._md
         attempt = 0
         while True:
             try:
-                return await method(request, timeout=timeout, metadata=self._md)
+                return await method(request, timeout=timeout, metadata=md)
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
             if not (idempotent and isinstance(err, UnavailableError)
@@ -245,7 +248,7 @@ class AsyncClient(AsyncAnalyticsMethods):
         if len(plan.bounds) == 1:
             req = ppb.UpsertRequest(collection=collection, points=plan.batch(0))
             try:
-                res = await self._call(self._points.Upsert, req, idempotent=True,
+                res = await self._call(self._points.Upsert, req, idempotent=True, write=True,
                                        timeout=timeout)
             except VecdbClientError as err:
                 err.acknowledged = 0
@@ -260,10 +263,11 @@ class AsyncClient(AsyncAnalyticsMethods):
         timeout = self.settings.timeout if timeout is None else timeout
         deadline = None if timeout is None else timeout * len(plan.bounds)
         st = StreamProgress(plan, progress, self.settings.max_retries)
+        md = write_metadata(self._md)  # batch i of every retry: key/i
         while not st.finished:
             try:
                 call = self._points.UpsertStream(st.requests(collection, ppb.UpsertRequest),
-                                                 timeout=deadline, metadata=self._md)
+                                                 timeout=deadline, metadata=md)
                 async for ack in call:
                     st.on_ack(ack)
                 st.check_complete()
@@ -279,7 +283,7 @@ class AsyncClient(AsyncAnalyticsMethods):
                      timeout: float | None = None) -> WriteResult:
         req = _codec.delete_request(collection, ids, filter)
         return _codec.from_proto_write_result(
-            await self._call(self._points.Delete, req, idempotent=True, timeout=timeout))
+            await self._call(self._points.Delete, req, idempotent=True, write=True, timeout=timeout))
 
     async def update_payload(self, collection: str, ids: Sequence[str] | None = None,
                              filter: Filter | None = None, set: dict | None = None,
@@ -289,13 +293,13 @@ class AsyncClient(AsyncAnalyticsMethods):
         """See :meth:`vecdb_client.Client.update_payload`."""
         req = _codec.update_payload_request(collection, ids, filter, set, overwrite, delete_keys)
         return _codec.from_proto_write_result(
-            await self._call(self._points.UpdatePayload, req, idempotent=True, timeout=timeout))
+            await self._call(self._points.UpdatePayload, req, idempotent=True, write=True, timeout=timeout))
 
     async def update_vectors(self, collection: str, ids: Sequence[str], vectors: Any, *,
                              timeout: float | None = None) -> WriteResult:
         req = _codec.update_vectors_request(collection, ids, vectors)
         return _codec.from_proto_write_result(
-            await self._call(self._points.UpdateVectors, req, idempotent=True, timeout=timeout))
+            await self._call(self._points.UpdateVectors, req, idempotent=True, write=True, timeout=timeout))
 
     # ------------------------------------------------------------ reads
     async def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False,
@@ -305,10 +309,12 @@ class AsyncClient(AsyncAnalyticsMethods):
         return _codec.from_proto_points(resp.points)
 
     async def count(self, collection: str, filter: Filter | None = None, *,
-                    timeout: float | None = None) -> int:
-        resp = await self._call(self._points.Count, _codec.count_request(collection, filter),
+                    allow_partial: bool = False, timeout: float | None = None) -> int:
+        req = _codec.count_request(collection, filter)
+        req.allow_partial = allow_partial
+        resp = await self._call(self._points.Count, req,
                                 idempotent=True, timeout=timeout)
-        return resp.count
+        return with_partial(resp.count, resp) if allow_partial else resp.count
 
     async def scroll(self, collection: str, limit: int = 100, cursor: str | None = None,
                      with_vectors: bool = False, with_payload: bool = True, *,
@@ -338,7 +344,8 @@ class AsyncClient(AsyncAnalyticsMethods):
                      text: str | None = None, texts: Sequence[str] | None = None,
                      expression: Sequence[Any] | None = None, include_terms: bool = False,
                      group_by: str | None = None, group_size: int | None = None,
-                     groups: int | None = None, timeout: float | None = None) -> Any:
+                     groups: int | None = None, allow_partial: bool = False,
+                     timeout: float | None = None) -> Any:
         """See :meth:`vecdb_client.Client.search` (``explain=True`` -> ``(hits, plan)``).
         ``text=`` (one query, a list of hits) or ``texts=`` (a list per query) search by
         text: the collection's encoder embeds them on the server."""
@@ -349,14 +356,18 @@ class AsyncClient(AsyncAnalyticsMethods):
                 groups=groups, nprobe=nprobe, ef_search=ef_search, exact=exact,
                 with_payload=with_payload, with_vectors=with_vectors, filter=filter,
                 text=text, texts=texts)
+            req.allow_partial = allow_partial
             resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
-            return _codec_query.from_proto_search(resp, single, group_by is not None, explain)
+            out = _codec_query.from_proto_search(resp, single, group_by is not None, explain)
+            return with_partial(out, resp) if allow_partial else out
         req, single = _codec.search_request(
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts)
+        req.allow_partial = allow_partial
         resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
-        return _codec.from_proto_search(resp, single, explain)
+        out = _codec.from_proto_search(resp, single, explain)
+        return with_partial(out, resp) if allow_partial else out
 
     async def recommend(self, collection: str, positive: Any, negative: Any = None, *,
                         strategy: str = "average", k: int = 10, filter: Filter | None = None,
@@ -375,10 +386,13 @@ class AsyncClient(AsyncAnalyticsMethods):
                            threshold: float, limit: int = 1000, filter: Filter | None = None,
                            nprobe: int | None = None, exact: bool = False,
                            with_payload: bool = True, with_vectors: bool = False,
+                           allow_partial: bool = False,
                            timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
         """See :meth:`vecdb_client.Client.range_search`."""
         req, single = _codec.range_search_request(
             collection, vector, vectors, threshold, limit, nprobe=nprobe, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter)
+        req.allow_partial = allow_partial
         resp = await self._call(self._points.RangeSearch, req, idempotent=True, timeout=timeout)
-        return _codec.from_proto_search(resp, single)
+        out = _codec.from_proto_search(resp, single)
+        return with_partial(out, resp) if allow_partial else out

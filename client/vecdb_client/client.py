@@ -9,6 +9,7 @@ import grpc
 from . import _codec, _codec_query
 from ._channel import (ClientSettings, call_metadata, channel_options, credentials,
                        parse_health, parse_targets, wire_stubs)
+from ._cluster import with_partial, write_metadata
 from ._chunking import StreamProgress, UpsertPlan, check_ids, plan_upsert
 from ._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
 from ._proto.vecdb.v1 import collections_pb2 as cpb
@@ -57,12 +58,14 @@ class Client(AnalyticsMethods):
 
     # ------------------------------------------------------------ plumbing
     def _call(self, method: Any, request: Any, *, idempotent: bool,
-              timeout: float | None) -> Any:
+              timeout: float | None, write: bool = False) -> Any:
+        """``write``: the call carries an idempotency key, the same on every retry."""
         timeout = self.settings.timeout if timeout is None else timeout
+        md = write_metadata(self._md) if write else self._md
         attempt = 0
         while True:
             try:
-                return method(request, timeout=timeout, metadata=self._md)
+                return method(request, timeout=timeout, metadata=md)
             except grpc.RpcError as exc:
                 err = from_rpc_error(exc)
             if not (idempotent and isinstance(err, UnavailableError)
@@ -270,7 +273,7 @@ class Client(AnalyticsMethods):
         if len(plan.bounds) == 1:
             req = ppb.UpsertRequest(collection=collection, points=plan.batch(0))
             try:
-                res = self._call(self._points.Upsert, req, idempotent=True, timeout=timeout)
+                res = self._call(self._points.Upsert, req, idempotent=True, write=True, timeout=timeout)
             except VecdbClientError as err:
                 err.acknowledged = 0
                 raise
@@ -284,10 +287,11 @@ class Client(AnalyticsMethods):
         timeout = self.settings.timeout if timeout is None else timeout
         deadline = None if timeout is None else timeout * len(plan.bounds)
         st = StreamProgress(plan, progress, self.settings.max_retries)
+        md = write_metadata(self._md)  # batch i of every retry: key/i
         while not st.finished:
             try:
                 for ack in self._points.UpsertStream(st.requests(collection, ppb.UpsertRequest),
-                                                     timeout=deadline, metadata=self._md):
+                                                     timeout=deadline, metadata=md):
                     st.on_ack(ack)
                 st.check_complete()
             except (grpc.RpcError, VecdbClientError) as exc:
@@ -303,7 +307,7 @@ class Client(AnalyticsMethods):
         ``count`` is the number that existed (missing ids are fine)."""
         req = _codec.delete_request(collection, ids, filter)
         return _codec.from_proto_write_result(
-            self._call(self._points.Delete, req, idempotent=True, timeout=timeout))
+            self._call(self._points.Delete, req, idempotent=True, write=True, timeout=timeout))
 
     def update_payload(self, collection: str, ids: Sequence[str] | None = None,
                        filter: Filter | None = None, set: dict | None = None,
@@ -315,7 +319,7 @@ class Client(AnalyticsMethods):
         changed (missing ids are skipped)."""
         req = _codec.update_payload_request(collection, ids, filter, set, overwrite, delete_keys)
         return _codec.from_proto_write_result(
-            self._call(self._points.UpdatePayload, req, idempotent=True, timeout=timeout))
+            self._call(self._points.UpdatePayload, req, idempotent=True, write=True, timeout=timeout))
 
     def update_vectors(self, collection: str, ids: Sequence[str], vectors: Any, *,
                        timeout: float | None = None) -> WriteResult:
@@ -323,7 +327,7 @@ class Client(AnalyticsMethods):
         texts and TTLs stay."""
         req = _codec.update_vectors_request(collection, ids, vectors)
         return _codec.from_proto_write_result(
-            self._call(self._points.UpdateVectors, req, idempotent=True, timeout=timeout))
+            self._call(self._points.UpdateVectors, req, idempotent=True, write=True, timeout=timeout))
 
     # ------------------------------------------------------------ reads
     def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False,
@@ -334,11 +338,13 @@ class Client(AnalyticsMethods):
         return _codec.from_proto_points(resp.points)
 
     def count(self, collection: str, filter: Filter | None = None, *,
-              timeout: float | None = None) -> int:
+              allow_partial: bool = False, timeout: float | None = None) -> int:
         """Points in the collection, or matching ``filter``."""
-        resp = self._call(self._points.Count, _codec.count_request(collection, filter),
+        req = _codec.count_request(collection, filter)
+        req.allow_partial = allow_partial
+        resp = self._call(self._points.Count, req,
                           idempotent=True, timeout=timeout)
-        return resp.count
+        return with_partial(resp.count, resp) if allow_partial else resp.count
 
     def scroll(self, collection: str, limit: int = 100, cursor: str | None = None,
                with_vectors: bool = False, with_payload: bool = True, *,
@@ -368,7 +374,8 @@ class Client(AnalyticsMethods):
                text: str | None = None, texts: Sequence[str] | None = None,
                expression: Sequence[Any] | None = None, include_terms: bool = False,
                group_by: str | None = None, group_size: int | None = None,
-               groups: int | None = None, timeout: float | None = None) -> Any:
+               groups: int | None = None, allow_partial: bool = False,
+               timeout: float | None = None) -> Any:
         """``vector=`` (1-D) returns a list of hits; ``vectors=`` (2-D) a list per query.
 
         ``filter``: only points matching it are candidates. ``explain=True`` returns
@@ -395,14 +402,18 @@ class Client(AnalyticsMethods):
                 groups=groups, nprobe=nprobe, ef_search=ef_search, exact=exact,
                 with_payload=with_payload, with_vectors=with_vectors, filter=filter,
                 text=text, texts=texts)
+            req.allow_partial = allow_partial
             resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
-            return _codec_query.from_proto_search(resp, single, group_by is not None, explain)
+            out = _codec_query.from_proto_search(resp, single, group_by is not None, explain)
+            return with_partial(out, resp) if allow_partial else out
         req, single = _codec.search_request(
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts)
+        req.allow_partial = allow_partial
         resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
-        return _codec.from_proto_search(resp, single, explain)
+        out = _codec.from_proto_search(resp, single, explain)
+        return with_partial(out, resp) if allow_partial else out
 
     def recommend(self, collection: str, positive: Any, negative: Any = None, *,
                     strategy: str = "average", k: int = 10, filter: Filter | None = None,
@@ -429,6 +440,7 @@ class Client(AnalyticsMethods):
                      threshold: float, limit: int = 1000, filter: Filter | None = None,
                      nprobe: int | None = None, exact: bool = False, with_payload: bool = True,
                      with_vectors: bool = False,
+                     allow_partial: bool = False,
                      timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
         """Every point scoring better than ``threshold`` (cosine/ip: score > threshold;
         l2: squared distance < threshold), best first, at most ``limit`` per query.
@@ -436,5 +448,7 @@ class Client(AnalyticsMethods):
         req, single = _codec.range_search_request(
             collection, vector, vectors, threshold, limit, nprobe=nprobe, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter)
+        req.allow_partial = allow_partial
         resp = self._call(self._points.RangeSearch, req, idempotent=True, timeout=timeout)
-        return _codec.from_proto_search(resp, single)
+        out = _codec.from_proto_search(resp, single)
+        return with_partial(out, resp) if allow_partial else out

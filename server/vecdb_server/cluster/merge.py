@@ -94,15 +94,8 @@ def concat_batches(parts: list[tpb.PointBatch], order: Sequence[str] | None = No
     return out
 
 
-def merge_results(per_shard: list[ppb.QueryResult], limit: int, higher_is_better: bool,
-                  explain: bool) -> ppb.QueryResult:
-    """The best ``limit`` hits over the shards' answers to one query (ties: shard order)."""
-    if len(per_shard) == 1:  # one shard: its answer is already the merged one
-        out = ppb.QueryResult()
-        out.CopyFrom(per_shard[0])
-        if out.plan:
-            out.plan = f"shard 0: {out.plan.split(': ', 1)[-1]}"
-        return out
+def _hits(per_shard: list[ppb.QueryResult]) -> list[tuple]:
+    """(score, shard, row, id, payload, vector, text, group key) of every hit."""
     hits = []
     for s, r in enumerate(per_shard):
         n = len(r.ids)
@@ -110,11 +103,20 @@ def merge_results(per_shard: list[ppb.QueryResult], limit: int, higher_is_better
         pays = json.loads(r.payloads) if r.payloads else None
         vecs = (np.frombuffer(r.vectors.data, F32).reshape(n, -1)
                 if r.HasField("vectors") and r.vectors.data and n else None)
+        keys = json.loads(r.group_keys) if r.group_keys else None
         for i in range(n):
             hits.append((float(scores[i]), s, i, r.ids[i], None if pays is None else pays[i],
-                         None if vecs is None else vecs[i], r.texts[i] if r.texts else ""))
-    hits.sort(key=lambda h: ((-h[0]) if higher_is_better else h[0], h[1], h[2]))
-    hits = hits[:limit]
+                         None if vecs is None else vecs[i], r.texts[i] if r.texts else "",
+                         None if keys is None else keys[i]))
+    return hits
+
+
+def _ranked(hits: list[tuple], higher_is_better: bool) -> list[tuple]:
+    return sorted(hits, key=lambda h: ((-h[0]) if higher_is_better else h[0], h[1], h[2]))
+
+
+def _result(hits: list[tuple], per_shard: list[ppb.QueryResult], explain: bool,
+            grouped: bool = False) -> ppb.QueryResult:
     out = ppb.QueryResult(ids=[h[3] for h in hits],
                           scores=np.asarray([h[0] for h in hits], F32).tobytes())
     if any(r.payloads for r in per_shard):
@@ -126,7 +128,49 @@ def merge_results(per_shard: list[ppb.QueryResult], limit: int, higher_is_better
                                          data=np.asarray(rows, F32).tobytes() if rows else b""))
     if any(h[6] for h in hits):
         out.texts.extend(h[6] for h in hits)
+    if grouped:
+        out.group_keys = json.dumps([h[7] for h in hits], ensure_ascii=False)
     if explain:
         out.plan = "; ".join(f"shard {s}: {r.plan.split(': ', 1)[-1]}"
                              for s, r in enumerate(per_shard) if r.plan)
     return out
+
+
+def merge_results(per_shard: list[ppb.QueryResult], limit: int, higher_is_better: bool,
+                  explain: bool, exclude: frozenset = frozenset()) -> ppb.QueryResult:
+    """The best ``limit`` hits over the shards' answers to one query (ties: shard order),
+    leaving out the ids in ``exclude``."""
+    if len(per_shard) == 1 and not exclude:  # one shard: its answer is the merged one
+        out = ppb.QueryResult()
+        out.CopyFrom(per_shard[0])
+        if out.plan:
+            out.plan = f"shard 0: {out.plan.split(': ', 1)[-1]}"
+        return out
+    hits = [h for h in _ranked(_hits(per_shard), higher_is_better) if h[3] not in exclude]
+    return _result(hits[:limit], per_shard, explain)
+
+
+def group_key(value: object) -> str:
+    """A group value as the one key a single node groups by (True, 1 and "1" differ)."""
+    return json.dumps(value)
+
+
+def best_groups(per_shard: list[ppb.QueryResult], groups: int,
+                higher_is_better: bool) -> list[object]:
+    """The values of the best ``groups`` groups over the shards' grouped answers: groups
+    rank by their best hit, and a group's best hit is in its shard's own best groups."""
+    seen: dict[str, object] = {}
+    for h in _ranked(_hits(per_shard), higher_is_better):
+        seen.setdefault(group_key(h[7]), h[7])
+    return list(seen.values())[:groups]
+
+
+def merge_groups(per_shard: list[ppb.QueryResult], chosen: list[object], size: int,
+                 higher_is_better: bool, explain: bool) -> ppb.QueryResult:
+    """The best ``size`` hits of each chosen group (in that order) over the shards'
+    answers restricted to those groups."""
+    by_group: dict[str, list[tuple]] = {}
+    for h in _ranked(_hits(per_shard), higher_is_better):
+        by_group.setdefault(group_key(h[7]), []).append(h)
+    hits = [h for v in chosen for h in by_group.get(group_key(v), [])[:size]]
+    return _result(hits, per_shard, explain, grouped=True)

@@ -54,18 +54,22 @@ class GetResponse(_message.Message):
     def __init__(self, points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ...) -> None: ...
 
 class CountRequest(_message.Message):
-    __slots__ = ("collection", "filter")
+    __slots__ = ("collection", "filter", "allow_partial")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     filter: _types_pb2.Filter
-    def __init__(self, collection: _Optional[str] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ...) -> None: ...
+    allow_partial: bool
+    def __init__(self, collection: _Optional[str] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class CountResponse(_message.Message):
-    __slots__ = ("count",)
+    __slots__ = ("count", "partial")
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     count: int
-    def __init__(self, count: _Optional[int] = ...) -> None: ...
+    partial: bool
+    def __init__(self, count: _Optional[int] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class ScrollRequest(_message.Message):
     __slots__ = ("collection", "limit", "cursor", "with_vector", "with_payload", "filter")
@@ -92,7 +96,7 @@ class ScrollResponse(_message.Message):
     def __init__(self, points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "texts", "expression", "k", "params", "with_payload", "with_vector", "filter", "group_by", "group_size", "groups")
+    __slots__ = ("collection", "vectors", "texts", "expression", "k", "params", "with_payload", "with_vector", "filter", "group_by", "group_size", "groups", "allow_partial")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +109,7 @@ class SearchRequest(_message.Message):
     GROUP_BY_FIELD_NUMBER: _ClassVar[int]
     GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     GROUPS_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _types_pb2.Vectors
     texts: TextQueries
@@ -117,7 +122,8 @@ class SearchRequest(_message.Message):
     group_by: str
     group_size: int
     groups: int
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Union[TextQueries, _Mapping]] = ..., expression: _Optional[_Union[Expression, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., groups: _Optional[int] = ...) -> None: ...
+    allow_partial: bool
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Union[TextQueries, _Mapping]] = ..., expression: _Optional[_Union[Expression, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., groups: _Optional[int] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class TextQueries(_message.Message):
     __slots__ = ("texts",)
@@ -188,13 +194,15 @@ class QueryResult(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[str]] = ..., scores: _Optional[bytes] = ..., payloads: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ..., plan: _Optional[str] = ..., group_keys: _Optional[str] = ...) -> None: ...
 
 class SearchResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "partial")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[QueryResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ...) -> None: ...
+    partial: bool
+    def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class RangeSearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "threshold", "limit", "params", "with_payload", "with_vector", "filter")
+    __slots__ = ("collection", "vectors", "threshold", "limit", "params", "with_payload", "with_vector", "filter", "allow_partial")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +211,7 @@ class RangeSearchRequest(_message.Message):
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _types_pb2.Vectors
     threshold: float
@@ -211,7 +220,8 @@ class RangeSearchRequest(_message.Message):
     with_payload: bool
     with_vector: bool
     filter: _types_pb2.Filter
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., threshold: _Optional[float] = ..., limit: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ...) -> None: ...
+    allow_partial: bool
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., threshold: _Optional[float] = ..., limit: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
 
 class UpdatePayloadRequest(_message.Message):
     __slots__ = ("collection", "ids", "filter", "overwrite_json", "set_json", "delete_keys")
