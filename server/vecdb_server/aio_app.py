@@ -25,6 +25,7 @@ from .analytics_servicer import AnalyticsServicer
 from .cluster.status import single_node_status
 from .app import NOT_SERVING, SERVICE_NAMES, SERVING, enable_reflection, grpc_options
 from .config import ConfigError, ServerConfig
+from .dashboard import Dashboard, start_dashboard
 from .drain import AioDrainInterceptor, Drain
 from .engine import EngineHolder
 from .guard import AioGuardInterceptor, Guard, bind, tls_note
@@ -125,6 +126,11 @@ class AioServerApp:
                             self.pool), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection(self.server)
+        self.dashboard = Dashboard(cfg, self.guard, {  # web UI: its own threads, sync servicers
+            "CollectionService": CollectionServicer(self.engine),
+            "PointService": PointServicer(self.engine), "ClusterService": single_node_status()},
+            self.metrics)
+        self.dashboard_port: int | None = None
 
     async def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -140,7 +146,9 @@ class AioServerApp:
                  self.cfg.max_workers, tls_note(self.cfg))
         try:
             self.metrics_port = start_metrics(self.metrics, self.cfg)
+            self.dashboard_port = start_dashboard(self.dashboard, self.cfg)
         except OSError:
+            self.metrics.stop()
             await self.server.stop(0)
             raise
         return self.port
@@ -167,6 +175,7 @@ class AioServerApp:
         await self.server.stop(max(0.0, deadline - time.monotonic()))
         if self._open_task is not None:
             await self._open_task
+        await asyncio.get_running_loop().run_in_executor(None, self.dashboard.stop)
         await asyncio.get_running_loop().run_in_executor(None, self.metrics.stop)
         await asyncio.get_running_loop().run_in_executor(
             None, lambda: self.engine.close(wait_s=max(1.0, grace)))

@@ -25,6 +25,7 @@ from vecdb_client._proto.vecdb.v1 import points_pb2, points_pb2_grpc
 from .analytics_servicer import AnalyticsServicer
 from .cluster.status import single_node_status
 from .config import ServerConfig
+from .dashboard import Dashboard, start_dashboard
 from .drain import Drain, DrainInterceptor
 from .engine import EngineHolder
 from .guard import Guard, GuardInterceptor, bind, tls_note
@@ -94,6 +95,11 @@ class ServerApp:
             self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection(self.server)
+        self.dashboard = Dashboard(cfg, self.guard, {  # web UI over the same servicers
+            "CollectionService": local[0], "PointService": local[1],
+            "ClusterService": self.cluster.status_servicer() if self.cluster
+            else single_node_status()}, self.metrics)
+        self.dashboard_port: int | None = None
 
     def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -112,7 +118,9 @@ class ServerApp:
                  self.cfg.max_workers, tls_note(self.cfg))
         try:
             self.metrics_port = start_metrics(self.metrics, self.cfg)
+            self.dashboard_port = start_dashboard(self.dashboard, self.cfg)
         except OSError:
+            self.metrics.stop()
             self.server.stop(0)
             raise
         return self.port
@@ -146,6 +154,7 @@ class ServerApp:
         self.server.stop(max(0.0, deadline - time.monotonic())).wait()
         if self._opener is not None:
             self._opener.join()
+        self.dashboard.stop()
         self.metrics.stop()
         self.engine.close(wait_s=max(1.0, grace))
         log.info("stopped")

@@ -73,6 +73,11 @@ class ServerConfig:
     metrics_port: int = 9090
     # Interface for /metrics; "" = the same as host.
     metrics_host: str = ""
+    # Web dashboard (docs/dashboard.md) HTTP port; 0 picks a free one (logged as
+    # "dashboard on http://HOST:PORT/"); -1 (default) turns it off.
+    dashboard_port: int = -1
+    # Interface for the dashboard; "" = the same as host (same no-key rule as host).
+    dashboard_host: str = ""
     # Fraction of non-exact searches re-run exactly in the background to export
     # recall@k (vecdb_sampled_recall); 0 = off.
     recall_sample_rate: float = 0.01
@@ -106,6 +111,9 @@ class ServerConfig:
             raise ConfigError("grace_period_s and max_concurrent_rpcs must be >= 0")
         if not -1 <= self.metrics_port <= 65535:
             raise ConfigError(f"metrics_port must be in -1..65535 (-1 = off), got {self.metrics_port}")
+        if not -1 <= self.dashboard_port <= 65535:
+            raise ConfigError(f"dashboard_port must be in -1..65535 (-1 = off), got "
+                              f"{self.dashboard_port}")
         if not 0 <= self.recall_sample_rate <= 1:
             raise ConfigError(f"recall_sample_rate must be in 0..1, got {self.recall_sample_rate}")
         self._check_security()
