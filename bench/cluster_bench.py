@@ -121,9 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--results", type=Path, help="append the table to this markdown file")
+    ap.add_argument("--only", default="", help="comma-separated row numbers of the table to run "
+                    "(0 = the single-node server, always run: ratios need it), e.g. 1,4")
     a = ap.parse_args(argv)
+    picked = {0, *(int(x) for x in a.only.split(",") if x.strip())} if a.only else None
     rows = []
-    for label, nodes, rf, wc in CONFIGS:
+    for row, (label, nodes, rf, wc) in enumerate(CONFIGS):
+        if picked is not None and row not in picked:
+            continue
         work = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
         try:
             print(f"  {label} ...", flush=True)
