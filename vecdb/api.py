@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import analytics, checkpoint, filters, grouping, omp, recommend, reembed, snapshot, validation
+from . import analytics, checkpoint, filters, grouping, omp, quant, recommend, reembed, snapshot, validation
 from .catalog import Catalog
 from .coalesce import Coalescer
 from .collection import Collection
@@ -131,14 +131,17 @@ class Database:
                           index: str = "auto", index_params: dict | None = None, shards: int = 1,
                           encoder: str | None = None,
                           payload_indexes: dict[str, str] | None = None,
-                          device: str = "auto") -> CollectionDescription:
+                          device: str = "auto", quantization: str | None = None,
+                          rescore: int | None = None) -> CollectionDescription:
         """Create a collection. ``payload_indexes``: {field: type} to index from the start
         (types: keyword, integer, float, bool, datetime, text; field "$text" = the point text).
         ``encoder`` (e.g. "minilm"): texts can be upserted and searched without vectors; the
         dimension comes from the encoder (``dim`` None/0, or equal to it). The model itself
         loads on first encode (its dimension is read from its config files when they tell).
         ``device``: auto | cpu | gpu (docs/gpu.md); gpu without a usable GPU is
-        FailedPrecondition naming ``device``."""
+        FailedPrecondition naming ``device``. ``quantization`` (sq8 | rabitq | binary): codes
+        in RAM, full-precision vectors on disk re-scoring the top k*``rescore`` candidates
+        (0/None = the mode's default; vecdb/quant.py)."""
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         validation.name(name)
@@ -152,15 +155,18 @@ class Database:
                 raise InvalidArgument(f"dim {dim} does not match encoder {encoder!r}, which makes "
                                       f"{enc_dim}-d vectors; leave dim unset (0) to take the "
                                       "encoder's", "dim")
+        quantization, rescore, spec = quant.validate(quantization, rescore,
+                                                     validation.index_spec(index, index_params), device,
+                                                     metric)
         cfg = CollectionConfig(
             name=validation.name(name), dim=validation.int_in(dim, 1, validation.MAX_DIM, "dim"),
-            metric=validation.metric(metric), index=validation.index_spec(index, index_params),
+            metric=validation.metric(metric), index=spec,
             shards=validation.int_in(shards, 1, validation.MAX_SHARDS, "shards"),
             encoder=encoder,
             payload_indexes=tuple(sorted((validation.payload_field(f), check_payload_index_type(t))
                                          for f, t in validation.mapping(payload_indexes,
                                                                         "payload_indexes").items())),
-            device=device)
+            device=device, quantization=quantization, rescore=rescore)
         with self.catalog.lock:
             cfg = self.catalog.create(cfg)
             self.collections[cfg.name] = self._collection(cfg)

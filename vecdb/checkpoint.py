@@ -5,7 +5,10 @@ tombstones.npy, and meta.json (format version, seq, ANN kind, sizes and
 CRC32 of every file). A checkpoint is streamed into a .tmp directory under
 the shard's read lock (dump: no in-memory copy of the indexes), then fsynced
 and renamed into place outside it (commit), so a crash leaves either the old
-or the new one complete. Loading walks checkpoints newest first and skips any whose
+or the new one complete. A quantized shard (vecdb/quant.py) has no exact.faiss: its
+vectors stay in <shard dir>/vectors-<gen>.f32, fsynced by the dump, and the checkpoint
+holds the rows it covers ("vectors": gen, rows) with labels.npy/live.npy; binary codes
+are ann.faissb plus center.npy. Loading walks checkpoints newest first and skips any whose
 files are missing or fail their checksum (logged); None means "rebuild".
 """
 from __future__ import annotations
@@ -22,6 +25,8 @@ import faiss
 import numpy as np
 
 from .index import Ann
+from .quant import BinaryCodes
+from .quant_store import VectorFile
 from .types import CollectionConfig
 
 log = logging.getLogger("vecdb.checkpoint")
@@ -38,7 +43,7 @@ class Loaded:
     ann: Ann | None
 
 
-def _write_index(path: str, index: faiss.Index) -> dict:
+def _write_index(path: str, index: faiss.Index, write=faiss.write_index) -> dict:
     """Stream ``index`` into ``path`` in 1 MiB chunks (no in-memory copy of the index:
     a copy of every index at once was the server's peak RSS); returns size and CRC32.
     An OSError of the file (e.g. disk full) propagates through FAISS unchanged."""
@@ -48,8 +53,14 @@ def _write_index(path: str, index: faiss.Index) -> dict:
             spec["size"] += len(chunk)
             spec["crc32"] = zlib.crc32(chunk, spec["crc32"])
             return f.write(chunk)
-        faiss.write_index(index, faiss.PyCallbackIOWriter(put, CHUNK))
+        write(index, faiss.PyCallbackIOWriter(put, CHUNK))
     return spec
+
+
+def _write_npy(path: str, arr: np.ndarray) -> dict:
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return _write_bytes(path, buf.getvalue())
 
 
 def _write_bytes(path: str, data: bytes) -> dict:
@@ -76,14 +87,26 @@ def dump(directory: str, exact: faiss.Index, ann: Ann | None) -> dict:
     files: dict = {}
     info: dict = {"ann": None}
     try:
-        files["exact.faiss"] = _write_index(os.path.join(tmp, "exact.faiss"), exact)
+        if isinstance(exact, VectorFile):
+            exact.sync()
+            labels, live = exact.columns()
+            files["labels.npy"] = _write_npy(os.path.join(tmp, "labels.npy"), labels)
+            files["live.npy"] = _write_npy(os.path.join(tmp, "live.npy"), live)
+            info["vectors"] = {"gen": exact.gen, "rows": exact.rows}
+        else:
+            files["exact.faiss"] = _write_index(os.path.join(tmp, "exact.faiss"), exact)
         if ann is not None:
-            files["ann.faiss"] = _write_index(os.path.join(tmp, "ann.faiss"), ann.index)
-            buf = io.BytesIO()
-            np.save(buf, np.array(sorted(ann.tombstones), dtype=np.int64))
-            files["tombstones.npy"] = _write_bytes(os.path.join(tmp, "tombstones.npy"),
-                                                   buf.getvalue())
+            if isinstance(ann.index, BinaryCodes):
+                files["ann.faissb"] = _write_index(os.path.join(tmp, "ann.faissb"), ann.index.index,
+                                                   faiss.write_index_binary)
+                files["center.npy"] = _write_npy(os.path.join(tmp, "center.npy"), ann.index.center)
+            else:
+                files["ann.faiss"] = _write_index(os.path.join(tmp, "ann.faiss"), ann.index)
+            files["tombstones.npy"] = _write_npy(os.path.join(tmp, "tombstones.npy"),
+                                                 np.array(sorted(ann.tombstones), dtype=np.int64))
             info["ann"] = {"kind": ann.kind, "trained_on": ann.trained_on}
+            if ann.quant:
+                info["ann"]["quant"] = ann.quant
     except BaseException:  # e.g. disk full: give the space back, keep the previous checkpoint
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -138,18 +161,31 @@ def _load_one(path: str, config: CollectionConfig) -> Loaded:
         raise ValueError(f"unsupported checkpoint format {meta.get('format')}")
     files = meta["files"]
 
-    def index(name: str) -> faiss.Index:
+    def index(name: str, read=faiss.read_index) -> faiss.Index:
         _verify(os.path.join(path, name), files[name])
-        return faiss.read_index(os.path.join(path, name))  # straight from the file
+        return read(os.path.join(path, name))  # straight from the file
 
-    exact = index("exact.faiss")
+    def npy(name: str) -> np.ndarray:
+        return np.load(io.BytesIO(_read(os.path.join(path, name), files[name])))
+
+    if bool(meta.get("vectors")) != bool(config.quantization):
+        raise ValueError("checkpoint and collection disagree on quantization")
+    if meta.get("vectors"):
+        exact = VectorFile(os.path.dirname(path), config.dim, config.metric, meta["vectors"]["gen"],
+                           meta["vectors"]["rows"], npy("labels.npy"), npy("live.npy"))
+    else:
+        exact = index("exact.faiss")
     if exact.d != config.dim:
         raise ValueError(f"dimension {exact.d} != collection dimension {config.dim}")
     ann = None
     if meta["ann"]:
-        tomb = np.load(io.BytesIO(_read(os.path.join(path, "tombstones.npy"), files["tombstones.npy"])))
-        ann = Ann(meta["ann"]["kind"], index("ann.faiss"), meta["ann"]["trained_on"],
-                  set(tomb.tolist()))
+        quant = meta["ann"].get("quant", "")
+        if "ann.faissb" in files:
+            codes = BinaryCodes(config.dim, npy("center.npy"), index("ann.faissb", faiss.read_index_binary))
+        else:
+            codes = index("ann.faiss")
+        ann = Ann(meta["ann"]["kind"], codes, meta["ann"]["trained_on"],
+                  set(npy("tombstones.npy").tolist()), quant=quant)
     return Loaded(int(meta["seq"]), exact, ann)
 
 

@@ -71,6 +71,7 @@ class Ann:
     index: faiss.Index
     trained_on: int
     tombstones: set[int] = field(default_factory=set)
+    quant: str = ""  # the quantization of its codes (vecdb/quant.py); "" = full precision
     _selector: object = None  # cached (IDSelectorNot, IDSelectorBatch) pair
 
     def selector(self):
@@ -152,7 +153,10 @@ def built_params(ann: Ann) -> dict[str, int]:
     """The parameters a built index really has, read off the FAISS index itself (so a
     loaded checkpoint reports them too): nlist and m as chosen at build time."""
     if ann.kind == "hnsw":
-        hnsw = faiss.downcast_index(ann.index.index).hnsw
+        inner = ann.index.index
+        inner = inner.index if isinstance(inner, faiss.IndexBinaryIDMap) else inner  # binary codes
+        hnsw = (faiss.downcast_IndexBinary(inner) if isinstance(inner, faiss.IndexBinary)
+                else faiss.downcast_index(inner)).hnsw
         return {"M": int(hnsw.nb_neighbors(1)), "ef_construction": int(hnsw.efConstruction)}
     ivf = faiss.extract_index_ivf(ann.index)
     out = {"nlist": int(ivf.nlist)}
@@ -173,6 +177,12 @@ def search_params(ann: Ann, spec: IndexSpec, k: int, nprobe: int | None, ef_sear
         ef = max(ef_search or spec.param("ef_search"), k)
         return faiss.SearchParametersHNSW(efSearch=ef, sel=sel) if sel else faiss.SearchParametersHNSW(efSearch=ef)
     nprobe = nprobe or spec.param("nprobe")
+    if ann.quant == "rabitq":  # RaBitQ's own parameters (query bits) at their defaults
+        p = faiss.IVFRaBitQSearchParameters()
+        p.nprobe = nprobe
+        if sel is not None:
+            p.sel = sel
+        return p
     return faiss.SearchParametersIVF(nprobe=nprobe, sel=sel) if sel else faiss.SearchParametersIVF(nprobe=nprobe)
 
 

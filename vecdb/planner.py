@@ -44,7 +44,7 @@ def universe(shard) -> np.ndarray:
         return _EMPTY
     cached = shard.universe_cache
     if cached is None or cached[0] != shard.applied_seq:
-        cached = shard.universe_cache = (shard.applied_seq, np.sort(faiss.vector_to_array(shard.exact.id_map)))
+        cached = shard.universe_cache = (shard.applied_seq, np.sort(shard.live_labels()))
     return cached[1]
 
 

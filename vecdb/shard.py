@@ -23,10 +23,11 @@ import numpy as np
 
 import faiss
 
-from . import checkpoint, omp, planner, records, wal
+from . import checkpoint, omp, planner, quant, records, wal
 from .expiry import ExpiryMap
 from .filters import Clause
 from .payload_index import FieldIndex, PayloadIndexes
+from .quant_store import VectorFile, remove_other_gens
 from .gpu_index import ShardGpu
 from .index import (Ann, build_ann, built_params, min_build_points, new_exact, prepare, rerank,
                     search_params, snapshot)
@@ -60,7 +61,10 @@ class Shard:
         self.lock = RWLock()
         self._ckpt_lock = threading.Lock()
         self.retired = False
-        self.exact = new_exact(config.dim, config.metric)
+        # the exact store: an IndexFlat in RAM, or for a quantized collection the vectors on
+        # disk (quant_store.VectorFile, same calls; its codes are the ANN index)
+        self.quant = config.quantization
+        self.exact = self._empty_exact()
         self.ann: Ann | None = None
         self.building = False
         self._pending: list[Op] | None = None
@@ -81,6 +85,23 @@ class Shard:
             self.gpu = ShardGpu(gpu_ctx, backend, gpu_ctx.gpu_of(backend, number), config.dim,
                                 config.metric, f"{config.name}/{number}", lambda: snapshot(self.exact))
             self.gpu.load()
+
+    def _empty_exact(self):
+        if self.quant:
+            return VectorFile.fresh(self.dir, self.config.dim, self.metric)
+        return new_exact(self.config.dim, self.metric)
+
+    def _set_exact(self, exact) -> None:
+        """Swap the exact store (recovery, compaction), closing a replaced vector file."""
+        old, self.exact = self.exact, exact
+        if isinstance(old, VectorFile) and old is not exact:
+            old.close()
+
+    def live_labels(self) -> np.ndarray:
+        """Every live label (unsorted for the in-RAM store)."""
+        if isinstance(self.exact, VectorFile):
+            return self.exact.labels()
+        return faiss.vector_to_array(self.exact.id_map)
 
     # ---- keys -------------------------------------------------------------
     def _k(self, kind: bytes, label_or_id) -> bytes:
@@ -119,6 +140,27 @@ class Shard:
                 self.next_label + n, data_bytes, payloads, texts, expire_ms)
         self._put_wal(wb, op, wal.OP_UPSERT, ids)
         return op
+
+    def records_of(self, labels: np.ndarray) -> list[bytes | None]:
+        """The stored records (records.py) of these labels; None where not live."""
+        return self.store.multi_get(self._label_keys(b"p", labels))
+
+    def prepare_payloads(self, wb, labels: list[int], old: list[bytes], new: list[bytes]) -> int:
+        """Replace live labels' records ``old`` with ``new`` (only the payload differs: id,
+        text, vector and label stay, so the FAISS indexes and the WAL are untouched);
+        returns the shard's data_bytes after the write (apply_payloads takes it)."""
+        data_bytes = self.data_bytes + sum(map(len, new)) - sum(map(len, old))
+        for lab, rec in zip(labels, new):
+            wb.put(self._k(b"p", lab), rec)
+        wb.put(self.prefix + b"m", META.pack(self.next_label, self.last_seq, data_bytes))
+        return data_bytes
+
+    def apply_payloads(self, labels: list[int], payloads: list, texts: list, data_bytes: int) -> None:
+        """After prepare_payloads' batch is committed: the payload indexes follow."""
+        with self.lock.write():
+            self.data_bytes = data_bytes
+            if self.pindex.active:
+                self.pindex.replace(labels, payloads, texts)
 
     def prepare_delete(self, wb, ids: list[str]) -> Op | None:
         pairs = [(pid, lab) for pid, lab in zip(ids, self.labels_of(ids)) if lab is not None]
@@ -218,9 +260,12 @@ class Shard:
     def _recover_faiss(self) -> None:
         loaded = checkpoint.load(self.dir, self.config)
         if loaded is not None:
-            self.exact, self.ann, self.applied_seq = loaded.exact, loaded.ann, loaded.seq
+            self._set_exact(loaded.exact)
+            self.ann, self.applied_seq = loaded.ann, loaded.seq
             self.checkpoint_seq = loaded.seq
             if self._replay_wal():
+                if self.quant:
+                    remove_other_gens(self.dir, self.exact.gen)
                 return
             log.warning("shard %s/%d: WAL gap after checkpoint %d; rebuilding from RocksDB",
                         self.config.name, self.number, loaded.seq)
@@ -245,13 +290,23 @@ class Shard:
     def _rebuild_from_records(self) -> None:
         dim = self.config.dim
         labels, chunks = [], []
+        self._set_exact(self._empty_exact())
+        self.ann = None
+
+        def flush():
+            if labels:
+                vecs = np.frombuffer(b"".join(chunks), dtype=np.float32).reshape(-1, dim)
+                self.exact.add_with_ids(prepare(vecs.copy(), self.metric), np.array(labels, dtype=np.int64))
+            labels.clear()
+            chunks.clear()
         for key, raw in self.store.scan(self.prefix + b"v", self.prefix + b"w"):
             labels.append(U64.unpack(key[-8:])[0])
             chunks.append(raw)
-        self.exact, self.ann = new_exact(dim, self.metric), None
-        if labels:
-            vecs = np.frombuffer(b"".join(chunks), dtype=np.float32).reshape(-1, dim)
-            self.exact.add_with_ids(prepare(vecs.copy(), self.metric), np.array(labels, dtype=np.int64))
+            if self.quant and len(labels) >= 16_384:  # the vectors go to disk, not RAM
+                flush()
+        flush()
+        if self.quant:
+            remove_other_gens(self.dir, self.exact.gen)
         self.applied_seq = self.last_seq
         self.checkpoint_seq = -1  # force a fresh checkpoint
 
@@ -294,7 +349,7 @@ class Shard:
             if node is not None or len(exclude):
                 sel = planner.selector(planner.matching(self, node, exclude)[0])
             ann = self.ann
-            if ann is not None and ann.kind == "ivf_flat" and not params.exact:
+            if ann is not None and ann.kind == "ivf_flat" and not ann.quant and not params.exact:
                 sp = search_params(ann, self.config.index, 1, params.nprobe, None, sel=sel)
                 lims, dist, labels = ann.index.range_search(queries, threshold, params=sp)
             else:
@@ -316,14 +371,18 @@ class Shard:
         or None; ``pool``: how many points it could return at most (bounds the IVF-PQ
         candidates, k*refine, that are re-scored exactly)."""
         spec, ann = self.config.index, self.ann
-        kk = min(k * spec.param("refine"), pool) if ann.kind == "ivf_pq" else k
+        if ann.quant:  # codes pick k*rescore candidates, re-scored from the on-disk vectors
+            kk = min(k * self.config.rescore_factor, pool)
+        else:
+            kk = min(k * spec.param("refine"), pool) if ann.kind == "ivf_pq" else k
         got = None
         if sel is None and self.gpu is not None:
             got = self.gpu.search_ann(queries, kk, params, spec)
         if got is None:
-            sp = search_params(ann, spec, k, params.nprobe, params.ef_search, sel=sel)
+            sp = search_params(ann, spec, kk if ann.quant else k, params.nprobe, params.ef_search,
+                               sel=sel)
             got = ann.index.search(queries, kk, params=sp)
-        if ann.kind == "ivf_pq":
+        if ann.kind == "ivf_pq" or ann.quant:
             return rerank(self.exact, queries, got[1], k, "l2" if self.metric == "l2" else "ip")
         return got
 
@@ -403,14 +462,21 @@ class Shard:
             if not self.needs_build():
                 return False
             self.building, self._pending = True, []
-            labels, vecs = snapshot(self.exact)
+            if self.quant:  # trained and filled from the vector file: no copy in RAM
+                store, upto = self.exact, self.exact.rows
+            else:
+                labels, vecs = snapshot(self.exact)
         try:
-            ann: Ann | None = build_ann(self.config.index, self.metric, labels, vecs)
+            if self.quant:
+                ann: Ann | None = quant.build(self.quant, self.config.index, self.metric, store, upto)
+            else:
+                ann = build_ann(self.config.index, self.metric, labels, vecs)
         except Exception:
             log.exception("shard %s/%d: index build failed; staying on the current index",
                           self.config.name, self.number)
             ann = None
-        del labels, vecs
+        if not self.quant:
+            del labels, vecs
         with self.lock.write():
             if ann is None:
                 self._failed_at = self.applied_seq
@@ -443,17 +509,23 @@ class Shard:
         The index is registered first, so every op applied from then on updates
         it; the records are then read. A label removed meanwhile may still be
         read from the scan: labels are never reused, so removing those again at
-        the end is exact."""
+        the end is exact. A payload replaced meanwhile (apply_payloads) may be read
+        old from the scan: those are indexed again at the end."""
         fi = FieldIndex(field, kind)
         with self.lock.write():
             self.pindex.building[field] = fi
             self.pindex.removed_while_building[field] = removed = set()
+            self.pindex.replaced_while_building[field] = replaced = {}
         for lab, _, pay, txt in self.iter_records():
             fi.add(lab, pay, txt)
         with self.lock.write():
+            for lab, (pay, txt) in replaced.items():
+                fi.remove(lab)
+                fi.add(lab, pay, txt)
             for lab in removed:
                 fi.remove(lab)
             del self.pindex.building[field], self.pindex.removed_while_building[field]
+            del self.pindex.replaced_while_building[field]
             self.pindex.ready[field] = fi
 
     def drop_payload_index(self, field: str) -> None:
@@ -474,11 +546,15 @@ class Shard:
             self.retired = True
         if self.gpu is not None:
             self.gpu.release()
+        if isinstance(self.exact, VectorFile):
+            with self.lock.write():  # searches in flight finish first
+                self.exact.close()
 
     def checkpoint(self, wal_retain: int) -> bool:
         with self._ckpt_lock:
             if self.retired:
                 return False
+            stale = self._compact_vectors()
             with self.lock.read():
                 seq = self.applied_seq
                 if seq == self.checkpoint_seq and not self._ann_dirty:
@@ -491,12 +567,35 @@ class Shard:
                 self._ann_dirty = True  # the next round writes the whole state again
                 raise
             self.checkpoint_seq = seq
+            if stale is not None:  # the new checkpoint names the compacted file
+                remove_other_gens(self.dir, self.exact.gen)
             cut = seq - wal_retain
             if cut > 0:
                 wb = self.store.batch()
                 wb.delete_range(self.prefix + b"w", self.prefix + b"w" + U64.pack(cut + 1))
                 self.store.write(wb, sync=False)
             return True
+
+    def _compact_vectors(self) -> int | None:
+        """Rewrite a quantized shard's vector file without its deleted rows when they pass
+        half of it (under the write lock: writes and searches wait for the copy). Returns
+        the replaced generation (deleted once a checkpoint names the new one), else None."""
+        if not self.quant or self.building or not self.exact.needs_compaction():
+            return None
+        with self.lock.write():
+            if self.building or not self.exact.needs_compaction():
+                return None
+            old = self.exact
+            self.exact = old.compacted()
+            old.close()
+            self.universe_cache = None
+            self._ann_dirty = True  # a checkpoint must name the new file
+            return old.gen
+
+    def memory_bytes(self) -> int:
+        """Host RAM of the exact store (the label columns only when quantized) and the ANN index."""
+        exact = self.exact.memory_bytes() if isinstance(self.exact, VectorFile) else quant.index_bytes(self.exact)
+        return exact + (quant.index_bytes(self.ann.index) if self.ann is not None else 0)
 
     def stats(self) -> ShardStats:
         state = "training" if self.building else ("built" if self.ann else "exact")
@@ -507,4 +606,5 @@ class Shard:
                           device=self.gpu.device if self.gpu is not None else "cpu",
                           gpu_memory_bytes=self.gpu.nbytes if self.gpu is not None else 0,
                           built_params=built_params(self.ann) if self.ann else {},
+                          memory_bytes=self.memory_bytes(),
                           **(self.gpu.stats() if self.gpu is not None else {}))

@@ -9,6 +9,12 @@ import numpy as np
 METRICS = ("cosine", "ip", "l2")
 INDEX_TYPES = ("flat", "ivf_flat", "ivf_pq", "hnsw", "auto")
 DURABILITY_MODES = ("sync", "async")
+# Quantized collections (vecdb/quant.py): codes in RAM, full-precision vectors on disk.
+QUANTIZATIONS = ("sq8", "rabitq", "binary")
+# Candidates re-scored exactly from the on-disk vectors = k * rescore. Defaults reach
+# recall@10 >= 0.95 on clustered data (tests/unit/test_quantization.py, bench/quant_bench.py);
+# higher = better recall, more disk reads per query.
+RESCORE_DEFAULTS = {"sq8": 2, "rabitq": 4, "binary": 10}
 
 # Documented index parameters, their defaults and what raising them trades.
 # ``build_threshold``: live points a shard must hold before its ANN index is
@@ -67,13 +73,24 @@ class CollectionConfig:
     payload_indexes: tuple[tuple[str, str], ...] = ()
     # auto | cpu | gpu (docs/gpu.md); catalogs written before it existed read as auto
     device: str = "auto"
+    # "" = full precision in RAM; sq8 | rabitq | binary: codes in RAM, vectors on disk
+    # (vecdb/quant.py); rescore 0 = RESCORE_DEFAULTS[quantization]
+    quantization: str = ""
+    rescore: int = 0
+
+    @property
+    def rescore_factor(self) -> int:
+        return self.rescore or RESCORE_DEFAULTS.get(self.quantization, 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dim": self.dim, "metric": self.metric,
-                "index": self.index.to_dict(), "shards": self.shards,
-                "encoder": self.encoder, "uid": self.uid,
-                "payload_indexes": [list(p) for p in self.payload_indexes],
-                "device": self.device}
+        out = {"name": self.name, "dim": self.dim, "metric": self.metric,
+               "index": self.index.to_dict(), "shards": self.shards,
+               "encoder": self.encoder, "uid": self.uid,
+               "payload_indexes": [list(p) for p in self.payload_indexes],
+               "device": self.device}
+        if self.quantization:  # catalogs of full-precision collections stay as they were
+            out.update(quantization=self.quantization, rescore=self.rescore)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CollectionConfig":
@@ -81,7 +98,8 @@ class CollectionConfig:
                    index=IndexSpec(d["index"]["type"], dict(d["index"]["params"])),
                    shards=int(d["shards"]), encoder=d.get("encoder"), uid=int(d["uid"]),
                    payload_indexes=tuple((f, t) for f, t in d.get("payload_indexes", [])),
-                   device=d.get("device", "auto"))
+                   device=d.get("device", "auto"), quantization=d.get("quantization", ""),
+                   rescore=int(d.get("rescore", 0)))
 
 
 @dataclass(frozen=True)
@@ -105,6 +123,9 @@ class ShardStats:
     gpu_ann: str = ""
     gpu_placement_failures: int = 0
     gpu_error: str = ""
+    # bytes of host RAM its vectors/codes and index hold (approximate: FAISS storage,
+    # graph links, inverted-list ids, label columns); not the on-disk vectors
+    memory_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,6 +149,11 @@ class CollectionDescription:
     def gpu_memory_bytes(self) -> int:
         """Bytes of this collection resident on GPUs (0 on the CPU)."""
         return sum(s.gpu_memory_bytes for s in self.shards)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of host RAM the shards' vectors/codes and indexes hold."""
+        return sum(s.memory_bytes for s in self.shards)
 
 
 @dataclass(frozen=True)
