@@ -376,3 +376,50 @@ def test_aio_server_serves_the_dashboard_and_logs_its_address(spawn):
     assert status == 200 and out["collections"] == []
     assert http(_Srv, "GET", "/")[0] == 200
     assert RO not in proc.log()
+
+
+def test_rate_limit_is_429_with_retry_after(tmp_path):
+    s = InProcessServer(tmp_path / "d", dashboard_port=0, rate_limit_rps=0.2)
+    try:
+        assert http(s, "GET", "/api/collections")[0] == 200
+        status, hdrs, out = http(s, "GET", "/api/collections")
+        assert status == 429 and out["error"]["code"] == "RESOURCE_EXHAUSTED"
+        assert int(hdrs["Retry-After"]) >= 1 and "rate limit" in out["error"]["message"]
+    finally:
+        s.stop()
+
+
+def test_https_with_the_grpc_certificate_and_client_certificates(tmp_path):
+    pytest.importorskip("cryptography")
+    import ssl
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from test_tls import _cert, _name, _write
+
+    ca_key, srv_key, cli_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca = _cert("dash CA", ca_key, _name("dash CA"), ca_key, ca=True)
+    files = {"ca": _write(tmp_path / "ca.pem", ca),
+             "cert": _write(tmp_path / "s.pem", _cert("localhost", srv_key, ca.subject, ca_key,
+                                                       server=True)),
+             "key": _write(tmp_path / "s.key", key=srv_key),
+             "ccert": _write(tmp_path / "c.pem", _cert("client", cli_key, ca.subject, ca_key)),
+             "ckey": _write(tmp_path / "c.key", key=cli_key)}
+    s = InProcessServer(tmp_path / "d", dashboard_port=0, tls_cert_file=str(files["cert"]),
+                        tls_key_file=str(files["key"]), tls_client_ca_file=str(files["ca"]))
+    try:
+        url = f"https://127.0.0.1:{s.app.dashboard_port}/api/whoami"
+        ctx = ssl.create_default_context(cafile=str(files["ca"]))
+        ctx.load_cert_chain(str(files["ccert"]), str(files["ckey"]))
+        with urllib.request.urlopen(url, context=ctx, timeout=20) as resp:
+            assert resp.status == 200 and json.loads(resp.read())["role"] == "admin"
+        bare = ssl.create_default_context(cafile=str(files["ca"]))  # no client certificate
+        with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(url, context=bare, timeout=20).read()
+        with pytest.raises((urllib.error.URLError, ConnectionError, http_client_errors())):
+            urllib.request.urlopen(url.replace("https", "http"), timeout=20).read()
+    finally:
+        s.stop()
+
+
+def http_client_errors() -> type:
+    import http.client
+    return http.client.HTTPException

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -175,20 +176,30 @@ class _Handler(BaseHTTPRequestHandler):
                                   f"request id {rid} when reporting it", request_id=rid))
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection that failed outside a request (a failed TLS handshake, a client
+        gone mid-answer): one DEBUG line, not socketserver's traceback on stderr."""
+        exc = sys.exc_info()[1]
+        log.debug("dashboard connection from %s failed: %s", client_address[0],
+                  type(exc).__name__)
+
+
 class Dashboard:
     """The dashboard of one server (not a singleton)."""
 
     def __init__(self, cfg: Any, guard: Any, servicers: dict[str, Any], metrics: Any = None):
         self.cfg, self.guard = cfg, guard
         self.api = Api(Caller(guard, servicers, metrics), bool(cfg.cluster_etcd))
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self, host: str, port: int) -> int:
         handler = type("Handler", (_Handler,), {"api": self.api, "assets": load_assets(),
                                                  "max_body": self.cfg.max_message_bytes})
-        httpd = ThreadingHTTPServer((host, port), handler)
-        httpd.daemon_threads = True
+        httpd = _Server((host, port), handler)
         if self.cfg.tls_cert_file:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(self.cfg.tls_cert_file, self.cfg.tls_key_file)
