@@ -339,7 +339,7 @@ class Client(AnalyticsMethods):
 
     def count(self, collection: str, filter: Filter | None = None, *,
               allow_partial: bool = False, timeout: float | None = None) -> int:
-        """Points in the collection, or matching ``filter``."""
+        """Points in the collection, or matching ``filter``. ``allow_partial``: see search."""
         req = _codec.count_request(collection, filter)
         req.allow_partial = allow_partial
         resp = self._call(self._points.Count, req,
@@ -394,7 +394,11 @@ class Client(AnalyticsMethods):
         ``group_by="author"`` returns groups instead of hits: ``[Group(key, hits), ...]``,
         the best ``group_size`` (default 1) hits for each of the best ``groups`` (default 10)
         values of that payload field (k is not used); a list of them per query for
-        ``vectors=``/``texts=``."""
+        ``vectors=``/``texts=``.
+
+        ``allow_partial=True`` (cluster mode; also on count and range_search): a shard with
+        no reachable replica is left out instead of raising UnavailableError, and the
+        result (a list, or an int for count) has ``.partial`` True when one was."""
         if expression is not None or group_by is not None:
             req, single = _codec_query.search_request(
                 collection, vector, vectors, k, expression=expression,

@@ -29,6 +29,7 @@ from vecdb.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, No
 
 from ..guard import Rejected
 from . import state as st
+from . import write_keys
 from .node import ClusterNode
 from .peers import FROM, ROUTE, SHARD, TERM, Peers, internal_route, unreachable
 from .state import CollectionSpec
@@ -81,6 +82,7 @@ class Router:
         # leave the in-sync set before the next write of that term
         self.dirty: dict[tuple[str, int], tuple[int, set[str]]] = {}
         node.resync = self.resync
+        self.keys = write_keys.WriteKeys(node.engine.data_dir)
 
     # ---- dispatch ------------------------------------------------------------------------
     def route_of(self, context: Any) -> dict[str, str] | None:
@@ -101,12 +103,18 @@ class Router:
         route = md[ROUTE]
         if route == "primary":
             name, shard = self._target(md, request)
-            return self.primary_write(name, shard, method, request)
+            return self.primary_write(name, shard, method, request,
+                                      write_keys.key_of(md.items()))
         if route in ("replica", "resync"):
             name, shard = self._target(md, request)
             with self.node.write_lock(name, shard):
                 self._check_term(name, shard, md)
-                return self.local(method, request)
+                result = self.local(method, request)
+                key, record = write_keys.key_of(md.items()), md.get(write_keys.RECORD)
+                if key and record:  # the primary's answer, for a retry after a failover
+                    want, _, answer = record.partition(" ")
+                    self.keys.put(_target_name(request), key, want, answer)
+                return result
         if self.node.needs_resync(_target_name(request)):
             raise Unavailable("this copy is waiting for a resync", "collection")
         return self.local(method, request)
@@ -168,12 +176,15 @@ class Router:
                           f"({last.message if isinstance(last, VecdbError) else 'none'})",
                           "collection")
 
-    def write_shard(self, spec: CollectionSpec, i: int, method: str, request: Any) -> Any:
+    def write_shard(self, spec: CollectionSpec, i: int, method: str, request: Any,
+                    key: str | None = None) -> Any:
+        """``method`` on shard i's primary; ``key``: the write's idempotency key."""
         s = self.node.shard(spec.name, i)
         if s.primary == self.node.id:
-            return self.primary_write(spec.name, i, method, request)
+            return self.primary_write(spec.name, i, method, request, key)
+        md = self.peers.metadata("primary", f"{spec.name}/{i}", s.term)
         return self._peer(s.primary, method, request,
-                          self.peers.metadata("primary", f"{spec.name}/{i}", s.term), 30.0)
+                          md + (((write_keys.HEADER, key),) if key else ()), 30.0)
 
     def fan_out(self, fn: Callable[[int], Any], shards: list[int]) -> dict[int, Any]:
         """fn(shard) for every shard: all but the first in the pool, the first in this
@@ -184,13 +195,20 @@ class Router:
         return out
 
     # ---- the primary's write path --------------------------------------------------------
-    def primary_write(self, name: str, i: int, method: str, request: Any) -> Any:
+    def primary_write(self, name: str, i: int, method: str, request: Any,
+                      key: str | None = None) -> Any:
+        """Apply and replicate one shard's part of a write. With an idempotency ``key``
+        already recorded for this part, its recorded answer instead (applied once)."""
         spec = self.node.spec(name)
         with self.node.write_lock(name, i):
             s = self.node.shard(name, i)
             if s.primary != self.node.id:
                 raise Unavailable(f"shard {name}/{i} moved to {s.primary} (term {s.term}); "
                                   "retry", "collection")
+            want = key and write_keys.digest(method, request)
+            done = key and self.keys.get(_target_name(request), key, want)
+            if done:
+                return tpb.WriteResult.FromString(base64.b64decode(done))
             term, left = self.dirty.get((name, i), (0, set()))
             if left and term == s.term:  # an unacknowledged write reached some replicas
                 self._drop_from_in_sync(spec, i, s, sorted(left), check=False)  # only
@@ -198,9 +216,15 @@ class Router:
             self.dirty.pop((name, i), None)
             _check_concern(spec, i, len(s.in_sync), "(replicas are catching up)")
             result = self.local(method, request)
+            answer = key and base64.b64encode(result.SerializeToString()).decode()
             others = [r for r in s.in_sync if r != self.node.id]
             if others:
-                self._replicate(spec, i, s, method, self._replicable(method, request), others)
+                extra = ((write_keys.HEADER, key), (write_keys.RECORD, f"{want} {answer}")) \
+                    if key else ()
+                self._replicate(spec, i, s, method, self._replicable(method, request), others,
+                                extra)
+            if key:
+                self.keys.put(_target_name(request), key, want, answer)
             return result
 
     def _replicable(self, method: str, request: Any) -> Any:
@@ -217,8 +241,8 @@ class Router:
         return request
 
     def _replicate(self, spec: CollectionSpec, i: int, s: st.ShardState, method: str,
-                   request: Any, others: list[str]) -> None:
-        md = self.peers.metadata("replica", f"{spec.name}/{i}", s.term)
+                   request: Any, others: list[str], extra: tuple = ()) -> None:
+        md = self.peers.metadata("replica", f"{spec.name}/{i}", s.term) + extra
         futures = {r: self.repl_pool.submit(self._peer, r, method, request, md, 10.0)
                    for r in others}
         failed, fenced = [], False

@@ -16,7 +16,7 @@ from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 
 from vecdb.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 
-from . import local_reads, merge, queries
+from . import local_reads, merge, queries, write_keys
 from . import state as st
 from .router import Router
 
@@ -54,38 +54,41 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
     # ---- writes --------------------------------------------------------------------------
     def Upsert(self, request: ppb.UpsertRequest, context: Any) -> tpb.WriteResult:
         got = self._internal("Upsert", request, context)
-        return got[0] if got else self._upsert(request)
+        return got[0] if got else self._upsert(request, _key(context))
 
-    def _upsert(self, request: ppb.UpsertRequest) -> tpb.WriteResult:
+    def _upsert(self, request: ppb.UpsertRequest, key: str | None) -> tpb.WriteResult:
         spec = self.node.spec(request.collection)
         parts = merge.split_ids(request.points.ids, spec.shards)
 
         def one(i: int) -> tpb.WriteResult:
             sub = ppb.UpsertRequest(collection=st.local_name(spec.uid, i),
                                     points=merge.slice_batch(request.points, parts[i]))
-            return self.r.write_shard(spec, i, "Upsert", sub)
+            return self.r.write_shard(spec, i, "Upsert", sub, key)
         return _write_result(self.r.fan_out(one, sorted(parts)))
 
     def UpsertStream(self, request_iterator: Iterator[ppb.UpsertRequest],
                      context: Any) -> Iterator[ppb.UpsertAck]:
         if self.r.route_of(context) is not None:
             raise _unsupported("UpsertStream between nodes")
-        for req in request_iterator:
-            yield ppb.UpsertAck(batch_id=req.batch_id, result=self._upsert(req))
+        key = _key(context)
+        for req in request_iterator:  # batch i of the stream (and of its retries): key/i
+            yield ppb.UpsertAck(batch_id=req.batch_id, result=self._upsert(
+                req, key and write_keys.derived(key, req.batch_id)))
 
     def Delete(self, request: ppb.DeleteRequest, context: Any) -> tpb.WriteResult:
         got = self._internal("Delete", request, context)
-        return got[0] if got else self._by_ids_or_filter("Delete", request)
+        return got[0] if got else self._by_ids_or_filter("Delete", request, _key(context))
 
     def UpdatePayload(self, request: ppb.UpdatePayloadRequest, context: Any) -> tpb.WriteResult:
         got = self._internal("UpdatePayload", request, context)
-        return got[0] if got else self._by_ids_or_filter("UpdatePayload", request)
+        return got[0] if got else self._by_ids_or_filter("UpdatePayload", request,
+                                                         _key(context))
 
     def UpdateVectors(self, request: ppb.UpdateVectorsRequest, context: Any) -> tpb.WriteResult:
         got = self._internal("UpdateVectors", request, context)
         if got:
             return got[0]
-        spec = self.node.spec(request.collection)
+        spec, key = self.node.spec(request.collection), _key(context)
         parts = merge.split_ids(request.ids, spec.shards)
         batch = tpb.PointBatch(ids=request.ids, vectors=request.vectors)
 
@@ -93,10 +96,10 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             rows = merge.slice_batch(batch, parts[i])
             sub = ppb.UpdateVectorsRequest(collection=st.local_name(spec.uid, i),
                                            ids=rows.ids, vectors=rows.vectors)
-            return self.r.write_shard(spec, i, "UpdateVectors", sub)
+            return self.r.write_shard(spec, i, "UpdateVectors", sub, key)
         return _write_result(self.r.fan_out(one, sorted(parts)))
 
-    def _by_ids_or_filter(self, method: str, request: Any) -> tpb.WriteResult:
+    def _by_ids_or_filter(self, method: str, request: Any, key: str | None) -> tpb.WriteResult:
         spec = self.node.spec(request.collection)
         if request.ids:
             parts = merge.split_ids(request.ids, spec.shards)
@@ -108,7 +111,7 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             if parts[i] is not None:
                 del sub.ids[:]
                 sub.ids.extend(request.ids[p] for p in parts[i])
-            return self.r.write_shard(spec, i, method, sub)
+            return self.r.write_shard(spec, i, method, sub, key)
         return _write_result(self.r.fan_out(one, sorted(parts)))
 
     # ---- reads ---------------------------------------------------------------------------
@@ -234,6 +237,11 @@ def _merged(answers: dict, spec: st.CollectionSpec, limit: int,
     return ppb.SearchResponse(partial=len(answers) < spec.shards, results=[
         merge.merge_results([answers[i].results[q] for i in shards], limit, hib, explain)
         for q in range(len(answers[shards[0]].results))])
+
+
+def _key(context: Any) -> str | None:
+    """The client's idempotency key of a write call (write_keys.py)."""
+    return write_keys.key_of(context.invocation_metadata())
 
 
 def _write_result(parts: dict[int, tpb.WriteResult]) -> tpb.WriteResult:

@@ -1,0 +1,99 @@
+"""Idempotency keys of writes (docs/cluster.md "Retries and idempotency keys").
+
+The SDK sends one key per write call (x-vecdb-idempotency-key, the same on every
+retry). Each shard part is recorded under (its replica's local name, key) with a
+digest of the part and the primary's answer: by the primary when it acknowledges, and
+by every in-sync replica when it applies the replicated write (the primary sends the
+record along), so a primary elected after a failover knows the keys its predecessor
+acknowledged. A write whose key is recorded is not applied again: the recorded answer
+is returned (a different request under the same key is INVALID_ARGUMENT).
+
+Records live in a small RocksDB beside the engine's (<data dir>/cluster-write-keys),
+written through its WAL without an fsync of their own: they survive a killed process,
+not a power loss of every replica at once. Kept for WINDOW_S and at most MAX_KEYS per
+node, oldest dropped first.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+
+from rocksdict import Rdict
+
+from vecdb.errors import InvalidArgument
+
+HEADER = "x-vecdb-idempotency-key"
+RECORD = "x-vecdb-write-record"  # primary -> replicas: "<digest> <answer, base64>"
+DIR = "cluster-write-keys"
+WINDOW_S = 24 * 3600.0
+MAX_KEYS = 200_000
+MAX_KEY_LEN = 128
+
+
+def key_of(metadata: object) -> str | None:
+    """The call's idempotency key, checked; None without one."""
+    key = next((v for k, v in (metadata or ()) if k == HEADER and isinstance(v, str)), None)
+    if key is None:
+        return None
+    if not key or len(key) > MAX_KEY_LEN or not key.isascii() or not key.isprintable():
+        raise InvalidArgument(f"the idempotency key must be 1..{MAX_KEY_LEN} printable ASCII "
+                              f"characters, got {key[:MAX_KEY_LEN + 1]!r}", HEADER)
+    return key
+
+
+def derived(key: str, part: int) -> str:
+    """The key of part ``part`` of a keyed stream (the same for every retry of it)."""
+    return hashlib.sha256(f"{key}/{part}".encode()).hexdigest()[:32]
+
+
+def digest(method: str, request: object) -> str:
+    """What a key stands for: the RPC and the shard's part of the request."""
+    body = request.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
+    return hashlib.sha256(method.encode() + b"\0" + body).hexdigest()[:32]
+
+
+class WriteKeys:
+    def __init__(self, data_dir: str):
+        os.makedirs(data_dir, exist_ok=True)
+        self._db = Rdict(os.path.join(data_dir, DIR))
+        self._lock = threading.Lock()
+        self._mem: OrderedDict[str, tuple[float, str, str]] = OrderedDict()
+        rows = []
+        for k, v in self._db.items():
+            t, d, answer = json.loads(v)
+            rows.append((t, k, d, answer))
+        for t, k, d, answer in sorted(rows):
+            self._mem[k] = (t, d, answer)
+        self._prune(time.time())
+
+    def get(self, local: str, key: str, want: str) -> str | None:
+        """The recorded answer (base64) of ``key`` on this shard replica, or None. A record
+        with another digest: INVALID_ARGUMENT (the key was used for another request)."""
+        with self._lock:
+            got = self._mem.get(f"{local}\0{key}")
+        if got is None or got[0] < time.time() - WINDOW_S:
+            return None
+        if got[1] != want:
+            raise InvalidArgument(f"idempotency key {key!r} was used for a different write "
+                                  "(each write call needs its own key)", HEADER)
+        return got[2]
+
+    def put(self, local: str, key: str, want: str, answer: str) -> None:
+        now, name = time.time(), f"{local}\0{key}"
+        with self._lock:
+            self._db[name] = json.dumps([now, want, answer])
+            self._mem[name] = (now, want, answer)
+            self._mem.move_to_end(name)
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        while self._mem:
+            name, (t, _, _) = next(iter(self._mem.items()))
+            if len(self._mem) <= MAX_KEYS and t >= now - WINDOW_S:
+                return
+            del self._mem[name]
+            del self._db[name]
