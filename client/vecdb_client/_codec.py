@@ -157,7 +157,8 @@ def create_collection_request(name: str, dim: int | None, metric: str, index: st
                               params: dict[str, Any],
                               payload_indexes: dict[str, str] | None = None,
                               device: str | None = None, replication_factor: int | None = None,
-                              write_concern: str | None = None) -> cpb.CreateCollectionRequest:
+                              write_concern: str | None = None, quantization: str | None = None,
+                              rescore: int | None = None) -> cpb.CreateCollectionRequest:
     spec = tpb.IndexSpec(type=index)
     for key, value in params.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -175,6 +176,12 @@ def create_collection_request(name: str, dim: int | None, metric: str, index: st
         req.replication_factor = replication_factor
     if write_concern is not None:
         req.write_concern = write_concern
+    if quantization is not None:
+        req.quantization = quantization
+    if rescore is not None:
+        if isinstance(rescore, bool) or not isinstance(rescore, (int, np.integer)):
+            raise InvalidArgumentError(f"rescore must be an integer, got {rescore!r}", field="rescore")
+        req.rescore = int(rescore)
     return req
 
 
@@ -183,7 +190,7 @@ def from_proto_config(msg: cpb.CollectionConfig) -> CollectionConfig:
                             dict(msg.index.params), msg.shards,
                             msg.encoder if msg.HasField("encoder") else None,
                             msg.device or "auto", msg.replication_factor or 1,
-                            msg.write_concern)
+                            msg.write_concern, msg.quantization, msg.rescore)
 
 
 def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:
@@ -198,7 +205,7 @@ def _from_proto_info_fields(msg: cpb.CollectionInfo) -> CollectionInfo:
                               s.checkpoint_seq, s.deleted_pending, s.device or "cpu",
                               s.gpu_memory_bytes, dict(sorted(s.built_params.items())),
                               dict(sorted(s.gpu_served.items())), dict(sorted(s.gpu_fallbacks.items())),
-                              s.gpu_ann, s.gpu_placement_failures, s.gpu_error)
+                              s.gpu_ann, s.gpu_placement_failures, s.gpu_error, s.memory_bytes)
                    for s in msg.shards)
     indexes = {f: PayloadIndexInfo(i.type, i.state) for f, i in sorted(msg.payload_indexes.items())}
     r = msg.reembed

@@ -99,10 +99,11 @@ class AsyncClient(AsyncAnalyticsMethods):
                                 payload_indexes: dict[str, str] | None = None,
                                 device: str | None = None,
                                 replication_factor: int | None = None, write_concern: str | None = None,
+                                quantization: str | None = None, rescore: int | None = None,
                                 timeout: float | None = None, **params: int) -> CollectionInfo:
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
                                                payload_indexes, device, replication_factor,
-                                               write_concern)
+                                               write_concern, quantization, rescore)
         return _codec.from_proto_info(await self._call(
             self._collections.CreateCollection, req, idempotent=False, timeout=timeout))
 

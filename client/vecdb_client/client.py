@@ -108,6 +108,7 @@ class Client(AnalyticsMethods):
                           payload_indexes: dict[str, str] | None = None,
                           device: str | None = None,
                           replication_factor: int | None = None, write_concern: str | None = None,
+                          quantization: str | None = None, rescore: int | None = None,
                           timeout: float | None = None, **params: int) -> CollectionInfo:
         """Index parameters go as keywords, e.g. ``index="hnsw", M=16, ef_search=128``.
         ``payload_indexes``: {field: type} to index from the start (see create_payload_index).
@@ -116,10 +117,12 @@ class Client(AnalyticsMethods):
         cpu | gpu (None = auto: the server decides); gpu without a usable GPU on the server
         raises FailedPreconditionError (field "device"), see docs/gpu.md. Cluster mode
         (docs/cluster.md): ``replication_factor`` copies of every shard on distinct nodes,
-        ``write_concern`` "majority" (default), "all" or "one"."""
+        ``write_concern`` "majority" (default), "all" or "one". ``quantization`` sq8 | rabitq |
+        binary: codes in RAM, full-precision vectors on the server's disk re-scoring the
+        top k*``rescore`` candidates (None = the mode's default; README "Quantization")."""
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
                                                payload_indexes, device, replication_factor,
-                                               write_concern)
+                                               write_concern, quantization, rescore)
         info = self._call(self._collections.CreateCollection, req, idempotent=False,
                           timeout=timeout)
         return _codec.from_proto_info(info)

@@ -62,6 +62,10 @@ class CollectionConfig:
     # cluster mode: copies per shard and the write concern ("" on a single node)
     replication_factor: int = 1
     write_concern: str = ""
+    # "" = full precision; sq8 | rabitq | binary: codes in RAM, vectors on disk re-scoring
+    # k * rescore candidates (rescore 0 = the mode's default)
+    quantization: str = ""
+    rescore: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,8 @@ class ShardStats:
     gpu_ann: str = ""
     gpu_placement_failures: int = 0
     gpu_error: str = ""
+    # host RAM of its vectors/codes and index (approximate; on-disk vectors not counted)
+    memory_bytes: int = 0
 
 
 class SnapshotInfo(NamedTuple):
@@ -146,6 +152,11 @@ class CollectionInfo:
     def gpu_memory_bytes(self) -> int:
         """Bytes of the collection resident on GPUs (0 on the CPU)."""
         return sum(s.gpu_memory_bytes for s in self.shards)
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of host RAM the shards' vectors/codes and indexes hold."""
+        return sum(s.memory_bytes for s in self.shards)
 
     @property
     def dim(self) -> int:

@@ -140,7 +140,7 @@ def from_proto_create_collection(msg: cpb.CreateCollectionRequest) -> dict[str, 
     kwargs: dict[str, Any] = {"name": msg.name, "dim": msg.dim,
                               "index": msg.index.type or "auto",
                               "index_params": dict(msg.index.params) or None}
-    for name in ("metric", "shards", "encoder", "device"):
+    for name in ("metric", "shards", "encoder", "device", "quantization", "rescore"):
         if msg.HasField(name):
             kwargs[name] = getattr(msg, name)
     if msg.payload_indexes:
@@ -151,12 +151,14 @@ def from_proto_create_collection(msg: cpb.CreateCollectionRequest) -> dict[str, 
 def to_proto_collection_config(cfg: CollectionConfig) -> cpb.CollectionConfig:
     return cpb.CollectionConfig(name=cfg.name, dim=cfg.dim, metric=cfg.metric,
                                 index=to_proto_index_spec(cfg.index), shards=cfg.shards,
-                                encoder=cfg.encoder, device=cfg.device)
+                                encoder=cfg.encoder, device=cfg.device,
+                                quantization=cfg.quantization, rescore=cfg.rescore)
 
 
 def from_proto_collection_config(msg: cpb.CollectionConfig) -> CollectionConfig:
     return CollectionConfig(msg.name, msg.dim, msg.metric, from_proto_index_spec(msg.index),
-                            msg.shards, _opt(msg, "encoder"), device=msg.device or "auto")
+                            msg.shards, _opt(msg, "encoder"), device=msg.device or "auto",
+                            quantization=msg.quantization, rescore=msg.rescore)
 
 
 def to_proto_shard_stats(s: ShardStats) -> cpb.ShardStats:
@@ -165,7 +167,8 @@ def to_proto_shard_stats(s: ShardStats) -> cpb.ShardStats:
                           deleted_pending=s.deleted_pending, device=s.device,
                           gpu_memory_bytes=s.gpu_memory_bytes, built_params=s.built_params,
                           gpu_served=s.gpu_served, gpu_fallbacks=s.gpu_fallbacks, gpu_ann=s.gpu_ann,
-                          gpu_placement_failures=s.gpu_placement_failures, gpu_error=s.gpu_error)
+                          gpu_placement_failures=s.gpu_placement_failures, gpu_error=s.gpu_error,
+                          memory_bytes=s.memory_bytes)
 
 
 def to_proto_collection_info(d: CollectionDescription) -> cpb.CollectionInfo:
@@ -178,7 +181,7 @@ def to_proto_collection_info(d: CollectionDescription) -> cpb.CollectionInfo:
                               reembed=None if d.reembed is None else cpb.ReembedProgress(**d.reembed),
                               clustering=None if d.clustering is None else
                               apb.ClusterProgress(**d.clustering),
-                              gpu_memory_bytes=d.gpu_memory_bytes,
+                              gpu_memory_bytes=d.gpu_memory_bytes, memory_bytes=d.memory_bytes,
                               effective_index_params=d.config.index.effective_params(),
                               default_index_params=d.config.index.default_params())
 

@@ -162,6 +162,9 @@ class EngineCollector(Collector):
         fams = {name: GaugeMetricFamily(name, doc, labels=labels) for name, doc, labels in (
             ("vecdb_collection_points", "live points", ["collection"]),
             ("vecdb_collection_bytes_on_disk", "record and checkpoint bytes", ["collection"]),
+            ("vecdb_collection_memory_bytes", "host RAM of the collection's vectors/codes and "
+             "indexes (approximate; a quantized collection's on-disk vectors not counted)",
+             ["collection"]),
             ("vecdb_shard_points", "points in the shard's index", ["collection", "shard"]),
             ("vecdb_shard_index_state", "1 for the shard's index state (exact: brute force, "
              "training: ANN build running, built: ANN in use)", ["collection", "shard", "state"]),
@@ -206,6 +209,7 @@ class EngineCollector(Collector):
         name = desc.config.name
         fams["vecdb_collection_points"].add_metric([name], desc.points)
         fams["vecdb_collection_bytes_on_disk"].add_metric([name], desc.bytes_on_disk)
+        fams["vecdb_collection_memory_bytes"].add_metric([name], desc.memory_bytes)
         for i, s in enumerate(desc.shards):
             shard = str(i)
             fams["vecdb_shard_points"].add_metric([name, shard], s.points)

@@ -16,7 +16,8 @@ PAYLOAD_INDEX_TYPES = ("keyword", "integer", "float", "bool", "datetime", "text"
 def info_dict(info: Any) -> dict[str, Any]:
     """A CollectionInfo as JSON: config fields flattened, plus stats and shards."""
     return {**asdict(info.config), "points": info.points, "index_state": info.index_state,
-            "bytes_on_disk": info.bytes_on_disk, "aliases": list(info.aliases),
+            "bytes_on_disk": info.bytes_on_disk, "memory_bytes": info.memory_bytes,
+            "aliases": list(info.aliases),
             "effective_index_params": dict(info.effective_index_params),
             "default_index_params": list(info.default_index_params),
             "payload_indexes": payload_indexes_dict(info),
@@ -96,6 +97,7 @@ def cmd_create(ctx: Context, args: Any) -> Result:
         info = ctx.client.create_collection(args.name, args.dim, args.metric, args.index,
                                             args.shards, args.encoder,
                                             payload_indexes=indexes or None, device=args.device,
+                                            quantization=args.quantization, rescore=args.rescore,
                                             **params)
     except AlreadyExistsError:
         if not args.exist_ok:
@@ -212,6 +214,7 @@ def register(sub: Any) -> None:
         vecdbctl collections create images --dim 512 --metric l2 --index hnsw --param M=16
         vecdbctl collections create big --dim 128 --index ivf_pq --shards 8 --param nlist=4096
         vecdbctl collections create hot --dim 384 --index flat --device gpu
+        vecdbctl collections create lean --dim 384 --index hnsw --quantization sq8 --rescore 3
         vecdbctl collections create docs --dim 384 --exist-ok   # no error if it exists
         vecdbctl collections create docs --dim 384 --payload-index lang=keyword \\
             --payload-index year=integer --payload-index '$text=text'""",
@@ -235,6 +238,12 @@ def register(sub: Any) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "gpu"),
                    help="where the collection runs (unset = auto: the server's device setting "
                         "decides); gpu fails unless the server has a usable GPU")
+    p.add_argument("--quantization", choices=("sq8", "rabitq", "binary"),
+                   help="keep compact codes in RAM and the float32 vectors on the server's "
+                        "disk (index hnsw, ivf_flat or auto; binary: hnsw/auto)")
+    p.add_argument("--rescore", type=positive_int,
+                   help="with --quantization: re-score k*RESCORE candidates exactly from "
+                        "disk (default: sq8 2, rabitq 4, binary 10)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="index parameter; repeatable")
     p.add_argument("--payload-index", action="append", default=[], metavar="FIELD=TYPE",

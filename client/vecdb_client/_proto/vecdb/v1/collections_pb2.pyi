@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CollectionConfig(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "device", "replication_factor", "write_concern")
+    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "device", "replication_factor", "write_concern", "quantization", "rescore")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,8 @@ class CollectionConfig(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     WRITE_CONCERN_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
+    RESCORE_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
@@ -28,10 +30,12 @@ class CollectionConfig(_message.Message):
     device: str
     replication_factor: int
     write_concern: str
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ...) -> None: ...
+    quantization: str
+    rescore: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ...) -> None: ...
 
 class ShardStats(_message.Message):
-    __slots__ = ("points", "index_state", "index_type", "applied_seq", "checkpoint_seq", "deleted_pending", "device", "gpu_memory_bytes", "built_params", "gpu_served", "gpu_fallbacks", "gpu_ann", "gpu_placement_failures", "gpu_error")
+    __slots__ = ("points", "index_state", "index_type", "applied_seq", "checkpoint_seq", "deleted_pending", "device", "gpu_memory_bytes", "built_params", "gpu_served", "gpu_fallbacks", "gpu_ann", "gpu_placement_failures", "gpu_error", "memory_bytes")
     class BuiltParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +71,7 @@ class ShardStats(_message.Message):
     GPU_ANN_FIELD_NUMBER: _ClassVar[int]
     GPU_PLACEMENT_FAILURES_FIELD_NUMBER: _ClassVar[int]
     GPU_ERROR_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     points: int
     index_state: str
     index_type: str
@@ -81,10 +86,11 @@ class ShardStats(_message.Message):
     gpu_ann: str
     gpu_placement_failures: int
     gpu_error: str
-    def __init__(self, points: _Optional[int] = ..., index_state: _Optional[str] = ..., index_type: _Optional[str] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., deleted_pending: _Optional[int] = ..., device: _Optional[str] = ..., gpu_memory_bytes: _Optional[int] = ..., built_params: _Optional[_Mapping[str, int]] = ..., gpu_served: _Optional[_Mapping[str, int]] = ..., gpu_fallbacks: _Optional[_Mapping[str, int]] = ..., gpu_ann: _Optional[str] = ..., gpu_placement_failures: _Optional[int] = ..., gpu_error: _Optional[str] = ...) -> None: ...
+    memory_bytes: int
+    def __init__(self, points: _Optional[int] = ..., index_state: _Optional[str] = ..., index_type: _Optional[str] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., deleted_pending: _Optional[int] = ..., device: _Optional[str] = ..., gpu_memory_bytes: _Optional[int] = ..., built_params: _Optional[_Mapping[str, int]] = ..., gpu_served: _Optional[_Mapping[str, int]] = ..., gpu_fallbacks: _Optional[_Mapping[str, int]] = ..., gpu_ann: _Optional[str] = ..., gpu_placement_failures: _Optional[int] = ..., gpu_error: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
-    __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases", "payload_indexes", "reembed", "gpu_memory_bytes", "clustering", "effective_index_params", "default_index_params")
+    __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases", "payload_indexes", "reembed", "gpu_memory_bytes", "clustering", "effective_index_params", "default_index_params", "memory_bytes")
     class PayloadIndexesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +117,7 @@ class CollectionInfo(_message.Message):
     CLUSTERING_FIELD_NUMBER: _ClassVar[int]
     EFFECTIVE_INDEX_PARAMS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_INDEX_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     config: CollectionConfig
     points: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardStats]
@@ -123,7 +130,8 @@ class CollectionInfo(_message.Message):
     clustering: _analytics_pb2.ClusterProgress
     effective_index_params: _containers.ScalarMap[str, int]
     default_index_params: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., points: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., index_state: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., payload_indexes: _Optional[_Mapping[str, PayloadIndexInfo]] = ..., reembed: _Optional[_Union[ReembedProgress, _Mapping]] = ..., gpu_memory_bytes: _Optional[int] = ..., clustering: _Optional[_Union[_analytics_pb2.ClusterProgress, _Mapping]] = ..., effective_index_params: _Optional[_Mapping[str, int]] = ..., default_index_params: _Optional[_Iterable[str]] = ...) -> None: ...
+    memory_bytes: int
+    def __init__(self, config: _Optional[_Union[CollectionConfig, _Mapping]] = ..., points: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardStats, _Mapping]]] = ..., index_state: _Optional[str] = ..., bytes_on_disk: _Optional[int] = ..., aliases: _Optional[_Iterable[str]] = ..., payload_indexes: _Optional[_Mapping[str, PayloadIndexInfo]] = ..., reembed: _Optional[_Union[ReembedProgress, _Mapping]] = ..., gpu_memory_bytes: _Optional[int] = ..., clustering: _Optional[_Union[_analytics_pb2.ClusterProgress, _Mapping]] = ..., effective_index_params: _Optional[_Mapping[str, int]] = ..., default_index_params: _Optional[_Iterable[str]] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
 
 class ReembedProgress(_message.Message):
     __slots__ = ("source", "target", "encoder", "alias", "state", "done", "total", "caught_up", "error")
@@ -170,7 +178,7 @@ class PayloadIndexInfo(_message.Message):
     def __init__(self, type: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "payload_indexes", "device", "replication_factor", "write_concern")
+    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "payload_indexes", "device", "replication_factor", "write_concern", "quantization", "rescore")
     class PayloadIndexesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -188,6 +196,8 @@ class CreateCollectionRequest(_message.Message):
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FACTOR_FIELD_NUMBER: _ClassVar[int]
     WRITE_CONCERN_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
+    RESCORE_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
@@ -198,7 +208,9 @@ class CreateCollectionRequest(_message.Message):
     device: str
     replication_factor: int
     write_concern: str
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., payload_indexes: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ...) -> None: ...
+    quantization: str
+    rescore: int
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., payload_indexes: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()
