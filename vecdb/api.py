@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import analytics, checkpoint, filters, grouping, omp, quant, recommend, reembed, snapshot, validation
+from . import analytics, checkpoint, filters, grouping, jobs, omp, quant, recommend, reembed, snapshot, validation
 from .catalog import Catalog
 from .coalesce import Coalescer
 from .collection import Collection
@@ -82,6 +82,7 @@ class Database:
         log.info("recovered %d collections in %.2fs", len(self.collections), time.monotonic() - t0)
         self._reembeds: dict[str, reembed.Reembed] = {}  # source and target name -> job
         self._clusterings = analytics.Jobs()  # k-means jobs (vecdb/analytics/kmeans.py)
+        self._analytics = jobs.Slots(opts.max_analytics_jobs)  # k-means, outliers, duplicates
         self._warm_up()
         self.ready = True
         self._stop = threading.Event()
@@ -281,7 +282,8 @@ class Database:
             raise InvalidArgument(f"k={spec.k} is larger than the {min(matching, spec.sample or matching)} "
                                   f"points to cluster{' (the sample)' if (spec.sample or matching) < matching else ''}",
                                   "k")
-        job = self._clusterings.add(analytics.ClusterJob(self, coll, spec))
+        give_back = self._analytics.take("cluster")
+        job = self._clusterings.add(analytics.ClusterJob(self, coll, spec, give_back))
         if wait or not self.options.background:
             job.run()
             if job.state == "failed" and job.failure is not None:
@@ -298,14 +300,26 @@ class Database:
                  filter=None, sample: int | None = None, centroids=None, seed: int = 1234,
                  with_payload: bool = True) -> "analytics.OutliersResult":
         """The ``n`` points with the highest outlier score (analytics/outliers.py)."""
-        return analytics.outliers(self._get(collection), n, method, k, filter, sample, centroids,
-                                  seed, with_payload)
+        coll = self._get(collection)
+        give_back = self._analytics.take("outliers")
+        try:
+            return analytics.outliers(coll, n, method, k, filter, sample, centroids, seed,
+                                      with_payload)
+        finally:
+            give_back()
 
     def duplicates(self, collection: str, threshold: float, filter=None, limit: int = 100_000,
                    batch: int = analytics.DEFAULT_BATCH):
         """Pairs of points closer than ``threshold`` (a distance: analytics/population.py),
-        streamed as DuplicatesChunks; the last one holds the groups."""
-        return analytics.duplicates(self._get(collection), threshold, filter, limit, batch)
+        streamed as DuplicatesChunks; the last one holds the groups. Holds an analytics
+        slot (max_analytics_jobs) until the stream ends or is dropped."""
+        coll = self._get(collection)
+        give_back = self._analytics.take("duplicates")
+        try:
+            return jobs.Held(analytics.duplicates(coll, threshold, filter, limit, batch), give_back)
+        except BaseException:
+            give_back()
+            raise
 
     # ---- snapshots ------------------------------------------------------------------
     @property

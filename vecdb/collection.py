@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import checkpoint, filters, omp, validation
+from . import checkpoint, filters, omp, records, validation
 from .expiry import now_ms
 from .gpu_index import reserve_for_write
 from .filters import Clause
@@ -200,14 +200,35 @@ class Collection:
         return self._rewrite(ids, None, None, new)
 
     @_writing
-    def label_points(self, ids, payloads_of) -> WriteResult:
-        """Rewrite the payloads of these points (the ones still present) as ONE atomic,
-        WAL-logged batch: ``payloads_of(points)`` gets their current state (with vectors)
-        and returns their new payloads (analytics write_label). Nothing is written when
-        it raises or a payload is invalid."""
-        return self._rewrite(ids, None, None, None, payloads_of)
+    @_writing
+    def set_payloads(self, shard: int, labels: np.ndarray, payloads_of) -> list[int]:
+        """Payload-only update of points of one shard, addressed by label (analytics
+        write_label): under the write lock, ``payloads_of(labels, ids, payloads)`` gets
+        the live ones' current payloads and returns their new ones, written as ONE atomic
+        RocksDB batch. Vectors, texts, TTLs and labels stay: no FAISS index is touched and
+        no WAL entry is written (payloads are not in it), so the cost is one read and one
+        write of the records. Labels no longer live are skipped. Nothing is written when
+        ``payloads_of`` raises or a payload is invalid. Returns the labels written."""
+        s = self.shards[shard]
+        with self.write_lock:
+            if self.retired:
+                raise NotFound(f"collection {self.config.name!r} was dropped", "collection")
+            found = [(int(lab), raw) for lab, raw in zip(labels, s.records_of(labels)) if raw is not None]
+            if not found:
+                return []
+            points = [records.decode(raw) for _, raw in found]  # (id, payload, text)
+            labs, old = [lab for lab, _ in found], [raw for _, raw in found]
+            pays = payloads_of(labs, [p[0] for p in points], [p[1] for p in points])
+            enc = validation.payloads(pays, len(found), self.options.max_payload_bytes)
+            wb = self.store.batch()
+            data_bytes = s.prepare_payloads(wb, labs, old, [records.with_payload(r, e)
+                                                            for r, e in zip(old, enc)])
+            self._record([p[0] for p in points])
+            self.store.write(wb)
+            s.apply_payloads(labs, pays, [p[2] for p in points], data_bytes)
+            return labs
 
-    def _rewrite(self, ids, node, change, new_vectors, change_all=None) -> WriteResult:
+    def _rewrite(self, ids, node, change, new_vectors) -> WriteResult:
         with self.write_lock:
             ids = self._ids_matching(node) if node is not None else validation.ids(ids, unique=False)
             ids = list(dict.fromkeys(ids))
@@ -219,10 +240,7 @@ class Collection:
                 vecs = np.stack([new_vectors[p.id] for p in points])
             else:
                 vecs = np.stack([p.vector for p in points])
-            if change_all is not None:
-                pays = change_all(points)
-            else:
-                pays = [p.payload for p in points] if change is None else [change(p) for p in points]
+            pays = [p.payload for p in points] if change is None else [change(p) for p in points]
             enc_pays = validation.payloads(pays, len(ids), self.options.max_payload_bytes)
             enc_txts = [None if p.text is None else p.text.encode("utf-8", "surrogatepass") for p in points]
             return self._upsert_locked(ids, vecs, enc_pays, enc_txts, expire)

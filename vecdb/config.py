@@ -45,6 +45,10 @@ class DatabaseOptions:
     search_batch_wait_ms: float = 0.0
     # RocksDB block cache in MiB (hot payloads/ids for result hydration).
     block_cache_mb: int = 256
+    # Analytics operations at once (k-means jobs while they run, outliers calls,
+    # duplicates scans); more get RESOURCE_EXHAUSTED. Each uses every core and memory
+    # in proportion to the collection. 0 = no limit.
+    max_analytics_jobs: int = 2
     # Where snapshots are written and restored from; "" = <data dir>/snapshots.
     # Copy a snapshot (directory or .tar) here to restore it on another server.
     snapshot_dir: str = ""

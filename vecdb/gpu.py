@@ -188,7 +188,8 @@ class GpuContext:
     """The database's GPU side: settings, the probe (once), the budget, and the factories
     of GPU objects (FAISS resources and their locks are per process: ``vecdb.gpu_res``).
     Tests subclass the factories (``torch_device``, ``faiss_flat``, ``faiss_clone``,
-    ``cagra_build``/``cagra_load``) to run every GPU code path on CPU stand-ins."""
+    ``faiss_kmeans_flat``, ``cagra_build``/``cagra_load``) to run every GPU code path on
+    CPU stand-ins."""
 
     def __init__(self, device: str = "auto", budget_mb: int = 0, fp16: bool = False,
                  gpus: Gpus | None = None):
@@ -297,6 +298,14 @@ class GpuContext:
         for name, value in clone_options(kind).items():
             setattr(opts, name, value)
         return faiss.index_cpu_to_gpu(self.resources(gpu), gpu, index, opts)
+
+    def faiss_kmeans_flat(self, gpu: int, dim: int, metric_type: int):
+        """The flat index k-means trains and assigns with on GPU ``gpu`` (analytics/kmeans.py),
+        on that GPU's ``build`` resources: a long training must not stall searches. Caller
+        holds gpu_lock(gpu, "build") while it makes, uses and frees it."""
+        cfg = faiss.GpuIndexFlatConfig()
+        cfg.device = gpu
+        return faiss.GpuIndexFlat(self.resources(gpu, "build"), dim, metric_type, cfg)
 
     def has_cagra(self) -> bool:
         return hasattr(faiss, "GpuIndexCagra")

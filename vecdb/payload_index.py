@@ -169,6 +169,7 @@ class PayloadIndexes:
         self.ready: dict[str, FieldIndex] = {}
         self.building: dict[str, FieldIndex] = {}
         self.removed_while_building: dict[str, set[int]] = {}
+        self.replaced_while_building: dict[str, dict[int, tuple]] = {}  # label -> (payload, text)
 
     @property
     def active(self) -> bool:
@@ -181,6 +182,15 @@ class PayloadIndexes:
             for lab in removed.tolist():
                 fi.remove(lab)
             for lab, pay, txt in zip(added.tolist(), payloads, texts):
+                fi.add(lab, pay, txt)
+
+    def replace(self, labels: list[int], payloads: list, texts: list) -> None:
+        """New payloads of live labels (a payload-only update: the label stays)."""
+        for pending in self.replaced_while_building.values():
+            pending.update(zip(labels, zip(payloads, texts)))
+        for fi in (*self.ready.values(), *self.building.values()):
+            for lab, pay, txt in zip(labels, payloads, texts):
+                fi.remove(lab)
                 fi.add(lab, pay, txt)
 
     def lookup(self, c: Cond) -> np.ndarray | None:

@@ -20,6 +20,14 @@ def encode(pid: bytes, payload: bytes | None, text: bytes | None) -> bytes:
                      pid, payload or b"", text or b""))
 
 
+def with_payload(raw: bytes, payload: bytes | None) -> bytes:
+    """The record ``raw`` with its payload replaced; the id and text bytes are kept."""
+    n_id, n_pay, n_text = HEAD.unpack_from(raw, 0)
+    off = HEAD.size + n_id + (0 if n_pay == ABSENT else n_pay)
+    return encode(raw[HEAD.size:HEAD.size + n_id], payload,
+                  None if n_text == ABSENT else raw[off:off + n_text])
+
+
 def load_json(raw: bytes | None) -> dict | None:
     return None if raw is None else _loads(raw.decode())
 

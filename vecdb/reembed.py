@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 
 from . import validation
-from .errors import NotFound, VecdbError
+from .errors import NotFound
+from .jobs import Job, Stopped
 
 log = logging.getLogger("vecdb")
 FINAL_ROUND = 32  # ids replayed under the source's write lock at the swap, at most about
@@ -44,17 +44,15 @@ def target_name(source: str, encoder: str) -> str:
     return f"{source}__{slug}"[:64]
 
 
-class Reembed:
+class Reembed(Job):
     def __init__(self, db, source, target, encoder: str, alias: str, batch_size: int):
-        self.db, self.src, self.tgt = db, source, target
+        super().__init__(db, f"vecdb-reembed-{source.config.name}")
+        self.src, self.tgt = source, target
         self.encoder, self.alias, self.batch_size = encoder, alias, batch_size
         self.source, self.target = source.config.name, target.config.name
-        self.state, self.error = "running", ""
         self.done = self.caught_up = 0
         self.total = source.count()
         self.started = time.time()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         source.start_recording()
 
     def progress(self) -> dict:
@@ -62,63 +60,46 @@ class Reembed:
                 "alias": self.alias, "state": self.state, "done": self.done, "total": self.total,
                 "caught_up": self.caught_up, "error": self.error}
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name=f"vecdb-reembed-{self.source}",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     # ---- the job ------------------------------------------------------------------
-    def run(self) -> None:
+    def what(self) -> str:
+        return f"re-embedding {self.source} into {self.target}"
+
+    def finish(self) -> None:
+        self.src.stop_recording()
+
+    def work(self) -> None:
         t0 = time.monotonic()
         log.info("re-embedding %s into %s with %s (%d points); alias %s swaps when done",
                  self.source, self.target, self.encoder, self.total, self.alias)
-        try:
-            cursor = None
-            while True:
-                self._check()
-                page = self.src.scroll(self.batch_size, cursor, False, False)
-                self.done += self._copy([p.id for p in page.points])
-                cursor = page.next_cursor
-                if cursor is None:
-                    break
-            while True:  # catch up with writes made meanwhile, round by round
-                self._check()
-                pending = self.src.take_recorded()
-                if len(pending) <= FINAL_ROUND:
-                    self._copy(pending)
-                    self.caught_up += len(pending)
-                    break
-                for i in range(0, len(pending), self.batch_size):
-                    self._copy(pending[i:i + self.batch_size])
-                self.caught_up += len(pending)
-            # catalog lock first, then the write lock: the order recover_storage uses
-            with self.db.catalog.lock, self.src.write_lock:  # source writers wait, readers do not
-                self._check()
-                pending = self.src.take_recorded()
+        cursor = None
+        while True:
+            self._check()
+            page = self.src.scroll(self.batch_size, cursor, False, False)
+            self.done += self._copy([p.id for p in page.points])
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        while True:  # catch up with writes made meanwhile, round by round
+            self._check()
+            pending = self.src.take_recorded()
+            if len(pending) <= FINAL_ROUND:
                 self._copy(pending)
                 self.caught_up += len(pending)
-                self.db.set_alias(self.alias, self.target)
-            self._drain()
-            self.state = "done"
-            log.info("re-embedded %s into %s in %.1fs (%d points, %d replayed); alias %s -> %s",
-                     self.source, self.target, time.monotonic() - t0, self.done, self.caught_up,
-                     self.alias, self.target)
-        except _Stopped as exc:
-            self.state, self.error = "failed", str(exc)
-            log.warning("re-embedding %s into %s stopped: %s", self.source, self.target, exc)
-        except VecdbError as exc:
-            self.state, self.error = "failed", exc.message
-            log.warning("re-embedding %s into %s failed: %s", self.source, self.target, exc.message)
-        except Exception as exc:  # noqa: BLE001 - reported in describe, never kills the server
-            self.state, self.error = "failed", f"{type(exc).__name__}: {exc}"
-            log.exception("re-embedding %s into %s failed", self.source, self.target)
-        finally:
-            self.src.stop_recording()
+                break
+            for i in range(0, len(pending), self.batch_size):
+                self._copy(pending[i:i + self.batch_size])
+            self.caught_up += len(pending)
+        # catalog lock first, then the write lock: the order recover_storage uses
+        with self.db.catalog.lock, self.src.write_lock:  # source writers wait, readers do not
+            self._check()
+            pending = self.src.take_recorded()
+            self._copy(pending)
+            self.caught_up += len(pending)
+            self.db.set_alias(self.alias, self.target)
+        self._drain()
+        log.info("re-embedded %s into %s in %.1fs (%d points, %d replayed); alias %s -> %s",
+                 self.source, self.target, time.monotonic() - t0, self.done, self.caught_up,
+                 self.alias, self.target)
 
     def _drain(self) -> None:
         """Writes that resolved the alias to the source just before the swap: wait for them
@@ -132,12 +113,11 @@ class Reembed:
             self.caught_up += len(pending)
 
     def _check(self) -> None:
-        if self._stop.is_set() or self.db._closed:
-            raise _Stopped("the database is closing")
+        self.check_closing()
         if self.src.retired:
-            raise _Stopped(f"source collection {self.source!r} was dropped")
+            raise Stopped(f"source collection {self.source!r} was dropped")
         if self.tgt.retired:
-            raise _Stopped(f"target collection {self.target!r} was dropped")
+            raise Stopped(f"target collection {self.target!r} was dropped")
 
     def _copy(self, ids: list[str]) -> int:
         """Copy these ids' current state from the source (deleting the ones gone)."""
@@ -153,7 +133,7 @@ class Reembed:
             return 0
         missing = next((p.id for p in points if not p.text), None)
         if missing is not None:
-            raise _Stopped(f"point {missing!r} has no text to re-embed")
+            raise Stopped(f"point {missing!r} has no text to re-embed")
         n, opts = len(points), self.tgt.options
         vecs = self.tgt._vectors(self.tgt._embed([p.text for p in points], "document"), n)
         pays = validation.payloads([p.payload for p in points], n, opts.max_payload_bytes)
@@ -163,7 +143,3 @@ class Reembed:
                 raise NotFound(f"target collection {self.target!r} was dropped", "collection")
             self.tgt._upsert_locked([p.id for p in points], vecs, pays, txts, expire)
         return n
-
-
-class _Stopped(Exception):
-    pass

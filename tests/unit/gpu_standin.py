@@ -104,6 +104,32 @@ class StandIn(GpuContext):
             check_gpu_ivfpq(faiss.downcast_index(index).pq, opts["useFloat16"])
         return Tracked(self, gpu, faiss.clone_index(index))
 
+    def faiss_kmeans_flat(self, gpu: int, dim: int, metric_type: int):
+        """A real CPU IndexFlat (FAISS's C++ k-means takes it), subclassed to check the
+        calls made on it from Python (faiss.Kmeans.assign) and its free against the lock
+        of the GPU's "build" resources."""
+        ctx = self
+
+        class KmeansFlat(faiss.IndexFlat):
+            def _check(self, what: str) -> None:
+                if not ctx.gpu_lock(gpu, "build").held():
+                    ctx.violations.append(f"k-means index {what} outside the build lock of cuda:{gpu}")
+
+            def add(self, *a, **kw):
+                self._check("add")
+                return super().add(*a, **kw)
+
+            def search(self, *a, **kw):
+                self._check("search")
+                return super().search(*a, **kw)
+
+            def __del__(self):
+                self._check("freed")
+        self.kmeans_indexes = getattr(self, "kmeans_indexes", 0) + 1
+        index = KmeansFlat(dim, metric_type)
+        index._check("made")
+        return index
+
     def has_cagra(self) -> bool:
         return self.cagra
 

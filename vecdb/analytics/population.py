@@ -92,6 +92,11 @@ def _copy_vectors(s, labels: np.ndarray, out: np.ndarray, live: np.ndarray) -> N
     for i in range(0, len(labels), GATHER_CHUNK):
         chunk = labels[i:i + GATHER_CHUNK]
         with s.lock.read():
+            if not hasattr(s.exact, "id_map"):  # a vector store other than an in-RAM IndexFlat
+                found = np.isin(chunk, planner.universe(s), assume_unique=True)
+                live[i:i + len(chunk)] = found
+                out[i:i + len(chunk)][found] = s.exact.reconstruct_batch(chunk[found])
+                continue
             if rows_of is None or s.applied_seq != seq:
                 seq, rows_of = s.applied_seq, _row_finder(faiss.vector_to_array(s.exact.id_map))
             rows, found = rows_of(chunk)
