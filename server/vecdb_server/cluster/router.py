@@ -101,6 +101,8 @@ class Router:
         shard and applied under the shard's lock, so an older term can never land after
         a newer one."""
         route = md[ROUTE]
+        if method in ("DropCollection", "CreateCollection"):  # a copy replaced or made anew:
+            self.keys.forget(request.name)  # the write keys of an earlier copy go with it
         if route == "primary":
             name, shard = self._target(md, request)
             return self.primary_write(name, shard, method, request,

@@ -6,7 +6,8 @@ digest of the part and the primary's answer: by the primary when it acknowledges
 by every in-sync replica when it applies the replicated write (the primary sends the
 record along), so a primary elected after a failover knows the keys its predecessor
 acknowledged. A write whose key is recorded is not applied again: the recorded answer
-is returned (a different request under the same key is INVALID_ARGUMENT).
+is returned (a different request under the same key is INVALID_ARGUMENT). A replica
+rebuilt by a resync forgets its records (its data is replaced by the primary's).
 
 Records live in a small RocksDB beside the engine's (<data dir>/cluster-write-keys),
 written through its WAL without an fsync of their own: they survive a killed process,
@@ -89,6 +90,15 @@ class WriteKeys:
             self._mem[name] = (now, want, answer)
             self._mem.move_to_end(name)
             self._prune(now)
+
+    def forget(self, local: str) -> None:
+        """Drop every record of a replica (a resync replaces its data: a record of a write
+        that copy held but the new data lacks must not answer a retry)."""
+        prefix = f"{local}\0"
+        with self._lock:
+            for name in [n for n in self._mem if n.startswith(prefix)]:
+                del self._mem[name]
+                del self._db[name]
 
     def _prune(self, now: float) -> None:
         while self._mem:
