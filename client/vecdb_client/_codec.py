@@ -458,4 +458,15 @@ def from_proto_cluster_status(msg) -> dict:
         e["shard"], e["term"] = int(e["shard"]), int(e["term"])
         for r in e.get("replicas", []):
             r["points"], r["applied_seq"] = int(r["points"]), int(r["applied_seq"])
+    for m in d.get("moves", []):
+        m["shard"] = int(m["shard"])
+    return d
+
+
+def from_proto_rebalance_plan(msg) -> dict:
+    """RebalancePlan -> {"rebalancer", "in_progress": [...], "planned": [...]}."""
+    from google.protobuf.json_format import MessageToDict
+    d = MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    for m in d["in_progress"] + d["planned"]:
+        m["shard"] = int(m["shard"])
     return d

@@ -129,6 +129,24 @@ class AsyncClient(AsyncAnalyticsMethods):
                              idempotent=True, timeout=timeout)
         return {"moved": list(res.moved), "kept": list(res.kept)}
 
+    async def remove_node(self, node: str, *, timeout: float | None = None) -> int:
+        """Cluster mode, admin: remove ``node`` for good. It takes no new replicas and the
+        rebalancer moves its replicas away (watch ``cluster_status()``; stop the node once
+        it holds none). Returns how many replicas must move."""
+        from ._proto.vecdb.v1 import cluster_pb2
+        res = await self._call(self._cluster.RemoveNode, cluster_pb2.RemoveNodeRequest(node=node),
+                             idempotent=True, timeout=timeout)
+        return int(res.replicas)
+
+    async def rebalance_plan(self, *, timeout: float | None = None) -> dict:
+        """Cluster mode: {"rebalancer", "in_progress": [...], "planned": [...]}: the replica
+        moves under way and those the rebalancer would start next (each {"collection",
+        "shard", "source", "target", "phase"}). Changes nothing."""
+        from ._proto.vecdb.v1 import cluster_pb2
+        return _codec.from_proto_rebalance_plan(await self._call(
+            self._cluster.PlanRebalance, cluster_pb2.PlanRebalanceRequest(), idempotent=True,
+            timeout=timeout))
+
     async def list_collections(self, *, timeout: float | None = None) -> list[CollectionConfig]:
         resp = await self._call(self._collections.ListCollections,
                                 cpb.ListCollectionsRequest(), idempotent=True, timeout=timeout)

@@ -149,6 +149,24 @@ class Client(AnalyticsMethods):
                              idempotent=True, timeout=timeout)
         return {"moved": list(res.moved), "kept": list(res.kept)}
 
+    def remove_node(self, node: str, *, timeout: float | None = None) -> int:
+        """Cluster mode, admin: remove ``node`` for good. It takes no new replicas and the
+        rebalancer moves its replicas away (watch ``cluster_status()``; stop the node once
+        it holds none). Returns how many replicas must move."""
+        from ._proto.vecdb.v1 import cluster_pb2
+        res = self._call(self._cluster.RemoveNode, cluster_pb2.RemoveNodeRequest(node=node),
+                             idempotent=True, timeout=timeout)
+        return int(res.replicas)
+
+    def rebalance_plan(self, *, timeout: float | None = None) -> dict:
+        """Cluster mode: {"rebalancer", "in_progress": [...], "planned": [...]}: the replica
+        moves under way and those the rebalancer would start next (each {"collection",
+        "shard", "source", "target", "phase"}). Changes nothing."""
+        from ._proto.vecdb.v1 import cluster_pb2
+        return _codec.from_proto_rebalance_plan(self._call(
+            self._cluster.PlanRebalance, cluster_pb2.PlanRebalanceRequest(), idempotent=True,
+            timeout=timeout))
+
     def list_collections(self, *, timeout: float | None = None) -> list[CollectionConfig]:
         resp = self._call(self._collections.ListCollections, cpb.ListCollectionsRequest(),
                           idempotent=True, timeout=timeout)

@@ -63,11 +63,14 @@ METHOD_ROLES.update({_A + "Cluster": WRITE, _A + "GetClusterJob": READ, _A + "Ou
 # The cluster's nodes and shard map: what an operator's status page shows.
 METHOD_ROLES["/vecdb.v1.ClusterService/GetClusterStatus"] = READ
 METHOD_ROLES["/vecdb.v1.ClusterService/DrainNode"] = ADMIN
+METHOD_ROLES["/vecdb.v1.ClusterService/RemoveNode"] = ADMIN
+METHOD_ROLES["/vecdb.v1.ClusterService/PlanRebalance"] = READ
 # RPCs a scoped key may call without naming a collection (their answers are filtered).
 LISTING = {_C + "ListCollections", _C + "ListAliases", _C + "ListSnapshots"}
 # RPCs whose target collection the request does not name: never for scoped keys.
 UNSCOPABLE = {_C + "DeleteSnapshot", _C + "RestoreSnapshot",
-              "/vecdb.v1.ClusterService/GetClusterStatus", "/vecdb.v1.ClusterService/DrainNode"}
+              "/vecdb.v1.ClusterService/GetClusterStatus", "/vecdb.v1.ClusterService/DrainNode",
+              "/vecdb.v1.ClusterService/RemoveNode", "/vecdb.v1.ClusterService/PlanRebalance"}
 
 
 class KeyConfigError(ValueError):

@@ -96,6 +96,9 @@ class ServerConfig:
     # Shared secret of node-to-node calls (required in cluster mode); clients' API keys
     # cannot make internal calls. Env VECDB_CLUSTER_SECRET keeps it off the command line.
     cluster_secret: str = ""
+    # Replica moves (rebalancing) in progress at once, cluster-wide, started by the
+    # elected rebalancer node; 0 = no automatic rebalancing (docs/cluster.md).
+    rebalance_max_concurrent_moves: int = 2
     # Engine options (vecdb.DatabaseOptions), settable under the same names.
     engine: DatabaseOptions = field(default_factory=DatabaseOptions)
 
@@ -123,6 +126,9 @@ class ServerConfig:
                                   "calls are authenticated with it)")
             if self.node_ttl_s < 1:
                 raise ConfigError(f"node_ttl_s must be >= 1, got {self.node_ttl_s}")
+            if self.rebalance_max_concurrent_moves < 0:
+                raise ConfigError("rebalance_max_concurrent_moves must be >= 0, got "
+                                  f"{self.rebalance_max_concurrent_moves}")
 
     def _check_security(self) -> None:
         from .auth import KeyConfigError, parse_api_keys

@@ -72,16 +72,18 @@ class Etcd:
 class Node:
     """One vecdb-server cluster node; restart() reopens the same data dir and port."""
 
-    def __init__(self, workdir: Path, node_id: str, etcd_url: str, *extra: str):
+    def __init__(self, workdir: Path, node_id: str, etcd_url: str, *extra: str,
+                 ready: bool = True):
         self.id, self.etcd_url, self.extra = node_id, etcd_url, extra
         self.data_dir = workdir / node_id
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.log_path = workdir / f"{node_id}.log"
         self.proc: subprocess.Popen | None = None
-        self.start()
+        self.start(ready)
 
-    def start(self) -> None:
+    def start(self, ready: bool = True) -> None:
+        """Launch the process; with ``ready``, wait until it answers health checks."""
         script = shutil.which("vecdb-server", path=str(Path(sys.executable).parent))
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(SRC_PATHS),
                "VECDB_CLUSTER_SECRET": SECRET}
@@ -91,8 +93,9 @@ class Node:
                *self.extra]
         self.proc = subprocess.Popen(cmd, stdout=open(self.log_path, "a"),
                                      stderr=subprocess.STDOUT, env=env)
-        with Client(self.target, timeout=10) as c:  # health needs no API key
-            c.wait_ready(60)
+        if ready:
+            with Client(self.target, timeout=10) as c:  # health needs no API key
+                c.wait_ready(60)
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -130,6 +133,12 @@ class Cluster:
         self.nodes = [Node(workdir, f"n{i}", self.etcd.url,
                            *(["--zone", zones[i]] if zones else []), *extra) for i in range(n)]
         self.client_kw: dict = {}  # e.g. {"api_key": ...} for every client below
+
+    def add_node(self, node_id: str, *extra: str, ready: bool = True) -> Node:
+        """Start one more node on the same etcd (a node joining)."""
+        node = Node(self.etcd.dir.parent, node_id, self.etcd.url, *extra, ready=ready)
+        self.nodes.append(node)
+        return node
 
     def client(self, nodes: list[Node] | None = None, **kw) -> Client:
         kw = {**self.client_kw, **kw}

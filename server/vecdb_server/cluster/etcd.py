@@ -79,6 +79,11 @@ def unchanged(key: str, mod_revision: int) -> dict:
             "mod_revision": str(mod_revision)}
 
 
+def holds(key: str, value: str) -> dict:
+    """Compare: ``key`` exists with exactly ``value``."""
+    return {"key": _b64(key), "target": "VALUE", "result": "EQUAL", "value": _b64(value)}
+
+
 def put(key: str, value: str, lease: int = 0) -> dict:
     req = {"key": _b64(key), "value": _b64(value)}
     if lease:

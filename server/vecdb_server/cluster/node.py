@@ -29,12 +29,17 @@ from vecdb.errors import NotFound, Unavailable
 
 from ..engine import EngineHolder
 from . import state as st
-from .etcd import KV, Etcd, EtcdError, EtcdUnavailable, Event, delete, put, unchanged
+from .etcd import (KV, Etcd, EtcdError, EtcdUnavailable, Event, _unb64, delete, put,
+                   unchanged)
+from .moves import Mover
 from .state import CollectionSpec, Node, ShardState
 
 log = logging.getLogger("vecdb_server.cluster")
 LOCAL_NAME = re.compile(r"^c([0-9a-f]+)-s(\d+)$")
 RESYNC_MARKS = "cluster-resync-marks.json"  # in the data dir
+# a copy that left the map (moved away) is dropped this long after, so reads routed by
+# a view that still lists it finish first
+DROP_GRACE_S = 5.0
 
 
 class ClusterNode:
@@ -46,6 +51,10 @@ class ClusterNode:
         self.collections: dict[str, CollectionSpec] = {}
         self.shards: dict[tuple[str, int], ShardState] = {}
         self.aliases: dict[str, str] = {}
+        self.moves: dict[tuple[str, int], st.Move] = {}  # replica moves in progress
+        self.removed: set[str] = set()  # nodes being removed for good
+        self.rebalancer = ""  # the node that drives moves (moves.py)
+        self.mover: Mover | None = None  # set by the wiring: runs in maintain()
         self._revs: dict[str, int] = {}  # key -> the revision of the view's last change of it
         self._known_uids: set[str] = set()  # collections seen in the map by this process
         marks = os.path.join(engine.data_dir, RESYNC_MARKS)
@@ -58,6 +67,7 @@ class ClusterNode:
         self._threads: list[threading.Thread] = []
         self._write_locks: dict[tuple[str, int], threading.Lock] = defaultdict(threading.Lock)
         self._resyncing: set[tuple[str, int, str]] = set()
+        self._unplaced_since: dict[str, float] = {}  # local copy -> when it left the map
         # set by the router: copies shard (coll, shard) to node r (see router.resync)
         self.resync: Callable[[str, int, str], None] | None = None
         self.on_change = threading.Condition(self._lock)
@@ -130,6 +140,17 @@ class ClusterNode:
                 self.aliases.pop(alias, None)
             else:
                 self.aliases[alias] = ev.kv.value
+        elif key.startswith(st.MOVES):
+            name, _, shard = key[len(st.MOVES):].rpartition("/")
+            if gone:
+                self.moves.pop((name, int(shard)), None)
+            else:
+                self.moves[(name, int(shard))] = st.Move.from_json(
+                    name, int(shard), ev.kv.value, ev.kv.mod_revision)
+        elif key.startswith(st.REMOVED):
+            (self.removed.discard if gone else self.removed.add)(key[len(st.REMOVED):])
+        elif key == st.REBALANCER:
+            self.rebalancer = "" if gone else ev.kv.value
         elif key.startswith(st.SHARDS):
             name, _, shard = key[len(st.SHARDS):].rpartition("/")
             k = (name, int(shard))
@@ -178,6 +199,30 @@ class ClusterNode:
                 self._apply(Event("PUT", KV(key, new.to_json(), rev, 0)))
                 self.on_change.notify_all()
         return won
+
+    def apply_own(self, key: str, value: str | None, rev: int) -> None:
+        """A change this node made by a won transaction at ``rev`` (None: a delete)."""
+        with self._lock:
+            self._apply(Event("DELETE" if value is None else "PUT", KV(key, value or "", rev, 0)))
+            self.on_change.notify_all()
+
+    def apply_ops(self, ops: list[dict], rev: int) -> None:
+        """The puts and (single-key) deletes of a won transaction at ``rev``."""
+        for op in ops:
+            if "request_put" in op:
+                req = op["request_put"]
+                self.apply_own(_unb64(req["key"]), _unb64(req["value"]), rev)
+            else:
+                self.apply_own(_unb64(op["request_delete_range"]["key"]), None, rev)
+
+    def refresh(self, key: str) -> None:
+        """One key read from etcd now, into the view (a key just written: no need to
+        wait for the watch)."""
+        got = self.etcd.get(key)
+        with self._lock:
+            if got is not None:
+                self._apply(Event("PUT", got))
+                self.on_change.notify_all()
 
     def refresh_shard(self, name: str, shard: int) -> ShardState:
         """The shard's entry read from etcd now (after a lost compare-and-swap)."""
@@ -236,8 +281,10 @@ class ClusterNode:
             return dict(load)
 
     def live_nodes(self) -> list[Node]:
+        """Live nodes that take new replicas (not those being removed)."""
         with self._lock:
-            return sorted(self.nodes.values(), key=lambda n: n.id)
+            return sorted((n for n in self.nodes.values() if n.id not in self.removed),
+                          key=lambda n: n.id)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -318,6 +365,8 @@ class ClusterNode:
                     if r != self.id and r in live and r not in s.in_sync \
                             and (name, i, r) not in self._resyncing:
                         self._start_resync(name, i, r)
+        if self.mover is not None:
+            self.mover.step()
 
     def _reconcile_local(self, shards: dict, specs: dict[str, CollectionSpec]) -> None:
         mine = {st.local_name(specs[n].uid, i): (n, i) for (n, i), s in shards.items()
@@ -338,17 +387,31 @@ class ClusterNode:
                         self._leave_in_sync(local, name, i, shards[(name, i)])
                 except Exception:  # noqa: BLE001 - the other replicas still get their turn
                     log.exception("could not set up local replica %s", local)
-            live_uids = {spec.uid for spec in specs.values()}
+            by_uid = {spec.uid: name for name, spec in specs.items()}
             for local in have - set(mine):
                 m = LOCAL_NAME.match(local)
                 # only copies of collections this process saw in the map and then lost:
                 # an empty or different etcd never makes a node drop its data
-                if m and m.group(1) in self._known_uids and m.group(1) not in live_uids:
-                    log.info("dropping local replica %s (its collection was dropped)", local)
-                    try:
-                        db.drop_collection(local)
-                    except NotFound:
-                        pass
+                if m and m.group(1) in self._known_uids and m.group(1) not in by_uid:
+                    self._drop_local(db, local, "its collection was dropped")
+                elif m and (by_uid.get(m.group(1)), int(m.group(2))) in shards:
+                    # the map places this shard elsewhere now (moved away): after a grace
+                    since = self._unplaced_since.setdefault(local, time.monotonic())
+                    if time.monotonic() - since >= DROP_GRACE_S:
+                        self._drop_local(db, local, "the shard moved to other nodes")
+            for local in list(self._unplaced_since):
+                if local in mine or local not in have:
+                    self._unplaced_since.pop(local, None)
+
+    def _drop_local(self, db: object, local: str, why: str) -> None:
+        log.info("dropping local replica %s (%s)", local, why)
+        try:
+            db.drop_collection(local)
+        except NotFound:
+            pass
+        self._unplaced_since.pop(local, None)
+        if local in self._needs_resync:
+            self._mark_resync(local, False)
 
     def _leave_in_sync(self, local: str, name: str, i: int, s: ShardState) -> None:
         """A marked copy leaves the in-sync set (retried every step until it has); as the

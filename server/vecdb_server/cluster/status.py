@@ -1,6 +1,7 @@
-"""ClusterService.GetClusterStatus: the nodes and the shard map as this node sees them,
-with each replica's points and applied WAL sequence (FAILED_PRECONDITION on a single
-node). Light to import: the single-node server registers it too."""
+"""ClusterService: GetClusterStatus (the nodes, the shard map with each replica's points
+and applied WAL sequence, and the replica moves in progress, as this node sees them),
+DrainNode, RemoveNode and PlanRebalance (FAILED_PRECONDITION on a single node). Light
+to import: the single-node server registers it too."""
 from __future__ import annotations
 
 from typing import Any
@@ -22,18 +23,22 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
     def __init__(self, router: Any):
         self.r = router
 
-    def GetClusterStatus(self, request: Any, context: Any) -> clpb.ClusterStatus:
+    def _node(self) -> Any:
         if self.r is None:
             raise FailedPrecondition("this server runs as a single node (start it with "
                                      "--cluster-etcd to form a cluster)", "cluster_etcd")
-        node = self.r.node
+        return self.r.node
+
+    def GetClusterStatus(self, request: Any, context: Any) -> clpb.ClusterStatus:
+        node = self._node()
         with node._lock:
             nodes, shards = dict(node.nodes), dict(node.shards)
-            specs = dict(node.collections)
-        out = clpb.ClusterStatus(node=node.id)
+            specs, removed = dict(node.collections), set(node.removed)
+        out = clpb.ClusterStatus(node=node.id, rebalancer=node.rebalancer,
+                                 moves=_moves_in_progress(node))
         for nid, n in sorted(nodes.items()):
             out.nodes.append(clpb.ClusterNodeInfo(
-                id=nid, address=n.address, zone=n.zone,
+                id=nid, address=n.address, zone=n.zone, removing=nid in removed,
                 replicas=sum(nid in s.replicas for s in shards.values()),
                 primaries=sum(nid == s.primary for s in shards.values())))
         for (name, i), s in sorted(shards.items()):
@@ -47,10 +52,7 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
         return out
 
     def DrainNode(self, request: Any, context: Any) -> clpb.DrainNodeResponse:
-        if self.r is None:
-            raise FailedPrecondition("this server runs as a single node (start it with "
-                                     "--cluster-etcd to form a cluster)", "cluster_etcd")
-        node = self.r.node
+        node = self._node()
         if not node.alive(request.node):
             raise NotFound(f"no live node {request.node!r}", "node")
         out = clpb.DrainNodeResponse()
@@ -65,6 +67,32 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
             (out.moved if moved else out.kept).append(f"{name}/{i}")
         return out
 
+    def RemoveNode(self, request: Any, context: Any) -> clpb.RemoveNodeResponse:
+        node = self._node()
+        with node._lock:
+            live = set(node.nodes) - node.removed - {request.node}
+            held = [k for k, s in node.shards.items() if request.node in s.replicas]
+            specs = dict(node.collections)
+            known = request.node in node.nodes or bool(held)
+        if not known:
+            raise NotFound(f"no node {request.node!r} is live or holds replicas", "node")
+        for name in sorted({k[0] for k in held}):
+            rf = specs[name].replication_factor if name in specs else 1
+            if len(live) < rf:
+                raise FailedPrecondition(
+                    f"removing {request.node} would leave {len(live)} live nodes for "
+                    f"collection {name!r} with replication_factor {rf}", "node")
+        node.etcd.put(st.removed_key(request.node), "")
+        node.refresh(st.removed_key(request.node))
+        return clpb.RemoveNodeResponse(replicas=len(held))
+
+    def PlanRebalance(self, request: Any, context: Any) -> clpb.RebalancePlan:
+        from .moves import planned  # cluster mode only: not on a single node's import path
+        node = self._node()
+        return clpb.RebalancePlan(
+            rebalancer=node.rebalancer, in_progress=_moves_in_progress(node),
+            planned=[_move_proto(m, "") for m in planned(node)])
+
     def _replica_stats(self, spec: st.CollectionSpec, i: int, r: str) -> tuple[int, int]:
         req = cpb.DescribeCollectionRequest(collection=st.local_name(spec.uid, i))
         try:
@@ -74,3 +102,15 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
             return info.points, info.shards[0].applied_seq
         except Exception:  # noqa: BLE001 - a status page shows what it can reach
             return -1, -1
+
+
+def _move_proto(m: st.Move, phase: str) -> clpb.ReplicaMove:
+    return clpb.ReplicaMove(collection=m.collection, shard=m.shard, source=m.source,
+                            target=m.target, phase=phase)
+
+
+def _moves_in_progress(node: Any) -> list[clpb.ReplicaMove]:
+    with node._lock:
+        moves, shards = dict(node.moves), dict(node.shards)
+    return [_move_proto(m, "finishing" if k in shards and m.target in shards[k].in_sync
+                        else "copying") for k, m in sorted(moves.items())]

@@ -7,6 +7,7 @@ from typing import Any
 from ..config import ServerConfig
 from ..engine import EngineHolder
 from .etcd import Etcd
+from .moves import Mover
 from .node import ClusterNode, default_node_id
 from .peers import Peers
 from .router import Router
@@ -23,6 +24,7 @@ class ClusterWiring:
         self.peers = Peers(cfg.cluster_secret, cfg.node_id, cfg.max_message_bytes)
         self.node = ClusterNode(self.etcd, Node(cfg.node_id, cfg.advertise, cfg.zone),
                                 cfg.node_ttl_s, engine)
+        self.node.mover = Mover(self.node, cfg.rebalance_max_concurrent_moves)
         self.router = Router(self.node, self.peers, cfg.cluster_secret, local_collections,
                              local_points)
 

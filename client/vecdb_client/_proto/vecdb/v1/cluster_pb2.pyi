@@ -6,6 +6,46 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RemoveNodeRequest(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    def __init__(self, node: _Optional[str] = ...) -> None: ...
+
+class RemoveNodeResponse(_message.Message):
+    __slots__ = ("replicas",)
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    replicas: int
+    def __init__(self, replicas: _Optional[int] = ...) -> None: ...
+
+class PlanRebalanceRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ReplicaMove(_message.Message):
+    __slots__ = ("collection", "shard", "source", "target", "phase")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    shard: int
+    source: str
+    target: str
+    phase: str
+    def __init__(self, collection: _Optional[str] = ..., shard: _Optional[int] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., phase: _Optional[str] = ...) -> None: ...
+
+class RebalancePlan(_message.Message):
+    __slots__ = ("rebalancer", "in_progress", "planned")
+    REBALANCER_FIELD_NUMBER: _ClassVar[int]
+    IN_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_FIELD_NUMBER: _ClassVar[int]
+    rebalancer: str
+    in_progress: _containers.RepeatedCompositeFieldContainer[ReplicaMove]
+    planned: _containers.RepeatedCompositeFieldContainer[ReplicaMove]
+    def __init__(self, rebalancer: _Optional[str] = ..., in_progress: _Optional[_Iterable[_Union[ReplicaMove, _Mapping]]] = ..., planned: _Optional[_Iterable[_Union[ReplicaMove, _Mapping]]] = ...) -> None: ...
+
 class DrainNodeRequest(_message.Message):
     __slots__ = ("node",)
     NODE_FIELD_NUMBER: _ClassVar[int]
@@ -25,18 +65,20 @@ class ClusterStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ClusterNodeInfo(_message.Message):
-    __slots__ = ("id", "address", "zone", "replicas", "primaries")
+    __slots__ = ("id", "address", "zone", "replicas", "primaries", "removing")
     ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ZONE_FIELD_NUMBER: _ClassVar[int]
     REPLICAS_FIELD_NUMBER: _ClassVar[int]
     PRIMARIES_FIELD_NUMBER: _ClassVar[int]
+    REMOVING_FIELD_NUMBER: _ClassVar[int]
     id: str
     address: str
     zone: str
     replicas: int
     primaries: int
-    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., zone: _Optional[str] = ..., replicas: _Optional[int] = ..., primaries: _Optional[int] = ...) -> None: ...
+    removing: bool
+    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., zone: _Optional[str] = ..., replicas: _Optional[int] = ..., primaries: _Optional[int] = ..., removing: _Optional[bool] = ...) -> None: ...
 
 class ReplicaStatus(_message.Message):
     __slots__ = ("node", "in_sync", "points", "applied_seq")
@@ -65,11 +107,15 @@ class ShardMapEntry(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., shard: _Optional[int] = ..., primary: _Optional[str] = ..., term: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("node", "nodes", "shards")
+    __slots__ = ("node", "nodes", "shards", "moves", "rebalancer")
     NODE_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
+    MOVES_FIELD_NUMBER: _ClassVar[int]
+    REBALANCER_FIELD_NUMBER: _ClassVar[int]
     node: str
     nodes: _containers.RepeatedCompositeFieldContainer[ClusterNodeInfo]
     shards: _containers.RepeatedCompositeFieldContainer[ShardMapEntry]
-    def __init__(self, node: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[ClusterNodeInfo, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardMapEntry, _Mapping]]] = ...) -> None: ...
+    moves: _containers.RepeatedCompositeFieldContainer[ReplicaMove]
+    rebalancer: str
+    def __init__(self, node: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[ClusterNodeInfo, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardMapEntry, _Mapping]]] = ..., moves: _Optional[_Iterable[_Union[ReplicaMove, _Mapping]]] = ..., rebalancer: _Optional[str] = ...) -> None: ...

@@ -44,6 +44,16 @@ class ClusterServiceStub:
                 request_serializer=vecdb_dot_v1_dot_cluster__pb2.DrainNodeRequest.SerializeToString,
                 response_deserializer=vecdb_dot_v1_dot_cluster__pb2.DrainNodeResponse.FromString,
                 _registered_method=True)
+        self.RemoveNode = channel.unary_unary(
+                '/vecdb.v1.ClusterService/RemoveNode',
+                request_serializer=vecdb_dot_v1_dot_cluster__pb2.RemoveNodeRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_cluster__pb2.RemoveNodeResponse.FromString,
+                _registered_method=True)
+        self.PlanRebalance = channel.unary_unary(
+                '/vecdb.v1.ClusterService/PlanRebalance',
+                request_serializer=vecdb_dot_v1_dot_cluster__pb2.PlanRebalanceRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_cluster__pb2.RebalancePlan.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -68,6 +78,25 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RemoveNode(self, request, context):
+        """Remove `node` for good (admin): it takes no new replicas and the rebalancer
+        moves its replicas to other nodes; stop it once it holds none (cluster
+        status). FAILED_PRECONDITION naming `node` when too few other live nodes
+        remain for a collection's replication factor; NOT_FOUND when the node is
+        neither live nor holds replicas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanRebalance(self, request, context):
+        """The replica moves in progress and the moves the rebalancer would start next
+        (computed by the answering node from its view; nothing is changed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +109,16 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.DrainNode,
                     request_deserializer=vecdb_dot_v1_dot_cluster__pb2.DrainNodeRequest.FromString,
                     response_serializer=vecdb_dot_v1_dot_cluster__pb2.DrainNodeResponse.SerializeToString,
+            ),
+            'RemoveNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNode,
+                    request_deserializer=vecdb_dot_v1_dot_cluster__pb2.RemoveNodeRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_cluster__pb2.RemoveNodeResponse.SerializeToString,
+            ),
+            'PlanRebalance': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanRebalance,
+                    request_deserializer=vecdb_dot_v1_dot_cluster__pb2.PlanRebalanceRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_cluster__pb2.RebalancePlan.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +175,60 @@ class ClusterService:
             '/vecdb.v1.ClusterService/DrainNode',
             vecdb_dot_v1_dot_cluster__pb2.DrainNodeRequest.SerializeToString,
             vecdb_dot_v1_dot_cluster__pb2.DrainNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.ClusterService/RemoveNode',
+            vecdb_dot_v1_dot_cluster__pb2.RemoveNodeRequest.SerializeToString,
+            vecdb_dot_v1_dot_cluster__pb2.RemoveNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanRebalance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.ClusterService/PlanRebalance',
+            vecdb_dot_v1_dot_cluster__pb2.PlanRebalanceRequest.SerializeToString,
+            vecdb_dot_v1_dot_cluster__pb2.RebalancePlan.FromString,
             options,
             channel_credentials,
             insecure,
