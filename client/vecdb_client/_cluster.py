@@ -9,6 +9,15 @@ from typing import Any
 IDEMPOTENCY_KEY = "x-vecdb-idempotency-key"
 
 
+def consistency(value: str) -> str:
+    """A read's ``consistency=`` checked: "any" (any in-sync replica) or "primary"."""
+    if value not in ("any", "primary"):
+        from .errors import InvalidArgumentError
+        raise InvalidArgumentError(f"consistency must be any or primary, got {value!r}",
+                                   field="consistency")
+    return value
+
+
 class PartialHits(list):
     """The hits (or a list per query) of a search made with ``allow_partial=True``.
     ``partial``: some shard had no reachable replica and is missing from them."""

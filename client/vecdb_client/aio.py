@@ -10,7 +10,7 @@ import grpc
 from . import _codec, _codec_query
 from ._channel import (ClientSettings, call_metadata, channel_options, credentials,
                        parse_health, parse_targets, wire_stubs)
-from ._cluster import with_partial, write_metadata
+from ._cluster import consistency as consistency_mode, with_partial, write_metadata
 from ._chunking import StreamProgress, UpsertPlan, check_ids, plan_upsert
 from ._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
 from ._proto.vecdb.v1 import collections_pb2 as cpb
@@ -364,6 +364,7 @@ class AsyncClient(AsyncAnalyticsMethods):
                      expression: Sequence[Any] | None = None, include_terms: bool = False,
                      group_by: str | None = None, group_size: int | None = None,
                      groups: int | None = None, allow_partial: bool = False,
+                     consistency: str = "any",
                      timeout: float | None = None) -> Any:
         """See :meth:`vecdb_client.Client.search` (``explain=True`` -> ``(hits, plan)``).
         ``text=`` (one query, a list of hits) or ``texts=`` (a list per query) search by
@@ -376,6 +377,7 @@ class AsyncClient(AsyncAnalyticsMethods):
                 with_payload=with_payload, with_vectors=with_vectors, filter=filter,
                 text=text, texts=texts)
             req.allow_partial = allow_partial
+            req.consistency = consistency_mode(consistency)
             resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
             out = _codec_query.from_proto_search(resp, single, group_by is not None, explain)
             return with_partial(out, resp) if allow_partial else out
@@ -384,6 +386,7 @@ class AsyncClient(AsyncAnalyticsMethods):
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts)
         req.allow_partial = allow_partial
+        req.consistency = consistency_mode(consistency)
         resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
         out = _codec.from_proto_search(resp, single, explain)
         return with_partial(out, resp) if allow_partial else out
@@ -405,13 +408,14 @@ class AsyncClient(AsyncAnalyticsMethods):
                            threshold: float, limit: int = 1000, filter: Filter | None = None,
                            nprobe: int | None = None, exact: bool = False,
                            with_payload: bool = True, with_vectors: bool = False,
-                           allow_partial: bool = False,
+                           allow_partial: bool = False, consistency: str = "any",
                            timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
         """See :meth:`vecdb_client.Client.range_search`."""
         req, single = _codec.range_search_request(
             collection, vector, vectors, threshold, limit, nprobe=nprobe, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter)
         req.allow_partial = allow_partial
+        req.consistency = consistency_mode(consistency)
         resp = await self._call(self._points.RangeSearch, req, idempotent=True, timeout=timeout)
         out = _codec.from_proto_search(resp, single)
         return with_partial(out, resp) if allow_partial else out

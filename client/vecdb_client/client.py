@@ -9,7 +9,7 @@ import grpc
 from . import _codec, _codec_query
 from ._channel import (ClientSettings, call_metadata, channel_options, credentials,
                        parse_health, parse_targets, wire_stubs)
-from ._cluster import with_partial, write_metadata
+from ._cluster import consistency as consistency_mode, with_partial, write_metadata
 from ._chunking import StreamProgress, UpsertPlan, check_ids, plan_upsert
 from ._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
 from ._proto.vecdb.v1 import collections_pb2 as cpb
@@ -396,6 +396,7 @@ class Client(AnalyticsMethods):
                expression: Sequence[Any] | None = None, include_terms: bool = False,
                group_by: str | None = None, group_size: int | None = None,
                groups: int | None = None, allow_partial: bool = False,
+               consistency: str = "any",
                timeout: float | None = None) -> Any:
         """``vector=`` (1-D) returns a list of hits; ``vectors=`` (2-D) a list per query.
 
@@ -419,7 +420,11 @@ class Client(AnalyticsMethods):
 
         ``allow_partial=True`` (cluster mode; also on count and range_search): a shard with
         no reachable replica is left out instead of raising UnavailableError, and the
-        result (a list, or an int for count) has ``.partial`` True when one was."""
+        result (a list, or an int for count) has ``.partial`` True when one was.
+
+        ``consistency`` (cluster mode; also on range_search): ``"any"`` reads each shard
+        from any in-sync replica, ``"primary"`` from its primary only (docs/cluster.md
+        "Reads": what a read right after a write sees). A single node ignores it."""
         if expression is not None or group_by is not None:
             req, single = _codec_query.search_request(
                 collection, vector, vectors, k, expression=expression,
@@ -428,6 +433,7 @@ class Client(AnalyticsMethods):
                 with_payload=with_payload, with_vectors=with_vectors, filter=filter,
                 text=text, texts=texts)
             req.allow_partial = allow_partial
+            req.consistency = consistency_mode(consistency)
             resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
             out = _codec_query.from_proto_search(resp, single, group_by is not None, explain)
             return with_partial(out, resp) if allow_partial else out
@@ -436,6 +442,7 @@ class Client(AnalyticsMethods):
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts)
         req.allow_partial = allow_partial
+        req.consistency = consistency_mode(consistency)
         resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
         out = _codec.from_proto_search(resp, single, explain)
         return with_partial(out, resp) if allow_partial else out
@@ -465,7 +472,7 @@ class Client(AnalyticsMethods):
                      threshold: float, limit: int = 1000, filter: Filter | None = None,
                      nprobe: int | None = None, exact: bool = False, with_payload: bool = True,
                      with_vectors: bool = False,
-                     allow_partial: bool = False,
+                     allow_partial: bool = False, consistency: str = "any",
                      timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
         """Every point scoring better than ``threshold`` (cosine/ip: score > threshold;
         l2: squared distance < threshold), best first, at most ``limit`` per query.
@@ -474,6 +481,7 @@ class Client(AnalyticsMethods):
             collection, vector, vectors, threshold, limit, nprobe=nprobe, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter)
         req.allow_partial = allow_partial
+        req.consistency = consistency_mode(consistency)
         resp = self._call(self._points.RangeSearch, req, idempotent=True, timeout=timeout)
         out = _codec.from_proto_search(resp, single)
         return with_partial(out, resp) if allow_partial else out

@@ -156,14 +156,15 @@ class Router:
         return cls(exc.details(), field)
 
     def read_shard(self, spec: CollectionSpec, i: int, method: str, request: Any,
-                   timeout: float | None = None) -> Any:
+                   timeout: float | None = None, primary_only: bool = False) -> Any:
         """``method`` on one in-sync replica of shard i: this node's own first, then the
         primary, then the others; UNAVAILABLE naming the shard when none answers.
         ``timeout``: what is left of the client's deadline (None: READ_TIMEOUT_S); a
         remote replica gets an even share of it (at least 2 s), so a hung one cannot
-        use it all."""
+        use it all. ``primary_only``: the primary alone (consistency="primary")."""
         s = self.node.shard(spec.name, i)
-        order = sorted(s.in_sync, key=lambda r: (r != self.node.id, r != s.primary))
+        order = [s.primary] if primary_only else \
+            sorted(s.in_sync, key=lambda r: (r != self.node.id, r != s.primary))
         budget = READ_TIMEOUT_S if timeout is None else timeout
         each = max(2.0, budget / max(1, len([r for r in order if r != self.node.id])))
         last: Exception | None = None

@@ -154,11 +154,13 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         """shard -> its answer to ``method``. With ``partial``, a shard with no reachable
         replica is left out (at least one must answer) instead of failing the call."""
         left = context.time_remaining() if context is not None else None
+        primary = st.reads_primary(request)
 
         def one(i: int) -> Any:
             try:
                 return self.r.read_shard(spec, i, method,
-                                         _with_name(request, st.local_name(spec.uid, i)), left)
+                                         _with_name(request, st.local_name(spec.uid, i)), left,
+                                         primary)
             except Unavailable:
                 if not partial:
                     raise
@@ -209,7 +211,7 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         if request.WhichOneof("query") == "expression" or request.HasField("group_by"):
             return queries.search_beyond(self, request, context)
         spec = self.node.spec(request.collection)
-        fast = local_reads.search(self.node, spec, request)
+        fast = None if st.reads_primary(request) else local_reads.search(self.node, spec, request)
         if fast is not None:
             return fast
         answers = self.all_shards(spec, "Search", request, context, request.allow_partial)

@@ -143,6 +143,15 @@ class Move:
         return Move(name, shard, d["source"], d["target"], mod_revision)
 
 
+def reads_primary(request: object) -> bool:
+    """A search's ``consistency``: "" / "any" (any in-sync replica) or "primary"."""
+    mode = getattr(request, "consistency", "")
+    if mode not in ("", "any", "primary"):
+        raise InvalidArgument(f"consistency must be any or primary, got {mode!r}",
+                              "consistency")
+    return mode == "primary"
+
+
 def validate_cluster_args(shards: int, replication_factor: int, write_concern: str) -> None:
     if not 1 <= shards <= 64:
         raise InvalidArgument(f"shards must be 1..64, got {shards}", "shards")
