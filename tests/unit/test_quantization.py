@@ -226,3 +226,20 @@ def test_bad_options_name_the_field_and_write_nothing(tmp_path, kwargs, field):
         assert db.list_collections() == []
     finally:
         db.close()
+
+
+def test_analytics_read_the_on_disk_vectors(tmp_path, data):
+    base, _ = data
+    db = open_db(tmp_path / "d")
+    try:
+        for name, quant in (("f", None), ("q", "sq8")):
+            db.create_collection(name, DIM, "cosine", "hnsw", {"build_threshold": 1000}, quantization=quant)
+            fill(db, name, base[:3000])
+        db.delete("q", ["p5"])
+        db.delete("f", ["p5"])
+        for flt in (None, {"must": [{"key": "group", "match": "g2"}]}):
+            got = [db.outliers(name, n=5, filter=flt, with_payload=False) for name in ("f", "q")]
+            assert [o.id for o in got[0].outliers] == [o.id for o in got[1].outliers]
+            assert got[0].population == got[1].population
+    finally:
+        db.close()

@@ -79,7 +79,7 @@ def _matching_labels(s, node) -> np.ndarray:
         return np.zeros(0, np.int64)
     exclude = s.expiry.expired()
     if node is None and not len(exclude):
-        return np.sort(faiss.vector_to_array(s.exact.id_map))
+        return np.sort(s.live_labels())  # a copy (quantized shards keep them on a column)
     return np.array(planner.matching(s, node, exclude)[0], np.int64)  # sorted, live
 
 
