@@ -171,3 +171,29 @@ def test_async_client_on_the_aio_server(spawn):
                 await c.cluster("an", 500)
             assert e.value.field == "k"
     asyncio.run(scenario())
+
+
+def test_max_analytics_jobs_over_grpc(spawn):
+    """A server with max_analytics_jobs=1: an open duplicates stream holds the slot;
+    outliers and cluster are RESOURCE_EXHAUSTED naming the setting, the server stays up,
+    and the slot is free again once the stream is cancelled."""
+    import time
+    from vecdb_client import ResourceExhaustedError
+    srv = spawn("--max-analytics-jobs", "1")
+    with srv.client() as c:
+        fill(c, "cap", n=300)
+        stream = c.duplicates_stream("cap", 50.0, batch=8, limit=10_000)
+        next(stream)
+        for call in (lambda: c.outliers("cap", 3), lambda: c.cluster("cap", 3)):
+            with pytest.raises(ResourceExhaustedError) as e:
+                call()
+            assert e.value.field == "max_analytics_jobs" and "max_analytics_jobs=1" in str(e.value)
+        stream.close()  # the RPC is cancelled
+        for _ in range(100):  # the server sees the cancel and drops the stream
+            try:
+                assert c.outliers("cap", 3).scored == 300
+                break
+            except ResourceExhaustedError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("the slot never came back after the stream was cancelled")

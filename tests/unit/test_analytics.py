@@ -371,3 +371,30 @@ def test_gather_under_concurrent_writes_copies_each_label_its_own_vector(db, mon
     finally:
         stop.set()
         t.join()
+
+
+def test_max_analytics_jobs_caps_concurrent_work(tmp_path):
+    """max_analytics_jobs=1: while a duplicates stream is open, outliers and cluster are
+    RESOURCE_EXHAUSTED naming the setting; the slot comes back when the stream ends, is
+    closed, or is dropped unread, and after a k-means job ends."""
+    with Database.open(str(tmp_path / "d"), DatabaseOptions(background=False,
+                                                            max_analytics_jobs=1)) as db:
+        _fill(db, "c", n=300)
+        stream = db.duplicates("c", 5.0, limit=5, batch=16)
+        next(stream)
+        for call in (lambda: db.outliers("c", n=3), lambda: db.cluster("c", 3, wait=True),
+                     lambda: db.duplicates("c", 1.0)):
+            with pytest.raises(ResourceExhausted) as e:
+                call()
+            assert e.value.field == "max_analytics_jobs" and "max_analytics_jobs=1" in e.value.message
+        stream.close()
+        assert db.outliers("c", n=3).scored == 300
+        db.duplicates("c", 1.0)  # dropped unread: gives its slot back
+        assert db.cluster("c", 3, wait=True).state == "done"
+        assert list(db.duplicates("c", 1e-6))[-1].done  # read to the end
+        assert db.outliers("c", n=3).scored == 300
+    with Database.open(str(tmp_path / "e"), DatabaseOptions(background=False,
+                                                            max_analytics_jobs=0)) as db:
+        _fill(db, "c", n=100)
+        streams = [db.duplicates("c", 1.0) for _ in range(5)]  # 0: no limit
+        assert db.outliers("c", n=2).population == 100 and len(streams) == 5
