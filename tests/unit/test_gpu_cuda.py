@@ -287,3 +287,27 @@ def test_the_gpu_checks_themselves_on_standins(tmp_path, backend, index, metric,
     _engine_roundtrip(tmp_path, ctx, index, metric, "torch" if backend == "torch" else "faiss_flat",
                       ann, n=8000)
     assert ctx.violations == []
+
+
+@needs_faiss_gpu
+def test_kmeans_on_a_faiss_gpu_collection(tmp_path):
+    """k-means of a collection on a FAISS GPU trains and assigns with a GpuIndexFlat on the
+    GPU's "build" resources under their lock (analytics/kmeans.py); searches on the GPU
+    keep being served meanwhile; the result is faiss.Kmeans' on the CPU up to float error."""
+    data = clustered(20_000, 64, 7)
+    with Database.open(str(tmp_path / "g"), DatabaseOptions(background=False),
+                       gpu=GpuContext("gpu")) as db:
+        db.create_collection("km", 64, index="flat", metric="l2", device="gpu")
+        db.upsert("km", [f"p{i}" for i in range(len(data))], data)
+        job = db.cluster("km", 16, seed=3, iterations=10, write_label="topic", wait=True)
+        assert job.state == "done", job.error
+        db.search("km", data[:4], k=5)
+        assert served(db, "km", "faiss_flat") >= 1
+        assert_no_fallback(db, "km")
+        assert sum(db.count("km", {"key": "topic", "match": c}) for c in range(16)) == len(data)
+    ref = faiss.Kmeans(64, 16, niter=10, seed=3,
+                       init_method=faiss.ClusteringInitMethod_KMEANS_PLUS_PLUS)
+    ref.train(data)
+    _, want = ref.assign(data)
+    ref_inertia = float(((data - ref.centroids[want]) ** 2).sum(dtype=np.float64))
+    assert job.result.inertia == pytest.approx(ref_inertia, rel=1e-3)
