@@ -110,8 +110,10 @@ def test_join_under_ingest_then_remove(tmp_path):
         with cl.client() as c:
             with pytest.raises(NotFoundError):
                 c.remove_node("nobody")
-            held = c.remove_node("n0")
-            assert held == counts["n0"]
+        out = json.loads(vecdbctl(cl, "cluster", "remove", "n0", "-o", "json"))
+        assert out == {"node": "n0", "replicas": counts["n0"]}
+        table = vecdbctl(cl, "cluster", "status")  # moves in progress (or done by now)
+        assert "replica moves in progress (rebalancer: n" in table and "removing" in table
         status = settle(cl, {"r2": 2, "r1": 1}, {"n1", "n2"})
         load.stop()
         n0 = next(n for n in status["nodes"] if n["id"] == "n0")
