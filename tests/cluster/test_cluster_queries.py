@@ -166,7 +166,7 @@ def test_a_retried_keyed_write_is_applied_once_even_after_failover(cluster):
     first = ppb.UpsertRequest(collection=name, points=tpb.PointBatch(
         ids=["a"], payloads='[{"v": 1}]',
         vectors=tpb.Vectors(count=1, dim=DIM, data=rand(1, 42).tobytes())))
-    ack = keyed(stubs[others[0].id], "Upsert", first, "key-1")
+    ack = keyed(stubs[others[0].id], "Upsert", first, "key-1", wait=10)
     again = keyed(stubs[others[1].id], "Upsert", first, "key-1")
     assert dict(again.shard_seqs) == dict(ack.shard_seqs)
     upd = ppb.UpdatePayloadRequest(collection=name, ids=["b"], set_json='{"n": 1}')

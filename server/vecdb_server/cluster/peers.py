@@ -45,7 +45,12 @@ class Peers:
         self._secret, self.node_id = secret, node_id
         self._opts = [("grpc.max_receive_message_length", max_message_bytes),
                       ("grpc.max_send_message_length", max_message_bytes),
-                      ("grpc.enable_retries", 0)]
+                      ("grpc.enable_retries", 0),
+                      # a restarted peer is reachable again within a second (gRPC's
+                      # default backoff grows to 2 minutes of failing fast)
+                      ("grpc.initial_reconnect_backoff_ms", 100),
+                      ("grpc.min_reconnect_backoff_ms", 100),
+                      ("grpc.max_reconnect_backoff_ms", 1000)]
         self._channels: dict[str, tuple[grpc.Channel, Any, Any]] = {}
         self._lock = threading.Lock()
 
