@@ -63,7 +63,7 @@ def logs():
 def srv(tmp_path_factory, logs):
     s = InProcessServer(tmp_path_factory.mktemp("dash") / "data", api_keys=KEYS,
                         dashboard_port=0)
-    with s.client(api_key=ADMIN) as c:
+    with s.client(api_key=ADMIN, timeout=300) as c:  # the first text upsert loads the model
         c.create_collection("vecs", dim=DIM, index="flat")
         c.upsert("vecs", [f"p{i}" for i in range(N)], rand(N, DIM, seed=3),
                  payloads=[{"lang": LANGS[i % 3], "n": i} for i in range(N)])

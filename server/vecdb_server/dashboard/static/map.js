@@ -36,6 +36,13 @@ function colorize(values) {
           legend: top.map(([k, c]) => [`${k} (${c})`, color.get(k)])};
 }
 
+/* A CSS colour ("#rrggbb" or "rgb(r,g,b)") as one little-endian RGBA pixel. */
+function packColor(css) {
+  const m = css.startsWith("#") ? [1, 3, 5].map(i => parseInt(css.slice(i, i + 2), 16))
+                                : css.match(/\d+/g).map(Number);
+  return ((255 << 24) | (m[2] << 16) | (m[1] << 8) | m[0]) >>> 0;
+}
+
 class MapView {
   constructor(canvas, tooltip, onPick) {
     this.canvas = canvas; this.tooltip = tooltip; this.onPick = onPick;
@@ -70,41 +77,61 @@ class MapView {
     return [px * v.scale + v.tx, py * v.scale + v.ty];
   }
 
+  /* Points are written straight into an ImageData buffer (one 32-bit write a pixel),
+     which stays fast at 50k points; search hits are drawn on top as rings. */
   draw() {
     const c = this.canvas, ctx = c.getContext("2d");
     const rect = c.getBoundingClientRect();
     if (rect.width && c.width !== Math.round(rect.width)) { c.width = Math.round(rect.width); }
     ctx.clearRect(0, 0, c.width, c.height);
-    this.drawn = 0; this.grid = new Map();
+    this.drawn = 0; this.grid = null;
     if (!this.data) return;
-    const n = this.data.ids.length, size = n > 20000 ? 2 : n > 2000 ? 3 : 4;
-    const hi = [];
+    const w = c.width, h = c.height, n = this.data.ids.length;
+    const size = n > 20000 ? 2 : n > 2000 ? 3 : 4, half = size >> 1;
+    const img = ctx.createImageData(w, h), buf = new Uint32Array(img.data.buffer);
+    const rgba = (this.colors || []).map(packColor), plain = packColor("#3b6ea5");
+    const hi = [], xs = this.data.x, ys = this.data.y, ids = this.data.ids, b = this.bounds;
+    const v = this.view, pad = 12, lit = this.highlight.size > 0;  // screen(i), inlined
+    const ax = (w - 2 * pad) / b.sx * v.scale, bx = pad * v.scale + v.tx - b.x0 * ax;
+    const ay = -(h - 2 * pad) / b.sy * v.scale, by = (h - pad) * v.scale + v.ty - b.y0 * ay;
     for (let i = 0; i < n; i++) {
-      const [x, y] = this.screen(i);
-      if (x < -size || y < -size || x > c.width + size || y > c.height + size) continue;
-      if (this.highlight.has(this.data.ids[i])) { hi.push([x, y, i]); continue; }
-      ctx.fillStyle = this.colors ? this.colors[i] : "#3b6ea5";
-      ctx.fillRect(x - size / 2, y - size / 2, size, size);
-      this.index(x, y, i); this.drawn++;
+      const sx = xs[i] * ax + bx, sy = ys[i] * ay + by;
+      const x = Math.round(sx) - half, y = Math.round(sy) - half;
+      if (x < -size || y < -size || x >= w || y >= h) continue;
+      this.drawn++;
+      if (lit && this.highlight.has(ids[i])) { hi.push([sx, sy]); continue; }
+      const color = this.colors ? rgba[i] : plain;
+      for (let dy = Math.max(0, -y); dy < size && y + dy < h; dy++) {
+        const row = (y + dy) * w;
+        for (let dx = Math.max(0, -x); dx < size && x + dx < w; dx++) buf[row + x + dx] = color;
+      }
     }
-    for (const [x, y, i] of hi) {  // search hits on top, ringed
+    ctx.putImageData(img, 0, 0);
+    for (const [x, y] of hi) {
       ctx.fillStyle = "#e4002b"; ctx.beginPath(); ctx.arc(x, y, 5, 0, 2 * Math.PI); ctx.fill();
       ctx.strokeStyle = "#000"; ctx.lineWidth = 1.5; ctx.stroke();
-      this.index(x, y, i); this.drawn++;
     }
   }
 
-  index(x, y, i) {
-    const key = `${Math.floor(x / 8)},${Math.floor(y / 8)}`;
-    const cell = this.grid.get(key);
-    if (cell) cell.push(i); else this.grid.set(key, [i]);
+  /* Screen-space grid of 8 px cells, built on the first hover after a draw. */
+  index() {
+    this.grid = new Map();
+    const w = this.canvas.width, h = this.canvas.height;
+    for (let i = 0; i < this.data.ids.length; i++) {
+      const [x, y] = this.screen(i);
+      if (x < 0 || y < 0 || x >= w || y >= h) continue;
+      const key = Math.floor(x / 8) * 65536 + Math.floor(y / 8);
+      const cell = this.grid.get(key);
+      if (cell) cell.push(i); else this.grid.set(key, [i]);
+    }
   }
 
   nearest(x, y) {
+    if (!this.grid) this.index();
     let best = -1, bestD = 36;  // within 6 px
     const gx = Math.floor(x / 8), gy = Math.floor(y / 8);
     for (let dx = -1; dx <= 1; dx++) for (let dy = -1; dy <= 1; dy++) {
-      for (const i of this.grid.get(`${gx + dx},${gy + dy}`) || []) {
+      for (const i of this.grid.get((gx + dx) * 65536 + gy + dy) || []) {
         const [px, py] = this.screen(i), d = (px - x) ** 2 + (py - y) ** 2;
         if (d < bestD) { bestD = d; best = i; }
       }

@@ -1,0 +1,254 @@
+"""The dashboard in a real headless browser (Debian's chromium-headless-shell or chromium,
+driven over the DevTools protocol): the page loads without console errors, lists the
+collections, a text search shows the expected top hit, the map draws its sampled points
+(counted through the page's own state), a read-only key sees no admin controls and a
+forged admin call from the page is refused, a wrong key gets a clear message.
+Screenshots of each view go to build/dashboard-screenshots/ (or $VECDB_SCREENSHOT_DIR).
+Skipped where no chromium is installed (scripts/test.sh installs it)."""
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from harness import ROOT, InProcessServer, rand
+
+BROWSER = shutil.which("chromium-headless-shell") or shutil.which("chromium")
+pytestmark = pytest.mark.skipif(BROWSER is None, reason="no chromium installed")
+ws_client = pytest.importorskip("websockets.sync.client")
+
+ADMIN = "br-adm-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+RO = "br-ro-a1b2c3d4e5f60718293a4b5c6d7e8f90"
+DIM, N, SAMPLE = 16, 3000, 2000
+TEXTS = ["The cat sleeps on the warm sofa all afternoon.",
+         "Stock markets fell sharply after the interest rate decision.",
+         "The football team won the championship final on penalties.",
+         "A recipe for fresh pasta with tomatoes and basil."]
+SHOTS = Path(os.environ.get("VECDB_SCREENSHOT_DIR", ROOT / "build" / "dashboard-screenshots"))
+
+
+class Page:
+    """One browser tab over the DevTools protocol: evaluate JS, wait, screenshot."""
+
+    def __init__(self, ws_url: str):
+        self._conn = ws_client.connect(ws_url, max_size=None, open_timeout=20)
+        self.ws = self._conn.__enter__()
+        self.ids = itertools.count(1)
+        self.errors: list[str] = []
+        for domain in ("Runtime", "Log", "Page"):
+            self.send(f"{domain}.enable")
+        self.send("Emulation.setDeviceMetricsOverride", width=1280, height=900,
+                  deviceScaleFactor=1, mobile=False)
+
+    def send(self, method: str, **params) -> dict:
+        msg_id = next(self.ids)
+        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=120))
+            if msg.get("id") == msg_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self._event(msg)
+
+    def _event(self, msg: dict) -> None:
+        method, params = msg.get("method"), msg.get("params", {})
+        if method == "Runtime.exceptionThrown":
+            self.errors.append(json.dumps(params["exceptionDetails"])[:400])
+        elif method == "Runtime.consoleAPICalled" and params["type"] == "error":
+            self.errors.append(json.dumps(params["args"])[:400])
+        elif method == "Log.entryAdded" and params["entry"]["level"] == "error" \
+                and params["entry"]["source"] != "network":  # 401/403 answers are expected
+            self.errors.append(params["entry"]["text"])
+
+    def js(self, expression: str, strict: bool = True):
+        out = self.send("Runtime.evaluate", expression=expression, awaitPromise=True,
+                        returnByValue=True)
+        if "exceptionDetails" in out:
+            if not strict:
+                return None
+            raise AssertionError(f"{expression}: {out['exceptionDetails']}")
+        return out["result"].get("value")
+
+    def wait(self, expression: str, timeout: float = 60):
+        """Until ``expression`` is truthy (an exception, e.g. while the page loads, is not)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.js(expression, strict=False)
+            if value:
+                return value
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {expression}; page text: "
+                             f"{self.js('document.body.innerText')[:1500]}")
+
+    def go(self, url: str) -> None:
+        self.send("Page.navigate", url=url)
+
+    def screenshot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        data = self.send("Page.captureScreenshot", format="png")["data"]
+        (SHOTS / f"{name}.png").write_bytes(base64.b64decode(data))
+
+    def use_key(self, key: str) -> None:
+        """Type a key into the page's key box and submit it, as a person would."""
+        self.wait("document.readyState == 'complete' && !!document.getElementById('key-input')")
+        self.js(f"document.getElementById('key-input').value = {json.dumps(key)};"
+                "document.getElementById('key-form').requestSubmit()")
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    s = InProcessServer(tmp_path_factory.mktemp("dashb") / "data", dashboard_port=0,
+                        api_keys=[{"key": ADMIN, "role": "admin"}, {"key": RO, "role": "ro"}])
+    with s.client(api_key=ADMIN, timeout=300) as c:  # the first text upsert loads the model
+        c.create_collection("vecs", dim=DIM, index="flat")
+        c.upsert("vecs", [f"p{i}" for i in range(N)], rand(N, DIM, seed=5),
+                 payloads=[{"lang": ("en", "de", "fr")[i % 3], "n": i} for i in range(N)])
+        c.create_collection("docs", encoder="minilm")
+        c.upsert("docs", [f"d{i}" for i in range(len(TEXTS))], texts=TEXTS)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    profile = tmp_path_factory.mktemp("chromium")
+    proc = subprocess.Popen([BROWSER, "--headless", "--no-sandbox", "--disable-gpu",
+                             "--remote-debugging-port=0", f"--user-data-dir={profile}",
+                             "--no-first-run", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        deadline = time.monotonic() + 60
+        while port is None and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+            if m:
+                port = int(m.group(1))
+            elif not line and proc.poll() is not None:
+                break
+        assert port, "chromium did not start"
+        yield port
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh tab (its own sessionStorage: no key carried over from another test)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{browser}/json/new?about:blank",
+                                 method="PUT")
+    with urllib.request.urlopen(req, timeout=20) as resp:
+        target = json.loads(resp.read())
+    p = Page(target["webSocketDebuggerUrl"])
+    yield p
+    p._conn.__exit__(None, None, None)
+    urllib.request.urlopen(f"http://127.0.0.1:{browser}/json/close/{target['id']}",
+                           timeout=20).read()
+
+
+def url(srv, hash_: str = "") -> str:
+    return f"http://127.0.0.1:{srv.app.dashboard_port}/{hash_}"
+
+
+def test_wrong_key_then_admin_views(srv, page):
+    page.go(url(srv))
+    page.wait("!document.getElementById('banner').hidden")
+    assert "missing API key" in page.js("document.getElementById('banner').textContent")
+    page.use_key("not-the-key")
+    page.wait("document.getElementById('banner').textContent.includes('invalid API key')")
+    page.screenshot("wrong-key")
+
+    page.use_key(ADMIN)
+    page.wait("document.querySelectorAll('a.coll-link').length == 2")
+    assert page.js("[...document.querySelectorAll('a.coll-link')].map(a => a.textContent)"
+                   ".sort()") == ["docs", "vecs"]
+    assert page.js("document.getElementById('banner').hidden")
+    assert page.js("!!document.getElementById('create-form')")
+    page.screenshot("status")
+
+    page.go(url(srv, "#/c/vecs/overview"))
+    page.wait("document.querySelectorAll('.admin-btn').length > 0")
+    assert page.js("document.body.innerText.includes('Shards')")
+    config = page.js("document.querySelector('dl.kv').innerText")
+    assert re.search(r"dimension\s+16", config) and "[object" not in config
+    page.screenshot("collection")
+
+    page.go(url(srv, "#/c/vecs/points"))
+    page.wait("document.querySelectorAll('#points-out tbody tr').length == 50")
+    page.js("document.querySelector('#points-form textarea').value = '{\"key\": \"lang\", "
+            "\"matc\": \"en\"}'; document.getElementById('points-form').requestSubmit()")
+    message = page.wait("(() => { const e = document.querySelector("
+                        "'#points-form .err[data-field=filter]'); "
+                        "return !e.hidden && e.textContent; })()")
+    assert "unknown operator 'matc'" in message
+    page.screenshot("points")
+
+    page.go(url(srv, "#/c/docs/search"))
+    page.wait("!!document.querySelector('#search-form input[name=text]')")
+    page.js("document.querySelector('#search-form input[name=text]').value = "
+            "'a kitten napping on the couch'; document.getElementById('search-form')"
+            ".requestSubmit()")
+    page.wait("document.querySelectorAll('#search-out tbody tr').length == 4")
+    assert page.js("document.querySelector('#search-out tbody tr a.point-link')"
+                   ".textContent") == "d0"
+    page.screenshot("search")
+
+    page.go(url(srv, "#/c/vecs/search"))  # no encoder: by id; its hits are drawn on the map
+    page.wait("!!document.querySelector('#search-form input[name=id]') && "
+              "!document.querySelector('#search-form input[name=text]')")
+    page.js("document.querySelector('#search-form input[name=id]').value = 'p1';"
+            "document.getElementById('search-form').requestSubmit()")
+    page.wait("document.querySelectorAll('#search-out tbody tr').length == 10")
+
+    page.go(url(srv, "#/c/vecs/map"))
+    page.wait("window.vecdbDashboard.map && window.vecdbDashboard.mapView.drawn > 0")
+    assert page.js("window.vecdbDashboard.map.sampled") == SAMPLE
+    assert page.js("window.vecdbDashboard.mapView.drawn") == SAMPLE
+    assert page.js("window.vecdbDashboard.mapView.highlight.size") == 10
+    x, y = page.js("(() => { const v = window.vecdbDashboard.mapView, "
+                   "r = v.canvas.getBoundingClientRect(), [x, y] = v.screen(0); "
+                   "return [r.left + x, r.top + y]; })()")
+    for kind in ("mousePressed", "mouseReleased"):  # a click on the first point opens it
+        page.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
+                  clickCount=1)
+    page.wait("document.querySelector('#point-detail h3')?.textContent == "
+              "window.vecdbDashboard.map.ids[0]")
+    page.js("document.querySelector('#point-detail .close').click()")
+    page.js("const s = document.querySelector('#map-form select[name=color]');"
+            "s.value = 'lang'; s.dispatchEvent(new Event('change'))")
+    page.wait("document.querySelectorAll('.legend .entry').length == 3")
+    assert page.js("window.vecdbDashboard.mapView.drawn") == SAMPLE
+    page.screenshot("map")
+    assert page.errors == []
+
+
+def test_read_only_key_sees_no_admin_controls_and_forged_calls_fail(srv, page):
+    page.go(url(srv))
+    page.use_key(RO)
+    page.wait("document.querySelectorAll('a.coll-link').length == 2")
+    assert not page.js("!!document.getElementById('create-form')")
+    page.go(url(srv, "#/c/vecs/overview"))
+    page.wait("document.body.innerText.includes('Shards')")
+    assert page.js("document.querySelectorAll('.admin-btn, form.admin').length") == 0
+    assert "needs admin" in page.js("document.body.innerText")  # why no snapshots are shown
+    page.screenshot("collection-read-only")
+    forged = page.js(
+        "fetch('/api/collections', {method: 'POST', headers: {'Authorization': 'Bearer ' + "
+        "sessionStorage.getItem('vecdb.dashboard.key'), 'Content-Type': 'application/json'}, "
+        "body: JSON.stringify({name: 'forged', dim: 4})}).then(async r => [r.status, "
+        "(await r.json()).error.message])")
+    assert forged[0] == 403 and "needs admin" in forged[1]
+    with srv.client(api_key=ADMIN) as c:
+        assert "forged" not in [x.name for x in c.list_collections()]
+    assert page.errors == []
