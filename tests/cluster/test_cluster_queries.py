@@ -11,7 +11,7 @@ import pytest
 
 from cluster_harness import Cluster
 from test_cluster import cluster, rand, single  # noqa: F401 - the same fixtures
-from vecdb_client import NotFoundError, UnavailableError
+from vecdb_client import FailedPreconditionError, NotFoundError, UnavailableError
 from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
@@ -196,3 +196,42 @@ def test_a_retried_keyed_write_is_applied_once_even_after_failover(cluster):
     cluster.wait_in_sync(name)
     with cluster.client() as c:
         c.drop_collection(name)
+
+
+def test_outliers_and_duplicates_equal_a_single_node(cluster, single):
+    """Outliers (knn and centroid, with a filter) and near-duplicate pairs through the
+    cluster (gathered copy, cluster/scratch_analytics.py) equal a single node's; k-means
+    jobs stay FAILED_PRECONDITION naming themselves."""
+    n, name = 400, "analytics"
+    vecs, ids = rand(n, 51), [f"a{i}" for i in range(n)]
+    vecs[10:20] = vecs[0] + 0.001 * rand(10, 52)  # near-duplicates of a0, across shards
+    vecs[30] *= 25  # far away
+    payloads = [{"i": i, "half": i % 2} for i in range(n)]
+    flt = {"key": "half", "match": 0}
+    with cluster.client() as cc, single.client() as sc:
+        cc.create_collection(name, dim=DIM, metric="l2", shards=3, replication_factor=2,
+                             index="flat")
+        sc.create_collection(name, dim=DIM, metric="l2", shards=3, index="flat")
+        for c in (cc, sc):
+            c.upsert(name, ids, vecs, payloads=payloads, texts=[f"t{i}" for i in range(n)])
+
+        def outl(c, **kw):
+            got = c.outliers(name, n=7, **kw)
+            return ([(o.id, round(o.score, 3), o.payload, o.text) for o in got],
+                    got.scored, got.population)
+
+        def dups(c, **kw):
+            got = c.duplicates(name, 0.01, **kw)
+            return (sorted((*sorted((p.id_a, p.id_b)), round(p.distance, 5)) for p in got.pairs),
+                    sorted(sorted(g) for g in got.groups), got.population)
+        centroids = rand(4, 53)
+        for kw in ({}, {"filter": flt, "k": 3}, {"method": "centroid", "centroids": centroids}):
+            want = outl(sc, **kw)
+            assert want[0] and outl(cc, **kw) == want, kw
+        want = dups(sc)
+        assert len(want[0]) >= 45 and dups(cc) == want
+        assert dups(cc, filter=flt) == dups(sc, filter=flt)
+        with pytest.raises(FailedPreconditionError) as err:
+            cc.cluster(name, k=3)
+        assert "Cluster" in err.value.message and "cluster mode" in err.value.message
+        cc.drop_collection(name)

@@ -16,7 +16,7 @@ from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 
 from vecdb.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
 
-from . import local_reads, merge, queries, write_keys
+from . import local_reads, merge, queries, scratch_analytics, write_keys
 from . import state as st
 from .router import Router
 
@@ -440,7 +440,7 @@ def _fill_unrouted(cls: type, service: Any) -> type:
     """Every RPC of ``service`` that ``cls`` does not route: internal calls act on this
     node's replica, client calls get FAILED_PRECONDITION naming the RPC."""
     for m in service.methods:
-        if m.name in cls.__dict__:
+        if m.name in cls.__dict__ or m.name in getattr(cls, "ROUTED", ()):
             continue
 
         def call(self: Any, request: Any, context: Any, _name: str = m.name) -> Any:
@@ -457,10 +457,25 @@ _fill_unrouted(ClusterCollectionServicer, cpb.DESCRIPTOR.services_by_name["Colle
 
 
 class ClusterAnalyticsServicer:
-    """AnalyticsService in cluster mode: not routed yet (every RPC FAILED_PRECONDITION)."""
+    """AnalyticsService in cluster mode: outliers and duplicates on a gathered copy
+    (scratch_analytics.py); k-means jobs are not routed (FAILED_PRECONDITION)."""
+
+    ROUTED = ("Outliers", "Duplicates")
 
     def __init__(self, router: Router):
         self.r = router
+        self.node = router.node
+        scratch_analytics.remove_leftovers(router.node.engine.data_dir)
+
+    def Outliers(self, request: Any, context: Any) -> Any:
+        if self.r.route_of(context) is not None:
+            raise _unsupported("Outliers between nodes")
+        return scratch_analytics.outliers(self, request)
+
+    def Duplicates(self, request: Any, context: Any) -> Iterator[Any]:
+        if self.r.route_of(context) is not None:
+            raise _unsupported("Duplicates between nodes")
+        yield from scratch_analytics.duplicates(self, request)
 
     def _internal(self, method: str, request: Any, context: Any) -> Any | None:
         md = self.r.route_of(context)

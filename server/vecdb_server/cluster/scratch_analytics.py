@@ -1,0 +1,112 @@
+"""Outliers and near-duplicates through the cluster, on a gathered copy.
+
+Both need every matching point at once (a point's outlier score is its distance to its
+nearest neighbours anywhere; a duplicate pair can span shards), so the answering node
+gathers the points matching the filter from every shard (one in-sync replica each,
+pages of Scroll, like any read) into a scratch database in its data dir (async
+durability, no background work), runs the engine's own single-node analytics on that
+copy and removes it. So the answer is a single node's on the same points (a sampled
+answer draws its sample from the gathered order, which differs from a single node's).
+Cost: the matching points (vectors, payloads, texts) over the network once and on the
+answering node's disk and memory for the call. K-means jobs are not routed: they run in
+the background, are polled by job id on whichever node answers, and write labels.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import glob
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Iterator
+
+import numpy as np
+from vecdb_client._proto.vecdb.v1 import analytics_pb2 as apb
+from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
+from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
+
+from vecdb.api import Database
+from vecdb.config import DatabaseOptions
+from vecdb.errors import FailedPrecondition
+
+from .. import convert_analytics as conv
+from . import state as st
+
+SCRATCH = ".analytics-scratch-"
+PAGE = 2000
+
+
+def remove_leftovers(data_dir: str) -> None:
+    """Scratch copies a killed process left behind."""
+    for path in glob.glob(os.path.join(data_dir, SCRATCH + "*")):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _pages(svc: Any, spec: st.CollectionSpec, request: Any) -> Iterator[ppb.ScrollResponse]:
+    for i in range(spec.shards):
+        cursor = None
+        while True:
+            sub = ppb.ScrollRequest(collection=st.local_name(spec.uid, i), limit=PAGE,
+                                    with_vector=True, with_payload=True, cursor=cursor)
+            if request.HasField("filter"):
+                sub.filter.CopyFrom(request.filter)
+            page = svc.r.read_shard(spec, i, "Scroll", sub)
+            yield page
+            if not page.HasField("next_cursor"):
+                break
+            cursor = page.next_cursor
+
+
+@contextlib.contextmanager
+def scratch_copy(svc: Any, spec: st.CollectionSpec, request: Any) -> Iterator[Database]:
+    """A scratch database holding the points of ``spec`` matching request.filter, as a
+    collection named like it (one shard, flat, the same metric)."""
+    create = cpb.CreateCollectionRequest.FromString(base64.b64decode(spec.request))
+    data_dir = svc.node.engine.data_dir
+    path = tempfile.mkdtemp(prefix=SCRATCH, dir=data_dir)
+    db = Database.open(path, DatabaseOptions(durability="async", background=False,
+                                             block_cache_mb=8, device="cpu"))
+    try:
+        made = False
+        for page in _pages(svc, spec, request):
+            pts = page.points
+            if not pts.ids:
+                continue
+            vecs = np.frombuffer(pts.vectors.data, "<f4").reshape(len(pts.ids), -1)
+            if not made:
+                db.create_collection(spec.name, dim=vecs.shape[1],
+                                     metric=create.metric or "cosine", index="flat", shards=1)
+                made = True
+            texts = list(pts.texts) if len(pts.texts) == len(pts.ids) else None
+            db.upsert(spec.name, list(pts.ids), vecs,
+                      payloads=json.loads(pts.payloads) if pts.payloads else None,
+                      texts=[t or None for t in texts] if texts else None)
+        if not made:
+            where = "filter" if request.HasField("filter") else "collection"
+            raise FailedPrecondition("no points match the filter" if request.HasField("filter")
+                                     else f"no points in collection {spec.name!r}", where)
+        yield db
+    finally:
+        with contextlib.suppress(Exception):
+            db.drop_collection(spec.name)
+        db.close()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def outliers(svc: Any, request: apb.OutliersRequest) -> apb.OutliersResponse:
+    spec = svc.node.spec(request.collection)
+    args = conv.from_proto_outliers(request)
+    args.update(collection=spec.name, filter=None)  # the copy holds the matching points
+    with scratch_copy(svc, spec, request) as db:
+        return conv.to_proto_outliers(db.outliers(**args), args["with_payload"])
+
+
+def duplicates(svc: Any, request: apb.DuplicatesRequest) -> Iterator[apb.DuplicatesChunk]:
+    spec = svc.node.spec(request.collection)
+    args = conv.from_proto_duplicates(request)
+    args.update(collection=spec.name, filter=None)
+    with scratch_copy(svc, spec, request) as db:
+        for chunk in db.duplicates(**args):
+            yield conv.to_proto_duplicates_chunk(chunk)
