@@ -234,8 +234,9 @@ class AnalyticsMethods:
                 timeout: float | None = None) -> ClusterJob:
         """FAISS k-means over the points matching ``filter``, as a server-side job (role
         read-write). ``sample``: train on that many random points (all are assigned).
-        ``write_label``: write each point's cluster number into that payload field (one
-        atomic batch). ``typical``: members per cluster nearest their centroid, kept in
+        ``write_label``: write each point's cluster number into that payload field
+        (payload-only writes in batches of 4096; nothing is written if a payload would
+        be invalid). ``typical``: members per cluster nearest their centroid, kept in
         the result (``result.nearest_points_to_centroids()``). ``init``: "kmeans++" or
         "random" (faiss.Kmeans' default) initial centroids. ``wait=True`` polls until
         the job is done (FailedPreconditionError if it failed; DeadlineExceededError after

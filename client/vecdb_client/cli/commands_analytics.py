@@ -100,8 +100,9 @@ def register(sub: Any) -> None:
         background job and waits for it; prints each cluster's size and its most
         typical members (nearest the centroid) with their text or payload.
         --write-label stores each point's cluster number (0..k-1) in that payload
-        field, all points in one atomic batch. (The command is 'kmeans': 'vecdbctl
-        cluster' is kept for the node-cluster commands.)""")
+        field (payload-only writes in batches of 4096 points; nothing is written if a
+        payload would be invalid). (The command is 'kmeans': 'vecdbctl cluster' is
+        kept for the node-cluster commands.)""")
     p.add_argument("collection", help="collection or alias")
     p.add_argument("-k", type=positive_int, required=True, help="number of clusters")
     p.add_argument("--write-label", metavar="FIELD", help="payload field for the cluster number")
