@@ -81,8 +81,10 @@ def srv(tmp_path_factory, logs):
 def http(srv, method: str, path: str, body=None, key: str | None = None,
          raw: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, dict | bytes]:
     data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    if headers is None:
+        headers = {"Content-Type": "application/json"} if method == "POST" else {}
     req = urllib.request.Request(f"http://127.0.0.1:{srv.app.dashboard_port}{path}",
-                                 data=data, method=method, headers=headers or {})
+                                 data=data, method=method, headers=headers)
     if key:
         req.add_header("Authorization", f"Bearer {key}")
     try:
@@ -376,6 +378,30 @@ def test_aio_server_serves_the_dashboard_and_logs_its_address(spawn):
     assert status == 200 and out["collections"] == []
     assert http(_Srv, "GET", "/")[0] == 200
     assert RO not in proc.log()
+
+
+def test_cross_site_requests_are_refused(srv, tmp_path):
+    """A form post from another site (text/plain, no preflight) and, without keys, a
+    DNS-rebinding name for 127.0.0.1."""
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", None):
+        status, _, out = http(srv, "POST", "/api/collections", {"name": "csrf", "dim": 4},
+                              key=ADMIN, headers={"Content-Type": ctype} if ctype else {})
+        assert status == 415 and "application/json" in out["error"]["message"]
+    with srv.client(api_key=ADMIN) as c:
+        assert "csrf" not in [x.name for x in c.list_collections()]
+    open_srv = InProcessServer(tmp_path / "d", dashboard_port=0)  # no keys
+    try:
+        for host, expect in (("evil.example:80", 403), ("localhost:1", 200),
+                             ("127.0.0.1", 200), ("[::1]:8080", 200)):
+            status, _, out = http(open_srv, "GET", "/api/status", headers={"Host": host})
+            assert status == expect, (host, out)
+        status, _, out = http(open_srv, "POST", "/api/collections", {"name": "rb", "dim": 4},
+                              headers={"Host": "rebind.example", "Content-Type":
+                                       "application/json"})
+        assert status == 403 and "Host 'rebind.example' is not allowed" in out["error"]["message"]
+        assert http(srv, "GET", "/api/whoami", key=RO, headers={"Host": "vecdb.svc"})[0] == 200
+    finally:
+        open_srv.stop()
 
 
 def test_rate_limit_is_429_with_retry_after(tmp_path):

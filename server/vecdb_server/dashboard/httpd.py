@@ -10,6 +10,7 @@ With ``tls_cert_file`` the dashboard speaks HTTPS with the gRPC port's certifica
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import ssl
@@ -50,6 +51,17 @@ def load_assets() -> dict[str, tuple[bytes, str]]:
             out["/static/" + entry.name] = (entry.read_bytes(), ASSET_TYPES[suffix])
     out["/"] = out["/static/index.html"]
     return out
+
+
+def _local_name(host: str) -> bool:
+    """An IP literal or localhost: names a DNS-rebinding page cannot make its own."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -156,9 +168,22 @@ class _Handler(BaseHTTPRequestHandler):
                             f"supported; use {' or '.join(allowed)}", http_status=405)
         raise CallError(grpc.StatusCode.NOT_FOUND, f"no API endpoint {path!r}")
 
+    def _forgery_check(self) -> None:
+        """What a browser on another site could send without asking first (CORS lets it
+        post text/plain forms; DNS rebinding points a name at 127.0.0.1) is refused."""
+        if self.command == "POST" and self.headers.get_content_type() != "application/json":
+            raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "Content-Type must be "
+                            "application/json", http_status=415)
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
+        if not self.api.caller.guard.keys.enabled and not _local_name(host):
+            raise CallError(grpc.StatusCode.PERMISSION_DENIED, f"Host {host!r} is not "
+                            "allowed: without API keys the dashboard answers only requests "
+                            "addressed to an IP address or localhost")
+
     def _api(self) -> None:
         path = urlsplit(self.path).path
         try:
+            self._forgery_check()
             func, params = self._route(path)
             token = token_from_metadata([(k.lower(), v) for k, v in self.headers.items()])
             host, port = self.client_address[:2]
