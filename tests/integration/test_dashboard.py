@@ -274,6 +274,18 @@ def test_map_is_the_pca_of_the_sample_and_follows_writes(srv):
     assert moved["x"] != m["x"]  # a write is a new collection version: projected anew
 
 
+def test_tsne_map_when_scikit_learn_is_installed(srv):
+    pytest.importorskip("sklearn")
+    assert "tsne" in ok(srv, "GET", "/api/whoami")["map_methods"]
+    body = {"sample": 90, "method": "tsne", "filter": '{"key": "lang", "match": "fr"}'}
+    m = ok(srv, "POST", "/api/collections/vecs/map", body, key=RO)
+    while m["state"] == "running":
+        m = ok(srv, "POST", "/api/collections/vecs/map", body, key=RO)
+    assert m["state"] == "done" and m["method"] == "tsne" and len(m["x"]) == len(m["y"]) == 80
+    assert all(int(i[1:]) % 3 == 2 for i in m["ids"])  # the filter chose the sample
+    assert len(set(zip(m["x"], m["y"]))) == 80
+
+
 def test_pca_of_a_plane_recovers_it():
     rng = np.random.default_rng(0)
     plane = rng.standard_normal((500, 2)) * [5.0, 2.0]

@@ -144,7 +144,8 @@ class Api:
         key = self.caller.whoami(req.token)
         return {"auth": key is not None, "key": key.label if key else None,
                 "role": key.role if key else "admin",
-                "collections": sorted(key.collections) if key and key.collections else None,
+                "collections": sorted(key.collections) if key and key.collections is not None
+                else None,
                 "map_methods": projection.methods(), "cluster": self.cluster_mode}
 
     def status(self, req: Req) -> dict:
