@@ -339,7 +339,12 @@ def _assemble(parts: list[SearchResult], picks: list[tuple[int, int]], scores,
 
 
 def _scan(coll, pos, neg, k, node, exclude, with_payload, with_vector, raw_payloads):
-    """best_score over every matching point of every shard (the exact fallback)."""
+    """best_score over every matching point of every shard (the exact fallback). Each
+    shard's matching set is fixed first (a copy of its labels, under its read lock);
+    its vectors are then read _SCAN_CHUNK at a time, each chunk under the read lock
+    (writers wait for one chunk's read at most) and scored outside it. A point deleted
+    or rewritten before its chunk is read is left out; a label's vector never changes,
+    so every score is that of the point as the set was fixed."""
     want, metric = k + len(exclude), coll.config.metric
     parts = []
     for shard in coll.shards:
@@ -347,12 +352,17 @@ def _scan(coll, pos, neg, k, node, exclude, with_payload, with_vector, raw_paylo
         with shard.lock.read():
             labels = planner.matching(shard, node, shard.expiry.expired())[0] \
                 if shard.exact.ntotal else np.zeros(0, np.int64)
-            for start in range(0, len(labels), _SCAN_CHUNK):
-                lab = labels[start:start + _SCAN_CHUNK]
-                s, _, _ = best_score(shard.exact.reconstruct_batch(lab), pos, neg, metric)
-                best_s, best_l = np.concatenate([best_s, s]), np.concatenate([best_l, lab])
-                top = np.argsort(-best_s, kind="stable")[:want]
-                best_s, best_l = best_s[top], best_l[top]
+            seq = shard.applied_seq
+        for start in range(0, len(labels), _SCAN_CHUNK):
+            lab = labels[start:start + _SCAN_CHUNK]
+            with shard.lock.read():
+                if shard.applied_seq != seq:  # written meanwhile: keep the labels still live
+                    lab = lab[np.isin(lab, planner.universe(shard), assume_unique=True)]
+                vecs = shard.exact.reconstruct_batch(lab)
+            s, _, _ = best_score(vecs, pos, neg, metric)
+            best_s, best_l = np.concatenate([best_s, s]), np.concatenate([best_l, lab])
+            top = np.argsort(-best_s, kind="stable")[:want]
+            best_s, best_l = best_s[top], best_l[top]
         parts.append((best_s.reshape(1, -1), best_l.reshape(1, -1)))
     scores, which, labels = merge(parts, want, True)
     res = coll._hydrate(scores, which, labels, with_payload, with_vector, "best_score(scan)",

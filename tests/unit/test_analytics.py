@@ -341,6 +341,7 @@ def test_gather_under_concurrent_writes_copies_each_label_its_own_vector(db, mon
     be the one of its point, each point at most once, and the points never touched all
     present."""
     import threading
+    import time
     from vecdb.analytics import population
     monkeypatch.setattr(population, "GATHER_CHUNK", 7)
     n = 1500
@@ -348,7 +349,7 @@ def test_gather_under_concurrent_writes_copies_each_label_its_own_vector(db, mon
     ids = [f"g{i:04d}" for i in range(n)]
     db.create_collection("w", DIM, metric="l2", index="flat", shards=2)
     db.upsert("w", ids, vecs)
-    coll, stop = db.collections["w"], threading.Event()
+    coll, stop, done_at, windows = db.collections["w"], threading.Event(), [], []
 
     def writer():
         rng = np.random.default_rng(1)
@@ -357,11 +358,14 @@ def test_gather_under_concurrent_writes_copies_each_label_its_own_vector(db, mon
             db.delete("w", [ids[i] for i in pick[:10]])
             db.upsert("w", [ids[i] for i in pick[10:]], vecs[pick[10:]])
             db.upsert("w", [ids[i] for i in pick[:10]], vecs[pick[:10]])
+            done_at.append(time.monotonic())
     t = threading.Thread(target=writer)
     t.start()
     try:
         for _ in range(5):
+            t0 = time.monotonic()
             pop = population.gather(coll)
+            windows.append((t0, time.monotonic()))
             got_ids, _, _ = population.hydrate(coll, pop, np.arange(len(pop)), False)
             rows = {pid: r for r, pid in enumerate(got_ids) if pid}
             assert len(set(zip(pop.shard.tolist(), pop.labels.tolist()))) == len(pop)
@@ -371,6 +375,8 @@ def test_gather_under_concurrent_writes_copies_each_label_its_own_vector(db, mon
     finally:
         stop.set()
         t.join()
+    # writers got in while a gather ran (one lock hold per chunk, not per gather)
+    assert any(a + (b - a) / 4 < w < b - (b - a) / 4 for a, b in windows for w in done_at)
 
 
 def test_max_analytics_jobs_caps_concurrent_work(tmp_path):

@@ -295,3 +295,39 @@ def test_best_score_memory_is_bounded_by_blocks(metric):
     bp, bn = _sim(cand, pos, metric).max(1), _sim(cand, neg, metric).max(1)
     sig = lambda x: 0.5 * (x / (1 + np.abs(x)) + 1)
     np.testing.assert_allclose(scores, np.where(bp > bn, sig(bp), -sig(bn)), rtol=1e-4, atol=1e-5)
+
+
+def test_best_score_scan_lets_writers_in_between_chunks(db, data, monkeypatch):
+    """The full-scan fallback reads one chunk per read-lock hold: writes complete while it
+    runs (a lock held for the whole scan let none through), and points deleted meanwhile
+    are skipped, not an error."""
+    import threading
+    import time
+    from vecdb import recommend
+    monkeypatch.setattr(recommend, "_SCAN_CHUNK", 4)
+    ids, X, _ = data
+    make(db, "c", data, "l2", 1)
+    stop, done_at = threading.Event(), []
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            pid = ids[100 + i % 500]
+            db.delete("c", [pid])
+            db.upsert("c", [pid], X[100 + i % 500][None])
+            done_at.append(time.monotonic())
+            i += 1
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        time.sleep(0.05)
+        q = X[10:11].astype(np.float32)
+        t0 = time.monotonic()
+        got = recommend._scan(db.collections["c"], q, q, 12, None, {"p10"}, False, False, False)
+        t1 = time.monotonic()
+    finally:
+        stop.set()
+        t.join()
+    assert len(got.ids) == 12 and "p10" not in got.ids
+    mid = [t for t in done_at if t0 + (t1 - t0) / 4 < t < t1 - (t1 - t0) / 4]
+    assert mid, (t1 - t0, len(done_at))
