@@ -127,6 +127,7 @@ def test_join_under_ingest_then_remove(tmp_path):
             assert c.rebalance_plan()["planned"] == []
         out = json.loads(vecdbctl(cl, "cluster", "rebalance", "--dry-run", "-o", "json"))
         assert out["planned"] == [] and out["in_progress"] == []
+        assert "balanced" in vecdbctl(cl, "cluster", "rebalance", "--wait-timeout", "30")
 
         # remove n0 for good under ingest: its replicas (and primaries) move off first
         load, load1 = Ingest(cl, "r2", batch=10), Ingest(cl, "r1")
@@ -256,5 +257,35 @@ def test_a_node_killed_mid_move_leaves_a_consistent_map(tmp_path):
         check_acked(cl, "big", want)
         with cl.client() as c:
             assert c.count("big") == 6000
+    finally:
+        cl.close()
+
+
+def test_dry_run_shows_the_plan_and_zero_moves_means_off(tmp_path):
+    """rebalance_max_concurrent_moves 0: a joining node gets nothing, while the dry run
+    lists the moves that would balance it (onto the new node, from the loaded ones)."""
+    cl = Cluster(tmp_path, n=2, extra=("--rebalance-max-concurrent-moves", "0"))
+    try:
+        with cl.client() as c:
+            c.create_collection("idle", dim=DIM, shards=4, replication_factor=2)
+        cl.add_node("n2", "--rebalance-max-concurrent-moves", "0")
+
+        def plan_once_n2_is_seen():
+            with cl.client() as c:
+                if all(n["id"] != "n2" for n in c.cluster_status()["nodes"]):
+                    return None
+            return json.loads(vecdbctl(cl, "cluster", "rebalance", "--dry-run", "-o", "json"))
+        out = wait(plan_once_n2_is_seen, 30, "n2 in the view")
+        assert out["in_progress"] == [] and out["rebalancer"] in {"n0", "n1", "n2"}
+        planned = out["planned"]
+        assert len(planned) == 2 and {m["target"] for m in planned} == {"n2"}
+        assert len({(m["collection"], m["shard"]) for m in planned}) == 2
+        text = vecdbctl(cl, "cluster", "rebalance", "--dry-run")
+        assert "planned next" in text and "idle/" in text
+        time.sleep(2.0)  # several maintenance rounds: still nothing moves
+        with cl.client() as c:
+            status = c.cluster_status()
+        assert status["moves"] == []
+        assert {n["id"]: n["replicas"] for n in status["nodes"]} == {"n0": 4, "n1": 4, "n2": 0}
     finally:
         cl.close()

@@ -10,8 +10,9 @@ A move of shard (collection, i) from node A to node B (docs/cluster.md "Rebalanc
   finish    one transaction once B is in sync: A leaves the replicas and the in-sync set
             (if A was the primary, B becomes it with term + 1: every in-sync replica holds
             every acknowledged write, and the old term is fenced) and the record goes.
-  roll back one transaction when B is no longer live before it could finish: B leaves
-            the replicas, the record goes.
+  roll back one transaction when B is no longer live before it could finish, or no
+            live in-sync replica is left to copy from: B leaves the replicas, the
+            record goes (the planner tries again later).
 
 Every step compares the shard entry's and the record's revisions and that this node
 still holds the rebalancer key, so a step decided on an old view, or by a node that
@@ -111,12 +112,10 @@ class Mover:
             self._txn([unchanged(m.key(), m.mod_revision)], [delete(m.key())])
             return
         if m.target not in live and m.target != s.primary:
-            new = s.with_(replicas=_without(s.replicas, m.target),
-                          in_sync=_without(s.in_sync, m.target))
-            if self._txn([unchanged(key, s.mod_revision), unchanged(m.key(), m.mod_revision)],
-                         [put(key, new.to_json()), delete(m.key())]):
-                log.warning("move of %s/%d to %s rolled back (%s is not live)",
-                            m.collection, m.shard, m.target, m.target)
+            self._roll_back(m, s, f"{m.target} is not live")
+            return
+        if m.target not in s.in_sync and not live & set(s.in_sync):
+            self._roll_back(m, s, "no live in-sync replica can copy the shard")
             return
         if m.target in s.in_sync:
             new = s.with_(replicas=_without(s.replicas, m.source),
@@ -129,6 +128,15 @@ class Mover:
                          m.source, m.target, new.term)
         # else: the primary is copying the shard to the target (ClusterNode.maintain)
 
+    def _roll_back(self, m: Move, s: ShardState, why: str) -> None:
+        key = st.shard_key(m.collection, m.shard)
+        new = s.with_(replicas=_without(s.replicas, m.target),
+                      in_sync=_without(s.in_sync, m.target))
+        if self._txn([unchanged(key, s.mod_revision), unchanged(m.key(), m.mod_revision)],
+                     [put(key, new.to_json()), delete(m.key())]):
+            log.warning("move of %s/%d to %s rolled back (%s)", m.collection, m.shard,
+                        m.target, why)
+
     def _start_new(self) -> None:
         node = self.node
         with node._lock:
@@ -140,7 +148,8 @@ class Mover:
             k = (m.collection, m.shard)
             if room <= 0:
                 break
-            if k in busy or k not in shards or m.target not in live:
+            if k in busy or k not in shards or m.target not in live \
+                    or shards[k].primary not in live:  # nobody could copy it now
                 continue
             if self.start(m, shards[k]):
                 busy.add(k)
