@@ -7,10 +7,12 @@
   private truth about placement: every change is an etcd transaction that compares the
   key's mod_revision, so two nodes can never both win a race.
 * Maintenance (every 0.3 s): create the local engine collections of the replicas placed
-  here (dropping those no longer placed here); failover (the first live in-sync replica
+  here (dropping those of dropped collections); failover (the first live in-sync replica
   of a shard whose primary died takes over with term + 1 and in_sync = itself); resync
   (a primary copies its shard to every live replica that is not in sync, then adds it to
-  the in-sync set, all while the shard's writes wait).
+  the in-sync set, all while the shard's writes wait); a local copy the map no longer
+  places here (moved away) is dropped after DROP_GRACE_S; then the rebalancer step
+  (moves.py: acts only on the node elected to drive replica moves).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import socket
 import threading
 import time
 from collections import defaultdict
-from typing import Callable
+from typing import Any, Callable
 
 from vecdb.errors import NotFound, Unavailable
 
@@ -207,13 +209,15 @@ class ClusterNode:
             self.on_change.notify_all()
 
     def apply_ops(self, ops: list[dict], rev: int) -> None:
-        """The puts and (single-key) deletes of a won transaction at ``rev``."""
-        for op in ops:
-            if "request_put" in op:
-                req = op["request_put"]
-                self.apply_own(_unb64(req["key"]), _unb64(req["value"]), rev)
-            else:
-                self.apply_own(_unb64(op["request_delete_range"]["key"]), None, rev)
+        """The puts and (single-key) deletes of a won transaction at ``rev``, entering
+        the view together."""
+        with self._lock:
+            for op in ops:
+                if "request_put" in op:
+                    req = op["request_put"]
+                    self.apply_own(_unb64(req["key"]), _unb64(req["value"]), rev)
+                else:
+                    self.apply_own(_unb64(op["request_delete_range"]["key"]), None, rev)
 
     def refresh(self, key: str) -> None:
         """One key read from etcd now, into the view (a key just written: no need to
@@ -403,7 +407,7 @@ class ClusterNode:
                 if local in mine or local not in have:
                     self._unplaced_since.pop(local, None)
 
-    def _drop_local(self, db: object, local: str, why: str) -> None:
+    def _drop_local(self, db: Any, local: str, why: str) -> None:
         log.info("dropping local replica %s (%s)", local, why)
         try:
             db.drop_collection(local)
