@@ -201,11 +201,12 @@ def test_a_retried_keyed_write_is_applied_once_even_after_failover(cluster):
 def test_outliers_and_duplicates_equal_a_single_node(cluster, single):
     """Outliers (knn and centroid, with a filter) and near-duplicate pairs through the
     cluster (gathered copy, cluster/scratch_analytics.py) equal a single node's; k-means
-    jobs stay FAILED_PRECONDITION naming themselves."""
+    finds the same clusters, its job is readable from every node, write_label is refused."""
     n, name = 400, "analytics"
     vecs, ids = rand(n, 51), [f"a{i}" for i in range(n)]
     vecs[10:20] = vecs[0] + 0.001 * rand(10, 52)  # near-duplicates of a0, across shards
     vecs[30] *= 25  # far away
+    vecs[200:] += np.repeat(np.arange(4), 50)[:, None].astype(np.float32) * 40  # 4 blobs
     payloads = [{"i": i, "half": i % 2} for i in range(n)]
     flt = {"key": "half", "match": 0}
     with cluster.client() as cc, single.client() as sc:
@@ -231,7 +232,18 @@ def test_outliers_and_duplicates_equal_a_single_node(cluster, single):
         want = dups(sc)
         assert len(want[0]) >= 45 and dups(cc) == want
         assert dups(cc, filter=flt) == dups(sc, filter=flt)
+        blobs = {"key": "i", "range": {"gte": 200}}
+        want = sc.cluster(name, k=4, filter=blobs, wait=True).result
+        job = cc.cluster(name, k=4, filter=blobs, wait=True)
+        assert job.id.rpartition("@")[2] in {x.id for x in cluster.nodes}  # who ran it
+        assert job.state == "done"
+        assert sorted(job.result.sizes) == sorted(want.sizes) == [50] * 4
+        assert (job.result.points, job.result.trained_on) == (want.points, want.trained_on)
+        assert abs(job.result.inertia - want.inertia) <= 1e-3 * want.inertia
+        for node in cluster.nodes:  # any node answers for the job (the one that ran it)
+            with cluster.client([node]) as one:
+                assert one.cluster_job(name, job.id).result.sizes == job.result.sizes
         with pytest.raises(FailedPreconditionError) as err:
-            cc.cluster(name, k=3)
-        assert "Cluster" in err.value.message and "cluster mode" in err.value.message
+            cc.cluster(name, k=3, write_label="topic")
+        assert err.value.field == "write_label"
         cc.drop_collection(name)

@@ -17,6 +17,7 @@ import threading
 from typing import Any
 
 import grpc
+from vecdb_client._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
 from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 
@@ -51,17 +52,18 @@ class Peers:
                       ("grpc.initial_reconnect_backoff_ms", 100),
                       ("grpc.min_reconnect_backoff_ms", 100),
                       ("grpc.max_reconnect_backoff_ms", 1000)]
-        self._channels: dict[str, tuple[grpc.Channel, Any, Any]] = {}
+        self._channels: dict[str, tuple[grpc.Channel, Any, Any, Any]] = {}
         self._lock = threading.Lock()
 
-    def _stubs(self, address: str) -> tuple[Any, Any]:
+    def _stubs(self, address: str) -> tuple[Any, Any, Any]:
         with self._lock:
             got = self._channels.get(address)
             if got is None:
                 ch = grpc.insecure_channel(address, self._opts)
                 got = self._channels[address] = (ch, cgrpc.CollectionServiceStub(ch),
-                                                 pgrpc.PointServiceStub(ch))
-        return got[1], got[2]
+                                                 pgrpc.PointServiceStub(ch),
+                                                 agrpc.AnalyticsServiceStub(ch))
+        return got[1], got[2], got[3]
 
     def metadata(self, route: str, shard: str = "", term: int = 0) -> tuple:
         md = [(SECRET, self._secret), (ROUTE, route), (FROM, self.node_id)]
@@ -72,13 +74,13 @@ class Peers:
     def call(self, address: str, method: str, request: Any, md: tuple,
              timeout: float = 10.0) -> Any:
         """``method`` of the node at ``address``; grpc.RpcError on failure."""
-        coll, points = self._stubs(address)
-        stub = points if hasattr(points, method) else coll
+        stubs = self._stubs(address)
+        stub = next((s for s in stubs[1:] if hasattr(s, method)), stubs[0])
         return getattr(stub, method)(request, metadata=md, timeout=timeout)
 
     def close(self) -> None:
         with self._lock:
-            for ch, _, _ in self._channels.values():
+            for ch, *_ in self._channels.values():
                 ch.close()
             self._channels.clear()
 

@@ -8,8 +8,12 @@ durability, no background work), runs the engine's own single-node analytics on 
 copy and removes it. So the answer is a single node's on the same points (a sampled
 answer draws its sample from the gathered order, which differs from a single node's).
 Cost: the matching points (vectors, payloads, texts) over the network once and on the
-answering node's disk and memory for the call. K-means jobs are not routed: they run in
-the background, are polled by job id on whichever node answers, and write labels.
+answering node's disk and memory for the call.
+
+K-means runs the same way, to the end within the Cluster call (the job comes back
+done); the answering node keeps the finished job (MAX_JOBS), its id ends with
+"@<node id>" and GetClusterJob on any node is forwarded there. ``write_label`` is
+refused: the labels would be written shard by shard, not in one atomic batch.
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ import json
 import os
 import shutil
 import tempfile
+import threading
+from collections import OrderedDict
 from typing import Any, Iterator
 
 import numpy as np
@@ -29,13 +35,14 @@ from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 
 from vecdb.api import Database
 from vecdb.config import DatabaseOptions
-from vecdb.errors import FailedPrecondition
+from vecdb.errors import FailedPrecondition, NotFound
 
 from .. import convert_analytics as conv
 from . import state as st
 
 SCRATCH = ".analytics-scratch-"
 PAGE = 2000
+MAX_JOBS = 64  # finished k-means jobs a node keeps for GetClusterJob
 
 
 def remove_leftovers(data_dir: str) -> None:
@@ -110,3 +117,46 @@ def duplicates(svc: Any, request: apb.DuplicatesRequest) -> Iterator[apb.Duplica
     with scratch_copy(svc, spec, request) as db:
         for chunk in db.duplicates(**args):
             yield conv.to_proto_duplicates_chunk(chunk)
+
+
+class FinishedJobs:
+    """The k-means jobs this node ran (finished), newest MAX_JOBS, by cluster job id."""
+
+    def __init__(self) -> None:
+        self._jobs: OrderedDict[str, apb.ClusterJob] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, job: apb.ClusterJob) -> None:
+        with self._lock:
+            self._jobs[job.progress.job_id] = job
+            while len(self._jobs) > MAX_JOBS:
+                self._jobs.popitem(last=False)
+
+    def get(self, collection: str, job_id: str) -> apb.ClusterJob:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None or job.progress.collection != collection:
+            raise NotFound(f"no clustering job {job_id!r} for collection {collection!r} (the "
+                           "node that ran it keeps its last jobs in memory)", "job_id")
+        return job
+
+
+def owner_of(job_id: str) -> str:
+    """The node that ran a cluster-mode k-means job."""
+    return job_id.rpartition("@")[2]
+
+
+def kmeans(svc: Any, request: apb.ClusterRequest) -> apb.ClusterJob:
+    spec = svc.node.spec(request.collection)
+    args = conv.from_proto_cluster(request)
+    if args["write_label"] is not None:
+        raise FailedPrecondition("write_label is not available in cluster mode yet (labels "
+                                 "would be written shard by shard, not in one atomic batch); "
+                                 "cluster without it and write labels with update_payload",
+                                 "write_label")
+    args.update(collection=spec.name, filter=None, wait=True)
+    with scratch_copy(svc, spec, request) as db:
+        out = conv.to_proto_cluster_job(db.cluster(**args))
+    out.progress.job_id = f"{out.progress.job_id}@{svc.node.id}"
+    svc.jobs.add(out)
+    return out

@@ -457,15 +457,33 @@ _fill_unrouted(ClusterCollectionServicer, cpb.DESCRIPTOR.services_by_name["Colle
 
 
 class ClusterAnalyticsServicer:
-    """AnalyticsService in cluster mode: outliers and duplicates on a gathered copy
-    (scratch_analytics.py); k-means jobs are not routed (FAILED_PRECONDITION)."""
+    """AnalyticsService in cluster mode: outliers, duplicates and k-means on a gathered
+    copy (scratch_analytics.py)."""
 
-    ROUTED = ("Outliers", "Duplicates")
+    ROUTED = ("Outliers", "Duplicates", "Cluster", "GetClusterJob")
 
     def __init__(self, router: Router):
         self.r = router
         self.node = router.node
+        self.jobs = scratch_analytics.FinishedJobs()
         scratch_analytics.remove_leftovers(router.node.engine.data_dir)
+
+    def Cluster(self, request: Any, context: Any) -> Any:
+        if self.r.route_of(context) is not None:
+            raise _unsupported("Cluster between nodes")
+        return scratch_analytics.kmeans(self, request)
+
+    def GetClusterJob(self, request: Any, context: Any) -> Any:
+        """From the node that ran the job (its id ends with "@<node id>")."""
+        name = self.node.spec(request.collection).name
+        owner = scratch_analytics.owner_of(request.job_id)
+        if owner == self.node.id or self.r.route_of(context) is not None \
+                or owner not in self.node.nodes:
+            return self.jobs.get(name, request.job_id)
+        sub = type(request)()
+        sub.CopyFrom(request)
+        sub.collection = name
+        return self.r._peer(owner, "GetClusterJob", sub, self.r.peers.metadata("local"))
 
     def Outliers(self, request: Any, context: Any) -> Any:
         if self.r.route_of(context) is not None:
