@@ -157,8 +157,7 @@ class Database:
                                       f"{enc_dim}-d vectors; leave dim unset (0) to take the "
                                       "encoder's", "dim")
         quantization, rescore, spec = quant.validate(quantization, rescore,
-                                                     validation.index_spec(index, index_params), device,
-                                                     metric)
+                                                     validation.index_spec(index, index_params), device)
         cfg = CollectionConfig(
             name=validation.name(name), dim=validation.int_in(dim, 1, validation.MAX_DIM, "dim"),
             metric=validation.metric(metric), index=spec,

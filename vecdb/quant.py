@@ -3,9 +3,9 @@ the shard then re-scores exactly from its on-disk vectors (vecdb/quant_store.py)
 
   quantization  index hnsw                        index ivf_flat / auto
   sq8           IndexHNSWSQ (8 bits a dim)        IndexIVFScalarQuantizer (QT_8bit)
-  rabitq        IndexHNSWRaBitQ (1 bit a dim +    IndexIVFRaBitQ
-                2 floats a vector; L2 only, so
-                cosine and l2, not ip)
+  rabitq        (not offered: a graph built on    IndexIVFRaBitQ (1 bit a dim + 2 floats
+                1-bit distances reached 0.89      a vector)
+                recall@10 at 200k x 384)
   binary        IndexBinaryHNSW over sign bits    (not offered: FAISS binary IVF takes no
                 of (x - mean)                     search parameters, so no filters;
                                                   auto becomes hnsw at creation)
@@ -30,8 +30,7 @@ TRAIN_SAMPLE = 65_536
 ADD_CHUNK = 65_536
 
 
-def validate(quantization, rescore, spec: IndexSpec, device: str,
-             metric: str) -> tuple[str, int, IndexSpec]:
+def validate(quantization, rescore, spec: IndexSpec, device: str) -> tuple[str, int, IndexSpec]:
     """(quantization, rescore, index spec) of a new collection; InvalidArgument naming
     ``quantization`` or ``rescore`` when they do not fit together or with the index."""
     quantization = quantization or ""
@@ -60,10 +59,9 @@ def validate(quantization, rescore, spec: IndexSpec, device: str,
                 raise InvalidArgument("quantization binary runs on an hnsw index: give index hnsw "
                                       "to set its parameters", "quantization")
             spec = IndexSpec("hnsw", dict(spec.params))
-    if quantization == "rabitq" and spec.type == "hnsw" and metric == "ip":
-        raise InvalidArgument("quantization rabitq with index hnsw supports metric cosine or l2 "
-                              "(FAISS' HNSW RaBitQ is L2 only); use index ivf_flat/auto for ip",
-                              "quantization")
+    if quantization == "rabitq" and spec.type == "hnsw":
+        raise InvalidArgument("quantization rabitq runs on inverted lists: give index ivf_flat "
+                              "or auto (hnsw: use sq8 or binary)", "quantization")
     if device == "gpu":
         raise InvalidArgument("quantized collections run on the CPU (their vectors stay on "
                               "disk); leave device unset", "quantization")
@@ -118,11 +116,7 @@ def new_index(quantization: str, spec: IndexSpec, metric: str, dim: int, n: int,
         inner.this.disown()
         return BinaryCodes(dim, sample.mean(axis=0), index)
     if ann_kind(spec) == "hnsw":
-        if quantization == "sq8":
-            inner = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, spec.param("M"), fm)
-        else:
-            # L2 ranks unit vectors as cosine does (validate() refuses ip here)
-            inner = faiss.IndexHNSWRaBitQ(dim, spec.param("M"), 1, faiss.METRIC_L2)
+        inner = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, spec.param("M"), fm)
         inner.hnsw.efConstruction = spec.param("ef_construction")
     else:
         nlist = spec.param("nlist") or auto_nlist(n)

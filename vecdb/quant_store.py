@@ -7,9 +7,10 @@ answers the same calls (``ntotal``, ``d``, ``search``, ``range_search``,
 
 - Rows are appended in label order (labels only grow), so RAM holds just the row
   labels and a live flag (9 bytes a row); label -> row is a binary search.
-- Random rows (re-scoring candidates) are read through a shared memory map whose page
-  mappings are dropped (MADV_DONTNEED) every ``UNMAP_BYTES`` read: the pages stay in the
-  OS page cache, not in the process's RSS. Full scans (exact search) read chunks into
+- Random rows (re-scoring candidates) are read through a shared memory map (MADV_RANDOM:
+  no read-ahead) whose page mappings are dropped (MADV_DONTNEED) once about
+  ``UNMAP_BYTES`` may be mapped (a fault maps up to ``FAULT_AROUND`` of cached pages):
+  the pages stay in the OS page cache, not in the process's RSS. Full scans (exact search) read chunks into
   a reused buffer.
 - The file is derived state like the FAISS checkpoint: a checkpoint fsyncs it and
   records (gen, rows) with the label/live columns; on open the file is cut back to
@@ -29,7 +30,8 @@ import numpy as np
 
 from .index import faiss_metric
 
-UNMAP_BYTES = 64 << 20
+UNMAP_BYTES = 32 << 20
+FAULT_AROUND = 64 << 10  # Linux maps up to this much of cached pages around a fault
 SCAN_ROWS_BYTES = 32 << 20
 COMPACT_DEAD_RATIO = 0.5
 COMPACT_MIN_ROWS = 1024
@@ -159,6 +161,7 @@ class VectorFile:
             if self._map is None or self._mapped_rows < self.rows:
                 self._map = mmap.mmap(self._fd, self.rows * self.row_bytes, mmap.MAP_SHARED,
                                       mmap.PROT_READ)
+                self._map.madvise(mmap.MADV_RANDOM)
                 self._mapped_rows = self.rows
             return self._map
 
@@ -172,7 +175,7 @@ class VectorFile:
             return np.zeros((0, self.d), np.float32)
         m = self._mapping()
         out = np.frombuffer(m, np.float32, count=self._mapped_rows * self.d).reshape(-1, self.d)[rows]
-        self._read_bytes += len(rows) * 4096  # a page per row, at worst
+        self._read_bytes += len(rows) * FAULT_AROUND  # mapped per row, at worst
         if self._read_bytes > UNMAP_BYTES:
             self._read_bytes = 0
             m.madvise(mmap.MADV_DONTNEED)  # pages stay cached by the OS, not mapped here

@@ -15,8 +15,7 @@ from vecdb.quant_store import VectorFile
 from vecdb.types import RESCORE_DEFAULTS
 
 N, DIM, K = 20_000, 256, 10
-MODES = [("sq8", "hnsw"), ("sq8", "auto"), ("rabitq", "auto"), ("rabitq", "hnsw"),
-         ("binary", "auto")]
+MODES = [("sq8", "hnsw"), ("sq8", "auto"), ("rabitq", "auto"), ("binary", "auto")]
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +210,7 @@ def test_snapshot_and_restore_of_a_quantized_collection(tmp_path, data):
     ({"quantization": "sq8", "index": "flat"}, "quantization"),
     ({"quantization": "sq8", "index": "ivf_pq"}, "quantization"),
     ({"quantization": "binary", "index": "ivf_flat"}, "quantization"),
-    ({"quantization": "rabitq", "index": "hnsw", "metric": "ip"}, "quantization"),
+    ({"quantization": "rabitq", "index": "hnsw"}, "quantization"),
     ({"rescore": 4}, "rescore"),
     ({"quantization": "sq8", "rescore": -1}, "rescore"),
     ({"quantization": "sq8", "rescore": 2.5}, "rescore"),

@@ -240,7 +240,8 @@ def register(sub: Any) -> None:
                         "decides); gpu fails unless the server has a usable GPU")
     p.add_argument("--quantization", choices=("sq8", "rabitq", "binary"),
                    help="keep compact codes in RAM and the float32 vectors on the server's "
-                        "disk (index hnsw, ivf_flat or auto; binary: hnsw/auto)")
+                        "disk (sq8: index hnsw, ivf_flat or auto; rabitq: ivf_flat/auto; "
+                        "binary: hnsw/auto)")
     p.add_argument("--rescore", type=positive_int,
                    help="with --quantization: re-score k*RESCORE candidates exactly from "
                         "disk (default: sq8 2, rabitq 4, binary 10)")
