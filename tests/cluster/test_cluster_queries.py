@@ -11,7 +11,7 @@ import pytest
 
 from cluster_harness import Cluster
 from test_cluster import cluster, rand, single  # noqa: F401 - the same fixtures
-from vecdb_client import FailedPreconditionError, NotFoundError, UnavailableError
+from vecdb_client import NotFoundError, UnavailableError
 from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
@@ -201,7 +201,8 @@ def test_a_retried_keyed_write_is_applied_once_even_after_failover(cluster):
 def test_outliers_and_duplicates_equal_a_single_node(cluster, single):
     """Outliers (knn and centroid, with a filter) and near-duplicate pairs through the
     cluster (gathered copy, cluster/scratch_analytics.py) equal a single node's; k-means
-    finds the same clusters, its job is readable from every node, write_label is refused."""
+    finds the same clusters, its job is readable from every node, write_label
+    labels every point of the collection."""
     n, name = 400, "analytics"
     vecs, ids = rand(n, 51), [f"a{i}" for i in range(n)]
     vecs[10:20] = vecs[0] + 0.001 * rand(10, 52)  # near-duplicates of a0, across shards
@@ -243,7 +244,9 @@ def test_outliers_and_duplicates_equal_a_single_node(cluster, single):
         for node in cluster.nodes:  # any node answers for the job (the one that ran it)
             with cluster.client([node]) as one:
                 assert one.cluster_job(name, job.id).result.sizes == job.result.sizes
-        with pytest.raises(FailedPreconditionError) as err:
-            cc.cluster(name, k=3, write_label="topic")
-        assert err.value.field == "write_label"
+        labelled = cc.cluster(name, k=4, filter=blobs, write_label="topic", wait=True).result
+        assert labelled.labelled == 200
+        for c, size in enumerate(labelled.sizes):  # written to every shard's copies
+            assert cc.count(name, filter={"key": "topic", "match": c}) == size
+        assert cc.count(name, filter={"must_not": [{"key": "topic", "exists": True}]}) == 200
         cc.drop_collection(name)

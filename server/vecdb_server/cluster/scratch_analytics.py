@@ -12,8 +12,10 @@ answering node's disk and memory for the call.
 
 K-means runs the same way, to the end within the Cluster call (the job comes back
 done); the answering node keeps the finished job (MAX_JOBS), its id ends with
-"@<node id>" and GetClusterJob on any node is forwarded there. ``write_label`` is
-refused: the labels would be written shard by shard, not in one atomic batch.
+"@<node id>" and GetClusterJob on any node is forwarded there. ``write_label``: the
+copy is labelled by the engine, then the labels are written to the collection through
+the cluster, one UpdatePayload per cluster (LABEL_BATCH ids at a time): each part is
+atomic per shard, like any cluster write, not one batch for the whole collection.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ from . import state as st
 SCRATCH = ".analytics-scratch-"
 PAGE = 2000
 MAX_JOBS = 64  # finished k-means jobs a node keeps for GetClusterJob
+LABEL_BATCH = 10_000
 
 
 def remove_leftovers(data_dir: str) -> None:
@@ -149,14 +152,33 @@ def owner_of(job_id: str) -> str:
 def kmeans(svc: Any, request: apb.ClusterRequest) -> apb.ClusterJob:
     spec = svc.node.spec(request.collection)
     args = conv.from_proto_cluster(request)
-    if args["write_label"] is not None:
-        raise FailedPrecondition("write_label is not available in cluster mode yet (labels "
-                                 "would be written shard by shard, not in one atomic batch); "
-                                 "cluster without it and write labels with update_payload",
-                                 "write_label")
     args.update(collection=spec.name, filter=None, wait=True)
     with scratch_copy(svc, spec, request) as db:
         out = conv.to_proto_cluster_job(db.cluster(**args))
+        if args["write_label"] is not None:
+            out.result.labelled = _write_labels(svc, spec, db, args["write_label"])
     out.progress.job_id = f"{out.progress.job_id}@{svc.node.id}"
     svc.jobs.add(out)
     return out
+
+
+def _write_labels(svc: Any, spec: st.CollectionSpec, db: Database, field: str) -> int:
+    """Copy the labels the engine wrote into the scratch copy to the collection; the
+    points changed (one deleted meanwhile is skipped, as on a single node)."""
+    by_label: dict[int, list[str]] = {}
+    cursor = None
+    while True:
+        page = db.scroll(spec.name, PAGE, cursor, with_vector=False, with_payload=True)
+        for pt in page.points:
+            if (pt.payload or {}).get(field) is not None:
+                by_label.setdefault(pt.payload[field], []).append(pt.id)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    done = 0
+    for label, ids in sorted(by_label.items()):
+        for s in range(0, len(ids), LABEL_BATCH):
+            req = ppb.UpdatePayloadRequest(collection=spec.name, ids=ids[s:s + LABEL_BATCH],
+                                           set_json=json.dumps({field: label}))
+            done += svc.points.by_ids_or_filter("UpdatePayload", req).count
+    return done

@@ -77,11 +77,11 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
 
     def Delete(self, request: ppb.DeleteRequest, context: Any) -> tpb.WriteResult:
         got = self._internal("Delete", request, context)
-        return got[0] if got else self._by_ids_or_filter("Delete", request, _key(context))
+        return got[0] if got else self.by_ids_or_filter("Delete", request, _key(context))
 
     def UpdatePayload(self, request: ppb.UpdatePayloadRequest, context: Any) -> tpb.WriteResult:
         got = self._internal("UpdatePayload", request, context)
-        return got[0] if got else self._by_ids_or_filter("UpdatePayload", request,
+        return got[0] if got else self.by_ids_or_filter("UpdatePayload", request,
                                                          _key(context))
 
     def UpdateVectors(self, request: ppb.UpdateVectorsRequest, context: Any) -> tpb.WriteResult:
@@ -99,7 +99,9 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             return self.r.write_shard(spec, i, "UpdateVectors", sub, key)
         return _write_result(self.r.fan_out(one, sorted(parts)))
 
-    def _by_ids_or_filter(self, method: str, request: Any, key: str | None) -> tpb.WriteResult:
+    def by_ids_or_filter(self, method: str, request: Any, key: str | None = None
+                         ) -> tpb.WriteResult:
+        """A Delete/UpdatePayload by ids or filter through each shard's primary."""
         spec = self.node.spec(request.collection)
         if request.ids:
             parts = merge.split_ids(request.ids, spec.shards)
@@ -465,6 +467,7 @@ class ClusterAnalyticsServicer:
     def __init__(self, router: Router):
         self.r = router
         self.node = router.node
+        self.points = ClusterPointServicer(router)  # k-means' write_label writes through it
         self.jobs = scratch_analytics.FinishedJobs()
         scratch_analytics.remove_leftovers(router.node.engine.data_dir)
 
