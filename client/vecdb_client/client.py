@@ -39,7 +39,9 @@ class Client(AnalyticsMethods):
     to trust) and ``client_cert`` + ``client_key`` (mutual TLS) are paths or
     PEM bytes and turn TLS on. ``api_key`` is sent as ``authorization: Bearer``. Errors are
     :mod:`vecdb_client.errors` exceptions. Idempotent calls (reads, search,
-    upsert, delete, set_alias) are retried on UNAVAILABLE with backoff.
+    upsert, delete, set_alias) are retried on UNAVAILABLE with backoff; writes carry an
+    idempotency key (one per call, the same on every retry), so a cluster applies a
+    retried write once (docs/cluster.md).
     """
 
     def __init__(self, target: str = "127.0.0.1:50051", *, api_key: str | None = None,
