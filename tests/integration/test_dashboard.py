@@ -204,6 +204,7 @@ def test_collection_page(srv):
         snap = c.create_snapshot("vecs")
     page = ok(srv, "GET", "/api/collections/vecs")
     assert page["config"]["dim"] == DIM and page["points"] == N
+    assert page["memory_bytes"] == info.memory_bytes > 0 and page["gpu_memory_bytes"] == 0
     assert page["effective_index_params"] == info.effective_index_params
     assert [s["points"] for s in page["shards"]] == [s.points for s in info.shards]
     assert page["payload_indexes"] == {"lang": {"type": "keyword", "state": "ready"}}

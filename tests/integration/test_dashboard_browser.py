@@ -44,6 +44,8 @@ class Page:
         self.ws = self._conn.__enter__()
         self.ids = itertools.count(1)
         self.errors: list[str] = []
+        self.dialogs: list[str] = []  # messages of confirm()/prompt() dialogs, accepted
+        self.prompt_answers: list[str] = []  # typed into prompt() dialogs, in order
         for domain in ("Runtime", "Log", "Page"):
             self.send(f"{domain}.enable")
         self.send("Emulation.setDeviceMetricsOverride", width=1280, height=900,
@@ -62,6 +64,11 @@ class Page:
 
     def _event(self, msg: dict) -> None:
         method, params = msg.get("method"), msg.get("params", {})
+        if method == "Page.javascriptDialogOpening":  # a person clicking OK
+            self.dialogs.append(params["message"])
+            answer = self.prompt_answers.pop(0) if params["type"] == "prompt" else ""
+            self.ws.send(json.dumps({"id": next(self.ids), "method": "Page.handleJavaScriptDialog",
+                                     "params": {"accept": True, "promptText": answer}}))
         if method == "Runtime.exceptionThrown":
             self.errors.append(json.dumps(params["exceptionDetails"])[:400])
         elif method == "Runtime.consoleAPICalled" and params["type"] == "error":
@@ -225,8 +232,8 @@ def test_wrong_key_then_admin_views(srv, page):
     page.wait("document.querySelector('#point-detail h3')?.textContent == "
               "window.vecdbDashboard.map.ids[0]")
     page.js("document.querySelector('#point-detail .close').click()")
-    page.js("const s = document.querySelector('#map-form select[name=color]');"
-            "s.value = 'lang'; s.dispatchEvent(new Event('change'))")
+    page.js("{ const s = document.querySelector('#map-form select[name=color]');"
+            "s.value = 'lang'; s.dispatchEvent(new Event('change')); }")
     page.wait("document.querySelectorAll('.legend .entry').length == 3")
     assert page.js("window.vecdbDashboard.mapView.drawn") == SAMPLE
     page.screenshot("map")
@@ -251,4 +258,35 @@ def test_read_only_key_sees_no_admin_controls_and_forged_calls_fail(srv, page):
     assert forged[0] == 403 and "needs admin" in forged[1]
     with srv.client(api_key=ADMIN) as c:
         assert "forged" not in [x.name for x in c.list_collections()]
+    assert page.errors == []
+
+
+def test_admin_actions_through_the_page(srv, page):
+    page.go(url(srv))
+    page.use_key(ADMIN)
+    page.wait("!!document.getElementById('create-form')")
+    page.js("{ const f = document.getElementById('create-form'); f.elements.name.value = "
+            "'fromui'; f.elements.dim.value = '6'; f.elements.index.value = 'flat'; "
+            "f.requestSubmit(); }")
+    page.wait("document.querySelector('h1')?.textContent == 'fromui'")
+    assert page.dialogs[-1] == "Create collection fromui?"
+    with srv.client(api_key=ADMIN) as c:
+        assert c.describe_collection("fromui").config.dim == 6
+        c.upsert("fromui", ["u1"], rand(1, 6), payloads=[{"tag": "x"}])
+    page.js("{ const f = document.getElementById('payload-index-form'); "
+            "f.elements.field.value = 'tag'; f.requestSubmit(); }")
+    page.wait("document.body.innerText.includes('keyword') && "
+              "[...document.querySelectorAll('td')].some(td => td.textContent == 'tag')")
+    page.js("[...document.querySelectorAll('button')].find(b => b.textContent == "
+            "'Create snapshot').click()")
+    page.wait("document.querySelectorAll('button.admin-btn').length > 0 && "
+              "[...document.querySelectorAll('button')].some(b => b.textContent == 'restore…')")
+    page.screenshot("collection-admin")
+    page.prompt_answers.append("fromui")  # typing the name confirms the drop
+    page.js("[...document.querySelectorAll('button')].find(b => b.textContent == "
+            "'Drop collection').click()")
+    page.wait("location.hash == '#/status' && document.querySelectorAll('a.coll-link').length == 2")
+    with srv.client(api_key=ADMIN) as c:
+        assert "fromui" not in [x.name for x in c.list_collections()]
+        assert [s.collection for s in c.list_snapshots()] == ["fromui"]
     assert page.errors == []

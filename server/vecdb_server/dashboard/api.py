@@ -170,7 +170,8 @@ class Api:
             colls.append({"name": cfg.name, "dim": d.config.dim, "metric": d.config.metric,
                           "index": d.config.index, "encoder": d.config.encoder,
                           "points": d.points, "shards": len(d.shards),
-                          "index_state": d.index_state, "bytes_on_disk": d.bytes_on_disk})
+                          "index_state": d.index_state, "bytes_on_disk": d.bytes_on_disk,
+                          "memory_bytes": d.memory_bytes})
         out = {**info, "memory": {"rss_bytes": _rss_bytes(), "gpu_bytes": gpu},
                "collections": colls, "points": sum(c.get("points", 0) for c in colls),
                "cluster": None}
@@ -189,7 +190,9 @@ class Api:
 
     def collection(self, req: Req) -> dict:
         name = req.params["name"]
-        out = plain(self._describe(req, name))
+        info = self._describe(req, name)
+        out = plain(info)
+        out.update(memory_bytes=info.memory_bytes, gpu_memory_bytes=info.gpu_memory_bytes)
         try:  # admin only: other roles see why not
             snaps = self._call(req, "CollectionService/ListSnapshots", cpb.ListSnapshotsRequest())
             out["snapshots"] = [plain(_codec.from_proto_snapshot(s)) for s in snaps.snapshots

@@ -139,10 +139,10 @@ async function viewStatus(main) {
      ["GPU memory", fmtBytes(s.memory.gpu_bytes)], ["ready", s.ready === null ? "–" : s.ready ? "yes" : "recovering"]]
       .map(([k, v]) => el("div", {class: "card"}, el("div", {class: "muted", text: k}), el("div", {class: "big", text: String(v)}))));
   main.replaceChildren(el("h1", {text: "Server"}), cards, el("h2", {text: "Collections"}),
-    s.collections.length ? table(["name", "points", "dim", "metric", "index", "encoder", "shards", "index state", "on disk"],
+    s.collections.length ? table(["name", "points", "dim", "metric", "index", "encoder", "shards", "index state", "memory", "on disk"],
       s.collections.map(c => c.error ? [c.name, c.error] : [
         el("a", {href: `#/c/${encodeURIComponent(c.name)}/overview`, class: "coll-link", text: c.name}),
-        c.points.toLocaleString(), c.dim, c.metric, c.index, c.encoder || "–", c.shards, c.index_state, fmtBytes(c.bytes_on_disk)]))
+        c.points.toLocaleString(), c.dim, c.metric, c.index, c.encoder || "–", c.shards, c.index_state, fmtBytes(c.memory_bytes), fmtBytes(c.bytes_on_disk)]))
       : el("p", {class: "muted", text: "No collections yet."}));
   if (s.cluster) {
     main.append(el("h2", {text: "Cluster nodes"}), s.cluster.error ? el("p", {class: "muted", text: s.cluster.error})
@@ -181,15 +181,17 @@ async function viewOverview(main, name) {
   main.replaceChildren(el("h1", {text: cfg.name}),
     kv([["points", c.points.toLocaleString()], ["dimension", cfg.dim], ["metric", cfg.metric], ["index", cfg.index],
         ["shards", cfg.shards], ["encoder", cfg.encoder || "–"], ["device", cfg.device], ["index state", c.index_state],
-        ["on disk", fmtBytes(c.bytes_on_disk)], ["GPU memory", fmtBytes(c.gpu_memory_bytes)],
+        ["quantization", cfg.quantization ? `${cfg.quantization} (rescore ${cfg.rescore || "default"})` : "none"],
+        ["replication", cfg.replication_factor > 1 ? `${cfg.replication_factor} copies, write concern ${cfg.write_concern}` : "1 copy"],
+        ["on disk", fmtBytes(c.bytes_on_disk)], ["memory (host)", fmtBytes(c.memory_bytes)], ["GPU memory", fmtBytes(c.gpu_memory_bytes)],
         ["aliases", c.aliases.length ? c.aliases.join(", ") : "–"]]),
     el("h2", {text: "Effective index parameters"}),
     Object.keys(c.effective_index_params).length ? table(["parameter", "value", "source"],
       Object.entries(c.effective_index_params).map(([k, v]) => [k, v, defaults.has(k) ? "default" : "set at creation"]))
       : el("p", {class: "muted", text: "none (flat: exact search)"}),
     el("h2", {text: "Shards"}),
-    table(["#", "points", "index state", "index type", "applied seq", "checkpoint seq", "deleted pending", "device", "built params"],
-      c.shards.map((s, i) => [i, s.points, s.index_state, s.index_type, s.applied_seq, s.checkpoint_seq, s.deleted_pending, s.device, json(s.built_params)])),
+    table(["#", "points", "index state", "index type", "memory", "applied seq", "checkpoint seq", "deleted pending", "device", "built params"],
+      c.shards.map((s, i) => [i, s.points, s.index_state, s.index_type, fmtBytes(s.memory_bytes), s.applied_seq, s.checkpoint_seq, s.deleted_pending, s.device, json(s.built_params)])),
     el("h2", {text: "Payload indexes"}),
     Object.keys(c.payload_indexes).length ? table(["field", "type", "state"],
       Object.entries(c.payload_indexes).map(([k, v]) => [k, v.type, v.state])) : el("p", {class: "muted", text: "none"}),
@@ -359,11 +361,19 @@ async function viewMap(main, name) {
   };
   f.addEventListener("submit", ev => { ev.preventDefault(); load(); });
   f.elements.color.addEventListener("change", () => load());
-  await load();
+  load();  // not awaited: the projection may take a while, navigation must not wait
 }
 
 /* ------------------------------------------------------------------ routing */
-async function route() {
+/* One route at a time: a key typed while the first page load still waits for its
+   answer must not be overtaken by that older answer. */
+let routing = Promise.resolve();
+function route() {
+  routing = routing.then(showRoute, showRoute);
+  return routing;
+}
+
+async function showRoute() {
   const main = document.getElementById("main");
   if (!state.me && !(await whoami())) {
     main.replaceChildren(el("p", {class: "muted", text: "This server needs an API key."}));
