@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import InProcessServer, rand
+from harness import InProcessServer, make_config, rand
 from vecdb_server.app import ServerApp
 from vecdb_server.config import ConfigError, ServerConfig
 from vecdb_server.dashboard import projection
-from harness import make_config
 
 ADMIN = "dash-adm-4c1f7a9e0b3d5f6a8c2e4b7d9f1a3c5e"
 RW = "dash-rw-0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d"
@@ -431,6 +430,7 @@ def test_rate_limit_is_429_with_retry_after(tmp_path):
 def test_https_with_the_grpc_certificate_and_client_certificates(tmp_path):
     pytest.importorskip("cryptography")
     import ssl
+
     from cryptography.hazmat.primitives.asymmetric import ec
     from test_tls import _cert, _name, _write
 

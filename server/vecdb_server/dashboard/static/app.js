@@ -37,7 +37,6 @@ function fmtUptime(s) {
 
 const json = v => v === null || v === undefined ? "" : JSON.stringify(v);
 const isAdmin = () => state.me && state.me.role === "admin";
-const canWrite = () => state.me && state.me.role !== "read-only";
 
 class ApiError extends Error {
   constructor(status, error) {
@@ -386,7 +385,7 @@ async function showRoute() {
       currentCollection = parts[1];
       const tab = parts[2] || "overview";
       nav(parts[1], tab);
-      if (!state.collections.length) state.collections = (await api("GET", "/api/collections")).collections;
+      if (!state.collections.some(c => c.name === parts[1])) state.collections = (await api("GET", "/api/collections")).collections;
       main.replaceChildren(el("p", {class: "muted", text: "Loading…"}));
       await ({overview: viewOverview, points: viewPoints, search: viewSearch, map: viewMap}[tab] || viewOverview)(main, parts[1]);
     } else {
@@ -403,10 +402,10 @@ document.addEventListener("DOMContentLoaded", () => {
     ev.preventDefault();
     const input = document.getElementById("key-input");
     if (input.value) sessionStorage.setItem(KEY_STORE, input.value);
-    input.value = ""; state.me = null; route();
+    input.value = ""; state.me = null; state.collections = []; route();
   });
   document.getElementById("key-forget").addEventListener("click", () => {
-    sessionStorage.removeItem(KEY_STORE); state.me = null; route();
+    sessionStorage.removeItem(KEY_STORE); state.me = null; state.collections = []; route();
   });
   window.addEventListener("hashchange", route);
   route();
