@@ -268,10 +268,13 @@ def test_map_is_the_pca_of_the_sample_and_follows_writes(srv):
     assert again["ids"] == m["ids"] and again["x"] == m["x"] and again["color"] is None
     with srv.client(api_key=ADMIN) as c:
         c.upsert("vecs", ["p0"], rand(1, DIM, seed=99) * 10, payloads=[{"lang": "en", "n": 0}])
+    kept = ok(srv, "POST", "/api/collections/vecs/map", {"sample": 150, "refresh": False},
+              key=RO)
+    assert kept["x"] == m["x"]  # a page's poll keeps to its map while writes go on
     moved = ok(srv, "POST", "/api/collections/vecs/map", {"sample": 150}, key=RO)
     while moved["state"] == "running":
         moved = ok(srv, "POST", "/api/collections/vecs/map", {"sample": 150}, key=RO)
-    assert moved["x"] != m["x"]  # a write is a new collection version: projected anew
+    assert moved["x"] != m["x"]  # a write made a new version: a fresh map is projected anew
 
 
 def test_tsne_map_when_scikit_learn_is_installed(srv):

@@ -253,9 +253,9 @@ class Api:
         color, flt = _str(body, "color", ""), _filter(body)
         info = self._describe(req, name)  # checks access on every request, cached or not
         version = tuple(s.applied_seq for s in info.shards)
-        key = (info.config.name, version, sample, json.dumps(flt, sort_keys=True), method)
-        job = self.maps.start(key, lambda: self._gather(req, info.config.name, sample, flt),
-                              method)
+        key = (info.config.name, sample, json.dumps(flt, sort_keys=True), method)
+        job = self.maps.start(key, version, body.get("refresh", True) is not False,
+                              lambda: self._gather(req, info.config.name, sample, flt), method)
         job.done.wait(MAP_WAIT_S)
         out: dict[str, Any] = {"state": job.state, "method": method, "sampled": len(job.ids),
                                "points": info.points, "error": job.error or None}

@@ -3,9 +3,11 @@ background and cached per collection version.
 
 ``pca`` (numpy, always there) is the default; ``tsne`` when scikit-learn is installed
 and ``umap`` when umap-learn is; neither is a dependency. A map is keyed by
-(collection, version, sample size, filter, method), where the version is the shards'
-applied WAL sequence numbers: any write makes a new version, so a cached map is never
-stale and an unchanged collection is projected once. The cache holds no key material:
+(collection, sample size, filter, method) and remembers the collection version it
+sampled (the shards' applied WAL sequence numbers). A request that asks for a fresh
+map (the page's Draw) gets a new one when a write made a new version, and the cached
+one otherwise, so an unchanged collection is projected once; the page's polls while
+a projection runs keep to that job even if writes go on. The cache holds no key material:
 the sample is gathered with the caller's key in the caller's request, and every later
 request re-checks the caller's access (DescribeCollection) before a map is served.
 """
@@ -71,6 +73,7 @@ class MapJob:
     payloads: list[Any]
     texts: list[Any]
     method: str
+    version: tuple  # the collection version sampled (shards' applied WAL sequences)
     state: str = "running"
     coords: np.ndarray | None = None
     error: str = ""
@@ -91,15 +94,18 @@ class MapCache:
                 self._maps.move_to_end(key)
             return job
 
-    def start(self, key: tuple, gather: Callable[[], tuple[list, np.ndarray, list, list]],
+    def start(self, key: tuple, version: tuple, refresh: bool,
+              gather: Callable[[], tuple[list, np.ndarray, list, list]],
               method: str) -> MapJob:
-        """The cached job for ``key``, or gather the sample now (in the caller's thread,
-        with its key) and project it in a background thread."""
+        """The cached job for ``key`` when it is of ``version`` (or, without ``refresh``,
+        of any version: a page polling a running projection keeps its job while writes
+        go on); else gather the sample now (in the caller's thread, with its key) and
+        project it in a background thread."""
         job = self.get(key)
-        if job is not None:
+        if job is not None and (job.version == version or not refresh):
             return job
         ids, vectors, payloads, texts = gather()
-        job = MapJob(ids, payloads, texts, method)
+        job = MapJob(ids, payloads, texts, method, version)
         with self._lock:
             self._maps[key] = job
             while len(self._maps) > MAX_MAPS:

@@ -342,10 +342,11 @@ async function viewMap(main, name) {
     const d = Object.fromEntries(new FormData(f));
     note.textContent = "projecting…";
     try {
-      let r;
+      let r, refresh = true;  // the first request may start a new map, polls keep to it
       for (;;) {  // the projection runs in the background; poll until it is done
         r = await api("POST", `/api/collections/${encodeURIComponent(name)}/map`,
-                      {sample: d.sample, method: d.method, color: d.color, filter: d.filter});
+                      {sample: d.sample, method: d.method, color: d.color, filter: d.filter, refresh});
+        refresh = false;
         if (r.state !== "running" || !document.body.contains(canvas)) break;
         note.textContent = `projecting ${r.sampled} points (${r.method})…`;
       }
