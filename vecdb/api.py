@@ -17,7 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import analytics, checkpoint, filters, grouping, jobs, omp, quant, recommend, reembed, snapshot, validation
+from . import (analytics, checkpoint, filters, fulltext, grouping, hybrid, jobs, omp, quant, recommend,
+               reembed, snapshot, validation)
 from .catalog import Catalog
 from .coalesce import Coalescer
 from .collection import Collection
@@ -133,7 +134,8 @@ class Database:
                           encoder: str | None = None,
                           payload_indexes: dict[str, str] | None = None,
                           device: str = "auto", quantization: str | None = None,
-                          rescore: int | None = None) -> CollectionDescription:
+                          rescore: int | None = None, full_text: str | None = None
+                          ) -> CollectionDescription:
         """Create a collection. ``payload_indexes``: {field: type} to index from the start
         (types: keyword, integer, float, bool, datetime, text; field "$text" = the point text).
         ``encoder`` (e.g. "minilm"): texts can be upserted and searched without vectors; the
@@ -142,7 +144,9 @@ class Database:
         ``device``: auto | cpu | gpu (docs/gpu.md); gpu without a usable GPU is
         FailedPrecondition naming ``device``. ``quantization`` (sq8 | rabitq | binary): codes
         in RAM, full-precision vectors on disk re-scoring the top k*``rescore`` candidates
-        (0/None = the mode's default; vecdb/quant.py)."""
+        (0/None = the mode's default; vecdb/quant.py). ``full_text`` ("plain" or a stemming
+        language, e.g. "english"): BM25 keyword search over the point texts
+        (vecdb/fulltext.py; FailedPrecondition naming it without the extra vecdb[hybrid])."""
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         validation.name(name)
@@ -166,7 +170,8 @@ class Database:
             payload_indexes=tuple(sorted((validation.payload_field(f), check_payload_index_type(t))
                                          for f, t in validation.mapping(payload_indexes,
                                                                         "payload_indexes").items())),
-            device=device, quantization=quantization, rescore=rescore)
+            device=device, quantization=quantization, rescore=rescore,
+            full_text=fulltext.check_option(full_text))
         with self.catalog.lock:
             cfg = self.catalog.create(cfg)
             self.collections[cfg.name] = self._collection(cfg)
@@ -447,14 +452,22 @@ class Database:
 
     def search(self, collection: str, queries=None, k: int = 10, params: SearchParams | None = None,
                with_payload: bool = True, with_vector: bool = False, filter=None,
-               texts=None, raw_payloads: bool = False) -> list[SearchResult]:
+               texts=None, raw_payloads: bool = False, keywords=None, fusion: str | None = None,
+               weights=None, rrf_k: float | None = None) -> list[SearchResult]:
         """Query vectors, or ``texts`` (a string or a list: one query each) embedded with
-        the collection's encoder ("query" kind). Exactly one of the two.
+        the collection's encoder ("query" kind). Exactly one of the two, unless ``keywords``
+        (a string or a list) is given on a ``full_text`` collection: alone, BM25 keyword
+        search; with vectors or texts (one keyword query each), hybrid search fused by
+        ``fusion`` "rrf" (default, constant ``rrf_k``, default 60) or "weighted", with
+        ``weights`` (dense, keywords), default equal (vecdb/hybrid.py, vecdb/fusion.py).
         ``raw_payloads``: payloads in ``SearchResult.payloads_json`` as their stored JSON
         bytes, undecoded (the server sends them on as they are).
         Concurrent unfiltered searches may be answered by one merged FAISS call
         (``search_batch_max``, vecdb/coalesce.py); results are the same."""
         coll, params = self._get(collection), params or SearchParams()
+        if keywords is not None:
+            return hybrid.search(coll, queries, texts, keywords, k, params, with_payload, with_vector,
+                                 filter, raw_payloads, fusion, weights, rrf_k)
         if (self._coalescer is None or filter is not None or texts is not None
                 or queries is None):
             return coll.search(queries, k, params, with_payload, with_vector, filter, texts,

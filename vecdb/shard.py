@@ -26,6 +26,7 @@ import faiss
 from . import checkpoint, omp, planner, quant, records, wal
 from .expiry import ExpiryMap
 from .filters import Clause
+from .fulltext import TextIndex
 from .payload_index import FieldIndex, PayloadIndexes
 from .quant_store import VectorFile, remove_other_gens
 from .gpu_index import ShardGpu
@@ -79,6 +80,8 @@ class Shard:
         for f, kind in config.payload_indexes:  # empty; recover() fills them from RocksDB
             self.pindex.ready[f] = FieldIndex(f, kind)
         self.expiry = ExpiryMap()
+        # BM25 over the texts (vecdb/fulltext.py); recover() fills it from RocksDB
+        self.text_index = TextIndex(config.full_text) if config.full_text else None
         # GPU copies of the indexes (vecdb.gpu_index); None on the CPU
         self.gpu: ShardGpu | None = None
         if backend != "cpu":
@@ -211,6 +214,8 @@ class Shard:
         self.expiry.remove(op.removed)
         if op.expire_ms is not None:
             self.expiry.set(op.added, op.expire_ms)
+        if self.text_index is not None:
+            self.text_index.apply(op.removed, op.added, op.texts)
         if self.pindex.active:
             n = len(op.added)
             pays = [records.load_json(b) for b in op.payloads] if op.payloads else [None] * n
@@ -244,6 +249,8 @@ class Shard:
             for lab, _, pay, txt in self.iter_records():
                 for fi in self.pindex.ready.values():
                     fi.add(lab, pay, txt)
+        if self.text_index is not None:
+            self.text_index.rebuild((lab, txt) for lab, _, _, txt in self.iter_records())
 
     def iter_records(self, labels: np.ndarray | None = None):
         """(label, id, payload, text) of every point (or of the given labels) from RocksDB."""

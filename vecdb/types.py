@@ -77,6 +77,9 @@ class CollectionConfig:
     # (vecdb/quant.py); rescore 0 = RESCORE_DEFAULTS[quantization]
     quantization: str = ""
     rescore: int = 0
+    # "" = no full-text index; "plain" or a stemming language: BM25 over the point texts
+    # (vecdb/fulltext.py, the optional extra vecdb[hybrid])
+    full_text: str = ""
 
     @property
     def rescore_factor(self) -> int:
@@ -90,6 +93,8 @@ class CollectionConfig:
                "device": self.device}
         if self.quantization:  # catalogs of full-precision collections stay as they were
             out.update(quantization=self.quantization, rescore=self.rescore)
+        if self.full_text:
+            out["full_text"] = self.full_text
         return out
 
     @classmethod
@@ -99,7 +104,7 @@ class CollectionConfig:
                    shards=int(d["shards"]), encoder=d.get("encoder"), uid=int(d["uid"]),
                    payload_indexes=tuple((f, t) for f, t in d.get("payload_indexes", [])),
                    device=d.get("device", "auto"), quantization=d.get("quantization", ""),
-                   rescore=int(d.get("rescore", 0)))
+                   rescore=int(d.get("rescore", 0)), full_text=d.get("full_text", ""))
 
 
 @dataclass(frozen=True)
