@@ -7,11 +7,12 @@ answers the same calls (``ntotal``, ``d``, ``search``, ``range_search``,
 
 - Rows are appended in label order (labels only grow), so RAM holds just the row
   labels and a live flag (9 bytes a row); label -> row is a binary search.
-- Random rows (re-scoring candidates) are read through a shared memory map (MADV_RANDOM:
-  no read-ahead) whose page mappings are dropped (MADV_DONTNEED) once about
-  ``UNMAP_BYTES`` may be mapped (a fault maps up to ``FAULT_AROUND`` of cached pages):
-  the pages stay in the OS page cache, not in the process's RSS. Full scans (exact search) read chunks into
-  a reused buffer.
+- Rows are read with pread, never memory-mapped: the OS page cache keeps the hot ones,
+  outside the process's RSS (a mapping would count every page it touched, and a fault
+  maps whole large folios around a row: 130 MB of a 150 MB file after 1,000 queries,
+  measured). Random rows (re-scoring candidates) are one pread each, about as fast as
+  the mapping was; a dense sorted run is one read; full scans (exact search) read
+  chunks into a reused buffer.
 - The file is derived state like the FAISS checkpoint: a checkpoint fsyncs it and
   records (gen, rows) with the label/live columns; on open the file is cut back to
   those rows and the WAL replayed. Deleted rows are dropped by :meth:`compacted`
@@ -21,17 +22,13 @@ answers the same calls (``ntotal``, ``d``, ``search``, ``range_search``,
 """
 from __future__ import annotations
 
-import mmap
 import os
-import threading
 
 import faiss
 import numpy as np
 
 from .index import faiss_metric
 
-UNMAP_BYTES = 32 << 20
-FAULT_AROUND = 64 << 10  # Linux maps up to this much of cached pages around a fault
 SCAN_ROWS_BYTES = 32 << 20
 COMPACT_DEAD_RATIO = 0.5
 COMPACT_MIN_ROWS = 1024
@@ -76,10 +73,6 @@ class VectorFile:
         if rows:
             self._labels[:rows], self._live[:rows] = labels[:rows], live[:rows]
         self.rows, self.ntotal = rows, int(self._live[:rows].sum())
-        self._map: mmap.mmap | None = None
-        self._mapped_rows = 0
-        self._read_bytes = 0
-        self._map_lock = threading.Lock()
 
     @classmethod
     def fresh(cls, directory: str, dim: int, metric: str) -> "VectorFile":
@@ -129,8 +122,6 @@ class VectorFile:
         return out
 
     def close(self, delete: bool = False) -> None:
-        with self._map_lock:
-            self._map = None
         os.close(self._fd)
         if delete:
             os.unlink(self.path)
@@ -156,15 +147,6 @@ class VectorFile:
         found = (known[rows] == labels) if self.rows else np.zeros(len(labels), bool)
         return rows, found
 
-    def _mapping(self) -> mmap.mmap:
-        with self._map_lock:
-            if self._map is None or self._mapped_rows < self.rows:
-                self._map = mmap.mmap(self._fd, self.rows * self.row_bytes, mmap.MAP_SHARED,
-                                      mmap.PROT_READ)
-                self._map.madvise(mmap.MADV_RANDOM)
-                self._mapped_rows = self.rows
-            return self._map
-
     def reconstruct_batch(self, labels: np.ndarray) -> np.ndarray:
         """The vectors of live ``labels`` (KeyError for one not stored)."""
         labels = np.asarray(labels, np.int64).ravel()
@@ -173,13 +155,13 @@ class VectorFile:
             raise KeyError(f"label {int(labels[~found][0])} is not stored")
         if not len(rows):
             return np.zeros((0, self.d), np.float32)
-        m = self._mapping()
-        out = np.frombuffer(m, np.float32, count=self._mapped_rows * self.d).reshape(-1, self.d)[rows]
-        self._read_bytes += len(rows) * FAULT_AROUND  # mapped per row, at worst
-        if self._read_bytes > UNMAP_BYTES:
-            self._read_bytes = 0
-            m.madvise(mmap.MADV_DONTNEED)  # pages stay cached by the OS, not mapped here
-        return out
+        rb = self.row_bytes
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        if len(rows) > 64 and hi - lo <= 4 * len(rows):  # a dense run: one read
+            span = np.frombuffer(os.pread(self._fd, (hi - lo) * rb, lo * rb), np.float32)
+            return span.reshape(-1, self.d)[rows - lo]
+        raw = b"".join([os.pread(self._fd, rb, r * rb) for r in rows.tolist()])
+        return np.frombuffer(raw, np.float32).reshape(-1, self.d).copy()
 
     def scan(self, chunk_rows: int | None = None, upto: int | None = None):
         """(rows, vectors) of the live rows (of the first ``upto`` rows), chunk by chunk,
