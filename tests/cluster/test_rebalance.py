@@ -98,6 +98,32 @@ class MovesSampler:
         return self.most
 
 
+class Searches:
+    """Searches both collections in a loop through every node; counts the failures."""
+
+    def __init__(self, cl: Cluster, names: list[str]):
+        self.cl, self.names = cl, names
+        self.done, self.failed = 0, []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        with self.cl.client(timeout=10, max_retries=0) as c:
+            while not self._stop.is_set():
+                for name in self.names:
+                    try:
+                        assert len(c.search(name, rand(1, self.done)[0], k=5)) == 5
+                        self.done += 1
+                    except Exception as exc:  # noqa: BLE001 - recorded, asserted on
+                        self.failed.append(repr(exc))
+
+    def stop(self) -> "Searches":
+        self._stop.set()
+        self._t.join(30)
+        return self
+
+
 def test_join_under_ingest_then_remove(tmp_path):
     cl = Cluster(tmp_path, n=2)
     try:
@@ -108,10 +134,12 @@ def test_join_under_ingest_then_remove(tmp_path):
             c.upsert("r1", [f"a{i}" for i in range(300)], rand(300, 5))
         load, load1 = Ingest(cl, "r2"), Ingest(cl, "r1")
         time.sleep(1.0)
-        sampler = MovesSampler(cl.etcd.url)
+        sampler, searches = MovesSampler(cl.etcd.url), Searches(cl, ["r1", "r2"])
         cl.add_node("n2")
         status = settle(cl, {"r2": 2, "r1": 1}, {"n0", "n1", "n2"})
         assert sampler.stop() == 2  # rebalance_max_concurrent_moves (default 2) at once
+        searches.stop()
+        assert searches.done > 20 and not searches.failed, searches.failed[:3]
         load.stop()
         load1.stop()
         counts = {n["id"]: n["replicas"] for n in status["nodes"]}
@@ -131,6 +159,7 @@ def test_join_under_ingest_then_remove(tmp_path):
 
         # remove n0 for good under ingest: its replicas (and primaries) move off first
         load, load1 = Ingest(cl, "r2", batch=10), Ingest(cl, "r1")
+        searches = Searches(cl, ["r1", "r2"])
         with cl.client() as c:
             with pytest.raises(NotFoundError):
                 c.remove_node("nobody")
@@ -141,6 +170,8 @@ def test_join_under_ingest_then_remove(tmp_path):
         status = settle(cl, {"r2": 2, "r1": 1}, {"n1", "n2"})
         load.stop()
         load1.stop()
+        searches.stop()
+        assert searches.done > 20 and not searches.failed, searches.failed[:3]
         n0 = next(n for n in status["nodes"] if n["id"] == "n0")
         assert n0["removing"] and n0["replicas"] == 0 and n0["primaries"] == 0
         with cl.client() as c:

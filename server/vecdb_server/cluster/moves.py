@@ -8,15 +8,17 @@ A move of shard (collection, i) from node A to node B (docs/cluster.md "Rebalanc
             (ClusterNode.maintain -> Router.resync: copy, then B joins the in-sync set
             by compare-and-swap).
   finish    one transaction once B is in sync: A leaves the replicas and the in-sync set
-            (if A was the primary, B becomes it with term + 1: every in-sync replica holds
-            every acknowledged write, and the old term is fenced) and the record goes.
+            and the record goes. If A is the primary, A itself makes this step, under
+            the shard's write lock (no write in flight): B becomes the primary with
+            term + 1, and replicas that missed an unacknowledged write leave the in-sync
+            set (ClusterNode._hand_over). A dead primary is replaced by a failover first.
   roll back one transaction when B is no longer live before it could finish, or no
             live in-sync replica is left to copy from: B leaves the replicas, the
             record goes (the planner tries again later).
 
-Every step compares the shard entry's and the record's revisions and that this node
-still holds the rebalancer key, so a step decided on an old view, or by a node that
-lost the election, changes nothing. The state is only ever in etcd: whoever holds the
+Every step compares the shard entry's and the record's revisions and (but for the
+primary's own handover) that this node still holds the rebalancer key, so a step
+decided on an old view, or by a node that lost the election, changes nothing. The state is only ever in etcd: whoever holds the
 key next resumes (finish) or rolls back what it finds. The election is etcd's own
 pattern: the key /vecdb/rebalancer created only if absent, under the node's lease, so
 it goes when the node does.
@@ -118,10 +120,12 @@ class Mover:
             self._roll_back(m, s, "no live in-sync replica can copy the shard")
             return
         if m.target in s.in_sync:
+            if s.primary == m.source:
+                # the source hands its primary over itself, under its write lock
+                # (ClusterNode._hand_over); if it is dead, a failover comes first
+                return
             new = s.with_(replicas=_without(s.replicas, m.source),
                           in_sync=_without(s.in_sync, m.source))
-            if s.primary == m.source:  # hand over: the target holds every acked write
-                new = new.with_(primary=m.target, term=s.term + 1)
             if self._txn([unchanged(key, s.mod_revision), unchanged(m.key(), m.mod_revision)],
                          [put(key, new.to_json()), delete(m.key())]):
                 log.info("moved %s/%d from %s to %s (term %d)", m.collection, m.shard,

@@ -72,6 +72,9 @@ class ClusterNode:
         self._unplaced_since: dict[str, float] = {}  # local copy -> when it left the map
         # set by the router: copies shard (coll, shard) to node r (see router.resync)
         self.resync: Callable[[str, int, str], None] | None = None
+        # set by the wiring: the replicas that missed an unacknowledged write of shard
+        # (coll, shard) at term t, as this node's router (their primary) knows them
+        self.missed: Callable[[str, int, int], set[str]] = lambda name, i, term: set()
         self.on_change = threading.Condition(self._lock)
 
     # ---- life cycle ----------------------------------------------------------------------
@@ -369,8 +372,51 @@ class ClusterNode:
                     if r != self.id and r in live and r not in s.in_sync \
                             and (name, i, r) not in self._resyncing:
                         self._start_resync(name, i, r)
+        with self._lock:
+            moves = dict(self.moves)
+        for k, m in moves.items():
+            s = shards.get(k)
+            if s is not None and s.primary == self.id == m.source and m.target in s.in_sync \
+                    and m.target in live:
+                self._hand_over(m)
         if self.mover is not None:
             self.mover.step()
+
+    def _hand_over(self, m: st.Move) -> None:
+        """The last step of a move away from this primary (moves.py): under the shard's
+        write lock (no write in flight here), the target becomes the primary with term + 1
+        and this node leaves the replicas, the move record going in the same transaction.
+        Replicas that missed an unacknowledged write of this term leave the in-sync set
+        with it (their copy may differ from the target's): the new primary resyncs them;
+        if the target itself missed one, only that happens now and the move waits for
+        its resync."""
+        name, i = m.collection, m.shard
+        with self.write_lock(name, i):
+            s = self.shard(name, i)
+            if s.primary != self.id or m.target not in s.in_sync:
+                return
+            missed = self.missed(name, i, s.term)
+            if m.target in missed:
+                new = s.with_(in_sync=tuple(r for r in s.in_sync if r not in missed))
+                ops = [put(st.shard_key(name, i), new.to_json())]
+            else:
+                new = s.with_(primary=m.target, term=s.term + 1,
+                              replicas=tuple(r for r in s.replicas if r != self.id),
+                              in_sync=tuple(r for r in s.in_sync
+                                            if r != self.id and r not in missed))
+                ops = [put(st.shard_key(name, i), new.to_json()), delete(m.key())]
+            key = st.shard_key(name, i)
+            try:
+                won, rev = self.etcd.txn_rev([unchanged(key, s.mod_revision),
+                                              unchanged(m.key(), m.mod_revision)], ops)
+            except (EtcdUnavailable, EtcdError) as exc:
+                log.warning("handover of %s/%d waits for etcd: %s", name, i, exc)
+                return
+            if won:
+                self.apply_ops(ops, rev)
+                if new.primary == m.target:
+                    log.info("moved %s/%d from %s to %s (primary handed over, term %d)",
+                             name, i, self.id, m.target, new.term)
 
     def _reconcile_local(self, shards: dict, specs: dict[str, CollectionSpec]) -> None:
         mine = {st.local_name(specs[n].uid, i): (n, i) for (n, i), s in shards.items()

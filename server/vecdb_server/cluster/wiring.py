@@ -27,6 +27,13 @@ class ClusterWiring:
         self.node.mover = Mover(self.node, cfg.rebalance_max_concurrent_moves)
         self.router = Router(self.node, self.peers, cfg.cluster_secret, local_collections,
                              local_points)
+        self.node.missed = self._missed
+
+    def _missed(self, name: str, i: int, term: int) -> set[str]:
+        """Replicas that missed an unacknowledged write of shard (name, i) at ``term``,
+        as the router of this node (their primary) recorded them."""
+        at, left = self.router.dirty.get((name, i), (0, set()))
+        return set(left) if at == term else set()
 
     def servicers(self) -> tuple[Any, Any, Any]:
         points = ClusterPointServicer(self.router)
