@@ -11,7 +11,7 @@ A move of shard (collection, i) from node A to node B (docs/cluster.md "Rebalanc
             and the record goes. If A is the primary, A itself makes this step, under
             the shard's write lock (no write in flight): B becomes the primary with
             term + 1, and replicas that missed an unacknowledged write leave the in-sync
-            set (ClusterNode._hand_over). A dead primary is replaced by a failover first.
+            set (ClusterNode.hand_over). A dead primary is replaced by a failover first.
   roll back one transaction when B is no longer live before it could finish, or no
             live in-sync replica is left to copy from: B leaves the replicas, the
             record goes (the planner tries again later).
@@ -122,7 +122,7 @@ class Mover:
         if m.target in s.in_sync:
             if s.primary == m.source:
                 # the source hands its primary over itself, under its write lock
-                # (ClusterNode._hand_over); if it is dead, a failover comes first
+                # (ClusterNode.hand_over); if it is dead, a failover comes first
                 return
             new = s.with_(replicas=_without(s.replicas, m.source),
                           in_sync=_without(s.in_sync, m.source))

@@ -75,6 +75,8 @@ class ClusterNode:
         # set by the wiring: the replicas that missed an unacknowledged write of shard
         # (coll, shard) at term t, as this node's router (their primary) knows them
         self.missed: Callable[[str, int, int], set[str]] = lambda name, i, term: set()
+        # set by the router: a local copy was dropped here (its replication log goes too)
+        self.dropped: Callable[[str], None] = lambda local: None
         self.on_change = threading.Condition(self._lock)
 
     # ---- life cycle ----------------------------------------------------------------------
@@ -378,45 +380,55 @@ class ClusterNode:
             s = shards.get(k)
             if s is not None and s.primary == self.id == m.source and m.target in s.in_sync \
                     and m.target in live:
-                self._hand_over(m)
+                self.hand_over(m.collection, m.shard, m)
         if self.mover is not None:
             self.mover.step()
 
-    def _hand_over(self, m: st.Move) -> None:
-        """The last step of a move away from this primary (moves.py): under the shard's
-        write lock (no write in flight here), the target becomes the primary with term + 1
-        and this node leaves the replicas, the move record going in the same transaction.
-        Replicas that missed an unacknowledged write of this term leave the in-sync set
-        with it (their copy may differ from the target's): the new primary resyncs them;
-        if the target itself missed one, only that happens now and the move waits for
-        its resync."""
-        name, i = m.collection, m.shard
+    def hand_over(self, name: str, i: int, move: st.Move | None = None) -> bool:
+        """Give up the primary of shard (name, i), which this node leads, under the
+        shard's write lock (no write in flight here): the new primary (``move``'s target,
+        else the first other live in-sync replica) takes term + 1. Replicas that missed
+        an unacknowledged write of this term leave the in-sync set with it (their copy
+        may differ from the new primary's, e.g. in the idempotency keys it recorded): the
+        new primary resyncs them. With ``move`` (the last step of a move away from here,
+        moves.py) this node also leaves the replicas and the move record goes in the same
+        transaction; if the target itself missed a write, only the in-sync set changes
+        now and the move waits for its resync. Without (DrainNode), this node stays a
+        replica, out of sync until resynced. True when the primary moved."""
+        key = st.shard_key(name, i)
         with self.write_lock(name, i):
             s = self.shard(name, i)
-            if s.primary != self.id or m.target not in s.in_sync:
-                return
+            if s.primary != self.id:
+                return False
             missed = self.missed(name, i, s.term)
-            if m.target in missed:
+            ok = [r for r in s.in_sync if r != self.id and r not in missed and self.alive(r)]
+            to = move.target if move is not None else (ok[0] if ok else None)
+            compare = [unchanged(key, s.mod_revision)]
+            if move is not None:
+                compare.append(unchanged(move.key(), move.mod_revision))
+            if to in ok:
+                new = s.with_(primary=to, term=s.term + 1, in_sync=tuple(
+                    r for r in s.in_sync if r != self.id and r not in missed))
+                ops = [put(key, new.to_json())]
+                if move is not None:
+                    new = new.with_(replicas=tuple(r for r in s.replicas if r != self.id))
+                    ops = [put(key, new.to_json()), delete(move.key())]
+            elif move is not None and to in missed:
                 new = s.with_(in_sync=tuple(r for r in s.in_sync if r not in missed))
-                ops = [put(st.shard_key(name, i), new.to_json())]
+                ops = [put(key, new.to_json())]
             else:
-                new = s.with_(primary=m.target, term=s.term + 1,
-                              replicas=tuple(r for r in s.replicas if r != self.id),
-                              in_sync=tuple(r for r in s.in_sync
-                                            if r != self.id and r not in missed))
-                ops = [put(st.shard_key(name, i), new.to_json()), delete(m.key())]
-            key = st.shard_key(name, i)
+                return False
             try:
-                won, rev = self.etcd.txn_rev([unchanged(key, s.mod_revision),
-                                              unchanged(m.key(), m.mod_revision)], ops)
+                won, rev = self.etcd.txn_rev(compare, ops)
             except (EtcdUnavailable, EtcdError) as exc:
                 log.warning("handover of %s/%d waits for etcd: %s", name, i, exc)
-                return
+                return False
             if won:
                 self.apply_ops(ops, rev)
-                if new.primary == m.target:
-                    log.info("moved %s/%d from %s to %s (primary handed over, term %d)",
-                             name, i, self.id, m.target, new.term)
+            if won and new.primary == to:
+                log.info("handed over %s/%d from %s to %s (term %d%s)", name, i, self.id, to,
+                         new.term, ", move finished" if move is not None else "")
+            return won and new.primary == to
 
     def _reconcile_local(self, shards: dict, specs: dict[str, CollectionSpec]) -> None:
         mine = {st.local_name(specs[n].uid, i): (n, i) for (n, i), s in shards.items()
@@ -459,6 +471,7 @@ class ClusterNode:
             db.drop_collection(local)
         except NotFound:
             pass
+        self.dropped(local)
         self._unplaced_since.pop(local, None)
         if local in self._needs_resync:
             self._mark_resync(local, False)

@@ -55,16 +55,14 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
         node = self._node()
         if not node.alive(request.node):
             raise NotFound(f"no live node {request.node!r}", "node")
+        if request.node != node.id:  # the node itself hands over, under its write locks
+            return self.r._peer(request.node, "DrainNode", request,
+                                self.r.peers.metadata("local"), 60.0)
         out = clpb.DrainNodeResponse()
         with node._lock:
-            led = sorted(k for k, s in node.shards.items() if s.primary == request.node)
+            led = sorted(k for k, s in node.shards.items() if s.primary == node.id)
         for name, i in led:
-            s = node.shard(name, i)
-            others = [r for r in s.in_sync if r != request.node and node.alive(r)]
-            moved = bool(others) and node.change_shard(name, i, s, s.with_(
-                primary=others[0], term=s.term + 1,
-                in_sync=tuple(r for r in s.in_sync if r != request.node)))
-            (out.moved if moved else out.kept).append(f"{name}/{i}")
+            (out.moved if node.hand_over(name, i) else out.kept).append(f"{name}/{i}")
         return out
 
     def RemoveNode(self, request: Any, context: Any) -> clpb.RemoveNodeResponse:
