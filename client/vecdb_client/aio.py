@@ -7,7 +7,7 @@ from typing import Any, AsyncIterator, Sequence
 
 import grpc
 
-from . import _codec, _codec_query
+from . import _codec, _codec_hybrid, _codec_query
 from ._channel import (ClientSettings, call_metadata, channel_options, credentials,
                        parse_health, parse_targets, wire_stubs)
 from ._cluster import consistency as consistency_mode, with_partial, write_metadata
@@ -100,10 +100,13 @@ class AsyncClient(AsyncAnalyticsMethods):
                                 device: str | None = None,
                                 replication_factor: int | None = None, write_concern: str | None = None,
                                 quantization: str | None = None, rescore: int | None = None,
+                                full_text: str | None = None,
                                 timeout: float | None = None, **params: int) -> CollectionInfo:
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
                                                payload_indexes, device, replication_factor,
                                                write_concern, quantization, rescore)
+        if full_text is not None:
+            req.full_text = full_text
         return _codec.from_proto_info(await self._call(
             self._collections.CreateCollection, req, idempotent=False, timeout=timeout))
 
@@ -364,12 +367,14 @@ class AsyncClient(AsyncAnalyticsMethods):
                      expression: Sequence[Any] | None = None, include_terms: bool = False,
                      group_by: str | None = None, group_size: int | None = None,
                      groups: int | None = None, allow_partial: bool = False,
-                     consistency: str = "any",
-                     timeout: float | None = None) -> Any:
+                     consistency: str = "any", keywords: str | Sequence[str] | None = None,
+                     fusion: str | None = None, weights: Sequence[float] | None = None,
+                     rrf_k: float | None = None, timeout: float | None = None) -> Any:
         """See :meth:`vecdb_client.Client.search` (``explain=True`` -> ``(hits, plan)``).
         ``text=`` (one query, a list of hits) or ``texts=`` (a list per query) search by
-        text: the collection's encoder embeds them on the server."""
-        if expression is not None or group_by is not None:
+        text: the collection's encoder embeds them on the server. ``keywords=``,
+        ``fusion=``, ``weights=``, ``rrf_k=``: keyword and hybrid search, as there."""
+        if (expression is not None or group_by is not None) and keywords is None:
             req, single = _codec_query.search_request(
                 collection, vector, vectors, k, expression=expression,
                 include_terms=include_terms, group_by=group_by, group_size=group_size,
@@ -381,10 +386,11 @@ class AsyncClient(AsyncAnalyticsMethods):
             resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
             out = _codec_query.from_proto_search(resp, single, group_by is not None, explain)
             return with_partial(out, resp) if allow_partial else out
-        req, single = _codec.search_request(
+        req, single = _codec_hybrid.search_request(
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
-            texts=texts)
+            texts=texts, keywords=keywords, fusion=fusion, weights=weights, rrf_k=rrf_k,
+            beyond=expression is not None or group_by is not None)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)

@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import grpc
 
-from . import _codec, _codec_query
+from . import _codec, _codec_hybrid, _codec_query
 from ._channel import (ClientSettings, call_metadata, channel_options, credentials,
                        parse_health, parse_targets, wire_stubs)
 from ._cluster import consistency as consistency_mode, with_partial, write_metadata
@@ -111,6 +111,7 @@ class Client(AnalyticsMethods):
                           device: str | None = None,
                           replication_factor: int | None = None, write_concern: str | None = None,
                           quantization: str | None = None, rescore: int | None = None,
+                          full_text: str | None = None,
                           timeout: float | None = None, **params: int) -> CollectionInfo:
         """Index parameters go as keywords, e.g. ``index="hnsw", M=16, ef_search=128``.
         ``payload_indexes``: {field: type} to index from the start (see create_payload_index).
@@ -121,10 +122,14 @@ class Client(AnalyticsMethods):
         (docs/cluster.md): ``replication_factor`` copies of every shard on distinct nodes,
         ``write_concern`` "majority" (default), "all" or "one". ``quantization`` sq8 | rabitq |
         binary: codes in RAM, full-precision vectors on the server's disk re-scoring the
-        top k*``rescore`` candidates (None = the mode's default; README "Quantization")."""
+        top k*``rescore`` candidates (None = the mode's default; README "Quantization").
+        ``full_text`` "plain" or a stemming language ("english", ...): BM25 keyword and
+        hybrid search over the point texts (search(keywords=...); README "Hybrid search")."""
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
                                                payload_indexes, device, replication_factor,
                                                write_concern, quantization, rescore)
+        if full_text is not None:
+            req.full_text = full_text
         info = self._call(self._collections.CreateCollection, req, idempotent=False,
                           timeout=timeout)
         return _codec.from_proto_info(info)
@@ -398,8 +403,9 @@ class Client(AnalyticsMethods):
                expression: Sequence[Any] | None = None, include_terms: bool = False,
                group_by: str | None = None, group_size: int | None = None,
                groups: int | None = None, allow_partial: bool = False,
-               consistency: str = "any",
-               timeout: float | None = None) -> Any:
+               consistency: str = "any", keywords: str | Sequence[str] | None = None,
+               fusion: str | None = None, weights: Sequence[float] | None = None,
+               rrf_k: float | None = None, timeout: float | None = None) -> Any:
         """``vector=`` (1-D) returns a list of hits; ``vectors=`` (2-D) a list per query.
 
         ``filter``: only points matching it are candidates. ``explain=True`` returns
@@ -426,8 +432,15 @@ class Client(AnalyticsMethods):
 
         ``consistency`` (cluster mode; also on range_search): ``"any"`` reads each shard
         from any in-sync replica, ``"primary"`` from its primary only (docs/cluster.md
-        "Reads": what a read right after a write sees). A single node ignores it."""
-        if expression is not None or group_by is not None:
+        "Reads": what a read right after a write sees). A single node ignores it.
+
+        ``keywords=`` (a collection created with ``full_text``): alone, keyword search,
+        hits scored by BM25 (a string: one query; a list: one per query); with
+        ``vector(s)=``/``text(s)=`` (one keyword query each), hybrid search: the dense and
+        keyword retrievers fused by ``fusion="rrf"`` (default; ``rrf_k``, default 60) or
+        ``"weighted"`` (min-max normalised scores), ``weights=(dense, keywords)`` (default
+        equal); hits scored by the fusion (README "Hybrid search")."""
+        if (expression is not None or group_by is not None) and keywords is None:
             req, single = _codec_query.search_request(
                 collection, vector, vectors, k, expression=expression,
                 include_terms=include_terms, group_by=group_by, group_size=group_size,
@@ -439,10 +452,11 @@ class Client(AnalyticsMethods):
             resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
             out = _codec_query.from_proto_search(resp, single, group_by is not None, explain)
             return with_partial(out, resp) if allow_partial else out
-        req, single = _codec.search_request(
+        req, single = _codec_hybrid.search_request(
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
-            texts=texts)
+            texts=texts, keywords=keywords, fusion=fusion, weights=weights, rrf_k=rrf_k,
+            beyond=expression is not None or group_by is not None)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)

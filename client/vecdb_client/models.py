@@ -66,6 +66,8 @@ class CollectionConfig:
     # k * rescore candidates (rescore 0 = the mode's default)
     quantization: str = ""
     rescore: int = 0
+    # "" = no full-text index; "plain" or a stemming language: keyword/hybrid search
+    full_text: str = ""
 
 
 @dataclass(frozen=True)

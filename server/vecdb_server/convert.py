@@ -140,7 +140,7 @@ def from_proto_create_collection(msg: cpb.CreateCollectionRequest) -> dict[str, 
     kwargs: dict[str, Any] = {"name": msg.name, "dim": msg.dim,
                               "index": msg.index.type or "auto",
                               "index_params": dict(msg.index.params) or None}
-    for name in ("metric", "shards", "encoder", "device", "quantization", "rescore"):
+    for name in ("metric", "shards", "encoder", "device", "quantization", "rescore", "full_text"):
         if msg.HasField(name):
             kwargs[name] = getattr(msg, name)
     if msg.payload_indexes:
@@ -152,13 +152,15 @@ def to_proto_collection_config(cfg: CollectionConfig) -> cpb.CollectionConfig:
     return cpb.CollectionConfig(name=cfg.name, dim=cfg.dim, metric=cfg.metric,
                                 index=to_proto_index_spec(cfg.index), shards=cfg.shards,
                                 encoder=cfg.encoder, device=cfg.device,
-                                quantization=cfg.quantization, rescore=cfg.rescore)
+                                quantization=cfg.quantization, rescore=cfg.rescore,
+                                full_text=cfg.full_text)
 
 
 def from_proto_collection_config(msg: cpb.CollectionConfig) -> CollectionConfig:
     return CollectionConfig(msg.name, msg.dim, msg.metric, from_proto_index_spec(msg.index),
                             msg.shards, _opt(msg, "encoder"), device=msg.device or "auto",
-                            quantization=msg.quantization, rescore=msg.rescore)
+                            quantization=msg.quantization, rescore=msg.rescore,
+                            full_text=msg.full_text)
 
 
 def to_proto_shard_stats(s: ShardStats) -> cpb.ShardStats:
@@ -251,18 +253,24 @@ def to_proto_search_params(p: SearchParams) -> tpb.SearchParams:
 
 
 def from_proto_search(msg: ppb.SearchRequest) -> dict[str, Any]:
-    """-> keyword arguments of Database.search (queries, or texts for the encoder)."""
+    """-> keyword arguments of Database.search (queries, or texts for the encoder; with
+    keywords, the keyword/hybrid arguments too)."""
     which = msg.WhichOneof("query")
-    if which is None:
+    keywords = msg.HasField("keywords")
+    if which is None and not keywords:
         raise InvalidArgument("query: set vectors (query vectors) or texts (query texts)",
                               "vectors")
     texts = list(msg.texts.texts) if which == "texts" else None
-    return {"collection": msg.collection,
-            "queries": from_proto_vectors(msg.vectors, "vectors") if texts is None else None,
+    args = {"collection": msg.collection,
+            "queries": from_proto_vectors(msg.vectors, "vectors") if which == "vectors" else None,
             "texts": texts,
             "k": _opt(msg, "k", DEFAULT_K), "params": from_proto_search_params(msg.params),
             "with_payload": _with_payload(msg), "with_vector": msg.with_vector,
             "filter": from_proto_filter_field(msg)}
+    if keywords:
+        args.update(keywords=list(msg.keywords.texts), fusion=msg.fusion or None,
+                    weights=list(msg.fusion_weights) or None, rrf_k=_opt(msg, "rrf_k"))
+    return args
 
 
 def from_proto_range_search(msg: ppb.RangeSearchRequest) -> dict[str, Any]:

@@ -60,6 +60,8 @@ def is_beyond(msg: ppb.SearchRequest) -> bool:
 
 def from_proto_search_beyond(msg: ppb.SearchRequest) -> tuple[str, dict[str, Any]]:
     """-> ("groups", Database.search_groups kwargs) or ("expression", search_expression kwargs)."""
+    if msg.HasField("keywords"):
+        raise InvalidArgument("keywords cannot be combined with expression or group_by", "keywords")
     which = msg.WhichOneof("query")
     common = {"collection": msg.collection, "params": from_proto_search_params(msg.params),
               "with_payload": _with_payload(msg), "with_vector": msg.with_vector,

@@ -185,7 +185,7 @@ class PointServicer(pgrpc.PointServiceServicer):
                 args.update(queries=db.embed_queries(args["collection"], args["texts"]),
                             texts=None)
             results = db.search(**args, raw_payloads=True)  # stored JSON straight to the wire
-        if self._on_search is not None:
+        if self._on_search is not None and "keywords" not in args:  # recall of dense searches
             self._on_search(args, results)
         return convert.to_proto_search(results)
 

@@ -98,7 +98,7 @@ def cmd_create(ctx: Context, args: Any) -> Result:
                                             args.shards, args.encoder,
                                             payload_indexes=indexes or None, device=args.device,
                                             quantization=args.quantization, rescore=args.rescore,
-                                            **params)
+                                            full_text=args.full_text, **params)
     except AlreadyExistsError:
         if not args.exist_ok:
             raise
@@ -245,6 +245,9 @@ def register(sub: Any) -> None:
     p.add_argument("--rescore", type=positive_int,
                    help="with --quantization: re-score k*RESCORE candidates exactly from "
                         "disk (default: sq8 2, rabitq 4, binary 10)")
+    p.add_argument("--full-text", metavar="LANGUAGE",
+                   help="BM25 keyword and hybrid search over the point texts: plain (no "
+                        "stemming) or a Snowball language (english, german, french, ...)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="index parameter; repeatable")
     p.add_argument("--payload-index", action="append", default=[], metavar="FIELD=TYPE",

@@ -96,9 +96,11 @@ def hits_result(results: list[Any], extra: dict[str, Any] | None = None) -> Resu
 
 
 def cmd_search(ctx: Context, args: Any) -> Result:
+    kw = dict(common_query_kw(args), k=args.k, ef_search=args.ef_search)
+    if args.keywords is not None:  # keyword / hybrid search
+        return commands_query.cmd_search_keywords(ctx, args, kw)
     if commands_query.wants_beyond(args):  # expression / group_by
         return commands_query.cmd_search_beyond(ctx, args, common_query_kw(args))
-    kw = dict(common_query_kw(args), k=args.k, ef_search=args.ef_search)
     query, single = query_vectors(args)
     if args.explain:
         hits, plan = ctx.client.search(args.collection, **query, **kw, explain=True)
@@ -208,7 +210,9 @@ def register(sub: Any) -> None:
         vecdbctl search docs --vector-file q.npy --filter '{"key": "lang", "match": "en"}'
         vecdbctl search docs --vector-file q.npy --filter-file f.json --explain
         vecdbctl search docs --vector-file q.npy --group-by author --group-size 2 --groups 5
-        vecdbctl search kb --plus id:king --minus text:man --plus text:woman --k 5""",
+        vecdbctl search kb --plus id:king --minus text:man --plus text:woman --k 5
+        vecdbctl search kb --keywords "Zorvex pump manual" --k 5
+        vecdbctl search kb --text "pump manual" --keywords "Zorvex" --fusion rrf""",
                 cmd_search, details="""
         --vector takes a JSON list (one query) or a list of lists (a batch);
         --vector-file a .npy (1-D or 2-D), .fvecs or .json file. cosine/ip: higher
@@ -221,7 +225,11 @@ def register(sub: Any) -> None:
         --term search with a vector built from terms (id:ID, text:TEXT or a JSON
         vector; stored points used as terms are left out of the hits unless
         --include-terms). --group-by FIELD returns the best --group-size hits for
-        each of the best --groups values of that payload field (--k is not used).""")
+        each of the best --groups values of that payload field (--k is not used).
+        --keywords (collections created with --full-text): alone, BM25 keyword search
+        over the point texts; with --vector/--vector-file/--text, hybrid search: both
+        retrievers fused by --fusion rrf (default; --rrf-k, default 60) or weighted
+        (min-max normalised scores), --weights DENSE,KEYWORDS (default 1,1).""")
     add_query_args(p)
     p.add_argument("--text", help="query text (collections with an encoder)")
     p.add_argument("-k", "--k", type=positive_int, default=10, help="hits per query (default 10)")

@@ -59,6 +59,33 @@ def add_search_args(p: Any) -> None:
                    help="best hits per value of this payload field (string/integer/bool)")
     g.add_argument("--group-size", type=positive_int, metavar="N", help="hits per group (default 1)")
     g.add_argument("--groups", type=positive_int, metavar="N", help="groups (default 10)")
+    g = p.add_argument_group("keyword and hybrid search (collections created with --full-text)")
+    g.add_argument("--keywords", metavar="TEXT",
+                   help="BM25 keyword query; alone: keyword search; with --vector/--text: hybrid")
+    g.add_argument("--fusion", choices=("rrf", "weighted"),
+                   help="hybrid: reciprocal rank fusion (default) or weighted normalised scores")
+    g.add_argument("--weights", metavar="DENSE,KEYWORDS",
+                   help="hybrid: the two retrievers' weights (default 1,1)")
+    g.add_argument("--rrf-k", type=float, metavar="X", help="hybrid RRF constant (default 60)")
+
+
+def cmd_search_keywords(ctx: Context, args: Any, common: dict[str, Any]) -> Result:
+    """search --keywords: keyword search alone, or hybrid with --vector/--vector-file/--text."""
+    from .commands_points import hits_result, query_vectors
+    if wants_beyond(args):
+        raise UsageError("--keywords cannot be combined with --plus/--minus/--term/--group-by")
+    dense = any(getattr(args, x, None) is not None for x in ("vector", "vector_file", "text"))
+    query, single = query_vectors(args) if dense else ({}, True)
+    weights = None
+    if args.weights is not None:
+        try:
+            weights = [float(w) for w in args.weights.split(",")]
+        except ValueError:
+            raise UsageError(f"--weights: {args.weights!r} is not DENSE,KEYWORDS numbers") from None
+    kw = dict(common, **query, keywords=args.keywords, fusion=args.fusion, weights=weights,
+              rrf_k=args.rrf_k, explain=True)
+    got, plan = ctx.client.search(args.collection, **kw)
+    return hits_result([got] if single else got, {"plan": plan} if args.explain else None)
 
 
 def wants_beyond(args: Any) -> bool:

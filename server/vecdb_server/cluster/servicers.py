@@ -212,6 +212,8 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             return got[0]
         if request.WhichOneof("query") == "expression" or request.HasField("group_by"):
             return queries.search_beyond(self, request, context)
+        if request.HasField("keywords"):
+            raise _unsupported("keyword and hybrid search (keywords)")
         spec = self.node.spec(request.collection)
         fast = None if st.reads_primary(request) else local_reads.search(self.node, spec, request)
         if fast is not None:

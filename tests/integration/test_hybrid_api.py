@@ -1,0 +1,178 @@
+"""Keyword (BM25) and hybrid search through the real servers: the full_text option and
+search(keywords=...) over gRPC (sync and aio SDK, threaded and aio server), vecdbctl, bad
+input named by field, and SIGKILL of a real server process while it ingests texts (the
+full-text index after restart holds exactly the stored texts)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from harness import InProcessServer
+from test_cli import cli
+from vecdb.fusion import rrf
+from vecdb_client import AsyncClient, InvalidArgumentError, UnavailableError
+
+pytest.importorskip("tantivy")
+
+DIM = 8
+WORDS = ["pump", "valve", "engine", "manual", "water", "farm", "spare", "part", "motor", "seal"]
+
+
+def texts(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [" ".join(rng.choices(WORDS, k=rng.randrange(3, 12))) + f" code{i}x" for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def hsrv(tmp_path_factory):
+    srv = InProcessServer(tmp_path_factory.mktemp("hybrid") / "data")
+    with srv.client() as c:
+        c.create_collection("h", DIM, full_text="english", shards=2)
+        n = 300
+        vecs = np.random.default_rng(0).standard_normal((n, DIM)).astype(np.float32)
+        c.upsert("h", [f"p{i}" for i in range(n)], vecs, texts=texts(n, 1),
+                 payloads=[{"n": i} for i in range(n)])
+        c.create_collection("dense", DIM)
+    yield srv
+    srv.stop()
+
+
+def test_keyword_and_hybrid_search_over_grpc(hsrv):
+    with hsrv.client() as c:
+        assert c.describe_collection("h").config.full_text == "english"
+        assert c.describe_collection("dense").config.full_text == ""
+        hits = c.search("h", keywords="code17x", k=5)
+        assert [h.id for h in hits] == ["p17"] and hits[0].payload == {"n": 17}
+        # stemming: "pumps" finds texts holding "pump"; scores best first
+        hits = c.search("h", keywords="pumps", k=300, with_payload=False)
+        want = {f"p{i}" for i, t in enumerate(texts(300, 1)) if "pump" in t.split()}
+        assert {h.id for h in hits} == want
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        # the filter applies to the keyword side
+        flt = {"key": "n", "range": {"lt": 100}}
+        assert {h.id for h in c.search("h", keywords="pumps", k=300, filter=flt)} == \
+            {p for p in want if int(p[1:]) < 100}
+        # hybrid = a reference RRF over the two lists the server returns separately
+        q = np.random.default_rng(5).standard_normal(DIM).astype(np.float32)
+        dense = [h.id for h in c.search("h", q, k=100, filter=flt)]
+        kw = [h.id for h in c.search("h", keywords="valve seal", k=100, filter=flt)]
+        got, plan = c.search("h", q, k=10, keywords="valve seal", filter=flt, explain=True)
+        want_rrf = rrf([dense, kw], (1.0, 1.0), 60.0)[:10]
+        assert [h.id for h in got] == [pid for pid, _ in want_rrf]
+        assert [h.score for h in got] == pytest.approx([s for _, s in want_rrf], rel=1e-6)
+        assert "fusion: rrf" in plan and all(h.payload["n"] < 100 for h in got)
+        # batches: one keyword query per dense query
+        both = c.search("h", vectors=np.stack([q, -q]), k=3, keywords=["code5x", "code6x"],
+                        fusion="weighted", weights=[0.2, 1.0])
+        assert [r[0].id for r in both] == ["p5", "p6"]
+
+
+@pytest.mark.parametrize("kwargs,field", [
+    ({"collection": "dense", "keywords": "pump"}, "keywords"),
+    ({"keywords": "   "}, "keywords"),
+    ({"keywords": ["a", "b"], "vector": [1.0] * DIM}, "keywords"),
+    ({"keywords": "pump", "vector": [1.0] * DIM, "fusion": "max"}, "fusion"),
+    ({"keywords": "pump", "vector": [1.0] * DIM, "weights": [1, float("nan")]}, "weights"),
+    ({"keywords": "pump", "vector": [1.0] * DIM, "weights": [-1, 1]}, "weights"),
+    ({"keywords": "pump", "vector": [1.0] * DIM, "rrf_k": -1}, "rrf_k"),
+    ({"keywords": "pump", "group_by": "n"}, "keywords"),
+])
+def test_bad_keyword_input_is_invalid_argument(hsrv, kwargs, field):
+    with hsrv.client() as c:
+        coll = kwargs.pop("collection", "h")
+        with pytest.raises(InvalidArgumentError) as ei:
+            c.search(coll, **kwargs)
+        assert ei.value.field == field and "Traceback" not in str(ei.value)
+        with pytest.raises(InvalidArgumentError) as ei:
+            c.create_collection("bad", DIM, full_text="klingon")
+        assert ei.value.field == "full_text"
+        assert "bad" not in [x.name for x in c.list_collections()]
+        assert c.search("h", keywords="code3x", k=1)[0].id == "p3"  # still serving
+
+
+def test_vecdbctl_full_text_and_keywords(hsrv):
+    out = cli("collections", "create", "ck", "--dim", "4", "--full-text", "plain", "-o", "json",
+              host=hsrv.target)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["full_text"] == "plain"
+    out = cli("search", "h", "--keywords", "code42x", "--k", "3", "-o", "json", host=hsrv.target)
+    assert out.returncode == 0, out.stderr
+    assert [h["id"] for h in json.loads(out.stdout)["results"][0]] == ["p42"]
+    out = cli("search", "h", "--vector", json.dumps([0.5] * DIM), "--keywords", "code42x",
+              "--fusion", "weighted", "--weights", "0,1", "--explain", "-o", "json",
+              host=hsrv.target)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["results"][0][0]["id"] == "p42" and "fusion: weighted" in got["plan"]
+    bad = cli("search", "dense", "--keywords", "pump", host=hsrv.target)
+    assert bad.returncode != 0 and "keywords" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_async_client_on_aio_server(spawn):
+    srv = spawn("--server-mode", "aio")
+
+    async def run():
+        async with AsyncClient(srv.target) as c:
+            await c.create_collection("a", DIM, full_text="plain")
+            await c.upsert("a", ["x", "y"], np.eye(2, DIM, dtype=np.float32),
+                           texts=["alpha beta", "gamma"])
+            kw = await c.search("a", keywords="gamma")
+            hy = await c.search("a", [1.0] + [0.0] * (DIM - 1), keywords="gamma", k=2)
+            return [h.id for h in kw], [h.id for h in hy]
+    assert asyncio.run(run()) == (["y"], ["y", "x"])
+
+
+def test_sigkill_during_ingest_restores_the_text_index(spawn):
+    """Text batches are acknowledged one by one, deletes interleaved; the server is
+    SIGKILLed at a random moment. After a restart the keyword index holds exactly the
+    stored points' texts: every stored point is found by its unique code, deleted ones
+    by none, and a common word finds exactly the stored texts holding it."""
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    srv = spawn("--checkpoint-interval-s", "0.5", "--checkpoint-every-ops", "5")
+    n, batch = 6000, 200
+    corpus = texts(n, 9)
+    vecs = np.random.default_rng(3).standard_normal((n, DIM)).astype(np.float32)
+    acked: list[int] = []
+    with srv.client(max_retries=0) as c:
+        c.create_collection("crash", DIM, full_text="english")
+
+        def ingest():
+            try:
+                for lo in range(0, n, batch):
+                    ids = [f"k{i}" for i in range(lo, lo + batch)]
+                    c.upsert("crash", ids, vecs[lo:lo + batch], texts=corpus[lo:lo + batch])
+                    c.delete("crash", ids[:10])
+                    acked.append(lo + batch)
+            except UnavailableError:
+                pass
+        t = threading.Thread(target=ingest)
+        t.start()
+        while len(acked) < 3 + rng.randrange(15):
+            assert t.is_alive() or len(acked) * batch >= n, srv.log()
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0, 0.2))
+        srv.kill()
+        t.join()
+    durable = acked[-1]
+    again = spawn(data_dir=srv.data_dir)
+    with again.client() as c:
+        assert c.describe_collection("crash").config.full_text == "english"
+        stored = {p.id for p in c.get("crash", [f"k{i}" for i in range(n)])}
+        acked_live = {f"k{i}" for i in range(durable) if i % batch >= 10}
+        assert acked_live <= stored, f"seed={seed}"
+        deleted = {f"k{i}" for i in range(durable) if i % batch < 10}  # acked deletes
+        assert not deleted & stored, f"seed={seed}"
+        for pid in sorted(stored)[::23]:
+            assert [h.id for h in c.search("crash", keywords=f"code{pid[1:]}x", k=3)] == [pid]
+        for pid in [f"k{i}" for i in range(0, durable, batch)]:  # deleted: no hit
+            assert c.search("crash", keywords=f"code{pid[1:]}x", k=3) == []
+        want = {p for p in stored if "motor" in corpus[int(p[1:])].split()}
+        got = c.search("crash", keywords="motors", k=10_000, with_payload=False)
+        assert {h.id for h in got} == want, f"seed={seed}"
