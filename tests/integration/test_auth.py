@@ -130,6 +130,7 @@ def test_scoped_key_sees_and_touches_only_its_collections(keyed):
         assert [x.name for x in c.list_collections()] == ["mine"]
         assert c.list_aliases() == {"mine_alias": "mine"}
         assert c.count("mine") == 10 and c.count("mine_alias") == 10
+        assert c.server_info()["ready"]  # version and uptime concern no collection
         # several chunks: UpsertStream, every message checked
         assert c.upsert("mine_alias", ["s1", "s2", "s3", "s4"], rand(4, DIM)).count == 4
         assert c.delete("mine", ["s1", "s2", "s3", "s4"]).count == 4
