@@ -5,10 +5,13 @@ metadata that makes it act on its own replicas instead of routing.
   x-vecdb-route    local   | read or write this node's replica, named by its local name
                    primary | apply as the shard's primary, then replicate
                    replica | a replicated write from the primary (fenced by term)
-                   resync  | a step of the primary's full copy of a shard (fenced too)
+                   resync  | a step of the primary's catch-up of a replica (fenced too)
   x-vecdb-term     the primary's term (replica route)
   x-vecdb-shard    "<collection>/<shard>" (primary and replica routes)
   x-vecdb-from     the sending node's id
+  x-vecdb-entry    "<term> <n>": the write's replication-log key (catchup.py), with
+  x-vecdb-prev     the key before it (the replica must be there) and
+  x-vecdb-written  when the primary applied it (ms since the epoch)
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import Any
 
 import grpc
 from vecdb_client._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
+from vecdb_client._proto.vecdb.v1 import cluster_pb2_grpc as clgrpc
 from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 
@@ -25,6 +29,7 @@ from vecdb.errors import Unavailable
 
 SECRET, ROUTE, TERM, SHARD, FROM = ("x-vecdb-cluster", "x-vecdb-route", "x-vecdb-term",
                                     "x-vecdb-shard", "x-vecdb-from")
+ENTRY, PREV, WRITTEN = "x-vecdb-entry", "x-vecdb-prev", "x-vecdb-written"
 ROUTES = ("local", "primary", "replica", "resync")
 
 
@@ -52,18 +57,19 @@ class Peers:
                       ("grpc.initial_reconnect_backoff_ms", 100),
                       ("grpc.min_reconnect_backoff_ms", 100),
                       ("grpc.max_reconnect_backoff_ms", 1000)]
-        self._channels: dict[str, tuple[grpc.Channel, Any, Any, Any]] = {}
+        self._channels: dict[str, tuple] = {}
         self._lock = threading.Lock()
 
-    def _stubs(self, address: str) -> tuple[Any, Any, Any]:
+    def _stubs(self, address: str) -> tuple:
         with self._lock:
             got = self._channels.get(address)
             if got is None:
                 ch = grpc.insecure_channel(address, self._opts)
                 got = self._channels[address] = (ch, cgrpc.CollectionServiceStub(ch),
                                                  pgrpc.PointServiceStub(ch),
-                                                 agrpc.AnalyticsServiceStub(ch))
-        return got[1], got[2], got[3]
+                                                 agrpc.AnalyticsServiceStub(ch),
+                                                 clgrpc.ClusterServiceStub(ch))
+        return got[1:]
 
     def metadata(self, route: str, shard: str = "", term: int = 0) -> tuple:
         md = [(SECRET, self._secret), (ROUTE, route), (FROM, self.node_id)]

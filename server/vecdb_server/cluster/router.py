@@ -9,6 +9,9 @@ other in-sync replica with its term, and acknowledges only when each of them has
 durably; a replica that fails is first removed from the in-sync set in etcd (a compare-
 and-swap: if the map changed meanwhile, e.g. a newer term, nothing is acknowledged).
 A write needs at least write_concern in-sync copies. Replicas refuse an older term.
+Every copy records the writes it applies in its replication log (catchup.py) under the
+primary's (term, n); a replica whose position the primary's log still holds is caught up
+by streaming the entries after it, else by a full copy.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import grpc
+from vecdb_client._proto.vecdb.v1 import cluster_pb2 as clpb
 from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
 from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
@@ -28,10 +32,12 @@ from vecdb.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, No
                           ResourceExhausted, Unavailable, VecdbError)
 
 from ..guard import Rejected
+from . import catchup
 from . import state as st
 from . import write_keys
 from .node import ClusterNode
-from .peers import FROM, ROUTE, SHARD, TERM, Peers, internal_route, unreachable
+from .peers import (ENTRY, FROM, PREV, ROUTE, SHARD, TERM, WRITTEN, Peers, internal_route,
+                    unreachable)
 from .state import CollectionSpec
 
 log = logging.getLogger("vecdb_server.cluster")
@@ -42,6 +48,10 @@ PEER_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
                grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted}
 STALE_TERM = "stale term"
 READ_TIMEOUT_S = 30.0  # a read's budget when the client set no deadline
+CATCHUP_PAGE = 64  # replication-log entries read at once by a catch-up
+UNKNOWN = 1 << 62  # a copy's engine sequence when its history is unknown (catchup.py)
+CATCHUP_ROUNDS = 200  # pages streamed while writes go on, at most, before the final step
+CATCHUP_FINAL = 8  # entries left, at most, for the final step (under the write lock)
 
 
 def _target_name(request: Any) -> str:
@@ -83,6 +93,9 @@ class Router:
         self.dirty: dict[tuple[str, int], tuple[int, set[str]]] = {}
         node.resync = self.resync
         self.keys = write_keys.WriteKeys(node.engine.data_dir)
+        self.log = catchup.ReplLog(node.engine.data_dir, node.engine.options.wal_retain)
+        self.catchups = {"incremental": 0, "full": 0}  # resyncs made by this node
+        node.dropped = self.log.drop
 
     # ---- dispatch ------------------------------------------------------------------------
     def route_of(self, context: Any) -> dict[str, str] | None:
@@ -101,34 +114,59 @@ class Router:
         shard and applied under the shard's lock, so an older term can never land after
         a newer one."""
         route = md[ROUTE]
-        if method in ("DropCollection", "CreateCollection"):  # a copy replaced or made anew:
-            self.keys.forget(request.name)  # the write keys of an earlier copy go with it
+        if method in ("DropCollection", "CreateCollection") and route != "resync":
+            self._forget(request.name, UNKNOWN)
         if route == "primary":
-            name, shard = self._target(md, request)
+            name, shard = self._target(md, _target_name(request))
             return self.primary_write(name, shard, method, request,
                                       write_keys.key_of(md.items()))
         if route in ("replica", "resync"):
-            name, shard = self._target(md, request)
+            name, shard = self._target(md, _target_name(request))
             with self.node.write_lock(name, shard):
                 self._check_term(name, shard, md)
+                local, entry = _target_name(request), md.get(ENTRY)
+                if method in ("DropCollection", "CreateCollection"):  # a full copy begins:
+                    self._forget(local, UNKNOWN)  # no history until it ends
+                have = entry and self._check_position(local, md)
+                if entry and have == catchup.parse(entry):
+                    return tpb.WriteResult()  # applied already (a catch-up sent it again)
                 result = self.local(method, request)
                 key, record = write_keys.key_of(md.items()), md.get(write_keys.RECORD)
                 if key and record:  # the primary's answer, for a retry after a failover
                     want, _, answer = record.partition(" ")
-                    self.keys.put(_target_name(request), key, want, answer)
+                    self.keys.put(local, key, want, answer)
+                if entry:
+                    self.log.append(local, catchup.parse(entry), method, request,
+                                    _engine_seq(result, self.log.position(local)[1]),
+                                    float(md[WRITTEN]), (key, record) if key and record
+                                    else None)
                 return result
         if self.node.needs_resync(_target_name(request)):
             raise Unavailable("this copy is waiting for a resync", "collection")
         return self.local(method, request)
 
-    def _target(self, md: dict[str, str], request: Any) -> tuple[str, int]:
+    def _forget(self, local: str, engine_seq: int) -> None:
+        """A copy replaced or made anew: the write keys of the earlier copy go with it,
+        and its history (``engine_seq`` UNKNOWN: none until a full copy sets it)."""
+        self.keys.forget(local)
+        self.log.reset(local, (0, 0), engine_seq)
+
+    def _target(self, md: dict[str, str], target: str) -> tuple[str, int]:
         """The shard a fenced call is for; its local name must be the current one (a
         collection dropped and made again under the same name has a new uid)."""
         name, _, shard = md[SHARD].rpartition("/")
         local = st.local_name(self.node.spec(name).uid, int(shard))
-        if _target_name(request) != local:
+        if target != local:
             raise Unavailable(f"shard {name}/{shard} is now {local}; retry", "collection")
         return name, int(shard)
+
+    def _check_position(self, local: str, md: dict[str, str]) -> catchup.Pos:
+        """This copy's position; a write must follow it (or be the one it holds last)."""
+        have, prev = self.log.position(local)[0], catchup.parse(md[PREV])
+        if have not in (prev, catchup.parse(md[ENTRY])):
+            raise FailedPrecondition(f"replica {local} holds the writes up to {have}, this "
+                                     f"write follows {prev}: it needs a catch-up", "term")
+        return have
 
     def _check_term(self, name: str, shard: int, md: dict[str, str]) -> None:
         s = self.node.shard(name, shard)
@@ -218,14 +256,21 @@ class Router:
                 s = self.node.shard(name, i)
             self.dirty.pop((name, i), None)
             _check_concern(spec, i, len(s.in_sync), "(replicas are catching up)")
+            local = _target_name(request)
+            last, last_seq = self.log.position(local)
+            pos, now = catchup.next_key(last, s.term), time.time() * 1000
             result = self.local(method, request)
             answer = key and base64.b64encode(result.SerializeToString()).decode()
+            replicable = self._replicable(method, request)
+            self.log.append(local, pos, method, replicable, _engine_seq(result, last_seq), now,
+                            (key, f"{want} {answer}") if key else None)
             others = [r for r in s.in_sync if r != self.node.id]
             if others:
                 extra = ((write_keys.HEADER, key), (write_keys.RECORD, f"{want} {answer}")) \
                     if key else ()
-                self._replicate(spec, i, s, method, self._replicable(method, request), others,
-                                extra)
+                extra += ((ENTRY, catchup.show(pos)), (PREV, catchup.show(last)),
+                          (WRITTEN, repr(now)))
+                self._replicate(spec, i, s, method, replicable, others, extra)
             if key:
                 self.keys.put(_target_name(request), key, want, answer)
             return result
@@ -300,15 +345,89 @@ class Router:
 
     # ---- resync (runs on the primary, from ClusterNode.maintain) -------------------------
     def resync(self, name: str, i: int, r: str) -> None:
-        """Copy shard i to replica r from scratch, then add r to the in-sync set; the
-        shard's writes wait meanwhile (so the copy misses nothing)."""
+        """Bring replica r of shard i up to date, then add it to the in-sync set: by the
+        replication-log entries after its position while writes go on, only the last
+        ones under the shard's write lock; else (its position is not in this node's log)
+        by a full copy, all of it under the lock."""
         spec = self.node.spec(name)
         local = st.local_name(spec.uid, i)
-        with self.node.write_lock(name, i):
-            s = self.node.shard(name, i)
-            if s.primary != self.node.id or r in s.in_sync or r not in s.replicas:
+        s = self.node.shard(name, i)
+        if not _wants_resync(s, self.node.id, r):
+            return
+        md = self.peers.metadata("resync", f"{name}/{i}", s.term)
+        try:
+            if self._catch_up(name, i, r, local, s, md):
                 return
-            log.info("resyncing shard %s/%d to %s", name, i, r)
+        except FailedPrecondition as exc:
+            if STALE_TERM in exc.message:
+                raise
+            log.info("incremental catch-up of %s/%d to %s stopped (%s): full copy",
+                     name, i, r, exc.message)
+        self._full_copy(spec, i, r, local)
+
+    def _catch_up(self, name: str, i: int, r: str, local: str, s: st.ShardState,
+                  md: tuple) -> bool:
+        """The incremental catch-up; False when r needs a full copy."""
+        got = self._peer(r, "ReplicaPosition", clpb.ReplicaPositionRequest(local=local), md)
+        pos: catchup.Pos = (got.term, got.n)
+        if not got.known or self.log.entries_after(local, pos, 0) is None:
+            log.info("replica %s of %s/%d is at %s, not in this log: full copy", r, name, i,
+                     pos if got.known else "an unknown position")
+            return False
+        t0, sent = time.monotonic(), 0
+        for _ in range(CATCHUP_ROUNDS):  # writes go on meanwhile
+            batch = self.log.entries_after(local, pos, CATCHUP_PAGE)
+            if batch is None:
+                return False  # pruned meanwhile
+            if len(batch) <= CATCHUP_FINAL:
+                break
+            pos = self._send_entries(r, md, pos, batch)
+            sent += len(batch)
+        with self.node.write_lock(name, i):
+            held = time.monotonic()
+            cur = self.node.shard(name, i)
+            if cur.term != s.term or not _wants_resync(cur, self.node.id, r):
+                return True
+            last = 0
+            while (batch := self.log.entries_after(local, pos, CATCHUP_PAGE)) != []:
+                if batch is None:
+                    return False
+                pos = self._send_entries(r, md, pos, batch)
+                last += len(batch)
+            self._join_in_sync(name, i, cur, r, "incremental", t0, held,
+                               f"{sent + last} entries, {last} of them under the lock")
+        return True
+
+    def _send_entries(self, r: str, md: tuple, pos: catchup.Pos,
+                      batch: list[catchup.Entry]) -> catchup.Pos:
+        for e in batch:
+            extra = ((ENTRY, catchup.show(e.key)), (PREV, catchup.show(pos)),
+                     (WRITTEN, repr(e.written_ms)))
+            if e.record:
+                extra += ((write_keys.HEADER, e.record[0]), (write_keys.RECORD, e.record[1]))
+            self._peer(r, e.method, e.replayed(), md + extra, 60.0)
+            pos = e.key
+        return pos
+
+    def _join_in_sync(self, name: str, i: int, s: st.ShardState, r: str, how: str,
+                      t0: float, held: float, what: str) -> None:
+        new = s.with_(in_sync=tuple([*s.in_sync, r]))
+        if self.node.change_shard(name, i, s, new):
+            self.catchups[how] += 1
+            log.info("replica %s of shard %s/%d is in sync (term %d): %s catch-up of %s in "
+                     "%.1f ms, writes held %.1f ms", r, name, i, s.term, how, what,
+                     (time.monotonic() - t0) * 1000, (time.monotonic() - held) * 1000)
+
+    def _full_copy(self, spec: CollectionSpec, i: int, r: str, local: str) -> None:
+        """Copy shard i to replica r from scratch; the shard's writes wait meanwhile (so
+        the copy misses nothing). r then holds this node's position."""
+        name = spec.name
+        with self.node.write_lock(name, i):
+            t0 = time.monotonic()
+            s = self.node.shard(name, i)
+            if not _wants_resync(s, self.node.id, r):
+                return
+            log.info("resyncing shard %s/%d to %s (full copy)", name, i, r)
             md = self.peers.metadata("resync", f"{name}/{i}", s.term)
             try:
                 self._peer(r, "DropCollection", cpb.DropCollectionRequest(name=local), md)
@@ -320,7 +439,7 @@ class Router:
                 self._peer(r, "CreateCollection", req, md, 60.0)
             except AlreadyExists:
                 pass  # r's own maintenance made it after the drop above: empty, use it
-            cursor = None
+            cursor, points = None, 0
             while True:
                 page = self.local("Scroll", ppb.ScrollRequest(collection=local, limit=2000,
                                                                cursor=cursor, with_vector=True))
@@ -328,9 +447,43 @@ class Router:
                 if page.points.ids:
                     self._peer(r, "Upsert", ppb.UpsertRequest(collection=local,
                                                               points=page.points), md, 60.0)
+                    points += len(page.points.ids)
                 if not page.HasField("next_cursor"):
                     break
                 cursor = page.next_cursor
-            new = s.with_(in_sync=tuple([*s.in_sync, r]))
-            if self.node.change_shard(name, i, s, new):
-                log.info("replica %s of shard %s/%d is in sync (term %d)", r, name, i, s.term)
+            pos = self.log.position(local)[0]
+            self._peer(r, "ReplicaPosition", clpb.ReplicaPositionRequest(
+                local=local, set=True, term=pos[0], n=pos[1]), md)
+            self._join_in_sync(name, i, s, r, "full", t0, t0, f"{points} points")
+
+    # ---- the replica's side of a catch-up ------------------------------------------------
+    def replica_position(self, request: clpb.ReplicaPositionRequest,
+                         context: Any) -> clpb.ReplicaPositionResponse:
+        """ReplicaPosition (internal, resync route): this copy's replication-log position
+        (unknown when the engine copy is older than the log says: it was made anew); with
+        ``set``, a full copy's end: the copy now holds the primary's position."""
+        md = self.route_of(context)
+        if md is None or md[ROUTE] != "resync":
+            raise Rejected(grpc.StatusCode.PERMISSION_DENIED,
+                           "ReplicaPosition is an internal call of the cluster")
+        name, shard = self._target(md, request.local)
+        with self.node.write_lock(name, shard):
+            self._check_term(name, shard, md)
+            try:
+                seq = self.local("DescribeCollection", cpb.DescribeCollectionRequest(
+                    collection=request.local)).shards[0].applied_seq
+            except NotFound:
+                return clpb.ReplicaPositionResponse(known=False)
+            if request.set:
+                self.log.reset(request.local, (request.term, request.n), seq)
+            pos, at = self.log.position(request.local)
+            return clpb.ReplicaPositionResponse(known=seq >= at, term=pos[0], n=pos[1])
+
+
+def _wants_resync(s: st.ShardState, me: str, r: str) -> bool:
+    return s.primary == me and r not in s.in_sync and r in s.replicas
+
+
+def _engine_seq(result: tpb.WriteResult, before: int) -> int:
+    """The engine sequence a write left its (one-shard) copy at."""
+    return max(result.shard_seqs.values(), default=before)

@@ -91,6 +91,10 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
             rebalancer=node.rebalancer, in_progress=_moves_in_progress(node),
             planned=[_move_proto(m, "") for m in planned(node)])
 
+    def ReplicaPosition(self, request: Any, context: Any) -> clpb.ReplicaPositionResponse:
+        self._node()
+        return self.r.replica_position(request, context)  # internal: router.py
+
     def _replica_stats(self, spec: st.CollectionSpec, i: int, r: str) -> tuple[int, int]:
         req = cpb.DescribeCollectionRequest(collection=st.local_name(spec.uid, i))
         try:

@@ -6,6 +6,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ReplicaPositionRequest(_message.Message):
+    __slots__ = ("local", "set", "term", "n")
+    LOCAL_FIELD_NUMBER: _ClassVar[int]
+    SET_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    local: str
+    set: bool
+    term: int
+    n: int
+    def __init__(self, local: _Optional[str] = ..., set: _Optional[bool] = ..., term: _Optional[int] = ..., n: _Optional[int] = ...) -> None: ...
+
+class ReplicaPositionResponse(_message.Message):
+    __slots__ = ("known", "term", "n")
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    TERM_FIELD_NUMBER: _ClassVar[int]
+    N_FIELD_NUMBER: _ClassVar[int]
+    known: bool
+    term: int
+    n: int
+    def __init__(self, known: _Optional[bool] = ..., term: _Optional[int] = ..., n: _Optional[int] = ...) -> None: ...
+
 class RemoveNodeRequest(_message.Message):
     __slots__ = ("node",)
     NODE_FIELD_NUMBER: _ClassVar[int]

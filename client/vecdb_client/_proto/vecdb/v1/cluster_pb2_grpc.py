@@ -54,6 +54,11 @@ class ClusterServiceStub:
                 request_serializer=vecdb_dot_v1_dot_cluster__pb2.PlanRebalanceRequest.SerializeToString,
                 response_deserializer=vecdb_dot_v1_dot_cluster__pb2.RebalancePlan.FromString,
                 _registered_method=True)
+        self.ReplicaPosition = channel.unary_unary(
+                '/vecdb.v1.ClusterService/ReplicaPosition',
+                request_serializer=vecdb_dot_v1_dot_cluster__pb2.ReplicaPositionRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_cluster__pb2.ReplicaPositionResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -97,6 +102,15 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplicaPosition(self, request, context):
+        """Internal (node to node, cluster secret): the replication-log position of this
+        node's copy of a shard, which the shard's primary asks before an incremental
+        catch-up; with `set`, the primary's position after a full copy (fenced by term).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -119,6 +133,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.PlanRebalance,
                     request_deserializer=vecdb_dot_v1_dot_cluster__pb2.PlanRebalanceRequest.FromString,
                     response_serializer=vecdb_dot_v1_dot_cluster__pb2.RebalancePlan.SerializeToString,
+            ),
+            'ReplicaPosition': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplicaPosition,
+                    request_deserializer=vecdb_dot_v1_dot_cluster__pb2.ReplicaPositionRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_cluster__pb2.ReplicaPositionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +248,33 @@ class ClusterService:
             '/vecdb.v1.ClusterService/PlanRebalance',
             vecdb_dot_v1_dot_cluster__pb2.PlanRebalanceRequest.SerializeToString,
             vecdb_dot_v1_dot_cluster__pb2.RebalancePlan.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplicaPosition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.ClusterService/ReplicaPosition',
+            vecdb_dot_v1_dot_cluster__pb2.ReplicaPositionRequest.SerializeToString,
+            vecdb_dot_v1_dot_cluster__pb2.ReplicaPositionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,160 @@
+"""Incremental catch-up of a replica from the primary's replication log (docs/cluster.md
+"Failover, fencing, catch-up"): real etcd, 3 real node processes, SIGKILL."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import numpy as np
+import pytest
+from cluster_harness import Cluster
+from vecdb_client.errors import VecdbClientError
+
+from vecdb import Database, DatabaseOptions
+
+DIM = 8
+RETAIN = 300  # replication-log entries kept per shard copy (--wal-retain)
+
+
+def rand(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+
+
+@pytest.fixture()
+def cluster(tmp_path):
+    c = Cluster(tmp_path, extra=("--wal-retain", str(RETAIN)))
+    yield c
+    c.close()
+
+
+class Writer:
+    """Mixed writes through the cluster (upserts with payloads, some with a TTL, payload
+    updates, deletes) until stopped; counts the acknowledged ones."""
+
+    def __init__(self, cluster: Cluster, name: str):
+        self.cluster, self.name, self.acked = cluster, name, 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        i = 0
+        with self.cluster.client(timeout=10, max_retries=8) as c:
+            while not self._stop.is_set():
+                try:
+                    write(c, self.name, i)
+                    self.acked += 1
+                except VecdbClientError:
+                    time.sleep(0.05)
+                i += 1
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join(60)
+
+
+def write(c, name: str, i: int) -> None:
+    """Write number i of a fixed mix."""
+    if i % 7 == 3:
+        c.update_payload(name, [f"p{i - 1}", f"p{i - 2}"], set={"touched": i})
+    elif i % 7 == 5:
+        c.delete(name, [f"p{i - 4}"])
+    else:
+        ids = [f"p{i + 1}", f"p{i // 2}"]  # new ids and overwrites
+        c.upsert(name, ids, rand(2, i), payloads=[{"n": i, "s": "x" * (i % 5)}, {"n": -i}],
+                 ttl=3600.0 if i % 3 == 0 else None)
+
+
+def primary_of(cluster: Cluster, name: str) -> str:
+    with cluster.client() as c:
+        return next(s["primary"] for s in c.cluster_status()["shards"]
+                    if s["collection"] == name)
+
+
+def catchups(log: str, replica: str) -> list[tuple[str, float]]:
+    """(how, ms the shard's writes were held) of every catch-up of ``replica`` logged."""
+    return [(m.group(1), float(m.group(2))) for m in re.finditer(
+        rf"replica {replica} of shard \S+ is in sync \(term \d+\): (\w+) catch-up of .*? "
+        r"writes held ([\d.]+) ms", log)]
+
+
+def copies(cluster: Cluster) -> dict[str, dict]:
+    """Every node's copy of every shard, read from its data dir (nodes stopped): id ->
+    (vector bytes, payload, text, expiry ms)."""
+    out = {}
+    for n in cluster.nodes:
+        n.kill()
+        db = Database.open(str(n.data_dir), DatabaseOptions())
+        try:
+            got = {}
+            for info in db.list_collections():
+                points, cursor = [], None
+                while True:
+                    page = db.scroll(info.name, 1000, cursor, with_vector=True)
+                    points += page.points
+                    if page.next_cursor is None:
+                        break
+                    cursor = page.next_cursor
+                expiry = db.expiry_of(info.name, [p.id for p in points])
+                got[info.name] = {p.id: (p.vector.tobytes(), p.payload, p.text,
+                                         expiry.get(p.id)) for p in points}
+            out[n.id] = got
+        finally:
+            db.close()
+    return out
+
+
+def assert_equal_copies(got: dict[str, dict]) -> None:
+    (first, ref), *rest = got.items()
+    assert ref and all(ref.values())
+    for node, colls in rest:
+        assert colls.keys() == ref.keys()
+        for name, points in colls.items():
+            assert points.keys() == ref[name].keys(), (node, name)
+            for pid, (vec, payload, text, expiry) in points.items():
+                r = ref[name][pid]
+                assert (vec, payload, text) == r[:3], (node, pid)
+                # a TTL is counted from when each copy applied the write (ms apart)
+                assert (expiry is None) == (r[3] is None), (node, pid)
+                if expiry is not None:
+                    assert abs(expiry - r[3]) < 5000, (node, pid, expiry, r[3])
+
+
+def test_a_restarted_replica_catches_up_incrementally_then_fully_beyond_the_log(cluster):
+    with cluster.client() as c:
+        c.create_collection("cu", dim=DIM, shards=1, replication_factor=3,
+                            write_concern="majority")
+        for i in range(40):
+            write(c, "cu", i)
+    cluster.wait_in_sync("cu")
+    primary = primary_of(cluster, "cu")
+    victim = next(n for n in cluster.nodes if n.id != primary)
+    plog = cluster.node(primary)
+
+    # under continuous ingest: killed, restarted, caught up from the log
+    writer = Writer(cluster, "cu")
+    time.sleep(1.0)
+    victim.kill()
+    before = writer.acked
+    time.sleep(2.0)
+    victim.start()
+    cluster.wait_in_sync("cu")
+    time.sleep(1.0)
+    writer.stop()
+    assert writer.acked > before  # writes went on while it was down and catching up
+    got = catchups(plog.log(), victim.id)
+    assert got and got[-1][0] == "incremental", got
+    cluster.wait_in_sync("cu")
+
+    # down for more writes than the log keeps: a full copy
+    victim.kill()
+    with cluster.client() as c:
+        for i in range(10_000, 10_000 + RETAIN + 20):
+            write(c, "cu", i)
+    victim.start()
+    cluster.wait_in_sync("cu")
+    got = catchups(plog.log(), victim.id)
+    assert got[-1][0] == "full", got
+    assert_equal_copies(copies(cluster))
