@@ -172,7 +172,7 @@ def test_read_only_and_read_write_keys_cannot_call_admin_endpoints(srv):
 def test_scoped_key_sees_only_its_collections(srv):
     status = ok(srv, "GET", "/api/status", key=SCOPED)
     assert [c["name"] for c in status["collections"]] == ["vecs"] and status["points"] == N
-    assert status["version"] is None and "GetServerInfo" in status["info_error"]  # as the API
+    assert status["version"] and status["uptime_s"] > 0  # GetServerInfo is open to scoped keys
     assert [c["name"] for c in ok(srv, "GET", "/api/collections", key=SCOPED)["collections"]] \
         == ["vecs"]
     assert ok(srv, "GET", "/api/collections/vecs_alias", key=SCOPED)["points"] == N
