@@ -31,9 +31,10 @@ LANGUAGES = ("plain", "arabic", "danish", "dutch", "english", "finnish", "french
              "greek", "hungarian", "italian", "norwegian", "portuguese", "romanian", "russian",
              "spanish", "swedish", "tamil", "turkish")
 EXTRA = "pip install 'vecdb[hybrid]'"
-# a filter matching at most this many points is pushed into the query (a term set);
+# a filter matching at most this many points (in a shard) is pushed into the query (a term
+# set: its cost grows with the set, about 60 us a label);
 # larger ones filter an over-fetched top list
-_TERM_SET_MAX = 8192
+_TERM_SET_MAX = 256
 _MAX_QUERY_CHARS = 10_000
 
 
@@ -122,9 +123,11 @@ class TextIndex:
         return self._index.searcher()
 
     def search(self, terms: list[str], k: int, allowed: np.ndarray | None,
-               exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               exclude: np.ndarray, accept=None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, labels) of the best ``k`` texts by BM25, best first: only ``allowed``
-        labels (None: all) and none of ``exclude``. Texts sharing no term are not hits."""
+        labels (sorted; None: all), none of ``exclude``, and only those ``accept(labels)``
+        (the matching ones, sorted) returns when given: a filter evaluated on the hits
+        of an over-fetched list. Texts sharing no term are not hits."""
         empty = np.zeros(0, np.float32), np.zeros(0, np.int64)
         if not terms or (allowed is not None and not len(allowed)):
             return empty
@@ -137,7 +140,7 @@ class TextIndex:
             query = tv.Query.boolean_query([(tv.Occur.Must, query), (tv.Occur.Must, only)])
             allowed = None
         searcher = self._searcher()
-        limit = k + len(exclude) if allowed is None else 4 * k
+        limit = k + len(exclude) if allowed is None and accept is None else 4 * k
         while True:
             hits = searcher.search(query, limit, count=False).hits
             scores = np.array([s for s, _ in hits], np.float32)
@@ -147,6 +150,8 @@ class TextIndex:
                 keep &= ~np.isin(labels, exclude)
             if allowed is not None:
                 keep &= np.isin(labels, allowed)
+            if accept is not None:
+                keep &= np.isin(labels, accept(np.sort(labels[keep])))
             if keep.sum() >= k or len(hits) < limit:
                 return scores[keep][:k], labels[keep][:k]
             limit *= 4

@@ -80,9 +80,16 @@ def _keywords(shards, terms: list[str], k: int, node) -> tuple[np.ndarray, np.nd
     parts = []
     for s in shards:
         with s.lock.read():
-            exclude = s.expiry.expired()
-            allowed = None if node is None else planner.matching(s, node, exclude)[0]
-            scores, labels = s.text_index.search(terms, k, allowed, exclude)
+            exclude, allowed, accept = s.expiry.expired(), None, None
+            if node is not None:  # the payload indexes' exact answer, else a post-filter
+                everything = planner.universe(s)
+                cand, exact = planner.index_candidates(s, node, everything)
+                if exact:
+                    allowed = everything if cand is None else cand
+                else:
+                    def accept(labels, s=s):
+                        return planner.evaluate(s, node, labels)
+            scores, labels = s.text_index.search(terms, k, allowed, exclude, accept)
         parts.append((scores[None], labels[None]))
     scores, which, labels = merge(parts, k, True)
     ok = labels[0] >= 0

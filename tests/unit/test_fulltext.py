@@ -88,10 +88,11 @@ def test_index_follows_writes_and_reopen(tmp_path):
     path = str(tmp_path / "data")
     db = Database.open(path, DatabaseOptions(background=False))
     docs = corpus(200, seed=3)
-    ids = make(db, "c", docs, shards=3, payloads=[{"n": i} for i in range(200)])
+    ids = make(db, "c", docs, shards=3, payloads=[{"n": i, "m": i} for i in range(200)])
+    db.create_payload_index("c", "m", "integer", wait=True)  # "m": answered by the index
     rng = np.random.default_rng(2)
     db.upsert("c", ["d5", "new"], rng.standard_normal((2, 8)).astype(np.float32),
-              texts=["zebra zebra w0", "zebra"], payloads=[{"n": 5}, {"n": 1000}])
+              texts=["zebra zebra w0", "zebra"], payloads=[{"n": 5, "m": 5}, {"n": 1000, "m": 1000}])
     db.delete("c", ["d7", "d8"])
     db.upsert("c", ["d9"], rng.standard_normal((1, 8)).astype(np.float32), texts=["zebra"], ttl=1)
     docs.update({"d5": "zebra zebra w0", "new": "zebra"})
@@ -103,9 +104,12 @@ def test_index_follows_writes_and_reopen(tmp_path):
         assert sorted(db.search("c", keywords="zebra", k=10)[0].ids) == ["d5", "new"]
         w0 = {pid for pid, txt in docs.items() if "w0" in tokens(txt)}
         assert set(db.search("c", keywords="w0", k=500)[0].ids) == w0
-        filtered = db.search("c", keywords="w0", k=500, filter={"key": "n", "range": {"lt": 50}})[0]
-        assert set(filtered.ids) == {pid for pid in w0 if pid == "new" or int(pid[1:]) < 50}
-        assert all(p["n"] < 50 for p in filtered.payloads)
+        for field in ("n", "m"):  # evaluated on the keyword hits / the index's exact set
+            for k in (500, 3):
+                got = db.search("c", keywords="w0", k=k, filter={"key": field, "range": {"lt": 50}})[0]
+                want = {pid for pid in w0 if pid != "new" and int(pid[1:]) < 50}
+                assert len(got.ids) == min(k, len(want)) and set(got.ids) <= want
+                assert all(p[field] < 50 for p in got.payloads)
     check(db)
     assert db.expire() == 1
     check(db)

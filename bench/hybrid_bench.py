@@ -1,0 +1,120 @@
+"""Keyword (BM25) and hybrid search against dense search on the same data (a benchmark,
+not a test).
+
+    python bench/hybrid_bench.py                    # 20k points x 128, 2 shards
+    python bench/hybrid_bench.py --size 100000 --queries 500
+
+One in-process Database (background maintenance off): a ``full_text="english"``
+collection, clustered vectors, texts of 8-40 words drawn Zipf-like from a 5000-word
+vocabulary plus a unique code per point. One query at a time, side by side:
+
+* ``dense``: exact search of the query vector (the reference);
+* ``keywords``: BM25 over 3 words drawn like the texts;
+* ``keywords (code)``: BM25 of one point's unique code (a rare term);
+* ``hybrid rrf`` / ``hybrid weighted``: the dense and keyword retrievers fused;
+* ``hybrid + filter``: rrf with a payload filter matching half of the points.
+
+Also: ingest time with and without the text index (the same upserts into a collection
+without ``full_text``), and the cost of rebuilding the text index on open.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from vecdb import Database, DatabaseOptions  # noqa: E402
+from vecdb.types import SearchParams  # noqa: E402
+
+
+def corpus(n: int, rng) -> list[str]:
+    vocab = np.array([f"w{i}" for i in range(5000)])
+    p = 1.0 / np.arange(1, len(vocab) + 1)
+    p /= p.sum()
+    lens = rng.integers(8, 41, n)
+    words = rng.choice(vocab, size=int(lens.sum()), p=p)
+    out, at = [], 0
+    for i, ln in enumerate(lens.tolist()):
+        out.append(" ".join(words[at:at + ln]) + f" code{i}x")
+        at += ln
+    return out
+
+
+def qps(fn, queries) -> float:
+    fn(queries[0])  # warm (the first keyword search commits the index)
+    t0 = time.perf_counter()
+    for q in queries:
+        fn(q)
+    return len(queries) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=20_000)
+    ap.add_argument("--dim", type=int, default=128)
+    ap.add_argument("--shards", type=int, default=2)
+    ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--k", type=int, default=10)
+    a = ap.parse_args()
+    rng = np.random.default_rng(0)
+    centers = rng.standard_normal((64, a.dim)).astype(np.float32)
+    vecs = centers[rng.integers(0, 64, a.size)] + 0.4 * rng.standard_normal((a.size, a.dim)).astype(np.float32)
+    texts = corpus(a.size, rng)
+    ids = [f"p{i}" for i in range(a.size)]
+    pays = [{"half": i % 2} for i in range(a.size)]
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Database.open(tmp, DatabaseOptions(background=False))
+        ingest = {}
+        for name, ft in (("plain", None), ("text", "english")):
+            db.create_collection(name, dim=a.dim, index="flat", shards=a.shards, full_text=ft)
+            t0 = time.perf_counter()
+            for lo in range(0, a.size, 1000):
+                db.upsert(name, ids[lo:lo + 1000], vecs[lo:lo + 1000], pays[lo:lo + 1000],
+                          texts[lo:lo + 1000])
+            ingest[name] = time.perf_counter() - t0
+        n = a.queries
+        qv = centers[rng.integers(0, 64, n)] + 0.4 * rng.standard_normal((n, a.dim)).astype(np.float32)
+        words = [" ".join(t.split()[:3]) for t in rng.choice(texts, n)]
+        codes = [f"code{i}x" for i in rng.integers(0, a.size, n)]
+        k, ex = a.k, SearchParams(exact=True)
+        half = {"key": "half", "match": 1}
+        rows = [
+            ("dense", lambda i: db.search("text", qv[i:i + 1], k, ex, with_payload=False)),
+            ("keywords", lambda i: db.search("text", k=k, keywords=words[i], with_payload=False)),
+            ("keywords (code)", lambda i: db.search("text", k=k, keywords=codes[i], with_payload=False)),
+            ("hybrid rrf", lambda i: db.search("text", qv[i:i + 1], k, ex, with_payload=False,
+                                               keywords=words[i])),
+            ("hybrid weighted", lambda i: db.search("text", qv[i:i + 1], k, ex, with_payload=False,
+                                                    keywords=words[i], fusion="weighted")),
+            ("dense + filter", lambda i: db.search("text", qv[i:i + 1], k, ex, with_payload=False,
+                                                   filter=half)),
+            ("hybrid + filter", lambda i: db.search("text", qv[i:i + 1], k, ex, with_payload=False,
+                                                    keywords=words[i], filter=half)),
+        ]
+        base = None
+        print(f"{a.size} points x {a.dim}, {a.shards} shards, k={k}, {n} queries one at a time")
+        print(f"{'search':<18}{'QPS':>10}{'vs dense':>10}")
+        for name, fn in rows:
+            r = qps(fn, range(n))
+            base = base or r
+            print(f"{name:<18}{r:>10.0f}{r / base:>10.2f}")
+        print(f"ingest: {ingest['plain']:.2f} s without the text index, {ingest['text']:.2f} s with "
+              f"({ingest['text'] / ingest['plain']:.2f}x)")
+        db.close()
+        t0 = time.perf_counter()
+        db = Database.open(tmp, DatabaseOptions(background=False))
+        db.search("text", k=1, keywords="w1")
+        t_text = time.perf_counter() - t0
+        db.close()
+        print(f"open + first keyword search (text index rebuilt from RocksDB): {t_text:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
