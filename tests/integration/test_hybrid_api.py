@@ -9,6 +9,7 @@ import json
 import random
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from vecdb_client import AsyncClient, InvalidArgumentError, UnavailableError
 
 pytest.importorskip("tantivy")
 
+ROOT = Path(__file__).resolve().parents[2]
 DIM = 8
 WORDS = ["pump", "valve", "engine", "manual", "water", "farm", "spare", "part", "motor", "seal"]
 
@@ -176,3 +178,31 @@ def test_sigkill_during_ingest_restores_the_text_index(spawn):
         want = {p for p in stored if "motor" in corpus[int(p[1:])].split()}
         got = c.search("crash", keywords="motors", k=10_000, with_payload=False)
         assert {h.id for h in got} == want, f"seed={seed}"
+
+
+def test_minilm_hybrid_finds_catalogue_codes_dense_misses(hsrv):
+    """The shipped MiniLM texts (tests/data/topics.jsonl), each given a random catalogue
+    code. Asked for "catalogue number <code>", dense search alone ranks many of the
+    coded documents below 10 (MiniLM has no meaning for the code); hybrid search, the
+    same text embedded and used as keywords, puts every one in the top 10."""
+    pytest.importorskip("sentence_transformers", reason="needs vecdb[encoders]")
+    docs = [json.loads(line) for line in (ROOT / "tests" / "data" / "topics.jsonl").open()]
+    rng = random.Random(1)
+    letters = "BCDFGHJKLMNPQRSTVWXZ"
+    codes = [f"{rng.choice(letters)}{rng.choice(letters)}{rng.randrange(1000, 9999)}" for _ in docs]
+    with hsrv.client() as c:
+        c.create_collection("kb", encoder="minilm", full_text="plain")
+        c.upsert("kb", [d["id"] for d in docs],
+                 texts=[f"{d['text']} Catalogue number {code}." for d, code in zip(docs, codes)])
+        dense_missed = 0
+        for i in range(0, len(docs), 10):
+            q, want = f"catalogue number {codes[i]}", docs[i]["id"]
+            dense = [h.id for h in c.search("kb", text=q, k=10, with_payload=False)]
+            dense_missed += want not in dense
+            hybrid = c.search("kb", text=q, keywords=q, fusion="weighted", k=10, with_payload=False)
+            assert want in [h.id for h in hybrid], q
+            # the code alone as keywords: it is the whole keyword list, so RRF keeps it
+            # within the top 2 (tied with the dense list's best, which goes first)
+            rrf_hits = c.search("kb", text=q, keywords=codes[i], k=2, with_payload=False)
+            assert want in [h.id for h in rrf_hits], q
+        assert dense_missed >= 5
