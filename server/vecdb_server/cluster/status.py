@@ -85,8 +85,8 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
         return clpb.RemoveNodeResponse(replicas=len(held))
 
     def PlanRebalance(self, request: Any, context: Any) -> clpb.RebalancePlan:
-        from .moves import planned  # cluster mode only: not on a single node's import path
         node = self._node()
+        from .moves import planned  # cluster mode only: not on a single node's import path
         return clpb.RebalancePlan(
             rebalancer=node.rebalancer, in_progress=_moves_in_progress(node),
             planned=[_move_proto(m, "") for m in planned(node)])
