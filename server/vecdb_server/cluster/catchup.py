@@ -5,7 +5,8 @@ gave it: (term, n), the primary's term and the write's number within that term. 
 value is the complete mutation as replicas apply it (the replicable request: records,
 payloads, texts with their vectors, TTLs, deletes), the wall time it was first applied
 (a TTL is replayed with what is left of it), the idempotency-key record if the write had
-one, and this node's engine sequence after it. A term has one primary, so two copies
+one (beside it: the primary knows it only once applied), and this node's engine sequence
+before it. A term has one primary, so two copies
 holding the same key hold the same write, and a copy's position (its last key) names its
 whole history: a replica whose position is in the primary's log lacks exactly the
 entries after it. A position the primary's log no longer holds (pruned, or a write of an
@@ -14,8 +15,9 @@ older term the primary never had: never acknowledged) means a full copy.
 Kept per copy: at most ``retain`` entries (the engine's ``wal_retain``) and MAX_BYTES,
 oldest dropped first; the ``floor`` is the position just before the oldest entry kept.
 Written to a small RocksDB beside the engine's (<data dir>/cluster-repl-log) through its
-WAL without an fsync of its own (it survives a killed process), after the engine applied
-the write.
+WAL without an fsync of its own (it survives a killed process), before the engine applies
+the write: a last entry whose write the engine lacks (its sequence is still the one
+before) is applied again when the copy is next used (router.Router._settle).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 DIR = "cluster-repl-log"
 MAX_BYTES = 256 << 20  # per shard copy
 KEY = struct.Struct(">QQ")  # term, n (big-endian: RocksDB order is history order)
-HEAD = struct.Struct("<dQ")  # written at (ms since the epoch), engine seq after the write
+HEAD = struct.Struct("<dQ")  # written at (ms since the epoch), engine seq before the write
 REQUESTS = {c.DESCRIPTOR.full_name: c for c in (
     ppb.UpsertRequest, ppb.DeleteRequest, ppb.UpdatePayloadRequest, ppb.UpdateVectorsRequest)}
 Pos = tuple[int, int]
@@ -78,7 +80,8 @@ class ReplLog:
         self._db = Rdict(os.path.join(data_dir, DIR), Options(raw_mode=True))
         self.retain, self.max_bytes = max(0, retain), max_bytes
         self._lock = threading.Lock()
-        # local -> (floor, engine seq at the floor, deque of (key, bytes, engine seq))
+        # local -> ([floor term, n, engine seq at the floor], deque of (key, bytes, engine
+        # seq before the entry))
         self._copies: dict[str, tuple[list, deque]] = {}
 
     @staticmethod
@@ -100,29 +103,57 @@ class ReplLog:
             got = self._copies[local] = (floor, keys)
         return got
 
-    def position(self, local: str) -> tuple[Pos, int]:
-        """The copy's last key and the engine sequence recorded with it."""
+    def position(self, local: str) -> tuple[Pos, int, bool]:
+        """The copy's last key, the engine sequence recorded with it (before that entry;
+        at the floor when no entry is kept) and whether it is an entry."""
         with self._lock:
             floor, keys = self._copy(local)
-            return (keys[-1][0], keys[-1][2]) if keys else ((floor[0], floor[1]), floor[2])
+            return (keys[-1][0], keys[-1][2], True) if keys else \
+                ((floor[0], floor[1]), floor[2], False)
+
+    def last(self, local: str) -> Entry:
+        """The copy's last entry (there is one: see position)."""
+        with self._lock:
+            _, keys = self._copy(local)
+            key = keys[-1][0]
+            return _decode(key, self._db[self._prefix(local) + KEY.pack(*key)], None)
+
+    def drop_last(self, local: str) -> None:
+        """Remove the last entry (its write was refused: it never happened)."""
+        with self._lock:
+            _, keys = self._copy(local)
+            self._delete(local, keys.pop()[0])
+
+    def rewrite(self, local: str, key: Pos, method: str, request: Any, engine_seq: int,
+                written_ms: float) -> None:
+        """Replace the last entry's request (the primary's texts, now with vectors)."""
+        with self._lock:
+            self._db[self._prefix(local) + KEY.pack(*key)] = _encode(
+                method, request, engine_seq, written_ms)
+
+    def set_record(self, local: str, key: Pos, record: tuple[str, str]) -> None:
+        """The idempotency-key record of entry ``key``: (key, "<digest> <answer>")."""
+        with self._lock:
+            self._db[b"r" + self._prefix(local) + KEY.pack(*key)] = \
+                "\n".join(record).encode()  # a key is printable: no newline
 
     def append(self, local: str, key: Pos, method: str, request: Any, engine_seq: int,
                written_ms: float | None = None, record: tuple[str, str] | None = None) -> None:
-        rec = "\n".join(record) if record else ""  # a key is printable: no newline
-        value = b"".join([HEAD.pack(written_ms or time.time() * 1000, engine_seq),
-                          f"{method}\0{request.DESCRIPTOR.full_name}\0{rec}\0".encode(),
-                          request.SerializeToString()])
+        value = _encode(method, request, engine_seq, written_ms or time.time() * 1000)
         with self._lock:
             floor, keys = self._copy(local)
             self._db[self._prefix(local) + KEY.pack(*key)] = value
             keys.append((key, len(value), engine_seq))
+            if record:
+                self._db[b"r" + self._prefix(local) + KEY.pack(*key)] = \
+                    "\n".join(record).encode()
             total = sum(size for _, size, _ in keys)  # one pass: few thousand entries at most
             while keys and (len(keys) > self.retain or total > self.max_bytes):
                 old, size, seq = keys.popleft()
                 total -= size
-                floor[:] = [old[0], old[1], seq]
-                self._db[b"f" + local.encode()] = KEY.pack(*old) + struct.pack("<Q", seq)
-                del self._db[self._prefix(local) + KEY.pack(*old)]
+                floor[:] = [old[0], old[1], seq + 1]  # (only used once no entry is left)
+                self._db[b"f" + local.encode()] = KEY.pack(*old) + struct.pack("<Q", seq + 1)
+                self._delete(local, old)
 
     def entries_after(self, local: str, pos: Pos, limit: int) -> list[Entry] | None:
         """Up to ``limit`` entries after ``pos``, oldest first; None when this log cannot
@@ -139,8 +170,14 @@ class ReplLog:
                 key = KEY.unpack(k[len(prefix):])
                 if key == pos:
                     continue
-                out.append(_decode(key, v))
+                rec = self._db.get(b"r" + k)
+                out.append(_decode(key, v, tuple(rec.decode().split("\n", 1)) if rec else None))
             return out
+
+    def _delete(self, local: str, key: Pos) -> None:
+        k = self._prefix(local) + KEY.pack(*key)
+        del self._db[k]
+        del self._db[b"r" + k]
 
     def reset(self, local: str, floor: Pos = (0, 0), engine_seq: int = 0) -> None:
         """Forget the copy's entries: its data is now ``floor``'s (a full copy; (0, 0):
@@ -148,7 +185,7 @@ class ReplLog:
         with self._lock:
             _, keys = self._copy(local)
             for key, _, _ in keys:
-                del self._db[self._prefix(local) + KEY.pack(*key)]
+                self._delete(local, key)
             self._db[b"f" + local.encode()] = KEY.pack(*floor) + struct.pack("<Q", engine_seq)
             self._copies[local] = ([floor[0], floor[1], engine_seq], deque())
 
@@ -163,15 +200,16 @@ class ReplLog:
         self._db.close()
 
 
-def _decode(key: Pos, raw: bytes) -> Entry:
+def _encode(method: str, request: Any, engine_seq: int, written_ms: float) -> bytes:
+    return b"".join([HEAD.pack(written_ms, engine_seq),
+                     f"{method}\0{request.DESCRIPTOR.full_name}\0".encode(),
+                     request.SerializeToString()])
+
+
+def _decode(key: Pos, raw: bytes, record: tuple | None) -> Entry:
     written_ms, _ = HEAD.unpack_from(raw)
-    off = HEAD.size
-    parts = []
-    for _ in range(3):
-        end = raw.index(b"\0", off)
-        parts.append(raw[off:end].decode())
-        off = end + 1
-    method, type_name, rec = parts
-    request = REQUESTS[type_name].FromString(raw[off:])
-    key_, _, record = rec.partition("\n")
-    return Entry(key, method, request, written_ms, (key_, record) if rec else None)
+    end = raw.index(b"\0", HEAD.size)
+    method = raw[HEAD.size:end].decode()
+    end2 = raw.index(b"\0", end + 1)
+    request = REQUESTS[raw[end + 1:end2].decode()].FromString(raw[end2 + 1:])
+    return Entry(key, method, request, written_ms, record)

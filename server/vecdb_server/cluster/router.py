@@ -50,6 +50,7 @@ STALE_TERM = "stale term"
 READ_TIMEOUT_S = 30.0  # a read's budget when the client set no deadline
 CATCHUP_PAGE = 64  # replication-log entries read at once by a catch-up
 UNKNOWN = 1 << 62  # a copy's engine sequence when its history is unknown (catchup.py)
+GAP = 1 << 62  # n of a position after writes that were not logged (a shard of one copy)
 CATCHUP_ROUNDS = 200  # pages streamed while writes go on, at most, before the final step
 CATCHUP_FINAL = 8  # entries left, at most, for the final step (under the write lock)
 
@@ -96,6 +97,7 @@ class Router:
         self.log = catchup.ReplLog(node.engine.data_dir, node.engine.options.wal_retain)
         self.catchups = {"incremental": 0, "full": 0}  # resyncs made by this node
         node.dropped = self.log.drop
+        self._seqs: dict[str, int] = {}  # local copy -> its engine sequence (see _settle)
 
     # ---- dispatch ------------------------------------------------------------------------
     def route_of(self, context: Any) -> dict[str, str] | None:
@@ -127,19 +129,20 @@ class Router:
                 local, entry = _target_name(request), md.get(ENTRY)
                 if method in ("DropCollection", "CreateCollection"):  # a full copy begins:
                     self._forget(local, UNKNOWN)  # no history until it ends
-                have = entry and self._check_position(local, md)
-                if entry and have == catchup.parse(entry):
-                    return tpb.WriteResult()  # applied already (a catch-up sent it again)
-                result = self.local(method, request)
                 key, record = write_keys.key_of(md.items()), md.get(write_keys.RECORD)
+                if entry:
+                    if local not in self._seqs:
+                        self._settle(local)
+                    if self._check_position(local, md) == catchup.parse(entry):
+                        return tpb.WriteResult()  # applied already (a catch-up resent it)
+                    result = self._logged(local, catchup.parse(entry), method, request,
+                                          float(md[WRITTEN]),
+                                          (key, record) if key and record else None)
+                else:
+                    result = self.local(method, request)
                 if key and record:  # the primary's answer, for a retry after a failover
                     want, _, answer = record.partition(" ")
                     self.keys.put(local, key, want, answer)
-                if entry:
-                    self.log.append(local, catchup.parse(entry), method, request,
-                                    _engine_seq(result, self.log.position(local)[1]),
-                                    float(md[WRITTEN]), (key, record) if key and record
-                                    else None)
                 return result
         if self.node.needs_resync(_target_name(request)):
             raise Unavailable("this copy is waiting for a resync", "collection")
@@ -150,6 +153,43 @@ class Router:
         and its history (``engine_seq`` UNKNOWN: none until a full copy sets it)."""
         self.keys.forget(local)
         self.log.reset(local, (0, 0), engine_seq)
+        self._seqs.pop(local, None)
+
+    def _logged(self, local: str, pos: catchup.Pos, method: str, request: Any,
+                written_ms: float, record: tuple[str, str] | None = None) -> Any:
+        """Apply a write to this copy, its log entry written first (with the engine
+        sequence before it); a write the engine refuses leaves no entry."""
+        seq = self._seqs.get(local, 0)  # (0: no such copy; the engine says so below)
+        self.log.append(local, pos, method, request, seq, written_ms, record)
+        try:
+            result = self.local(method, request)
+        except Exception:
+            self.log.drop_last(local)
+            raise
+        self._seqs[local] = _engine_seq(result, seq)
+        return result
+
+    def _settle(self, local: str) -> bool:
+        """Check this copy's log against its engine (once per process before the copy is
+        written, and when a primary asks its position); True when they agree. A last
+        entry whose write the engine lacks (killed in between; or a write that changed
+        nothing) is applied again, or dropped if the engine refuses it."""
+        try:
+            cur = self.local("DescribeCollection", cpb.DescribeCollectionRequest(
+                collection=local)).shards[0].applied_seq
+        except NotFound:
+            return False
+        _, before, entry = self.log.position(local)
+        known = cur == (before + 1 if entry else before)
+        if entry and cur == before:
+            e = self.log.last(local)
+            try:
+                cur = _engine_seq(self.local(e.method, e.replayed()), cur)
+            except VecdbError:
+                self.log.drop_last(local)
+            known = True
+        self._seqs[local] = cur
+        return known
 
     def _target(self, md: dict[str, str], target: str) -> tuple[str, int]:
         """The shard a fenced call is for; its local name must be the current one (a
@@ -257,13 +297,25 @@ class Router:
             self.dirty.pop((name, i), None)
             _check_concern(spec, i, len(s.in_sync), "(replicas are catching up)")
             local = _target_name(request)
-            last, last_seq = self.log.position(local)
+            if local not in self._seqs:
+                self._settle(local)
+            last = self.log.position(local)[0]
             pos, now = catchup.next_key(last, s.term), time.time() * 1000
-            result = self.local(method, request)
+            alone = s.replicas == (self.node.id,)
+            if alone:  # no other copy: nothing to log, but a copy added later must not
+                if last[1] != GAP:  # take the log as complete
+                    self.log.reset(local, (s.term, GAP), self._seqs.get(local, 0))
+                result = self.local(method, request)
+                replicable = request
+            else:
+                seq = self._seqs.get(local, 0)
+                result = self._logged(local, pos, method, request, now)
+                replicable = self._replicable(method, request)
+                if replicable is not request:  # texts: the entry gets the vectors too
+                    self.log.rewrite(local, pos, method, replicable, seq, now)
             answer = key and base64.b64encode(result.SerializeToString()).decode()
-            replicable = self._replicable(method, request)
-            self.log.append(local, pos, method, replicable, _engine_seq(result, last_seq), now,
-                            (key, f"{want} {answer}") if key else None)
+            if key and not alone:
+                self.log.set_record(local, pos, (key, f"{want} {answer}"))
             others = [r for r in s.in_sync if r != self.node.id]
             if others:
                 extra = ((write_keys.HEADER, key), (write_keys.RECORD, f"{want} {answer}")) \
@@ -374,7 +426,7 @@ class Router:
             log.info("replica %s of %s/%d is at %s, not in this log: full copy", r, name, i,
                      pos if got.known else "an unknown position")
             return False
-        t0, sent = time.monotonic(), 0
+        t0, sent, start = time.monotonic(), 0, pos
         for _ in range(CATCHUP_ROUNDS):  # writes go on meanwhile
             batch = self.log.entries_after(local, pos, CATCHUP_PAGE)
             if batch is None:
@@ -395,7 +447,8 @@ class Router:
                 pos = self._send_entries(r, md, pos, batch)
                 last += len(batch)
             self._join_in_sync(name, i, cur, r, "incremental", t0, held,
-                               f"{sent + last} entries, {last} of them under the lock")
+                               f"{sent + last} entries after {start}, {last} of them under "
+                               "the lock")
         return True
 
     def _send_entries(self, r: str, md: tuple, pos: catchup.Pos,
@@ -460,7 +513,7 @@ class Router:
     def replica_position(self, request: clpb.ReplicaPositionRequest,
                          context: Any) -> clpb.ReplicaPositionResponse:
         """ReplicaPosition (internal, resync route): this copy's replication-log position
-        (unknown when the engine copy is older than the log says: it was made anew); with
+        (unknown when the engine copy's sequence is not the one logged with it); with
         ``set``, a full copy's end: the copy now holds the primary's position."""
         md = self.route_of(context)
         if md is None or md[ROUTE] != "resync":
@@ -469,15 +522,15 @@ class Router:
         name, shard = self._target(md, request.local)
         with self.node.write_lock(name, shard):
             self._check_term(name, shard, md)
-            try:
+            if request.set:
                 seq = self.local("DescribeCollection", cpb.DescribeCollectionRequest(
                     collection=request.local)).shards[0].applied_seq
-            except NotFound:
-                return clpb.ReplicaPositionResponse(known=False)
-            if request.set:
                 self.log.reset(request.local, (request.term, request.n), seq)
-            pos, at = self.log.position(request.local)
-            return clpb.ReplicaPositionResponse(known=seq >= at, term=pos[0], n=pos[1])
+            # an engine sequence the log does not explain: the copy was made anew, or
+            # changed without the log (a TTL expiry)
+            known = self._settle(request.local)
+            pos = self.log.position(request.local)[0]
+            return clpb.ReplicaPositionResponse(known=known, term=pos[0], n=pos[1])
 
 
 def _wants_resync(s: st.ShardState, me: str, r: str) -> bool:
