@@ -158,3 +158,31 @@ def test_a_restarted_replica_catches_up_incrementally_then_fully_beyond_the_log(
     got = catchups(plog.log(), victim.id)
     assert got[-1][0] == "full", got
     assert_equal_copies(copies(cluster))
+
+
+def test_replication_log_keeps_the_last_entries_and_knows_its_floor(tmp_path):
+    from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
+    from vecdb_server.cluster.catchup import ReplLog, next_key
+
+    log, pos = ReplLog(str(tmp_path), retain=4), (0, 0)
+    for j in range(7):  # term 3 then term 4
+        pos = next_key(pos, 3 if j < 3 else 4)
+        log.append("c1-s0", pos, "Delete", ppb.DeleteRequest(collection="c1-s0", ids=[f"x{j}"]),
+                   j, record=("k", "digest answer") if j == 5 else None)
+    assert pos == (4, 4) and log.position("c1-s0") == ((4, 4), 6, True)
+    assert log.entries_after("c1-s0", (3, 1), 10) is None  # pruned: 4 entries are kept
+    got = log.entries_after("c1-s0", (3, 3), 10)  # the floor: the entry before the oldest
+    assert [(e.key, list(e.request.ids), e.record) for e in got] == [
+        ((4, 1), ["x3"], None), ((4, 2), ["x4"], None), ((4, 3), ["x5"], ("k", "digest answer")),
+        ((4, 4), ["x6"], None)]
+    assert [e.key for e in log.entries_after("c1-s0", (4, 2), 1)] == [(4, 3)]
+    assert log.entries_after("c1-s0", (4, 5), 10) is None  # a write this log never had
+    log.close()
+    log = ReplLog(str(tmp_path), retain=4)  # reopened: the same
+    assert log.position("c1-s0") == ((4, 4), 6, True)
+    assert [e.key for e in log.entries_after("c1-s0", (3, 3), 10)] == [(4, 1), (4, 2), (4, 3),
+                                                                        (4, 4)]
+    log.reset("c1-s0", (4, 4), 9)  # a full copy's end
+    assert log.position("c1-s0") == ((4, 4), 9, False)
+    assert log.entries_after("c1-s0", (4, 4), 10) == []
+    assert log.entries_after("c1-s0", (4, 1), 10) is None
