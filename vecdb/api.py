@@ -453,13 +453,15 @@ class Database:
     def search(self, collection: str, queries=None, k: int = 10, params: SearchParams | None = None,
                with_payload: bool = True, with_vector: bool = False, filter=None,
                texts=None, raw_payloads: bool = False, keywords=None, fusion: str | None = None,
-               weights=None, rrf_k: float | None = None) -> list[SearchResult]:
+               weights=None, rrf_k: float | None = None, explain: bool = False
+               ) -> list[SearchResult]:
         """Query vectors, or ``texts`` (a string or a list: one query each) embedded with
         the collection's encoder ("query" kind). Exactly one of the two, unless ``keywords``
         (a string or a list) is given on a ``full_text`` collection: alone, BM25 keyword
         search; with vectors or texts (one keyword query each), hybrid search fused by
         ``fusion`` "rrf" (default, constant ``rrf_k``, default 60) or "weighted", with
-        ``weights`` (dense, keywords), default equal (vecdb/hybrid.py, vecdb/fusion.py).
+        ``weights`` (dense, keywords), default equal (vecdb/hybrid.py, vecdb/fusion.py);
+        ``explain``: a hybrid plan gives every hit's rank and score in each retriever.
         ``raw_payloads``: payloads in ``SearchResult.payloads_json`` as their stored JSON
         bytes, undecoded (the server sends them on as they are).
         Concurrent unfiltered searches may be answered by one merged FAISS call
@@ -467,7 +469,7 @@ class Database:
         coll, params = self._get(collection), params or SearchParams()
         if keywords is not None:
             return hybrid.search(coll, queries, texts, keywords, k, params, with_payload, with_vector,
-                                 filter, raw_payloads, fusion, weights, rrf_k)
+                                 filter, raw_payloads, fusion, weights, rrf_k, explain)
         if (self._coalescer is None or filter is not None or texts is not None
                 or queries is None):
             return coll.search(queries, k, params, with_payload, with_vector, filter, texts,

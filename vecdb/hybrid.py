@@ -8,6 +8,8 @@ them and the best k are returned with the fused score.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from . import filters, fulltext, fusion, planner, validation
@@ -23,9 +25,10 @@ def candidates(k: int) -> int:
 
 
 def search(coll, queries, texts, keywords, k: int, params: SearchParams, with_payload: bool,
-           with_vector: bool, filter, raw_payloads: bool, fusion_name, weights, rrf_k
-           ) -> list[SearchResult]:
-    """One result per keyword query; with query vectors or texts (as many), hybrid."""
+           with_vector: bool, filter, raw_payloads: bool, fusion_name, weights, rrf_k,
+           explain: bool = False) -> list[SearchResult]:
+    """One result per keyword query; with query vectors or texts (as many), hybrid.
+    ``explain``: the plan also gives every hit's rank and score in each retriever."""
     k, node = validation.k(k), filters.parse(filter)
     if not coll.config.full_text:
         raise InvalidArgument(f"keywords: collection {coll.config.name!r} has no full-text index "
@@ -56,23 +59,41 @@ def search(coll, queries, texts, keywords, k: int, params: SearchParams, with_pa
         f"; keywords: bm25; fusion: {fusion_name}"
     higher = higher_is_better(coll.config.metric)
     d_scores, d_which, d_labels = merge([p[:2] for p in parts], n, higher)
-    rows = []
+    rows, why = [], []
     for i, t in enumerate(terms):
         ok = d_labels[i] >= 0
         dense = list(zip(d_which[i][ok].tolist(), d_labels[i][ok].tolist()))
         ks, kw_which, kw_labels = _keywords(shards, t, n, node)
-        sparse = list(zip(kw_which.tolist(), kw_labels.tolist()))
+        kw = list(zip(kw_which.tolist(), kw_labels.tolist()))
         if fusion_name == "rrf":
-            fused = fusion.rrf([dense, sparse], weights, rrf_k)
+            fused = fusion.rrf([dense, kw], weights, rrf_k)
         else:
             fused = fusion.weighted([(dense, d_scores[i][ok].tolist(), higher),
-                                     (sparse, ks.tolist(), True)], weights)
+                                     (kw, ks.tolist(), True)], weights)
         fused = fused[:k]
         rows.append((np.array([s for _, s in fused], np.float32),
                      np.array([w for (w, _), _ in fused], np.int32),
                      np.array([lab for (_, lab), _ in fused], np.int64)))
-    return coll._hydrate(*_rows(rows, max([len(r[0]) for r in rows] + [1])), with_payload,
-                         with_vector, plan, raw_payloads)
+        if explain:
+            why.append([(_place(dense, d_scores[i][ok], key), _place(kw, ks, key))
+                        for key, _ in fused])
+    out = coll._hydrate(*_rows(rows, max([len(r[0]) for r in rows] + [1])), with_payload,
+                        with_vector, plan, raw_payloads)
+    if explain:  # one plan for the whole call, as for any search
+        plan += "".join(f"; query {i} hits: " + ", ".join(
+            f"{pid} (dense {d}, keywords {w})" for pid, (d, w) in zip(res.ids, why[i]))
+            for i, res in enumerate(out))
+        out = [replace(res, plan=plan) for res in out]
+    return out
+
+
+def _place(keys: list, scores, key) -> str:
+    """'#rank score' of ``key`` in a retriever's list, '-' when it is not there."""
+    try:
+        at = keys.index(key)
+    except ValueError:
+        return "-"
+    return f"#{at + 1} {float(scores[at]):.6g}"
 
 
 def _keywords(shards, terms: list[str], k: int, node) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

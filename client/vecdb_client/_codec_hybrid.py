@@ -14,7 +14,7 @@ from .errors import InvalidArgumentError
 
 def search_request(collection: str, vector: Any, vectors: Any, k: int, *, text: Any, texts: Any,
                    keywords: Any, fusion: str | None, weights: Any, rrf_k: float | None,
-                   beyond: bool, **common: Any) -> tuple[ppb.SearchRequest, bool]:
+                   beyond: bool, explain: bool, **common: Any) -> tuple[ppb.SearchRequest, bool]:
     """_codec.search_request plus the keyword fields when ``keywords`` is given (a string:
     one query; a list: one per query). ``beyond``: expression or group_by was asked for."""
     if keywords is None:
@@ -40,7 +40,7 @@ def search_request(collection: str, vector: Any, vectors: Any, k: int, *, text: 
         req, single = _codec.search_request(collection, vector, vectors, k, text=text,
                                             texts=texts, **common)
     req.keywords.CopyFrom(ppb.TextQueries(texts=words))
-    req.fusion = fusion or ""
+    req.fusion, req.explain = fusion or "", bool(explain)
     if weights is not None:
         try:
             req.fusion_weights.extend(float(w) for w in weights)

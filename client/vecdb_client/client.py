@@ -456,7 +456,7 @@ class Client(AnalyticsMethods):
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts, keywords=keywords, fusion=fusion, weights=weights, rrf_k=rrf_k,
-            beyond=expression is not None or group_by is not None)
+            beyond=expression is not None or group_by is not None, explain=explain)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)

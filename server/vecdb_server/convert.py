@@ -269,7 +269,8 @@ def from_proto_search(msg: ppb.SearchRequest) -> dict[str, Any]:
             "filter": from_proto_filter_field(msg)}
     if keywords:
         args.update(keywords=list(msg.keywords.texts), fusion=msg.fusion or None,
-                    weights=list(msg.fusion_weights) or None, rrf_k=_opt(msg, "rrf_k"))
+                    weights=list(msg.fusion_weights) or None, rrf_k=_opt(msg, "rrf_k"),
+                    explain=msg.explain)
     return args
 
 

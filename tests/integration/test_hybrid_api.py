@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import threading
 import time
 from pathlib import Path
@@ -69,6 +70,11 @@ def test_keyword_and_hybrid_search_over_grpc(hsrv):
         assert [h.id for h in got] == [pid for pid, _ in want_rrf]
         assert [h.score for h in got] == pytest.approx([s for _, s in want_rrf], rel=1e-6)
         assert "fusion: rrf" in plan and all(h.payload["n"] < 100 for h in got)
+        # explain: every hit's place in each list, as the separate searches rank them
+        for h in got:
+            d = f"#{dense.index(h.id) + 1}" if h.id in dense else "-"
+            w = f"#{kw.index(h.id) + 1}" if h.id in kw else "-"
+            assert re.search(rf"\b{h.id} \(dense {d}[^,]*, keywords {w}[^)]*\)", plan), (h.id, plan)
         # batches: one keyword query per dense query
         both = c.search("h", vectors=np.stack([q, -q]), k=3, keywords=["code5x", "code6x"],
                         fusion="weighted", weights=[0.2, 1.0])
