@@ -13,18 +13,22 @@ from typing import Any
 
 from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 
+from vecdb.errors import NotFound
+
 from .. import convert
 from . import state as st
 
 
 def local_names(node: Any, spec: st.CollectionSpec) -> list[str] | None:
     """The local engine collections of every shard of ``spec``, or None when some shard
-    has no in-sync replica on this node."""
+    has no in-sync replica on this node (or its copy here is marked for a resync: e.g.
+    a wiped data dir recreated empty, still in the in-sync set until etcd says not)."""
     names = []
     for i in range(spec.shards):
-        if node.id not in node.shard(spec.name, i).in_sync:
+        local = st.local_name(spec.uid, i)
+        if node.id not in node.shard(spec.name, i).in_sync or node.needs_resync(local):
             return None
-        names.append(st.local_name(spec.uid, i))
+        names.append(local)
     return names
 
 
@@ -37,5 +41,10 @@ def search(node: Any, spec: st.CollectionSpec, request: ppb.SearchRequest
     args = convert.from_proto_search(request)
     del args["collection"]
     with node.engine.session() as db:
-        results = db.search_across(names, **args, raw_payloads=True)
+        try:
+            results = db.search_across(names, **args, raw_payloads=True)
+        except NotFound as exc:  # a copy not made here yet (maintenance makes it): route
+            if exc.field == "collection":
+                return None
+            raise
     return convert.to_proto_search(results)
