@@ -71,28 +71,29 @@ class ServerApp:
         self.engine.on_open.append(self.metrics.attach)
         self.metrics_port: int | None = None
         self.drain = Drain()  # graceful stop: refuse new calls, let admitted ones finish
-        self.server = grpc.server(
-            futures.ThreadPoolExecutor(cfg.max_workers, thread_name_prefix="vecdb-grpc"),
-            interceptors=[MetricsInterceptor(self.metrics), DrainInterceptor(self.drain),
-                          GuardInterceptor(self.guard),
-                          ErrorInterceptor(ErrorMapper())],
-            options=grpc_options(cfg),
-            maximum_concurrent_rpcs=cfg.max_concurrent_rpcs or None)
+        self.server = self._grpc_server("vecdb-grpc", cfg.max_concurrent_rpcs or None)
+        # cluster mode: node-to-node calls have a server and worker threads of their own
+        self.internal = self._grpc_server("vecdb-internal", None) if cfg.cluster_etcd \
+            else None
+        self.internal_port = 0
         local = (CollectionServicer(self.engine),
                  PointServicer(self.engine, self.metrics.sampler.offer),
                  AnalyticsServicer(self.engine))
         self.cluster = None
         if cfg.cluster_etcd:  # cluster mode (docs/cluster.md); imported only then
             from .cluster.wiring import ClusterWiring
+            from .cluster.write_keys import KeysCollector
             self.cluster = ClusterWiring(cfg, self.engine, *local[:2])
             local = self.cluster.servicers()
             self.guard.alias_source = self.cluster.aliases  # scoped keys see etcd's aliases
-        collections_pb2_grpc.add_CollectionServiceServicer_to_server(local[0], self.server)
-        points_pb2_grpc.add_PointServiceServicer_to_server(local[1], self.server)
-        analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(local[2], self.server)
-        cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
-            self.cluster.status_servicer() if self.cluster else single_node_status(),
-            self.server)
+            self.metrics.registry.register(KeysCollector(self.cluster.router.keys))
+        for server in (self.server, self.internal) if self.internal else (self.server,):
+            collections_pb2_grpc.add_CollectionServiceServicer_to_server(local[0], server)
+            points_pb2_grpc.add_PointServiceServicer_to_server(local[1], server)
+            analytics_pb2_grpc.add_AnalyticsServiceServicer_to_server(local[2], server)
+            cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
+                self.cluster.status_servicer() if self.cluster else single_node_status(),
+                server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection(self.server)
         self.dashboard = Dashboard(cfg, self.guard, {  # web UI over the same servicers
@@ -100,6 +101,14 @@ class ServerApp:
             "ClusterService": self.cluster.status_servicer() if self.cluster
             else single_node_status()}, self.metrics)
         self.dashboard_port: int | None = None
+
+    def _grpc_server(self, threads: str, max_rpcs: int | None) -> grpc.Server:
+        return grpc.server(
+            futures.ThreadPoolExecutor(self.cfg.max_workers, thread_name_prefix=threads),
+            interceptors=[MetricsInterceptor(self.metrics), DrainInterceptor(self.drain),
+                          GuardInterceptor(self.guard),
+                          ErrorInterceptor(ErrorMapper())],
+            options=grpc_options(self.cfg), maximum_concurrent_rpcs=max_rpcs)
 
     def _set_health(self, status: int) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -116,6 +125,15 @@ class ServerApp:
         self.server.start()
         log.info("listening on %s:%d (threaded, %d workers%s)", self.cfg.host, self.port,
                  self.cfg.max_workers, tls_note(self.cfg))
+        if self.internal is not None:  # plaintext, like every node-to-node call
+            self.internal_port = self.internal.add_insecure_port(
+                f"{self.cfg.host}:{self.cfg.cluster_internal_port}")
+            if not self.internal_port:
+                self.server.stop(0)
+                raise OSError(f"cannot bind {self.cfg.host}:{self.cfg.cluster_internal_port}")
+            self.internal.start()
+            log.info("node-to-node calls on %s:%d (%d workers)", self.cfg.host,
+                     self.internal_port, self.cfg.max_workers)
         try:
             self.metrics_port = start_metrics(self.metrics, self.cfg)
             self.dashboard_port = start_dashboard(self.dashboard, self.cfg)
@@ -134,7 +152,7 @@ class ServerApp:
         try:
             self.engine.open()
             if self.cluster is not None:
-                self.cluster.join(self.port)  # registers in etcd; serves the cluster's map
+                self.cluster.join(self.port, self.internal_port)  # registers in etcd
             self._set_health(SERVING)
             log.info("SERVING")
         except BaseException:  # noqa: BLE001 - reported by main through open_error
@@ -151,6 +169,8 @@ class ServerApp:
         self.drain.drain(grace)
         if self.cluster is not None:
             self.cluster.leave()  # revoke the lease first: failover need not wait the TTL
+        if self.internal is not None:
+            self.internal.stop(max(0.0, deadline - time.monotonic()))
         self.server.stop(max(0.0, deadline - time.monotonic())).wait()
         if self._opener is not None:
             self._opener.join()

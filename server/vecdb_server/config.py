@@ -93,6 +93,10 @@ class ServerConfig:
     # Seconds without lease renewal after which a node counts as dead (failover starts).
     # Lower = faster failover, more false alarms on a loaded machine.
     node_ttl_s: int = 5
+    # Port of the second gRPC server that serves node-to-node calls with worker threads
+    # of its own (so they never wait behind client calls); 0 = any free port. Peers
+    # learn it from etcd; clients keep using `port`.
+    cluster_internal_port: int = 0
     # Shared secret of node-to-node calls (required in cluster mode); clients' API keys
     # cannot make internal calls. Env VECDB_CLUSTER_SECRET keeps it off the command line.
     cluster_secret: str = ""
@@ -124,6 +128,9 @@ class ServerConfig:
             if not self.cluster_secret:
                 raise ConfigError("cluster_secret is required with cluster_etcd (node-to-node "
                                   "calls are authenticated with it)")
+            if not 0 <= self.cluster_internal_port <= 65535:
+                raise ConfigError("cluster_internal_port must be in 0..65535, got "
+                                  f"{self.cluster_internal_port}")
             if self.node_ttl_s < 1:
                 raise ConfigError(f"node_ttl_s must be >= 1, got {self.node_ttl_s}")
             if self.rebalance_max_concurrent_moves < 0:

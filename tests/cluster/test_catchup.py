@@ -186,3 +186,26 @@ def test_replication_log_keeps_the_last_entries_and_knows_its_floor(tmp_path):
     assert log.position("c1-s0") == ((4, 4), 9, False)
     assert log.entries_after("c1-s0", (4, 4), 10) == []
     assert log.entries_after("c1-s0", (4, 1), 10) is None
+
+
+def test_node_to_node_calls_do_not_wait_behind_client_calls(tmp_path):
+    """One client worker thread per node: a write sent to the replica that is not the
+    primary occupies that node's only client worker while the primary replicates back
+    to it; node-to-node calls have their own server and workers, so it is acknowledged
+    (sharing one pool, the replication would wait for the client call it serves)."""
+    cl = Cluster(tmp_path, n=2, extra=("--max-workers", "1"))
+    try:
+        with cl.client() as c:
+            c.create_collection("w1", dim=DIM, shards=1, replication_factor=2,
+                                write_concern="all")
+        cl.wait_in_sync("w1")
+        other = next(n for n in cl.nodes if n.id != primary_of(cl, "w1"))
+        with cl.client([other], timeout=8, max_retries=0) as c:
+            for i in range(5):
+                c.upsert("w1", [f"a{i}"], rand(1, i))
+            assert c.count("w1") == 5
+            status = c.cluster_status()
+        assert all(r["in_sync"] for s in status["shards"] for r in s["replicas"])
+        assert "missed a write" not in "".join(n.log() for n in cl.nodes)
+    finally:
+        cl.close()

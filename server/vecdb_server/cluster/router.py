@@ -19,6 +19,7 @@ import base64
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
 import grpc
@@ -36,8 +37,8 @@ from . import catchup
 from . import state as st
 from . import write_keys
 from .node import ClusterNode
-from .peers import (ENTRY, FROM, PREV, ROUTE, SHARD, TERM, WRITTEN, Peers, internal_route,
-                    unreachable)
+from .peers import (ENTRY, FROM, PREV, ROUTE, SHARD, TERM, WRITTEN, Peers, from_peer_failure,
+                    internal_route)
 from .state import CollectionSpec
 
 log = logging.getLogger("vecdb_server.cluster")
@@ -221,14 +222,20 @@ class Router:
     def _peer(self, node_id: str, method: str, request: Any, md: tuple,
               timeout: float = 10.0) -> Any:
         try:
-            return self.peers.call(self.node.address(node_id), method, request, md, timeout)
+            return self.peers.call(self._address(node_id), method, request, md, timeout)
         except grpc.RpcError as exc:
             raise self._from_peer(exc, node_id) from None
+
+    def _address(self, node_id: str) -> str:
+        """Where node-to-node calls reach ``node_id``: its internal server (own worker
+        threads: they never queue behind client calls), else its client address."""
+        n = self.node.nodes.get(node_id)
+        return n.internal or n.address if n is not None else self.node.address(node_id)
 
     def _from_peer(self, exc: grpc.RpcError, node_id: str) -> VecdbError:
         cls = PEER_ERRORS.get(exc.code())
         if cls is None:
-            return unreachable(f"node {node_id}", exc)
+            return from_peer_failure(exc, node_id)
         md = {k: v for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str)}
         field = from_metadata_text(md[FIELD_KEY]) if FIELD_KEY in md else None
         return cls(exc.details(), field)
@@ -249,9 +256,16 @@ class Router:
         for r in order:
             try:
                 if r == self.node.id:
+                    if self.node.needs_resync(_target_name(request)):
+                        raise Unavailable(f"this node's copy of shard {spec.name}/{i} waits "
+                                          "for a resync", "collection")
                     return self.local(method, request)
                 return self._peer(r, method, request, self.peers.metadata("local"), each)
             except Unavailable as exc:
+                last = exc
+            except NotFound as exc:  # this replica's copy is missing: the next one
+                if exc.field != "collection" or _target_name(request) not in exc.message:
+                    raise
                 last = exc
         raise Unavailable(f"shard {spec.name}/{i} has no reachable in-sync replica "
                           f"({last.message if isinstance(last, VecdbError) else 'none'})",
@@ -352,7 +366,7 @@ class Router:
             except FailedPrecondition as exc:
                 fenced |= STALE_TERM in exc.message
                 failed.append(r)
-            except (VecdbError, TimeoutError) as exc:
+            except (VecdbError, FutureTimeout, TimeoutError) as exc:
                 log.warning("replica %s of %s/%d missed a write: %s", r, spec.name, i, exc)
                 failed.append(r)
         if fenced:

@@ -66,6 +66,7 @@ class Node:
     id: str
     address: str
     zone: str = ""
+    internal: str = ""  # host:port of its node-to-node server ("": use address)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -73,7 +74,7 @@ class Node:
     @staticmethod
     def from_json(text: str) -> "Node":
         d = json.loads(text)
-        return Node(d["id"], d["address"], d.get("zone", ""))
+        return Node(d["id"], d["address"], d.get("zone", ""), d.get("internal", ""))
 
 
 @dataclass(frozen=True)

@@ -47,11 +47,13 @@ class ClusterWiring:
     def status_servicer(self) -> ClusterStatusServicer:
         return ClusterStatusServicer(self.router)
 
-    def join(self, port: int) -> None:
-        """Register (the bound port completes the defaults of node_id and advertise)."""
+    def join(self, port: int, internal_port: int = 0) -> None:
+        """Register (the bound port completes the defaults of node_id and advertise; the
+        internal server's port is advertised on the same host)."""
         node_id = self.cfg.node_id or default_node_id(port)
         address = self.cfg.advertise or f"{self.cfg.host}:{port}"
-        self.node.me = Node(node_id, address, self.cfg.zone)
+        internal = f"{address.rsplit(':', 1)[0]}:{internal_port}" if internal_port else ""
+        self.node.me = Node(node_id, address, self.cfg.zone, internal)
         self.node.id = self.peers.node_id = node_id
         self.node.start()
 
