@@ -98,13 +98,15 @@ def test_vecdbctl_create_and_describe(qsrv):
     assert bad.returncode != 0 and "quantization" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_sigkill_during_ingest_into_quantized_collection(spawn):
+@pytest.mark.parametrize("mode", ["threaded", "aio"])
+def test_sigkill_during_ingest_into_quantized_collection(spawn, mode):
     """Batches are acknowledged one by one while the index builds and checkpoints run;
-    the server is SIGKILLed at a random moment; after a restart every acknowledged point
-    is stored and found by an ANN search for its own vector."""
+    the server (threaded or aio) is SIGKILLed at a random moment; after a restart every
+    acknowledged point is stored and found by an ANN search for its own vector."""
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    srv = spawn("--checkpoint-interval-s", "0.5", "--checkpoint-every-ops", "5")
+    srv = spawn("--checkpoint-interval-s", "0.5", "--checkpoint-every-ops", "5",
+                env={"VECDB_SERVER_MODE": mode})
     n, batch = 12_000, 400
     vecs = embeddings(n, DIM, seed=7)
     acked: list[int] = []
@@ -128,7 +130,7 @@ def test_sigkill_during_ingest_into_quantized_collection(spawn):
         t.join()
     durable = acked[-1]
     assert 0 < durable
-    again = spawn(data_dir=srv.data_dir)
+    again = spawn(data_dir=srv.data_dir, env={"VECDB_SERVER_MODE": mode})
     with again.client() as c:
         assert c.describe_collection("crash").config.quantization == "sq8"
         assert c.count("crash") >= durable, f"seed={seed}"
