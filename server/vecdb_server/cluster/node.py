@@ -34,6 +34,7 @@ from . import state as st
 from .etcd import (KV, Etcd, EtcdError, EtcdUnavailable, Event, _unb64, delete, put,
                    unchanged)
 from .moves import Mover
+from .payload_indexes import Aligner
 from .state import CollectionSpec, Node, ShardState
 
 log = logging.getLogger("vecdb_server.cluster")
@@ -78,6 +79,8 @@ class ClusterNode:
         # set by the router: a local copy was dropped here (its replication log goes too)
         self.dropped: Callable[[str], None] = lambda local: None
         self.on_change = threading.Condition(self._lock)
+        self.indexes = Aligner()  # local copies' payload indexes follow the spec
+        self.loaded = False  # set once the first full read of etcd is in the view
 
     # ---- life cycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -119,6 +122,7 @@ class ClusterNode:
                 if key not in seen and at <= rev:  # gone by the snapshot's revision
                     self._apply(Event("DELETE", KV(key, "", rev, 0)))
             self.revision = max(self.revision, rev)
+            self.loaded = True
             self.on_change.notify_all()
 
     # ---- the view ------------------------------------------------------------------------
@@ -447,6 +451,7 @@ class ClusterNode:
                             self._mark_resync(local, True)
                     if local in self._needs_resync:
                         self._leave_in_sync(local, name, i, shards[(name, i)])
+                    self.indexes.align(db, local, specs[name])
                 except Exception:  # noqa: BLE001 - the other replicas still get their turn
                     log.exception("could not set up local replica %s", local)
             by_uid = {spec.uid: name for name, spec in specs.items()}

@@ -16,6 +16,7 @@ metadata that makes it act on its own replicas instead of routing.
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
 from typing import Any
 
@@ -25,7 +26,11 @@ from vecdb_client._proto.vecdb.v1 import cluster_pb2_grpc as clgrpc
 from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 
-from vecdb.errors import Unavailable
+from vecdb_client.errors import REQUEST_ID_KEY
+
+from vecdb.errors import Unavailable, VecdbError
+
+log = logging.getLogger("vecdb_server.cluster")
 
 SECRET, ROUTE, TERM, SHARD, FROM = ("x-vecdb-cluster", "x-vecdb-route", "x-vecdb-term",
                                     "x-vecdb-shard", "x-vecdb-from")
@@ -91,7 +96,39 @@ class Peers:
             self._channels.clear()
 
 
-def unreachable(what: str, exc: grpc.RpcError) -> Unavailable:
+class PeerInternal(VecdbError):
+    """A peer's INTERNAL (a bug there) or UNIMPLEMENTED: the client gets INTERNAL (the
+    same call on another node would meet the same bug), never a retry."""
+
+    code = "INTERNAL"
+
+
+class PeerDeadline(Unavailable):
+    """A peer did not answer in time: another replica may (reads go on to the next);
+    the client gets DEADLINE_EXCEEDED (servicers.py) when none did."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
+def from_peer_failure(exc: grpc.RpcError, node_id: str) -> VecdbError:
+    """A peer's failure other than the engine's own errors, for the client: no raw gRPC
+    details (addresses, transport text) in the message, they go to this node's log."""
     code = exc.code() if hasattr(exc, "code") else None
-    return Unavailable(f"{what}: {getattr(code, 'name', code)}: "
-                       f"{exc.details() if hasattr(exc, 'details') else exc}", "collection")
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNIMPLEMENTED):
+        md = dict((k, v) for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str))
+        rid = md.get(REQUEST_ID_KEY)
+        log.error("node %s answered %s: %s", node_id, code.name, details)
+        return PeerInternal(f"internal error on node {node_id}" + (
+            f"; quote request id {rid} when reporting it" if rid else
+            f" ({code.name}: a different vecdb version there?)"))
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        log.error("cluster secret mismatch with node %s: it refused this node's internal "
+                  "call (%s: %s)", node_id, code.name, details)
+        return Unavailable(f"node {node_id} refused this node's internal call (see the "
+                           "server log)", "collection")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return PeerDeadline(f"node {node_id} did not answer in time", "collection")
+    log.info("node %s is unreachable: %s: %s", node_id, getattr(code, "name", code), details)
+    return Unavailable(f"node {node_id} is unreachable ({getattr(code, 'name', code)})",
+                       "collection")

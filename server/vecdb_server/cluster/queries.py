@@ -44,13 +44,15 @@ def _with_vectors(terms: Any, vectors: dict[str, bytes]) -> list[ppb.QueryTerm]:
     return out
 
 
-def fetch_vectors(svc: Any, spec: st.CollectionSpec, wanted: list[tuple[str, str]]
-                  ) -> dict[str, bytes]:
-    """id -> its stored vector (float32 bytes), read from the owning shards; NOT_FOUND
-    names the first missing one's field, as a single node does."""
+def fetch_vectors(svc: Any, spec: st.CollectionSpec, wanted: list[tuple[str, str]],
+                  primary: bool = False) -> dict[str, bytes]:
+    """id -> its stored vector (float32 bytes), read from the owning shards (their
+    primaries alone with ``primary``: consistency="primary"); NOT_FOUND names the first
+    missing one's field, as a single node does."""
     if not wanted:
         return {}
-    batch = svc.get_points(spec, list(dict.fromkeys(i for _, i in wanted)), with_vector=True)
+    batch = svc.get_points(spec, list(dict.fromkeys(i for _, i in wanted)), with_vector=True,
+                           primary=primary)
     n = len(batch.ids)
     row = len(batch.vectors.data) // max(1, n)
     found = {pid: batch.vectors.data[j * row:(j + 1) * row] for j, pid in enumerate(batch.ids)}
@@ -80,7 +82,7 @@ def recommend_search(svc: Any, request: ppb.RecommendRequest, context: Any
     recommend.parse_examples(args["positive"], "positive", required=True)
     recommend.parse_examples(args["negative"], "negative", required=False)
     ids = _id_terms(request.positive, "positive") + _id_terms(request.negative, "negative")
-    vectors = fetch_vectors(svc, spec, ids)
+    vectors = fetch_vectors(svc, spec, ids, st.reads_primary(request))
     exclude = frozenset() if request.include_examples else frozenset(i for _, i in ids)
     sub = ppb.RecommendRequest()
     sub.CopyFrom(request)
@@ -98,7 +100,7 @@ def _expression_terms(svc: Any, spec: st.CollectionSpec, request: ppb.SearchRequ
                       ) -> tuple[ppb.SearchRequest, frozenset]:
     """The request with its stored terms as vectors, and the ids to leave out."""
     ids = _id_terms(request.expression.terms, "expression")
-    vectors = fetch_vectors(svc, spec, ids)
+    vectors = fetch_vectors(svc, spec, ids, st.reads_primary(request))
     sub = ppb.SearchRequest()
     sub.CopyFrom(request)
     del sub.expression.terms[:]

@@ -8,7 +8,11 @@ durability, no background work), runs the engine's own single-node analytics on 
 copy and removes it. So the answer is a single node's on the same points (a sampled
 answer draws its sample from the gathered order, which differs from a single node's).
 Cost: the matching points (vectors, payloads, texts) over the network once and on the
-answering node's disk and memory for the call.
+answering node's disk and memory for the call. Bounds: at most max_analytics_jobs
+such calls at once per node (the servicer's slots), the gather stops (and its copy is
+removed) when the client has gone or its deadline has passed, and it refuses with
+RESOURCE_EXHAUSTED, before each page, when the page would leave less than MIN_FREE_BYTES
+free on the data volume.
 
 K-means runs the same way, to the end within the Cluster call (the job comes back
 done); the answering node keeps the finished job (MAX_JOBS), its id ends with
@@ -37,7 +41,7 @@ from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 
 from vecdb.api import Database
 from vecdb.config import DatabaseOptions
-from vecdb.errors import FailedPrecondition, NotFound
+from vecdb.errors import FailedPrecondition, NotFound, ResourceExhausted, Unavailable
 
 from .. import convert_analytics as conv
 from . import state as st
@@ -46,6 +50,8 @@ SCRATCH = ".analytics-scratch-"
 PAGE = 2000
 MAX_JOBS = 64  # finished k-means jobs a node keeps for GetClusterJob
 LABEL_BATCH = 10_000
+MIN_FREE_BYTES = 1 << 30  # free space a gather leaves on the data volume, at least
+ON_DISK = 3  # a gathered page's bytes on disk (WAL, tables, index), at most, per byte read
 
 
 def remove_leftovers(data_dir: str) -> None:
@@ -54,15 +60,39 @@ def remove_leftovers(data_dir: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _pages(svc: Any, spec: st.CollectionSpec, request: Any) -> Iterator[ppb.ScrollResponse]:
+def _check_call(context: Any, what: str) -> None:
+    """Between pages: stop when the client has gone or its deadline has passed."""
+    left = context.time_remaining()
+    if not context.is_active() or (left is not None and left <= 0):
+        raise Unavailable(f"{what}: the call ended (cancelled or past its deadline) while "
+                          "the matching points were gathered", "collection")
+
+
+def _check_disk(data_dir: str, page: ppb.ScrollResponse, what: str) -> None:
+    pts = page.points
+    need = ON_DISK * (len(pts.vectors.data) + len(pts.payloads) + sum(map(len, pts.texts)))
+    vfs = os.statvfs(data_dir)
+    free = vfs.f_bavail * vfs.f_frsize
+    if free - need < MIN_FREE_BYTES:
+        raise ResourceExhausted(f"{what}: the gathered copy would leave {free - need} bytes "
+                                f"free on the data volume (at least {MIN_FREE_BYTES} must "
+                                "stay free); use a narrower filter or free disk space",
+                                "collection")
+
+
+def _pages(svc: Any, spec: st.CollectionSpec, request: Any,
+           context: Any) -> Iterator[ppb.ScrollResponse]:
+    what = f"gathering {spec.name!r}"
     for i in range(spec.shards):
         cursor = None
         while True:
+            _check_call(context, what)
             sub = ppb.ScrollRequest(collection=st.local_name(spec.uid, i), limit=PAGE,
                                     with_vector=True, with_payload=True, cursor=cursor)
             if request.HasField("filter"):
                 sub.filter.CopyFrom(request.filter)
-            page = svc.r.read_shard(spec, i, "Scroll", sub)
+            page = svc.r.read_shard(spec, i, "Scroll", sub, context.time_remaining())
+            _check_disk(svc.node.engine.data_dir, page, what)
             yield page
             if not page.HasField("next_cursor"):
                 break
@@ -70,17 +100,19 @@ def _pages(svc: Any, spec: st.CollectionSpec, request: Any) -> Iterator[ppb.Scro
 
 
 @contextlib.contextmanager
-def scratch_copy(svc: Any, spec: st.CollectionSpec, request: Any) -> Iterator[Database]:
+def scratch_copy(svc: Any, spec: st.CollectionSpec, request: Any,
+                 context: Any) -> Iterator[Database]:
     """A scratch database holding the points of ``spec`` matching request.filter, as a
-    collection named like it (one shard, flat, the same metric)."""
+    collection named like it (one shard, flat, the same metric); removed however the
+    call ends."""
     create = cpb.CreateCollectionRequest.FromString(base64.b64decode(spec.request))
     data_dir = svc.node.engine.data_dir
-    path = tempfile.mkdtemp(prefix=SCRATCH, dir=data_dir)
-    db = Database.open(path, DatabaseOptions(durability="async", background=False,
-                                             block_cache_mb=8, device="cpu"))
+    path, db = tempfile.mkdtemp(prefix=SCRATCH, dir=data_dir), None
     try:
+        db = Database.open(path, DatabaseOptions(durability="async", background=False,
+                                                 block_cache_mb=8, device="cpu"))
         made = False
-        for page in _pages(svc, spec, request):
+        for page in _pages(svc, spec, request, context):
             pts = page.points
             if not pts.ids:
                 continue
@@ -99,25 +131,28 @@ def scratch_copy(svc: Any, spec: st.CollectionSpec, request: Any) -> Iterator[Da
                                      else f"no points in collection {spec.name!r}", where)
         yield db
     finally:
-        with contextlib.suppress(Exception):
-            db.drop_collection(spec.name)
-        db.close()
+        if db is not None:
+            with contextlib.suppress(Exception):
+                db.drop_collection(spec.name)
+            with contextlib.suppress(Exception):
+                db.close()
         shutil.rmtree(path, ignore_errors=True)
 
 
-def outliers(svc: Any, request: apb.OutliersRequest) -> apb.OutliersResponse:
+def outliers(svc: Any, request: apb.OutliersRequest, context: Any) -> apb.OutliersResponse:
     spec = svc.node.spec(request.collection)
     args = conv.from_proto_outliers(request)
     args.update(collection=spec.name, filter=None)  # the copy holds the matching points
-    with scratch_copy(svc, spec, request) as db:
+    with scratch_copy(svc, spec, request, context) as db:
         return conv.to_proto_outliers(db.outliers(**args), args["with_payload"])
 
 
-def duplicates(svc: Any, request: apb.DuplicatesRequest) -> Iterator[apb.DuplicatesChunk]:
+def duplicates(svc: Any, request: apb.DuplicatesRequest,
+               context: Any) -> Iterator[apb.DuplicatesChunk]:
     spec = svc.node.spec(request.collection)
     args = conv.from_proto_duplicates(request)
     args.update(collection=spec.name, filter=None)
-    with scratch_copy(svc, spec, request) as db:
+    with scratch_copy(svc, spec, request, context) as db:
         for chunk in db.duplicates(**args):
             yield conv.to_proto_duplicates_chunk(chunk)
 
@@ -149,11 +184,11 @@ def owner_of(job_id: str) -> str:
     return job_id.rpartition("@")[2]
 
 
-def kmeans(svc: Any, request: apb.ClusterRequest) -> apb.ClusterJob:
+def kmeans(svc: Any, request: apb.ClusterRequest, context: Any) -> apb.ClusterJob:
     spec = svc.node.spec(request.collection)
     args = conv.from_proto_cluster(request)
     args.update(collection=spec.name, filter=None, wait=True)
-    with scratch_copy(svc, spec, request) as db:
+    with scratch_copy(svc, spec, request, context) as db:
         out = conv.to_proto_cluster_job(db.cluster(**args))
         if args["write_label"] is not None:
             out.result.labelled = _write_labels(svc, spec, db, args["write_label"])

@@ -5,22 +5,34 @@ from __future__ import annotations
 
 import base64
 import functools
+import logging
+import re
+import threading
 import uuid
 from typing import Any, Iterator
 
+import grpc
 from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
 from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 
-from vecdb.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from vecdb import jobs
+from vecdb.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable, VecdbError
 
+from ..guard import Rejected
 from . import local_reads, merge, queries, scratch_analytics, write_keys
 from . import state as st
+from .peers import PeerDeadline
 from .router import Router
 
+log = logging.getLogger("vecdb_server.cluster")
 STATE_ORDER = {"exact": 0, "training": 1, "built": 2}
+# the engine collection CreateCollection makes (and drops) to validate a request; any
+# left by a killed process are dropped by the first CreateCollection after a start
+PROBE = "cluster-probe-"
+COPY_NAME = re.compile(r"\bc([0-9a-f]+)-s(\d+)\b")
 
 
 def _unsupported(name: str) -> FailedPrecondition:
@@ -125,9 +137,10 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         return ppb.GetResponse(points=self.get_points(spec, request.ids, request=request))
 
     def get_points(self, spec: st.CollectionSpec, ids: Any, with_vector: bool = False,
-                   request: ppb.GetRequest | None = None) -> tpb.PointBatch:
+                   request: ppb.GetRequest | None = None,
+                   primary: bool = False) -> tpb.PointBatch:
         """The points with these ids (request order, missing ones omitted), each read
-        from its own shard."""
+        from its own shard (its primary alone with ``primary``)."""
         if request is None:
             request = ppb.GetRequest(collection=spec.name, ids=ids, with_vector=with_vector,
                                      with_payload=False)
@@ -137,7 +150,7 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             sub = _with_name(request, st.local_name(spec.uid, i))
             del sub.ids[:]
             sub.ids.extend(ids[p] for p in parts[i])
-            return self.r.read_shard(spec, i, "Get", sub)
+            return self.r.read_shard(spec, i, "Get", sub, primary_only=primary)
         answers = self.r.fan_out(one, sorted(parts))
         return merge.concat_batches([answers[i].points for i in sorted(answers)],
                                     order=list(ids))
@@ -258,9 +271,33 @@ def _write_result(parts: dict[int, tpb.WriteResult]) -> tpb.WriteResult:
     return out
 
 
+def _drop_quietly(router: Router, local: str) -> None:
+    try:
+        router.local("DropCollection", cpb.DropCollectionRequest(name=local))
+    except NotFound:
+        pass
+    except VecdbError as exc:  # swept at the next start
+        log.warning("could not drop the probe collection %s: %s", local, exc.message)
+
+
 class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
     def __init__(self, router: Router, points: ClusterPointServicer):
         self.r, self.node, self.points = router, router.node, points
+        self._swept = False
+        self._sweep_lock = threading.Lock()
+
+    def _sweep_probes(self) -> None:
+        """Once per process, before its first probe: drop the probes a killed process
+        left in the engine (this process has none in flight yet)."""
+        with self._sweep_lock:
+            if self._swept:
+                return
+            with self.node.engine.session() as db:
+                names = [c.name for c in db.list_collections() if c.name.startswith(PROBE)]
+            for name in names:
+                log.info("dropping the leftover probe collection %s", name)
+                _drop_quietly(self.r, name)
+            self._swept = True
 
     def _internal(self, method: str, request: Any, context: Any) -> Any | None:
         md = self.r.route_of(context)
@@ -280,13 +317,16 @@ class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
         st.validate_cluster_args(shards, rf, wc)
         if request.name in self.node.collections or request.name in self.node.aliases:
             raise AlreadyExists(f"collection or alias {request.name!r} already exists", "name")
+        self._sweep_probes()
         probe = cpb.CreateCollectionRequest()
         probe.CopyFrom(request)
-        probe.name, probe.shards = f"v{uuid.uuid4().hex[:12]}", 1
+        probe.name, probe.shards = f"{PROBE}{uuid.uuid4().hex[:12]}", 1
         probe.ClearField("replication_factor")
         probe.ClearField("write_concern")
-        self.r.local("CreateCollection", probe)  # validates everything the engine checks
-        self.r.local("DropCollection", cpb.DropCollectionRequest(name=probe.name))
+        try:
+            self.r.local("CreateCollection", probe)  # validates everything the engine checks
+        finally:
+            _drop_quietly(self.r, probe.name)
         placement = st.place(shards, rf, self.node.live_nodes(), self.node.replica_load())
         spec = st.CollectionSpec(request.name, uuid.uuid4().hex[:10], shards, rf, wc,
                                  base64.b64encode(probe.SerializeToString()).decode())
@@ -409,16 +449,19 @@ class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
         if got:
             return got[0]
         spec = self.node.spec(request.collection)
-        answer = None
-        for i in range(spec.shards):
-            sub = type(request)()
-            sub.CopyFrom(request)
-            sub.collection = st.local_name(spec.uid, i)
-            for r in self.node.shard(spec.name, i).in_sync:
-                if r == self.node.id:
-                    answer = self.r.local(method, sub)
-                else:
-                    answer = self.r._peer(r, method, sub, self.r.peers.metadata("local"))
+        check = type(request)()
+        check.CopyFrom(request)
+        check.collection = f"{PROBE}{uuid.uuid4().hex[:12]}"
+        # the engine's own checks of the field and type, on an empty probe, before the
+        # spec (the source of truth) changes
+        probe = cpb.CreateCollectionRequest.FromString(base64.b64decode(spec.request))
+        probe.name, probe.shards = check.collection, 1
+        self._sweep_probes()
+        try:
+            self.r.local("CreateCollection", probe)
+            answer = self.r.local(method, check)
+        finally:
+            _drop_quietly(self.r, check.collection)
         create = cpb.CreateCollectionRequest.FromString(base64.b64decode(spec.request))
         if method == "CreatePayloadIndex":
             create.payload_indexes[request.field] = request.type
@@ -427,6 +470,21 @@ class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
         self.node.update_spec(st.CollectionSpec(
             spec.name, spec.uid, spec.shards, spec.replication_factor, spec.write_concern,
             base64.b64encode(create.SerializeToString()).decode()))
+        # now every copy, best effort: one that misses it (down, catching up) is brought
+        # in line with the spec by its node's maintenance (payload_indexes.py)
+        for i in range(spec.shards):
+            sub = type(request)()
+            sub.CopyFrom(request)
+            sub.collection = st.local_name(spec.uid, i)
+            for r in self.node.shard(spec.name, i).replicas:
+                try:
+                    if r == self.node.id:
+                        self.r.local(method, sub)
+                    else:
+                        self.r._peer(r, method, sub, self.r.peers.metadata("local"))
+                except VecdbError as exc:
+                    log.info("%s on replica %s of %s/%d: %s (its maintenance applies it)",
+                             method, r, spec.name, i, exc.message)
         return answer
 
     def DropCollection(self, request: cpb.DropCollectionRequest,
@@ -456,13 +514,56 @@ def _fill_unrouted(cls: type, service: Any) -> type:
     return cls
 
 
-_fill_unrouted(ClusterPointServicer, ppb.DESCRIPTOR.services_by_name["PointService"])
-_fill_unrouted(ClusterCollectionServicer, cpb.DESCRIPTOR.services_by_name["CollectionService"])
+def _public(node: Any, message: str) -> str:
+    """An error message with the internal copy names (c<uid>-s<i>) as the client knows
+    them: "<collection> shard <i>"."""
+    with node._lock:
+        names = {spec.uid: name for name, spec in node.collections.items()}
+
+    def sub(m: re.Match) -> str:
+        name = names.get(m.group(1))
+        return m.group(0) if name is None else f"{name} shard {m.group(2)}"
+    return COPY_NAME.sub(sub, message)
+
+
+def _gated(fn: Any) -> Any:
+    """An RPC that answers UNAVAILABLE (the SDK retries another node) until this node
+    has loaded its view of the cluster: before, every collection would look absent."""
+    @functools.wraps(fn)
+    def call(self: Any, request: Any, context: Any) -> Any:
+        if not self.node.loaded:
+            raise Unavailable("this node is starting (it has not loaded the cluster's map "
+                              "yet); retry on another node", "collection")
+        try:
+            return fn(self, request, context)
+        except PeerDeadline as exc:  # a peer's timeout: the client's status says so
+            raise Rejected(grpc.StatusCode.DEADLINE_EXCEEDED,
+                           _public(self.node, exc.message)) from None
+        except VecdbError as exc:
+            exc.message = _public(self.node, exc.message)
+            raise
+    return call
+
+
+def _gate(cls: type, service: Any) -> type:
+    for m in service.methods:
+        if m.name in dir(cls) and m.name != "GetServerInfo":
+            setattr(cls, m.name, _gated(getattr(cls, m.name)))
+    return cls
+
+
+_gate(_fill_unrouted(ClusterPointServicer, ppb.DESCRIPTOR.services_by_name["PointService"]),
+      ppb.DESCRIPTOR.services_by_name["PointService"])
+_gate(_fill_unrouted(ClusterCollectionServicer,
+                     cpb.DESCRIPTOR.services_by_name["CollectionService"]),
+      cpb.DESCRIPTOR.services_by_name["CollectionService"])
 
 
 class ClusterAnalyticsServicer:
     """AnalyticsService in cluster mode: outliers, duplicates and k-means on a gathered
-    copy (scratch_analytics.py)."""
+    copy (scratch_analytics.py), at most max_analytics_jobs at once on this node (each
+    holds its slot from the gather to its end: each scratch copy is a database of its
+    own, whose own cap sees one operation)."""
 
     ROUTED = ("Outliers", "Duplicates", "Cluster", "GetClusterJob")
 
@@ -471,12 +572,17 @@ class ClusterAnalyticsServicer:
         self.node = router.node
         self.points = ClusterPointServicer(router)  # k-means' write_label writes through it
         self.jobs = scratch_analytics.FinishedJobs()
+        self.slots = jobs.Slots(router.node.engine.options.max_analytics_jobs)
         scratch_analytics.remove_leftovers(router.node.engine.data_dir)
 
     def Cluster(self, request: Any, context: Any) -> Any:
         if self.r.route_of(context) is not None:
             raise _unsupported("Cluster between nodes")
-        return scratch_analytics.kmeans(self, request)
+        give_back = self.slots.take("Cluster")
+        try:
+            return scratch_analytics.kmeans(self, request, context)
+        finally:
+            give_back()
 
     def GetClusterJob(self, request: Any, context: Any) -> Any:
         """From the node that ran the job (its id ends with "@<node id>")."""
@@ -493,12 +599,17 @@ class ClusterAnalyticsServicer:
     def Outliers(self, request: Any, context: Any) -> Any:
         if self.r.route_of(context) is not None:
             raise _unsupported("Outliers between nodes")
-        return scratch_analytics.outliers(self, request)
+        give_back = self.slots.take("Outliers")
+        try:
+            return scratch_analytics.outliers(self, request, context)
+        finally:
+            give_back()
 
     def Duplicates(self, request: Any, context: Any) -> Iterator[Any]:
         if self.r.route_of(context) is not None:
             raise _unsupported("Duplicates between nodes")
-        yield from scratch_analytics.duplicates(self, request)
+        give_back = self.slots.take("Duplicates")  # until the stream ends or is dropped
+        return jobs.Held(scratch_analytics.duplicates(self, request, context), give_back)
 
     def _internal(self, method: str, request: Any, context: Any) -> Any | None:
         md = self.r.route_of(context)
@@ -509,4 +620,5 @@ def analytics_servicer(router: Router) -> Any:
     from vecdb_client._proto.vecdb.v1 import analytics_pb2 as apb
     from vecdb_client._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
     cls = type("ClusterAnalytics", (ClusterAnalyticsServicer, agrpc.AnalyticsServiceServicer), {})
-    return _fill_unrouted(cls, apb.DESCRIPTOR.services_by_name["AnalyticsService"])(router)
+    service = apb.DESCRIPTOR.services_by_name["AnalyticsService"]
+    return _gate(_fill_unrouted(cls, service), service)(router)

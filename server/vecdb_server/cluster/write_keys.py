@@ -12,7 +12,9 @@ rebuilt by a resync forgets its records (its data is replaced by the primary's).
 Records live in a small RocksDB beside the engine's (<data dir>/cluster-write-keys),
 written through its WAL without an fsync of their own: they survive a killed process,
 not a power loss of every replica at once. Kept for WINDOW_S and at most MAX_KEYS per
-node, oldest dropped first.
+node (every shard copy on it together), oldest dropped first: under heavy keyed write
+load the effective window is MAX_KEYS writes' worth, which can be seconds; /metrics
+shows it (vecdb_cluster_write_keys_oldest_age_seconds, Collector below).
 """
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ import threading
 import time
 from collections import OrderedDict
 
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from rocksdict import Rdict
 
 from vecdb.errors import InvalidArgument
@@ -91,6 +95,12 @@ class WriteKeys:
             self._mem.move_to_end(name)
             self._prune(now)
 
+    def oldest(self) -> tuple[int, float | None]:
+        """How many records this node keeps, and when the oldest was written."""
+        with self._lock:
+            first = next(iter(self._mem.values()), None)
+            return len(self._mem), None if first is None else first[0]
+
     def forget(self, local: str) -> None:
         """Drop every record of a replica (a resync replaces its data: a record of a write
         that copy held but the new data lacks must not answer a retry)."""
@@ -107,3 +117,25 @@ class WriteKeys:
                 return
             del self._mem[name]
             del self._db[name]
+
+
+class KeysCollector(Collector):
+    """The idempotency-key window as /metrics gauges, read at scrape time."""
+
+    def __init__(self, keys: WriteKeys):
+        self._keys = keys
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        count, oldest = self._keys.oldest()
+        age = GaugeMetricFamily(
+            "vecdb_cluster_write_keys_oldest_age_seconds", "age of the oldest idempotency-key "
+            "record this node keeps: the window in which a retried write is applied once "
+            f"(at most {WINDOW_S:g} s; shorter once {MAX_KEYS} records are kept)")
+        age.add_metric([], 0.0 if oldest is None else max(0.0, time.time() - oldest))
+        n = GaugeMetricFamily("vecdb_cluster_write_keys", "idempotency-key records this "
+                              f"node keeps (every shard copy together, at most {MAX_KEYS})")
+        n.add_metric([], count)
+        return [age, n]
