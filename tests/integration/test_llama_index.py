@@ -212,3 +212,30 @@ def test_server_side_encoder(server, client, coll_name):
     assert res.ids == ["e2"] and res.nodes[0].get_content() == texts[2]
     store.close()
     client.drop_collection(coll_name)
+
+
+def test_text_search_and_hybrid_modes(server, client, coll_name):
+    """collection_kwargs full_text: text_search ranks by BM25 over query_str; hybrid
+    fuses it with the embedding (alpha 0 = the keyword order, alpha 1 = the dense order)."""
+    pytest.importorskip("tantivy")
+    s = VecdbVectorStore(coll_name, target=server.target, collection_kwargs={"full_text": "english"})
+    try:
+        nodes = make_nodes()
+        nodes[4].text = "the Zorvex pump manual"
+        s.add(nodes)
+        q = VectorStoreQuery(query_str="zorvex", similarity_top_k=3,
+                             mode=VectorStoreQueryMode.TEXT_SEARCH)
+        assert s.query(q).ids == ["n4"]
+        base = dict(query_embedding=embeddings()[0].tolist(), query_str="zorvex",
+                    similarity_top_k=6, mode=VectorStoreQueryMode.HYBRID)
+        dense = query(s, k=6).ids
+        assert s.query(VectorStoreQuery(**base, alpha=0.0)).ids[0] == "n4"
+        assert s.query(VectorStoreQuery(**base, alpha=1.0)).ids == dense
+        got = s.query(VectorStoreQuery(**base))  # rrf: n4 (in both lists) first
+        assert got.ids[0] == "n4" and set(got.ids) == set(dense)
+        with pytest.raises(ValueError, match="query_str"):
+            s.query(VectorStoreQuery(query_embedding=base["query_embedding"],
+                                     mode=VectorStoreQueryMode.HYBRID))
+    finally:
+        s.close()
+        client.drop_collection(coll_name)

@@ -39,6 +39,8 @@ from ._common import (CollectionState, Connection, cosine_to, mmr_select, query_
 from ._filters import from_llama_index
 
 ID_CHUNK = 4096
+# keyword (BM25) and hybrid search: collections created with full_text
+_KEYWORD_MODES = (VectorStoreQueryMode.HYBRID, VectorStoreQueryMode.TEXT_SEARCH)
 # Matches every point (a key is either present or not): delete-all keeps the collection.
 MATCH_ALL = {"should": [{"key": "_node_type", "exists": True},
                         {"key": "_node_type", "exists": False}], "min_should": 1}
@@ -133,13 +135,22 @@ class VecdbVectorStore(BasePydanticVectorStore):
 
     def _search_args(self, query: VectorStoreQuery, kwargs: dict) -> tuple[dict, bool]:
         mode = query.mode
-        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
-            raise ValueError(f"query mode {mode.value!r} is not supported (default, mmr)")
+        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR) + _KEYWORD_MODES:
+            raise ValueError(f"query mode {mode.value!r} is not supported (default, mmr, "
+                             "hybrid, text_search)")
         mmr = mode == VectorStoreQueryMode.MMR
         k = query.similarity_top_k
         if mmr:
             k = kwargs.get("mmr_prefetch_k") or k * int(kwargs.get("mmr_prefetch_factor", 4))
         args: dict = dict(k=k, filter=self._query_filter(query), with_vectors=mmr)
+        if mode in _KEYWORD_MODES:  # a collection created with full_text (collection_kwargs)
+            if not query.query_str:
+                raise ValueError(f"query mode {mode.value!r} needs query_str (the keywords)")
+            args["keywords"] = query.query_str
+            if mode == VectorStoreQueryMode.TEXT_SEARCH:
+                return args, False
+            if query.alpha is not None:  # LlamaIndex: 1 = dense only, 0 = keywords only
+                args.update(fusion="weighted", weights=[query.alpha, 1 - query.alpha])
         if query.query_embedding is not None:
             args["vector"] = query.query_embedding
         elif query.query_str:
@@ -159,9 +170,11 @@ class VecdbVectorStore(BasePydanticVectorStore):
             lam = query.mmr_threshold if query.mmr_threshold is not None else kwargs.get(
                 "mmr_threshold", 0.5)
             hits = [hits[i] for i in mmr_select(sims, vecs, query.similarity_top_k, lam)]
+        fused = query.mode in _KEYWORD_MODES  # BM25 or fused scores: higher is better
         return VectorStoreQueryResult(
             nodes=[self._node(h.id, h.payload, h.text) for h in hits],
-            similarities=[self._similarity(h.score) for h in hits], ids=[h.id for h in hits])
+            similarities=[float(h.score) if fused else self._similarity(h.score) for h in hits],
+            ids=[h.id for h in hits])
 
     @staticmethod
     def _nodes_filters(node_ids: Optional[List[str]], filters: Optional[MetadataFilters]
@@ -234,7 +247,10 @@ class VecdbVectorStore(BasePydanticVectorStore):
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """Nearest nodes to ``query_embedding`` (or ``query_str`` with a server-side
-        encoder), filtered by ``filters``, ``doc_ids`` and ``node_ids``; mode default or mmr."""
+        encoder), filtered by ``filters``, ``doc_ids`` and ``node_ids``; mode default or mmr;
+        on a collection created with ``collection_kwargs={"full_text": ...}`` also
+        text_search (BM25 over ``query_str``) and hybrid (``query_str`` as the keywords,
+        fused by RRF, or weighted (alpha, 1 - alpha) when ``alpha`` is set)."""
         args, mmr = self._search_args(query, kwargs)
         c = self._conn.sync
         if mmr and self._state.config is None and "text" in args:
