@@ -7,7 +7,10 @@ import json
 import logging
 import re
 import shutil
+import socket
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -18,7 +21,7 @@ import pytest
 from harness import InProcessServer, make_config, rand
 from vecdb_server.app import ServerApp
 from vecdb_server.config import ConfigError, ServerConfig
-from vecdb_server.dashboard import projection
+from vecdb_server.dashboard import httpd, projection
 
 ADMIN = "dash-adm-4c1f7a9e0b3d5f6a8c2e4b7d9f1a3c5e"
 RW = "dash-rw-0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d"
@@ -287,6 +290,112 @@ def test_tsne_map_when_scikit_learn_is_installed(srv):
     assert m["state"] == "done" and m["method"] == "tsne" and len(m["x"]) == len(m["y"]) == 80
     assert all(int(i[1:]) % 3 == 2 for i in m["ids"])  # the filter chose the sample
     assert len(set(zip(m["x"], m["y"]))) == 80
+
+
+def _maps_at_once(srv, bodies: list[dict]) -> list[tuple[int, dict, dict]]:
+    """POST the map bodies from one thread each, released together."""
+    barrier, out = threading.Barrier(len(bodies)), [None] * len(bodies)
+
+    def one(i: int) -> None:
+        barrier.wait()
+        out[i] = http(srv, "POST", "/api/collections/vecs/map", bodies[i], RO)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(bodies))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def _until_done(srv, body: dict, coll: str = "vecs") -> dict:
+    path = f"/api/collections/{coll}/map"
+    m = ok(srv, "POST", path, {**body, "refresh": False}, key=RO)
+    while m["state"] == "running":
+        m = ok(srv, "POST", path, {**body, "refresh": False}, key=RO)
+    assert m["state"] == "done", m
+    return m
+
+
+def test_identical_map_requests_share_one_job(srv):
+    """t-SNE takes seconds: four identical requests at once join one job, none is refused
+    (without sharing, all but MAX_RUNNING of them would be)."""
+    pytest.importorskip("sklearn")
+    body = {"sample": 30, "method": "tsne"}
+    got = _maps_at_once(srv, [body] * 4)
+    assert [g[0] for g in got] == [200] * 4, got
+    assert len({g[2]["job"] for g in got}) == 1, got
+    if got[0][2]["state"] == "running":  # a write meanwhile: a Draw still joins the job
+        with srv.client(api_key=ADMIN) as c:
+            c.upsert("vecs", ["p1"], c.get("vecs", ["p1"], with_vectors=True)[0].vector[None],
+                     payloads=[{"lang": LANGS[1], "n": 1}])
+        again = ok(srv, "POST", "/api/collections/vecs/map", body, key=RO)
+        assert again["job"] == got[0][2]["job"]
+    done = _until_done(srv, body)
+    assert done["job"] == got[0][2]["job"] and len(done["x"]) == 30
+
+
+def test_distinct_maps_beyond_the_limit_are_429_while_the_first_complete(srv):
+    pytest.importorskip("sklearn")
+    bodies = [{"sample": 31 + i, "method": "tsne"} for i in range(projection.MAX_RUNNING + 1)]
+    got = _maps_at_once(srv, bodies)
+    refused = [i for i, g in enumerate(got) if g[0] == 429]
+    assert len(refused) == 1, [(g[0], g[2]) for g in got]
+    status, hdrs, out = got[refused[0]]
+    assert out["error"]["code"] == "RESOURCE_EXHAUSTED" and "limit" in out["error"]["message"]
+    assert int(hdrs["Retry-After"]) >= 1
+    started = [i for i in range(len(bodies)) if i not in refused]
+    assert all(got[i][0] == 200 for i in started)
+    assert len({got[i][2]["job"] for i in started}) == len(started)
+    for i in started:
+        assert len(_until_done(srv, bodies[i])["x"]) == bodies[i]["sample"]
+    later = ok(srv, "POST", "/api/collections/vecs/map", bodies[refused[0]], key=RO)
+    assert later["state"] in ("running", "done")  # the slots are free again
+    assert len(_until_done(srv, bodies[refused[0]])["x"]) == bodies[refused[0]]["sample"]
+
+
+def test_map_sample_caps_name_the_field(srv):
+    caps = projection.MAX_SAMPLE
+    for body, words in (({"sample": caps["pca"] + 1}, f"1..{caps['pca']} for pca"),
+                        ({"sample": caps["tsne"] + 1, "method": "tsne"},
+                         f"1..{caps['tsne']} for tsne")):
+        if body.get("method", "pca") not in projection.methods():
+            continue
+        status, err = error(srv, "POST", "/api/collections/vecs/map", body, key=RO)
+        assert status == 400 and err["field"] == "sample" and words in err["message"], err
+    dim = 1024
+    most = projection.MAX_SAMPLE_BYTES // (dim * 4)
+    with srv.client(api_key=ADMIN) as c:
+        c.create_collection("wide", dim=dim, index="flat")
+        c.upsert("wide", ["w1", "w2"], rand(2, dim))
+    try:
+        status, err = error(srv, "POST", "/api/collections/wide/map", {"sample": most + 1},
+                            key=RO)
+        assert status == 400 and err["field"] == "sample", err
+        assert f"at most {most} points of dim {dim}" in err["message"], err
+        assert _until_done(srv, {"sample": most}, "wide")["ids"] == ["w1", "w2"]
+    finally:
+        ok(srv, "DELETE", "/api/collections/wide")
+    encoded = _until_done(srv, {"sample": 4}, "docs")  # dim from the encoder
+    assert encoded["sampled"] == 4 == len(encoded["x"]) and set(encoded["ids"]) < {
+        f"d{i}" for i in range(len(TEXTS))}
+
+
+def test_connections_beyond_the_limit_get_503(srv):
+    port = srv.app.dashboard_port
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10)
+            for _ in range(httpd.MAX_CONNECTIONS)]
+    try:
+        status, hdrs, out = http(srv, "GET", "/api/whoami", key=RO)
+        assert status == 503 and out["error"]["code"] == "UNAVAILABLE", out
+        assert hdrs["Retry-After"] == "1" and "connections" in out["error"]["message"]
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while (status := http(srv, "GET", "/api/whoami", key=RO)[0]) == 503 \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert status == 200
 
 
 def test_pca_of_a_plane_recovers_it():

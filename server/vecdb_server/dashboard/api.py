@@ -28,7 +28,6 @@ from vecdb_client.errors import InvalidArgumentError
 from . import projection
 from .calls import Caller, CallError
 
-MAX_SAMPLE = 50_000  # points on a map
 DEFAULT_SAMPLE = 2_000
 HOVER_CHARS = 160  # text (or payload JSON) shown when hovering a map point
 MAP_WAIT_S = 2.0  # a map request waits this long for its projection before answering "running"
@@ -244,21 +243,30 @@ class Api:
     def map(self, req: Req) -> dict:
         name, body = req.params["name"], req.body
         sample = _int(body, "sample", DEFAULT_SAMPLE)
-        if not 1 <= sample <= MAX_SAMPLE:
-            raise _bad("sample", f"must be in 1..{MAX_SAMPLE}, got {sample}")
         method = _str(body, "method", "pca")
         if method not in projection.methods():
             raise _bad("method", f"must be one of {', '.join(projection.methods())} on this "
                        f"server, got {method!r}")
+        cap = projection.MAX_SAMPLE[method]
+        if not 1 <= sample <= cap:
+            raise _bad("sample", f"must be in 1..{cap} for {method}, got {sample}")
         color, flt = _str(body, "color", ""), _filter(body)
         info = self._describe(req, name)  # checks access on every request, cached or not
+        dim = info.config.dim
+        if sample * dim * 4 > projection.MAX_SAMPLE_BYTES:
+            raise _bad("sample", f"x dim x 4 bytes must be at most "
+                       f"{projection.MAX_SAMPLE_BYTES >> 20} MiB: at most "
+                       f"{projection.MAX_SAMPLE_BYTES // (dim * 4)} points of dim {dim}, "
+                       f"got {sample}")
         version = tuple(s.applied_seq for s in info.shards)
         key = (info.config.name, sample, json.dumps(flt, sort_keys=True), method)
         job = self.maps.start(key, version, body.get("refresh", True) is not False,
-                              lambda: self._gather(req, info.config.name, sample, flt), method)
+                              lambda: self._gather(req, info.config.name, sample, dim, flt),
+                              method)
         job.done.wait(MAP_WAIT_S)
-        out: dict[str, Any] = {"state": job.state, "method": method, "sampled": len(job.ids),
-                               "points": info.points, "error": job.error or None}
+        out: dict[str, Any] = {"state": job.state, "job": job.seq, "method": method,
+                               "sampled": len(job.ids), "points": info.points,
+                               "error": job.error or None}
         if job.state == "done":
             fields = sorted({k for p in job.payloads if isinstance(p, dict) for k in p})
             out.update(ids=job.ids, x=plain(job.coords[:, 0]), y=plain(job.coords[:, 1]),
@@ -271,24 +279,25 @@ class Api:
     def _hover(text: Any, payload: Any) -> str:
         return (text or json.dumps(payload, sort_keys=True))[:HOVER_CHARS]
 
-    def _gather(self, req: Req, name: str, sample: int, flt: Any) -> tuple:
-        """The first ``sample`` points (scroll order) with their vectors, page by page."""
-        ids, vecs, payloads, texts, cursor = [], [], [], [], None
+    def _gather(self, req: Req, name: str, sample: int, dim: int, flt: Any) -> tuple:
+        """The first ``sample`` points (scroll order) with their vectors, page by page
+        (the vectors straight into one float32 matrix)."""
+        ids, payloads, texts, cursor = [], [], [], None
+        matrix = np.empty((sample, dim), np.float32)
         while len(ids) < sample:
             page = _codec.from_proto_scroll(self._call(
                 req, "PointService/Scroll",
                 _codec.scroll_request(name, min(1000, sample - len(ids)), cursor, True, True,
                                       flt)))
-            for p in page.points:
+            for p in page.points[:sample - len(ids)]:
+                matrix[len(ids)] = p.vector
                 ids.append(p.id)
-                vecs.append(p.vector)
                 payloads.append(p.payload)
                 texts.append(p.text)
             cursor = page.next_cursor
             if cursor is None or not page.points:
                 break
-        matrix = np.stack(vecs) if vecs else np.zeros((0, 2), np.float32)
-        return ids, matrix, payloads, texts
+        return ids, matrix[:len(ids)], payloads, texts
 
     # -- admin actions (the RPCs need the admin role)
     def create_collection(self, req: Req) -> dict:

@@ -1,7 +1,8 @@
 """The dashboard's HTTP server: static assets at ``/`` and ``/static/``, JSON at ``/api/``.
 
 Python's ``http.server`` (a thread per connection, like the threaded gRPC server; no
-new dependency). The assets are files of this package (``static/``), read once at
+new dependency), at most MAX_CONNECTIONS connections at once: one more is answered 503
+(plain HTTP; closed unanswered with TLS, before any handshake) and closed. The assets are files of this package (``static/``), read once at
 start, served from memory: nothing is fetched from the internet, nothing is built.
 The API key travels in a header (``Authorization: Bearer`` or ``X-API-Key``), never
 in a URL or a cookie; requests are logged (DEBUG) by method, path and status only.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import socket
 import ssl
 import sys
 import threading
@@ -31,6 +33,12 @@ from .api import ROUTES, Api, Req
 from .calls import Caller, CallError
 
 log = logging.getLogger("vecdb_server.dashboard")
+MAX_CONNECTIONS = 64  # open dashboard connections (each a thread); more are answered 503
+_BUSY_BODY = json.dumps({"error": {"code": "UNAVAILABLE", "message": "the dashboard has "
+                                   f"{MAX_CONNECTIONS} connections open, its limit"}}).encode()
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n"
+         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+         % (len(_BUSY_BODY), _BUSY_BODY))
 ASSET_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml",
                ".txt": "text/plain; charset=utf-8"}
@@ -203,6 +211,41 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def __init__(self, *args: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection while fewer than MAX_CONNECTIONS are open; else a
+        503 from this (the accepting) thread and the connection closed."""
+        if not self._slots.acquire(blocking=False):
+            log.debug("dashboard connection from %s refused: %d open", client_address[0],
+                      MAX_CONNECTIONS)
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: Any) -> None:
+        try:
+            if not isinstance(request, ssl.SSLSocket):
+                request.settimeout(0.05)
+                request.sendall(_BUSY)
+                request.shutdown(socket.SHUT_WR)
+                request.recv(65536)  # the request, if here: closing unread data resets
+        except OSError:
+            pass
+        self.shutdown_request(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A connection that failed outside a request (a failed TLS handshake, a client
