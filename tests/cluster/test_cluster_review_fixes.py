@@ -11,6 +11,7 @@ import time
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from cluster_harness import SECRET, Cluster
 from test_cluster import DIM, rand
@@ -128,6 +129,16 @@ def test_a_payload_index_reaches_a_replica_that_was_down(cl):
         _until(lambda n=n: _check(_indexes(n, local) == {}))
 
 
+def _health(node) -> str:
+    try:
+        with grpc.insecure_channel(node.target) as ch:
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(
+                health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(),
+                                                     timeout=1, wait_for_ready=True).status)
+    except grpc.RpcError:
+        return "unreachable"
+
+
 def _check(ok: bool) -> bool:
     assert ok
     return ok
@@ -180,9 +191,10 @@ def test_a_starting_node_answers_unavailable_not_absent(cl):
     cl.etcd.proc.send_signal(signal.SIGSTOP)
     try:
         n1.start(ready=False)
+        _until(lambda: _check(_health(n1) == "NOT_SERVING"))  # bound, not joined
         answered = 0
         with cl.client([n1], max_retries=0, timeout=2) as c:
-            deadline = time.monotonic() + 2.5
+            deadline = time.monotonic() + 1.5
             while time.monotonic() < deadline:
                 for call in (lambda: c.count("st"), c.list_collections):
                     try:
