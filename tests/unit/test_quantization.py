@@ -27,7 +27,7 @@ def open_db(path) -> Database:
     return Database.open(str(path), DatabaseOptions(background=False))
 
 
-def fill(db: Database, name: str, base: np.ndarray, **kw) -> None:
+def fill(db: Database, name: str, base: np.ndarray) -> None:
     ids = [f"p{i}" for i in range(len(base))]
     pays = [{"group": f"g{i % 7}", "n": i} for i in range(len(base))]
     for lo in range(0, len(base), 5000):
@@ -46,83 +46,71 @@ def recall(results, expected) -> float:
 
 
 @pytest.mark.parametrize("quantization,index", MODES)
-def test_recall_at_defaults_and_codes_only_in_ram(tmp_path, data, quantization, index):
+def test_recall_at_defaults_and_codes_only_in_ram(db, data, quantization, index):
     base, queries = data
-    db = open_db(tmp_path / "d")
-    try:
-        db.create_collection("q", DIM, "cosine", index, {"build_threshold": 1000},
-                             quantization=quantization)
-        fill(db, "q", base)
-        desc = db.describe_collection("q")
-        assert desc.index_state == "built" and desc.config.quantization == quantization
-        assert desc.config.rescore_factor == RESCORE_DEFAULTS[quantization]
-        shard = db.collections["q"].shards[0]
-        assert isinstance(shard.exact, VectorFile)  # the float32 vectors are on disk
-        assert desc.memory_bytes < N * DIM * 4 * 0.6  # far below the float32 vectors alone
-        expected = truth(base, queries, K)
-        exact = db.search("q", queries, K, SearchParams(exact=True), with_payload=False)
-        assert recall(exact, expected) == 1.0
-        approx = db.search("q", queries, K, with_payload=False)
-        assert recall(approx, expected) >= 0.95
-        # re-scored from the full-precision vectors: the scores are exact
-        np.testing.assert_allclose(approx[0].scores, [queries[0] @ base[int(p[1:])] for p in approx[0].ids],
-                                   rtol=1e-4, atol=1e-5)
-        # rescore 1 = no oversampling: recall drops for the coarse codes (the factor is used)
-        db.create_collection("r1", DIM, "cosine", index, {"build_threshold": 1000},
-                             quantization=quantization, rescore=1)
-        fill(db, "r1", base)
-        low = recall(db.search("r1", queries, K, with_payload=False), expected)
-        if quantization != "sq8":
-            assert low < recall(approx, expected)
-    finally:
-        db.close()
+    db.create_collection("q", DIM, "cosine", index, {"build_threshold": 1000},
+                         quantization=quantization)
+    fill(db, "q", base)
+    desc = db.describe_collection("q")
+    assert desc.index_state == "built" and desc.config.quantization == quantization
+    assert desc.config.rescore_factor == RESCORE_DEFAULTS[quantization]
+    shard = db.collections["q"].shards[0]
+    assert isinstance(shard.exact, VectorFile)  # the float32 vectors are on disk
+    assert desc.memory_bytes < N * DIM * 4 * 0.6  # far below the float32 vectors alone
+    expected = truth(base, queries, K)
+    exact = db.search("q", queries, K, SearchParams(exact=True), with_payload=False)
+    assert recall(exact, expected) == 1.0
+    approx = db.search("q", queries, K, with_payload=False)
+    assert recall(approx, expected) >= 0.95
+    # re-scored from the full-precision vectors: the scores are exact
+    np.testing.assert_allclose(approx[0].scores, [queries[0] @ base[int(p[1:])] for p in approx[0].ids],
+                               rtol=1e-4, atol=1e-5)
+    # rescore 1 = no oversampling: recall drops for the coarse codes (the factor is used)
+    db.create_collection("r1", DIM, "cosine", index, {"build_threshold": 1000},
+                         quantization=quantization, rescore=1)
+    fill(db, "r1", base)
+    low = recall(db.search("r1", queries, K, with_payload=False), expected)
+    if quantization != "sq8":
+        assert low < recall(approx, expected)
 
 
-def test_full_precision_collection_is_unchanged(tmp_path, data):
+def test_full_precision_collection_is_unchanged(db, data):
     base, queries = data
-    db = open_db(tmp_path / "d")
-    try:
-        db.create_collection("f", DIM, "cosine", "hnsw", {"build_threshold": 1000})
-        fill(db, "f", base[:5000])
-        shard = db.collections["f"].shards[0]
-        assert not isinstance(shard.exact, VectorFile) and shard.ann.quant == ""
-        assert "quantization" not in db.list_collections()[0].to_dict()  # catalog as before
-        db.checkpoint()
-        assert sorted(os.listdir(os.path.join(shard.dir, os.listdir(shard.dir)[0]))) == \
-            ["ann.faiss", "exact.faiss", "meta.json", "tombstones.npy"]  # checkpoint as before
-        assert not [n for n in os.listdir(shard.dir) if n.startswith("vectors-")]
-        # the exact flat copy beside HNSW is counted
-        assert db.describe_collection("f").memory_bytes > 5000 * DIM * 4
-    finally:
-        db.close()
+    db.create_collection("f", DIM, "cosine", "hnsw", {"build_threshold": 1000})
+    fill(db, "f", base[:5000])
+    shard = db.collections["f"].shards[0]
+    assert not isinstance(shard.exact, VectorFile) and shard.ann.quant == ""
+    assert "quantization" not in db.list_collections()[0].to_dict()  # catalog as before
+    db.checkpoint()
+    assert sorted(os.listdir(os.path.join(shard.dir, os.listdir(shard.dir)[0]))) == \
+        ["ann.faiss", "exact.faiss", "meta.json", "tombstones.npy"]  # checkpoint as before
+    assert not [n for n in os.listdir(shard.dir) if n.startswith("vectors-")]
+    # the exact flat copy beside HNSW is counted
+    assert db.describe_collection("f").memory_bytes > 5000 * DIM * 4
 
 
 @pytest.mark.parametrize("quantization,index", [("sq8", "auto"), ("binary", "auto")])
-def test_filters_on_quantized_collections(tmp_path, data, quantization, index):
+def test_filters_on_quantized_collections(db, data, quantization, index):
     base, queries = data
-    db = open_db(tmp_path / "d")
-    try:
-        db.create_collection("q", DIM, "cosine", index, {"build_threshold": 1000},
-                             quantization=quantization, payload_indexes={"group": "keyword"})
-        fill(db, "q", base)
-        n = np.arange(N)
-        for flt, rows in [({"must": [{"key": "group", "match": "g3"}]}, n[n % 7 == 3]),  # index
-                          ({"must": [{"key": "n", "range": {"lt": 15000}}]}, n[n < 15000]),  # scan
-                          ({"must": [{"key": "n", "range": {"lt": 300}}]}, n[n < 300])]:  # prefilter
-            expected = truth(base, queries, K, rows)
-            allowed = {f"p{r}" for r in rows}
-            exact = db.search("q", queries, K, SearchParams(exact=True), filter=flt, with_payload=False)
-            assert [r.ids for r in exact] == expected
-            approx = db.search("q", queries, K, filter=flt, with_payload=False)
-            assert all(set(r.ids) <= allowed and len(r.ids) == K for r in approx)
-            assert recall(approx, expected) >= 0.95
-        got = db.range_search("q", queries[:3], 0.9, filter={"must": [{"key": "group", "match": "g1"}]},
-                              with_payload=False)
-        rows = n[n % 7 == 1]
-        for q, r in zip(queries[:3], got):
-            assert sorted(r.ids) == sorted(f"p{j}" for j in rows[base[rows] @ q > 0.9])
-    finally:
-        db.close()
+    db.create_collection("q", DIM, "cosine", index, {"build_threshold": 1000},
+                         quantization=quantization, payload_indexes={"group": "keyword"})
+    fill(db, "q", base)
+    n = np.arange(N)
+    for flt, rows in [({"must": [{"key": "group", "match": "g3"}]}, n[n % 7 == 3]),  # index
+                      ({"must": [{"key": "n", "range": {"lt": 15000}}]}, n[n < 15000]),  # scan
+                      ({"must": [{"key": "n", "range": {"lt": 300}}]}, n[n < 300])]:  # prefilter
+        expected = truth(base, queries, K, rows)
+        allowed = {f"p{r}" for r in rows}
+        exact = db.search("q", queries, K, SearchParams(exact=True), filter=flt, with_payload=False)
+        assert [r.ids for r in exact] == expected
+        approx = db.search("q", queries, K, filter=flt, with_payload=False)
+        assert all(set(r.ids) <= allowed and len(r.ids) == K for r in approx)
+        assert recall(approx, expected) >= 0.95
+    got = db.range_search("q", queries[:3], 0.9, filter={"must": [{"key": "group", "match": "g1"}]},
+                          with_payload=False)
+    rows = n[n % 7 == 1]
+    for q, r in zip(queries[:3], got):
+        assert sorted(r.ids) == sorted(f"p{j}" for j in rows[base[rows] @ q > 0.9])
 
 
 def test_deletes_replacements_compaction_and_restart(tmp_path, data):
@@ -184,25 +172,21 @@ def test_missing_vector_file_rebuilds_from_rocksdb(tmp_path, data):
         db.close()
 
 
-def test_snapshot_and_restore_of_a_quantized_collection(tmp_path, data):
+def test_snapshot_and_restore_of_a_quantized_collection(db, data):
     base, queries = data
-    db = open_db(tmp_path / "d")
-    try:
-        db.create_collection("q", DIM, "cosine", "hnsw", {"build_threshold": 1000}, quantization="binary")
-        fill(db, "q", base[:6000])
-        db.checkpoint()
-        before = db.search("q", queries, K, with_payload=False)
-        snap = db.create_snapshot("q")
-        db.upsert("q", ["after"], base[7000:7001])  # not in the snapshot
-        desc = db.restore_snapshot(snap.name, "copy")
-        assert desc.config.quantization == "binary" and desc.points == 6000
-        db.maintain()
-        after = db.search("copy", queries, K, with_payload=False)
-        assert recall(after, [r.ids for r in before]) >= 0.95
-        assert recall(after, truth(base[:6000], queries, K)) >= 0.95
-        assert db.get("copy", ["after"]) == []
-    finally:
-        db.close()
+    db.create_collection("q", DIM, "cosine", "hnsw", {"build_threshold": 1000}, quantization="binary")
+    fill(db, "q", base[:6000])
+    db.checkpoint()
+    before = db.search("q", queries, K, with_payload=False)
+    snap = db.create_snapshot("q")
+    db.upsert("q", ["after"], base[7000:7001])  # not in the snapshot
+    desc = db.restore_snapshot(snap.name, "copy")
+    assert desc.config.quantization == "binary" and desc.points == 6000
+    db.maintain()
+    after = db.search("copy", queries, K, with_payload=False)
+    assert recall(after, [r.ids for r in before]) >= 0.95
+    assert recall(after, truth(base[:6000], queries, K)) >= 0.95
+    assert db.get("copy", ["after"]) == []
 
 
 @pytest.mark.parametrize("kwargs,field", [
@@ -216,29 +200,21 @@ def test_snapshot_and_restore_of_a_quantized_collection(tmp_path, data):
     ({"quantization": "sq8", "rescore": 2.5}, "rescore"),
     ({"quantization": "sq8", "rescore": True}, "rescore"),
 ])
-def test_bad_options_name_the_field_and_write_nothing(tmp_path, kwargs, field):
-    db = open_db(tmp_path / "d")
-    try:
-        with pytest.raises(InvalidArgument) as ei:
-            db.create_collection("bad", 8, **kwargs)
-        assert ei.value.field == field
-        assert db.list_collections() == []
-    finally:
-        db.close()
+def test_bad_options_name_the_field_and_write_nothing(db, kwargs, field):
+    with pytest.raises(InvalidArgument) as ei:
+        db.create_collection("bad", 8, **kwargs)
+    assert ei.value.field == field
+    assert db.list_collections() == []
 
 
-def test_analytics_read_the_on_disk_vectors(tmp_path, data):
+def test_analytics_read_the_on_disk_vectors(db, data):
     base, _ = data
-    db = open_db(tmp_path / "d")
-    try:
-        for name, quant in (("f", None), ("q", "sq8")):
-            db.create_collection(name, DIM, "cosine", "hnsw", {"build_threshold": 1000}, quantization=quant)
-            fill(db, name, base[:3000])
-        db.delete("q", ["p5"])
-        db.delete("f", ["p5"])
-        for flt in (None, {"must": [{"key": "group", "match": "g2"}]}):
-            got = [db.outliers(name, n=5, filter=flt, with_payload=False) for name in ("f", "q")]
-            assert [o.id for o in got[0].outliers] == [o.id for o in got[1].outliers]
-            assert got[0].population == got[1].population
-    finally:
-        db.close()
+    for name, quant in (("f", None), ("q", "sq8")):
+        db.create_collection(name, DIM, "cosine", "hnsw", {"build_threshold": 1000}, quantization=quant)
+        fill(db, name, base[:3000])
+    db.delete("q", ["p5"])
+    db.delete("f", ["p5"])
+    for flt in (None, {"must": [{"key": "group", "match": "g2"}]}):
+        got = [db.outliers(name, n=5, filter=flt, with_payload=False) for name in ("f", "q")]
+        assert [o.id for o in got[0].outliers] == [o.id for o in got[1].outliers]
+        assert got[0].population == got[1].population
