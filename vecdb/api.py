@@ -19,6 +19,7 @@ import numpy as np
 
 from . import (analytics, checkpoint, filters, fulltext, grouping, hybrid, jobs, omp, quant, recommend,
                reembed, snapshot, validation)
+from . import sparse as sparse_vectors
 from .catalog import Catalog
 from .coalesce import Coalescer
 from .collection import Collection
@@ -134,8 +135,8 @@ class Database:
                           encoder: str | None = None,
                           payload_indexes: dict[str, str] | None = None,
                           device: str = "auto", quantization: str | None = None,
-                          rescore: int | None = None, full_text: str | None = None
-                          ) -> CollectionDescription:
+                          rescore: int | None = None, full_text: str | None = None,
+                          sparse_dim: int | None = None) -> CollectionDescription:
         """Create a collection. ``payload_indexes``: {field: type} to index from the start
         (types: keyword, integer, float, bool, datetime, text; field "$text" = the point text).
         ``encoder`` (e.g. "minilm"): texts can be upserted and searched without vectors; the
@@ -146,7 +147,8 @@ class Database:
         in RAM, full-precision vectors on disk re-scoring the top k*``rescore`` candidates
         (0/None = the mode's default; vecdb/quant.py). ``full_text`` ("plain" or a stemming
         language, e.g. "english"): BM25 keyword search over the point texts
-        (vecdb/fulltext.py; FailedPrecondition naming it without the extra vecdb[hybrid])."""
+        (vecdb/fulltext.py; FailedPrecondition naming it without the extra vecdb[hybrid]).
+        ``sparse_dim``: points may carry a sparse vector with indices below it (vecdb/sparse.py)."""
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         validation.name(name)
@@ -171,7 +173,7 @@ class Database:
                                          for f, t in validation.mapping(payload_indexes,
                                                                         "payload_indexes").items())),
             device=device, quantization=quantization, rescore=rescore,
-            full_text=fulltext.check_option(full_text))
+            full_text=fulltext.check_option(full_text), sparse_dim=sparse_vectors.check_dim(sparse_dim))
         with self.catalog.lock:
             cfg = self.catalog.create(cfg)
             self.collections[cfg.name] = self._collection(cfg)
@@ -233,6 +235,9 @@ class Database:
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         src = self._get(collection)
+        if src.config.sparse_dim:  # the copy carries texts, payloads and TTLs only
+            raise FailedPrecondition("re-embedding a collection with sparse vectors is not "
+                                     "supported (they would not be copied)", "collection")
         if alias is None:
             if collection == src.config.name:
                 raise InvalidArgument("give alias=: the alias readers use, re-pointed to the new "
@@ -418,11 +423,12 @@ class Database:
 
     # ---- points -----------------------------------------------------------------
     def upsert(self, collection: str, ids, vectors=None, payloads=None, texts=None,
-               ttl=None) -> WriteResult:
+               ttl=None, sparse=None) -> WriteResult:
         """Insert or replace points. ``ttl``: seconds to live (one for all, or per point).
+        ``sparse``: one sparse vector (indices, values) or None per point (``sparse_dim``).
         ``vectors`` None: every point needs a text, embedded by the collection's encoder;
         with vectors, texts are only stored (docs/encoders.md "Mixing rules")."""
-        return self._get(collection).upsert(ids, vectors, payloads, texts, ttl)
+        return self._get(collection).upsert(ids, vectors, payloads, texts, ttl, sparse)
 
     def delete(self, collection: str, ids=None, filter=None) -> WriteResult:
         """Delete by ids, or every point matching ``filter``."""
@@ -453,8 +459,8 @@ class Database:
     def search(self, collection: str, queries=None, k: int = 10, params: SearchParams | None = None,
                with_payload: bool = True, with_vector: bool = False, filter=None,
                texts=None, raw_payloads: bool = False, keywords=None, fusion: str | None = None,
-               weights=None, rrf_k: float | None = None, explain: bool = False
-               ) -> list[SearchResult]:
+               weights=None, rrf_k: float | None = None, explain: bool = False,
+               sparse=None) -> list[SearchResult]:
         """Query vectors, or ``texts`` (a string or a list: one query each) embedded with
         the collection's encoder ("query" kind). Exactly one of the two, unless ``keywords``
         (a string or a list) is given on a ``full_text`` collection: alone, BM25 keyword
@@ -462,14 +468,17 @@ class Database:
         ``fusion`` "rrf" (default, constant ``rrf_k``, default 60) or "weighted", with
         ``weights`` (dense, keywords), default equal (vecdb/hybrid.py, vecdb/fusion.py);
         ``explain``: a hybrid plan gives every hit's rank and score in each retriever.
+        ``sparse`` ((indices, values), or a list: one per query) on a ``sparse_dim``
+        collection: exact sparse dot-product search, alone or fused like ``keywords``
+        (weights in the order dense, keywords, sparse).
         ``raw_payloads``: payloads in ``SearchResult.payloads_json`` as their stored JSON
         bytes, undecoded (the server sends them on as they are).
         Concurrent unfiltered searches may be answered by one merged FAISS call
         (``search_batch_max``, vecdb/coalesce.py); results are the same."""
         coll, params = self._get(collection), params or SearchParams()
-        if keywords is not None:
+        if keywords is not None or sparse is not None:
             return hybrid.search(coll, queries, texts, keywords, k, params, with_payload, with_vector,
-                                 filter, raw_payloads, fusion, weights, rrf_k, explain)
+                                 filter, raw_payloads, fusion, weights, rrf_k, explain, sparse)
         if (self._coalescer is None or filter is not None or texts is not None
                 or queries is None):
             return coll.search(queries, k, params, with_payload, with_vector, filter, texts,

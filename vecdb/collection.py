@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import checkpoint, filters, omp, records, validation
+from . import sparse as sparse_vectors
 from .expiry import now_ms
 from .gpu_index import reserve_for_write
 from .filters import Clause
@@ -97,9 +98,10 @@ class Collection:
 
     # ---- writes -------------------------------------------------------------
     @_writing
-    def upsert(self, ids, vectors, payloads=None, texts=None, ttl=None) -> WriteResult:
+    def upsert(self, ids, vectors, payloads=None, texts=None, ttl=None, sparse=None) -> WriteResult:
         """``vectors`` None: the collection's encoder embeds ``texts`` (one per point,
-        "document" kind) outside the write lock; given vectors are stored as they are."""
+        "document" kind) outside the write lock; given vectors are stored as they are.
+        ``sparse``: one sparse vector (indices, values) or None per point (vecdb/sparse.py)."""
         ids = validation.ids(ids)
         if not ids:
             return WriteResult(0, {})
@@ -112,8 +114,9 @@ class Collection:
             txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
         pays = validation.payloads(payloads, len(ids), self.options.max_payload_bytes)
         expire = validation.ttl(ttl, len(ids), now_ms())
+        sps = sparse_vectors.check_batch(sparse, len(ids), self.config.sparse_dim)
         with self.write_lock:
-            return self._upsert_locked(ids, vecs, pays, txts, expire)
+            return self._upsert_locked(ids, vecs, pays, txts, expire, sps)
 
     def encoder(self):
         """The shared handle of this collection's encoder (None without one)."""
@@ -139,14 +142,15 @@ class Collection:
                                       "vectors")
         return vecs
 
-    def _upsert_locked(self, ids, vecs, pays, txts, expire) -> WriteResult:
+    def _upsert_locked(self, ids, vecs, pays, txts, expire, sparse=None) -> WriteResult:
         self._record(ids)
         wb = self.store.batch()
         ops = []
         for s, rows in self._route(ids).items():
             ops.append((s, self.shards[s].prepare_upsert(
                 wb, [ids[j] for j in rows], vecs[rows], [pays[j] for j in rows], [txts[j] for j in rows],
-                None if expire is None else [expire[j] for j in rows])))
+                None if expire is None else [expire[j] for j in rows],
+                None if sparse is None else [sparse[j] for j in rows])))
         return self._commit(wb, ops, len(ids))
 
     @_writing
@@ -243,7 +247,8 @@ class Collection:
             pays = [p.payload for p in points] if change is None else [change(p) for p in points]
             enc_pays = validation.payloads(pays, len(ids), self.options.max_payload_bytes)
             enc_txts = [None if p.text is None else p.text.encode("utf-8", "surrogatepass") for p in points]
-            return self._upsert_locked(ids, vecs, enc_pays, enc_txts, expire)
+            sps = sparse_vectors.stored(self, ids) if self.config.sparse_dim else None  # kept
+            return self._upsert_locked(ids, vecs, enc_pays, enc_txts, expire, sps)
 
     def _current(self, ids: list[str]) -> tuple[list[Point], list[int | None] | None]:
         """Points (with vectors, payloads, texts) and their expiry, for a rewrite."""

@@ -1,10 +1,11 @@
-"""Keyword (BM25) search and hybrid search: dense and keyword retrievers fused.
+"""Keyword (BM25) search, sparse-vector search, and hybrid search fusing them with dense.
 
-Keyword-only: each shard's TextIndex answers its best k under the filter (expired
-points never), the shards' lists merge by BM25 score. Hybrid: the dense retriever
-(the query vector, or the query text through the encoder) and the keyword retriever
-each return their best ``candidates(k)`` under the same filter; vecdb.fusion fuses
-them and the best k are returned with the fused score.
+Retrievers: dense (the query vector, or the query text through the encoder), keywords
+(each shard's TextIndex, BM25) and sparse (each shard's SparseIndex, exact dot product).
+Each answers under the filter (expired points never); the shards' lists merge by score.
+One retriever alone (keywords or sparse): its best k with its scores. Several: each
+returns its best ``candidates(k)``, vecdb.fusion fuses them in the order dense,
+keywords, sparse (the order of ``weights``) and the best k carry the fused score.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import filters, fulltext, fusion, planner, validation
+from . import filters, fulltext, fusion, planner, sparse as sparse_vectors, validation
 from .errors import InvalidArgument
 from .index import higher_is_better
 from .topk import merge
@@ -26,68 +27,89 @@ def candidates(k: int) -> int:
 
 def search(coll, queries, texts, keywords, k: int, params: SearchParams, with_payload: bool,
            with_vector: bool, filter, raw_payloads: bool, fusion_name, weights, rrf_k,
-           explain: bool = False) -> list[SearchResult]:
-    """One result per keyword query; with query vectors or texts (as many), hybrid.
-    ``explain``: the plan also gives every hit's rank and score in each retriever."""
+           explain: bool = False, sparse=None) -> list[SearchResult]:
+    """One result per query: ``keywords`` (a string or a list), ``sparse`` ((indices,
+    values), or a list of them) and/or query vectors or texts, as many of each.
+    ``explain``: a fused plan also gives every hit's rank and score in each retriever."""
     k, node = validation.k(k), filters.parse(filter)
-    if not coll.config.full_text:
-        raise InvalidArgument(f"keywords: collection {coll.config.name!r} has no full-text index "
-                              "(create it with full_text)", "keywords")
-    keywords = [keywords] if isinstance(keywords, str) else keywords
-    if not isinstance(keywords, (list, tuple)) or not keywords:
-        raise InvalidArgument("keywords must be a non-empty string or a list of them", "keywords")
-    keywords = [fulltext.check_query(t) for t in keywords]
+    shards, given = coll.shards, []  # (name, per-query queries, one shard's retrieval)
+    if keywords is not None:
+        if not coll.config.full_text:
+            raise InvalidArgument(f"keywords: collection {coll.config.name!r} has no full-text "
+                                  "index (create it with full_text)", "keywords")
+        keywords = [keywords] if isinstance(keywords, str) else keywords
+        if not isinstance(keywords, (list, tuple)) or not keywords:
+            raise InvalidArgument("keywords must be a non-empty string or a list of them", "keywords")
+        terms = [shards[0].text_index.terms(fulltext.check_query(t)) for t in keywords]
+        given.append(("keywords", terms, lambda s, t, *a: s.text_index.search(t, *a)))
+    if sparse is not None:
+        if not coll.config.sparse_dim:
+            raise InvalidArgument(f"sparse: collection {coll.config.name!r} has no sparse vectors "
+                                  "(create it with sparse_dim)", "sparse")
+        batch = [sparse] if isinstance(sparse, (tuple, dict)) else sparse
+        if not isinstance(batch, list) or not batch:
+            raise InvalidArgument("sparse must be (indices, values) or a non-empty list of them",
+                                  "sparse")
+        packed = [sparse_vectors.pack(v, coll.config.sparse_dim, f"sparse[{i}]")
+                  for i, v in enumerate(batch)]
+        given.append(("sparse", packed, lambda s, v, *a: s.sparse_index.search(v, *a)))
     q = None
     if queries is not None or texts is not None:
         if queries is not None and texts is not None:
             raise InvalidArgument("give query vectors or query texts, not both", "texts")
-        fusion_name, weights, rrf_k = fusion.check(fusion_name, weights, rrf_k, 2)
         q = coll.prepare_queries(coll.embed_queries(texts) if texts is not None else queries, params)
-        if len(q) != len(keywords):
-            raise InvalidArgument(f"keywords: {len(keywords)} keyword queries for {len(q)} "
-                                  "dense queries; give one per query", "keywords")
-    shards = coll.shards
-    terms = [shards[0].text_index.terms(t) for t in keywords]
-    if q is None:
-        kw = [_keywords(shards, t, k, node) for t in terms]
-        width = max([len(s) for s, _, _ in kw] + [1])
-        return coll._hydrate(*_rows(kw, width), with_payload, with_vector, "keywords: bm25",
+    counts = {name: len(per) for name, per, _ in given} | ({} if q is None else {"dense": len(q)})
+    if len(set(counts.values())) > 1:
+        name = given[-1][0]
+        raise InvalidArgument(f"{name}: {counts[name]} queries where the others have "
+                              f"{max(counts.values())}; give one per query", name)
+    if q is None and len(given) == 1:  # one retriever: its own scores
+        name, per, fetch = given[0]
+        rows = [_retrieve(shards, fetch, one, k, node) for one in per]
+        return coll._hydrate(*_rows(rows), with_payload, with_vector,
+                             "keywords: bm25" if name == "keywords" else "sparse: dot product",
                              raw_payloads)
+    names = (["dense"] if q is not None else []) + [name for name, _, _ in given]
+    fusion_name, weights, rrf_k = fusion.check(fusion_name, weights, rrf_k, len(names))
     n = candidates(k)
-    parts = [s.search(q, n, params, node) for s in shards]
-    plan = "dense: " + "; ".join(f"shard {i}: {p[2]}" for i, p in enumerate(parts)) + \
-        f"; keywords: bm25; fusion: {fusion_name}"
-    higher = higher_is_better(coll.config.metric)
-    d_scores, d_which, d_labels = merge([p[:2] for p in parts], n, higher)
+    plan, dense_rows = "", None
+    if q is not None:
+        parts = [s.search(q, n, params, node) for s in shards]
+        plan = "dense: " + "; ".join(f"shard {i}: {p[2]}" for i, p in enumerate(parts)) + "; "
+        dense_rows = merge([p[:2] for p in parts], n, higher_is_better(coll.config.metric))
+    plan += "".join(f"{name}: {'bm25' if name == 'keywords' else 'dot product'}; "
+                    for name, _, _ in given) + f"fusion: {fusion_name}"
     rows, why = [], []
-    for i, t in enumerate(terms):
-        ok = d_labels[i] >= 0
-        dense = list(zip(d_which[i][ok].tolist(), d_labels[i][ok].tolist()))
-        ks, kw_which, kw_labels = _keywords(shards, t, n, node)
-        kw = list(zip(kw_which.tolist(), kw_labels.tolist()))
+    for i in range(max(counts.values())):
+        lists = []  # (keys best first, scores, higher_is_better)
+        if dense_rows is not None:
+            d_scores, d_which, d_labels = dense_rows
+            ok = d_labels[i] >= 0
+            lists.append((list(zip(d_which[i][ok].tolist(), d_labels[i][ok].tolist())),
+                          d_scores[i][ok].tolist(), higher_is_better(coll.config.metric)))
+        for _, per, fetch in given:
+            scores, which, labels = _retrieve(shards, fetch, per[i], n, node)
+            lists.append((list(zip(which.tolist(), labels.tolist())), scores.tolist(), True))
         if fusion_name == "rrf":
-            fused = fusion.rrf([dense, kw], weights, rrf_k)
+            fused = fusion.rrf([keys for keys, _, _ in lists], weights, rrf_k)
         else:
-            fused = fusion.weighted([(dense, d_scores[i][ok].tolist(), higher),
-                                     (kw, ks.tolist(), True)], weights)
+            fused = fusion.weighted(lists, weights)
         fused = fused[:k]
         rows.append((np.array([s for _, s in fused], np.float32),
                      np.array([w for (w, _), _ in fused], np.int32),
                      np.array([lab for (_, lab), _ in fused], np.int64)))
         if explain:
-            why.append([(_place(dense, d_scores[i][ok], key), _place(kw, ks, key))
-                        for key, _ in fused])
-    out = coll._hydrate(*_rows(rows, max([len(r[0]) for r in rows] + [1])), with_payload,
-                        with_vector, plan, raw_payloads)
+            why.append([[_place(keys, scores, key) for keys, scores, _ in lists] for key, _ in fused])
+    out = coll._hydrate(*_rows(rows), with_payload, with_vector, plan, raw_payloads)
     if explain:  # one plan for the whole call, as for any search
         plan += "".join(f"; query {i} hits: " + ", ".join(
-            f"{pid} (dense {d}, keywords {w})" for pid, (d, w) in zip(res.ids, why[i]))
-            for i, res in enumerate(out))
+            f"{pid} (" + ", ".join(f"{name} {p}" for name, p in zip(names, places)) + ")"
+            for pid, places in zip(res.ids, why[i])) for i, res in enumerate(out))
         out = [replace(res, plan=plan) for res in out]
     return out
 
 
-def _place(keys: list, scores, key) -> str:
+def _place(keys: list, scores: list, key) -> str:
     """'#rank score' of ``key`` in a retriever's list, '-' when it is not there."""
     try:
         at = keys.index(key)
@@ -96,8 +118,9 @@ def _place(keys: list, scores, key) -> str:
     return f"#{at + 1} {float(scores[at]):.6g}"
 
 
-def _keywords(shards, terms: list[str], k: int, node) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(scores, shard numbers, labels) of the best k texts over the shards, best first."""
+def _retrieve(shards, fetch, query, k: int, node) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores, shard numbers, labels) of the best k over the shards, best first:
+    ``fetch(shard, query, k, allowed, exclude, accept)`` answers one shard."""
     parts = []
     for s in shards:
         with s.lock.read():
@@ -110,15 +133,16 @@ def _keywords(shards, terms: list[str], k: int, node) -> tuple[np.ndarray, np.nd
                 else:
                     def accept(labels, s=s):
                         return planner.evaluate(s, node, labels)
-            scores, labels = s.text_index.search(terms, k, allowed, exclude, accept)
+            scores, labels = fetch(s, query, k, allowed, exclude, accept)
         parts.append((scores[None], labels[None]))
     scores, which, labels = merge(parts, k, True)
     ok = labels[0] >= 0
     return scores[0][ok], which[0][ok], labels[0][ok]
 
 
-def _rows(rows, width: int):
+def _rows(rows):
     """Per-query (scores, shards, labels) lists -> (q, width) arrays, label -1 = no hit."""
+    width = max([len(r[0]) for r in rows] + [1])
     scores = np.zeros((len(rows), width), np.float32)
     which = np.zeros((len(rows), width), np.int32)
     labels = np.full((len(rows), width), -1, np.int64)

@@ -27,6 +27,7 @@ from . import checkpoint, omp, planner, quant, records, wal
 from .expiry import ExpiryMap
 from .filters import Clause
 from .fulltext import TextIndex
+from .sparse import SparseIndex
 from .payload_index import FieldIndex, PayloadIndexes
 from .quant_store import VectorFile, remove_other_gens
 from .gpu_index import ShardGpu
@@ -51,6 +52,7 @@ class Op:
     payloads: list | None = None  # JSON bytes per added label (for payload indexes)
     texts: list | None = None     # utf-8 bytes per added label
     expire_ms: list | None = None  # expiry per added label (None: never)
+    sparse: list | None = None     # packed sparse vector per added label (vecdb/sparse.py)
 
 
 class Shard:
@@ -82,6 +84,7 @@ class Shard:
         self.expiry = ExpiryMap()
         # BM25 over the texts (vecdb/fulltext.py); recover() fills it from RocksDB
         self.text_index = TextIndex(config.full_text) if config.full_text else None
+        self.sparse_index = SparseIndex() if config.sparse_dim else None  # vecdb/sparse.py
         # GPU copies of the indexes (vecdb.gpu_index); None on the CPU
         self.gpu: ShardGpu | None = None
         if backend != "cpu":
@@ -119,7 +122,8 @@ class Shard:
     # ---- write path -------------------------------------------------------
     def prepare_upsert(self, wb, ids: list[str], vectors: np.ndarray,
                        payloads: list[bytes | None], texts: list[bytes | None],
-                       expire_ms: list[int | None] | None = None) -> Op:
+                       expire_ms: list[int | None] | None = None,
+                       sparse: list[bytes | None] | None = None) -> Op:
         old = [lab for lab in self.labels_of(ids) if lab is not None]
         data_bytes = self.data_bytes - self._record_bytes(old)
         n = len(ids)
@@ -129,6 +133,7 @@ class Shard:
             wb.delete(self._k(b"p", lab))
             wb.delete(self._k(b"v", lab))
             wb.delete(self._k(b"e", lab))
+            wb.delete(self._k(b"s", lab))
         for j, pid in enumerate(ids):
             lab = int(labels[j])
             raw_id = pid.encode()
@@ -138,9 +143,11 @@ class Shard:
             wb.put(self._k(b"v", lab), vectors[j].tobytes())
             if expire_ms is not None and expire_ms[j] is not None:
                 wb.put(self._k(b"e", lab), U64.pack(expire_ms[j]))
+            if sparse is not None and sparse[j]:
+                wb.put(self._k(b"s", lab), sparse[j])
             data_bytes += len(rec) + vec_size
         op = Op(self.last_seq + 1, np.array(old, dtype=np.int64), labels, vectors,
-                self.next_label + n, data_bytes, payloads, texts, expire_ms)
+                self.next_label + n, data_bytes, payloads, texts, expire_ms, sparse)
         self._put_wal(wb, op, wal.OP_UPSERT, ids)
         return op
 
@@ -176,6 +183,7 @@ class Shard:
             wb.delete(self._k(b"p", lab))
             wb.delete(self._k(b"v", lab))
             wb.delete(self._k(b"e", lab))
+            wb.delete(self._k(b"s", lab))
         op = Op(self.last_seq + 1, removed, np.zeros(0, np.int64),
                 np.zeros((0, self.config.dim), np.float32), self.next_label, data_bytes)
         self._put_wal(wb, op, wal.OP_DELETE, [])
@@ -216,6 +224,8 @@ class Shard:
             self.expiry.set(op.added, op.expire_ms)
         if self.text_index is not None:
             self.text_index.apply(op.removed, op.added, op.texts)
+        if self.sparse_index is not None:
+            self.sparse_index.apply(op.removed, op.added, op.sparse)
         if self.pindex.active:
             n = len(op.added)
             pays = [records.load_json(b) for b in op.payloads] if op.payloads else [None] * n
@@ -251,6 +261,9 @@ class Shard:
                     fi.add(lab, pay, txt)
         if self.text_index is not None:
             self.text_index.rebuild((lab, txt) for lab, _, _, txt in self.iter_records())
+        if self.sparse_index is not None:
+            self.sparse_index.rebuild((U64.unpack(key[-8:])[0], raw) for key, raw in
+                                      self.store.scan(self.prefix + b"s", self.prefix + b"t"))
 
     def iter_records(self, labels: np.ndarray | None = None):
         """(label, id, payload, text) of every point (or of the given labels) from RocksDB."""

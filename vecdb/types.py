@@ -80,6 +80,9 @@ class CollectionConfig:
     # "" = no full-text index; "plain" or a stemming language: BM25 over the point texts
     # (vecdb/fulltext.py, the optional extra vecdb[hybrid])
     full_text: str = ""
+    # 0 = no sparse vectors; else each point may carry one with indices < sparse_dim
+    # (vecdb/sparse.py)
+    sparse_dim: int = 0
 
     @property
     def rescore_factor(self) -> int:
@@ -95,6 +98,8 @@ class CollectionConfig:
             out.update(quantization=self.quantization, rescore=self.rescore)
         if self.full_text:
             out["full_text"] = self.full_text
+        if self.sparse_dim:
+            out["sparse_dim"] = self.sparse_dim
         return out
 
     @classmethod
@@ -104,7 +109,8 @@ class CollectionConfig:
                    shards=int(d["shards"]), encoder=d.get("encoder"), uid=int(d["uid"]),
                    payload_indexes=tuple((f, t) for f, t in d.get("payload_indexes", [])),
                    device=d.get("device", "auto"), quantization=d.get("quantization", ""),
-                   rescore=int(d.get("rescore", 0)), full_text=d.get("full_text", ""))
+                   rescore=int(d.get("rescore", 0)), full_text=d.get("full_text", ""),
+                   sparse_dim=int(d.get("sparse_dim", 0)))
 
 
 @dataclass(frozen=True)

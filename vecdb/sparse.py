@@ -1,0 +1,153 @@
+"""Sparse vectors (SPLADE- or BM42-style, made by the user's model): one optional sparse
+vector per point in a collection created with ``sparse_dim``, searched by exact dot
+product.
+
+A sparse vector is (indices, values): indices strictly increasing integers in
+[0, sparse_dim), values finite float32, at most MAX_NNZ of them. Stored packed: the
+indices as little-endian uint32, then the values as little-endian float32 (8 bytes an
+entry). Like the text index, each shard's SparseIndex is derived state in RAM: it
+follows every applied op and is rebuilt from RocksDB when the shard opens.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InvalidArgument
+from .storage import U64
+from .topk import shard_of
+
+MAX_DIM = 1 << 31
+MAX_NNZ = 65_536
+_U32, _F32 = np.dtype("<u4"), np.dtype("<f4")
+
+
+def check_dim(value) -> int:
+    """The ``sparse_dim`` collection option: 0 (no sparse vectors) or 1..2^31."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+            not 0 <= value <= MAX_DIM:
+        raise InvalidArgument(f"sparse_dim must be an integer in 0..{MAX_DIM}, got {value!r}",
+                              "sparse_dim")
+    return int(value)
+
+
+def pack(value, dim: int, field: str) -> bytes:
+    """One sparse vector, (indices, values) or {"indices", "values"}, validated -> bytes."""
+    if isinstance(value, dict):
+        value = (value.get("indices"), value.get("values"))
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise InvalidArgument(f"{field} must be (indices, values)", field)
+    try:
+        idx = np.asarray(value[0])
+        vals = np.asarray(value[1], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"{field}: indices must be integers and values numbers", field) from None
+    if idx.ndim != 1 or vals.ndim != 1 or len(idx) != len(vals):
+        raise InvalidArgument(f"{field}: indices and values must be two lists of one length", field)
+    if len(idx) > MAX_NNZ:
+        raise InvalidArgument(f"{field}: at most {MAX_NNZ} entries, got {len(idx)}", field)
+    if len(idx) and (idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= dim):
+        raise InvalidArgument(f"{field}.indices must be integers in 0..{dim - 1}", f"{field}.indices")
+    if np.any(np.diff(idx) <= 0):
+        raise InvalidArgument(f"{field}.indices must be strictly increasing (sorted, no "
+                              "duplicates)", f"{field}.indices")
+    if not np.all(np.isfinite(vals)) or np.any(np.abs(vals) > np.finfo(np.float32).max):
+        raise InvalidArgument(f"{field}.values must be finite float32 numbers", f"{field}.values")
+    return idx.astype(_U32).tobytes() + vals.astype(_F32).tobytes()
+
+
+def unpack(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    n = len(raw) // 8
+    return (np.frombuffer(raw, _U32, n).astype(np.int64),
+            np.frombuffer(raw, _F32, n, offset=4 * n))
+
+
+def check_batch(values, n: int, dim: int) -> list[bytes | None] | None:
+    """Upsert ``sparse``: None, or one (indices, values) or None per point."""
+    if values is None:
+        return None
+    if not dim:
+        raise InvalidArgument("sparse: this collection has no sparse vectors (create it with "
+                              "sparse_dim)", "sparse")
+    if isinstance(values, (str, bytes, dict)) or len(values) != n:
+        raise InvalidArgument(f"sparse must give one entry (or None) per point: {n}", "sparse")
+    return [None if v is None else pack(v, dim, f"sparse[{i}]") for i, v in enumerate(values)]
+
+
+def stored(coll, ids: list[str]) -> list[bytes | None]:
+    """The stored sparse vectors of these points (a rewrite keeps them)."""
+    out = []
+    for pid in ids:
+        shard = coll.shards[shard_of(pid, len(coll.shards))]
+        lab = shard.labels_of([pid])[0]
+        out.append(None if lab is None else shard.store.get(shard.prefix + b"s" + U64.pack(lab)))
+    return out
+
+
+class SparseIndex:
+    """The sparse vectors of one shard by label; exact dot-product search over a CSR
+    copy rebuilt at the first search after a change. The caller serializes changes
+    against searches (the shard's write/read lock)."""
+
+    def __init__(self):
+        self.rows: dict[int, bytes] = {}
+        self._csr: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def apply(self, removed: np.ndarray, added: np.ndarray, sparse: list | None) -> None:
+        for lab in np.asarray(removed).tolist():
+            self.rows.pop(lab, None)
+        for lab, raw in zip(np.asarray(added).tolist(), sparse or ()):
+            if raw:
+                self.rows[lab] = raw
+        if len(removed) or sparse:
+            self._csr = None
+
+    def rebuild(self, pairs) -> None:
+        self.rows = {lab: raw for lab, raw in pairs if raw}
+        self._csr = None
+
+    def _matrix(self):
+        """(row labels, row of each entry, indices, values) of every stored vector."""
+        if self._csr is None:
+            labels = np.fromiter(self.rows, np.int64, len(self.rows))
+            parts = [unpack(self.rows[lab]) for lab in labels.tolist()]
+            counts = np.array([len(i) for i, _ in parts], np.int64)
+            self._csr = (labels, np.repeat(np.arange(len(labels)), counts),
+                         np.concatenate([i for i, _ in parts] or [np.zeros(0, np.int64)]),
+                         np.concatenate([v for _, v in parts] or [np.zeros(0, np.float32)]))
+        return self._csr
+
+    def search(self, query: bytes, k: int, allowed: np.ndarray | None, exclude: np.ndarray,
+               accept=None) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, labels) of the best ``k`` dot products, best first, over the vectors
+        sharing an index with ``query``; ``allowed``/``exclude``/``accept`` as in
+        TextIndex.search."""
+        labels, row, idx, vals = self._matrix()
+        q_idx, q_vals = unpack(query)
+        pos = np.searchsorted(q_idx, idx)
+        hit = (pos < len(q_idx)) & (q_idx[np.minimum(pos, len(q_idx) - 1)] == idx) if len(q_idx) \
+            else np.zeros(len(idx), bool)
+        rows = np.unique(row[hit])
+        scores = np.zeros(len(labels), np.float64)
+        np.add.at(scores, row[hit], vals[hit].astype(np.float64) * q_vals[pos[hit]])
+        cand, cand_scores = labels[rows], scores[rows]
+        keep = np.ones(len(cand), bool)
+        if len(exclude):
+            keep &= ~np.isin(cand, exclude)
+        if allowed is not None:
+            keep &= np.isin(cand, allowed)
+        cand, cand_scores = cand[keep], cand_scores[keep]
+        order = np.lexsort((cand, -cand_scores))
+        if accept is None:
+            order = order[:k]
+            return cand_scores[order].astype(np.float32), cand[order]
+        out: list[int] = []
+        for lo in range(0, len(order), 4 * k):  # the filter read on the best first
+            chunk = order[lo:lo + 4 * k]
+            ok = np.isin(cand[chunk], accept(np.sort(cand[chunk])))
+            out.extend(chunk[ok].tolist())
+            if len(out) >= k:
+                break
+        sel = np.array(out[:k], np.int64)
+        return cand_scores[sel].astype(np.float32), cand[sel]
