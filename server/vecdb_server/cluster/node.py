@@ -9,9 +9,10 @@
 * Maintenance (every 0.3 s): create the local engine collections of the replicas placed
   here (dropping those of dropped collections); failover (the first live in-sync replica
   of a shard whose primary died takes over with term + 1 and in_sync = itself); resync
-  (a primary copies its shard to every live replica that is not in sync, then adds it to
-  the in-sync set, all while the shard's writes wait); a local copy the map no longer
-  places here (moved away) is dropped after DROP_GRACE_S; then the rebalancer step
+  (a primary catches up every live replica that is not in sync, from its replication
+  log or by a full copy, then adds it to the in-sync set: router.Router.resync); a local
+  copy the map no longer places here (moved away) is dropped after DROP_GRACE_S; then
+  the rebalancer step
   (moves.py: acts only on the node elected to drive replica moves).
 """
 from __future__ import annotations
