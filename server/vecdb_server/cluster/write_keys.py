@@ -7,7 +7,9 @@ by every in-sync replica when it applies the replicated write (the primary sends
 record along), so a primary elected after a failover knows the keys its predecessor
 acknowledged. A write whose key is recorded is not applied again: the recorded answer
 is returned (a different request under the same key is INVALID_ARGUMENT). A replica
-rebuilt by a resync forgets its records (its data is replaced by the primary's).
+rebuilt by a full copy forgets its records (its data is replaced by the primary's); one
+caught up from the primary's replication log gets those of the writes it receives (the
+log keeps each write's record: catchup.py).
 
 Records live in a small RocksDB beside the engine's (<data dir>/cluster-write-keys),
 written through its WAL without an fsync of their own: they survive a killed process,
