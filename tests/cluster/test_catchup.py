@@ -158,6 +158,19 @@ def test_a_restarted_replica_catches_up_incrementally_then_fully_beyond_the_log(
     got = catchups(plog.log(), victim.id)
     assert got[-1][0] == "full", got
     assert_equal_copies(copies(cluster))
+    # the full copy carried the primary's idempotency-key records of the shard
+    records = {n.id: key_records(n) for n in (plog, victim)}
+    assert len(records[primary]) >= RETAIN and records[victim.id] == records[primary]
+
+
+def key_records(node) -> dict:
+    """A stopped node's idempotency-key records (cluster/write_keys.py)."""
+    from rocksdict import Rdict
+    db = Rdict(str(node.data_dir / "cluster-write-keys"))
+    try:
+        return dict(db.items())
+    finally:
+        db.close()
 
 
 def test_replication_log_keeps_the_last_entries_and_knows_its_floor(tmp_path):

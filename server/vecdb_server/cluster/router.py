@@ -519,8 +519,10 @@ class Router:
                     break
                 cursor = page.next_cursor
             pos = self.log.position(local)[0]
+            keys = [clpb.WriteKeyRecord(key=k, at=t, digest=d, answer=a)
+                    for k, t, d, a in self.keys.records(local)]
             self._peer(r, "ReplicaPosition", clpb.ReplicaPositionRequest(
-                local=local, set=True, term=pos[0], n=pos[1]), md)
+                local=local, set=True, term=pos[0], n=pos[1], keys=keys), md, 60.0)
             self._join_in_sync(name, i, s, r, "full", t0, t0, f"{points} points")
 
     # ---- the replica's side of a catch-up ------------------------------------------------
@@ -528,7 +530,8 @@ class Router:
                          context: Any) -> clpb.ReplicaPositionResponse:
         """ReplicaPosition (internal, resync route): this copy's replication-log position
         (unknown when the engine copy's sequence is not the one logged with it); with
-        ``set``, a full copy's end: the copy now holds the primary's position."""
+        ``set``, a full copy's end: the copy now holds the primary's position and
+        idempotency-key records."""
         md = self.route_of(context)
         if md is None or md[ROUTE] != "resync":
             raise Rejected(grpc.StatusCode.PERMISSION_DENIED,
@@ -540,6 +543,8 @@ class Router:
                 seq = self.local("DescribeCollection", cpb.DescribeCollectionRequest(
                     collection=request.local)).shards[0].applied_seq
                 self.log.reset(request.local, (request.term, request.n), seq)
+                for k in request.keys:  # the primary's: they describe the copied data
+                    self.keys.put(request.local, k.key, k.digest, k.answer, k.at)
             # an engine sequence the log does not explain: the copy was made anew, or
             # changed without the log (a TTL expiry)
             known = self._settle(request.local)

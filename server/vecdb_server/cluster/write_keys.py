@@ -7,9 +7,9 @@ by every in-sync replica when it applies the replicated write (the primary sends
 record along), so a primary elected after a failover knows the keys its predecessor
 acknowledged. A write whose key is recorded is not applied again: the recorded answer
 is returned (a different request under the same key is INVALID_ARGUMENT). A replica
-rebuilt by a full copy forgets its records (its data is replaced by the primary's); one
-caught up from the primary's replication log gets those of the writes it receives (the
-log keeps each write's record: catchup.py).
+rebuilt by a full copy gets the primary's records instead of its own (its data is
+replaced by the primary's); one caught up from the primary's replication log gets those
+of the writes it receives (the log keeps each write's record: catchup.py).
 
 Records live in a small RocksDB beside the engine's (<data dir>/cluster-write-keys),
 written through its WAL without an fsync of their own: they survive a killed process,
@@ -89,11 +89,13 @@ class WriteKeys:
                                   "(each write call needs its own key)", HEADER)
         return got[2]
 
-    def put(self, local: str, key: str, want: str, answer: str) -> None:
+    def put(self, local: str, key: str, want: str, answer: str,
+            at: float | None = None) -> None:
+        """Record ``key``; ``at``: when the primary recorded it (a full copy's records)."""
         now, name = time.time(), f"{local}\0{key}"
         with self._lock:
-            self._db[name] = json.dumps([now, want, answer])
-            self._mem[name] = (now, want, answer)
+            self._db[name] = json.dumps([at or now, want, answer])
+            self._mem[name] = (at or now, want, answer)
             self._mem.move_to_end(name)
             self._prune(now)
 
@@ -102,6 +104,14 @@ class WriteKeys:
         with self._lock:
             first = next(iter(self._mem.values()), None)
             return len(self._mem), None if first is None else first[0]
+
+    def records(self, local: str) -> list[tuple[str, float, str, str]]:
+        """(key, recorded at, digest, answer) of every record of a replica in the window
+        (what a full copy of it carries)."""
+        prefix, since = f"{local}\0", time.time() - WINDOW_S
+        with self._lock:
+            return [(n[len(prefix):], t, d, a) for n, (t, d, a) in self._mem.items()
+                    if n.startswith(prefix) and t >= since]
 
     def forget(self, local: str) -> None:
         """Drop every record of a replica (a resync replaces its data: a record of a write

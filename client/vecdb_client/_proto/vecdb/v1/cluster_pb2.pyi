@@ -7,16 +7,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ReplicaPositionRequest(_message.Message):
-    __slots__ = ("local", "set", "term", "n")
+    __slots__ = ("local", "set", "term", "n", "keys")
     LOCAL_FIELD_NUMBER: _ClassVar[int]
     SET_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
     N_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
     local: str
     set: bool
     term: int
     n: int
-    def __init__(self, local: _Optional[str] = ..., set: _Optional[bool] = ..., term: _Optional[int] = ..., n: _Optional[int] = ...) -> None: ...
+    keys: _containers.RepeatedCompositeFieldContainer[WriteKeyRecord]
+    def __init__(self, local: _Optional[str] = ..., set: _Optional[bool] = ..., term: _Optional[int] = ..., n: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[WriteKeyRecord, _Mapping]]] = ...) -> None: ...
+
+class WriteKeyRecord(_message.Message):
+    __slots__ = ("key", "digest", "answer", "at")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    digest: str
+    answer: str
+    at: float
+    def __init__(self, key: _Optional[str] = ..., digest: _Optional[str] = ..., answer: _Optional[str] = ..., at: _Optional[float] = ...) -> None: ...
 
 class ReplicaPositionResponse(_message.Message):
     __slots__ = ("known", "term", "n")
