@@ -11,9 +11,8 @@ import time
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from cluster_harness import SECRET, Cluster
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from test_cluster import DIM, rand
 from vecdb_client import NotFoundError, ResourceExhaustedError, UnavailableError
 from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
@@ -155,7 +154,7 @@ def test_leftover_create_collection_probes_are_swept(cl):
         c.create_collection("after", dim=DIM, index="flat")
     names = [x.name for x in _engine_call(n1, "ListCollections",
                                           cpb.ListCollectionsRequest()).collections]
-    assert not [x for x in names if x.startswith("cluster-probe-") or x.startswith("v")], names
+    assert not [x for x in names if x.startswith(("cluster-probe-", "v"))], names
 
 
 def test_a_peer_with_another_secret_is_reported_as_such(cl):
@@ -168,9 +167,8 @@ def test_a_peer_with_another_secret_is_reported_as_such(cl):
     bad = cl.add_node("bad", "--cluster-secret", "another-secret",
                       "--rebalance-max-concurrent-moves", "0")
     try:
-        with cl.client([bad], max_retries=0) as c:
-            with pytest.raises(UnavailableError) as e:
-                c.count("sec")
+        with cl.client([bad], max_retries=0) as c, pytest.raises(UnavailableError) as e:
+            c.count("sec")
         assert "127.0.0.1" not in str(e.value) and "PERMISSION_DENIED" not in str(e.value)
         assert "cluster secret mismatch with node n" in bad.log()
     finally:

@@ -8,12 +8,13 @@ at again only when its spec changed (and once per process)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 from typing import Any
 
 from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
 
-from vecdb.errors import NotFound
+from vecdb.errors import AlreadyExists, NotFound
 
 from .state import CollectionSpec
 
@@ -33,13 +34,17 @@ class Aligner:
             have = dict(db.describe_collection(local).config.payload_indexes)
         except NotFound:
             return  # not made yet: it is made from the spec, with its indexes
+        # (a CreatePayloadIndex/Drop applying the same meanwhile is no error)
         for field, kind in want.items():
             if have.get(field) != kind:
-                if field in have:
-                    db.drop_payload_index(local, field)
                 log.info("copy %s: payload index on %r (%s) from the spec", local, field, kind)
-                db.create_payload_index(local, field, kind)
+                with contextlib.suppress(NotFound):
+                    if field in have:
+                        db.drop_payload_index(local, field)
+                with contextlib.suppress(AlreadyExists):
+                    db.create_payload_index(local, field, kind)
         for field in have.keys() - want.keys():
             log.info("copy %s: payload index on %r dropped (not in the spec)", local, field)
-            db.drop_payload_index(local, field)
+            with contextlib.suppress(NotFound):
+                db.drop_payload_index(local, field)
         self._seen[local] = spec.request

@@ -25,7 +25,6 @@ from vecdb_client._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
 from vecdb_client._proto.vecdb.v1 import cluster_pb2_grpc as clgrpc
 from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
-
 from vecdb_client.errors import REQUEST_ID_KEY
 
 from vecdb.errors import Unavailable, VecdbError
@@ -116,7 +115,7 @@ def from_peer_failure(exc: grpc.RpcError, node_id: str) -> VecdbError:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNIMPLEMENTED):
-        md = dict((k, v) for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str))
+        md = {k: v for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str)}
         rid = md.get(REQUEST_ID_KEY)
         log.error("node %s answered %s: %s", node_id, code.name, details)
         return PeerInternal(f"internal error on node {node_id}" + (

@@ -69,6 +69,8 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         return got[0] if got else self._upsert(request, _key(context))
 
     def _upsert(self, request: ppb.UpsertRequest, key: str | None) -> tpb.WriteResult:
+        if request.points.sparse:
+            raise _unsupported("sparse vectors")
         spec = self.node.spec(request.collection)
         parts = merge.split_ids(request.points.ids, spec.shards)
 
@@ -225,8 +227,8 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             return got[0]
         if request.WhichOneof("query") == "expression" or request.HasField("group_by"):
             return queries.search_beyond(self, request, context)
-        if request.HasField("keywords"):
-            raise _unsupported("keyword and hybrid search (keywords)")
+        if request.HasField("keywords") or request.HasField("sparse"):
+            raise _unsupported("keyword, sparse and hybrid search")
         spec = self.node.spec(request.collection)
         fast = None if st.reads_primary(request) else local_reads.search(self.node, spec, request)
         if fast is not None:
@@ -311,6 +313,8 @@ class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
         got = self._internal("CreateCollection", request, context)
         if got:
             return got[0]
+        if request.sparse_dim:
+            raise _unsupported("sparse_dim")
         shards = request.shards if request.HasField("shards") else 1
         rf = request.replication_factor if request.HasField("replication_factor") else 1
         wc = request.write_concern if request.HasField("write_concern") else "majority"
