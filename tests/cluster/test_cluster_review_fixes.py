@@ -208,3 +208,26 @@ def test_a_starting_node_answers_unavailable_not_absent(cl):
     n1.restart()
     with cl.client([n1]) as c:
         assert c.count("st") == 0
+
+
+def test_the_write_key_window_is_exported(tmp_path):
+    """/metrics shows the idempotency-key window: the records kept and the age of the
+    oldest, which grows with time and moves on when the oldest is pruned."""
+    from prometheus_client import CollectorRegistry
+
+    from vecdb_server.cluster import write_keys
+    keys = write_keys.WriteKeys(str(tmp_path))
+    reg = CollectorRegistry()
+    reg.register(write_keys.KeysCollector(keys))
+    age = "vecdb_cluster_write_keys_oldest_age_seconds"
+    assert reg.get_sample_value("vecdb_cluster_write_keys") == 0
+    assert reg.get_sample_value(age) == 0
+    keys.put("c1-s0", "k1", "d1", "a1")
+    time.sleep(0.3)
+    keys.put("c1-s1", "k2", "d2", "a2")
+    assert reg.get_sample_value("vecdb_cluster_write_keys") == 2
+    first = reg.get_sample_value(age)
+    assert first >= 0.3
+    keys.forget("c1-s0")  # the oldest goes: the window is the next record's age
+    assert reg.get_sample_value("vecdb_cluster_write_keys") == 1
+    assert reg.get_sample_value(age) < first
