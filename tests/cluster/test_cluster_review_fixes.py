@@ -214,7 +214,6 @@ def test_the_write_key_window_is_exported(tmp_path):
     """/metrics shows the idempotency-key window: the records kept and the age of the
     oldest, which grows with time and moves on when the oldest is pruned."""
     from prometheus_client import CollectorRegistry
-
     from vecdb_server.cluster import write_keys
     keys = write_keys.WriteKeys(str(tmp_path))
     reg = CollectorRegistry()
