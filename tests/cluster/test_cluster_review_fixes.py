@@ -7,6 +7,7 @@ instead of "collection does not exist"."""
 from __future__ import annotations
 
 import signal
+import socket
 import time
 
 import grpc
@@ -230,3 +231,49 @@ def test_the_write_key_window_is_exported(tmp_path):
     keys.forget("c1-s0")  # the oldest goes: the window is the next record's age
     assert reg.get_sample_value("vecdb_cluster_write_keys") == 1
     assert reg.get_sample_value(age) < first
+
+
+def test_peer_failures_map_to_what_the_client_should_see():
+    """Real gRPC failures from a peer: INTERNAL stays INTERNAL (with the peer's request
+    id, never retried), a timeout is DEADLINE_EXCEEDED, a refused connection is
+    UNAVAILABLE; no message carries the peer's address."""
+    from concurrent import futures
+
+    from vecdb_client.errors import REQUEST_ID_KEY
+    from vecdb_server.cluster import peers
+
+    def boom(request, context):
+        context.set_trailing_metadata(((REQUEST_ID_KEY, "rid123"),))
+        context.abort(grpc.StatusCode.INTERNAL, "internal server error")
+
+    def slow(request, context):
+        time.sleep(1.0)
+        return b""
+
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("t.T", {
+        "Boom": grpc.unary_unary_rpc_method_handler(boom),
+        "Slow": grpc.unary_unary_rpc_method_handler(slow)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        def failure(method: str, target: str, timeout: float = 5.0) -> grpc.RpcError:
+            with grpc.insecure_channel(target) as ch:
+                try:
+                    ch.unary_unary(f"/t.T/{method}")(b"", timeout=timeout)
+                except grpc.RpcError as exc:
+                    return exc
+            raise AssertionError("the call succeeded")
+        internal = peers.from_peer_failure(failure("Boom", f"127.0.0.1:{port}"), "n9")
+        assert isinstance(internal, peers.PeerInternal) and "rid123" in internal.message
+        late = peers.from_peer_failure(failure("Slow", f"127.0.0.1:{port}", 0.1), "n9")
+        assert isinstance(late, peers.PeerDeadline)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            closed = s.getsockname()[1]
+        gone = peers.from_peer_failure(failure("Boom", f"127.0.0.1:{closed}"), "n9")
+        assert type(gone).__name__ == "Unavailable" and "n9" in gone.message
+        for err in (internal, late, gone):
+            assert "127.0.0.1" not in err.message
+    finally:
+        server.stop(0)
