@@ -63,6 +63,16 @@ def unpack(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
             np.frombuffer(raw, _F32, n, offset=4 * n))
 
 
+def from_packed(raw: bytes, field: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The wire's packed form -> (indices, values); empty = None (no sparse vector)."""
+    if not raw:
+        return None
+    if len(raw) % 8:
+        raise InvalidArgument(f"{field} must be packed uint32 indices then float32 values "
+                              f"(8 bytes an entry), got {len(raw)} bytes", field)
+    return unpack(raw)
+
+
 def check_batch(values, n: int, dim: int) -> list[bytes | None] | None:
     """Upsert ``sparse``: None, or one (indices, values) or None per point."""
     if values is None:

@@ -190,7 +190,8 @@ def from_proto_config(msg: cpb.CollectionConfig) -> CollectionConfig:
                             dict(msg.index.params), msg.shards,
                             msg.encoder if msg.HasField("encoder") else None,
                             msg.device or "auto", msg.replication_factor or 1,
-                            msg.write_concern, msg.quantization, msg.rescore, msg.full_text)
+                            msg.write_concern, msg.quantization, msg.rescore, msg.full_text,
+                            msg.sparse_dim)
 
 
 def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:

@@ -100,13 +100,15 @@ class AsyncClient(AsyncAnalyticsMethods):
                                 device: str | None = None,
                                 replication_factor: int | None = None, write_concern: str | None = None,
                                 quantization: str | None = None, rescore: int | None = None,
-                                full_text: str | None = None,
+                                full_text: str | None = None, sparse_dim: int | None = None,
                                 timeout: float | None = None, **params: int) -> CollectionInfo:
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
                                                payload_indexes, device, replication_factor,
                                                write_concern, quantization, rescore)
         if full_text is not None:
             req.full_text = full_text
+        if sparse_dim is not None:
+            req.sparse_dim = sparse_dim
         return _codec.from_proto_info(await self._call(
             self._collections.CreateCollection, req, idempotent=False, timeout=timeout))
 
@@ -258,7 +260,7 @@ class AsyncClient(AsyncAnalyticsMethods):
     async def upsert(self, collection: str, ids: Sequence[str], vectors: Any = None,
                      payloads: Sequence[dict | None] | None = None,
                      texts: Sequence[str | None] | None = None, ttl: Any = None, *,
-                     progress: Progress | None = None,
+                     sparse: Sequence[Any] | None = None, progress: Progress | None = None,
                      timeout: float | None = None) -> WriteResult:
         """See :meth:`vecdb_client.Client.upsert`.
         ``vectors=None``: the collection's encoder embeds ``texts`` (one non-empty text per
@@ -266,7 +268,7 @@ class AsyncClient(AsyncAnalyticsMethods):
         ids = check_ids(ids)
         plan = plan_upsert(ids, _codec.upsert_vectors(ids, vectors), payloads, texts,
                            max_bytes=self.settings.chunk_bytes,
-                           max_points=self.settings.chunk_points, ttl=ttl)
+                           max_points=self.settings.chunk_points, ttl=ttl, sparse=sparse)
         if len(plan.bounds) == 1:
             req = ppb.UpsertRequest(collection=collection, points=plan.batch(0))
             try:
@@ -369,12 +371,14 @@ class AsyncClient(AsyncAnalyticsMethods):
                      groups: int | None = None, allow_partial: bool = False,
                      consistency: str = "any", keywords: str | Sequence[str] | None = None,
                      fusion: str | None = None, weights: Sequence[float] | None = None,
-                     rrf_k: float | None = None, timeout: float | None = None) -> Any:
+                     rrf_k: float | None = None, sparse: Any = None,
+                     timeout: float | None = None) -> Any:
         """See :meth:`vecdb_client.Client.search` (``explain=True`` -> ``(hits, plan)``).
         ``text=`` (one query, a list of hits) or ``texts=`` (a list per query) search by
         text: the collection's encoder embeds them on the server. ``keywords=``,
-        ``fusion=``, ``weights=``, ``rrf_k=``: keyword and hybrid search, as there."""
-        if (expression is not None or group_by is not None) and keywords is None:
+        ``fusion=``, ``weights=``, ``rrf_k=``, ``sparse=``: keyword, sparse and hybrid search,
+        as there."""
+        if (expression is not None or group_by is not None) and keywords is None and sparse is None:
             req, single = _codec_query.search_request(
                 collection, vector, vectors, k, expression=expression,
                 include_terms=include_terms, group_by=group_by, group_size=group_size,
@@ -390,7 +394,8 @@ class AsyncClient(AsyncAnalyticsMethods):
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts, keywords=keywords, fusion=fusion, weights=weights, rrf_k=rrf_k,
-            beyond=expression is not None or group_by is not None, explain=explain)
+            beyond=expression is not None or group_by is not None, explain=explain,
+            sparse=sparse)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)

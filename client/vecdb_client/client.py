@@ -111,7 +111,7 @@ class Client(AnalyticsMethods):
                           device: str | None = None,
                           replication_factor: int | None = None, write_concern: str | None = None,
                           quantization: str | None = None, rescore: int | None = None,
-                          full_text: str | None = None,
+                          full_text: str | None = None, sparse_dim: int | None = None,
                           timeout: float | None = None, **params: int) -> CollectionInfo:
         """Index parameters go as keywords, e.g. ``index="hnsw", M=16, ef_search=128``.
         ``payload_indexes``: {field: type} to index from the start (see create_payload_index).
@@ -130,6 +130,8 @@ class Client(AnalyticsMethods):
                                                write_concern, quantization, rescore)
         if full_text is not None:
             req.full_text = full_text
+        if sparse_dim is not None:
+            req.sparse_dim = sparse_dim
         info = self._call(self._collections.CreateCollection, req, idempotent=False,
                           timeout=timeout)
         return _codec.from_proto_info(info)
@@ -280,6 +282,7 @@ class Client(AnalyticsMethods):
     def upsert(self, collection: str, ids: Sequence[str], vectors: Any = None,
                payloads: Sequence[dict | None] | None = None,
                texts: Sequence[str | None] | None = None, ttl: Any = None, *,
+               sparse: Sequence[Any] | None = None,
                progress: Progress | None = None, timeout: float | None = None) -> WriteResult:
         """Insert or replace points; ``vectors`` is (n, dim), a numpy array or nested lists.
 
@@ -293,11 +296,14 @@ class Client(AnalyticsMethods):
         ``acknowledged`` attribute says how many leading points are durable.
 
         ``vectors=None``: the collection's encoder embeds ``texts`` (one non-empty text per
-        point); with vectors, texts are only stored (docs/encoders.md "Mixing rules")."""
+        point); with vectors, texts are only stored (docs/encoders.md "Mixing rules").
+
+        ``sparse`` (collections created with ``sparse_dim``): one sparse vector
+        ``(indices, values)`` (or None) per point; indices strictly increasing."""
         ids = check_ids(ids)
         plan = plan_upsert(ids, _codec.upsert_vectors(ids, vectors), payloads, texts,
                            max_bytes=self.settings.chunk_bytes,
-                           max_points=self.settings.chunk_points, ttl=ttl)
+                           max_points=self.settings.chunk_points, ttl=ttl, sparse=sparse)
         if len(plan.bounds) == 1:
             req = ppb.UpsertRequest(collection=collection, points=plan.batch(0))
             try:
@@ -405,7 +411,8 @@ class Client(AnalyticsMethods):
                groups: int | None = None, allow_partial: bool = False,
                consistency: str = "any", keywords: str | Sequence[str] | None = None,
                fusion: str | None = None, weights: Sequence[float] | None = None,
-               rrf_k: float | None = None, timeout: float | None = None) -> Any:
+               rrf_k: float | None = None, sparse: Any = None,
+               timeout: float | None = None) -> Any:
         """``vector=`` (1-D) returns a list of hits; ``vectors=`` (2-D) a list per query.
 
         ``filter``: only points matching it are candidates. ``explain=True`` returns
@@ -439,8 +446,10 @@ class Client(AnalyticsMethods):
         ``vector(s)=``/``text(s)=`` (one keyword query each), hybrid search: the dense and
         keyword retrievers fused by ``fusion="rrf"`` (default; ``rrf_k``, default 60) or
         ``"weighted"`` (min-max normalised scores), ``weights=(dense, keywords)`` (default
-        equal); hits scored by the fusion (README "Hybrid search")."""
-        if (expression is not None or group_by is not None) and keywords is None:
+        equal); hits scored by the fusion (README "Hybrid search"). ``sparse=(indices,
+        values)`` (a list: one per query; collections with ``sparse_dim``): exact sparse
+        dot-product search, alone or fused the same way (weights: dense, keywords, sparse)."""
+        if (expression is not None or group_by is not None) and keywords is None and sparse is None:
             req, single = _codec_query.search_request(
                 collection, vector, vectors, k, expression=expression,
                 include_terms=include_terms, group_by=group_by, group_size=group_size,
@@ -456,7 +465,8 @@ class Client(AnalyticsMethods):
             collection, vector, vectors, k, nprobe=nprobe, ef_search=ef_search, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts, keywords=keywords, fusion=fusion, weights=weights, rrf_k=rrf_k,
-            beyond=expression is not None or group_by is not None, explain=explain)
+            beyond=expression is not None or group_by is not None, explain=explain,
+            sparse=sparse)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)

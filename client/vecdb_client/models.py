@@ -68,6 +68,8 @@ class CollectionConfig:
     rescore: int = 0
     # "" = no full-text index; "plain" or a stemming language: keyword/hybrid search
     full_text: str = ""
+    # 0 = no sparse vectors; else points may carry one with indices < sparse_dim
+    sparse_dim: int = 0
 
 
 @dataclass(frozen=True)

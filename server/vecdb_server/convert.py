@@ -13,6 +13,7 @@ import numpy as np
 
 from vecdb import (CollectionConfig, CollectionDescription, IndexSpec, Point, ScrollPage,
                    SearchParams, SearchResult, ShardStats, WriteResult)
+from vecdb import sparse as sparse_vectors
 from vecdb.errors import InvalidArgument
 from vecdb.validation import MAX_DIM
 from vecdb_client._proto.vecdb.v1 import analytics_pb2 as apb
@@ -106,7 +107,9 @@ def from_proto_point_batch(msg: tpb.PointBatch, field: str = "points") -> dict[s
             "payloads": from_proto_payloads(msg.payloads, f"{field}.payloads"),
             "texts": from_proto_texts(msg.texts),
             # 0 = never expires (the engine's None); the engine checks count and range
-            "ttl": [t or None for t in msg.ttl_seconds] if msg.ttl_seconds else None}
+            "ttl": [t or None for t in msg.ttl_seconds] if msg.ttl_seconds else None,
+            "sparse": [sparse_vectors.from_packed(raw, f"sparse[{i}]")
+                       for i, raw in enumerate(msg.sparse)] if msg.sparse else None}
 
 
 def to_proto_point_batch(points: Sequence[Point], with_vector: bool) -> tpb.PointBatch:
@@ -140,7 +143,8 @@ def from_proto_create_collection(msg: cpb.CreateCollectionRequest) -> dict[str, 
     kwargs: dict[str, Any] = {"name": msg.name, "dim": msg.dim,
                               "index": msg.index.type or "auto",
                               "index_params": dict(msg.index.params) or None}
-    for name in ("metric", "shards", "encoder", "device", "quantization", "rescore", "full_text"):
+    for name in ("metric", "shards", "encoder", "device", "quantization", "rescore", "full_text",
+                 "sparse_dim"):
         if msg.HasField(name):
             kwargs[name] = getattr(msg, name)
     if msg.payload_indexes:
@@ -153,14 +157,14 @@ def to_proto_collection_config(cfg: CollectionConfig) -> cpb.CollectionConfig:
                                 index=to_proto_index_spec(cfg.index), shards=cfg.shards,
                                 encoder=cfg.encoder, device=cfg.device,
                                 quantization=cfg.quantization, rescore=cfg.rescore,
-                                full_text=cfg.full_text)
+                                full_text=cfg.full_text, sparse_dim=cfg.sparse_dim)
 
 
 def from_proto_collection_config(msg: cpb.CollectionConfig) -> CollectionConfig:
     return CollectionConfig(msg.name, msg.dim, msg.metric, from_proto_index_spec(msg.index),
                             msg.shards, _opt(msg, "encoder"), device=msg.device or "auto",
                             quantization=msg.quantization, rescore=msg.rescore,
-                            full_text=msg.full_text)
+                            full_text=msg.full_text, sparse_dim=msg.sparse_dim)
 
 
 def to_proto_shard_stats(s: ShardStats) -> cpb.ShardStats:
@@ -256,8 +260,8 @@ def from_proto_search(msg: ppb.SearchRequest) -> dict[str, Any]:
     """-> keyword arguments of Database.search (queries, or texts for the encoder; with
     keywords, the keyword/hybrid arguments too)."""
     which = msg.WhichOneof("query")
-    keywords = msg.HasField("keywords")
-    if which is None and not keywords:
+    keywords, sparse = msg.HasField("keywords"), msg.HasField("sparse")
+    if which is None and not keywords and not sparse:
         raise InvalidArgument("query: set vectors (query vectors) or texts (query texts)",
                               "vectors")
     texts = list(msg.texts.texts) if which == "texts" else None
@@ -267,8 +271,11 @@ def from_proto_search(msg: ppb.SearchRequest) -> dict[str, Any]:
             "k": _opt(msg, "k", DEFAULT_K), "params": from_proto_search_params(msg.params),
             "with_payload": _with_payload(msg), "with_vector": msg.with_vector,
             "filter": from_proto_filter_field(msg)}
-    if keywords:
-        args.update(keywords=list(msg.keywords.texts), fusion=msg.fusion or None,
+    if keywords or sparse:
+        if sparse:
+            args["sparse"] = [sparse_vectors.from_packed(raw, f"sparse[{i}]") or ((), ())
+                              for i, raw in enumerate(msg.sparse.vectors)]
+        args.update(keywords=list(msg.keywords.texts) if keywords else None, fusion=msg.fusion or None,
                     weights=list(msg.fusion_weights) or None, rrf_k=_opt(msg, "rrf_k"),
                     explain=msg.explain)
     return args

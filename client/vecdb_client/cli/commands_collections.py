@@ -98,7 +98,8 @@ def cmd_create(ctx: Context, args: Any) -> Result:
                                             args.shards, args.encoder,
                                             payload_indexes=indexes or None, device=args.device,
                                             quantization=args.quantization, rescore=args.rescore,
-                                            full_text=args.full_text, **params)
+                                            full_text=args.full_text, sparse_dim=args.sparse_dim,
+                                            **params)
     except AlreadyExistsError:
         if not args.exist_ok:
             raise
@@ -248,6 +249,9 @@ def register(sub: Any) -> None:
     p.add_argument("--full-text", metavar="LANGUAGE",
                    help="BM25 keyword and hybrid search over the point texts: plain (no "
                         "stemming) or a Snowball language (english, german, french, ...)")
+    p.add_argument("--sparse-dim", type=positive_int, metavar="N",
+                   help="points may carry a sparse vector with indices below N (SDK "
+                        "upsert(sparse=...); searched with search --sparse)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="index parameter; repeatable")
     p.add_argument("--payload-index", action="append", default=[], metavar="FIELD=TYPE",

@@ -97,7 +97,7 @@ def hits_result(results: list[Any], extra: dict[str, Any] | None = None) -> Resu
 
 def cmd_search(ctx: Context, args: Any) -> Result:
     kw = dict(common_query_kw(args), k=args.k, ef_search=args.ef_search)
-    if args.keywords is not None:  # keyword / hybrid search
+    if args.keywords is not None or args.sparse is not None:  # keyword / sparse / hybrid
         return commands_query.cmd_search_keywords(ctx, args, kw)
     if commands_query.wants_beyond(args):  # expression / group_by
         return commands_query.cmd_search_beyond(ctx, args, common_query_kw(args))
@@ -212,7 +212,8 @@ def register(sub: Any) -> None:
         vecdbctl search docs --vector-file q.npy --group-by author --group-size 2 --groups 5
         vecdbctl search kb --plus id:king --minus text:man --plus text:woman --k 5
         vecdbctl search kb --keywords "Zorvex pump manual" --k 5
-        vecdbctl search kb --text "pump manual" --keywords "Zorvex" --fusion rrf""",
+        vecdbctl search kb --text "pump manual" --keywords "Zorvex" --fusion rrf
+        vecdbctl search kb --sparse '{"indices": [12, 907], "values": [0.8, 1.4]}'""",
                 cmd_search, details="""
         --vector takes a JSON list (one query) or a list of lists (a batch);
         --vector-file a .npy (1-D or 2-D), .fvecs or .json file. cosine/ip: higher
@@ -229,7 +230,10 @@ def register(sub: Any) -> None:
         --keywords (collections created with --full-text): alone, BM25 keyword search
         over the point texts; with --vector/--vector-file/--text, hybrid search: both
         retrievers fused by --fusion rrf (default; --rrf-k, default 60) or weighted
-        (min-max normalised scores), --weights DENSE,KEYWORDS (default 1,1).""")
+        (min-max normalised scores), --weights DENSE,KEYWORDS (default 1,1).
+        --sparse (collections created with --sparse-dim): exact sparse dot-product
+        search, alone or fused the same way (--weights in the order dense,
+        keywords, sparse, of those given).""")
     add_query_args(p)
     p.add_argument("--text", help="query text (collections with an encoder)")
     p.add_argument("-k", "--k", type=positive_int, default=10, help="hits per query (default 10)")

@@ -67,13 +67,25 @@ def add_search_args(p: Any) -> None:
     g.add_argument("--weights", metavar="DENSE,KEYWORDS",
                    help="hybrid: the two retrievers' weights (default 1,1)")
     g.add_argument("--rrf-k", type=float, metavar="X", help="hybrid RRF constant (default 60)")
+    g.add_argument("--sparse", metavar="JSON",
+                   help='sparse query {"indices": [...], "values": [...]} (collections created '
+                        "with --sparse-dim); alone or fused like --keywords")
 
 
 def cmd_search_keywords(ctx: Context, args: Any, common: dict[str, Any]) -> Result:
-    """search --keywords: keyword search alone, or hybrid with --vector/--vector-file/--text."""
+    """search --keywords/--sparse: alone, or hybrid with --vector/--vector-file/--text."""
     from .commands_points import hits_result, query_vectors
     if wants_beyond(args):
-        raise UsageError("--keywords cannot be combined with --plus/--minus/--term/--group-by")
+        raise UsageError("--keywords/--sparse cannot be combined with --plus/--minus/--term/"
+                         "--group-by")
+    sparse = None
+    if args.sparse is not None:
+        try:
+            sparse = json.loads(args.sparse)
+        except ValueError:
+            raise UsageError(f"--sparse: {args.sparse!r} is not JSON") from None
+        if not isinstance(sparse, dict):
+            raise UsageError('--sparse takes {"indices": [...], "values": [...]}')
     dense = any(getattr(args, x, None) is not None for x in ("vector", "vector_file", "text"))
     query, single = query_vectors(args) if dense else ({}, True)
     weights = None
@@ -83,7 +95,7 @@ def cmd_search_keywords(ctx: Context, args: Any, common: dict[str, Any]) -> Resu
         except ValueError:
             raise UsageError(f"--weights: {args.weights!r} is not DENSE,KEYWORDS numbers") from None
     kw = dict(common, **query, keywords=args.keywords, fusion=args.fusion, weights=weights,
-              rrf_k=args.rrf_k, explain=True)
+              rrf_k=args.rrf_k, sparse=sparse, explain=True)
     got, plan = ctx.client.search(args.collection, **kw)
     return hits_result([got] if single else got, {"plan": plan} if args.explain else None)
 

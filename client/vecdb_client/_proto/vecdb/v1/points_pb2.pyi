@@ -96,7 +96,7 @@ class ScrollResponse(_message.Message):
     def __init__(self, points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "texts", "expression", "k", "params", "with_payload", "with_vector", "filter", "group_by", "group_size", "groups", "allow_partial", "consistency", "keywords", "fusion", "fusion_weights", "rrf_k", "explain")
+    __slots__ = ("collection", "vectors", "texts", "expression", "k", "params", "with_payload", "with_vector", "filter", "group_by", "group_size", "groups", "allow_partial", "consistency", "keywords", "fusion", "fusion_weights", "rrf_k", "explain", "sparse")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class SearchRequest(_message.Message):
     FUSION_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     RRF_K_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    SPARSE_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _types_pb2.Vectors
     texts: TextQueries
@@ -135,7 +136,14 @@ class SearchRequest(_message.Message):
     fusion_weights: _containers.RepeatedScalarFieldContainer[float]
     rrf_k: float
     explain: bool
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Union[TextQueries, _Mapping]] = ..., expression: _Optional[_Union[Expression, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., groups: _Optional[int] = ..., allow_partial: _Optional[bool] = ..., consistency: _Optional[str] = ..., keywords: _Optional[_Union[TextQueries, _Mapping]] = ..., fusion: _Optional[str] = ..., fusion_weights: _Optional[_Iterable[float]] = ..., rrf_k: _Optional[float] = ..., explain: _Optional[bool] = ...) -> None: ...
+    sparse: SparseQueries
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Union[TextQueries, _Mapping]] = ..., expression: _Optional[_Union[Expression, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., groups: _Optional[int] = ..., allow_partial: _Optional[bool] = ..., consistency: _Optional[str] = ..., keywords: _Optional[_Union[TextQueries, _Mapping]] = ..., fusion: _Optional[str] = ..., fusion_weights: _Optional[_Iterable[float]] = ..., rrf_k: _Optional[float] = ..., explain: _Optional[bool] = ..., sparse: _Optional[_Union[SparseQueries, _Mapping]] = ...) -> None: ...
+
+class SparseQueries(_message.Message):
+    __slots__ = ("vectors",)
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    vectors: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, vectors: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class TextQueries(_message.Message):
     __slots__ = ("texts",)

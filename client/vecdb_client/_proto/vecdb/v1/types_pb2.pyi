@@ -17,18 +17,20 @@ class Vectors(_message.Message):
     def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PointBatch(_message.Message):
-    __slots__ = ("ids", "vectors", "payloads", "texts", "ttl_seconds")
+    __slots__ = ("ids", "vectors", "payloads", "texts", "ttl_seconds", "sparse")
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SPARSE_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: Vectors
     payloads: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     ttl_seconds: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ..., payloads: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[_Iterable[float]] = ...) -> None: ...
+    sparse: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ..., payloads: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[_Iterable[float]] = ..., sparse: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class IndexSpec(_message.Message):
     __slots__ = ("type", "params")
