@@ -96,8 +96,9 @@ def stored(coll, ids: list[str]) -> list[bytes | None]:
 
 
 class SparseIndex:
-    """The sparse vectors of one shard by label; exact dot-product search over a CSR
-    copy rebuilt at the first search after a change. The caller serializes changes
+    """The sparse vectors of one shard by label; exact dot-product search over inverted
+    lists (every entry sorted by index) rebuilt at the first search after a change: a
+    query reads only the lists of its own indices. The caller serializes changes
     against searches (the shard's write/read lock)."""
 
     def __init__(self):
@@ -117,15 +118,16 @@ class SparseIndex:
         self.rows = {lab: raw for lab, raw in pairs if raw}
         self._csr = None
 
-    def _matrix(self):
-        """(row labels, row of each entry, indices, values) of every stored vector."""
+    def _lists(self):
+        """(row labels, then per entry sorted by index: index, row, value)."""
         if self._csr is None:
             labels = np.fromiter(self.rows, np.int64, len(self.rows))
             parts = [unpack(self.rows[lab]) for lab in labels.tolist()]
             counts = np.array([len(i) for i, _ in parts], np.int64)
-            self._csr = (labels, np.repeat(np.arange(len(labels)), counts),
-                         np.concatenate([i for i, _ in parts] or [np.zeros(0, np.int64)]),
-                         np.concatenate([v for _, v in parts] or [np.zeros(0, np.float32)]))
+            idx = np.concatenate([i for i, _ in parts] or [np.zeros(0, np.int64)])
+            order = np.argsort(idx, kind="stable")
+            self._csr = (labels, idx[order], np.repeat(np.arange(len(labels)), counts)[order],
+                         np.concatenate([v for _, v in parts] or [np.zeros(0, np.float32)])[order])
         return self._csr
 
     def search(self, query: bytes, k: int, allowed: np.ndarray | None, exclude: np.ndarray,
@@ -133,14 +135,15 @@ class SparseIndex:
         """(scores, labels) of the best ``k`` dot products, best first, over the vectors
         sharing an index with ``query``; ``allowed``/``exclude``/``accept`` as in
         TextIndex.search."""
-        labels, row, idx, vals = self._matrix()
+        labels, idx, row, vals = self._lists()
         q_idx, q_vals = unpack(query)
-        pos = np.searchsorted(q_idx, idx)
-        hit = (pos < len(q_idx)) & (q_idx[np.minimum(pos, len(q_idx) - 1)] == idx) if len(q_idx) \
-            else np.zeros(len(idx), bool)
-        rows = np.unique(row[hit])
-        scores = np.zeros(len(labels), np.float64)
-        np.add.at(scores, row[hit], vals[hit].astype(np.float64) * q_vals[pos[hit]])
+        starts, ends = np.searchsorted(idx, q_idx, "left"), np.searchsorted(idx, q_idx, "right")
+        pos = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist())]
+                             or [np.zeros(0, np.int64)])
+        weight = np.repeat(q_vals.astype(np.float64), ends - starts)
+        scores = np.bincount(row[pos], weights=vals[pos].astype(np.float64) * weight,
+                             minlength=len(labels))
+        rows = np.flatnonzero(np.bincount(row[pos], minlength=len(labels)))
         cand, cand_scores = labels[rows], scores[rows]
         keep = np.ones(len(cand), bool)
         if len(exclude):
@@ -148,6 +151,10 @@ class SparseIndex:
         if allowed is not None:
             keep &= np.isin(cand, allowed)
         cand, cand_scores = cand[keep], cand_scores[keep]
+        if accept is None and len(cand) > k:  # only those tying with the k-th or better
+            kth = np.partition(cand_scores, len(cand) - k)[len(cand) - k]
+            top = cand_scores >= kth
+            cand, cand_scores = cand[top], cand_scores[top]
         order = np.lexsort((cand, -cand_scores))
         if accept is None:
             order = order[:k]
