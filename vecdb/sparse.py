@@ -10,6 +10,8 @@ follows every applied op and is rebuilt from RocksDB when the shard opens.
 """
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .errors import InvalidArgument
@@ -95,47 +97,70 @@ def stored(coll, ids: list[str]) -> list[bytes | None]:
     return out
 
 
+def _dot(raw: bytes, q_idx: np.ndarray, q_vals: np.ndarray) -> float | None:
+    """Dot product of a stored vector with a query; None when they share no index."""
+    idx, vals = unpack(raw)
+    _, a, b = np.intersect1d(idx, q_idx, assume_unique=True, return_indices=True)
+    return float(np.dot(vals[a].astype(np.float64), q_vals[b].astype(np.float64))) if len(a) else None
+
+
 class SparseIndex:
     """The sparse vectors of one shard by label; exact dot-product search over inverted
-    lists (every entry sorted by index) rebuilt at the first search after a change: a
-    query reads only the lists of its own indices. The caller serializes changes
+    lists (every entry sorted by index; a query reads only the lists of its own indices)
+    built over a base set of rows, plus the rows added since (scored one by one) and
+    the base rows removed since (left out). The lists are rebuilt at a search once the
+    changes pass an eighth of the rows (at least 1024). The caller serializes changes
     against searches (the shard's write/read lock)."""
 
     def __init__(self):
         self.rows: dict[int, bytes] = {}
         self._csr: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._base: set[int] = set()   # the rows the lists hold
+        self._fresh: set[int] = set()  # live rows added since
+        self._gone: set[int] = set()   # base rows removed since
+        self._lock = threading.Lock()  # concurrent searches: one rebuilds
 
     def apply(self, removed: np.ndarray, added: np.ndarray, sparse: list | None) -> None:
         for lab in np.asarray(removed).tolist():
-            self.rows.pop(lab, None)
+            if self.rows.pop(lab, None) is not None:
+                if lab in self._base:
+                    self._gone.add(lab)
+                else:
+                    self._fresh.discard(lab)
         for lab, raw in zip(np.asarray(added).tolist(), sparse or ()):
-            if raw:
+            if raw:  # labels are never reused: an added label is new
                 self.rows[lab] = raw
-        if len(removed) or sparse:
-            self._csr = None
+                self._fresh.add(lab)
 
     def rebuild(self, pairs) -> None:
         self.rows = {lab: raw for lab, raw in pairs if raw}
         self._csr = None
 
     def _lists(self):
-        """(row labels, then per entry sorted by index: index, row, value)."""
-        if self._csr is None:
-            labels = np.fromiter(self.rows, np.int64, len(self.rows))
-            parts = [unpack(self.rows[lab]) for lab in labels.tolist()]
-            counts = np.array([len(i) for i, _ in parts], np.int64)
-            idx = np.concatenate([i for i, _ in parts] or [np.zeros(0, np.int64)])
-            order = np.argsort(idx, kind="stable")
-            self._csr = (labels, idx[order], np.repeat(np.arange(len(labels)), counts)[order],
-                         np.concatenate([v for _, v in parts] or [np.zeros(0, np.float32)])[order])
-        return self._csr
+        """((row labels, then per entry sorted by index: index, row, value) of the base,
+        the rows added since, the base rows removed since), taken together."""
+        with self._lock:
+            if self._csr is None or \
+                    len(self._fresh) + len(self._gone) > max(1024, len(self.rows) // 8):
+                self._build()
+            return self._csr, list(self._fresh), np.fromiter(self._gone, np.int64, len(self._gone))
+
+    def _build(self) -> None:
+        self._base, self._fresh, self._gone = set(self.rows), set(), set()
+        labels = np.fromiter(self.rows, np.int64, len(self.rows))
+        parts = [unpack(self.rows[lab]) for lab in labels.tolist()]
+        counts = np.array([len(i) for i, _ in parts], np.int64)
+        idx = np.concatenate([i for i, _ in parts] or [np.zeros(0, np.int64)])
+        order = np.argsort(idx, kind="stable")
+        self._csr = (labels, idx[order], np.repeat(np.arange(len(labels)), counts)[order],
+                     np.concatenate([v for _, v in parts] or [np.zeros(0, np.float32)])[order])
 
     def search(self, query: bytes, k: int, allowed: np.ndarray | None, exclude: np.ndarray,
                accept=None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, labels) of the best ``k`` dot products, best first, over the vectors
         sharing an index with ``query``; ``allowed``/``exclude``/``accept`` as in
         TextIndex.search."""
-        labels, idx, row, vals = self._lists()
+        (labels, idx, row, vals), fresh, gone = self._lists()
         q_idx, q_vals = unpack(query)
         starts, ends = np.searchsorted(idx, q_idx, "left"), np.searchsorted(idx, q_idx, "right")
         pos = np.concatenate([np.arange(a, b) for a, b in zip(starts.tolist(), ends.tolist())]
@@ -145,6 +170,14 @@ class SparseIndex:
                              minlength=len(labels))
         rows = np.flatnonzero(np.bincount(row[pos], minlength=len(labels)))
         cand, cand_scores = labels[rows], scores[rows]
+        if len(gone):
+            keep = ~np.isin(cand, gone)
+            cand, cand_scores = cand[keep], cand_scores[keep]
+        if fresh:
+            extra = [(lab, _dot(self.rows[lab], q_idx, q_vals)) for lab in fresh]
+            extra = [(lab, s) for lab, s in extra if s is not None]
+            cand = np.concatenate([cand, np.array([lab for lab, _ in extra], np.int64)])
+            cand_scores = np.concatenate([cand_scores, np.array([s for _, s in extra], np.float64)])
         keep = np.ones(len(cand), bool)
         if len(exclude):
             keep &= ~np.isin(cand, exclude)

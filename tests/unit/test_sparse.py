@@ -146,3 +146,27 @@ def test_bad_sparse_input_writes_nothing(db):
     assert e.value.field == "sparse_dim"
     with pytest.raises(FailedPrecondition):
         db.reembed("s", "minilm", alias="x")
+
+
+def test_writes_between_searches_use_the_delta_then_a_rebuild(db):
+    """Rows added after the inverted lists were built are scored one by one, base rows
+    removed since are left out, and past the threshold the lists are rebuilt: every
+    search equals the reference."""
+    docs, rng = make(db, n=300, shards=1)
+    check_exact(db, docs, rng)  # builds the lists
+    index = db._get("s").shards[0].sparse_index
+    for round_ in range(3):
+        n = 40 if round_ < 2 else 1500  # the last round passes the rebuild threshold
+        ids = [f"r{round_}-{i}" for i in range(n)]
+        new = random_sparse(rng, n)
+        db.upsert("s", ids, rng.standard_normal((n, DIM)).astype(np.float32), sparse=new)
+        docs.update(zip(ids, new))
+        gone = [pid for pid in list(docs)[round_ * 7:round_ * 7 + 5]]
+        db.delete("s", gone)
+        for pid in gone:
+            docs.pop(pid)
+        check_exact(db, docs, rng)
+        if round_ < 2:
+            assert index._fresh and index._gone  # answered with the delta
+        else:
+            assert not index._fresh and not index._gone  # rebuilt
