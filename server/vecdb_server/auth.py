@@ -65,12 +65,15 @@ METHOD_ROLES["/vecdb.v1.ClusterService/GetClusterStatus"] = READ
 METHOD_ROLES["/vecdb.v1.ClusterService/DrainNode"] = ADMIN
 METHOD_ROLES["/vecdb.v1.ClusterService/RemoveNode"] = ADMIN
 METHOD_ROLES["/vecdb.v1.ClusterService/PlanRebalance"] = READ
+# node to node only (the cluster secret); a client key never gets past the router's check
+METHOD_ROLES["/vecdb.v1.ClusterService/ReplicaPosition"] = ADMIN
 # RPCs a scoped key may call without naming a collection (their answers are filtered).
 LISTING = {_C + "ListCollections", _C + "ListAliases", _C + "ListSnapshots"}
 # RPCs whose target collection the request does not name: never for scoped keys.
 UNSCOPABLE = {_C + "DeleteSnapshot", _C + "RestoreSnapshot",
               "/vecdb.v1.ClusterService/GetClusterStatus", "/vecdb.v1.ClusterService/DrainNode",
-              "/vecdb.v1.ClusterService/RemoveNode", "/vecdb.v1.ClusterService/PlanRebalance"}
+              "/vecdb.v1.ClusterService/RemoveNode", "/vecdb.v1.ClusterService/PlanRebalance",
+              "/vecdb.v1.ClusterService/ReplicaPosition"}
 
 
 class KeyConfigError(ValueError):
