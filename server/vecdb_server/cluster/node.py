@@ -443,13 +443,14 @@ class ClusterNode:
             for local, (name, i) in mine.items():
                 try:
                     if local not in have:
-                        db.create_collection(**create_kwargs(specs[name], local))
                         if self.id in shards[(name, i)].in_sync:
                             # the copy vanished (a wiped disk): out of sync until resynced;
-                            # marked on disk, so a restart meanwhile still knows
+                            # marked on disk, so a restart meanwhile still knows; marked
+                            # before the empty copy exists, so no read ever answers from it
                             log.warning("replica %s of %s/%d was missing here: leaving the "
                                         "in-sync set", local, name, i)
                             self._mark_resync(local, True)
+                        db.create_collection(**create_kwargs(specs[name], local))
                     if local in self._needs_resync:
                         self._leave_in_sync(local, name, i, shards[(name, i)])
                     self.indexes.align(db, local, specs[name])
