@@ -665,10 +665,9 @@ class Database:
         except ResourceExhausted as e:
             log.warning("checkpoint at close incomplete (%s); the next open replays the WAL", e)
         finally:
-            for coll in self.collections.values():  # GPU copies freed under their GPU's lock
+            for coll in self.collections.values():  # GPU copies, vector file handles
                 for shard in coll.shards:
-                    if shard.gpu is not None:
-                        shard.gpu.release()
+                    shard.release()
             self.pool.shutdown()
             self.store.close()
             self._lock.release()

@@ -122,7 +122,10 @@ class VectorFile:
         return out
 
     def close(self, delete: bool = False) -> None:
-        os.close(self._fd)
+        """Idempotent (a dropped collection's shard is released again at Database.close)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         if delete:
             os.unlink(self.path)
 

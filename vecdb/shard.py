@@ -564,6 +564,11 @@ class Shard:
         """The collection is being dropped: wait for a running checkpoint, skip later ones."""
         with self._ckpt_lock:
             self.retired = True
+        self.release()
+
+    def release(self) -> None:
+        """Free what the shard holds outside Python's memory: its GPU copies (under their
+        GPU's lock) and a quantized shard's vector file handle."""
         if self.gpu is not None:
             self.gpu.release()
         if isinstance(self.exact, VectorFile):

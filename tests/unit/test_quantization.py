@@ -218,3 +218,28 @@ def test_analytics_read_the_on_disk_vectors(db, data):
         got = [db.outliers(name, n=5, filter=flt, with_payload=False) for name in ("f", "q")]
         assert [o.id for o in got[0].outliers] == [o.id for o in got[1].outliers]
         assert got[0].population == got[1].population
+
+
+def test_close_releases_the_vector_file_handles(tmp_path, data):
+    """Database.close() closes each quantized shard's vector file (embedded mode and the
+    cluster's scratch databases open and close databases many times)."""
+    base, _ = data
+    path = tmp_path / "d"
+
+    def open_vector_files() -> int:
+        fds = os.listdir("/proc/self/fd")
+        return sum(1 for f in fds if os.path.realpath(f"/proc/self/fd/{f}").startswith(str(path))
+                   and os.path.realpath(f"/proc/self/fd/{f}").endswith(".f32"))
+    db = open_db(path)
+    db.create_collection("q", DIM, "cosine", "hnsw", {"build_threshold": 1000}, shards=2,
+                         quantization="sq8")
+    fill(db, "q", base[:2000])
+    assert open_vector_files() == 2
+    db.close()
+    for _ in range(3):
+        open_db(path).close()
+    assert open_vector_files() == 0
+    db = open_db(path)
+    db.drop_collection("q")  # released at the drop, then again (idempotent) at close
+    db.close()
+    assert open_vector_files() == 0
