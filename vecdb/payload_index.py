@@ -142,6 +142,10 @@ class FieldIndex:
             self.parts.append(TokenIndex())
 
     def add(self, label: int, payload: dict | None, text: str | None) -> None:
+        """Index ``label`` under these values, replacing what it was indexed under (a
+        build's scan may add a label a payload-only update indexed meanwhile)."""
+        for part in self.parts:
+            part.remove(label)
         for part in self.parts:
             if isinstance(part, TokenIndex):
                 part.add_tokens(label, text_tokens(payload, self.field, text))

@@ -536,9 +536,17 @@ class Shard:
             self.pindex.building[field] = fi
             self.pindex.removed_while_building[field] = removed = set()
             self.pindex.replaced_while_building[field] = replaced = {}
-        for lab, _, pay, txt in self.iter_records():
-            fi.add(lab, pay, txt)
+        batch: list = []
+        for rec in self.iter_records():  # read without the lock, indexed under it (in
+            batch.append(rec)            # batches): the writers update the same index
+            if len(batch) >= 4096:
+                with self.lock.write():
+                    for lab, _, pay, txt in batch:
+                        fi.add(lab, pay, txt)
+                batch = []
         with self.lock.write():
+            for lab, _, pay, txt in batch:
+                fi.add(lab, pay, txt)
             for lab, (pay, txt) in replaced.items():
                 fi.remove(lab)
                 fi.add(lab, pay, txt)
