@@ -479,16 +479,23 @@ class Database:
         if keywords is not None or sparse is not None:
             return hybrid.search(coll, queries, texts, keywords, k, params, with_payload, with_vector,
                                  filter, raw_payloads, fusion, weights, rrf_k, explain, sparse)
+        return self._search_in(coll, None, coll, queries, k, params, with_payload, with_vector,
+                               filter, texts, raw_payloads)
+
+    def _search_in(self, coll: Collection, shards, key, queries, k, params, with_payload,
+                   with_vector, filter, texts, raw_payloads) -> list[SearchResult]:
+        """search() on ``coll`` (``shards``: these instead of its own, search_across);
+        unfiltered vector queries coalesce with concurrent ones of the same ``key``."""
         if (self._coalescer is None or filter is not None or texts is not None
                 or queries is None):
             return coll.search(queries, k, params, with_payload, with_vector, filter, texts,
-                               raw_payloads)
+                               raw_payloads, shards)
         k, q = validation.k(k), coll.prepare_queries(queries, params)  # errors stay per request
         with_payload, with_vector, raw_payloads = bool(with_payload), bool(with_vector), bool(raw_payloads)
         return self._coalescer.run(
-            (coll, k, params, with_payload, with_vector, raw_payloads), q,
+            (key, k, params, with_payload, with_vector, raw_payloads), q,
             lambda batch: coll.search_prepared(batch, k, params, with_payload, with_vector,
-                                               None, raw_payloads))
+                                               None, raw_payloads, shards))
 
     def search_across(self, collections: list[str], queries=None, k: int = 10,
                       params: SearchParams | None = None, with_payload: bool = True,
@@ -506,22 +513,9 @@ class Database:
                for c in colls):
             raise InvalidArgument("collections: all must have one dimension and metric",
                                   "collections")
-        shards = [s for c in colls for s in c.shards]
-        k = validation.k(k)
-        if texts is not None:
-            if queries is not None:
-                raise InvalidArgument("give query vectors or query texts, not both", "texts")
-            queries = first.embed_queries(texts)
-        q, node = first.prepare_queries(queries, params), filters.parse(filter)
-        with_payload, with_vector, raw_payloads = bool(with_payload), bool(with_vector), bool(raw_payloads)
-
-        def run(batch: np.ndarray) -> list[SearchResult]:
-            return first.search_prepared(batch, k, params, with_payload, with_vector, node,
-                                         raw_payloads, shards)
-        if self._coalescer is None or node is not None:
-            return run(q)
-        return self._coalescer.run((tuple(colls), k, params, with_payload, with_vector,
-                                    raw_payloads), q, run)
+        return self._search_in(first, [s for c in colls for s in c.shards], tuple(colls),
+                               queries, k, params, with_payload, with_vector, filter, texts,
+                               raw_payloads)
 
     # ---- beyond nearest neighbours (vecdb.recommend, vecdb.grouping) --------------------
     def recommend(self, collection: str, positive, negative=None, strategy: str = "average",

@@ -355,15 +355,17 @@ class Collection:
 
     def search(self, queries, k: int, params: SearchParams, with_payload: bool,
                with_vector: bool, filter=None, texts=None,
-               raw_payloads: bool = False) -> list[SearchResult]:
-        """Query vectors, or ``texts`` (one query each) embedded by the encoder."""
+               raw_payloads: bool = False, shards: list[Shard] | None = None
+               ) -> list[SearchResult]:
+        """Query vectors, or ``texts`` (one query each) embedded by the encoder.
+        ``shards``: as search_prepared's."""
         k = validation.k(k)
         if texts is not None or queries is None:
             if queries is not None:
                 raise InvalidArgument("give query vectors or query texts, not both", "texts")
             queries = self.embed_queries(texts)
         return self.search_prepared(self.prepare_queries(queries, params), k, params, with_payload,
-                                    with_vector, filters.parse(filter), raw_payloads)
+                                    with_vector, filters.parse(filter), raw_payloads, shards)
 
     def search_prepared(self, q: np.ndarray, k: int, params: SearchParams, with_payload: bool,
                         with_vector: bool, node=None, raw_payloads: bool = False,
