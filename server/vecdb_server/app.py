@@ -87,6 +87,7 @@ class ServerApp:
             local = self.cluster.servicers()
             self.guard.alias_source = self.cluster.aliases  # scoped keys see etcd's aliases
             self.metrics.registry.register(KeysCollector(self.cluster.router.keys))
+            self.cluster.report_readiness(self.health.set)  # readiness.IN_SYNC
         for server in (self.server, self.internal) if self.internal else (self.server,):
             collections_pb2_grpc.add_CollectionServiceServicer_to_server(local[0], server)
             points_pb2_grpc.add_PointServiceServicer_to_server(local[1], server)

@@ -10,6 +10,7 @@ from .etcd import Etcd
 from .moves import Mover
 from .node import ClusterNode, default_node_id
 from .peers import Peers
+from .readiness import Readiness
 from .router import Router
 from .servicers import ClusterCollectionServicer, ClusterPointServicer, analytics_servicer
 from .state import Node
@@ -28,6 +29,12 @@ class ClusterWiring:
         self.router = Router(self.node, self.peers, cfg.cluster_secret, local_collections,
                              local_points)
         self.node.missed = self._missed
+        self.readiness: Readiness | None = None
+
+    def report_readiness(self, set_status: Any) -> None:
+        """Publish readiness.IN_SYNC through ``set_status`` (HealthServicer.set): NOT_SERVING
+        now, followed from join() on."""
+        self.readiness = Readiness(self.node, set_status)
 
     def _missed(self, name: str, i: int, term: int) -> set[str]:
         """Replicas that missed an unacknowledged write of shard (name, i) at ``term``,
@@ -56,6 +63,8 @@ class ClusterWiring:
         self.node.me = Node(node_id, address, self.cfg.zone, internal)
         self.node.id = self.peers.node_id = node_id
         self.node.start()
+        if self.readiness is not None:
+            self.readiness.start()
 
     def leave(self) -> None:
         self.node.stop()
