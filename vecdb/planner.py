@@ -56,7 +56,7 @@ def selector(labels: np.ndarray):
     flags = np.zeros(int(labels[-1]) + 1, bool)
     flags[labels] = True
     bits = np.packbits(flags, bitorder="little")
-    sel = faiss.IDSelectorBitmap(len(flags), faiss.swig_ptr(bits))
+    sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))  # n: bytes, not bits
     sel.referenced_bits = bits  # the selector reads this buffer: keep it alive with it
     return sel
 
