@@ -18,10 +18,13 @@ KUSTOMIZE = DEPLOY / "kustomize"
 # Every combination docs/deploy.md documents: an overlay plus optional components
 # (added in the user's own kustomization). test_docs_list_every_combination keeps
 # the two in sync.
-OVERLAYS = ("cpu", "gpu", "single-node-dev")
+OVERLAYS = ("cpu", "gpu", "single-node-dev", "cluster")
 OPTIONAL_COMPONENTS = ((), ("monitoring",), ("external-api-keys",),
                        ("monitoring", "external-api-keys"))
-COMBOS = tuple((o, c) for o in OVERLAYS for c in OPTIONAL_COMPONENTS)
+# the cluster overlay's own: an etcd of yours instead of the overlay's StatefulSet
+CLUSTER_COMPONENTS = (("external-etcd",), ("monitoring", "external-api-keys", "external-etcd"))
+COMBOS = tuple((o, c) for o in OVERLAYS for c in OPTIONAL_COMPONENTS) \
+    + tuple(("cluster", c) for c in CLUSTER_COMPONENTS)
 
 
 def combo_id(combo: tuple[str, tuple[str, ...]]) -> str:
@@ -74,6 +77,19 @@ def server_container(docs: list[dict]) -> dict:
     (container,) = [c for c in sts["spec"]["template"]["spec"]["containers"]
                     if c["name"] == "vecdb"]
     return container
+
+
+def env_of(container: dict) -> dict[str, str]:
+    """name -> value of a container's env; a value from a Secret or ConfigMap reads
+    "<from NAME/KEY>", one from the downward API "<field PATH>"."""
+    out = {}
+    for e in container.get("env", ()):
+        src = e.get("valueFrom", {})
+        ref = src.get("secretKeyRef") or src.get("configMapKeyRef")
+        out[e["name"]] = e["value"] if "value" in e else (
+            f"<from {ref['name']}/{ref['key']}>" if ref
+            else f"<field {src['fieldRef']['fieldPath']}>")
+    return out
 
 
 def server_config_text(docs: list[dict]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import importlib.util
 import re
 from pathlib import Path
 
@@ -14,11 +15,13 @@ import pytest
 import yaml
 
 from vecdb_server.auth import load_key_file, parse_api_keys
+from vecdb_server.cluster.prestop import TIMEOUT_S as PRESTOP_TIMEOUT_S
+from vecdb_server.cluster.readiness import IN_SYNC
 from vecdb_server.config import ConfigError, load_config
 from vecdb_server.guard import startup_check
 
 from . import _dockerfile
-from ._k8s import (COMBOS, DEPLOY, OVERLAYS, ROOT, combo_id, documents, one,
+from ._k8s import (COMBOS, DEPLOY, OVERLAYS, ROOT, combo_id, documents, env_of, one,
                    server_config_text, server_container)
 
 # The schemas come from the kubernetes-validate release pinned in pyproject's dev
@@ -73,6 +76,8 @@ def test_expected_objects_and_namespace(combo):
         expected.append("PodDisruptionBudget")
     if "monitoring" in combo[1]:
         expected.append("ServiceMonitor")
+    if combo[0] == "cluster" and "external-etcd" not in combo[1]:  # etcd.yaml
+        expected += ["StatefulSet", "Service", "Service", "PodDisruptionBudget", "NetworkPolicy"]
     assert kinds == sorted(expected)
     for d in docs:
         assert d["metadata"].get("namespace") == "vecdb", d["metadata"]["name"]
@@ -80,26 +85,27 @@ def test_expected_objects_and_namespace(combo):
 
 @combos
 def test_pod_security(combo):
-    docs = documents(*combo)
-    pod = one(docs, "StatefulSet")["spec"]["template"]["spec"]
-    psc = pod["securityContext"]
-    assert psc["runAsNonRoot"] is True and psc["runAsUser"] == UID and psc["fsGroup"] == UID
-    assert psc["seccompProfile"]["type"] == "RuntimeDefault"
-    assert pod["automountServiceAccountToken"] is False
-    c = server_container(docs)
-    sc = c["securityContext"]
-    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == UID
-    assert sc["readOnlyRootFilesystem"] is True
-    assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
-    assert sc["capabilities"] == {"drop": ["ALL"]}
-    assert "add" not in sc["capabilities"]
+    docs = documents(*combo)  # vecdb's pods, and etcd's in the cluster overlay
+    for sts in (d for d in docs if d["kind"] == "StatefulSet"):
+        pod = sts["spec"]["template"]["spec"]
+        psc = pod["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["runAsUser"] == UID and psc["fsGroup"] == UID
+        assert psc["seccompProfile"]["type"] == "RuntimeDefault"
+        assert pod["automountServiceAccountToken"] is False
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["runAsNonRoot"] is True and sc["runAsUser"] == UID
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert "add" not in sc["capabilities"]
 
 
 @combos
 def test_writable_paths_are_volumes(combo):
     """readOnlyRootFilesystem: everything the server writes is the PVC or an emptyDir."""
     docs = documents(*combo)
-    sts = one(docs, "StatefulSet")
+    sts = one(docs, "StatefulSet", "vecdb")
     pod = sts["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     claims = {t["metadata"]["name"]: t for t in sts["spec"]["volumeClaimTemplates"]}
@@ -122,15 +128,21 @@ def test_writable_paths_are_volumes(combo):
     cfg = yaml.safe_load(server_config_text(docs))
     assert Path(cfg["data_dir"]).is_relative_to("/var/lib/vecdb")
 
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = env_of(c)
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     for var in ("HOME", "TMPDIR"):
         assert any(Path(env[var]).is_relative_to(p) for p in writable), var
     # Settings belong in the ConfigMap: a VECDB_<setting> variable would silently
     # win over it (README precedence). The one exception: the monitoring
-    # component's VECDB_METRICS_HOST, which takes /metrics off loopback.
+    # component's VECDB_METRICS_HOST, which takes /metrics off loopback; in the cluster
+    # overlay the per-pod node_id, advertise and cluster_secret, and the external-etcd
+    # component's cluster_etcd.
     settings = {k.upper() for k in _settings()}
     allowed = {"VECDB_METRICS_HOST"} if "monitoring" in combo[1] else set()
+    if combo[0] == "cluster":
+        allowed |= {"VECDB_NODE_ID", "VECDB_ADVERTISE", "VECDB_CLUSTER_SECRET"}
+    if "external-etcd" in combo[1]:
+        allowed.add("VECDB_CLUSTER_ETCD")
     assert not [k for k in env if k.startswith("VECDB_") and k[6:] in settings
                 and k not in allowed]
 
@@ -150,7 +162,9 @@ def test_probes_are_native_grpc_on_the_server_port(combo):
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         p = c[probe]
         assert p["grpc"]["port"] == ports["grpc"], probe
-        assert p["grpc"].get("service", "") == "", probe  # overall server health
+        # overall server health; a cluster node is ready once its replicas are in sync
+        service = IN_SYNC if combo[0] == "cluster" and probe == "readinessProbe" else ""
+        assert p["grpc"].get("service", "") == service, probe
         assert set(p) & {"httpGet", "tcpSocket", "exec"} == set(), probe
     s = c["startupProbe"]
     assert s["failureThreshold"] * s["periodSeconds"] == STARTUP_BUDGET_S
@@ -163,10 +177,13 @@ def test_probes_are_native_grpc_on_the_server_port(combo):
 @combos
 def test_termination_grace_covers_server_grace_and_checkpoint(combo):
     docs = documents(*combo)
-    pod = one(docs, "StatefulSet")["spec"]["template"]["spec"]
+    pod = one(docs, "StatefulSet", "vecdb")["spec"]["template"]["spec"]
     cfg = yaml.safe_load(server_config_text(docs))
     assert cfg["grace_period_s"] == 10
-    assert pod["terminationGracePeriodSeconds"] >= cfg["grace_period_s"] + CHECKPOINT_ALLOWANCE_S
+    # the cluster's preStop drain runs first, within the same period
+    prestop = PRESTOP_TIMEOUT_S if combo[0] == "cluster" else 0
+    assert pod["terminationGracePeriodSeconds"] >= \
+        prestop + cfg["grace_period_s"] + CHECKPOINT_ALLOWANCE_S
 
 
 def _cpu(q: str) -> float:
@@ -198,7 +215,7 @@ def test_resources_and_thread_settings(combo):
 @combos
 def test_gpu_only_in_the_gpu_overlay(combo):
     docs = documents(*combo)
-    pod = one(docs, "StatefulSet")["spec"]["template"]["spec"]
+    pod = one(docs, "StatefulSet", "vecdb")["spec"]["template"]["spec"]
     c = server_container(docs)
     if combo[0] == "gpu":
         assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -216,9 +233,10 @@ def test_gpu_only_in_the_gpu_overlay(combo):
 @combos
 def test_services_statefulset_and_pdb_fit_together(combo):
     docs = documents(*combo)
-    sts = one(docs, "StatefulSet")
+    sts = one(docs, "StatefulSet", "vecdb")
     labels = sts["spec"]["template"]["metadata"]["labels"]
-    assert sts["spec"]["replicas"] == 1
+    # one pod is one database; the cluster's pods are the nodes of one database
+    assert sts["spec"]["replicas"] == (3 if combo[0] == "cluster" else 1)
     assert sts["spec"]["selector"]["matchLabels"].items() <= labels.items()
     headless = one(docs, "Service", "vecdb-headless")
     client = one(docs, "Service", "vecdb")
@@ -231,30 +249,35 @@ def test_services_statefulset_and_pdb_fit_together(combo):
         for p in svc["spec"]["ports"]:
             assert p["targetPort"] in container_ports
         assert any(p["port"] == 50051 and p["name"] == "grpc" for p in svc["spec"]["ports"])
-    pdbs = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    pdbs = [d for d in docs if d["kind"] == "PodDisruptionBudget"
+            and d["metadata"]["name"] == "vecdb"]
     for pdb in pdbs:
         # maxUnavailable 0 / minAvailable == replicas would block node drains forever.
         assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
         assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    netpol = one(docs, "NetworkPolicy")
+    netpol = one(docs, "NetworkPolicy", "vecdb")
     assert netpol["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
     open_ports = {p["port"] for rule in netpol["spec"]["ingress"] for p in rule["ports"]}
-    # grpc; the unauthenticated metrics port only with the monitoring component
-    assert open_ports == ({"grpc", "metrics"} if "monitoring" in combo[1] else {"grpc"})
+    # grpc; the unauthenticated metrics port only with the monitoring component; the
+    # node-to-node port in the cluster (test_cluster_overlay checks who may reach it)
+    assert open_ports == ({"grpc"} | ({"metrics"} if "monitoring" in combo[1] else set())
+                          | ({"internal"} if combo[0] == "cluster" else set()))
     assert open_ports <= container_ports
-    assert "egress" not in netpol["spec"] and "Egress" in netpol["spec"]["policyTypes"]
+    assert "Egress" in netpol["spec"]["policyTypes"]
+    # a single node calls nobody; cluster nodes call each other and etcd
+    assert ("egress" in netpol["spec"]) == (combo[0] == "cluster")
 
 
 @combos
 def test_configmap_and_secret_are_wired(combo, tmp_path):
     docs = documents(*combo)
-    pod = one(docs, "StatefulSet")["spec"]["template"]["spec"]
+    pod = one(docs, "StatefulSet", "vecdb")["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     cm = one(docs, "ConfigMap")
     assert volumes["config"]["configMap"]["name"] == cm["metadata"]["name"]
     c = server_container(docs)
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
-    env = {e["name"]: e["value"] for e in c["env"]}
+    env = env_of(c)
     keys_file = f"{mounts['api-keys']}/api-keys.yaml"
     assert not any(k.startswith("VECDB_API_KEYS") for k in env)
     if "external-api-keys" in combo[1]:
@@ -325,6 +348,87 @@ def test_monitoring_component(combo):
     assert [s["metadata"]["name"] for s in selected] == ["vecdb-headless"]
     assert {"name": "metrics", "port": 9090, "targetPort": "metrics",
             "protocol": "TCP"} in selected[0]["spec"]["ports"]
+
+
+CLUSTER_COMBOS = [c for c in COMBOS if c[0] == "cluster"]
+
+
+@pytest.mark.parametrize("combo", CLUSTER_COMBOS, ids=[combo_id(c) for c in CLUSTER_COMBOS])
+def test_cluster_overlay(combo):
+    """The nodes of one database: node id = pod name, advertised by its DNS name in
+    the headless Service, spread over machines and zones, ready when in sync, drained
+    before a stop; etcd as 3 members (or the user's own)."""
+    docs = documents(*combo)
+    sts = one(docs, "StatefulSet", "vecdb")
+    pod = sts["spec"]["template"]["spec"]
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+    c = server_container(docs)
+    cfg = yaml.safe_load(server_config_text(docs))
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert sts["spec"]["podManagementPolicy"] == "Parallel"
+    # node id and address from the downward API, defined before they are used
+    names = [e["name"] for e in c["env"]]
+    env = env_of(c)
+    assert env["POD_NAME"] == "<field metadata.name>"
+    assert env["POD_NAMESPACE"] == "<field metadata.namespace>"
+    assert env["VECDB_NODE_ID"] == "$(POD_NAME)"
+    assert env["VECDB_ADVERTISE"] == \
+        f"$(POD_NAME).{sts['spec']['serviceName']}.$(POD_NAMESPACE).svc:{ports['grpc']}"
+    for var in ("VECDB_NODE_ID", "VECDB_ADVERTISE"):
+        assert names.index("POD_NAME") < names.index(var)
+        assert names.index("POD_NAMESPACE") < names.index(var)
+    assert env["VECDB_CLUSTER_SECRET"] == "<from vecdb-cluster/cluster-secret>"
+    assert one(docs, "Service", sts["spec"]["serviceName"])["spec"]["publishNotReadyAddresses"]
+    # no two nodes on one machine; spread over zones
+    (anti,) = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert anti["topologyKey"] == "kubernetes.io/hostname"
+    assert anti["labelSelector"]["matchLabels"].items() <= labels.items()
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone" and spread["maxSkew"] == 1
+    assert spread["labelSelector"]["matchLabels"].items() <= labels.items()
+    # ready = replicas in sync; with maxUnavailable 1 an eviction waits until every
+    # other node is in sync, so a shard of R >= 3 keeps a majority in sync
+    assert c["readinessProbe"]["grpc"]["service"] == IN_SYNC
+    assert one(docs, "PodDisruptionBudget", "vecdb")["spec"]["maxUnavailable"] == 1
+    # preStop: the drain command with the server's own config
+    cmd = c["lifecycle"]["preStop"]["exec"]["command"]
+    assert cmd == ["python", "-m", "vecdb_server.cluster.prestop", *c["args"]]
+    assert importlib.util.find_spec("vecdb_server.cluster.prestop") is not None
+    # node-to-node port: declared, configured, open to the vecdb pods only
+    assert cfg["cluster_internal_port"] == ports["internal"]
+    netpol = one(docs, "NetworkPolicy", "vecdb")
+    (internal,) = [r for r in netpol["spec"]["ingress"]
+                   if {p["port"] for p in r["ports"]} == {"internal"}]
+    assert [f["podSelector"]["matchLabels"] for f in internal["from"]] == [
+        anti["labelSelector"]["matchLabels"]]
+    egress = {p["port"] for r in netpol["spec"]["egress"] for p in r["ports"]}
+    assert {ports["grpc"], ports["internal"], 2379, 53} <= egress
+    if "external-etcd" in combo[1]:
+        assert env["VECDB_CLUSTER_ETCD"] == "<from vecdb-external-etcd/endpoints>"
+        assert not [d for d in docs if d["metadata"]["name"].startswith("etcd")]
+        return
+    assert "VECDB_CLUSTER_ETCD" not in env
+    etcd = one(docs, "StatefulSet", "etcd")
+    n = etcd["spec"]["replicas"]
+    assert n == 3 and etcd["spec"]["podManagementPolicy"] == "Parallel"
+    etcd_labels = etcd["spec"]["template"]["metadata"]["labels"]
+    args = dict(a[2:].split("=", 1) for a in etcd["spec"]["template"]["spec"]["containers"][0]["args"])
+    headless = etcd["spec"]["serviceName"]
+    assert args["initial-cluster"] == ",".join(
+        f"etcd-{i}=http://etcd-{i}.{headless}.$(POD_NAMESPACE).svc:2380" for i in range(n))
+    assert args["name"] == "$(POD_NAME)" and args["data-dir"].startswith("/var/lib/etcd/")
+    assert one(docs, "Service", headless)["spec"]["publishNotReadyAddresses"]
+    # vecdb reaches etcd's client Service, which selects the members
+    client = one(docs, "Service", "etcd")
+    assert cfg["cluster_etcd"] == f"http://etcd:{client['spec']['ports'][0]['port']}"
+    assert client["spec"]["selector"].items() <= etcd_labels.items()
+    pdb = one(docs, "PodDisruptionBudget", "etcd")["spec"]
+    assert n - pdb["maxUnavailable"] >= n // 2 + 1  # evictions keep the quorum
+    assert pdb["selector"]["matchLabels"].items() <= etcd_labels.items()
+    etcd_np = one(docs, "NetworkPolicy", "etcd")["spec"]
+    (to_clients,) = [r for r in etcd_np["ingress"] if r["ports"][0]["port"] == "client"]
+    assert {"app.kubernetes.io/component": "server", "app.kubernetes.io/name": "vecdb"} in \
+        [f["podSelector"]["matchLabels"] for f in to_clients["from"]]
 
 
 def test_image_defaults_match_the_base_configmap():

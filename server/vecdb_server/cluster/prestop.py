@@ -18,7 +18,7 @@ from vecdb_client._proto.vecdb.v1 import cluster_pb2_grpc as clgrpc
 from ..config import ConfigError, load_config
 from .peers import FROM, ROUTE, SECRET
 
-TIMEOUT_S = 60.0
+TIMEOUT_S = 30.0  # the pod's terminationGracePeriodSeconds covers it (deploy tests)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
