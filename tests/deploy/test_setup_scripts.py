@@ -48,7 +48,7 @@ def _installs(calls: list[str]) -> list[str]:
 
 def test_serve_installs_the_encoders_once_then_starts_straight_away(tree):
     first = _run(tree, "serve.sh", "--port", "6000")
-    assert _installs(first) == ["pip install -q -e .[encoders] torch==2.13.0"]
+    assert _installs(first) == ["pip install -q -e .[encoders,dashboard] torch==2.13.0"]
     assert first[-1] == "vecdb-server --port 6000"
     again = _run(tree, "serve.sh")
     assert again == ["vecdb-server "], "a second start must not run pip"
@@ -58,7 +58,7 @@ def test_serve_reinstalls_when_packaging_changes(tree):
     _run(tree, "serve.sh")
     with open(tree / "pyproject.toml", "a") as f:
         f.write("\n# a new dependency\n")
-    assert _installs(_run(tree, "serve.sh")) == ["pip install -q -e .[encoders] torch==2.13.0"]
+    assert _installs(_run(tree, "serve.sh")) == ["pip install -q -e .[encoders,dashboard] torch==2.13.0"]
     assert _installs(_run(tree, "serve.sh")) == []
 
 
@@ -83,7 +83,7 @@ def test_a_failed_install_is_retried_on_the_next_start(tree):
     with pytest.raises(subprocess.CalledProcessError):
         _run(tree, "serve.sh")
     pip.write_text(RECORDER)
-    assert _installs(_run(tree, "serve.sh")) == ["pip install -q -e .[encoders] torch==2.13.0"]
+    assert _installs(_run(tree, "serve.sh")) == ["pip install -q -e .[encoders,dashboard] torch==2.13.0"]
 
 
 @pytest.mark.parametrize("pyproject", ["pyproject.toml", "client/pyproject.toml"])

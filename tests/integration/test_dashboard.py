@@ -13,7 +13,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from urllib.parse import quote
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,7 +83,9 @@ def srv(tmp_path_factory, logs):
 
 
 def http(srv, method: str, path: str, body=None, key: str | None = None,
-         raw: bytes | None = None, headers: dict | None = None) -> tuple[int, dict, dict | bytes]:
+         raw: bytes | None = None, headers: dict | None = None
+         ) -> tuple[int, Any, dict | bytes]:
+    """(status, headers (names case-insensitive), JSON or bytes)."""
     data = raw if raw is not None else None if body is None else json.dumps(body).encode()
     if headers is None:
         headers = {"Content-Type": "application/json"} if method == "POST" else {}
@@ -91,9 +95,9 @@ def http(srv, method: str, path: str, body=None, key: str | None = None,
         req.add_header("Authorization", f"Bearer {key}")
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
-            status, hdrs, payload = resp.status, dict(resp.headers), resp.read()
+            status, hdrs, payload = resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as err:
-        status, hdrs, payload = err.code, dict(err.headers), err.read()
+        status, hdrs, payload = err.code, err.headers, err.read()
     if hdrs.get("Content-Type", "").startswith("application/json"):
         return status, hdrs, json.loads(payload)
     return status, hdrs, payload
@@ -123,6 +127,12 @@ def test_assets_are_served_from_the_package(srv):
         status, hdrs, body = http(srv, "GET", f"/static/{name}")
         assert status == 200 and hdrs["Content-Type"].startswith(kind)
         assert body == (STATIC / name).read_bytes()
+    vendored = "vendor/echarts/echarts.common.min.js"  # the plotting library, built file
+    status, hdrs, body = http(srv, "GET", f"/static/{vendored}")
+    assert status == 200 and hdrs["Content-Type"].startswith("text/javascript")
+    assert body == (STATIC / vendored).read_bytes() and f'src="/static/{vendored}"'.encode() \
+        in page
+    assert "Apache License" in (STATIC / "vendor" / "echarts" / "LICENSE").read_text()
     for path in ("/static/../dashboard/api.py", "/static/nope.js", "/etc/passwd"):
         status, _, out = http(srv, "GET", path)
         assert status == 404 and out["error"]["code"] == "NOT_FOUND"
@@ -232,6 +242,15 @@ def test_point_browser_filters_and_pages(srv):
                for p in seen)
     point = ok(srv, "GET", "/api/collections/vecs/points/p7", key=RO)
     assert point == {"id": "p7", "payload": {"lang": LANGS[7 % 3], "n": 7}, "text": None}
+    odd = "o/2 é?#"  # an id holding a slash and what a URL escapes: one path segment
+    with srv.client(api_key=ADMIN) as c:
+        c.upsert("other", [odd], rand(1, 4))
+    try:
+        assert ok(srv, "GET", "/api/collections/other/points/" + quote(odd, safe=""),
+                  key=RO)["id"] == odd
+    finally:
+        with srv.client(api_key=ADMIN) as c:
+            c.delete("other", [odd])
 
 
 def test_search_by_id_matches_the_api_and_text_finds_the_expected_hit(srv):
@@ -441,7 +460,8 @@ def test_bad_requests_are_json_errors_and_the_server_stays_up(srv):
         assert status == 400 and out["error"]["code"] == "INVALID_ARGUMENT"
     assert error(srv, "GET", "/api/nothing")[0] == 404
     assert error(srv, "POST", "/api/status")[0] == 405
-    assert error(srv, "PUT", "/api/status")[0] == 405
+    status, err = error(srv, "PUT", "/api/status")
+    assert status == 405 and err["message"] == "PUT /api/status is not supported; use GET"
     assert ok(srv, "GET", "/api/status")["points"] > 0
     with srv.client(api_key=ADMIN) as c:
         assert c.count("vecs") == N

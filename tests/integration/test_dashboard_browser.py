@@ -1,7 +1,8 @@
 """The dashboard in a real headless browser (Debian's chromium-headless-shell or chromium,
 driven over the DevTools protocol): the page loads without console errors, lists the
-collections, a text search shows the expected top hit, the map draws its sampled points
-(counted through the page's own state), a read-only key sees no admin controls and a
+collections, a text search shows the expected top hit, the map (Apache ECharts) draws its
+sampled points (counted from the chart's own option), hover and click on a point work, a
+search's hits are highlighted, a read-only key sees no admin controls and a
 forged admin call from the page is refused, a wrong key gets a clear message.
 Screenshots of each view go to build/dashboard-screenshots/ (or $VECDB_SCREENSHOT_DIR).
 Skipped where no chromium is installed (scripts/test.sh installs it)."""
@@ -220,22 +221,37 @@ def test_wrong_key_then_admin_views(srv, page):
 
     page.go(url(srv, "#/c/vecs/map"))
     page.wait("window.vecdbDashboard.map && window.vecdbDashboard.mapView.drawn > 0")
+    assert page.js("typeof echarts.version") == "string"  # drawn by the vendored library
     assert page.js("window.vecdbDashboard.map.sampled") == SAMPLE
-    assert page.js("window.vecdbDashboard.mapView.drawn") == SAMPLE
-    assert page.js("window.vecdbDashboard.mapView.highlight.size") == 10
-    x, y = page.js("(() => { const v = window.vecdbDashboard.mapView, "
-                   "r = v.canvas.getBoundingClientRect(), [x, y] = v.screen(0); "
-                   "return [r.left + x, r.top + y]; })()")
-    for kind in ("mousePressed", "mouseReleased"):  # a click on the first point opens it
+    assert page.js("window.vecdbDashboard.mapView.drawn") == SAMPLE  # read from the chart
+    in_sample = page.js("(() => { const m = window.vecdbDashboard.map; return "
+                        "window.vecdbDashboard.hits.vecs.filter(id => m.ids.includes(id))"
+                        ".length; })()")
+    assert in_sample > 0 and page.js("window.vecdbDashboard.mapView.highlighted") == in_sample
+    # the point farthest from any other (so nothing else is under the pointer there)
+    i, x, y = page.js("(() => { const v = window.vecdbDashboard.mapView, n = v.data.ids.length;"
+                      "const p = v.data.ids.map((_, i) => v.clientXY(i)); let best = 0, far = -1;"
+                      "for (let i = 0; i < n; i++) { let d = Infinity; for (let j = 0; j < n; "
+                      "j++) if (j !== i) d = Math.min(d, (p[i][0] - p[j][0]) ** 2 + (p[i][1] - "
+                      "p[j][1]) ** 2); if (d > far) { far = d; best = i; } } "
+                      "return [best, ...p[best]]; })()")
+    point = page.js(f"window.vecdbDashboard.map.ids[{i}]")
+    page.send("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)  # hover: the tooltip
+    page.wait(f"[...document.querySelectorAll('.map-tip')].some(t => t.textContent.startsWith("
+              f"{json.dumps(point + ': ')}) && t.textContent.includes('lang'))")
+    for kind in ("mousePressed", "mouseReleased"):  # a click on the point opens it
         page.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left",
                   clickCount=1)
-    page.wait("document.querySelector('#point-detail h3')?.textContent == "
-              "window.vecdbDashboard.map.ids[0]")
+    page.wait(f"document.querySelector('#point-detail h3')?.textContent == {json.dumps(point)}")
     page.js("document.querySelector('#point-detail .close').click()")
     page.js("{ const s = document.querySelector('#map-form select[name=color]');"
             "s.value = 'lang'; s.dispatchEvent(new Event('change')); }")
-    page.wait("document.querySelectorAll('.legend .entry').length == 3")
+    page.wait("window.vecdbDashboard.mapView.legend.filter(e => e != 'search hits')"
+              ".length == 3")
+    assert sorted(page.js("window.vecdbDashboard.mapView.legend")) == [
+        "de", "en", "fr", "search hits"]
     assert page.js("window.vecdbDashboard.mapView.drawn") == SAMPLE
+    assert page.js("window.vecdbDashboard.mapView.highlighted") == in_sample
     page.screenshot("map")
     assert page.errors == []
 

@@ -335,21 +335,19 @@ class Api:
             _codec.restore_request(req.params["name"], _str(req.body, "collection") or None))))
 
 
-_NAME = r"(?P<name>[^/]+)"
-# (HTTP method, path pattern, Api method)
-ROUTES: list[tuple[str, re.Pattern, Callable[[Api, Req], dict]]] = [
-    (m, re.compile(p + "$"), f) for m, p, f in (
-        ("GET", r"/api/whoami", Api.whoami),
-        ("GET", r"/api/status", Api.status),
-        ("GET", r"/api/collections", Api.collections),
-        ("POST", r"/api/collections", Api.create_collection),
-        ("GET", rf"/api/collections/{_NAME}", Api.collection),
-        ("DELETE", rf"/api/collections/{_NAME}", Api.drop_collection),
-        ("POST", rf"/api/collections/{_NAME}/points", Api.points),
-        ("GET", rf"/api/collections/{_NAME}/points/(?P<id>[^/]+)", Api.point),
-        ("POST", rf"/api/collections/{_NAME}/search", Api.search),
-        ("POST", rf"/api/collections/{_NAME}/map", Api.map),
-        ("POST", rf"/api/collections/{_NAME}/payload-indexes", Api.create_payload_index),
-        ("POST", rf"/api/collections/{_NAME}/snapshots", Api.create_snapshot),
-        ("POST", rf"/api/snapshots/{_NAME}/restore", Api.restore_snapshot),
-    )]
+# (HTTP method, Falcon URI template, Api method); web.py routes them
+ROUTES: list[tuple[str, str, Callable[[Api, Req], dict]]] = [
+    ("GET", "/api/whoami", Api.whoami),
+    ("GET", "/api/status", Api.status),
+    ("GET", "/api/collections", Api.collections),
+    ("POST", "/api/collections", Api.create_collection),
+    ("GET", "/api/collections/{name}", Api.collection),
+    ("DELETE", "/api/collections/{name}", Api.drop_collection),
+    ("POST", "/api/collections/{name}/points", Api.points),
+    ("GET", "/api/collections/{name}/points/{id}", Api.point),
+    ("POST", "/api/collections/{name}/search", Api.search),
+    ("POST", "/api/collections/{name}/map", Api.map),
+    ("POST", "/api/collections/{name}/payload-indexes", Api.create_payload_index),
+    ("POST", "/api/collections/{name}/snapshots", Api.create_snapshot),
+    ("POST", "/api/snapshots/{name}/restore", Api.restore_snapshot),
+]

@@ -326,17 +326,11 @@ async function viewMap(main, name) {
     el("label", {}, "colour by ", el("select", {name: "color"}, el("option", {value: "", text: "(none)"}))),
     el("label", {}, "filter ", el("textarea", {name: "filter", rows: 1, cols: 50})), errSlot("filter"),
     el("button", {type: "submit", text: "Draw"}), generalErr());
-  const canvas = el("canvas", {id: "map-canvas", width: 900, height: 600});
-  const tip = el("div", {class: "tooltip", hidden: true});
-  const legend = el("div", {class: "legend"}), note = el("p", {class: "muted"});
-  main.replaceChildren(el("h1", {text: `${name}: map`}), f, note, el("div", {class: "map-wrap"}, canvas, tip), legend);
-  const view = new window.VecdbMap.MapView(canvas, tip, id => openPoint(id));
+  const box = el("div", {id: "map"}), note = el("p", {class: "muted"});
+  main.replaceChildren(el("h1", {text: `${name}: map`}), f, note, box);
+  if (state.mapView) state.mapView.dispose();
+  const view = new window.VecdbMap.MapView(box, id => openPoint(id));
   state.mapView = view;
-  const paint = (values) => {
-    const {colors, legend: entries} = window.VecdbMap.colorize(values);
-    legend.replaceChildren(...entries.map(([label, color]) => { const sw = el("span", {class: "swatch"}); sw.style.background = color; return el("span", {class: "entry"}, sw, label); }));
-    return colors;
-  };
   const load = async () => {
     clearErrors(f);
     const d = Object.fromEntries(new FormData(f));
@@ -347,15 +341,15 @@ async function viewMap(main, name) {
         r = await api("POST", `/api/collections/${encodeURIComponent(name)}/map`,
                       {sample: d.sample, method: d.method, color: d.color, filter: d.filter, refresh});
         refresh = false;
-        if (r.state !== "running" || !document.body.contains(canvas)) break;
+        if (r.state !== "running" || !document.body.contains(box)) break;
         note.textContent = `projecting ${r.sampled} points (${r.method})…`;
       }
       if (r.state === "failed") throw new ApiError(500, {message: r.error});
       state.map = r;
       const sel = f.elements.color;
       if (sel.options.length === 1) for (const fld of r.fields) sel.append(el("option", {text: fld}));
-      note.textContent = `${r.sampled.toLocaleString()} of ${r.points.toLocaleString()} points (${r.method}); wheel to zoom, drag to pan, click a point to open it`;
-      view.setData(r, paint(r.color));
+      note.textContent = `${r.sampled.toLocaleString()} of ${r.points.toLocaleString()} points (${r.method}); wheel to zoom, drag to pan, click a point to open it, click a legend entry to hide its points`;
+      view.setData(r, r.color);
       view.setHighlight(state.hits[name]);
     } catch (e) { note.textContent = ""; showError(f, e); }
   };
@@ -409,5 +403,6 @@ document.addEventListener("DOMContentLoaded", () => {
     sessionStorage.removeItem(KEY_STORE); state.me = null; state.collections = []; route();
   });
   window.addEventListener("hashchange", route);
+  window.addEventListener("resize", () => { if (state.mapView) state.mapView.resize(); });
   route();
 });
