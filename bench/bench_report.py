@@ -98,6 +98,11 @@ def targets(results: dict) -> list[tuple]:
         g("vecdb-grpc", "load", "searchable_s"), g("milvus", "load", "searchable_s"), "", "<=", 0.5)
     add("server peak RSS: vecdb vs Chroma (MB)",
         g("vecdb-grpc", "memory", "peak_mb"), g("chroma", "memory", "peak_mb"), "", "<=", 1.2)
+    add("server RSS after restart (steady): vecdb vs Chroma (MB)",
+        g("vecdb-grpc", "restart", "rss_after_restart_mb"), g("chroma", "restart", "rss_after_restart_mb"),
+        "", "<=", 1.0)
+    mb = lambda name: (g(name, "disk", "after_restart_bytes") or 0) / 1e6 or None  # noqa: E731
+    add("bytes on disk after restart: vecdb vs Chroma (MB)", mb("vecdb-grpc"), mb("chroma"), "", "<=", 1.3)
     return rows
 
 

@@ -32,6 +32,10 @@ class ServerSystem(System):
         return {"rss_mb": m["rss_mb"], "peak_mb": max(m["peak_mb"], getattr(self, "_peak", 0.0)),
                 "what": "server process"}
 
+    def disk_bytes(self) -> int:
+        """Bytes of the server's data directory (``self.data_dir``) on disk."""
+        return sum(f.stat().st_size for f in Path(self.data_dir).rglob("*") if f.is_file())
+
     def _stop(self, sig: int) -> float:
         """Signal the server, wait for it; returns the seconds it took to exit."""
         self._peak = max(getattr(self, "_peak", 0.0), tree_memory_mb(self.proc.pid)["peak_mb"])
@@ -147,7 +151,7 @@ class ChromaServer(ServerSystem):
     def __init__(self, opts, workdir):
         super().__init__(opts, workdir)
         self.port = free_port()
-        self.path = workdir / "chroma"
+        self.path = self.data_dir = workdir / "chroma"
         self.proc = None
         self._start()
 

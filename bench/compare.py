@@ -44,6 +44,7 @@ for _p in (HERE, ROOT, ROOT / "server", ROOT / "client"):
 
 import bench_data  # noqa: E402
 import bench_measure as measure  # noqa: E402
+import numpy as np  # noqa: E402
 
 ALL = "faiss,vecdb,vecdb-grpc,chroma,milvus,lance"
 
@@ -54,6 +55,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="small subset, short windows")
     ap.add_argument("--systems", default=ALL)
     ap.add_argument("--base-size", type=int, help="WordNet base points (0 = all 116,033; quick 10,000)")
+    ap.add_argument("--data", choices=("wordnet", "embeddings"), default="wordnet",
+                    help="wordnet: MiniLM-embedded glosses (embedding them is a one-time 25-45 min); "
+                    "embeddings: tests/quant_data.py's embedding-like synthetic set of --base-size "
+                    "points (default 116,033), nothing to embed")
     ap.add_argument("--scale-n", type=int, help="synthetic points for the scale/restart run "
                     "(default 1,000,000; quick 100,000; 0 = skip)")
     ap.add_argument("--scale-nlist", type=int, default=1024, help="IVF lists of the scale run")
@@ -102,7 +107,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def child_opts(a: argparse.Namespace) -> dict:
     ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
     ef_default = 128
-    return {"base_size": a.base_size, "k": a.k, "M": a.M, "ef_construction": a.ef_construction,
+    return {"data": a.data, "base_size": a.base_size, "k": a.k, "M": a.M, "ef_construction": a.ef_construction,
             "ef_sweep": ints(a.ef_sweep), "nprobe_sweep": ints(a.nprobe_sweep),
             "ef_default": ef_default, "nprobe_default": 32, "target_recall": a.target_recall,
             "clients": ints(a.clients), "client_procs": a.client_procs, "seconds": a.seconds,
@@ -126,6 +131,22 @@ def pick_operating_point(sweep: list[dict], target: float) -> dict:
     return min(ok, key=lambda s: s["param"]) if ok else max(sweep, key=lambda s: s["recall"])
 
 
+def load_data(opts: dict, log=log) -> "bench_data.Dataset":
+    """The base/query set of the peer runs (see --data)."""
+    if opts["data"] == "wordnet":
+        return bench_data.wordnet(opts["base_size"], log=log, embed=opts.get("embed", False))
+    from tests.quant_data import embeddings
+    n = opts["base_size"] or 116_033
+    cache = Path(opts["workdir"]) / f"embeddings-{n}.npz"
+    if not cache.exists():
+        base, queries = embeddings(n, seed=0), embeddings(bench_data.N_QUERIES, seed=1)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, base=base, queries=queries, gt=bench_data.ground_truth(base, queries))
+    z = np.load(cache)
+    return bench_data.Dataset(f"embeddings-{n}", z["base"], z["queries"], z["gt"],
+                              [f"e{i}" for i in range(n)])
+
+
 def run_child(name: str, opts: dict, result_path: Path) -> int:
     import bench_servers as systems
     res: dict = {"system": name}
@@ -138,7 +159,7 @@ def run_child(name: str, opts: dict, result_path: Path) -> int:
     workdir.mkdir(parents=True)
     if name == "vecdb-scale":
         return run_scale(opts, workdir, res, save)
-    ds = bench_data.wordnet(opts["base_size"], embed=False)
+    ds = load_data(opts)
     baseline = measure.self_memory_mb()["rss_mb"]
     sysm = systems.SYSTEMS[name](opts, workdir)
     res.update(name=sysm.name, n=len(ds.base), dim=ds.dim)
@@ -146,6 +167,8 @@ def run_child(name: str, opts: dict, result_path: Path) -> int:
         log(f"{sysm.name}: loading {len(ds.base):,} x {ds.dim}")
         res["load"] = sysm.load(ds.base)
         res.update(index=sysm.index, param_name=sysm.param_name)
+        if sysm.server:
+            res["disk"] = {"after_load_bytes": sysm.disk_bytes()}
         save()
         log(f"{sysm.name}: searchable after {res['load']['searchable_s']:.1f}s "
             f"(writes acknowledged after {res['load']['ingest_s']:.1f}s)")
@@ -182,7 +205,8 @@ def run_child(name: str, opts: dict, result_path: Path) -> int:
         save()
         if sysm.server:
             res["restart"] = sysm.restart(ds.queries[0])
-            log(f"{sysm.name}: restart {json.dumps(res['restart'])}")
+            res["disk"]["after_restart_bytes"] = sysm.disk_bytes()
+            log(f"{sysm.name}: restart {json.dumps(res['restart'])}, disk {json.dumps(res['disk'])}")
         res["versions"] = sysm.versions()
         save()
         return 0
@@ -284,8 +308,8 @@ def main(argv=None) -> int:
         return 0
     t0 = time.perf_counter()
     log(f"compare: {'quick' if a.quick else 'full'} run, systems {a.systems}")
-    ds = bench_data.wordnet(a.base_size, log=log)  # embeds what the cache lacks (one-time)
-    log(f"data: WordNet {len(ds.base):,} x {ds.dim}, {len(ds.queries)} queries")
+    ds = load_data({**child_opts(a), "embed": True})  # embeds what the cache lacks (one-time)
+    log(f"data: {ds.name} {len(ds.base):,} x {ds.dim}, {len(ds.queries)} queries")
     prep_s = time.perf_counter() - t0
     results = run_all(a)
     meta = report.metadata(a, prep_s, time.perf_counter() - t0)
