@@ -23,7 +23,7 @@ import numpy as np
 
 import faiss
 
-from . import checkpoint, omp, planner, quant, records, wal
+from . import checkpoint, fulltext, omp, planner, quant, records, wal
 from .expiry import ExpiryMap
 from .filters import Clause
 from .fulltext import TextIndex
@@ -82,8 +82,8 @@ class Shard:
         for f, kind in config.payload_indexes:  # empty; recover() fills them from RocksDB
             self.pindex.ready[f] = FieldIndex(f, kind)
         self.expiry = ExpiryMap()
-        # BM25 over the texts (vecdb/fulltext.py); recover() fills it from RocksDB
-        self.text_index = TextIndex(config.full_text) if config.full_text else None
+        # BM25 over the texts (vecdb/fulltext.py), on disk with its own checkpoint
+        self.text_index = TextIndex(config.full_text, directory) if config.full_text else None
         self.sparse_index = SparseIndex() if config.sparse_dim else None  # vecdb/sparse.py
         # GPU copies of the indexes (vecdb.gpu_index); None on the CPU
         self.gpu: ShardGpu | None = None
@@ -223,7 +223,7 @@ class Shard:
         if op.expire_ms is not None:
             self.expiry.set(op.added, op.expire_ms)
         if self.text_index is not None:
-            self.text_index.apply(op.removed, op.added, op.texts)
+            self.text_index.apply(op.removed, op.added, op.texts, op.seq)
         if self.sparse_index is not None:
             self.sparse_index.apply(op.removed, op.added, op.sparse)
         if self.pindex.active:
@@ -260,7 +260,7 @@ class Shard:
                 for fi in self.pindex.ready.values():
                     fi.add(lab, pay, txt)
         if self.text_index is not None:
-            self.text_index.rebuild((lab, txt) for lab, _, _, txt in self.iter_records())
+            fulltext.recover(self)
         if self.sparse_index is not None:
             self.sparse_index.rebuild((U64.unpack(key[-8:])[0], raw) for key, raw in
                                       self.store.scan(self.prefix + b"s", self.prefix + b"t"))
@@ -582,6 +582,9 @@ class Shard:
         if isinstance(self.exact, VectorFile):
             with self.lock.write():  # searches in flight finish first
                 self.exact.close()
+        if self.text_index is not None:
+            with self.lock.write():
+                self.text_index.close()
 
     def checkpoint(self, wal_retain: int) -> bool:
         with self._ckpt_lock:
@@ -589,6 +592,8 @@ class Shard:
                 return False
             stale = self._compact_vectors()
             with self.lock.read():
+                if self.text_index is not None:  # its own checkpoint (vecdb/fulltext.py)
+                    self.text_index.commit(marker=True)
                 seq = self.applied_seq
                 if seq == self.checkpoint_seq and not self._ann_dirty:
                     return False
