@@ -17,8 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from . import (analytics, checkpoint, filters, fulltext, grouping, hybrid, jobs, omp, quant, recommend,
-               reembed, snapshot, validation)
+from . import (analytics, checkpoint, filters, fulltext, grouping, hybrid, jobs, named_vectors, omp,
+               quant, recommend, reembed, snapshot, validation)
 from . import sparse as sparse_vectors
 from .catalog import Catalog
 from .coalesce import Coalescer
@@ -136,7 +136,8 @@ class Database:
                           payload_indexes: dict[str, str] | None = None,
                           device: str = "auto", quantization: str | None = None,
                           rescore: int | None = None, full_text: str | None = None,
-                          sparse_dim: int | None = None) -> CollectionDescription:
+                          sparse_dim: int | None = None, vector_name: str | None = None,
+                          vectors: list | None = None) -> CollectionDescription:
         """Create a collection. ``payload_indexes``: {field: type} to index from the start
         (types: keyword, integer, float, bool, datetime, text; field "$text" = the point text).
         ``encoder`` (e.g. "minilm"): texts can be upserted and searched without vectors; the
@@ -148,7 +149,11 @@ class Database:
         (0/None = the mode's default; vecdb/quant.py). ``full_text`` ("plain" or a stemming
         language, e.g. "english"): BM25 keyword search over the point texts
         (vecdb/fulltext.py; FailedPrecondition naming it without the extra vecdb[hybrid]).
-        ``sparse_dim``: points may carry a sparse vector with indices below it (vecdb/sparse.py)."""
+        ``sparse_dim``: points may carry a sparse vector with indices below it (vecdb/sparse.py).
+        ``vectors``: named vector fields besides the primary, each {"name", "dim", "metric",
+        "index", "index_params"} (or a VectorField); ``vector_name``: the primary's own field
+        name ("" = unnamed). Points carry the primary and any subset of the named fields
+        (vecdb/named_vectors.py); not combinable with quantization yet."""
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         validation.name(name)
@@ -164,6 +169,10 @@ class Database:
                                       "encoder's", "dim")
         quantization, rescore, spec = quant.validate(quantization, rescore,
                                                      validation.index_spec(index, index_params), device)
+        vector_name, fields = named_vectors.check_fields(vector_name, vectors, dim is not None)
+        if fields and quantization:
+            raise InvalidArgument("vectors: named vector fields cannot be combined with "
+                                  "quantization yet", "vectors")
         cfg = CollectionConfig(
             name=validation.name(name), dim=validation.int_in(dim, 1, validation.MAX_DIM, "dim"),
             metric=validation.metric(metric), index=spec,
@@ -173,7 +182,8 @@ class Database:
                                          for f, t in validation.mapping(payload_indexes,
                                                                         "payload_indexes").items())),
             device=device, quantization=quantization, rescore=rescore,
-            full_text=fulltext.check_option(full_text), sparse_dim=sparse_vectors.check_dim(sparse_dim))
+            full_text=fulltext.check_option(full_text), sparse_dim=sparse_vectors.check_dim(sparse_dim),
+            vector_name=vector_name, vectors=fields)
         with self.catalog.lock:
             cfg = self.catalog.create(cfg)
             self.collections[cfg.name] = self._collection(cfg)
@@ -423,12 +433,14 @@ class Database:
 
     # ---- points -----------------------------------------------------------------
     def upsert(self, collection: str, ids, vectors=None, payloads=None, texts=None,
-               ttl=None, sparse=None) -> WriteResult:
+               ttl=None, sparse=None, named=None) -> WriteResult:
         """Insert or replace points. ``ttl``: seconds to live (one for all, or per point).
+        ``named``: {field: vectors (one per point, None = absent)} of named vector fields;
+        the point is replaced: its named vectors are the ones given.
         ``sparse``: one sparse vector (indices, values) or None per point (``sparse_dim``).
         ``vectors`` None: every point needs a text, embedded by the collection's encoder;
         with vectors, texts are only stored (docs/encoders.md "Mixing rules")."""
-        return self._get(collection).upsert(ids, vectors, payloads, texts, ttl, sparse)
+        return self._get(collection).upsert(ids, vectors, payloads, texts, ttl, sparse, named)
 
     def delete(self, collection: str, ids=None, filter=None) -> WriteResult:
         """Delete by ids, or every point matching ``filter``."""
@@ -438,8 +450,10 @@ class Database:
                        delete_keys=None) -> WriteResult:
         return self._get(collection).update_payload(ids, filter, set, overwrite, delete_keys)
 
-    def update_vectors(self, collection: str, ids, vectors) -> WriteResult:
-        return self._get(collection).update_vectors(ids, vectors)
+    def update_vectors(self, collection: str, ids, vectors=None, named=None) -> WriteResult:
+        """Replace vectors of existing points: the primary (``vectors``) and/or the named
+        fields in ``named``; the point's other vectors, payload, text and TTL stay."""
+        return self._get(collection).update_vectors(ids, vectors, named)
 
     def get(self, collection: str, ids, with_vector: bool = False, with_payload: bool = True) -> list[Point]:
         return self._get(collection).get(ids, with_vector, with_payload)
@@ -460,7 +474,7 @@ class Database:
                with_payload: bool = True, with_vector: bool = False, filter=None,
                texts=None, raw_payloads: bool = False, keywords=None, fusion: str | None = None,
                weights=None, rrf_k: float | None = None, explain: bool = False,
-               sparse=None) -> list[SearchResult]:
+               sparse=None, using: str | None = None) -> list[SearchResult]:
         """Query vectors, or ``texts`` (a string or a list: one query each) embedded with
         the collection's encoder ("query" kind). Exactly one of the two, unless ``keywords``
         (a string or a list) is given on a ``full_text`` collection: alone, BM25 keyword
@@ -474,8 +488,15 @@ class Database:
         ``raw_payloads``: payloads in ``SearchResult.payloads_json`` as their stored JSON
         bytes, undecoded (the server sends them on as they are).
         Concurrent unfiltered searches may be answered by one merged FAISS call
-        (``search_batch_max``, vecdb/coalesce.py); results are the same."""
+        (``search_batch_max``, vecdb/coalesce.py); results are the same.
+        ``using``: a named vector field to search (None or the primary's name: the primary)."""
         coll, params = self._get(collection), params or SearchParams()
+        if coll.config.vector_field(using) is not None:
+            if keywords is not None or sparse is not None:
+                raise InvalidArgument("using: keyword, sparse and hybrid search run on the primary "
+                                      "vector only", "using")
+            return coll.search(queries, k, params, with_payload, with_vector, filter, texts,
+                               raw_payloads, using=using)
         if keywords is not None or sparse is not None:
             return hybrid.search(coll, queries, texts, keywords, k, params, with_payload, with_vector,
                                  filter, raw_payloads, fusion, weights, rrf_k, explain, sparse)
@@ -521,12 +542,20 @@ class Database:
     def recommend(self, collection: str, positive, negative=None, strategy: str = "average",
                   k: int = 10, params: SearchParams | None = None, with_payload: bool = True,
                   with_vector: bool = False, filter=None, include_examples: bool = False,
-                  raw_payloads: bool = False) -> SearchResult:
+                  raw_payloads: bool = False, using: str | None = None) -> SearchResult:
         """Points like the ``positive`` examples and unlike the ``negative`` ones. Examples:
         a stored id (str), {"id"|"text"|"vector": ...}, or a vector. Strategies "average" and
         "best_score" (vecdb/recommend.py). Stored examples are not returned unless
-        ``include_examples``."""
-        return recommend.recommend(self._get(collection), positive, negative, strategy, k,
+        ``include_examples``. ``using``: a named vector field (examples' vectors and the
+        search are that field's; strategy "average" only)."""
+        coll = self._get(collection)
+        field = coll.config.vector_field(using)
+        if field is not None:
+            if strategy == "best_score":
+                raise InvalidArgument("strategy: best_score runs on the primary vector only; use "
+                                      "average with using", "strategy")
+            coll = named_vectors.FieldView(coll, field)
+        return recommend.recommend(coll, positive, negative, strategy, k,
                                    params, with_payload, with_vector, filter, include_examples,
                                    raw_payloads)
 
@@ -573,9 +602,10 @@ class Database:
 
     def range_search(self, collection: str, queries, threshold: float, limit: int = 1000,
                      params: SearchParams | None = None, with_payload: bool = True,
-                     with_vector: bool = False, filter=None) -> list[SearchResult]:
+                     with_vector: bool = False, filter=None,
+                     using: str | None = None) -> list[SearchResult]:
         return self._get(collection).range_search(queries, threshold, limit, params or SearchParams(),
-                                                  with_payload, with_vector, filter)
+                                                  with_payload, with_vector, filter, using)
 
     def expire(self) -> int:
         """Delete every point whose TTL passed; returns how many (the background does this)."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import checkpoint, filters, omp, records, validation
+from . import checkpoint, filters, named_vectors, omp, records, validation
 from . import sparse as sparse_vectors
 from .expiry import now_ms
 from .gpu_index import reserve_for_write
@@ -98,10 +99,15 @@ class Collection:
 
     # ---- writes -------------------------------------------------------------
     @_writing
-    def upsert(self, ids, vectors, payloads=None, texts=None, ttl=None, sparse=None) -> WriteResult:
+    def upsert(self, ids, vectors, payloads=None, texts=None, ttl=None, sparse=None,
+               named=None) -> WriteResult:
         """``vectors`` None: the collection's encoder embeds ``texts`` (one per point,
         "document" kind) outside the write lock; given vectors are stored as they are.
-        ``sparse``: one sparse vector (indices, values) or None per point (vecdb/sparse.py)."""
+        ``sparse``: one sparse vector (indices, values) or None per point (vecdb/sparse.py).
+        ``named``: {field: vectors, one per point or None} of named vector fields
+        (vecdb/named_vectors.py); the primary may be given there under its name. An upsert
+        replaces the point: named fields not given are gone from it."""
+        named, vectors = self._split_primary(named, vectors)
         ids = validation.ids(ids)
         if not ids:
             return WriteResult(0, {})
@@ -115,8 +121,27 @@ class Collection:
         pays = validation.payloads(payloads, len(ids), self.options.max_payload_bytes)
         expire = validation.ttl(ttl, len(ids), now_ms())
         sps = sparse_vectors.check_batch(sparse, len(ids), self.config.sparse_dim)
+        named = named_vectors.check_batch(self.config, named, len(ids))
         with self.write_lock:
-            return self._upsert_locked(ids, vecs, pays, txts, expire, sps)
+            return self._upsert_locked(ids, vecs, pays, txts, expire, sps, named)
+
+    def _split_primary(self, named, vectors):
+        """(named, vectors) with the primary taken out of ``named`` when given there under
+        its own name; every point must then carry it."""
+        name = self.config.vector_name
+        if not named or not name or name not in named:
+            return named, vectors
+        named = dict(named)
+        values = named.pop(name)
+        if vectors is not None:
+            raise InvalidArgument(f"vectors.{name}: the primary vector is given twice (as vectors "
+                                  "and by its name)", f"vectors.{name}")
+        if isinstance(values, (list, tuple)):
+            missing = [i for i, v in enumerate(values) if v is None]
+            if missing:
+                where = f"points[{missing[0]}].vectors.{name}"
+                raise InvalidArgument(f"{where}: every point needs the primary vector {name!r}", where)
+        return named, values
 
     def encoder(self):
         """The shared handle of this collection's encoder (None without one)."""
@@ -142,15 +167,17 @@ class Collection:
                                       "vectors")
         return vecs
 
-    def _upsert_locked(self, ids, vecs, pays, txts, expire, sparse=None) -> WriteResult:
+    def _upsert_locked(self, ids, vecs, pays, txts, expire, sparse=None, named=None) -> WriteResult:
         self._record(ids)
         wb = self.store.batch()
         ops = []
-        for s, rows in self._route(ids).items():
+        groups = self._route(ids)
+        per_shard = named_vectors.split(named, groups) if named else {}
+        for s, rows in groups.items():
             ops.append((s, self.shards[s].prepare_upsert(
                 wb, [ids[j] for j in rows], vecs[rows], [pays[j] for j in rows], [txts[j] for j in rows],
                 None if expire is None else [expire[j] for j in rows],
-                None if sparse is None else [sparse[j] for j in rows])))
+                None if sparse is None else [sparse[j] for j in rows], per_shard.get(s))))
         return self._commit(wb, ops, len(ids))
 
     @_writing
@@ -196,12 +223,17 @@ class Collection:
         return self._rewrite(ids, node, change, None)
 
     @_writing
-    def update_vectors(self, ids, vectors) -> WriteResult:
-        """Replace the vectors of existing points; payload, text and TTL stay."""
+    def update_vectors(self, ids, vectors, named=None) -> WriteResult:
+        """Replace the vectors of existing points; payload, text and TTL stay. ``vectors``
+        None: the primary stays; ``named`` ({field: vectors or None per point}): those
+        fields are set, the point's other named vectors stay."""
         ids = validation.ids(ids)
-        vecs = self._vectors(vectors, len(ids))
-        new = dict(zip(ids, vecs))
-        return self._rewrite(ids, None, None, new)
+        named, vectors = self._split_primary(named, vectors)
+        named = named_vectors.check_batch(self.config, named, len(ids))
+        if vectors is None and not named:
+            raise InvalidArgument("give vectors or named vectors to update", "vectors")
+        new = None if vectors is None else dict(zip(ids, self._vectors(vectors, len(ids))))
+        return self._rewrite(ids, None, None, new, named_vectors.by_id(ids, named))
 
     @_writing
     @_writing
@@ -232,7 +264,7 @@ class Collection:
             s.apply_payloads(labs, pays, [p[2] for p in points], data_bytes)
             return labs
 
-    def _rewrite(self, ids, node, change, new_vectors) -> WriteResult:
+    def _rewrite(self, ids, node, change, new_vectors, new_named=None) -> WriteResult:
         with self.write_lock:
             ids = self._ids_matching(node) if node is not None else validation.ids(ids, unique=False)
             ids = list(dict.fromkeys(ids))
@@ -248,7 +280,9 @@ class Collection:
             enc_pays = validation.payloads(pays, len(ids), self.options.max_payload_bytes)
             enc_txts = [None if p.text is None else p.text.encode("utf-8", "surrogatepass") for p in points]
             sps = sparse_vectors.stored(self, ids) if self.config.sparse_dim else None  # kept
-            return self._upsert_locked(ids, vecs, enc_pays, enc_txts, expire, sps)
+            named = named_vectors.columns([{**(p.vectors or {}), **(new_named or {}).get(p.id, {})}
+                                           for p in points]) if self.config.vectors else None
+            return self._upsert_locked(ids, vecs, enc_pays, enc_txts, expire, sps, named)
 
     def _current(self, ids: list[str]) -> tuple[list[Point], list[int | None] | None]:
         """Points (with vectors, payloads, texts) and their expiry, for a rewrite."""
@@ -355,11 +389,19 @@ class Collection:
 
     def search(self, queries, k: int, params: SearchParams, with_payload: bool,
                with_vector: bool, filter=None, texts=None,
-               raw_payloads: bool = False, shards: list[Shard] | None = None
-               ) -> list[SearchResult]:
+               raw_payloads: bool = False, shards: list[Shard] | None = None,
+               using: str | None = None) -> list[SearchResult]:
         """Query vectors, or ``texts`` (one query each) embedded by the encoder.
-        ``shards``: as search_prepared's."""
+        ``shards``: as search_prepared's. ``using``: a named vector field to search
+        (vecdb/named_vectors.py; None or the primary's name: the primary)."""
         k = validation.k(k)
+        field = self.config.vector_field(using)
+        if field is not None:
+            if texts is not None or queries is None:
+                raise InvalidArgument(f"using: vector field {field.name!r} has no encoder; give "
+                                      "query vectors", "texts")
+            return self.search_field(field, self.prepare_queries(queries, params, field), k, params,
+                                     with_payload, with_vector, filters.parse(filter), raw_payloads)
         if texts is not None or queries is None:
             if queries is not None:
                 raise InvalidArgument("give query vectors or query texts, not both", "texts")
@@ -391,29 +433,66 @@ class Collection:
         return self._hydrate(scores, which, labels, with_payload, with_vector, plan, raw_payloads,
                              shards)
 
-    def prepare_queries(self, queries, params: SearchParams) -> np.ndarray:
-        """Validated query vectors in the index's form (normalized for cosine)."""
-        q = validation.vectors(queries, self.config.dim, None, "queries")
+    def search_field(self, field, q: np.ndarray, k: int, params: SearchParams, with_payload: bool,
+                     with_vector: bool, node=None, raw_payloads: bool = False) -> list[SearchResult]:
+        """search_prepared over the named vector field ``field`` (a VectorField); the hits'
+        vectors are that field's."""
+        if len(q) == 0:
+            return []
+
+        def one(s: Shard):
+            return s.named.search(s, field.name, q, k, params, node)
+        parts = [one(self.shards[0])] if len(self.shards) == 1 else list(self.pool.map(one, self.shards))
+        plan = "; ".join(f"shard {i}: {p[2]}" for i, p in enumerate(parts))
+        scores, which, labels = merge([p[:2] for p in parts], k, higher_is_better(field.metric))
+        out = self._hydrate(scores, which, labels, with_payload, False, plan, raw_payloads)
+        return self._field_vectors(out, field, which, labels) if with_vector else out
+
+    def _field_vectors(self, results: list[SearchResult], field, which, labels) -> list[SearchResult]:
+        """``results`` with each hit's vector of the named field ``field``."""
+        out = []
+        for i, res in enumerate(results):
+            valid = labels[i] >= 0
+            labs, where = labels[i][valid], which[i][valid]
+            vecs = np.zeros((len(labs), field.dim), np.float32)
+            for s in set(where.tolist()):
+                rows = where == s
+                vecs[rows] = self.shards[s].named.field_vectors(field.name, labs[rows])
+            out.append(dataclasses.replace(res, vectors=vecs))
+        return out
+
+    def prepare_queries(self, queries, params: SearchParams, field=None) -> np.ndarray:
+        """Validated query vectors in the index's form (normalized for cosine); ``field``: of
+        that named vector field (a VectorField) instead of the primary."""
+        dim, metric = (self.config.dim, self.config.metric) if field is None else (field.dim, field.metric)
+        q = validation.vectors(queries, dim, None, "queries")
         for name in ("nprobe", "ef_search"):
             v = getattr(params, name)
             if v is not None:
                 validation.int_in(v, 1, 1 << 20, name)
-        return prepare(q, self.config.metric) if len(q) else q
+        return prepare(q, metric) if len(q) else q
 
     def range_search(self, queries, threshold: float, limit: int, params: SearchParams,
-                     with_payload: bool, with_vector: bool, filter=None) -> list[SearchResult]:
+                     with_payload: bool, with_vector: bool, filter=None,
+                     using: str | None = None) -> list[SearchResult]:
         """Every point scoring better than ``threshold`` (cosine/ip: score > threshold;
-        l2: squared distance < threshold), best first, at most ``limit`` per query."""
+        l2: squared distance < threshold), best first, at most ``limit`` per query.
+        ``using``: a named vector field, as search's."""
+        field = self.config.vector_field(using)
         limit = validation.int_in(limit, 1, 100_000, "limit")
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or \
                 not np.isfinite(threshold):
             raise InvalidArgument(f"threshold must be a finite number, got {threshold!r}", "threshold")
-        q = self.prepare_queries(queries, params)
+        q = self.prepare_queries(queries, params, field)
         node = filters.parse(filter)
         if len(q) == 0:
             return []
-        per_shard = [s.range_search(q, float(threshold), params, node) for s in self.shards]
-        higher = higher_is_better(self.config.metric)
+        if field is None:
+            per_shard = [s.range_search(q, float(threshold), params, node) for s in self.shards]
+        else:
+            per_shard = [s.named.range_search(s, field.name, q, float(threshold), params, node)
+                         for s in self.shards]
+        higher = higher_is_better(self.config.metric if field is None else field.metric)
         width = min(limit, max([len(d) for part in per_shard for d, _ in part] + [0]) * len(self.shards))
         scores = np.full((len(q), max(width, 1)), np.nan, np.float32)
         labels = np.full((len(q), max(width, 1)), -1, np.int64)
@@ -424,7 +503,10 @@ class Collection:
             sh = np.concatenate([np.full(len(part[i][0]), j, np.int32) for j, part in enumerate(per_shard)])
             order = np.argsort(-d if higher else d, kind="stable")[:limit]
             scores[i, :len(order)], labels[i, :len(order)], which[i, :len(order)] = d[order], lab[order], sh[order]
-        return self._hydrate(scores, which, labels, with_payload, with_vector, None)
+        if field is None:
+            return self._hydrate(scores, which, labels, with_payload, with_vector, None)
+        out = self._hydrate(scores, which, labels, with_payload, False, None)
+        return self._field_vectors(out, field, which, labels) if with_vector else out
 
     def _hydrate(self, scores, which, labels, with_payload, with_vector, plan,
                  raw_payloads: bool = False, shards: list[Shard] | None = None
@@ -469,6 +551,7 @@ class Collection:
 
     def build_indexes(self) -> int:
         built = sum(s.build() for s in self.shards if s.needs_build())
+        built += sum(s.named.build(s.lock) for s in self.shards if s.named is not None)
         for s in self.shards:
             s.refresh_gpu()
         return built

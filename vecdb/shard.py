@@ -27,6 +27,7 @@ from . import checkpoint, fulltext, omp, planner, quant, records, wal
 from .expiry import ExpiryMap
 from .filters import Clause
 from .fulltext import TextIndex
+from .named_vectors import NamedVectors
 from .sparse import SparseIndex
 from .payload_index import FieldIndex, PayloadIndexes
 from .quant_store import VectorFile, remove_other_gens
@@ -53,6 +54,7 @@ class Op:
     texts: list | None = None     # utf-8 bytes per added label
     expire_ms: list | None = None  # expiry per added label (None: never)
     sparse: list | None = None     # packed sparse vector per added label (vecdb/sparse.py)
+    named: dict | None = None      # field -> (labels, raw vectors) (vecdb/named_vectors.py)
 
 
 class Shard:
@@ -85,6 +87,8 @@ class Shard:
         # BM25 over the texts (vecdb/fulltext.py), on disk with its own checkpoint
         self.text_index = TextIndex(config.full_text, directory) if config.full_text else None
         self.sparse_index = SparseIndex() if config.sparse_dim else None  # vecdb/sparse.py
+        # one FAISS index per named vector field (vecdb/named_vectors.py); None without any
+        self.named = NamedVectors(store, self.prefix, config, directory) if config.vectors else None
         # GPU copies of the indexes (vecdb.gpu_index); None on the CPU
         self.gpu: ShardGpu | None = None
         if backend != "cpu":
@@ -123,7 +127,8 @@ class Shard:
     def prepare_upsert(self, wb, ids: list[str], vectors: np.ndarray,
                        payloads: list[bytes | None], texts: list[bytes | None],
                        expire_ms: list[int | None] | None = None,
-                       sparse: list[bytes | None] | None = None) -> Op:
+                       sparse: list[bytes | None] | None = None, named: dict | None = None) -> Op:
+        """``named``: {field: (rows of ``ids``, vectors)} of the named vectors given."""
         old = [lab for lab in self.labels_of(ids) if lab is not None]
         data_bytes = self.data_bytes - self._record_bytes(old)
         n = len(ids)
@@ -146,8 +151,12 @@ class Shard:
             if sparse is not None and sparse[j]:
                 wb.put(self._k(b"s", lab), sparse[j])
             data_bytes += len(rec) + vec_size
+        if self.named is not None:
+            self.named.delete(wb, old)
+            data_bytes += self.named.put(wb, labels, named or {})
         op = Op(self.last_seq + 1, np.array(old, dtype=np.int64), labels, vectors,
-                self.next_label + n, data_bytes, payloads, texts, expire_ms, sparse)
+                self.next_label + n, data_bytes, payloads, texts, expire_ms, sparse,
+                {f: (labels[rows], v) for f, (rows, v) in named.items()} if named else None)
         self._put_wal(wb, op, wal.OP_UPSERT, ids)
         return op
 
@@ -184,6 +193,8 @@ class Shard:
             wb.delete(self._k(b"v", lab))
             wb.delete(self._k(b"e", lab))
             wb.delete(self._k(b"s", lab))
+        if self.named is not None:
+            self.named.delete(wb, removed.tolist())
         op = Op(self.last_seq + 1, removed, np.zeros(0, np.int64),
                 np.zeros((0, self.config.dim), np.float32), self.next_label, data_bytes)
         self._put_wal(wb, op, wal.OP_DELETE, [])
@@ -193,11 +204,12 @@ class Shard:
         if not labels:
             return 0
         recs = self.store.multi_get([self._k(b"p", lab) for lab in labels])
-        return sum(len(r) for r in recs if r) + len(labels) * self.config.dim * 4
+        named = self.named.stored_bytes(labels) if self.named is not None else 0
+        return sum(len(r) for r in recs if r) + len(labels) * self.config.dim * 4 + named
 
     def _put_wal(self, wb, op: Op, kind: int, ids: list[str]) -> None:
         wb.put(self.prefix + b"w" + U64.pack(op.seq),
-               wal.encode(kind, op.removed, op.added, op.vectors, ids))
+               wal.encode(kind, op.removed, op.added, op.vectors, ids, op.named))
         wb.put(self.prefix + b"m", META.pack(op.next_label, op.seq, op.data_bytes))
 
     def apply(self, op: Op) -> None:
@@ -212,6 +224,8 @@ class Shard:
             self._apply_index(self.exact, self.ann, op.removed, op.added, vecs)
             if self.gpu is not None:
                 self.gpu.apply(op.removed, op.added, vecs)
+            if self.named is not None:
+                self.named.apply(op.seq, op.removed, op.added, op.named)
             self._apply_meta(op)
             if self._pending is not None:
                 self._pending.append(Op(op.seq, op.removed, op.added, vecs, 0, 0))
@@ -280,6 +294,8 @@ class Shard:
     def _recover_faiss(self) -> None:
         loaded = checkpoint.load(self.dir, self.config)
         if loaded is not None:
+            if self.named is not None:
+                self.named.load(self.last_seq)
             self._set_exact(loaded.exact)
             self.ann, self.applied_seq = loaded.ann, loaded.seq
             self.checkpoint_seq = loaded.seq
@@ -295,17 +311,24 @@ class Shard:
         self._rebuild_from_records()
 
     def _replay_wal(self) -> bool:
-        start = self.prefix + b"w" + U64.pack(self.applied_seq + 1)
         expect = self.applied_seq + 1
+        if self.named is not None:  # a named field may be behind (or ahead of) the primary
+            expect = min(expect, self.named.replay_from() + 1)
+        start = self.prefix + b"w" + U64.pack(expect)
         for key, raw in self.store.scan(start, self.prefix + b"x"):
             seq = U64.unpack(key[-8:])[0]
             if seq != expect:
                 return False
             e = wal.decode(raw)
-            self._apply_index(self.exact, self.ann, e.removed, e.added,
-                              prepare(np.array(e.vectors), self.metric))
-            self.applied_seq, expect = seq, seq + 1
-        return self.applied_seq == self.last_seq
+            if seq > self.applied_seq:
+                self._apply_index(self.exact, self.ann, e.removed, e.added,
+                                  prepare(np.array(e.vectors), self.metric))
+                self.applied_seq = seq
+            if self.named is not None:
+                self.named.apply(seq, e.removed, e.added, e.named)
+            expect = seq + 1
+        return self.applied_seq == self.last_seq and (
+            self.named is None or self.named.replay_from() == self.last_seq)
 
     def _rebuild_from_records(self) -> None:
         dim = self.config.dim
@@ -327,6 +350,8 @@ class Shard:
         flush()
         if self.quant:
             remove_other_gens(self.dir, self.exact.gen)
+        if self.named is not None:
+            self.named.rebuild(self.last_seq)
         self.applied_seq = self.last_seq
         self.checkpoint_seq = -1  # force a fresh checkpoint
 
@@ -440,7 +465,10 @@ class Shard:
             return {}
         labels = np.array([lab for _, lab in found], dtype=np.int64)
         _, payloads, texts, vectors = self.hydrate(labels, with_payload, with_vector)
-        return {pid: Point(pid, None if vectors is None else vectors[j].copy(), payloads[j], texts[j])
+        named = (self.named.vectors_of(labels.tolist()) if with_vector and self.named is not None
+                 else None)
+        return {pid: Point(pid, None if vectors is None else vectors[j].copy(), payloads[j], texts[j],
+                           None if named is None else named[j])
                 for j, (pid, _) in enumerate(found)}
 
     def expiry_of(self, ids: list[str]) -> dict[str, int]:
@@ -595,11 +623,14 @@ class Shard:
                 if self.text_index is not None:  # its own checkpoint (vecdb/fulltext.py)
                     self.text_index.commit(marker=True)
                 seq = self.applied_seq
-                if seq == self.checkpoint_seq and not self._ann_dirty:
+                named_dirty = self.named is not None and self.named.dirty
+                if seq == self.checkpoint_seq and not self._ann_dirty and not named_dirty:
                     return False
                 dumped = checkpoint.dump(self.dir, self.exact, self.ann)  # writers wait
+                named = self.named.dump() if self.named is not None else []
                 self._ann_dirty = False
             try:
+                NamedVectors.commit(seq, named)  # before the primary's: WAL truncation follows it
                 checkpoint.commit(self.dir, seq, dumped)
             except BaseException:
                 self._ann_dirty = True  # the next round writes the whole state again
@@ -645,4 +676,5 @@ class Shard:
                           gpu_memory_bytes=self.gpu.nbytes if self.gpu is not None else 0,
                           built_params=built_params(self.ann) if self.ann else {},
                           memory_bytes=self.memory_bytes(),
+                          vectors=self.named.stats() if self.named is not None else {},
                           **(self.gpu.stats() if self.gpu is not None else {}))

@@ -10,6 +10,7 @@ Key layout (all keys bytes, big-endian integers so they sort numerically):
     S<uid:4><shard:1>i<id>      string id -> int64 label
     S<uid:4><shard:1>p<label:8> point record: id, payload, text
     S<uid:4><shard:1>v<label:8> float32 vector bytes
+    S<uid:4><shard:1>n<field>\x00<label:8>  float32 bytes of a named vector (named_vectors.py)
     S<uid:4><shard:1>w<seq:8>   WAL entry (see vecdb.wal)
 
 Collections get a never-reused uid so a dropped and re-created name never

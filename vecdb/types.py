@@ -6,6 +6,8 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
+from .errors import InvalidArgument
+
 METRICS = ("cosine", "ip", "l2")
 INDEX_TYPES = ("flat", "ivf_flat", "ivf_pq", "hnsw", "auto")
 DURABILITY_MODES = ("sync", "async")
@@ -61,6 +63,27 @@ class IndexSpec:
 
 
 @dataclass(frozen=True)
+class VectorField:
+    """A named dense vector field beside a collection's primary vector (vecdb/named_vectors.py):
+    points may carry it or not; it has its own dimension, metric and index, and runs on the
+    CPU (no encoder: its vectors are given)."""
+
+    name: str
+    dim: int
+    metric: str = "cosine"
+    index: IndexSpec = field(default_factory=IndexSpec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dim": self.dim, "metric": self.metric,
+                "index": self.index.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VectorField":
+        return cls(d["name"], int(d["dim"]), d["metric"],
+                   IndexSpec(d["index"]["type"], dict(d["index"]["params"])))
+
+
+@dataclass(frozen=True)
 class CollectionConfig:
     name: str
     dim: int
@@ -83,6 +106,21 @@ class CollectionConfig:
     # 0 = no sparse vectors; else each point may carry one with indices < sparse_dim
     # (vecdb/sparse.py)
     sparse_dim: int = 0
+    # the primary vector's field name ("" = unnamed, as before named vectors) and the named
+    # vector fields beside it (vecdb/named_vectors.py); every point carries the primary
+    vector_name: str = ""
+    vectors: tuple[VectorField, ...] = ()
+
+    def vector_field(self, name: str | None) -> VectorField | None:
+        """The named field ``name``; None for the primary (None, "" or its own name)."""
+        if name is None or name == self.vector_name or name == "":
+            return None
+        for f in self.vectors:
+            if f.name == name:
+                return f
+        known = ", ".join(repr(n) for n in [self.vector_name or ""] + [f.name for f in self.vectors])
+        raise InvalidArgument(f"using: collection {self.name!r} has no vector field {name!r} "
+                              f"(fields: {known})", "using")
 
     @property
     def rescore_factor(self) -> int:
@@ -100,6 +138,8 @@ class CollectionConfig:
             out["full_text"] = self.full_text
         if self.sparse_dim:
             out["sparse_dim"] = self.sparse_dim
+        if self.vectors or self.vector_name:
+            out.update(vector_name=self.vector_name, vectors=[f.to_dict() for f in self.vectors])
         return out
 
     @classmethod
@@ -110,7 +150,8 @@ class CollectionConfig:
                    payload_indexes=tuple((f, t) for f, t in d.get("payload_indexes", [])),
                    device=d.get("device", "auto"), quantization=d.get("quantization", ""),
                    rescore=int(d.get("rescore", 0)), full_text=d.get("full_text", ""),
-                   sparse_dim=int(d.get("sparse_dim", 0)))
+                   sparse_dim=int(d.get("sparse_dim", 0)), vector_name=d.get("vector_name", ""),
+                   vectors=tuple(VectorField.from_dict(f) for f in d.get("vectors", ())))
 
 
 @dataclass(frozen=True)
@@ -137,6 +178,9 @@ class ShardStats:
     # bytes of host RAM its vectors/codes and index hold (approximate: FAISS storage,
     # graph links, inverted-list ids, label columns); not the on-disk vectors
     memory_bytes: int = 0
+    # named vector fields (vecdb/named_vectors.py): {field: {"points", "index_state",
+    # "index_type"}} of this shard; {} without any
+    vectors: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -182,6 +226,9 @@ class Point:
     vector: np.ndarray | None = None
     payload: dict | None = None
     text: str | None = None
+    # named vectors the point carries, {field: vector} (named-vector collections, read with
+    # vectors); the primary stays in ``vector``
+    vectors: dict[str, np.ndarray] | None = None
 
 
 class Hit(NamedTuple):

@@ -13,6 +13,10 @@ Format v1 (little-endian):
     i64[n_add]    added labels
     f32[n_add*dim] added vectors
     n_add x (u16 len, utf-8 id)
+Format v2 (named vectors, vecdb/named_vectors.py): v1 with version 2, then
+    u16 n_fields, per field: u16 len, utf-8 name, u32 n, u32 dim, i64[n] labels, f32[n*dim]
+Entries without named vectors are written as v1, so single-vector shards write what
+they always wrote.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import numpy as np
 from .errors import FailedPrecondition
 
 VERSION = 1
+VERSION_NAMED = 2
 OP_UPSERT, OP_DELETE = 1, 2
 HEADER = struct.Struct("<BBIII")
 
@@ -35,12 +40,13 @@ class WalEntry:
     added: np.ndarray  # int64
     vectors: np.ndarray  # float32 (n_add, dim)
     ids: list[str]
+    named: dict | None = None  # field -> (labels int64, vectors float32 (n, dim))
 
 
 def encode(op: int, removed: np.ndarray, added: np.ndarray, vectors: np.ndarray,
-           ids: list[str]) -> bytes:
+           ids: list[str], named: dict | None = None) -> bytes:
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
-    parts = [HEADER.pack(VERSION, op, len(added), len(removed), dim),
+    parts = [HEADER.pack(VERSION_NAMED if named else VERSION, op, len(added), len(removed), dim),
              np.ascontiguousarray(removed, dtype="<i8").tobytes(),
              np.ascontiguousarray(added, dtype="<i8").tobytes(),
              np.ascontiguousarray(vectors, dtype="<f4").tobytes()]
@@ -48,12 +54,19 @@ def encode(op: int, removed: np.ndarray, added: np.ndarray, vectors: np.ndarray,
         raw = pid.encode()
         parts.append(struct.pack("<H", len(raw)))
         parts.append(raw)
+    if named:
+        parts.append(struct.pack("<H", len(named)))
+        for name, (labels, vecs) in named.items():
+            raw = name.encode()
+            parts += [struct.pack("<H", len(raw)), raw, struct.pack("<II", len(labels), vecs.shape[1]),
+                      np.ascontiguousarray(labels, dtype="<i8").tobytes(),
+                      np.ascontiguousarray(vecs, dtype="<f4").tobytes()]
     return b"".join(parts)
 
 
 def decode(raw: bytes) -> WalEntry:
     version, op, n_add, n_rem, dim = HEADER.unpack_from(raw, 0)
-    if version != VERSION:
+    if version not in (VERSION, VERSION_NAMED):
         raise FailedPrecondition(f"WAL entry has unsupported format version {version}", "wal")
     off = HEADER.size
     removed = np.frombuffer(raw, dtype="<i8", count=n_rem, offset=off)
@@ -68,4 +81,21 @@ def decode(raw: bytes) -> WalEntry:
         off += 2
         ids.append(raw[off:off + ln].decode())
         off += ln
-    return WalEntry(op, removed, added, vectors, ids)
+    named = _decode_named(raw, off) if version == VERSION_NAMED else None
+    return WalEntry(op, removed, added, vectors, ids, named)
+
+
+def _decode_named(raw: bytes, off: int) -> dict:
+    (count,) = struct.unpack_from("<H", raw, off)
+    off += 2
+    named = {}
+    for _ in range(count):
+        (ln,) = struct.unpack_from("<H", raw, off)
+        name = raw[off + 2:off + 2 + ln].decode()
+        n, dim = struct.unpack_from("<II", raw, off + 2 + ln)
+        off += 10 + ln
+        labels = np.frombuffer(raw, dtype="<i8", count=n, offset=off)
+        off += 8 * n
+        named[name] = (labels, np.frombuffer(raw, dtype="<f4", count=n * dim, offset=off).reshape(n, dim))
+        off += 4 * n * dim
+    return named
