@@ -8,7 +8,10 @@ and renamed into place outside it (commit), so a crash leaves either the old
 or the new one complete. A quantized shard (vecdb/quant.py) has no exact.faiss: its
 vectors stay in <shard dir>/vectors-<gen>.f32, fsynced by the dump, and the checkpoint
 holds the rows it covers ("vectors": gen, rows) with labels.npy/live.npy; binary codes
-are ann.faissb plus center.npy. Loading walks checkpoints newest first and skips any whose
+are ann.faissb plus center.npy. A full-precision HNSW shard has no exact.faiss either: its
+exact store is the graph's own storage (vecdb.index.HnswVectors), so the vectors are
+written once; checkpoints that still hold both files load as before (with ``share`` the
+exact.faiss is not read). Loading walks checkpoints newest first and skips any whose
 files are missing or fail their checksum (logged); None means "rebuild".
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from .index import Ann
+from .index import Ann, HnswVectors, exact_from_ann
 from .quant import BinaryCodes
 from .quant_store import VectorFile
 from .types import CollectionConfig
@@ -41,6 +44,7 @@ class Loaded:
     seq: int
     exact: faiss.Index
     ann: Ann | None
+    rewrite: bool = False  # an exact.faiss was left unread: the next checkpoint drops it
 
 
 def _write_index(path: str, index: faiss.Index, write=faiss.write_index) -> dict:
@@ -93,7 +97,7 @@ def dump(directory: str, exact: faiss.Index, ann: Ann | None) -> dict:
             files["labels.npy"] = _write_npy(os.path.join(tmp, "labels.npy"), labels)
             files["live.npy"] = _write_npy(os.path.join(tmp, "live.npy"), live)
             info["vectors"] = {"gen": exact.gen, "rows": exact.rows}
-        else:
+        elif not isinstance(exact, HnswVectors):  # else ann.faiss holds the vectors
             files["exact.faiss"] = _write_index(os.path.join(tmp, "exact.faiss"), exact)
         if ann is not None:
             if isinstance(ann.index, BinaryCodes):
@@ -154,7 +158,7 @@ def _read(path: str, spec: dict) -> bytes:
         return f.read()
 
 
-def _load_one(path: str, config: CollectionConfig) -> Loaded:
+def _load_one(path: str, config: CollectionConfig, share: bool) -> Loaded:
     with open(os.path.join(path, "meta.json")) as f:
         meta = json.load(f)
     if meta.get("format") != FORMAT:
@@ -173,9 +177,12 @@ def _load_one(path: str, config: CollectionConfig) -> Loaded:
     if meta.get("vectors"):
         exact = VectorFile(os.path.dirname(path), config.dim, config.metric, meta["vectors"]["gen"],
                            meta["vectors"]["rows"], npy("labels.npy"), npy("live.npy"))
-    else:
+    elif "exact.faiss" in files and not (share and meta["ann"] and meta["ann"]["kind"] == "hnsw"
+                                         and "ann.faiss" in files and not meta["ann"].get("quant")):
         exact = index("exact.faiss")
-    if exact.d != config.dim:
+    else:
+        exact = None  # the ANN index's own storage, below
+    if exact is not None and exact.d != config.dim:
         raise ValueError(f"dimension {exact.d} != collection dimension {config.dim}")
     ann = None
     if meta["ann"]:
@@ -186,7 +193,12 @@ def _load_one(path: str, config: CollectionConfig) -> Loaded:
             codes = index("ann.faiss")
         ann = Ann(meta["ann"]["kind"], codes, meta["ann"]["trained_on"],
                   set(npy("tombstones.npy").tolist()), quant=quant)
-    return Loaded(int(meta["seq"]), exact, ann)
+    if exact is None:
+        exact = exact_from_ann(ann)
+        if exact is None or exact.d != config.dim:
+            raise ValueError("no exact.faiss and no HNSW storage of the collection's dimension")
+    return Loaded(int(meta["seq"]), exact, ann,
+                  rewrite="exact.faiss" in files and isinstance(exact, HnswVectors))
 
 
 def _promote_pending(directory: str) -> None:
@@ -209,7 +221,10 @@ def _promote_pending(directory: str) -> None:
     log.info("completed the interrupted checkpoint %s", final)
 
 
-def load(directory: str, config: CollectionConfig) -> Loaded | None:
+def load(directory: str, config: CollectionConfig, share: bool = False) -> Loaded | None:
+    """The newest usable checkpoint. ``share``: a full-precision HNSW shard's exact store
+    is the graph's storage (HnswVectors), so an exact.faiss beside it (older checkpoints)
+    is not read."""
     if not os.path.isdir(directory):
         return None
     _promote_pending(directory)
@@ -217,7 +232,7 @@ def load(directory: str, config: CollectionConfig) -> Loaded | None:
                    reverse=True)
     for name in names:
         try:
-            return _load_one(os.path.join(directory, name), config)
+            return _load_one(os.path.join(directory, name), config, share)
         except Exception as e:  # any damage means: try older, then rebuild
             log.warning("checkpoint %s unusable (%s); ignoring it", os.path.join(directory, name), e)
     return None

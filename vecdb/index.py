@@ -3,7 +3,9 @@
 Contract of :class:`ShardIndex`:
 - ``exact`` (IndexIDMap2 over IndexFlat) always holds every live vector,
   keyed by int64 label. It answers exact searches and small shards, and is
-  the snapshot source for building ANN indexes.
+  the snapshot source for building ANN indexes. Once a full-precision HNSW
+  index is built, ``exact`` becomes :class:`HnswVectors`, a face over the
+  graph's own float storage (one copy of the vectors, not two).
 - ``ann`` is built in the background once the shard is big enough (see
   ``IndexSpec.build_threshold``); until then searches are exact. While a
   build runs, mutations are recorded and replayed onto the new index before
@@ -108,8 +110,115 @@ def new_exact(dim: int, metric: str) -> faiss.IndexIDMap2:
     return faiss.IndexIDMap2(faiss.IndexFlat(dim, faiss_metric(metric)))
 
 
-def snapshot(exact: faiss.IndexIDMap2) -> tuple[np.ndarray, np.ndarray]:
-    """Copy (labels, vectors) out of an exact index."""
+class HnswVectors:
+    """The exact store of a full-precision HNSW shard, served from the graph's own float
+    storage (IndexHNSWFlat.storage) instead of a second IndexFlat copy of the vectors.
+
+    Same calls as the IndexIDMap2 it replaces (``ntotal``, ``d``, ``search``,
+    ``range_search``, ``reconstruct_batch``, ``add_with_ids``, ``remove_ids``). Writes are
+    no-ops: the shard applies every op to the ANN index, which holds the vectors. Storage
+    rows are positions in the IndexIDMap's id_map; tombstoned labels (deleted, still in
+    the graph) are excluded from every answer. Reads run under the shard's read lock."""
+
+    def __init__(self, ann: Ann):
+        self.ann = ann
+        self.d = ann.index.d
+        self.storage = faiss.downcast_index(faiss.downcast_index(ann.index.index).storage)
+        self._order: tuple[int, np.ndarray | None, np.ndarray] | None = None  # label -> row
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.ann.index.ntotal) - len(self.ann.tombstones)
+
+    def _ids(self) -> np.ndarray:
+        """Label of every storage row (a view, no copy)."""
+        id_map = self.ann.index.id_map
+        n = int(id_map.size())
+        return faiss.rev_swig_ptr(id_map.data(), n) if n else np.zeros(0, np.int64)
+
+    def labels(self) -> np.ndarray:
+        """Every live label, in row order."""
+        ids = self._ids()
+        if not self.ann.tombstones:
+            return ids.copy()
+        return ids[~np.isin(ids, np.fromiter(self.ann.tombstones, np.int64))]
+
+    def memory_bytes(self) -> int:
+        return sum(a.nbytes for a in (self._order or ())[1:] if a is not None)
+
+    def add_with_ids(self, vectors: np.ndarray, labels: np.ndarray) -> None:
+        """The ANN index adds them (it holds the vectors)."""
+
+    def remove_ids(self, labels: np.ndarray) -> int:
+        """The ANN index tombstones them."""
+        return 0
+
+    def _params(self, params):
+        """SearchParameters over storage rows: the caller's label selector (which already
+        excludes tombstones) or the tombstones' exclusion, translated through the id_map."""
+        sel = getattr(params, "sel", None) if params is not None else None
+        sel = sel if sel is not None else self.ann.selector()
+        if sel is None:
+            return None, ()
+        tr = faiss.IDSelectorTranslated(self.ann.index.id_map, sel)
+        return faiss.SearchParameters(sel=tr), (tr, sel)  # keep the selectors alive
+
+    def search(self, queries: np.ndarray, k: int, params=None):
+        sp, _keep = self._params(params)
+        dist, rows = self.storage.search(queries, k, params=sp)
+        return dist, np.where(rows >= 0, self._ids()[np.maximum(rows, 0)], -1)
+
+    def range_search(self, queries: np.ndarray, threshold: float, params=None):
+        sp, _keep = self._params(params)
+        lims, dist, rows = self.storage.range_search(queries, threshold, params=sp)
+        return lims, dist, self._ids()[rows]
+
+    def _rows_of(self, labels: np.ndarray) -> np.ndarray:
+        ids = self._ids()
+        if self._order is None or self._order[0] != len(ids):
+            order = None if np.all(ids[1:] > ids[:-1]) else np.argsort(ids, kind="stable")
+            self._order = (len(ids), order, ids if order is None else ids[order])
+        _, order, known = self._order
+        pos = np.minimum(np.searchsorted(known, labels), max(len(known) - 1, 0))
+        found = (known[pos] == labels) if len(known) else np.zeros(len(labels), bool)
+        if self.ann.tombstones and found.any():
+            found &= ~np.isin(labels, np.fromiter(self.ann.tombstones, np.int64))
+        if not found.all():
+            raise KeyError(f"label {int(labels[~found][0])} is not stored")
+        return pos if order is None else order[pos]
+
+    def reconstruct_batch(self, labels: np.ndarray) -> np.ndarray:
+        """The vectors of live ``labels`` (KeyError for one not stored)."""
+        labels = np.asarray(labels, np.int64).ravel()
+        if not len(labels):
+            return np.zeros((0, self.d), np.float32)
+        return self.storage.reconstruct_batch(self._rows_of(labels))
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of (labels, vectors) of the live rows."""
+        ids, n = self._ids(), int(self.storage.ntotal)
+        if not n:
+            return np.zeros(0, np.int64), np.zeros((0, self.d), np.float32)
+        vecs = faiss.rev_swig_ptr(self.storage.get_xb(), n * self.d).reshape(n, self.d)
+        if not self.ann.tombstones:
+            return ids.copy(), vecs.copy()
+        keep = ~np.isin(ids, np.fromiter(self.ann.tombstones, np.int64))
+        return ids[keep], vecs[keep]
+
+
+def exact_from_ann(ann: Ann | None):
+    """The exact store served from ``ann``'s own storage when it holds full-precision
+    vectors (HNSW-Flat), else None (the shard keeps its own IndexFlat)."""
+    if ann is None or ann.kind != "hnsw" or ann.quant:
+        return None
+    inner = faiss.downcast_index(ann.index.index)
+    return HnswVectors(ann) if isinstance(inner, faiss.IndexHNSWFlat) else None
+
+
+def snapshot(exact) -> tuple[np.ndarray, np.ndarray]:
+    """Copy (labels, vectors) out of an exact store."""
+    if isinstance(exact, HnswVectors):
+        return exact.snapshot()
     n, d = exact.ntotal, exact.d
     flat = faiss.downcast_index(exact.index)
     vecs = faiss.rev_swig_ptr(flat.get_xb(), n * d).reshape(n, d).copy() if n else np.zeros((0, d), "float32")

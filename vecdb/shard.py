@@ -32,8 +32,8 @@ from .sparse import SparseIndex
 from .payload_index import FieldIndex, PayloadIndexes
 from .quant_store import VectorFile, remove_other_gens
 from .gpu_index import ShardGpu
-from .index import (Ann, build_ann, built_params, min_build_points, new_exact, prepare, rerank,
-                    search_params, snapshot)
+from .index import (Ann, HnswVectors, build_ann, built_params, exact_from_ann, min_build_points,
+                    new_exact, prepare, rerank, search_params, snapshot)
 from .rwlock import RWLock
 from .storage import META, U64, Store, shard_prefix
 from .types import CollectionConfig, Point, SearchParams, ShardStats
@@ -109,7 +109,7 @@ class Shard:
 
     def live_labels(self) -> np.ndarray:
         """Every live label (unsorted for the in-RAM store)."""
-        if isinstance(self.exact, VectorFile):
+        if isinstance(self.exact, (VectorFile, HnswVectors)):
             return self.exact.labels()
         return faiss.vector_to_array(self.exact.id_map)
 
@@ -292,13 +292,15 @@ class Shard:
                 yield (lab, *records.decode(raw))
 
     def _recover_faiss(self) -> None:
-        loaded = checkpoint.load(self.dir, self.config)
+        loaded = checkpoint.load(self.dir, self.config, share=True)
         if loaded is not None:
             if self.named is not None:
                 self.named.load(self.last_seq)
             self._set_exact(loaded.exact)
             self.ann, self.applied_seq = loaded.ann, loaded.seq
             self.checkpoint_seq = loaded.seq
+            # an older checkpoint's exact.faiss beside HNSW was not read: the next one drops it
+            self._ann_dirty = loaded.rewrite
             if self._replay_wal():
                 if self.quant:
                     remove_other_gens(self.dir, self.exact.gen)
@@ -532,6 +534,7 @@ class Shard:
                 for op in self._pending:
                     self._apply_index(None, ann, op.removed, op.added, op.vectors)
                 self.ann, self._ann_dirty = ann, True
+                self._set_exact(exact_from_ann(ann) or self.exact)  # one copy of the vectors
             self.building, self._pending = False, None
         if ann is None:
             return False
@@ -663,7 +666,8 @@ class Shard:
 
     def memory_bytes(self) -> int:
         """Host RAM of the exact store (the label columns only when quantized) and the ANN index."""
-        exact = self.exact.memory_bytes() if isinstance(self.exact, VectorFile) else quant.index_bytes(self.exact)
+        exact = self.exact.memory_bytes() if isinstance(self.exact, (VectorFile, HnswVectors)) \
+            else quant.index_bytes(self.exact)
         return exact + (quant.index_bytes(self.ann.index) if self.ann is not None else 0)
 
     def stats(self) -> ShardStats:

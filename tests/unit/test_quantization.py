@@ -83,9 +83,9 @@ def test_full_precision_collection_is_unchanged(db, data):
     assert "quantization" not in db.list_collections()[0].to_dict()  # catalog as before
     db.checkpoint()
     assert sorted(os.listdir(os.path.join(shard.dir, os.listdir(shard.dir)[0]))) == \
-        ["ann.faiss", "exact.faiss", "meta.json", "tombstones.npy"]  # checkpoint as before
+        ["ann.faiss", "meta.json", "tombstones.npy"]  # the graph's storage holds the vectors
     assert not [n for n in os.listdir(shard.dir) if n.startswith("vectors-")]
-    # the exact flat copy beside HNSW is counted
+    # the graph's float storage (the one copy of the vectors) is counted
     assert db.describe_collection("f").memory_bytes > 5000 * DIM * 4
 
 

@@ -148,17 +148,17 @@ def test_checkpoint_streams_files_with_checksums_and_reports_disk_full(db, reope
     [ckpt] = glob.glob(os.path.join(db.path, "collections", "*", "shard-0", "ckpt-*"))
     with open(os.path.join(ckpt, "meta.json")) as f:
         meta = json.load(f)
-    assert set(meta["files"]) == {"exact.faiss", "ann.faiss", "tombstones.npy"}
+    assert set(meta["files"]) == {"ann.faiss", "tombstones.npy"}  # HNSW holds the vectors once
     for name, spec in meta["files"].items():
         with open(os.path.join(ckpt, name), "rb") as f:
             data = f.read()
         assert (len(data), zlib.crc32(data)) == (spec["size"], spec["crc32"])
     shard = db.collections["c"].shards[0]
-    with open(os.path.join(ckpt, "exact.faiss"), "rb") as f:
-        assert f.read() == faiss.serialize_index(shard.exact).tobytes()
+    with open(os.path.join(ckpt, "ann.faiss"), "rb") as f:
+        assert f.read() == faiss.serialize_index(shard.ann.index).tobytes()
     # a full disk under the streamed write surfaces as the file's own OSError
     with pytest.raises(OSError) as err:
-        checkpoint._write_index("/dev/full", shard.exact)
+        checkpoint._write_index("/dev/full", shard.ann.index)
     assert err.value.errno == errno.ENOSPC
     # a dump a crash left behind is never loaded, and the next checkpoint replaces it
     os.makedirs(os.path.join(os.path.dirname(ckpt), checkpoint.PENDING, "exact.faiss"))
