@@ -66,7 +66,8 @@ class _Handler(WSGIRequestHandler):
             pass
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
-        log.debug("%s %s -> %s", self.command, urlsplit(self.path).path, code)
+        path = getattr(self, "path", None)  # unset when the request line did not parse
+        log.debug("%s %s -> %s", self.command, urlsplit(path).path if path else "-", code)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
         log.debug("dashboard connection from %s: %s", self.client_address[0], format % args)
