@@ -460,8 +460,13 @@ def from_proto_cluster_status(msg) -> dict:
         for r in e.get("replicas", []):
             r["points"], r["applied_seq"] = int(r["points"]), int(r["applied_seq"])
     for m in d.get("moves", []):
-        m["shard"] = int(m["shard"])
+        _move_ints(m)
     return d
+
+
+def _move_ints(m: dict) -> None:
+    for k in ("shard", "copied_bytes", "copied_records", "total_records"):
+        m[k] = int(m[k])
 
 
 def from_proto_rebalance_plan(msg) -> dict:
@@ -469,5 +474,5 @@ def from_proto_rebalance_plan(msg) -> dict:
     from google.protobuf.json_format import MessageToDict
     d = MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     for m in d["in_progress"] + d["planned"]:
-        m["shard"] = int(m["shard"])
+        _move_ints(m)
     return d

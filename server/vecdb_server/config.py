@@ -103,6 +103,9 @@ class ServerConfig:
     # Replica moves (rebalancing) in progress at once, cluster-wide, started by the
     # elected rebalancer node; 0 = no automatic rebalancing (docs/cluster.md).
     rebalance_max_concurrent_moves: int = 2
+    # Bytes per second a node sends, at most on average, for the copies that move
+    # replicas to other nodes (all its moves together); 0 = no limit (docs/cluster.md).
+    rebalance_max_bytes_per_s: int = 0
     # Engine options (vecdb.DatabaseOptions), settable under the same names.
     engine: DatabaseOptions = field(default_factory=DatabaseOptions)
 
@@ -133,9 +136,9 @@ class ServerConfig:
                                   f"{self.cluster_internal_port}")
             if self.node_ttl_s < 1:
                 raise ConfigError(f"node_ttl_s must be >= 1, got {self.node_ttl_s}")
-            if self.rebalance_max_concurrent_moves < 0:
-                raise ConfigError("rebalance_max_concurrent_moves must be >= 0, got "
-                                  f"{self.rebalance_max_concurrent_moves}")
+            for name in ("rebalance_max_concurrent_moves", "rebalance_max_bytes_per_s"):
+                if getattr(self, name) < 0:
+                    raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     def _check_security(self) -> None:
         from .auth import KeyConfigError, parse_api_keys

@@ -10,12 +10,22 @@ from .context import CliError, Context
 from .output import Result, Table
 from .parser import command, group, positive_float
 
-MOVE_COLUMNS = ["shard", "from", "to", "phase"]
+MOVE_COLUMNS = ["shard", "from", "to", "phase", "copied"]
+
+
+def _copied(m: dict) -> str:
+    """A copy's progress, as the shard's primary reports it."""
+    if not m["copy"]:
+        return ""
+    size = f"{m['copied_bytes'] / 2**20:.1f} MiB"
+    if m["copy"] == "full":
+        return f"{m['copied_records']}/{m['total_records']} points, {size} (full copy)"
+    return f"{m['copied_records']} log entries, {size}"
 
 
 def _move_rows(moves: list[dict]) -> list[list]:
-    return [[f"{m['collection']}/{m['shard']}", m["source"], m["target"], m["phase"] or "planned"]
-            for m in moves]
+    return [[f"{m['collection']}/{m['shard']}", m["source"], m["target"], m["phase"] or "planned",
+             _copied(m)] for m in moves]
 
 
 def cmd_status(ctx: Context, args: Any) -> Result:
@@ -85,8 +95,10 @@ def register(sub: Any) -> None:
         vecdbctl --host n1:50051 cluster status -o json""", cmd_status, details="""
         Each replica's row: in sync or not, points, applied WAL sequence, and lag =
         the primary's points minus its own; then the replica moves in progress
-        (copying: the primary resyncs the new replica; finishing: it is in sync and
-        the old one leaves). A single-node server answers FAILED_PRECONDITION.""")
+        (copying: the primary resyncs the new replica, "copied" says how far as the
+        primary reports it: points of a full copy out of the shard's, or replication-log
+        entries, and bytes sent; finishing: it is in sync and the old one leaves). A
+        single-node server answers FAILED_PRECONDITION.""")
     p = command(cs, "drain", "move a node's primaries away before a planned stop", """
         vecdbctl cluster drain n2
         vecdbctl cluster drain n2 -o json""", cmd_drain, details="""

@@ -186,6 +186,12 @@ class ClusterNode:
             raise Unavailable(f"shard {name}/{shard} has no map entry yet; retry", "collection")
         return s
 
+    def is_move_target(self, name: str, shard: int, node_id: str) -> bool:
+        """A replica move of shard (name, shard) to ``node_id`` is in progress."""
+        with self._lock:
+            m = self.moves.get((name, shard))
+        return m is not None and m.target == node_id
+
     def alive(self, node_id: str) -> bool:
         with self._lock:
             return node_id in self.nodes

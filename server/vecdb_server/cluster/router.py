@@ -34,6 +34,7 @@ from vecdb.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, No
 
 from ..guard import Rejected
 from . import catchup
+from .copies import Copies, Copy
 from . import state as st
 from . import write_keys
 from .node import ClusterNode
@@ -97,6 +98,7 @@ class Router:
         self.keys = write_keys.WriteKeys(node.engine.data_dir)
         self.log = catchup.ReplLog(node.engine.data_dir, node.engine.options.wal_retain)
         self.catchups = {"incremental": 0, "full": 0}  # resyncs made by this node
+        self.copies = Copies(node.is_move_target)  # resyncs under way: progress, throttle
         node.dropped = self.log.drop
         self._seqs: dict[str, int] = {}  # local copy -> its engine sequence (see _settle)
 
@@ -421,18 +423,22 @@ class Router:
         if not _wants_resync(s, self.node.id, r):
             return
         md = self.peers.metadata("resync", f"{name}/{i}", s.term)
+        cp = self.copies.begin(name, i, r)
         try:
-            if self._catch_up(name, i, r, local, s, md):
-                return
-        except FailedPrecondition as exc:
-            if STALE_TERM in exc.message:
-                raise
-            log.info("incremental catch-up of %s/%d to %s stopped (%s): full copy",
-                     name, i, r, exc.message)
-        self._full_copy(spec, i, r, local)
+            try:
+                if self._catch_up(name, i, r, local, s, md, cp):
+                    return
+            except FailedPrecondition as exc:
+                if STALE_TERM in exc.message:
+                    raise
+                log.info("incremental catch-up of %s/%d to %s stopped (%s): full copy",
+                         name, i, r, exc.message)
+            self._full_copy(spec, i, r, local, cp)
+        finally:
+            self.copies.end(cp)
 
     def _catch_up(self, name: str, i: int, r: str, local: str, s: st.ShardState,
-                  md: tuple) -> bool:
+                  md: tuple, cp: Copy) -> bool:
         """The incremental catch-up; False when r needs a full copy."""
         got = self._peer(r, "ReplicaPosition", clpb.ReplicaPositionRequest(local=local), md)
         pos: catchup.Pos = (got.term, got.n)
@@ -447,7 +453,7 @@ class Router:
                 return False  # pruned meanwhile
             if len(batch) <= CATCHUP_FINAL:
                 break
-            pos = self._send_entries(r, md, pos, batch)
+            pos = self._send_entries(r, md, pos, batch, cp)
             sent += len(batch)
         with self.node.write_lock(name, i):
             held = time.monotonic()
@@ -458,7 +464,7 @@ class Router:
             while (batch := self.log.entries_after(local, pos, CATCHUP_PAGE)) != []:
                 if batch is None:
                     return False
-                pos = self._send_entries(r, md, pos, batch)
+                pos = self._send_entries(r, md, pos, batch, cp, pace=False)
                 last += len(batch)
             self._join_in_sync(name, i, cur, r, "incremental", t0, held,
                                f"{sent + last} entries after {start}, {last} of them under "
@@ -466,13 +472,16 @@ class Router:
         return True
 
     def _send_entries(self, r: str, md: tuple, pos: catchup.Pos,
-                      batch: list[catchup.Entry]) -> catchup.Pos:
+                      batch: list[catchup.Entry], cp: Copy, pace: bool = True) -> catchup.Pos:
+        """``pace``: a move's copy may wait for the bandwidth limit (not under the lock)."""
         for e in batch:
             extra = ((ENTRY, catchup.show(e.key)), (PREV, catchup.show(pos)),
                      (WRITTEN, repr(e.written_ms)))
             if e.record:
                 extra += ((write_keys.HEADER, e.record[0]), (write_keys.RECORD, e.record[1]))
-            self._peer(r, e.method, e.replayed(), md + extra, 60.0)
+            req = e.replayed()
+            self._peer(r, e.method, req, md + extra, 60.0)
+            cp.sent(req.ByteSize(), 1, pace)
             pos = e.key
         return pos
 
@@ -485,7 +494,7 @@ class Router:
                      "%.1f ms, writes held %.1f ms", r, name, i, s.term, how, what,
                      (time.monotonic() - t0) * 1000, (time.monotonic() - held) * 1000)
 
-    def _full_copy(self, spec: CollectionSpec, i: int, r: str, local: str) -> None:
+    def _full_copy(self, spec: CollectionSpec, i: int, r: str, local: str, cp: Copy) -> None:
         """Copy shard i to replica r from scratch; the shard's writes wait meanwhile (so
         the copy misses nothing). r then holds this node's position."""
         name = spec.name
@@ -506,15 +515,18 @@ class Router:
                 self._peer(r, "CreateCollection", req, md, 60.0)
             except AlreadyExists:
                 pass  # r's own maintenance made it after the drop above: empty, use it
+            cp.restart("full", self.local("DescribeCollection", cpb.DescribeCollectionRequest(
+                collection=local)).points)
             cursor, points = None, 0
             while True:
                 page = self.local("Scroll", ppb.ScrollRequest(collection=local, limit=2000,
                                                                cursor=cursor, with_vector=True))
                 self._carry_ttls(local, page.points)
                 if page.points.ids:
-                    self._peer(r, "Upsert", ppb.UpsertRequest(collection=local,
-                                                              points=page.points), md, 60.0)
+                    up = ppb.UpsertRequest(collection=local, points=page.points)
+                    self._peer(r, "Upsert", up, md, 60.0)
                     points += len(page.points.ids)
+                    cp.sent(up.ByteSize(), len(page.points.ids))
                 if not page.HasField("next_cursor"):
                     break
                 cursor = page.next_cursor

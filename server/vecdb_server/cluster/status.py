@@ -1,5 +1,6 @@
 """ClusterService: GetClusterStatus (the nodes, the shard map with each replica's points
-and applied WAL sequence, and the replica moves in progress, as this node sees them),
+and applied WAL sequence, and the replica moves in progress, as this node sees them,
+with the progress of their copies as each shard's primary reports it),
 DrainNode, RemoveNode and PlanRebalance (FAILED_PRECONDITION on a single node). Light
 to import: the single-node server registers it too."""
 from __future__ import annotations
@@ -31,11 +32,15 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
 
     def GetClusterStatus(self, request: Any, context: Any) -> clpb.ClusterStatus:
         node = self._node()
+        if self.r.route_of(context) is not None:  # a peer asks for our copies' progress
+            return clpb.ClusterStatus(node=node.id, moves=[
+                clpb.ReplicaMove(collection=c.collection, shard=c.shard, target=c.target,
+                                 **_progress(c)) for c in self.r.copies.now()])
         with node._lock:
             nodes, shards = dict(node.nodes), dict(node.shards)
             specs, removed = dict(node.collections), set(node.removed)
         out = clpb.ClusterStatus(node=node.id, rebalancer=node.rebalancer,
-                                 moves=_moves_in_progress(node))
+                                 moves=self._with_progress(_moves_in_progress(node)))
         for nid, n in sorted(nodes.items()):
             out.nodes.append(clpb.ClusterNodeInfo(
                 id=nid, address=n.address, zone=n.zone, removing=nid in removed,
@@ -88,12 +93,43 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
         node = self._node()
         from .moves import planned  # cluster mode only: not on a single node's import path
         return clpb.RebalancePlan(
-            rebalancer=node.rebalancer, in_progress=_moves_in_progress(node),
+            rebalancer=node.rebalancer,
+            in_progress=self._with_progress(_moves_in_progress(node)),
             planned=[_move_proto(m, "") for m in planned(node)])
 
     def ReplicaPosition(self, request: Any, context: Any) -> clpb.ReplicaPositionResponse:
         self._node()
         return self.r.replica_position(request, context)  # internal: router.py
+
+    def _with_progress(self, moves: list[clpb.ReplicaMove]) -> list[clpb.ReplicaMove]:
+        """Fill in the copies' progress, asked from each copying shard's primary."""
+        node = self.r.node
+        with node._lock:
+            primaries = {k: s.primary for k, s in node.shards.items()}
+        asked: dict[str, dict] = {}
+        for m in moves:
+            primary = primaries.get((m.collection, m.shard))
+            if m.phase != "copying" or primary is None:
+                continue
+            if primary not in asked:
+                asked[primary] = self._copies_of(primary)
+            got = asked[primary].get((m.collection, m.shard, m.target))
+            if got is not None:
+                for f in PROGRESS:
+                    setattr(m, f, getattr(got, f))
+        return moves
+
+    def _copies_of(self, node_id: str) -> dict:
+        """(collection, shard, target) -> ReplicaMove with the copy's progress on node_id."""
+        if node_id == self.r.node.id:
+            return {(c.collection, c.shard, c.target): clpb.ReplicaMove(**_progress(c))
+                    for c in self.r.copies.now()}
+        try:
+            got = self.r._peer(node_id, "GetClusterStatus", clpb.ClusterStatusRequest(),
+                               self.r.peers.metadata("local"), 2.0)
+        except Exception:  # noqa: BLE001 - a status page shows what it can reach
+            return {}
+        return {(m.collection, m.shard, m.target): m for m in got.moves}
 
     def _replica_stats(self, spec: st.CollectionSpec, i: int, r: str) -> tuple[int, int]:
         req = cpb.DescribeCollectionRequest(collection=st.local_name(spec.uid, i))
@@ -104,6 +140,15 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
             return info.points, info.shards[0].applied_seq
         except Exception:  # noqa: BLE001 - a status page shows what it can reach
             return -1, -1
+
+
+PROGRESS = ("copied_bytes", "copied_records", "total_records", "copy")
+
+
+def _progress(c: Any) -> dict:
+    """A copy's (copies.Copy) progress as ReplicaMove fields."""
+    return {"copied_bytes": c.sent_bytes, "copied_records": c.records,
+            "total_records": c.total, "copy": c.kind}
 
 
 def _move_proto(m: st.Move, phase: str) -> clpb.ReplicaMove:

@@ -59,18 +59,26 @@ class PlanRebalanceRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ReplicaMove(_message.Message):
-    __slots__ = ("collection", "shard", "source", "target", "phase")
+    __slots__ = ("collection", "shard", "source", "target", "phase", "copied_bytes", "copied_records", "total_records", "copy")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
+    COPIED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    COPIED_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_RECORDS_FIELD_NUMBER: _ClassVar[int]
+    COPY_FIELD_NUMBER: _ClassVar[int]
     collection: str
     shard: int
     source: str
     target: str
     phase: str
-    def __init__(self, collection: _Optional[str] = ..., shard: _Optional[int] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., phase: _Optional[str] = ...) -> None: ...
+    copied_bytes: int
+    copied_records: int
+    total_records: int
+    copy: str
+    def __init__(self, collection: _Optional[str] = ..., shard: _Optional[int] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., phase: _Optional[str] = ..., copied_bytes: _Optional[int] = ..., copied_records: _Optional[int] = ..., total_records: _Optional[int] = ..., copy: _Optional[str] = ...) -> None: ...
 
 class RebalancePlan(_message.Message):
     __slots__ = ("rebalancer", "in_progress", "planned")
