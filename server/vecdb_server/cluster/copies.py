@@ -8,7 +8,8 @@ in them (points, or log entries). A move's copy is paced by one Throttle per nod
 shared by all its move copies: after each request it sleeps until the bytes sent so far
 (since the copy's previous request) fit the limit, so a copy of B bytes takes at least B / limit seconds (one request of up
 to 2,000 points goes at full speed, then the pause). Catch-ups that are not moves (a
-restarted or wiped replica: redundancy coming back) are not throttled.
+restarted or wiped replica: redundancy coming back) are not throttled. A move's copy
+is logged when it ends: bytes, records, seconds, the rate and the time paused.
 """
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ class Copy:
     collection: str
     shard: int
     target: str
-    throttle: Throttle | None  # a move's copy: paced
+    move: bool  # a move's copy (logged when it ends)
+    throttle: Throttle | None  # a move's copy under a limit: paced
     kind: str = "incremental"  # or "full"
     total: int = 0  # points at the primary when a full copy began (0: incremental)
     sent_bytes: int = 0
@@ -66,7 +68,8 @@ class Copy:
     def restart(self, kind: str, total: int) -> None:
         """The catch-up goes on as a ``kind`` copy of ``total`` points: counted anew."""
         self.kind, self.total, self.sent_bytes, self.records = kind, total, 0, 0
-        self.mark = time.monotonic()
+        self.slept_s = 0.0
+        self.started = self.mark = time.monotonic()
 
     def sent(self, nbytes: int, records: int, pace: bool = True) -> None:
         """A request of ``nbytes`` holding ``records`` went to the target; ``pace``: may
@@ -92,8 +95,9 @@ class Copies:
 
     def begin(self, collection: str, shard: int, target: str) -> Copy:
         """A catch-up of ``target`` starts (incremental until restart says otherwise)."""
-        paced = self.throttle.rate > 0 and self.is_move(collection, shard, target)
-        cp = Copy(collection, shard, target, self.throttle if paced else None)
+        move = self.is_move(collection, shard, target)
+        cp = Copy(collection, shard, target, move,
+                  self.throttle if move and self.throttle.rate > 0 else None)
         with self._lock:
             self._now[(collection, shard, target)] = cp
         return cp
@@ -102,12 +106,13 @@ class Copies:
         with self._lock:
             if self._now.get((cp.collection, cp.shard, cp.target)) is cp:
                 del self._now[(cp.collection, cp.shard, cp.target)]
-        if cp.throttle is not None and cp.sent_bytes:
+        if cp.move and cp.sent_bytes:
             took = time.monotonic() - cp.started
             log.info("move copy of %s/%d to %s (%s): %d bytes, %d records in %.2f s "
                      "(%.0f bytes/s; limit %d, paused %.2f s)", cp.collection, cp.shard,
                      cp.target, cp.kind, cp.sent_bytes, cp.records, took,
-                     cp.sent_bytes / took if took > 0 else 0.0, cp.throttle.rate, cp.slept_s)
+                     cp.sent_bytes / took if took > 0 else 0.0,
+                     cp.throttle.rate if cp.throttle else 0, cp.slept_s)
 
     def now(self) -> list[Copy]:
         with self._lock:
