@@ -20,12 +20,16 @@ vocabulary plus a unique code per point. One query at a time, side by side:
   dense+sparse``: the two fused (rrf).
 
 Also: ingest time with and without the text index and sparse vectors (the same upserts
-into a collection without ``full_text`` and without them), and the cost of rebuilding
-the text and sparse indexes on open.
+into a collection without ``full_text`` and without them); a one-point upsert followed by
+a keyword search (the search commits the on-disk text index) beside one followed by a
+dense search, and the same on a bare text index on disk and in RAM; and the cost of
+opening: the text index from its checkpoint, and rebuilt (its markers removed).
 """
 from __future__ import annotations
 
 import argparse
+import glob
+import os
 import sys
 import tempfile
 import time
@@ -37,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vecdb import Database, DatabaseOptions  # noqa: E402
+from vecdb.fulltext import MARKER, TextIndex  # noqa: E402
 from vecdb.types import SearchParams  # noqa: E402
 
 
@@ -134,14 +139,40 @@ def main() -> None:
             print(f"{name:<24}{r:>10.0f}{r / base:>10.2f}")
         print(f"ingest: {ingest['plain']:.2f} s without the text index and sparse vectors, "
               f"{ingest['text']:.2f} s with ({ingest['text'] / ingest['plain']:.2f}x)")
+        write_then_search(db, a.dim, rng, tmp)
         db.close()
+        for how in ("its checkpoint", "rebuilt, markers removed"):
+            if how.startswith("rebuilt"):
+                for marker in glob.glob(os.path.join(tmp, "**", MARKER), recursive=True):
+                    os.remove(marker)
+            t0 = time.perf_counter()
+            db = Database.open(tmp, DatabaseOptions(background=False))
+            db.search("text", k=1, keywords="w1")
+            print(f"open + first keyword search, the text index from {how}: "
+                  f"{time.perf_counter() - t0:.2f} s (the sparse index is rebuilt either way)")
+            db.close()
+
+
+def write_then_search(db, dim: int, rng, tmp: str, rounds: int = 50) -> None:
+    """Each round: upsert one point with a text, then search (the keyword search commits)."""
+    vec = rng.standard_normal((1, dim)).astype(np.float32)
+    for kind in ("dense", "keywords"):
         t0 = time.perf_counter()
-        db = Database.open(tmp, DatabaseOptions(background=False))
-        db.search("text", k=1, keywords="w1")
-        t_text = time.perf_counter() - t0
-        db.close()
-        print(f"open + first keyword search (text and sparse indexes rebuilt from RocksDB): "
-              f"{t_text:.2f} s")
+        for i in range(rounds):
+            db.upsert("text", [f"new{kind}{i}"], vec, texts=[f"fresh{i} w1"])
+            if kind == "dense":
+                db.search("text", vec, k=10, with_payload=False)
+            else:
+                db.search("text", k=10, keywords=f"fresh{i}", with_payload=False)
+        print(f"upsert 1 + {kind} search: {(time.perf_counter() - t0) / rounds * 1e3:.1f} ms a round")
+    for where in (None, os.path.join(tmp, "bare")):
+        index, t0 = TextIndex("english", where), time.perf_counter()
+        for i in range(rounds):
+            index.apply(np.zeros(0, np.int64), np.array([i], np.int64), [f"fresh{i} w1"], i + 1)
+            index.search([f"fresh{i}"], 10, None, np.zeros(0, np.int64))
+        print(f"bare text index {'in RAM' if where is None else 'on disk'}: apply 1 + search "
+              f"{(time.perf_counter() - t0) / rounds * 1e3:.1f} ms a round")
+        index.close()
 
 
 if __name__ == "__main__":

@@ -474,6 +474,7 @@ class Database:
                with_payload: bool = True, with_vector: bool = False, filter=None,
                texts=None, raw_payloads: bool = False, keywords=None, fusion: str | None = None,
                weights=None, rrf_k: float | None = None, explain: bool = False,
+               keywords_field: str | None = None,
                sparse=None, using: str | None = None) -> list[SearchResult]:
         """Query vectors, or ``texts`` (a string or a list: one query each) embedded with
         the collection's encoder ("query" kind). Exactly one of the two, unless ``keywords``
@@ -484,13 +485,16 @@ class Database:
         ``explain``: a hybrid plan gives every hit's rank and score in each retriever.
         ``sparse`` ((indices, values), or a list: one per query) on a ``sparse_dim``
         collection: exact sparse dot-product search, alone or fused like ``keywords``
-        (weights in the order dense, keywords, sparse).
+        (weights in the order dense, keywords, sparse). ``keywords_field``: the keywords
+        score that payload field (it needs a ``text`` payload index) instead of the texts.
         ``raw_payloads``: payloads in ``SearchResult.payloads_json`` as their stored JSON
         bytes, undecoded (the server sends them on as they are).
         Concurrent unfiltered searches may be answered by one merged FAISS call
         (``search_batch_max``, vecdb/coalesce.py); results are the same.
         ``using``: a named vector field to search (None or the primary's name: the primary)."""
         coll, params = self._get(collection), params or SearchParams()
+        if keywords_field is not None and keywords is None:
+            raise InvalidArgument("keywords_field goes with keywords", "keywords_field")
         if coll.config.vector_field(using) is not None:
             if keywords is not None or sparse is not None:
                 raise InvalidArgument("using: keyword, sparse and hybrid search run on the primary "
@@ -499,7 +503,8 @@ class Database:
                                raw_payloads, using=using)
         if keywords is not None or sparse is not None:
             return hybrid.search(coll, queries, texts, keywords, k, params, with_payload, with_vector,
-                                 filter, raw_payloads, fusion, weights, rrf_k, explain, sparse)
+                                 filter, raw_payloads, fusion, weights, rrf_k, explain, sparse,
+                                 keywords_field)
         return self._search_in(coll, None, coll, queries, k, params, with_payload, with_vector,
                                filter, texts, raw_payloads)
 

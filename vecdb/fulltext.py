@@ -252,6 +252,34 @@ class TextIndex:
             limit *= 4
 
 
+class FieldText:
+    """BM25 over the strings of one payload field: the part a ``text`` payload index of
+    a ``full_text`` collection adds (vecdb/payload_index.py FieldIndex), in RAM and,
+    like the payload indexes, rebuilt from the records when the shard opens. A point's
+    strings under the field (every one along its path, arrays flattened) are one text,
+    joined by line breaks; a point without any is not indexed. Same tokenizer and
+    scoring as the point texts; statistics over the points holding the field."""
+
+    def __init__(self, language: str):
+        self.index = TextIndex(language)
+        self._held: set[int] = set()
+
+    def add(self, label: int, values: list) -> None:
+        text = "\n".join(v for v in values if isinstance(v, str))
+        if text:
+            self.index.apply(np.zeros(0, np.int64), np.array([label], np.int64), [text])
+            self._held.add(label)
+
+    def remove(self, label: int) -> None:
+        if label in self._held:
+            self._held.discard(label)
+            self.index.apply(np.array([label], np.int64), np.zeros(0, np.int64), None)
+
+    def lookup(self, c) -> None:
+        """Filters are answered by the field's token index, not here."""
+        return None
+
+
 def recover(shard) -> None:
     """Bring ``shard.text_index`` to the shard's last sequence number: its checkpoint
     plus the WAL entries after it, else a rebuild from the records (module docstring)."""

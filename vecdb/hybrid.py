@@ -1,11 +1,13 @@
 """Keyword (BM25) search, sparse-vector search, and hybrid search fusing them with dense.
 
 Retrievers: dense (the query vector, or the query text through the encoder), keywords
-(each shard's TextIndex, BM25) and sparse (each shard's SparseIndex, exact dot product).
-Each answers under the filter (expired points never); the shards' lists merge by score.
-One retriever alone (keywords or sparse): its best k with its scores. Several: each
-returns its best ``candidates(k)``, vecdb.fusion fuses them in the order dense,
-keywords, sparse (the order of ``weights``) and the best k carry the fused score.
+(each shard's TextIndex, BM25 over the point texts; or with ``keywords_field``, the
+FieldText of that field's ``text`` payload index) and sparse (each shard's SparseIndex,
+exact dot product). Each answers under the filter (expired points never); the shards'
+lists merge by score. One retriever alone (keywords or sparse): its best k with its
+scores. Several: each returns its best ``candidates(k)``, vecdb.fusion fuses them in
+the order dense, keywords, sparse (the order of ``weights``) and the best k carry the
+fused score.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from dataclasses import replace
 import numpy as np
 
 from . import filters, fulltext, fusion, planner, sparse as sparse_vectors, validation
-from .errors import InvalidArgument
+from .errors import FailedPrecondition, InvalidArgument
+from .filters import TEXT_KEY
 from .index import higher_is_better
 from .topk import merge
 from .types import SearchParams, SearchResult
@@ -27,10 +30,13 @@ def candidates(k: int) -> int:
 
 def search(coll, queries, texts, keywords, k: int, params: SearchParams, with_payload: bool,
            with_vector: bool, filter, raw_payloads: bool, fusion_name, weights, rrf_k,
-           explain: bool = False, sparse=None) -> list[SearchResult]:
+           explain: bool = False, sparse=None, keywords_field: str | None = None
+           ) -> list[SearchResult]:
     """One result per query: ``keywords`` (a string or a list), ``sparse`` ((indices,
     values), or a list of them) and/or query vectors or texts, as many of each.
-    ``explain``: a fused plan also gives every hit's rank and score in each retriever."""
+    ``explain``: a fused plan also gives every hit's rank and score in each retriever.
+    ``keywords_field``: the keywords score a payload field with a ``text`` payload
+    index instead of the point texts (None or "$text": the point texts)."""
     k, node = validation.k(k), filters.parse(filter)
     shards, given = coll.shards, []  # (name, per-query queries, one shard's retrieval)
     if keywords is not None:
@@ -41,7 +47,9 @@ def search(coll, queries, texts, keywords, k: int, params: SearchParams, with_pa
         if not isinstance(keywords, (list, tuple)) or not keywords:
             raise InvalidArgument("keywords must be a non-empty string or a list of them", "keywords")
         terms = [shards[0].text_index.terms(fulltext.check_query(t)) for t in keywords]
-        given.append(("keywords", terms, lambda s, t, *a: s.text_index.search(t, *a)))
+        given.append(("keywords", terms, _keyword_fetch(coll, keywords_field)))
+    elif keywords_field is not None:
+        raise InvalidArgument("keywords_field goes with keywords", "keywords_field")
     if sparse is not None:
         if not coll.config.sparse_dim:
             raise InvalidArgument(f"sparse: collection {coll.config.name!r} has no sparse vectors "
@@ -107,6 +115,24 @@ def search(coll, queries, texts, keywords, k: int, params: SearchParams, with_pa
             for pid, places in zip(res.ids, why[i])) for i, res in enumerate(out))
         out = [replace(res, plan=plan) for res in out]
     return out
+
+
+def _keyword_fetch(coll, field: str | None):
+    """The keyword retriever of one shard: BM25 over the point texts, or over ``field``."""
+    if field is None or field == TEXT_KEY:
+        return lambda s, t, *a: s.text_index.search(t, *a)
+    if (field, "text") not in coll.config.payload_indexes:
+        raise InvalidArgument(f"keywords_field: {field!r} has no text payload index in collection "
+                              f"{coll.config.name!r} (create_payload_index(..., {field!r}, "
+                              "'text'))", "keywords_field")
+
+    def fetch(s, terms, *args):
+        fi = s.pindex.ready.get(field)
+        if fi is None:
+            raise FailedPrecondition(f"keywords_field: the text payload index of {field!r} is "
+                                     "still being built", "keywords_field")
+        return next(p for p in fi.parts if isinstance(p, fulltext.FieldText)).index.search(terms, *args)
+    return fetch
 
 
 def _place(keys: list, scores: list, key) -> str:

@@ -15,7 +15,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from .errors import InvalidArgument
-from .filters import Cond, range_key, scalar_key, text_tokens, values_at
+from .filters import TEXT_KEY, Cond, range_key, scalar_key, text_tokens, values_at
+from .fulltext import FieldText
 
 INDEX_TYPES = ("keyword", "integer", "float", "bool", "datetime", "text")
 _EMPTY = np.zeros(0, np.int64)
@@ -127,9 +128,10 @@ class TokenIndex:
 
 
 class FieldIndex:
-    """Every structure one declared (field, type) needs."""
+    """Every structure one declared (field, type) needs; ``language``: the collection's
+    full_text option (a ``text`` index of a payload field then also scores BM25 on it)."""
 
-    def __init__(self, field: str, kind: str) -> None:
+    def __init__(self, field: str, kind: str, language: str = "") -> None:
         self.field, self.kind = field, kind
         self.parts: list = []
         if kind in ("keyword", "integer", "bool"):
@@ -140,6 +142,8 @@ class FieldIndex:
             self.parts.append(RangeIndex("datetime"))
         if kind == "text":
             self.parts.append(TokenIndex())
+            if language and field != TEXT_KEY:
+                self.parts.append(FieldText(language))
 
     def add(self, label: int, payload: dict | None, text: str | None) -> None:
         """Index ``label`` under these values, replacing what it was indexed under (a

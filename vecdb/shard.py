@@ -82,7 +82,7 @@ class Shard:
         self.pindex = PayloadIndexes()
         self.universe_cache: tuple[int, np.ndarray] | None = None  # (applied_seq, live labels)
         for f, kind in config.payload_indexes:  # empty; recover() fills them from RocksDB
-            self.pindex.ready[f] = FieldIndex(f, kind)
+            self.pindex.ready[f] = FieldIndex(f, kind, config.full_text)
         self.expiry = ExpiryMap()
         # BM25 over the texts (vecdb/fulltext.py), on disk with its own checkpoint
         self.text_index = TextIndex(config.full_text, directory) if config.full_text else None
@@ -562,7 +562,7 @@ class Shard:
         read from the scan: labels are never reused, so removing those again at
         the end is exact. A payload replaced meanwhile (apply_payloads) may be read
         old from the scan: those are indexed again at the end."""
-        fi = FieldIndex(field, kind)
+        fi = FieldIndex(field, kind, self.config.full_text)
         with self.lock.write():
             self.pindex.building[field] = fi
             self.pindex.removed_while_building[field] = removed = set()

@@ -48,11 +48,15 @@ def pack_sparse_batch(values: Any) -> list[bytes]:
 def search_request(collection: str, vector: Any, vectors: Any, k: int, *, text: Any, texts: Any,
                    keywords: Any, fusion: str | None, weights: Any, rrf_k: float | None,
                    beyond: bool, explain: bool, sparse: Any = None,
+                   keywords_field: str | None = None,
                    **common: Any) -> tuple[ppb.SearchRequest, bool]:
     """_codec.search_request plus the keyword and sparse fields when ``keywords`` (a string:
     one query; a list: one per query) or ``sparse`` ((indices, values): one query; a list:
-    one per query) is given. ``beyond``: expression or group_by was asked for."""
+    one per query) is given. ``beyond``: expression or group_by was asked for.
+    ``keywords_field``: the payload field (with a text index) the keywords score."""
     if keywords is None and sparse is None:
+        if keywords_field is not None:
+            raise InvalidArgumentError("keywords_field goes with keywords", field="keywords_field")
         return _codec.search_request(collection, vector, vectors, k, text=text, texts=texts,
                                      **common)
     if beyond:
@@ -81,6 +85,11 @@ def search_request(collection: str, vector: Any, vectors: Any, k: int, *, text: 
                                             texts=texts, **common)
     if keywords is not None:
         req.keywords.CopyFrom(ppb.TextQueries(texts=words))
+    if keywords_field is not None:
+        if not isinstance(keywords_field, str):
+            raise InvalidArgumentError("keywords_field must be a payload field name",
+                                       field="keywords_field")
+        req.keywords_field = keywords_field
     if sparse is not None:
         req.sparse.CopyFrom(ppb.SparseQueries(vectors=packed))
     req.fusion, req.explain = fusion or "", bool(explain)

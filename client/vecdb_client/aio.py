@@ -372,12 +372,13 @@ class AsyncClient(AsyncAnalyticsMethods):
                      consistency: str = "any", keywords: str | Sequence[str] | None = None,
                      fusion: str | None = None, weights: Sequence[float] | None = None,
                      rrf_k: float | None = None, sparse: Any = None,
+                     keywords_field: str | None = None,
                      timeout: float | None = None) -> Any:
         """See :meth:`vecdb_client.Client.search` (``explain=True`` -> ``(hits, plan)``).
         ``text=`` (one query, a list of hits) or ``texts=`` (a list per query) search by
         text: the collection's encoder embeds them on the server. ``keywords=``,
-        ``fusion=``, ``weights=``, ``rrf_k=``, ``sparse=``: keyword, sparse and hybrid search,
-        as there."""
+        ``fusion=``, ``weights=``, ``rrf_k=``, ``sparse=``, ``keywords_field=``: keyword,
+        sparse and hybrid search, as there."""
         if (expression is not None or group_by is not None) and keywords is None and sparse is None:
             req, single = _codec_query.search_request(
                 collection, vector, vectors, k, expression=expression,
@@ -395,7 +396,7 @@ class AsyncClient(AsyncAnalyticsMethods):
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts, keywords=keywords, fusion=fusion, weights=weights, rrf_k=rrf_k,
             beyond=expression is not None or group_by is not None, explain=explain,
-            sparse=sparse)
+            sparse=sparse, keywords_field=keywords_field)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)

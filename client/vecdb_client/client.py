@@ -412,6 +412,7 @@ class Client(AnalyticsMethods):
                consistency: str = "any", keywords: str | Sequence[str] | None = None,
                fusion: str | None = None, weights: Sequence[float] | None = None,
                rrf_k: float | None = None, sparse: Any = None,
+               keywords_field: str | None = None,
                timeout: float | None = None) -> Any:
         """``vector=`` (1-D) returns a list of hits; ``vectors=`` (2-D) a list per query.
 
@@ -448,7 +449,9 @@ class Client(AnalyticsMethods):
         ``"weighted"`` (min-max normalised scores), ``weights=(dense, keywords)`` (default
         equal); hits scored by the fusion (README "Hybrid search"). ``sparse=(indices,
         values)`` (a list: one per query; collections with ``sparse_dim``): exact sparse
-        dot-product search, alone or fused the same way (weights: dense, keywords, sparse)."""
+        dot-product search, alone or fused the same way (weights: dense, keywords, sparse).
+        ``keywords_field="title"``: the keywords score that payload field (declared as a
+        ``"text"`` payload index) instead of the point texts."""
         if (expression is not None or group_by is not None) and keywords is None and sparse is None:
             req, single = _codec_query.search_request(
                 collection, vector, vectors, k, expression=expression,
@@ -466,7 +469,7 @@ class Client(AnalyticsMethods):
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts, keywords=keywords, fusion=fusion, weights=weights, rrf_k=rrf_k,
             beyond=expression is not None or group_by is not None, explain=explain,
-            sparse=sparse)
+            sparse=sparse, keywords_field=keywords_field)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)

@@ -260,3 +260,31 @@ def test_sparse_vectors_over_grpc(hsrv):
     out = cli("collections", "create", "sp2", "--dim", "4", "--sparse-dim", "10", "-o", "json",
               host=hsrv.target)
     assert out.returncode == 0 and json.loads(out.stdout)["sparse_dim"] == 10, out.stderr
+
+
+def test_keywords_on_a_payload_text_index_over_grpc(hsrv):
+    """keywords_field: the keywords score a payload field with a text index (here the
+    titles hold the codes, the texts do not), alone and fused; bad fields by name."""
+    with hsrv.client() as c:
+        c.create_collection("titled", DIM, full_text="english")
+        n = 50
+        c.upsert("titled", [f"t{i}" for i in range(n)],
+                 np.random.default_rng(6).standard_normal((n, DIM)).astype(np.float32),
+                 texts=["a plain manual"] * n,
+                 payloads=[{"title": f"Pump {i} model tcode{i}x"} for i in range(n)])
+        c.create_payload_index("titled", "title", "text", wait=True)
+        hits = c.search("titled", keywords="tcode7x", keywords_field="title", k=3)
+        assert [h.id for h in hits] == ["t7"]
+        assert c.search("titled", keywords="tcode7x", k=3) == []  # not in the texts
+        assert len(c.search("titled", keywords="pumps", keywords_field="title", k=100)) == n
+        fused = c.search("titled", [1.0] * DIM, keywords="tcode9x", keywords_field="title",
+                         fusion="weighted", weights=[0, 1], k=1)
+        assert [h.id for h in fused] == ["t9"]
+        for kwargs in (dict(keywords="x", keywords_field="nope"), dict(keywords_field="title")):
+            with pytest.raises(InvalidArgumentError) as ei:
+                c.search("titled", **kwargs)
+            assert ei.value.field == "keywords_field"
+    out = cli("search", "titled", "--keywords", "tcode3x", "--keywords-field", "title", "-o", "json",
+              host=hsrv.target)
+    assert out.returncode == 0, out.stderr
+    assert [h["id"] for h in json.loads(out.stdout)["results"][0]] == ["t3"]

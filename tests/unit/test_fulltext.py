@@ -202,3 +202,64 @@ def test_snapshot_restore_keeps_keyword_search(db):
         got = db.search("copy", keywords=query, k=200)[0]
         assert set(got.ids) == set(ref) and got.ids
         np.testing.assert_allclose(got.scores, [ref[i] for i in got.ids], rtol=1e-4)
+
+
+def test_keywords_on_a_text_payload_index(db, reopen):
+    """keywords_field: BM25 over the strings of a payload field with a text index (a
+    list's strings are one text), equal to the reference over those strings; the
+    index follows payload-only updates, deletes and reopening (tested in the payload
+    index's own rebuild), and fuses like the point texts."""
+    docs = corpus(120, seed=7)
+    titles = {pid: (txt.split(",")[0] if i % 3 else [txt[:20], "Alpha"]) for i, (pid, txt)
+              in enumerate(docs.items())}
+    titles["d5"] = None  # no strings: not a hit
+    make(db, "c", {pid: "zzz" for pid in docs},
+         payloads=[{"meta": {"title": titles[pid]}} for pid in docs])
+    db.create_payload_index("c", "meta.title", "text", wait=True)
+    flat = {pid: "\n".join([t] if isinstance(t, str) else t) for pid, t in titles.items() if t}
+
+    def check(db):
+        for query in ("alpha", "w0 w3", "beta GAMMA"):
+            ref = reference_bm25(flat, query)
+            got = db.search("c", keywords=query, keywords_field="meta.title", k=200)[0]
+            assert set(got.ids) == set(ref) and got.ids, query
+            np.testing.assert_allclose(got.scores, [ref[i] for i in got.ids], rtol=1e-4)
+            assert db.search("c", keywords=query, k=5)[0].ids == []  # the texts are "zzz"
+    check(db)
+    db.update_payload("c", ids=["d1"], set={"meta": {"title": "omega omega"}})
+    db.delete("c", ["d2"])
+    flat["d1"] = "omega omega"
+    flat.pop("d2", None)
+    assert db.search("c", keywords="omega", keywords_field="meta.title", k=5)[0].ids == ["d1"]
+    got = db.search("c", keywords="alpha", keywords_field="meta.title", k=200)[0].ids
+    assert set(got) == set(reference_bm25(flat, "alpha"))
+    q = np.ones((1, 8), np.float32)
+    dense = db.search("c", q, k=100)[0].ids
+    kw = db.search("c", keywords="w1", keywords_field="meta.title", k=100)[0].ids
+    fused = db.search("c", q, k=10, keywords="w1", keywords_field="meta.title")[0]
+    assert fused.ids == [pid for pid, _ in rrf([dense, kw], (1.0, 1.0), 60.0)[:10]]
+    db = reopen(db)  # rebuilt with the payload indexes: statistics over the live strings
+    try:
+        for query in ("alpha", "omega w3"):
+            ref = reference_bm25(flat, query)
+            got = db.search("c", keywords=query, keywords_field="meta.title", k=200)[0]
+            assert set(got.ids) == set(ref), query
+            np.testing.assert_allclose(got.scores, [ref[i] for i in got.ids], rtol=1e-4)
+    finally:
+        db.close()
+
+
+def test_keywords_field_errors(db):
+    make(db, "c", {"a": "x"}, dim=4)
+    db.create_payload_index("c", "tag", "keyword", wait=True)
+    db.create_collection("dense", dim=4)
+    db.create_payload_index("dense", "title", "text", wait=True)
+    cases = [("c", dict(keywords="x", keywords_field="tag"), "keywords_field"),
+             ("c", dict(keywords="x", keywords_field="nope"), "keywords_field"),
+             ("c", dict(keywords_field="tag"), "keywords_field"),
+             ("dense", dict(keywords="x", keywords_field="title"), "keywords")]
+    for coll, kwargs, field in cases:
+        with pytest.raises(InvalidArgument) as e:
+            db.search(coll, **kwargs)
+        assert e.value.field == field, kwargs
+    assert db.search("c", keywords="x", keywords_field="$text", k=1)[0].ids == ["a"]

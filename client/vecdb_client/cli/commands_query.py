@@ -62,6 +62,9 @@ def add_search_args(p: Any) -> None:
     g = p.add_argument_group("keyword and hybrid search (collections created with --full-text)")
     g.add_argument("--keywords", metavar="TEXT",
                    help="BM25 keyword query; alone: keyword search; with --vector/--text: hybrid")
+    g.add_argument("--keywords-field", metavar="FIELD",
+                   help="score --keywords on this payload field (a text payload index) "
+                        "instead of the point texts")
     g.add_argument("--fusion", choices=("rrf", "weighted"),
                    help="hybrid: reciprocal rank fusion (default) or weighted normalised scores")
     g.add_argument("--weights", metavar="DENSE,KEYWORDS",
@@ -95,7 +98,7 @@ def cmd_search_keywords(ctx: Context, args: Any, common: dict[str, Any]) -> Resu
         except ValueError:
             raise UsageError(f"--weights: {args.weights!r} is not DENSE,KEYWORDS numbers") from None
     kw = dict(common, **query, keywords=args.keywords, fusion=args.fusion, weights=weights,
-              rrf_k=args.rrf_k, sparse=sparse, explain=True)
+              rrf_k=args.rrf_k, sparse=sparse, explain=True, keywords_field=args.keywords_field)
     got, plan = ctx.client.search(args.collection, **kw)
     return hits_result([got] if single else got, {"plan": plan} if args.explain else None)
 

@@ -96,7 +96,7 @@ class ScrollResponse(_message.Message):
     def __init__(self, points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "texts", "expression", "k", "params", "with_payload", "with_vector", "filter", "group_by", "group_size", "groups", "allow_partial", "consistency", "keywords", "fusion", "fusion_weights", "rrf_k", "explain", "sparse")
+    __slots__ = ("collection", "vectors", "texts", "expression", "k", "params", "with_payload", "with_vector", "filter", "group_by", "group_size", "groups", "allow_partial", "consistency", "keywords", "fusion", "fusion_weights", "rrf_k", "explain", "sparse", "keywords_field")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +117,7 @@ class SearchRequest(_message.Message):
     RRF_K_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     SPARSE_FIELD_NUMBER: _ClassVar[int]
+    KEYWORDS_FIELD_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _types_pb2.Vectors
     texts: TextQueries
@@ -137,7 +138,8 @@ class SearchRequest(_message.Message):
     rrf_k: float
     explain: bool
     sparse: SparseQueries
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Union[TextQueries, _Mapping]] = ..., expression: _Optional[_Union[Expression, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., groups: _Optional[int] = ..., allow_partial: _Optional[bool] = ..., consistency: _Optional[str] = ..., keywords: _Optional[_Union[TextQueries, _Mapping]] = ..., fusion: _Optional[str] = ..., fusion_weights: _Optional[_Iterable[float]] = ..., rrf_k: _Optional[float] = ..., explain: _Optional[bool] = ..., sparse: _Optional[_Union[SparseQueries, _Mapping]] = ...) -> None: ...
+    keywords_field: str
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Union[TextQueries, _Mapping]] = ..., expression: _Optional[_Union[Expression, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., groups: _Optional[int] = ..., allow_partial: _Optional[bool] = ..., consistency: _Optional[str] = ..., keywords: _Optional[_Union[TextQueries, _Mapping]] = ..., fusion: _Optional[str] = ..., fusion_weights: _Optional[_Iterable[float]] = ..., rrf_k: _Optional[float] = ..., explain: _Optional[bool] = ..., sparse: _Optional[_Union[SparseQueries, _Mapping]] = ..., keywords_field: _Optional[str] = ...) -> None: ...
 
 class SparseQueries(_message.Message):
     __slots__ = ("vectors",)
