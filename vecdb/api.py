@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import (analytics, checkpoint, filters, fulltext, grouping, hybrid, jobs, named_vectors, omp,
-               quant, recommend, reembed, snapshot, validation)
+               quant, recommend, reembed, snapshot, validation, write_across)
 from . import sparse as sparse_vectors
 from .catalog import Catalog
 from .coalesce import Coalescer
@@ -441,6 +441,17 @@ class Database:
         ``vectors`` None: every point needs a text, embedded by the collection's encoder;
         with vectors, texts are only stored (docs/encoders.md "Mixing rules")."""
         return self._get(collection).upsert(ids, vectors, payloads, texts, ttl, sparse, named)
+
+    def upsert_across(self, parts: dict[str, list[int]], ids, vectors=None, payloads=None,
+                      texts=None, ttl=None) -> dict[str, WriteResult]:
+        """upsert() of one batch split over several collections of one configuration
+        (``parts``: collection -> the positions in ``ids`` of its points, each position in
+        one) in ONE RocksDB write: all-or-nothing, one WAL sync (vecdb/write_across.py; a
+        cluster node applies a batch over the shards it is primary of this way)."""
+        names = list(parts)
+        got = write_across.upsert([self._get(n) for n in names], [parts[n] for n in names],
+                                  ids, vectors, payloads, texts, ttl)
+        return dict(zip(names, got))
 
     def delete(self, collection: str, ids=None, filter=None) -> WriteResult:
         """Delete by ids, or every point matching ``filter``."""
