@@ -635,7 +635,7 @@ class Database:
 
     def _checkpoint_shard(self, coll: Collection, shard) -> bool:
         t0 = time.monotonic()
-        wrote = shard.checkpoint(self.options.wal_retain)
+        wrote = shard.checkpoint()
         if wrote and self.on_checkpoint is not None:
             self.on_checkpoint(coll.config.name, shard.number, time.monotonic() - t0)
         return wrote

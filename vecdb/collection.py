@@ -552,7 +552,7 @@ class Collection:
 
     # ---- maintenance ----------------------------------------------------------
     def checkpoint(self) -> int:
-        return sum(s.checkpoint(self.options.wal_retain) for s in self.shards)
+        return sum(s.checkpoint() for s in self.shards)
 
     def build_indexes(self) -> int:
         built = sum(s.build() for s in self.shards if s.needs_build())
