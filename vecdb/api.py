@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import (analytics, checkpoint, filters, fulltext, grouping, hybrid, jobs, named_vectors, omp,
-               quant, recommend, reembed, snapshot, validation, write_across)
+               quant, recommend, reembed, snapshot, tenants, validation)
 from . import sparse as sparse_vectors
 from .catalog import Catalog
 from .coalesce import Coalescer
@@ -136,7 +136,8 @@ class Database:
                           payload_indexes: dict[str, str] | None = None,
                           device: str = "auto", quantization: str | None = None,
                           rescore: int | None = None, full_text: str | None = None,
-                          sparse_dim: int | None = None, vector_name: str | None = None,
+                          sparse_dim: int | None = None,
+                          tenant_field: str | None = None, vector_name: str | None = None,
                           vectors: list | None = None) -> CollectionDescription:
         """Create a collection. ``payload_indexes``: {field: type} to index from the start
         (types: keyword, integer, float, bool, datetime, text; field "$text" = the point text).
@@ -150,10 +151,12 @@ class Database:
         language, e.g. "english"): BM25 keyword search over the point texts
         (vecdb/fulltext.py; FailedPrecondition naming it without the extra vecdb[hybrid]).
         ``sparse_dim``: points may carry a sparse vector with indices below it (vecdb/sparse.py).
+        ``tenant_field``: a top-level payload key naming each point's tenant; every read and
+        write then names its tenant (vecdb/tenants.py, docs/tenants.md).
         ``vectors``: named vector fields besides the primary, each {"name", "dim", "metric",
         "index", "index_params"} (or a VectorField); ``vector_name``: the primary's own field
         name ("" = unnamed). Points carry the primary and any subset of the named fields
-        (vecdb/named_vectors.py); not combinable with quantization yet."""
+        (vecdb/named_vectors.py); not combinable with quantization or tenant_field yet."""
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         validation.name(name)
@@ -170,9 +173,10 @@ class Database:
         quantization, rescore, spec = quant.validate(quantization, rescore,
                                                      validation.index_spec(index, index_params), device)
         vector_name, fields = named_vectors.check_fields(vector_name, vectors, dim is not None)
-        if fields and quantization:
-            raise InvalidArgument("vectors: named vector fields cannot be combined with "
-                                  "quantization yet", "vectors")
+        for option, value in (("quantization", quantization), ("tenant_field", tenant_field)):
+            if fields and value:
+                raise InvalidArgument(f"vectors: named vector fields cannot be combined with "
+                                      f"{option} yet", "vectors")
         cfg = CollectionConfig(
             name=validation.name(name), dim=validation.int_in(dim, 1, validation.MAX_DIM, "dim"),
             metric=validation.metric(metric), index=spec,
@@ -183,6 +187,7 @@ class Database:
                                                                         "payload_indexes").items())),
             device=device, quantization=quantization, rescore=rescore,
             full_text=fulltext.check_option(full_text), sparse_dim=sparse_vectors.check_dim(sparse_dim),
+            tenant_field=tenants.check_field(tenant_field) if tenant_field else "",
             vector_name=vector_name, vectors=fields)
         with self.catalog.lock:
             cfg = self.catalog.create(cfg)
@@ -290,6 +295,7 @@ class Database:
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         coll = self._get(collection)
+        tenants.refuse(coll, "clustering")
         spec = analytics.ClusterSpec.check(k, filter, sample, iterations, write_label, seed, typical,
                                            init)
         matching = coll.count(filter)
@@ -320,6 +326,7 @@ class Database:
                  with_payload: bool = True) -> "analytics.OutliersResult":
         """The ``n`` points with the highest outlier score (analytics/outliers.py)."""
         coll = self._get(collection)
+        tenants.refuse(coll, "outlier detection")
         give_back = self._analytics.take("outliers")
         try:
             return analytics.outliers(coll, n, method, k, filter, sample, centroids, seed,
@@ -333,6 +340,7 @@ class Database:
         streamed as DuplicatesChunks; the last one holds the groups. Holds an analytics
         slot (max_analytics_jobs) until the stream ends or is dropped."""
         coll = self._get(collection)
+        tenants.refuse(coll, "duplicate detection")
         give_back = self._analytics.take("duplicates")
         try:
             return jobs.Held(analytics.duplicates(coll, threshold, filter, limit, batch), give_back)
@@ -433,60 +441,66 @@ class Database:
 
     # ---- points -----------------------------------------------------------------
     def upsert(self, collection: str, ids, vectors=None, payloads=None, texts=None,
-               ttl=None, sparse=None, named=None) -> WriteResult:
+               ttl=None, sparse=None, tenant=None, named=None) -> WriteResult:
         """Insert or replace points. ``ttl``: seconds to live (one for all, or per point).
         ``named``: {field: vectors (one per point, None = absent)} of named vector fields;
         the point is replaced: its named vectors are the ones given.
+        ``tenant`` (tenant collections): every payload gets it in the tenant field; without
+        it each payload must name its tenant there.
         ``sparse``: one sparse vector (indices, values) or None per point (``sparse_dim``).
         ``vectors`` None: every point needs a text, embedded by the collection's encoder;
         with vectors, texts are only stored (docs/encoders.md "Mixing rules")."""
-        return self._get(collection).upsert(ids, vectors, payloads, texts, ttl, sparse, named)
+        coll = self._get(collection)
+        payloads = tenants.write_payloads(coll, tenant, ids, payloads)
+        return coll.upsert(ids, vectors, payloads, texts, ttl, sparse, named)
 
-    def upsert_across(self, parts: dict[str, list[int]], ids, vectors=None, payloads=None,
-                      texts=None, ttl=None) -> dict[str, WriteResult]:
-        """upsert() of one batch split over several collections of one configuration
-        (``parts``: collection -> the positions in ``ids`` of its points, each position in
-        one) in ONE RocksDB write: all-or-nothing, one WAL sync (vecdb/write_across.py; a
-        cluster node applies a batch over the shards it is primary of this way)."""
-        names = list(parts)
-        got = write_across.upsert([self._get(n) for n in names], [parts[n] for n in names],
-                                  ids, vectors, payloads, texts, ttl)
-        return dict(zip(names, got))
-
-    def delete(self, collection: str, ids=None, filter=None) -> WriteResult:
-        """Delete by ids, or every point matching ``filter``."""
-        return self._get(collection).delete(ids, filter)
+    def delete(self, collection: str, ids=None, filter=None, tenant=None) -> WriteResult:
+        """Delete by ids, or every point matching ``filter`` (of ``tenant``: ids of other
+        tenants are not there for it)."""
+        coll = self._get(collection)
+        return coll.delete(*tenants.selection(coll, tenant, ids, filter))
 
     def update_payload(self, collection: str, ids=None, filter=None, set=None, overwrite=None,
-                       delete_keys=None) -> WriteResult:
-        return self._get(collection).update_payload(ids, filter, set, overwrite, delete_keys)
+                       delete_keys=None, tenant=None) -> WriteResult:
+        coll = self._get(collection)
+        ids, filter = tenants.selection(coll, tenant, ids, filter)
+        overwrite = tenants.update_args(coll, tenant, overwrite, delete_keys)
+        return coll.update_payload(ids, filter, set, overwrite, delete_keys)
 
-    def update_vectors(self, collection: str, ids, vectors=None, named=None) -> WriteResult:
+    def update_vectors(self, collection: str, ids, vectors=None, tenant=None, named=None) -> WriteResult:
         """Replace vectors of existing points: the primary (``vectors``) and/or the named
         fields in ``named``; the point's other vectors, payload, text and TTL stay."""
-        return self._get(collection).update_vectors(ids, vectors, named)
+        coll = self._get(collection)
+        if named:  # tenant collections have no named fields
+            return coll.update_vectors(ids, vectors, named)
+        return coll.update_vectors(*tenants.vector_rows(coll, tenant, ids, vectors))
 
-    def get(self, collection: str, ids, with_vector: bool = False, with_payload: bool = True) -> list[Point]:
-        return self._get(collection).get(ids, with_vector, with_payload)
+    def get(self, collection: str, ids, with_vector: bool = False, with_payload: bool = True,
+            tenant=None) -> list[Point]:
+        coll = self._get(collection)
+        return coll.get(tenants.read_ids(coll, tenant, ids), with_vector, with_payload)
 
     def expiry_of(self, collection: str, ids) -> dict[str, int]:
         """id -> expiry time (ms since the epoch) of those of ``ids`` that have a TTL (what a
         copy of the points needs to expire at the same instant: cluster resync)."""
         return self._get(collection).expiry_of(ids)
 
-    def count(self, collection: str, filter=None) -> int:
-        return self._get(collection).count(filter)
+    def count(self, collection: str, filter=None, tenant=None) -> int:
+        coll = self._get(collection)
+        return coll.count(tenants.read_filter(coll, tenant, filter))
 
     def scroll(self, collection: str, limit: int = 100, cursor: str | None = None,
-               with_vector: bool = False, with_payload: bool = True, filter=None) -> ScrollPage:
-        return self._get(collection).scroll(limit, cursor, with_vector, with_payload, filter)
+               with_vector: bool = False, with_payload: bool = True, filter=None,
+               tenant=None) -> ScrollPage:
+        coll = self._get(collection)
+        return coll.scroll(limit, cursor, with_vector, with_payload,
+                           tenants.read_filter(coll, tenant, filter))
 
     def search(self, collection: str, queries=None, k: int = 10, params: SearchParams | None = None,
                with_payload: bool = True, with_vector: bool = False, filter=None,
                texts=None, raw_payloads: bool = False, keywords=None, fusion: str | None = None,
                weights=None, rrf_k: float | None = None, explain: bool = False,
-               keywords_field: str | None = None,
-               sparse=None, using: str | None = None) -> list[SearchResult]:
+               sparse=None, tenant=None, using: str | None = None) -> list[SearchResult]:
         """Query vectors, or ``texts`` (a string or a list: one query each) embedded with
         the collection's encoder ("query" kind). Exactly one of the two, unless ``keywords``
         (a string or a list) is given on a ``full_text`` collection: alone, BM25 keyword
@@ -496,16 +510,16 @@ class Database:
         ``explain``: a hybrid plan gives every hit's rank and score in each retriever.
         ``sparse`` ((indices, values), or a list: one per query) on a ``sparse_dim``
         collection: exact sparse dot-product search, alone or fused like ``keywords``
-        (weights in the order dense, keywords, sparse). ``keywords_field``: the keywords
-        score that payload field (it needs a ``text`` payload index) instead of the texts.
+        (weights in the order dense, keywords, sparse).
         ``raw_payloads``: payloads in ``SearchResult.payloads_json`` as their stored JSON
         bytes, undecoded (the server sends them on as they are).
         Concurrent unfiltered searches may be answered by one merged FAISS call
         (``search_batch_max``, vecdb/coalesce.py); results are the same.
+        ``tenant`` (tenant collections): search that tenant's points only (its partition,
+        vecdb/tenant_search.py).
         ``using``: a named vector field to search (None or the primary's name: the primary)."""
         coll, params = self._get(collection), params or SearchParams()
-        if keywords_field is not None and keywords is None:
-            raise InvalidArgument("keywords_field goes with keywords", "keywords_field")
+        filter = tenants.read_filter(coll, tenant, filter)
         if coll.config.vector_field(using) is not None:
             if keywords is not None or sparse is not None:
                 raise InvalidArgument("using: keyword, sparse and hybrid search run on the primary "
@@ -513,9 +527,9 @@ class Database:
             return coll.search(queries, k, params, with_payload, with_vector, filter, texts,
                                raw_payloads, using=using)
         if keywords is not None or sparse is not None:
+            tenants.refuse(coll, "keyword and sparse search")
             return hybrid.search(coll, queries, texts, keywords, k, params, with_payload, with_vector,
-                                 filter, raw_payloads, fusion, weights, rrf_k, explain, sparse,
-                                 keywords_field)
+                                 filter, raw_payloads, fusion, weights, rrf_k, explain, sparse)
         return self._search_in(coll, None, coll, queries, k, params, with_payload, with_vector,
                                filter, texts, raw_payloads)
 
@@ -543,6 +557,8 @@ class Database:
         holding every shard of a collection answers a search with this one call).
         Arguments as search(); concurrent calls over the same collections coalesce."""
         colls = [self._get(c) for c in collections]
+        for c in colls:
+            tenants.refuse(c, "search across collections")
         if not colls:
             raise InvalidArgument("collections: name at least one", "collections")
         first, params = colls[0], params or SearchParams()
@@ -565,6 +581,7 @@ class Database:
         ``include_examples``. ``using``: a named vector field (examples' vectors and the
         search are that field's; strategy "average" only)."""
         coll = self._get(collection)
+        tenants.refuse(coll, "recommend")
         field = coll.config.vector_field(using)
         if field is not None:
             if strategy == "best_score":
@@ -582,7 +599,9 @@ class Database:
         """Vector arithmetic: search with sum(weight * term), e.g. [("+", "id:king"),
         ("-", "text:man"), ("+", "text:woman")]. Stored ids used as terms are not returned
         unless ``include_terms``."""
-        return recommend.search_expression(self._get(collection), expression, k,
+        coll = self._get(collection)
+        tenants.refuse(coll, "expression search")
+        return recommend.search_expression(coll, expression, k,
                                            params or SearchParams(), with_payload, with_vector,
                                            filter, include_terms, raw_payloads)
 
@@ -595,6 +614,7 @@ class Database:
         expression) the best ``group_size`` hits of each of the best ``groups`` values of
         the payload field ``group_by``; ``SearchResult.group_keys`` names each hit's group."""
         coll, params = self._get(collection), params or SearchParams()
+        tenants.refuse(coll, "grouped search")
         group_by, group_size, groups = grouping.check(group_by, group_size, groups)
         filters.parse(filter)  # a bad filter fails before anything is read
         if sum(x is not None for x in (queries, texts, expression)) != 1:
@@ -618,10 +638,39 @@ class Database:
 
     def range_search(self, collection: str, queries, threshold: float, limit: int = 1000,
                      params: SearchParams | None = None, with_payload: bool = True,
-                     with_vector: bool = False, filter=None,
+                     with_vector: bool = False, filter=None, tenant=None,
                      using: str | None = None) -> list[SearchResult]:
-        return self._get(collection).range_search(queries, threshold, limit, params or SearchParams(),
-                                                  with_payload, with_vector, filter, using)
+        coll = self._get(collection)
+        return coll.range_search(queries, threshold, limit, params or SearchParams(),
+                                 with_payload, with_vector, tenants.read_filter(coll, tenant, filter),
+                                 using)
+
+    # ---- tenants (vecdb/tenants.py) ------------------------------------------------
+    def list_tenants(self, collection: str) -> list[dict]:
+        """Every tenant of a tenant collection: {tenant, points, bytes, max_points,
+        max_bytes} (0: no limit), strings first, sorted."""
+        return self._registry(collection).list()
+
+    def tenant_info(self, collection: str, tenant) -> dict:
+        reg = self._registry(collection)
+        return reg.info(reg.key(tenant))
+
+    def set_tenant_quota(self, collection: str, tenant, max_points: int = 0,
+                         max_bytes: int = 0) -> dict:
+        """Limit a tenant (0: no limit); writes past a limit are ResourceExhausted. A
+        tenant unknown so far becomes known (reads of it answer empty)."""
+        return self._registry(collection).set_quota(tenant, max_points, max_bytes)
+
+    def drop_tenant(self, collection: str, tenant) -> int:
+        """Delete every point of ``tenant`` (and its quota) atomically; returns how many."""
+        return self._registry(collection).drop(tenant)
+
+    def _registry(self, collection: str):
+        coll = self._get(collection)
+        if coll.tenants is None:
+            raise FailedPrecondition(f"collection {coll.config.name!r} has no tenant_field",
+                                     "collection")
+        return coll.tenants
 
     def expire(self) -> int:
         """Delete every point whose TTL passed; returns how many (the background does this)."""
@@ -635,7 +684,7 @@ class Database:
 
     def _checkpoint_shard(self, coll: Collection, shard) -> bool:
         t0 = time.monotonic()
-        wrote = shard.checkpoint()
+        wrote = shard.checkpoint(self.options.wal_retain)
         if wrote and self.on_checkpoint is not None:
             self.on_checkpoint(coll.config.name, shard.number, time.monotonic() - t0)
         return wrote

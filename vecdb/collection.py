@@ -26,6 +26,7 @@ from .errors import InvalidArgument, NotFound
 from .index import higher_is_better, prepare
 from .shard import Shard
 from .storage import Store
+from .tenants import TenantRegistry
 from .topk import merge, shard_of
 from .types import CollectionConfig, Point, ScrollPage, SearchParams, SearchResult, WriteResult
 
@@ -41,6 +42,8 @@ class Collection:
         self.shards = [Shard(store, config, i, os.path.join(directory, f"shard-{i}"), gpu, backend)
                        for i in range(config.shards)]
         self.write_lock = threading.Lock()
+        # tenant validation, quotas, listing (vecdb/tenants.py); None without tenant_field
+        self.tenants = TenantRegistry(self) if config.tenant_field else None
         self.retired = False
         # ids written or deleted while a re-embed job copies this collection (reembed.py)
         self._recorded: set[str] | None = None
@@ -79,18 +82,15 @@ class Collection:
                 if self._recorded is not None:
                     self._recorded.update(ids)
 
-    def count_writer(self, n: int) -> None:
-        """A public write call starts (1) or ends (-1): reembed waits for none in flight."""
-        with self._inflight_lock:
-            self.writers_inflight += n
-
     def _writing(fn):  # noqa: N805 - decorator: counts the public write calls in flight
         def wrapper(self, *args, **kwargs):
-            self.count_writer(1)
+            with self._inflight_lock:
+                self.writers_inflight += 1
             try:
                 return fn(self, *args, **kwargs)
             finally:
-                self.count_writer(-1)
+                with self._inflight_lock:
+                    self.writers_inflight -= 1
         wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
         return wrapper
 
@@ -111,12 +111,22 @@ class Collection:
         (vecdb/named_vectors.py); the primary may be given there under its name. An upsert
         replaces the point: named fields not given are gone from it."""
         named, vectors = self._split_primary(named, vectors)
-        args = self.checked_upsert(ids, vectors, payloads, texts, ttl, sparse)
-        if not args[0]:
+        ids = validation.ids(ids)
+        if not ids:
             return WriteResult(0, {})
-        named = named_vectors.check_batch(self.config, named, len(args[0]))
+        if vectors is None:
+            txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
+            vecs = self._vectors(self._embed(validation.encode_texts(
+                texts, len(ids), self.config.encoder, self.config.name), "document"), len(ids))
+        else:
+            vecs = self._vectors(vectors, len(ids))
+            txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
+        pays = validation.payloads(payloads, len(ids), self.options.max_payload_bytes)
+        expire = validation.ttl(ttl, len(ids), now_ms())
+        sps = sparse_vectors.check_batch(sparse, len(ids), self.config.sparse_dim)
+        named = named_vectors.check_batch(self.config, named, len(ids))
         with self.write_lock:
-            return self._upsert_locked(*args, named)
+            return self._upsert_locked(ids, vecs, pays, txts, expire, sps, named)
 
     def _split_primary(self, named, vectors):
         """(named, vectors) with the primary taken out of ``named`` when given there under
@@ -135,25 +145,6 @@ class Collection:
                 where = f"points[{missing[0]}].vectors.{name}"
                 raise InvalidArgument(f"{where}: every point needs the primary vector {name!r}", where)
         return named, values
-
-    def checked_upsert(self, ids, vectors, payloads=None, texts=None, ttl=None,
-                       sparse=None) -> tuple:
-        """upsert's arguments validated, texts embedded when there are no vectors:
-        (ids, vectors, payloads, texts, expiry, sparse) as prepare_upsert takes them."""
-        ids = validation.ids(ids)
-        if not ids:
-            return ids, None, None, None, None, None
-        if vectors is None:
-            txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
-            vecs = self._vectors(self._embed(validation.encode_texts(
-                texts, len(ids), self.config.encoder, self.config.name), "document"), len(ids))
-        else:
-            vecs = self._vectors(vectors, len(ids))
-            txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
-        pays = validation.payloads(payloads, len(ids), self.options.max_payload_bytes)
-        expire = validation.ttl(ttl, len(ids), now_ms())
-        sps = sparse_vectors.check_batch(sparse, len(ids), self.config.sparse_dim)
-        return ids, vecs, pays, txts, expire, sps
 
     def encoder(self):
         """The shared handle of this collection's encoder (None without one)."""
@@ -180,14 +171,10 @@ class Collection:
         return vecs
 
     def _upsert_locked(self, ids, vecs, pays, txts, expire, sparse=None, named=None) -> WriteResult:
-        wb = self.store.batch()
-        return self._commit(wb, self.prepare_upsert(wb, ids, vecs, pays, txts, expire, sparse, named),
-                            len(ids))
-
-    def prepare_upsert(self, wb, ids, vecs, pays, txts, expire, sparse=None, named=None) -> list:
-        """The shard ops of an upsert (write lock held), added to ``wb``; commit() them.
-        ``named``: {field: (rows, vectors)} (named_vectors.check_batch)."""
+        if self.tenants is not None:
+            self.tenants.check_write(ids, pays, txts)
         self._record(ids)
+        wb = self.store.batch()
         ops = []
         groups = self._route(ids)
         per_shard = named_vectors.split(named, groups) if named else {}
@@ -196,7 +183,7 @@ class Collection:
                 wb, [ids[j] for j in rows], vecs[rows], [pays[j] for j in rows], [txts[j] for j in rows],
                 None if expire is None else [expire[j] for j in rows],
                 None if sparse is None else [sparse[j] for j in rows], per_shard.get(s))))
-        return ops
+        return self._commit(wb, ops, len(ids))
 
     @_writing
     def delete(self, ids=None, filter=None) -> WriteResult:
@@ -274,12 +261,15 @@ class Collection:
             labs, old = [lab for lab, _ in found], [raw for _, raw in found]
             pays = payloads_of(labs, [p[0] for p in points], [p[1] for p in points])
             enc = validation.payloads(pays, len(found), self.options.max_payload_bytes)
+            sized = None if self.tenants is None else self.tenants.check_payloads(points, enc)
             wb = self.store.batch()
             data_bytes = s.prepare_payloads(wb, labs, old, [records.with_payload(r, e)
                                                             for r, e in zip(old, enc)])
             self._record([p[0] for p in points])
             self.store.write(wb)
             s.apply_payloads(labs, pays, [p[2] for p in points], data_bytes)
+            if sized is not None:
+                sized(s, labs)
             return labs
 
     def _rewrite(self, ids, node, change, new_vectors, new_named=None) -> WriteResult:
@@ -312,7 +302,20 @@ class Collection:
         return points, (expire if any(e is not None for e in expire) else None)
 
     def _commit(self, wb, ops, count: int) -> WriteResult:
-        return commit(self.store, wb, [(self, ops, count)])[0]
+        if self.retired:
+            raise NotFound(f"collection {self.config.name!r} was dropped", "collection")
+        if not ops:
+            return WriteResult(0, {})
+        undo = reserve_for_write([(self.shards[s].gpu, len(op.removed), len(op.added))
+                                  for s, op in ops if self.shards[s].gpu is not None])
+        try:
+            self.store.write(wb)
+        except BaseException:
+            undo()
+            raise
+        for s, op in ops:
+            self.shards[s].apply(op)
+        return WriteResult(count, {s: op.seq for s, op in ops})
 
     def expire(self) -> int:
         """Delete the points whose TTL passed (the background reaper calls this)."""
@@ -424,8 +427,8 @@ class Collection:
         shards = self.shards if shards is None else shards
         if len(q) == 0:
             return []
-        if len(shards) == 1:
-            parts = [shards[0].search(q, k, params, node)]
+        if len(shards) == 1 or getattr(node, "inline", False):  # inline: a small tenant
+            parts = [s.search(q, k, params, node) for s in shards]
         else:
             single = omp.is_single()  # a merged batch stays single-threaded in the pool
 
@@ -552,7 +555,7 @@ class Collection:
 
     # ---- maintenance ----------------------------------------------------------
     def checkpoint(self) -> int:
-        return sum(s.checkpoint() for s in self.shards)
+        return sum(s.checkpoint(self.options.wal_retain) for s in self.shards)
 
     def build_indexes(self) -> int:
         built = sum(s.build() for s in self.shards if s.needs_build())
@@ -563,30 +566,6 @@ class Collection:
 
     def bytes_on_disk(self) -> int:
         return sum(s.data_bytes for s in self.shards) + checkpoint.disk_bytes(self.dir)
-
-
-def commit(store: Store, wb, parts: list) -> list[WriteResult]:
-    """Commit ``wb``, holding the prepared shard ops of one or more collections (each
-    part: (collection, [(shard, op)], count); the caller holds their write locks), as
-    ONE RocksDB write, then apply every op. A dropped collection: nothing is written."""
-    for coll, _, _ in parts:
-        if coll.retired:
-            raise NotFound(f"collection {coll.config.name!r} was dropped", "collection")
-    if not any(ops for _, ops, _ in parts):
-        return [WriteResult(0, {}) for _ in parts]
-    undo = reserve_for_write([(c.shards[s].gpu, len(op.removed), len(op.added))
-                              for c, ops, _ in parts for s, op in ops
-                              if c.shards[s].gpu is not None])
-    try:
-        store.write(wb)
-    except BaseException:
-        undo()
-        raise
-    for coll, ops, _ in parts:
-        for s, op in ops:
-            coll.shards[s].apply(op)
-    return [WriteResult(count, {s: op.seq for s, op in ops}) if ops else WriteResult(0, {})
-            for _, ops, count in parts]
 
 
 def _encode_cursor(last_id: str) -> str:

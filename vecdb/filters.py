@@ -88,10 +88,28 @@ class Clause:
 Node = Cond | Clause
 
 
+@dataclass(frozen=True)
+class TenantScope(Clause):
+    """A read restricted to one tenant (vecdb/tenants.py): ``must`` is the tenant match
+    and the caller's filter, so anything evaluating it as a Clause is right; the
+    planner answers it from the shard's tenant partition (vecdb/tenant_search.py)."""
+    key: tuple = ()
+    inner: Clause | None = None
+    inline: bool = False  # small: the shards are searched in the caller's thread
+
+    @classmethod
+    def of(cls, match: Cond, inner: Clause | None, key: tuple,
+           inline: bool = False) -> "TenantScope":
+        return cls((match,) if inner is None else (match, inner), (), (), 0, key, inner, inline)
+
+
 def parse(raw: Any, field: str = "filter") -> Clause | None:
-    """Validate a filter given as a dict (or JSON text); None means "no filter"."""
+    """Validate a filter given as a dict (or JSON text); None means "no filter".
+    An already parsed Clause (a TenantScope) is returned as it is."""
     if raw is None or raw == {} or raw == "":
         return None
+    if isinstance(raw, Clause):
+        return raw
     if isinstance(raw, (str, bytes)):
         if len(raw) > MAX_FILTER_BYTES:
             raise InvalidArgument(f"{field} is larger than {MAX_FILTER_BYTES} bytes", field)

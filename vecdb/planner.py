@@ -29,7 +29,7 @@ import math
 import faiss
 import numpy as np
 
-from .filters import Clause, Cond, Node, matches
+from .filters import Clause, Cond, Node, TenantScope, matches
 from .index import faiss_metric
 
 PREFILTER_MIN = 20_000
@@ -113,6 +113,9 @@ def matching(shard, node: Clause | None, exclude: np.ndarray,
              planned: tuple | None = None) -> tuple[np.ndarray, str]:
     """The exact matching set (sorted labels, live, not excluded) and how it was found.
     ``planned``: index_candidates' answer when the caller already has it."""
+    if isinstance(node, TenantScope):  # the tenant's partition, not the whole shard
+        from . import tenant_search
+        return tenant_search.labels(shard, node, exclude)
     everything = universe(shard)
     if node is None:
         how, got = "all", everything
@@ -213,6 +216,9 @@ def search(shard, queries: np.ndarray, k: int, params, node: Clause | None,
     n = shard.exact.ntotal
     if n == 0:
         return (*_empty(len(queries)), "empty")
+    if isinstance(node, TenantScope):
+        from . import tenant_search
+        return tenant_search.search(shard, queries, k, params, node, exclude)
     small = max(PREFILTER_MIN, PREFILTER_FRACTION * n)
     prefix, planned = "", None
     if node is not None:

@@ -29,6 +29,7 @@ from .filters import Clause
 from .fulltext import TextIndex
 from .named_vectors import NamedVectors
 from .sparse import SparseIndex
+from .tenants import TenantIndex
 from .payload_index import FieldIndex, PayloadIndexes
 from .quant_store import VectorFile, remove_other_gens
 from .gpu_index import ShardGpu
@@ -87,6 +88,8 @@ class Shard:
         # BM25 over the texts (vecdb/fulltext.py), on disk with its own checkpoint
         self.text_index = TextIndex(config.full_text, directory) if config.full_text else None
         self.sparse_index = SparseIndex() if config.sparse_dim else None  # vecdb/sparse.py
+        # the tenant partition (vecdb/tenants.py); recover() fills it from RocksDB
+        self.tenants = TenantIndex(config.tenant_field, config.dim) if config.tenant_field else None
         # one FAISS index per named vector field (vecdb/named_vectors.py); None without any
         self.named = NamedVectors(store, self.prefix, config, directory) if config.vectors else None
         # GPU copies of the indexes (vecdb.gpu_index); None on the CPU
@@ -240,6 +243,8 @@ class Shard:
             self.text_index.apply(op.removed, op.added, op.texts, op.seq)
         if self.sparse_index is not None:
             self.sparse_index.apply(op.removed, op.added, op.sparse)
+        if self.tenants is not None:
+            self.tenants.apply(op.removed, op.added, op.payloads, op.texts)
         if self.pindex.active:
             n = len(op.added)
             pays = [records.load_json(b) for b in op.payloads] if op.payloads else [None] * n
@@ -278,6 +283,9 @@ class Shard:
         if self.sparse_index is not None:
             self.sparse_index.rebuild((U64.unpack(key[-8:])[0], raw) for key, raw in
                                       self.store.scan(self.prefix + b"s", self.prefix + b"t"))
+        if self.tenants is not None:
+            self.tenants.rebuild((U64.unpack(key[-8:])[0], raw) for key, raw in
+                                 self.store.scan(self.prefix + b"p", self.prefix + b"q"))
 
     def iter_records(self, labels: np.ndarray | None = None):
         """(label, id, payload, text) of every point (or of the given labels) from RocksDB."""
@@ -617,7 +625,7 @@ class Shard:
             with self.lock.write():
                 self.text_index.close()
 
-    def checkpoint(self) -> bool:
+    def checkpoint(self, wal_retain: int) -> bool:
         with self._ckpt_lock:
             if self.retired:
                 return False
@@ -641,11 +649,11 @@ class Shard:
             self.checkpoint_seq = seq
             if stale is not None:  # the new checkpoint names the compacted file
                 remove_other_gens(self.dir, self.exact.gen)
-            # the WAL keeps what recovery needs: the entries after this checkpoint (replicas
-            # catch up from the cluster's replication log, server/vecdb_server/cluster/catchup.py)
-            wb = self.store.batch()
-            wb.delete_range(self.prefix + b"w", self.prefix + b"w" + U64.pack(seq + 1))
-            self.store.write(wb, sync=False)
+            cut = seq - wal_retain
+            if cut > 0:
+                wb = self.store.batch()
+                wb.delete_range(self.prefix + b"w", self.prefix + b"w" + U64.pack(cut + 1))
+                self.store.write(wb, sync=False)
             return True
 
     def _compact_vectors(self) -> int | None:

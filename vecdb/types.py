@@ -110,6 +110,9 @@ class CollectionConfig:
     # vector fields beside it (vecdb/named_vectors.py); every point carries the primary
     vector_name: str = ""
     vectors: tuple[VectorField, ...] = ()
+    # "" = one shared space; else every point's tenant lives in this top-level payload
+    # field and each shard partitions its points by it (vecdb/tenants.py)
+    tenant_field: str = ""
 
     def vector_field(self, name: str | None) -> VectorField | None:
         """The named field ``name``; None for the primary (None, "" or its own name)."""
@@ -140,6 +143,8 @@ class CollectionConfig:
             out["sparse_dim"] = self.sparse_dim
         if self.vectors or self.vector_name:
             out.update(vector_name=self.vector_name, vectors=[f.to_dict() for f in self.vectors])
+        if self.tenant_field:
+            out["tenant_field"] = self.tenant_field
         return out
 
     @classmethod
@@ -151,7 +156,8 @@ class CollectionConfig:
                    device=d.get("device", "auto"), quantization=d.get("quantization", ""),
                    rescore=int(d.get("rescore", 0)), full_text=d.get("full_text", ""),
                    sparse_dim=int(d.get("sparse_dim", 0)), vector_name=d.get("vector_name", ""),
-                   vectors=tuple(VectorField.from_dict(f) for f in d.get("vectors", ())))
+                   vectors=tuple(VectorField.from_dict(f) for f in d.get("vectors", ())),
+                   tenant_field=d.get("tenant_field", ""))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from .errors import (AlreadyExistsError, DeadlineExceededError, FailedPreconditi
 from .filters import F
 from .models import (CollectionConfig, CollectionInfo, Group, Hit, PayloadIndexInfo, Point,
                      ScrollPage, ShardStats, SnapshotInfo, WriteResult)
+from .tenants import TenantInfo
 
 __version__ = "0.1.0"
 __all__ = [
@@ -22,5 +23,5 @@ __all__ = [
     "CollectionConfig", "CollectionInfo", "PayloadIndexInfo", "ShardStats", "SnapshotInfo", "VecdbClientError", "InvalidArgumentError",
     "NotFoundError", "AlreadyExistsError", "FailedPreconditionError", "ResourceExhaustedError",
     "UnavailableError", "DeadlineExceededError", "UnauthenticatedError",
-    "PermissionDeniedError", "InternalError", "RpcCancelledError",
+    "PermissionDeniedError", "InternalError", "RpcCancelledError", "TenantInfo",
 ]

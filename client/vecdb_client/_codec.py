@@ -191,7 +191,7 @@ def from_proto_config(msg: cpb.CollectionConfig) -> CollectionConfig:
                             msg.encoder if msg.HasField("encoder") else None,
                             msg.device or "auto", msg.replication_factor or 1,
                             msg.write_concern, msg.quantization, msg.rescore, msg.full_text,
-                            msg.sparse_dim)
+                            msg.sparse_dim, tenant_field=msg.tenant_field)
 
 
 def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:

@@ -18,6 +18,7 @@ from ._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from ._proto.vecdb.v1 import points_pb2 as ppb
 from ._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from .analytics import AsyncAnalyticsMethods
+from .tenants import AsyncTenantMethods, scoped
 from .client import Progress
 from .errors import UnavailableError, VecdbClientError, from_rpc_error
 from .filters import Filter
@@ -25,7 +26,7 @@ from .models import (CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, S
                      WriteResult)
 
 
-class AsyncClient(AsyncAnalyticsMethods):
+class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
     """asyncio twin of :class:`vecdb_client.Client` (same arguments, same methods).
 
     >>> async with AsyncClient("127.0.0.1:50051") as c:
@@ -101,6 +102,7 @@ class AsyncClient(AsyncAnalyticsMethods):
                                 replication_factor: int | None = None, write_concern: str | None = None,
                                 quantization: str | None = None, rescore: int | None = None,
                                 full_text: str | None = None, sparse_dim: int | None = None,
+                                tenant_field: str | None = None,
                                 timeout: float | None = None, **params: int) -> CollectionInfo:
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
                                                payload_indexes, device, replication_factor,
@@ -109,6 +111,8 @@ class AsyncClient(AsyncAnalyticsMethods):
             req.full_text = full_text
         if sparse_dim is not None:
             req.sparse_dim = sparse_dim
+        if tenant_field is not None:
+            req.tenant_field = tenant_field
         return _codec.from_proto_info(await self._call(
             self._collections.CreateCollection, req, idempotent=False, timeout=timeout))
 
@@ -261,6 +265,7 @@ class AsyncClient(AsyncAnalyticsMethods):
                      payloads: Sequence[dict | None] | None = None,
                      texts: Sequence[str | None] | None = None, ttl: Any = None, *,
                      sparse: Sequence[Any] | None = None, progress: Progress | None = None,
+                     tenant: str | int | None = None,
                      timeout: float | None = None) -> WriteResult:
         """See :meth:`vecdb_client.Client.upsert`.
         ``vectors=None``: the collection's encoder embeds ``texts`` (one non-empty text per
@@ -270,7 +275,7 @@ class AsyncClient(AsyncAnalyticsMethods):
                            max_bytes=self.settings.chunk_bytes,
                            max_points=self.settings.chunk_points, ttl=ttl, sparse=sparse)
         if len(plan.bounds) == 1:
-            req = ppb.UpsertRequest(collection=collection, points=plan.batch(0))
+            req = scoped(ppb.UpsertRequest(collection=collection, points=plan.batch(0)), tenant)
             try:
                 res = await self._call(self._points.Upsert, req, idempotent=True, write=True,
                                        timeout=timeout)
@@ -280,17 +285,19 @@ class AsyncClient(AsyncAnalyticsMethods):
             if progress:
                 progress(plan.total, plan.total)
             return _codec.from_proto_write_result(res)
-        return await self._upsert_stream(collection, plan, progress, timeout)
+        return await self._upsert_stream(collection, plan, progress, timeout, tenant)
 
     async def _upsert_stream(self, collection: str, plan: UpsertPlan,
-                             progress: Progress | None, timeout: float | None) -> WriteResult:
+                             progress: Progress | None, timeout: float | None,
+                             tenant: str | int | None = None) -> WriteResult:
         timeout = self.settings.timeout if timeout is None else timeout
         deadline = None if timeout is None else timeout * len(plan.bounds)
         st = StreamProgress(plan, progress, self.settings.max_retries)
         md = write_metadata(self._md)  # batch i of every retry: key/i
         while not st.finished:
             try:
-                call = self._points.UpsertStream(st.requests(collection, ppb.UpsertRequest),
+                requests = (scoped(r, tenant) for r in st.requests(collection, ppb.UpsertRequest))
+                call = self._points.UpsertStream(requests,
                                                  timeout=deadline, metadata=md)
                 async for ack in call:
                     st.on_ack(ack)
@@ -303,9 +310,9 @@ class AsyncClient(AsyncAnalyticsMethods):
         return WriteResult(plan.total, st.seqs)
 
     async def delete(self, collection: str, ids: Sequence[str] | None = None, *,
-                     filter: Filter | None = None,
+                     filter: Filter | None = None, tenant: str | int | None = None,
                      timeout: float | None = None) -> WriteResult:
-        req = _codec.delete_request(collection, ids, filter)
+        req = scoped(_codec.delete_request(collection, ids, filter), tenant)
         return _codec.from_proto_write_result(
             await self._call(self._points.Delete, req, idempotent=True, write=True, timeout=timeout))
 
@@ -313,28 +320,34 @@ class AsyncClient(AsyncAnalyticsMethods):
                              filter: Filter | None = None, set: dict | None = None,
                              overwrite: dict | None = None,
                              delete_keys: Sequence[str] | None = None, *,
+                             tenant: str | int | None = None,
                              timeout: float | None = None) -> WriteResult:
         """See :meth:`vecdb_client.Client.update_payload`."""
-        req = _codec.update_payload_request(collection, ids, filter, set, overwrite, delete_keys)
+        req = scoped(_codec.update_payload_request(collection, ids, filter, set, overwrite,
+                                                   delete_keys), tenant)
         return _codec.from_proto_write_result(
             await self._call(self._points.UpdatePayload, req, idempotent=True, write=True, timeout=timeout))
 
     async def update_vectors(self, collection: str, ids: Sequence[str], vectors: Any, *,
+                             tenant: str | int | None = None,
                              timeout: float | None = None) -> WriteResult:
-        req = _codec.update_vectors_request(collection, ids, vectors)
+        req = scoped(_codec.update_vectors_request(collection, ids, vectors), tenant)
         return _codec.from_proto_write_result(
             await self._call(self._points.UpdateVectors, req, idempotent=True, write=True, timeout=timeout))
 
     # ------------------------------------------------------------ reads
     async def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False,
-                  with_payload: bool = True, *, timeout: float | None = None) -> list[Point]:
-        req = _codec.get_request(collection, check_ids(ids), with_vectors, with_payload)
+                  with_payload: bool = True, *, tenant: str | int | None = None,
+                  timeout: float | None = None) -> list[Point]:
+        req = scoped(_codec.get_request(collection, check_ids(ids), with_vectors, with_payload),
+                     tenant)
         resp = await self._call(self._points.Get, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_points(resp.points)
 
     async def count(self, collection: str, filter: Filter | None = None, *,
-                    allow_partial: bool = False, timeout: float | None = None) -> int:
-        req = _codec.count_request(collection, filter)
+                    allow_partial: bool = False, tenant: str | int | None = None,
+                    timeout: float | None = None) -> int:
+        req = scoped(_codec.count_request(collection, filter), tenant)
         req.allow_partial = allow_partial
         resp = await self._call(self._points.Count, req,
                                 idempotent=True, timeout=timeout)
@@ -342,19 +355,21 @@ class AsyncClient(AsyncAnalyticsMethods):
 
     async def scroll(self, collection: str, limit: int = 100, cursor: str | None = None,
                      with_vectors: bool = False, with_payload: bool = True, *,
-                     filter: Filter | None = None,
+                     filter: Filter | None = None, tenant: str | int | None = None,
                      timeout: float | None = None) -> ScrollPage:
-        req = _codec.scroll_request(collection, limit, cursor, with_vectors, with_payload, filter)
+        req = scoped(_codec.scroll_request(collection, limit, cursor, with_vectors, with_payload,
+                                           filter), tenant)
         return _codec.from_proto_scroll(
             await self._call(self._points.Scroll, req, idempotent=True, timeout=timeout))
 
     async def iter_points(self, collection: str, batch_size: int = 256,
                           with_vectors: bool = False, with_payload: bool = True, *,
-                          filter: Filter | None = None) -> AsyncIterator[Point]:
+                          filter: Filter | None = None,
+                          tenant: str | int | None = None) -> AsyncIterator[Point]:
         cursor = None
         while True:
             page = await self.scroll(collection, batch_size, cursor, with_vectors, with_payload,
-                                     filter=filter)
+                                     filter=filter, tenant=tenant)
             for p in page.points:
                 yield p
             if page.next_cursor is None:
@@ -372,13 +387,12 @@ class AsyncClient(AsyncAnalyticsMethods):
                      consistency: str = "any", keywords: str | Sequence[str] | None = None,
                      fusion: str | None = None, weights: Sequence[float] | None = None,
                      rrf_k: float | None = None, sparse: Any = None,
-                     keywords_field: str | None = None,
-                     timeout: float | None = None) -> Any:
+                     tenant: str | int | None = None, timeout: float | None = None) -> Any:
         """See :meth:`vecdb_client.Client.search` (``explain=True`` -> ``(hits, plan)``).
         ``text=`` (one query, a list of hits) or ``texts=`` (a list per query) search by
         text: the collection's encoder embeds them on the server. ``keywords=``,
-        ``fusion=``, ``weights=``, ``rrf_k=``, ``sparse=``, ``keywords_field=``: keyword,
-        sparse and hybrid search, as there."""
+        ``fusion=``, ``weights=``, ``rrf_k=``, ``sparse=``: keyword, sparse and hybrid search,
+        as there."""
         if (expression is not None or group_by is not None) and keywords is None and sparse is None:
             req, single = _codec_query.search_request(
                 collection, vector, vectors, k, expression=expression,
@@ -386,6 +400,7 @@ class AsyncClient(AsyncAnalyticsMethods):
                 groups=groups, nprobe=nprobe, ef_search=ef_search, exact=exact,
                 with_payload=with_payload, with_vectors=with_vectors, filter=filter,
                 text=text, texts=texts)
+            scoped(req, tenant)
             req.allow_partial = allow_partial
             req.consistency = consistency_mode(consistency)
             resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
@@ -396,7 +411,8 @@ class AsyncClient(AsyncAnalyticsMethods):
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts, keywords=keywords, fusion=fusion, weights=weights, rrf_k=rrf_k,
             beyond=expression is not None or group_by is not None, explain=explain,
-            sparse=sparse, keywords_field=keywords_field)
+            sparse=sparse)
+        scoped(req, tenant)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
@@ -421,11 +437,13 @@ class AsyncClient(AsyncAnalyticsMethods):
                            nprobe: int | None = None, exact: bool = False,
                            with_payload: bool = True, with_vectors: bool = False,
                            allow_partial: bool = False, consistency: str = "any",
+                           tenant: str | int | None = None,
                            timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
         """See :meth:`vecdb_client.Client.range_search`."""
         req, single = _codec.range_search_request(
             collection, vector, vectors, threshold, limit, nprobe=nprobe, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter)
+        scoped(req, tenant)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = await self._call(self._points.RangeSearch, req, idempotent=True, timeout=timeout)

@@ -17,6 +17,7 @@ from ._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from ._proto.vecdb.v1 import points_pb2 as ppb
 from ._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from .analytics import AnalyticsMethods
+from .tenants import TenantMethods, scoped
 from .filters import Filter
 from .errors import UnavailableError, VecdbClientError, from_rpc_error
 from .models import (CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, SnapshotInfo,
@@ -25,7 +26,7 @@ from .models import (CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, S
 Progress = Callable[[int, int], None]
 
 
-class Client(AnalyticsMethods):
+class Client(AnalyticsMethods, TenantMethods):
     """Blocking vecdb client; thread-safe (one channel, many threads).
 
     >>> with Client("127.0.0.1:50051") as c:
@@ -112,6 +113,7 @@ class Client(AnalyticsMethods):
                           replication_factor: int | None = None, write_concern: str | None = None,
                           quantization: str | None = None, rescore: int | None = None,
                           full_text: str | None = None, sparse_dim: int | None = None,
+                          tenant_field: str | None = None,
                           timeout: float | None = None, **params: int) -> CollectionInfo:
         """Index parameters go as keywords, e.g. ``index="hnsw", M=16, ef_search=128``.
         ``payload_indexes``: {field: type} to index from the start (see create_payload_index).
@@ -124,7 +126,9 @@ class Client(AnalyticsMethods):
         binary: codes in RAM, full-precision vectors on the server's disk re-scoring the
         top k*``rescore`` candidates (None = the mode's default; README "Quantization").
         ``full_text`` "plain" or a stemming language ("english", ...): BM25 keyword and
-        hybrid search over the point texts (search(keywords=...); README "Hybrid search")."""
+        hybrid search over the point texts (search(keywords=...); README "Hybrid search").
+        ``tenant_field`` (e.g. "customer"): many tenants in one collection; every point call
+        then names its ``tenant=`` (docs/tenants.md)."""
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
                                                payload_indexes, device, replication_factor,
                                                write_concern, quantization, rescore)
@@ -132,6 +136,8 @@ class Client(AnalyticsMethods):
             req.full_text = full_text
         if sparse_dim is not None:
             req.sparse_dim = sparse_dim
+        if tenant_field is not None:
+            req.tenant_field = tenant_field
         info = self._call(self._collections.CreateCollection, req, idempotent=False,
                           timeout=timeout)
         return _codec.from_proto_info(info)
@@ -282,7 +288,7 @@ class Client(AnalyticsMethods):
     def upsert(self, collection: str, ids: Sequence[str], vectors: Any = None,
                payloads: Sequence[dict | None] | None = None,
                texts: Sequence[str | None] | None = None, ttl: Any = None, *,
-               sparse: Sequence[Any] | None = None,
+               sparse: Sequence[Any] | None = None, tenant: str | int | None = None,
                progress: Progress | None = None, timeout: float | None = None) -> WriteResult:
         """Insert or replace points; ``vectors`` is (n, dim), a numpy array or nested lists.
 
@@ -299,13 +305,16 @@ class Client(AnalyticsMethods):
         point); with vectors, texts are only stored (docs/encoders.md "Mixing rules").
 
         ``sparse`` (collections created with ``sparse_dim``): one sparse vector
-        ``(indices, values)`` (or None) per point; indices strictly increasing."""
+        ``(indices, values)`` (or None) per point; indices strictly increasing.
+
+        ``tenant`` (collections with ``tenant_field``; also on every other point call):
+        the tenant the call acts in (docs/tenants.md)."""
         ids = check_ids(ids)
         plan = plan_upsert(ids, _codec.upsert_vectors(ids, vectors), payloads, texts,
                            max_bytes=self.settings.chunk_bytes,
                            max_points=self.settings.chunk_points, ttl=ttl, sparse=sparse)
         if len(plan.bounds) == 1:
-            req = ppb.UpsertRequest(collection=collection, points=plan.batch(0))
+            req = scoped(ppb.UpsertRequest(collection=collection, points=plan.batch(0)), tenant)
             try:
                 res = self._call(self._points.Upsert, req, idempotent=True, write=True, timeout=timeout)
             except VecdbClientError as err:
@@ -314,17 +323,18 @@ class Client(AnalyticsMethods):
             if progress:
                 progress(plan.total, plan.total)
             return _codec.from_proto_write_result(res)
-        return self._upsert_stream(collection, plan, progress, timeout)
+        return self._upsert_stream(collection, plan, progress, timeout, tenant)
 
     def _upsert_stream(self, collection: str, plan: UpsertPlan, progress: Progress | None,
-                       timeout: float | None) -> WriteResult:
+                       timeout: float | None, tenant: str | int | None = None) -> WriteResult:
         timeout = self.settings.timeout if timeout is None else timeout
         deadline = None if timeout is None else timeout * len(plan.bounds)
         st = StreamProgress(plan, progress, self.settings.max_retries)
         md = write_metadata(self._md)  # batch i of every retry: key/i
         while not st.finished:
             try:
-                for ack in self._points.UpsertStream(st.requests(collection, ppb.UpsertRequest),
+                requests = (scoped(r, tenant) for r in st.requests(collection, ppb.UpsertRequest))
+                for ack in self._points.UpsertStream(requests,
                                                      timeout=deadline, metadata=md):
                     st.on_ack(ack)
                 st.check_complete()
@@ -336,45 +346,52 @@ class Client(AnalyticsMethods):
         return WriteResult(plan.total, st.seqs)
 
     def delete(self, collection: str, ids: Sequence[str] | None = None, *,
-               filter: Filter | None = None, timeout: float | None = None) -> WriteResult:
+               filter: Filter | None = None, tenant: str | int | None = None,
+               timeout: float | None = None) -> WriteResult:
         """Delete points by id, or every point matching ``filter`` (exactly one of the two);
         ``count`` is the number that existed (missing ids are fine)."""
-        req = _codec.delete_request(collection, ids, filter)
+        req = scoped(_codec.delete_request(collection, ids, filter), tenant)
         return _codec.from_proto_write_result(
             self._call(self._points.Delete, req, idempotent=True, write=True, timeout=timeout))
 
     def update_payload(self, collection: str, ids: Sequence[str] | None = None,
                        filter: Filter | None = None, set: dict | None = None,
                        overwrite: dict | None = None, delete_keys: Sequence[str] | None = None,
-                       *, timeout: float | None = None) -> WriteResult:
+                       *, tenant: str | int | None = None,
+                       timeout: float | None = None) -> WriteResult:
         """Change the payloads of the points with these ids, or matching ``filter``, in one
         atomic write: ``overwrite`` replaces the payload, then ``set`` merges top-level keys,
         then ``delete_keys`` removes keys. Vectors, texts and TTLs stay. ``count`` = points
         changed (missing ids are skipped)."""
-        req = _codec.update_payload_request(collection, ids, filter, set, overwrite, delete_keys)
+        req = scoped(_codec.update_payload_request(collection, ids, filter, set, overwrite,
+                                                   delete_keys), tenant)
         return _codec.from_proto_write_result(
             self._call(self._points.UpdatePayload, req, idempotent=True, write=True, timeout=timeout))
 
     def update_vectors(self, collection: str, ids: Sequence[str], vectors: Any, *,
+                       tenant: str | int | None = None,
                        timeout: float | None = None) -> WriteResult:
         """Replace the vectors of existing points (missing ids are skipped); payloads,
         texts and TTLs stay."""
-        req = _codec.update_vectors_request(collection, ids, vectors)
+        req = scoped(_codec.update_vectors_request(collection, ids, vectors), tenant)
         return _codec.from_proto_write_result(
             self._call(self._points.UpdateVectors, req, idempotent=True, write=True, timeout=timeout))
 
     # ------------------------------------------------------------ reads
     def get(self, collection: str, ids: Sequence[str], with_vectors: bool = False,
-            with_payload: bool = True, *, timeout: float | None = None) -> list[Point]:
+            with_payload: bool = True, *, tenant: str | int | None = None,
+            timeout: float | None = None) -> list[Point]:
         """Points in request order; missing ids are omitted."""
-        req = _codec.get_request(collection, check_ids(ids), with_vectors, with_payload)
+        req = scoped(_codec.get_request(collection, check_ids(ids), with_vectors, with_payload),
+                     tenant)
         resp = self._call(self._points.Get, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_points(resp.points)
 
     def count(self, collection: str, filter: Filter | None = None, *,
-              allow_partial: bool = False, timeout: float | None = None) -> int:
+              allow_partial: bool = False, tenant: str | int | None = None,
+              timeout: float | None = None) -> int:
         """Points in the collection, or matching ``filter``. ``allow_partial``: see search."""
-        req = _codec.count_request(collection, filter)
+        req = scoped(_codec.count_request(collection, filter), tenant)
         req.allow_partial = allow_partial
         resp = self._call(self._points.Count, req,
                           idempotent=True, timeout=timeout)
@@ -382,20 +399,22 @@ class Client(AnalyticsMethods):
 
     def scroll(self, collection: str, limit: int = 100, cursor: str | None = None,
                with_vectors: bool = False, with_payload: bool = True, *,
-               filter: Filter | None = None, timeout: float | None = None) -> ScrollPage:
+               filter: Filter | None = None, tenant: str | int | None = None,
+               timeout: float | None = None) -> ScrollPage:
         """One page of points in id order (only those matching ``filter``, when given)."""
-        req = _codec.scroll_request(collection, limit, cursor, with_vectors, with_payload, filter)
+        req = scoped(_codec.scroll_request(collection, limit, cursor, with_vectors, with_payload,
+                                           filter), tenant)
         return _codec.from_proto_scroll(
             self._call(self._points.Scroll, req, idempotent=True, timeout=timeout))
 
     def iter_points(self, collection: str, batch_size: int = 256, with_vectors: bool = False,
-                    with_payload: bool = True, *,
-                    filter: Filter | None = None) -> Iterator[Point]:
+                    with_payload: bool = True, *, filter: Filter | None = None,
+                    tenant: str | int | None = None) -> Iterator[Point]:
         """Every point of the collection (matching ``filter``), one scroll page at a time."""
         cursor = None
         while True:
             page = self.scroll(collection, batch_size, cursor, with_vectors, with_payload,
-                               filter=filter)
+                               filter=filter, tenant=tenant)
             yield from page.points
             if page.next_cursor is None:
                 return
@@ -412,8 +431,7 @@ class Client(AnalyticsMethods):
                consistency: str = "any", keywords: str | Sequence[str] | None = None,
                fusion: str | None = None, weights: Sequence[float] | None = None,
                rrf_k: float | None = None, sparse: Any = None,
-               keywords_field: str | None = None,
-               timeout: float | None = None) -> Any:
+               tenant: str | int | None = None, timeout: float | None = None) -> Any:
         """``vector=`` (1-D) returns a list of hits; ``vectors=`` (2-D) a list per query.
 
         ``filter``: only points matching it are candidates. ``explain=True`` returns
@@ -449,9 +467,7 @@ class Client(AnalyticsMethods):
         ``"weighted"`` (min-max normalised scores), ``weights=(dense, keywords)`` (default
         equal); hits scored by the fusion (README "Hybrid search"). ``sparse=(indices,
         values)`` (a list: one per query; collections with ``sparse_dim``): exact sparse
-        dot-product search, alone or fused the same way (weights: dense, keywords, sparse).
-        ``keywords_field="title"``: the keywords score that payload field (declared as a
-        ``"text"`` payload index) instead of the point texts."""
+        dot-product search, alone or fused the same way (weights: dense, keywords, sparse)."""
         if (expression is not None or group_by is not None) and keywords is None and sparse is None:
             req, single = _codec_query.search_request(
                 collection, vector, vectors, k, expression=expression,
@@ -459,6 +475,7 @@ class Client(AnalyticsMethods):
                 groups=groups, nprobe=nprobe, ef_search=ef_search, exact=exact,
                 with_payload=with_payload, with_vectors=with_vectors, filter=filter,
                 text=text, texts=texts)
+            scoped(req, tenant)
             req.allow_partial = allow_partial
             req.consistency = consistency_mode(consistency)
             resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
@@ -469,7 +486,8 @@ class Client(AnalyticsMethods):
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts, keywords=keywords, fusion=fusion, weights=weights, rrf_k=rrf_k,
             beyond=expression is not None or group_by is not None, explain=explain,
-            sparse=sparse, keywords_field=keywords_field)
+            sparse=sparse)
+        scoped(req, tenant)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
@@ -502,6 +520,7 @@ class Client(AnalyticsMethods):
                      nprobe: int | None = None, exact: bool = False, with_payload: bool = True,
                      with_vectors: bool = False,
                      allow_partial: bool = False, consistency: str = "any",
+                     tenant: str | int | None = None,
                      timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
         """Every point scoring better than ``threshold`` (cosine/ip: score > threshold;
         l2: squared distance < threshold), best first, at most ``limit`` per query.
@@ -509,6 +528,7 @@ class Client(AnalyticsMethods):
         req, single = _codec.range_search_request(
             collection, vector, vectors, threshold, limit, nprobe=nprobe, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter)
+        scoped(req, tenant)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = self._call(self._points.RangeSearch, req, idempotent=True, timeout=timeout)

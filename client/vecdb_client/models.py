@@ -70,6 +70,8 @@ class CollectionConfig:
     full_text: str = ""
     # 0 = no sparse vectors; else points may carry one with indices < sparse_dim
     sparse_dim: int = 0
+    # "" = no tenants; else the payload key naming each point's tenant (docs/tenants.md)
+    tenant_field: str = ""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 
 from vecdb_client._proto.vecdb.v1 import (analytics_pb2_grpc, cluster_pb2_grpc,
-                                          collections_pb2_grpc, points_pb2_grpc)
+                                          collections_pb2_grpc, points_pb2_grpc,
+                                          tenants_pb2_grpc)
 
 from .analytics_servicer import AnalyticsServicer
 from .cluster.status import single_node_status
@@ -32,6 +33,7 @@ from .guard import AioGuardInterceptor, Guard, bind, tls_note
 from .interceptors import AioErrorInterceptor, ErrorMapper
 from .metrics import AioMetricsInterceptor, Metrics, start_metrics
 from .servicer import CollectionServicer, PointServicer
+from .tenant_servicer import TenantServicer
 
 log = logging.getLogger("vecdb_server")
 
@@ -123,6 +125,9 @@ class AioServerApp:
             _async_servicer(_AioAnalytics, AnalyticsServicer(self.engine), self.pool), self.server)
         cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
             _async_servicer(cluster_pb2_grpc.ClusterServiceServicer, single_node_status(),
+                            self.pool), self.server)
+        tenants_pb2_grpc.add_TenantServiceServicer_to_server(
+            _async_servicer(tenants_pb2_grpc.TenantServiceServicer, TenantServicer(self.engine),
                             self.pool), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection(self.server)

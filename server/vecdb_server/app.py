@@ -21,6 +21,7 @@ from vecdb_client._proto.vecdb.v1 import analytics_pb2, analytics_pb2_grpc
 from vecdb_client._proto.vecdb.v1 import cluster_pb2, cluster_pb2_grpc
 from vecdb_client._proto.vecdb.v1 import collections_pb2, collections_pb2_grpc
 from vecdb_client._proto.vecdb.v1 import points_pb2, points_pb2_grpc
+from vecdb_client._proto.vecdb.v1 import tenants_pb2, tenants_pb2_grpc
 
 from .analytics_servicer import AnalyticsServicer
 from .cluster.status import single_node_status
@@ -32,6 +33,7 @@ from .guard import Guard, GuardInterceptor, bind, tls_note
 from .interceptors import ErrorInterceptor, ErrorMapper
 from .metrics import Metrics, MetricsInterceptor, start_metrics
 from .servicer import CollectionServicer, PointServicer
+from .tenant_servicer import TenantServicer
 
 log = logging.getLogger("vecdb_server")
 SERVICE_NAMES = (
@@ -39,6 +41,7 @@ SERVICE_NAMES = (
     points_pb2.DESCRIPTOR.services_by_name["PointService"].full_name,
     analytics_pb2.DESCRIPTOR.services_by_name["AnalyticsService"].full_name,
     cluster_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+    tenants_pb2.DESCRIPTOR.services_by_name["TenantService"].full_name,
 )
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -95,6 +98,9 @@ class ServerApp:
             cluster_pb2_grpc.add_ClusterServiceServicer_to_server(
                 self.cluster.status_servicer() if self.cluster else single_node_status(),
                 server)
+        if self.cluster is None:  # tenants: single node only (docs/tenants.md)
+            tenants_pb2_grpc.add_TenantServiceServicer_to_server(TenantServicer(self.engine),
+                                                                 self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         enable_reflection(self.server)
         self.dashboard = Dashboard(cfg, self.guard, {  # web UI over the same servicers

@@ -1,8 +1,8 @@
 """API keys: parsing, the in-memory key store, roles per RPC and collection scoping.
 
 Keys come from the ``api_keys`` setting (a YAML list of ``{key, role,
-collections?}``, or ``key:role[:coll1,coll2];...`` in ``VECDB_API_KEYS`` or
-``--api-keys``) and from ``api_keys_file`` (a mounted secret in the same YAML
+collections?, tenant?}``, or ``key:role[:coll1,coll2[:tenant]];...`` in
+``VECDB_API_KEYS`` or ``--api-keys``) and from ``api_keys_file`` (a mounted secret in the same YAML
 or JSON list form, or ``{api_keys: [...]}``). Only SHA-256 digests are kept;
 a presented token is hashed and compared with ``hmac.compare_digest`` against
 every key (no early exit). Keys are never logged: a key is named in logs by
@@ -15,6 +15,12 @@ alias counts as the collection it points to); ListCollections, ListAliases and
 ListSnapshots answer only what is in scope; DeleteSnapshot and RestoreSnapshot
 (which do not name a collection of the caller's) need an unscoped key. Health
 and reflection need no key.
+
+A key with ``tenant`` (a string; an integer in the YAML form) acts in that tenant of
+tenant collections only (docs/tenants.md): it may call only RPCs whose request has a
+``tenant`` field (and GetServerInfo); the guard sets that field to the key's tenant,
+and a request naming another tenant is PERMISSION_DENIED. ListTenants and
+SetTenantQuota need a key without a tenant.
 """
 from __future__ import annotations
 
@@ -67,6 +73,11 @@ METHOD_ROLES["/vecdb.v1.ClusterService/RemoveNode"] = ADMIN
 METHOD_ROLES["/vecdb.v1.ClusterService/PlanRebalance"] = READ
 # node to node only (the cluster secret); a client key never gets past the router's check
 METHOD_ROLES["/vecdb.v1.ClusterService/ReplicaPosition"] = ADMIN
+_T = "/vecdb.v1.TenantService/"
+METHOD_ROLES.update({_T + "ListTenants": READ, _T + "GetTenant": READ,
+                     _T + "SetTenantQuota": ADMIN, _T + "DropTenant": ADMIN})
+# a tenant-scoped key may not call these: they are about every tenant (or its own limits)
+TENANT_UNSCOPABLE = {_T + "ListTenants", _T + "SetTenantQuota"}
 # RPCs a scoped key may call without naming a collection (their answers are filtered).
 LISTING = {_C + "ListCollections", _C + "ListAliases", _C + "ListSnapshots"}
 # RPCs whose target collection the request does not name: never for scoped keys.
@@ -85,6 +96,7 @@ class KeySpec:
     digest: bytes
     role: str
     collections: frozenset[str] | None = None  # None = every collection
+    tenant: str | int | None = None  # None = every tenant (docs/tenants.md)
 
     @property
     def label(self) -> str:
@@ -93,7 +105,8 @@ class KeySpec:
 
     def __repr__(self) -> str:
         scope = "*" if self.collections is None else ",".join(sorted(self.collections))
-        return f"KeySpec({self.label}, {self.role}, {scope})"
+        tenant = "" if self.tenant is None else f", tenant {self.tenant!r}"
+        return f"KeySpec({self.label}, {self.role}, {scope}{tenant})"
 
 
 def digest(token: str) -> bytes:
@@ -108,7 +121,7 @@ def _role(value: Any, where: str) -> str:
     return role
 
 
-def _spec(key: Any, role: Any, collections: Any, where: str) -> KeySpec:
+def _spec(key: Any, role: Any, collections: Any, where: str, tenant: Any = None) -> KeySpec:
     if not isinstance(key, str) or not key.strip() or key != key.strip():
         raise KeyConfigError(f"{where}: key must be a non-empty string without surrounding "
                              "whitespace")
@@ -120,11 +133,14 @@ def _spec(key: Any, role: Any, collections: Any, where: str) -> KeySpec:
         scope = frozenset(collections)
     else:
         raise KeyConfigError(f"{where}: collections must be a list of collection names")
-    return KeySpec(digest(key), _role(role, where), scope)
+    if tenant is not None and (isinstance(tenant, bool) or not isinstance(tenant, (str, int))
+                               or tenant == ""):
+        raise KeyConfigError(f"{where}: tenant must be a non-empty string or an integer")
+    return KeySpec(digest(key), _role(role, where), scope, tenant)
 
 
 def parse_api_keys(value: Any, source: str = "api_keys") -> tuple[KeySpec, ...]:
-    """``key:role[:c1,c2];...`` text, a list of {key, role, collections?} mappings,
+    """``key:role[:c1,c2[:tenant]];...`` text, a list of {key, role, collections?, tenant?} mappings,
     ``{api_keys: [...]}``, or already parsed KeySpecs. Duplicate keys are an error."""
     if value is None or value == "" or value == ():
         return ()
@@ -135,20 +151,21 @@ def parse_api_keys(value: Any, source: str = "api_keys") -> tuple[KeySpec, ...]:
         for i, item in enumerate(p for p in value.split(";") if p.strip()):
             parts = item.strip().split(":", 2)
             if len(parts) < 2:
-                raise KeyConfigError(f"{source}[{i}]: expected key:role[:collections]")
-            specs.append(_spec(parts[0], parts[1], parts[2] if len(parts) > 2 else None,
-                               f"{source}[{i}]"))
+                raise KeyConfigError(f"{source}[{i}]: expected key:role[:collections[:tenant]]")
+            colls, _, tenant = parts[2].partition(":") if len(parts) > 2 else ("", "", "")
+            specs.append(_spec(parts[0], parts[1], colls or None, f"{source}[{i}]",
+                               tenant or None))
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
             if isinstance(item, KeySpec):
                 specs.append(item)
                 continue
             if not isinstance(item, Mapping) or not {"key", "role"} <= set(item) \
-                    or set(item) - {"key", "role", "collections"}:
+                    or set(item) - {"key", "role", "collections", "tenant"}:
                 raise KeyConfigError(f"{source}[{i}]: expected a mapping with key, role and "
-                                     "optionally collections")
+                                     "optionally collections and tenant")
             specs.append(_spec(item["key"], item["role"], item.get("collections"),
-                               f"{source}[{i}]"))
+                               f"{source}[{i}]", item.get("tenant")))
     else:
         raise KeyConfigError(f"{source}: expected a list of {{key, role, collections}} or "
                              "key:role[:collections];... text")
@@ -360,3 +377,27 @@ def filter_response(method: str, response: Any, key: KeySpec | None) -> Any:
         for alias in [a for a, c in response.aliases.items() if c not in key.collections]:
             del response.aliases[alias]
     return response
+
+
+def _tenant_value(request: Any) -> str | int | None:
+    t = request.tenant
+    which = t.WhichOneof("value")
+    return None if which is None else getattr(t, which)
+
+
+def tenant_denial(method: str, request: Any, key: KeySpec) -> str | None:
+    """Why a tenant-scoped ``key`` may not make this request (None = allowed); an
+    allowed request gets the key's tenant set in its ``tenant`` field."""
+    short = method.rsplit("/", 1)[-1]
+    if method == _C + "GetServerInfo":
+        return None
+    field = request.DESCRIPTOR.fields_by_name.get("tenant")
+    if method in TENANT_UNSCOPABLE or field is None or field.message_type is None:
+        return f"{key.label} is limited to one tenant and may not call {short}"
+    if request.HasField("tenant") and _tenant_value(request) != key.tenant:
+        return f"{key.label} may act only in its own tenant"
+    if isinstance(key.tenant, str):
+        request.tenant.text = key.tenant
+    else:
+        request.tenant.number = key.tenant
+    return None

@@ -144,7 +144,7 @@ def from_proto_create_collection(msg: cpb.CreateCollectionRequest) -> dict[str, 
                               "index": msg.index.type or "auto",
                               "index_params": dict(msg.index.params) or None}
     for name in ("metric", "shards", "encoder", "device", "quantization", "rescore", "full_text",
-                 "sparse_dim"):
+                 "sparse_dim", "tenant_field"):
         if msg.HasField(name):
             kwargs[name] = getattr(msg, name)
     if msg.payload_indexes:
@@ -157,14 +157,16 @@ def to_proto_collection_config(cfg: CollectionConfig) -> cpb.CollectionConfig:
                                 index=to_proto_index_spec(cfg.index), shards=cfg.shards,
                                 encoder=cfg.encoder, device=cfg.device,
                                 quantization=cfg.quantization, rescore=cfg.rescore,
-                                full_text=cfg.full_text, sparse_dim=cfg.sparse_dim)
+                                full_text=cfg.full_text, sparse_dim=cfg.sparse_dim,
+                                tenant_field=cfg.tenant_field)
 
 
 def from_proto_collection_config(msg: cpb.CollectionConfig) -> CollectionConfig:
     return CollectionConfig(msg.name, msg.dim, msg.metric, from_proto_index_spec(msg.index),
                             msg.shards, _opt(msg, "encoder"), device=msg.device or "auto",
                             quantization=msg.quantization, rescore=msg.rescore,
-                            full_text=msg.full_text, sparse_dim=msg.sparse_dim)
+                            full_text=msg.full_text, sparse_dim=msg.sparse_dim,
+                            tenant_field=msg.tenant_field)
 
 
 def to_proto_shard_stats(s: ShardStats) -> cpb.ShardStats:

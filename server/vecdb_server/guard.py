@@ -9,7 +9,9 @@ Every vecdb.v1 call, in this order:
    keys are configured) -> RESOURCE_EXHAUSTED with trailing metadata
    ``retry-after-ms`` and a google.rpc.RetryInfo in ``grpc-status-details-bin``;
 4. role (auth.METHOD_ROLES) -> PERMISSION_DENIED; collection scope ->
-   PERMISSION_DENIED (checked for every message of a stream);
+   PERMISSION_DENIED (checked for every message of a stream); a tenant-scoped key's
+   tenant is set in the request (another tenant -> PERMISSION_DENIED); in cluster mode
+   a request naming a tenant -> FAILED_PRECONDITION;
 5. a request whose bytes do not decode -> INVALID_ARGUMENT (gRPC itself would
    answer INTERNAL);
 6. ``max_batch_points`` (ids per write/get, queries per search), ``max_k``
@@ -34,7 +36,8 @@ from vecdb.errors import VecdbError
 from vecdb.validation import MAX_K
 
 from .auth import (METHOD_ROLES, KeyConfigError, KeySpec, KeyStore, filter_response,
-                   load_key_file, role_allows, scope_denial, token_from_metadata)
+                   load_key_file, role_allows, scope_denial, tenant_denial,
+                   token_from_metadata)
 from .config import ConfigError, ServerConfig
 from .engine import EngineHolder
 from .interceptors import _kind
@@ -288,6 +291,15 @@ class Guard:
             if why is not None:
                 log.info("%s -> PERMISSION_DENIED: %s", method, why)
                 raise Rejected(grpc.StatusCode.PERMISSION_DENIED, why)
+        if key is not None and key.tenant is not None:
+            why = tenant_denial(method, request, key)  # sets the request's tenant
+            if why is not None:
+                log.info("%s -> PERMISSION_DENIED: %s", method, why)
+                raise Rejected(grpc.StatusCode.PERMISSION_DENIED, why)
+        if self.cfg.cluster_etcd and "tenant" in request.DESCRIPTOR.fields_by_name \
+                and request.HasField("tenant"):
+            raise Rejected(grpc.StatusCode.FAILED_PRECONDITION,
+                           "tenants are not available in cluster mode yet (docs/tenants.md)")
         why = self._limit_denial(method, request)
         if why is not None:
             log.info("%s -> RESOURCE_EXHAUSTED: %s", method, why)

@@ -15,10 +15,11 @@ from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 
-from vecdb.errors import FailedPrecondition
+from vecdb.errors import FailedPrecondition, InvalidArgument
 
 from . import convert, convert_query
 from .engine import EngineHolder
+from .tenant_servicer import from_proto_tenant
 
 
 class CollectionServicer(cgrpc.CollectionServiceServicer):
@@ -135,7 +136,8 @@ class PointServicer(pgrpc.PointServiceServicer):
     def Upsert(self, request: ppb.UpsertRequest, context: Any) -> tpb.WriteResult:
         points = convert.from_proto_point_batch(request.points)
         with self._engine.session() as db:
-            return convert.to_proto_write_result(db.upsert(request.collection, **points))
+            return convert.to_proto_write_result(db.upsert(request.collection, **points,
+                                                           tenant=from_proto_tenant(request)))
 
     def upsert_batch(self, request: ppb.UpsertRequest) -> ppb.UpsertAck:
         """One batch of UpsertStream; durable when it returns (shared with the aio server)."""
@@ -148,38 +150,42 @@ class PointServicer(pgrpc.PointServiceServicer):
 
     def Delete(self, request: ppb.DeleteRequest, context: Any) -> tpb.WriteResult:
         args = convert.from_proto_delete(request)
+        args["tenant"] = from_proto_tenant(request)
         with self._engine.session() as db:
             return convert.to_proto_write_result(db.delete(**args))
 
     def UpdatePayload(self, request: ppb.UpdatePayloadRequest, context: Any) -> tpb.WriteResult:
         args = convert.from_proto_update_payload(request)
+        args["tenant"] = from_proto_tenant(request)
         with self._engine.session() as db:
             return convert.to_proto_write_result(db.update_payload(**args))
 
     def UpdateVectors(self, request: ppb.UpdateVectorsRequest, context: Any) -> tpb.WriteResult:
         args = convert.from_proto_update_vectors(request)
+        args["tenant"] = from_proto_tenant(request)
         with self._engine.session() as db:
             return convert.to_proto_write_result(db.update_vectors(**args))
 
     def Get(self, request: ppb.GetRequest, context: Any) -> ppb.GetResponse:
-        args = convert.from_proto_get(request)
+        args = {**convert.from_proto_get(request), "tenant": from_proto_tenant(request)}
         with self._engine.session() as db:
             return convert.to_proto_get(db.get(**args), args["with_vector"])
 
     def Count(self, request: ppb.CountRequest, context: Any) -> ppb.CountResponse:
         args = convert.from_proto_count(request)
+        args["tenant"] = from_proto_tenant(request)
         with self._engine.session() as db:
             return convert.to_proto_count(db.count(**args))
 
     def Scroll(self, request: ppb.ScrollRequest, context: Any) -> ppb.ScrollResponse:
-        args = convert.from_proto_scroll(request)
+        args = {**convert.from_proto_scroll(request), "tenant": from_proto_tenant(request)}
         with self._engine.session() as db:
             return convert.to_proto_scroll(db.scroll(**args), args["with_vector"])
 
     def Search(self, request: ppb.SearchRequest, context: Any) -> ppb.SearchResponse:
         if convert_query.is_beyond(request):  # expression / group_by: vecdb.recommend, grouping
             return self._search_beyond(request)
-        args = convert.from_proto_search(request)
+        args = {**convert.from_proto_search(request), "tenant": from_proto_tenant(request)}
         with self._engine.session() as db:
             if args["texts"] is not None:  # embedded once; the recall sampler reuses them
                 args.update(queries=db.embed_queries(args["collection"], args["texts"]),
@@ -190,6 +196,9 @@ class PointServicer(pgrpc.PointServiceServicer):
         return convert.to_proto_search(results)
 
     def _search_beyond(self, request: ppb.SearchRequest) -> ppb.SearchResponse:
+        if from_proto_tenant(request) is not None:
+            raise InvalidArgument("tenant: expression and grouped search cannot be scoped to a "
+                                  "tenant yet (docs/tenants.md)", "tenant")
         kind, args = convert_query.from_proto_search_beyond(request)
         with self._engine.session() as db:
             if kind == "groups":
@@ -202,7 +211,7 @@ class PointServicer(pgrpc.PointServiceServicer):
             return convert.to_proto_search([db.recommend(**args, raw_payloads=True)])
 
     def RangeSearch(self, request: ppb.RangeSearchRequest, context: Any) -> ppb.SearchResponse:
-        args = convert.from_proto_range_search(request)
+        args = {**convert.from_proto_range_search(request), "tenant": from_proto_tenant(request)}
         with self._engine.session() as db:
             results = db.range_search(**args)
         return convert.to_proto_search(results)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CollectionConfig(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim")
+    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim", "tenant_field")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class CollectionConfig(_message.Message):
     RESCORE_FIELD_NUMBER: _ClassVar[int]
     FULL_TEXT_FIELD_NUMBER: _ClassVar[int]
     SPARSE_DIM_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
@@ -36,7 +37,8 @@ class CollectionConfig(_message.Message):
     rescore: int
     full_text: str
     sparse_dim: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ..., full_text: _Optional[str] = ..., sparse_dim: _Optional[int] = ...) -> None: ...
+    tenant_field: str
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ..., full_text: _Optional[str] = ..., sparse_dim: _Optional[int] = ..., tenant_field: _Optional[str] = ...) -> None: ...
 
 class ShardStats(_message.Message):
     __slots__ = ("points", "index_state", "index_type", "applied_seq", "checkpoint_seq", "deleted_pending", "device", "gpu_memory_bytes", "built_params", "gpu_served", "gpu_fallbacks", "gpu_ann", "gpu_placement_failures", "gpu_error", "memory_bytes")
@@ -182,7 +184,7 @@ class PayloadIndexInfo(_message.Message):
     def __init__(self, type: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "payload_indexes", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim")
+    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "payload_indexes", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim", "tenant_field")
     class PayloadIndexesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -204,6 +206,7 @@ class CreateCollectionRequest(_message.Message):
     RESCORE_FIELD_NUMBER: _ClassVar[int]
     FULL_TEXT_FIELD_NUMBER: _ClassVar[int]
     SPARSE_DIM_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
@@ -218,7 +221,8 @@ class CreateCollectionRequest(_message.Message):
     rescore: int
     full_text: str
     sparse_dim: int
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., payload_indexes: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ..., full_text: _Optional[str] = ..., sparse_dim: _Optional[int] = ...) -> None: ...
+    tenant_field: str
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., payload_indexes: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ..., full_text: _Optional[str] = ..., sparse_dim: _Optional[int] = ..., tenant_field: _Optional[str] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()

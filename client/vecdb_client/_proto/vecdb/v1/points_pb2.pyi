@@ -8,14 +8,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("collection", "points", "batch_id")
+    __slots__ = ("collection", "points", "batch_id", "tenant")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     points: _types_pb2.PointBatch
     batch_id: int
-    def __init__(self, collection: _Optional[str] = ..., points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ..., batch_id: _Optional[int] = ...) -> None: ...
+    tenant: _types_pb2.Tenant
+    def __init__(self, collection: _Optional[str] = ..., points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ..., batch_id: _Optional[int] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
 
 class UpsertAck(_message.Message):
     __slots__ = ("batch_id", "result")
@@ -26,26 +28,30 @@ class UpsertAck(_message.Message):
     def __init__(self, batch_id: _Optional[int] = ..., result: _Optional[_Union[_types_pb2.WriteResult, _Mapping]] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
-    __slots__ = ("collection", "ids", "filter")
+    __slots__ = ("collection", "ids", "filter", "tenant")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     filter: _types_pb2.Filter
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ...) -> None: ...
+    tenant: _types_pb2.Tenant
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("collection", "ids", "with_vector", "with_payload")
+    __slots__ = ("collection", "ids", "with_vector", "with_payload", "tenant")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     with_vector: bool
     with_payload: bool
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., with_vector: _Optional[bool] = ..., with_payload: _Optional[bool] = ...) -> None: ...
+    tenant: _types_pb2.Tenant
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., with_vector: _Optional[bool] = ..., with_payload: _Optional[bool] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ("points",)
@@ -54,14 +60,16 @@ class GetResponse(_message.Message):
     def __init__(self, points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ...) -> None: ...
 
 class CountRequest(_message.Message):
-    __slots__ = ("collection", "filter", "allow_partial")
+    __slots__ = ("collection", "filter", "allow_partial", "tenant")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     filter: _types_pb2.Filter
     allow_partial: bool
-    def __init__(self, collection: _Optional[str] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., allow_partial: _Optional[bool] = ...) -> None: ...
+    tenant: _types_pb2.Tenant
+    def __init__(self, collection: _Optional[str] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
 
 class CountResponse(_message.Message):
     __slots__ = ("count", "partial")
@@ -72,20 +80,22 @@ class CountResponse(_message.Message):
     def __init__(self, count: _Optional[int] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class ScrollRequest(_message.Message):
-    __slots__ = ("collection", "limit", "cursor", "with_vector", "with_payload", "filter")
+    __slots__ = ("collection", "limit", "cursor", "with_vector", "with_payload", "filter", "tenant")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
     WITH_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     limit: int
     cursor: str
     with_vector: bool
     with_payload: bool
     filter: _types_pb2.Filter
-    def __init__(self, collection: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., with_vector: _Optional[bool] = ..., with_payload: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ...) -> None: ...
+    tenant: _types_pb2.Tenant
+    def __init__(self, collection: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ..., with_vector: _Optional[bool] = ..., with_payload: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
 
 class ScrollResponse(_message.Message):
     __slots__ = ("points", "next_cursor")
@@ -96,7 +106,7 @@ class ScrollResponse(_message.Message):
     def __init__(self, points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "texts", "expression", "k", "params", "with_payload", "with_vector", "filter", "group_by", "group_size", "groups", "allow_partial", "consistency", "keywords", "fusion", "fusion_weights", "rrf_k", "explain", "sparse", "keywords_field")
+    __slots__ = ("collection", "vectors", "texts", "expression", "k", "params", "with_payload", "with_vector", "filter", "group_by", "group_size", "groups", "allow_partial", "consistency", "keywords", "fusion", "fusion_weights", "rrf_k", "explain", "sparse", "keywords_field", "tenant")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -118,6 +128,7 @@ class SearchRequest(_message.Message):
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     SPARSE_FIELD_NUMBER: _ClassVar[int]
     KEYWORDS_FIELD_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _types_pb2.Vectors
     texts: TextQueries
@@ -139,7 +150,8 @@ class SearchRequest(_message.Message):
     explain: bool
     sparse: SparseQueries
     keywords_field: str
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Union[TextQueries, _Mapping]] = ..., expression: _Optional[_Union[Expression, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., groups: _Optional[int] = ..., allow_partial: _Optional[bool] = ..., consistency: _Optional[str] = ..., keywords: _Optional[_Union[TextQueries, _Mapping]] = ..., fusion: _Optional[str] = ..., fusion_weights: _Optional[_Iterable[float]] = ..., rrf_k: _Optional[float] = ..., explain: _Optional[bool] = ..., sparse: _Optional[_Union[SparseQueries, _Mapping]] = ..., keywords_field: _Optional[str] = ...) -> None: ...
+    tenant: _types_pb2.Tenant
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Union[TextQueries, _Mapping]] = ..., expression: _Optional[_Union[Expression, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., groups: _Optional[int] = ..., allow_partial: _Optional[bool] = ..., consistency: _Optional[str] = ..., keywords: _Optional[_Union[TextQueries, _Mapping]] = ..., fusion: _Optional[str] = ..., fusion_weights: _Optional[_Iterable[float]] = ..., rrf_k: _Optional[float] = ..., explain: _Optional[bool] = ..., sparse: _Optional[_Union[SparseQueries, _Mapping]] = ..., keywords_field: _Optional[str] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
 
 class SparseQueries(_message.Message):
     __slots__ = ("vectors",)
@@ -224,7 +236,7 @@ class SearchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class RangeSearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "threshold", "limit", "params", "with_payload", "with_vector", "filter", "allow_partial", "consistency")
+    __slots__ = ("collection", "vectors", "threshold", "limit", "params", "with_payload", "with_vector", "filter", "allow_partial", "consistency", "tenant")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +247,7 @@ class RangeSearchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _types_pb2.Vectors
     threshold: float
@@ -245,30 +258,35 @@ class RangeSearchRequest(_message.Message):
     filter: _types_pb2.Filter
     allow_partial: bool
     consistency: str
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., threshold: _Optional[float] = ..., limit: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., consistency: _Optional[str] = ...) -> None: ...
+    tenant: _types_pb2.Tenant
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., threshold: _Optional[float] = ..., limit: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., consistency: _Optional[str] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
 
 class UpdatePayloadRequest(_message.Message):
-    __slots__ = ("collection", "ids", "filter", "overwrite_json", "set_json", "delete_keys")
+    __slots__ = ("collection", "ids", "filter", "overwrite_json", "set_json", "delete_keys", "tenant")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     OVERWRITE_JSON_FIELD_NUMBER: _ClassVar[int]
     SET_JSON_FIELD_NUMBER: _ClassVar[int]
     DELETE_KEYS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     filter: _types_pb2.Filter
     overwrite_json: str
     set_json: str
     delete_keys: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., overwrite_json: _Optional[str] = ..., set_json: _Optional[str] = ..., delete_keys: _Optional[_Iterable[str]] = ...) -> None: ...
+    tenant: _types_pb2.Tenant
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., overwrite_json: _Optional[str] = ..., set_json: _Optional[str] = ..., delete_keys: _Optional[_Iterable[str]] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
 
 class UpdateVectorsRequest(_message.Message):
-    __slots__ = ("collection", "ids", "vectors")
+    __slots__ = ("collection", "ids", "vectors", "tenant")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: _types_pb2.Vectors
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ...) -> None: ...
+    tenant: _types_pb2.Tenant
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...

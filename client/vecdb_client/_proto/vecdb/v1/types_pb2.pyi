@@ -156,3 +156,11 @@ class IdList(_message.Message):
     IDS_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Tenant(_message.Message):
+    __slots__ = ("text", "number")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    number: int
+    def __init__(self, text: _Optional[str] = ..., number: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,245 @@
+"""Tenants over gRPC (docs/tenants.md): the SDK's tenant= calls (Client and AsyncClient),
+the TenantService, errors naming the field, the isolation matrix of tenant-scoped keys
+(every RPC x a cross-tenant attempt -> PERMISSION_DENIED or invisible), and a drop of
+one tenant under concurrent writes of others. A real server on 127.0.0.1:0."""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import threading
+
+import grpc
+import numpy as np
+import pytest
+
+from harness import InProcessServer, rand
+from vecdb_client import (AsyncClient, FailedPreconditionError, InvalidArgumentError,
+                          PermissionDeniedError, ResourceExhaustedError, TenantInfo)
+from vecdb_client._proto.vecdb import v1 as pkg
+from vecdb_server.auth import all_methods
+
+ADMIN = "adm-0a1b2c3d4e5f60718293a4b5c6d7e8f9"
+KEY_A = "ta-1f2e3d4c5b6a79808f7e6d5c4b3a2910"      # read-write in tenant "a" of "t"
+KEY_A_ADM = "tx-9e8d7c6b5a4f30211f2e3d4c5b6a7980"  # admin in tenant "a" (may drop it)
+KEYS = [{"key": ADMIN, "role": "admin"},
+        {"key": KEY_A, "role": "read-write", "collections": ["t"], "tenant": "a"},
+        {"key": KEY_A_ADM, "role": "admin", "tenant": "a"}]
+DIM = 8
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = InProcessServer(tmp_path_factory.mktemp("tenants") / "data", api_keys=KEYS)
+    with srv.client(api_key=ADMIN) as c:
+        c.create_collection("t", dim=DIM, metric="l2", index="flat", shards=2,
+                            tenant_field="customer")
+        c.create_collection("plain", dim=DIM, index="flat")
+        for t, n, seed in (("a", 20, 1), ("b", 30, 2)):
+            c.upsert("t", [f"{t}{i}" for i in range(n)], rand(n, DIM, seed),
+                     [{"i": i} for i in range(n)], tenant=t)
+    yield srv
+    srv.stop()
+
+
+def test_sdk_calls_in_a_tenant(server):
+    with server.client(api_key=ADMIN) as c:
+        assert c.describe_collection("t").config.tenant_field == "customer"
+        q = rand(1, DIM, 9)[0]
+        hits = c.search("t", vector=q, k=5, tenant="b")
+        b = rand(30, DIM, 2)
+        want = [f"b{j}" for j in np.argsort(((b - q) ** 2).sum(axis=1))[:5]]
+        assert [h.id for h in hits] == want
+        assert c.count("t", tenant="a") == 20
+        assert [p.id for p in c.get("t", ["a1", "b1"], tenant="a")] == ["a1"]
+        assert len(list(c.iter_points("t", batch_size=7, tenant="b"))) == 30
+        assert c.range_search("t", vector=q, threshold=1e9, limit=100, tenant="a")[0].payload[
+            "customer"] == "a"
+        with pytest.raises(InvalidArgumentError) as ei:
+            c.search("t", vector=q, k=5)
+        assert ei.value.field == "tenant"
+        with pytest.raises(InvalidArgumentError) as ei:
+            c.count("t", tenant="zz")
+        assert ei.value.field == "tenant"
+        with pytest.raises(InvalidArgumentError) as ei:
+            c.upsert("t", ["n1", "n2"], rand(2, DIM), [{"customer": "a"}, {"customer": 1.5}])
+        assert ei.value.field == "payloads[1].customer"
+        with pytest.raises(InvalidArgumentError) as ei:
+            c.count("plain", tenant="a")
+        assert ei.value.field == "tenant"
+        assert c.count("t", tenant="a") == 20  # nothing written by the bad batch
+        with pytest.raises(FailedPreconditionError):
+            c.list_tenants("plain")
+
+
+def test_tenant_service_quota_and_drop(server):
+    with server.client(api_key=ADMIN) as c:
+        c.upsert("t", ["q0", "q1"], rand(2, DIM), tenant=7)
+        infos = {t.tenant: t for t in c.list_tenants("t")}
+        assert infos[7].points == 2 and infos["a"].points == 20
+        with pytest.raises(InvalidArgumentError) as ei:
+            c.set_tenant_quota("t", 7, max_points=1)
+        assert ei.value.field == "max_points"
+        assert c.set_tenant_quota("t", 7, max_points=3) == TenantInfo(7, 2, infos[7].bytes, 3, 0)
+        c.upsert("t", ["q2"], rand(1, DIM), tenant=7)
+        with pytest.raises(ResourceExhaustedError) as ei:
+            c.upsert("t", ["q3"], rand(1, DIM), tenant=7)
+        assert ei.value.field == "tenant"
+        assert c.drop_tenant("t", 7) == 3
+        assert 7 not in {t.tenant for t in c.list_tenants("t")}
+
+
+def test_async_client_in_a_tenant(server):
+    async def run():
+        async with AsyncClient(server.target, api_key=ADMIN) as c:
+            await c.upsert("t", ["x0", "x1", "x2"], rand(3, DIM, 5), tenant="async")
+            assert await c.count("t", tenant="async") == 3
+            hits = await c.search("t", vector=rand(1, DIM, 5)[0], k=2, tenant="async")
+            assert hits[0].id == "x0"
+            info = await c.get_tenant("t", "async")
+            assert info.points == 3
+            await c.set_tenant_quota("t", "async", max_bytes=info.bytes + 1)
+            assert await c.drop_tenant("t", "async") == 3
+    asyncio.run(run())
+
+
+# ---- the isolation matrix --------------------------------------------------------------
+def _methods():
+    """(full name, request class, streaming request?, streaming response?) of every RPC."""
+    out = []
+    for name in all_methods():
+        _, service, method = name.split("/")
+        for mod in ("collections", "points", "analytics", "cluster", "tenants"):
+            module = importlib.import_module(f"{pkg.__name__}.{mod}_pb2")
+            svc = module.DESCRIPTOR.services_by_name.get(service.rsplit(".", 1)[-1])
+            if svc is not None and svc.full_name == service:
+                m = svc.methods_by_name[method]
+                from google.protobuf import message_factory
+                cls = message_factory.GetMessageClass(m.input_type)
+                out.append((name, cls, m.client_streaming, m.server_streaming))
+    return out
+
+
+def _call(channel, name, request, req_stream, resp_stream, key):
+    md = (("authorization", f"Bearer {key}"),)
+    kind = ("stream" if req_stream else "unary") + "_" + ("stream" if resp_stream else "unary")
+    fn = getattr(channel, kind)(name, request_serializer=type(request).SerializeToString,
+                                response_deserializer=lambda b: b)
+    arg = iter([request]) if req_stream else request
+    got = fn(arg, metadata=md, timeout=10)
+    return list(got) if resp_stream else got
+
+
+def test_every_rpc_naming_another_tenant_is_denied(server):
+    """Each RPC, with tenant "b" named (or, without a tenant field, at all) by tenant
+    "a"'s keys: PERMISSION_DENIED, whatever the role allows."""
+    methods = _methods()
+    assert len(methods) == len(all_methods())
+    with grpc.insecure_channel(server.target) as ch:
+        for name, cls, req_stream, resp_stream in methods:
+            if name.endswith("/GetServerInfo"):
+                continue
+            req = cls()
+            fields = cls.DESCRIPTOR.fields_by_name
+            for f in ("collection", "name"):
+                if f in fields and fields[f].type == fields[f].TYPE_STRING \
+                        and not fields[f].is_repeated:
+                    setattr(req, f, "t")
+            if "tenant" in fields:
+                req.tenant.text = "b"
+            for key in (KEY_A, KEY_A_ADM):
+                with pytest.raises(grpc.RpcError) as ei:
+                    _call(ch, name, req, req_stream, resp_stream, key)
+                assert ei.value.code() == grpc.StatusCode.PERMISSION_DENIED, (name, key)
+                assert "'b'" not in (ei.value.details() or "")
+
+
+def test_a_tenant_key_never_sees_another_tenant(server):
+    """Calls without a tenant (the guard sets "a") that aim at "b"'s points find nothing,
+    change nothing, and no answer or error carries "b"'s data."""
+    q = rand(4, DIM, 3)
+    with server.client(api_key=ADMIN) as adm:
+        b_before = {p.id: p for p in adm.iter_points("t", with_vectors=True, tenant="b")}
+    with server.client(api_key=KEY_A) as c:
+        for hits in c.search("t", vectors=q, k=50):
+            assert hits and all(h.id.startswith("a") for h in hits)
+        assert c.search("t", vectors=q, k=50, filter={"key": "customer", "match": "b"}) == \
+            [[]] * len(q)
+        assert c.count("t") == 20
+        assert c.count("t", filter={"key": "customer", "match": "b"}) == 0
+        assert c.get("t", list(b_before)) == []
+        assert {p.id[0] for p in c.iter_points("t")} == {"a"}
+        assert all(h.id.startswith("a") for h in
+                   c.range_search("t", vector=q[0], threshold=1e9, limit=1000))
+        assert c.delete("t", ["b0", "b1"]).count == 0
+        assert c.delete("t", filter={"key": "customer", "match": "b"}).count == 0
+        assert c.update_payload("t", ["b2"], set={"x": 1}).count == 0
+        assert c.update_vectors("t", ["b3"], rand(1, DIM)).count == 0
+        with pytest.raises(InvalidArgumentError):
+            c.upsert("t", ["new"], rand(1, DIM), [{"customer": "b"}])
+        with pytest.raises(PermissionDeniedError):
+            c.count("t", tenant="b")
+        with pytest.raises(PermissionDeniedError):
+            c.list_tenants("t")
+        with pytest.raises(PermissionDeniedError):
+            c.create_snapshot("t")
+        with pytest.raises(PermissionDeniedError):
+            c.describe_collection("t")
+        assert c.get_tenant("t").points == 20
+        c.upsert("t", ["a-own"], rand(1, DIM))  # lands in "a"
+    with server.client(api_key=KEY_A_ADM) as c:
+        with pytest.raises(InvalidArgumentError):  # a collection without tenants
+            c.count("plain")
+    with server.client(api_key=ADMIN) as adm:
+        assert adm.get("t", ["a-own"], tenant="a")[0].payload == {"customer": "a"}
+        after = {p.id: p for p in adm.iter_points("t", with_vectors=True, tenant="b")}
+        assert after.keys() == b_before.keys()
+        for pid, p in after.items():
+            assert p.payload == b_before[pid].payload
+            assert np.array_equal(p.vector, b_before[pid].vector)
+        adm.delete("t", ["a-own"], tenant="a")
+
+
+def test_drop_tenant_under_concurrent_writes_loses_nothing_of_others(server):
+    with server.client(api_key=ADMIN) as c:
+        c.create_collection("d", dim=DIM, index="flat", shards=3, tenant_field="customer")
+        c.upsert("d", [f"x{i}" for i in range(3000)], rand(3000, DIM), tenant="x")
+    acked: dict[str, list[str]] = {"y": [], "z": [], "x": []}
+    stop, errors = threading.Event(), []
+
+    def writer(tenant: str) -> None:
+        with server.client(api_key=ADMIN) as w:
+            i = 0
+            while not stop.is_set() or i < 30:
+                ids = [f"{tenant}{i}-{j}" for j in range(20)]
+                try:
+                    w.upsert("d", ids, rand(20, DIM, i), tenant=tenant)
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    errors.append(exc)
+                    return
+                acked[tenant] += ids
+                i += 1
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in ("y", "z", "x")]
+    for t in threads:
+        t.start()
+    with server.client(api_key=KEY_A_ADM) as scoped:
+        with pytest.raises(PermissionDeniedError):
+            scoped.drop_tenant("d", "x")  # another tenant: refused
+    with server.client(api_key=ADMIN) as c:
+        dropped = c.drop_tenant("d", "x")
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert dropped >= 3000
+    with server.client(api_key=ADMIN) as c:
+        for tenant in ("y", "z"):
+            assert c.count("d", tenant=tenant) == len(acked[tenant])
+            got = {p.id for p in c.iter_points("d", batch_size=1000, with_payload=False,
+                                               tenant=tenant)}
+            assert got == set(acked[tenant])
+        left = {p.id for p in c.iter_points("d", batch_size=1000, with_payload=False,
+                                            tenant="x")}
+        assert not any(pid.startswith("x") and "-" not in pid for pid in left)  # the 3000
+        assert left <= set(acked["x"])
+        c.drop_collection("d")

@@ -1,0 +1,170 @@
+"""Tenant collections in the engine (vecdb/tenants.py, vecdb/tenant_search.py): every read
+and write names its tenant, a tenant search equals brute force over that tenant's points,
+bad input writes nothing, quotas, drop, and the partition survives a reopen."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vecdb import SearchParams
+from vecdb.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from vecdb import tenant_search
+
+DIM = 8
+
+
+def make(db, shards=2, index="flat"):
+    db.create_collection("t", DIM, metric="l2", shards=shards, index=index,
+                         tenant_field="customer")
+    rng = np.random.default_rng(0)
+    vecs = {}
+    for t, n in (("a", 30), ("b", 50), (7, 20)):
+        ids = [f"{t}-{i}" for i in range(n)]
+        v = rng.standard_normal((n, DIM)).astype(np.float32)
+        db.upsert("t", ids, v, [{"i": i} for i in range(n)], tenant=t)
+        vecs[t] = dict(zip(ids, v))
+    return vecs
+
+
+def brute(vecs: dict, q: np.ndarray, k: int) -> list[str]:
+    ids = list(vecs)
+    d = ((np.stack([vecs[i] for i in ids]) - q) ** 2).sum(axis=1)
+    return [ids[j] for j in np.argsort(d, kind="stable")[:k]]
+
+
+def test_search_count_get_scroll_stay_in_the_tenant(db):
+    vecs = make(db)
+    q = np.random.default_rng(5).standard_normal((3, DIM)).astype(np.float32)
+    for t in ("a", "b", 7):
+        res = db.search("t", q, k=10, tenant=t)
+        for i, r in enumerate(res):
+            assert r.ids == brute(vecs[t], q[i], 10)
+            assert all(p["customer"] == t for p in r.payloads)
+            assert r.plan.startswith("shard 0: tenant exact")
+        assert db.count("t", tenant=t) == len(vecs[t])
+        assert db.count("t", filter={"key": "i", "range": {"lt": 10}}, tenant=t) == 10
+        page = db.scroll("t", limit=1000, tenant=t)
+        assert sorted(p.id for p in page.points) == sorted(vecs[t])
+    # other tenants' ids are invisible to get, delete and updates
+    assert db.get("t", ["a-0", "b-0"], tenant="a")[0].id == "a-0"
+    assert len(db.get("t", ["a-0", "b-0"], tenant="a")) == 1
+    assert db.delete("t", ids=["b-1"], tenant="a").count == 0
+    assert db.update_payload("t", ids=["b-1"], set={"x": 1}, tenant="a").count == 0
+    assert db.update_vectors("t", ["b-1", "a-1"], np.ones((2, DIM), np.float32),
+                             tenant="a").count == 1
+    assert db.count("t", tenant="b") == 50
+    # a filter naming another tenant finds nothing
+    assert db.count("t", filter={"key": "customer", "match": "b"}, tenant="a") == 0
+    assert db.delete("t", filter={"key": "i", "range": {"lt": 5}}, tenant="b").count == 5
+    assert db.count("t", tenant="b") == 45 and db.count("t", tenant="a") == 30
+
+
+def test_missing_unknown_and_wrong_typed_tenants_name_the_field(db):
+    make(db)
+    q = np.zeros((1, DIM), np.float32)
+    for call in (lambda: db.search("t", q, tenant=None), lambda: db.count("t"),
+                 lambda: db.get("t", ["a-0"])):
+        with pytest.raises(InvalidArgument) as ei:
+            call()
+        assert ei.value.field == "tenant"
+    for bad in (1.5, True, "", ["a"], {"x": 1}):
+        with pytest.raises(InvalidArgument) as ei:
+            db.count("t", tenant=bad)
+        assert ei.value.field == "tenant"
+    with pytest.raises(InvalidArgument, match="unknown"):
+        db.search("t", q, tenant="nobody")
+    db.create_collection("plain", DIM)
+    with pytest.raises(InvalidArgument) as ei:
+        db.count("plain", tenant="a")
+    assert ei.value.field == "tenant"
+    with pytest.raises(FailedPrecondition):
+        db.recommend("t", ["a-0"])
+
+
+def test_bad_batches_write_nothing(db):
+    make(db)
+    v = np.ones((3, DIM), np.float32)
+    cases = [
+        ({"payloads": [{"customer": "a"}, {}, {"customer": "a"}]}, "payloads[1].customer"),
+        ({"payloads": [{"customer": "a"}, {"customer": 2.5}, {"customer": "a"}]},
+         "payloads[1].customer"),
+        ({"payloads": [{"customer": "b"}] * 3, "tenant": "a"}, "payloads[0].customer"),
+        ({"payloads": None}, "payloads[0].customer"),
+    ]
+    for kwargs, field in cases:
+        with pytest.raises(InvalidArgument) as ei:
+            db.upsert("t", ["n1", "n2", "n3"], v, **kwargs)
+        assert ei.value.field == field
+    # a point never moves to another tenant (by upsert or by a payload update)
+    with pytest.raises(InvalidArgument) as ei:
+        db.upsert("t", ["n1", "b-3"], v[:2], tenant="a")
+    assert ei.value.field == "ids[1]"
+    with pytest.raises(InvalidArgument):
+        db.update_payload("t", ids=["a-1"], set={"customer": "b"}, tenant="a")
+    with pytest.raises(InvalidArgument) as ei:
+        db.update_payload("t", ids=["a-1"], delete_keys=["customer"], tenant="a")
+    assert ei.value.field == "delete_keys"
+    assert db.get("t", ["n1", "n2", "n3"], tenant="a") == []
+    assert db.count("t", tenant="a") == 30 and db.count("t", tenant="b") == 50
+    # overwrite keeps the tenant
+    db.update_payload("t", ids=["a-1"], overwrite={"z": 1}, tenant="a")
+    assert db.get("t", ["a-1"], tenant="a")[0].payload == {"z": 1, "customer": "a"}
+
+
+def test_quotas_and_drop(db):
+    make(db)
+    with pytest.raises(InvalidArgument) as ei:
+        db.set_tenant_quota("t", "a", max_points=29)
+    assert ei.value.field == "max_points"
+    info = db.set_tenant_quota("t", "a", max_points=32)
+    assert info["points"] == 30 and info["max_points"] == 32 and info["bytes"] > 30 * DIM * 4
+    db.upsert("t", ["a-x", "a-y"], np.ones((2, DIM), np.float32), tenant="a")
+    with pytest.raises(ResourceExhausted) as ei:
+        db.upsert("t", ["a-z"], np.ones((1, DIM), np.float32), tenant="a")
+    assert ei.value.field == "tenant"
+    db.upsert("t", ["a-x"], np.zeros((1, DIM), np.float32) + 2, tenant="a")  # replace: fits
+    used = db.tenant_info("t", "a")["bytes"]
+    with pytest.raises(InvalidArgument):
+        db.set_tenant_quota("t", "a", max_bytes=used - 1)
+    db.set_tenant_quota("t", "new", max_points=5)  # a quota makes a tenant known
+    assert db.count("t", tenant="new") == 0
+    assert [t["tenant"] for t in db.list_tenants("t")] == ["a", "b", "new", 7]
+    assert db.drop_tenant("t", "a") == 32
+    assert db.count("t", tenant="b") == 50 and db.count("t", tenant=7) == 20
+    with pytest.raises(InvalidArgument, match="unknown"):
+        db.count("t", tenant="a")
+    assert db.collections["t"].count() == 70
+
+
+def test_partition_and_quotas_survive_reopen(db, reopen):
+    vecs = make(db)
+    db.set_tenant_quota("t", "b", max_points=60)
+    db.delete("t", ids=["b-0"], tenant="b")
+    before = db.list_tenants("t")
+    db = reopen(db)
+    try:
+        assert db.list_tenants("t") == before
+        q = np.ones((1, DIM), np.float32)
+        del vecs["b"]["b-0"]
+        assert db.search("t", q, k=5, tenant="b")[0].ids == brute(vecs["b"], q[0], 5)
+    finally:
+        db.close()
+
+
+def test_large_tenant_uses_the_ann_index_with_its_labels(db, monkeypatch):
+    monkeypatch.setattr(tenant_search, "TENANT_EXACT_MAX", 50)
+    db.create_collection("t", DIM, metric="l2", shards=1, index="hnsw",
+                         index_params={"build_threshold": 1000}, tenant_field="customer")
+    rng = np.random.default_rng(1)
+    big = rng.standard_normal((2000, DIM)).astype(np.float32)
+    db.upsert("t", [f"big-{i}" for i in range(2000)], big, tenant="big")
+    db.upsert("t", [f"s-{i}" for i in range(2000)], rng.standard_normal((2000, DIM)).astype(np.float32),
+              tenant="small")
+    db.collections["t"].build_indexes()
+    q = rng.standard_normal((4, DIM)).astype(np.float32)
+    res = db.search("t", q, k=10, tenant="big", params=SearchParams(ef_search=200))
+    for i, r in enumerate(res):
+        assert "tenant selector" in r.plan
+        assert all(pid.startswith("big-") for pid in r.ids) and len(r.ids) == 10
+        truth = brute(dict(zip([f"big-{j}" for j in range(2000)], big)), q[i], 10)
+        assert len(set(r.ids) & set(truth)) >= 8

@@ -1,0 +1,408 @@
+"""Multi-tenancy in one collection: the per-shard tenant partition and the collection's
+tenant registry (docs/tenants.md).
+
+A collection created with ``tenant_field="customer"`` keeps every point's tenant in
+that top-level payload field (a string or an integer). Each shard holds a
+:class:`TenantIndex` (tenant -> its labels, label -> tenant and record bytes), derived
+state like the payload indexes: rebuilt from the RocksDB records when the shard opens,
+kept current by every applied write. A read scoped to a tenant is a
+:class:`~vecdb.filters.TenantScope` filter node; the planner answers it from the
+partition (vecdb/tenant_search.py), so its cost follows the tenant's size.
+
+:class:`TenantRegistry` (one per tenant collection) validates writes under the
+collection's write lock (every payload names a tenant of the right type; a point never
+moves to another tenant; quotas), and lists, counts, drops and limits tenants. Quotas
+are stored in RocksDB inside the collection's key range (dropped with it).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from . import filters, records, validation
+from .errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from .filters import Cond, TenantScope, scalar_key
+from .storage import U32
+
+MAX_TENANT_CHARS = 256
+# A tenant of at most this many points is searched shard after shard in the caller's
+# thread: handing its few vectors to the search pool costs more than scoring them.
+INLINE_MAX = 5_000
+_EMPTY = np.zeros(0, np.int64)
+
+
+# ---- values ------------------------------------------------------------------
+def check_field(value: Any) -> str:
+    """A tenant_field: a top-level payload key (no dots, not the text)."""
+    if not isinstance(value, str) or not value or len(value) > 256 or "." in value \
+            or value.startswith("$"):
+        raise InvalidArgument(f"tenant_field must be a top-level payload key (1-256 characters, "
+                              f"no '.', not starting with '$'), got {value!r}", "tenant_field")
+    return value
+
+
+def key_of(value: Any, field: str) -> tuple:
+    """The partition key of a tenant value: a non-empty string (<= 256 characters) or an
+    integer (not a bool); anything else is InvalidArgument naming ``field``."""
+    if isinstance(value, str):
+        if not value or len(value) > MAX_TENANT_CHARS:
+            raise InvalidArgument(f"{field} must be 1-{MAX_TENANT_CHARS} characters, got "
+                                  f"{len(value)}", field)
+        return ("s", value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) >= 1 << 53:  # kept exactly by the JSON payload and the filters
+            raise InvalidArgument(f"{field} must be an integer of magnitude below 2**53", field)
+        return scalar_key(value)
+    raise InvalidArgument(f"{field} must be a string or an integer, got "
+                          f"{type(value).__name__}", field)
+
+
+def value_of(key: tuple) -> str | int:
+    return key[1] if key[0] == "s" else int(key[1])
+
+
+def _stored_key(payload: Any, field: str) -> tuple | None:
+    if not isinstance(payload, dict):
+        return None
+    try:
+        return key_of(payload.get(field), field)
+    except InvalidArgument:
+        return None
+
+
+# ---- the per-shard partition --------------------------------------------------
+class TenantIndex:
+    """tenant key -> labels, label -> (tenant key, bytes). Mutated only by the shard's
+    writers (under its write lock); readers hold its read lock."""
+
+    def __init__(self, field: str, dim: int) -> None:
+        self.field, self.vec_bytes = field, 4 * dim
+        self.labels: dict[tuple, set[int]] = {}
+        self.bytes: dict[tuple, int] = {}
+        self.of: dict[int, tuple] = {}
+        self.size: dict[int, int] = {}
+        self._sorted: dict[tuple, np.ndarray] = {}
+
+    def add(self, label: int, key: tuple | None, nbytes: int) -> None:
+        if key is None:
+            return
+        self.remove(label)
+        self.labels.setdefault(key, set()).add(label)
+        self.bytes[key] = self.bytes.get(key, 0) + nbytes
+        self.of[label], self.size[label] = key, nbytes
+        self._sorted.pop(key, None)
+
+    def remove(self, label: int) -> None:
+        key = self.of.pop(label, None)
+        if key is None:
+            return
+        nbytes = self.size.pop(label)
+        post = self.labels[key]
+        post.discard(label)
+        self._sorted.pop(key, None)
+        if post:
+            self.bytes[key] -= nbytes
+        else:
+            del self.labels[key], self.bytes[key]
+
+    def resize(self, label: int, nbytes: int) -> None:
+        key = self.of.get(label)
+        if key is not None:
+            self.bytes[key] += nbytes - self.size[label]
+            self.size[label] = nbytes
+
+    def sorted_labels(self, key: tuple) -> np.ndarray:
+        got = self._sorted.get(key)
+        if got is None:
+            post = self.labels.get(key)
+            if not post:
+                return _EMPTY
+            got = np.fromiter(post, np.int64, len(post))
+            got.sort()
+            self._sorted[key] = got
+        return got
+
+    def apply(self, removed: np.ndarray, added: np.ndarray, payloads: list | None,
+              texts: list | None) -> None:
+        for lab in removed.tolist():
+            self.remove(lab)
+        if not payloads:
+            return
+        for j, lab in enumerate(added.tolist()):
+            pay = payloads[j]
+            txt = texts[j] if texts else None
+            self.add(lab, _stored_key(records.load_json(pay), self.field),
+                     len(pay or b"") + len(txt or b"") + self.vec_bytes)
+
+    def rebuild(self, raw_records) -> None:
+        """From (label, stored record bytes) pairs (Shard.recover)."""
+        for lab, raw in raw_records:
+            n_id, n_pay, n_text = records.HEAD.unpack_from(raw, 0)
+            _, pay, _ = records.decode(raw, with_text=False)
+            nbytes = (0 if n_pay == records.ABSENT else n_pay) + \
+                (0 if n_text == records.ABSENT else n_text) + self.vec_bytes
+            self.add(lab, _stored_key(pay, self.field), nbytes)
+
+
+# ---- the collection's registry -----------------------------------------------------
+class TenantRegistry:
+    """Tenant validation, listing, quotas and drops of one tenant collection."""
+
+    def __init__(self, coll) -> None:
+        self.coll, self.field = coll, coll.config.tenant_field
+        self.store = coll.store
+        self._prefix = b"S" + U32.pack(coll.config.uid) + b"\xfeq"  # inside collection_range
+        self.quotas: dict[tuple, tuple[int, int]] = {}  # key -> (max_points, max_bytes); 0 = none
+        for k, raw in self.store.scan(self._prefix, self._prefix + b"\xff"):
+            self.quotas[key_of(json.loads(k[len(self._prefix):]), "tenant")] = \
+                tuple(json.loads(raw))
+
+    # -- scoping reads and writes
+    def key(self, tenant: Any, known: bool = True) -> tuple:
+        """The key of a request's tenant; missing, wrong-typed or (``known``) unknown ->
+        InvalidArgument naming ``tenant``."""
+        if tenant is None:
+            raise InvalidArgument(f"tenant is required: collection {self.coll.config.name!r} "
+                                  f"is partitioned by tenant_field {self.field!r}", "tenant")
+        key = key_of(tenant, "tenant")
+        if known and not self.exists(key):
+            raise InvalidArgument(f"tenant {tenant!r} is unknown in collection "
+                                  f"{self.coll.config.name!r} (no points, no quota)", "tenant")
+        return key
+
+    def exists(self, key: tuple) -> bool:
+        return key in self.quotas or any(key in s.tenants.labels for s in self.coll.shards)
+
+    def scope(self, tenant: Any, filter: Any) -> TenantScope:
+        """The filter node of a read or filtered write in ``tenant``."""
+        key = self.key(tenant)
+        size = sum(len(s.tenants.labels.get(key, ())) for s in self.coll.shards)
+        return TenantScope.of(Cond(self.field, "match", key, "tenant"), filters.parse(filter),
+                              key, size <= INLINE_MAX)
+
+    def own_ids(self, tenant: Any, ids: list[str]) -> list[str]:
+        """Those of ``ids`` that are points of ``tenant`` (the others are invisible)."""
+        key = self.key(tenant)
+        keep = set()
+        for shard_no, rows in self.coll._route(ids).items():
+            shard = self.coll.shards[shard_no]
+            labs = shard.labels_of([ids[j] for j in rows])
+            keep.update(ids[j] for j, lab in zip(rows, labs)
+                        if lab is not None and shard.tenants.of.get(lab) == key)
+        return [pid for pid in ids if pid in keep]
+
+    def stamp(self, tenant: Any, payloads: Any, n: int) -> list:
+        """Payloads of an upsert into ``tenant``: the tenant field set on each (a payload
+        naming another tenant is InvalidArgument naming it)."""
+        key = key_of(tenant, "tenant") if tenant is not None else None
+        if key is None:
+            return payloads
+        pays = [None] * n if payloads is None else list(payloads)
+        out = []
+        for j, p in enumerate(pays):
+            if p is None:
+                p = {}
+            if isinstance(p, dict):
+                if self.field in p and _stored_key(p, self.field) != key:
+                    raise InvalidArgument(f"payloads[{j}].{self.field} differs from the request's "
+                                          f"tenant", f"payloads[{j}].{self.field}")
+                p = {**p, self.field: tenant}
+            out.append(p)
+        return out
+
+    def check_write(self, ids: list[str], payloads: list, texts: list | None) -> None:
+        """Under the write lock, before anything is written: every payload names a tenant
+        of the right type, no point changes tenant, no quota is passed."""
+        keys = []
+        for j, raw in enumerate(payloads):
+            pay = records.load_json(raw)
+            where = f"payloads[{j}].{self.field}"
+            if not isinstance(pay, dict) or self.field not in pay:
+                raise InvalidArgument(f"{where} is required: collection "
+                                      f"{self.coll.config.name!r} is partitioned by it", where)
+            keys.append(key_of(pay[self.field], where))
+        vec_bytes = 4 * self.coll.config.dim
+        delta: dict[tuple, list[int]] = {}
+        for shard_no, rows in self.coll._route(ids).items():
+            ti = self.coll.shards[shard_no].tenants
+            for j, lab in zip(rows, self.coll.shards[shard_no].labels_of([ids[j] for j in rows])):
+                d = delta.setdefault(keys[j], [0, 0])
+                if lab is not None and lab in ti.of:
+                    if ti.of[lab] != keys[j]:
+                        raise InvalidArgument(f"ids[{j}]: point {ids[j]!r} belongs to another "
+                                              "tenant; a point cannot move between tenants "
+                                              "(delete it there first)", f"ids[{j}]")
+                    d[0] -= 1
+                    d[1] -= ti.size[lab]
+                txt = texts[j] if texts else None
+                d[0] += 1
+                d[1] += len(payloads[j] or b"") + len(txt or b"") + vec_bytes
+        for key, (points, nbytes) in delta.items():
+            max_points, max_bytes = self.quotas.get(key, (0, 0))
+            if not (max_points or max_bytes):
+                continue
+            used_points, used_bytes = self.usage(key)
+            if max_points and points > 0 and used_points + points > max_points:
+                raise ResourceExhausted(f"tenant {value_of(key)!r} would hold "
+                                        f"{used_points + points} points; its quota is "
+                                        f"max_points={max_points}", "tenant")
+            if max_bytes and nbytes > 0 and used_bytes + nbytes > max_bytes:
+                raise ResourceExhausted(f"tenant {value_of(key)!r} would hold "
+                                        f"{used_bytes + nbytes} bytes; its quota is "
+                                        f"max_bytes={max_bytes}", "tenant")
+
+    def check_payloads(self, points: list, payloads: list):
+        """check_write for a payload-only update of ``points`` ((id, payload, text) each,
+        texts kept); returns what to call with (shard, labels) once it is applied, to
+        re-count the tenants' bytes."""
+        texts = [None if p[2] is None else p[2].encode("utf-8", "surrogatepass") for p in points]
+        self.check_write([p[0] for p in points], payloads, texts)
+        vec_bytes = 4 * self.coll.config.dim
+
+        def resize(shard, labels: list[int]) -> None:
+            for lab, pay, txt in zip(labels, payloads, texts):
+                shard.tenants.resize(lab, len(pay or b"") + len(txt or b"") + vec_bytes)
+        return resize
+
+    # -- management
+    def usage(self, key: tuple) -> tuple[int, int]:
+        shards = self.coll.shards
+        return (sum(len(s.tenants.labels.get(key, ())) for s in shards),
+                sum(s.tenants.bytes.get(key, 0) for s in shards))
+
+    def info(self, key: tuple) -> dict:
+        points, nbytes = self.usage(key)
+        max_points, max_bytes = self.quotas.get(key, (0, 0))
+        return {"tenant": value_of(key), "points": points, "bytes": nbytes,
+                "max_points": max_points, "max_bytes": max_bytes}
+
+    def list(self) -> list[dict]:
+        keys = set(self.quotas)
+        for s in self.coll.shards:
+            keys.update(s.tenants.labels)
+        return [self.info(k) for k in sorted(keys, key=lambda k: (k[0] != "s", value_of(k)))]
+
+    def set_quota(self, tenant: Any, max_points: Any, max_bytes: Any) -> dict:
+        """Set (0: no limit) both limits of ``tenant``; it becomes known if it was not.
+        A limit below the tenant's current usage is InvalidArgument naming it."""
+        key = self.key(tenant, known=False)
+        limits = []
+        for name, v in (("max_points", max_points), ("max_bytes", max_bytes)):
+            if v is None:
+                v = 0
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < (1 << 63):
+                raise InvalidArgument(f"{name} must be an integer >= 0 (0: no limit), got {v!r}",
+                                      name)
+            limits.append(v)
+        with self.coll.write_lock:
+            points, nbytes = self.usage(key)
+            for name, limit, used in (("max_points", limits[0], points),
+                                      ("max_bytes", limits[1], nbytes)):
+                if limit and limit < used:
+                    raise InvalidArgument(f"{name}={limit} is below the tenant's current usage "
+                                          f"({used}); delete points first", name)
+            wb = self.store.batch()
+            wb.put(self._quota_key(key), json.dumps(limits).encode())
+            self.store.write(wb)
+            self.quotas[key] = (limits[0], limits[1])
+        return self.info(key)
+
+    def drop(self, tenant: Any) -> int:
+        """Delete every point of ``tenant`` and its quota as ONE atomic write batch;
+        other tenants' writes wait for it (the collection's write lock). Returns the
+        number of points deleted."""
+        key = self.key(tenant)
+        coll = self.coll
+        with coll.write_lock:
+            ids = [pid for s in coll.shards
+                   for _, pid, _, _ in s.iter_records(s.tenants.sorted_labels(key))]
+            coll._record(ids)
+            wb = self.store.batch()
+            ops = []
+            for s, rows in coll._route(ids).items():
+                op = coll.shards[s].prepare_delete(wb, [ids[j] for j in rows])
+                if op is not None:
+                    ops.append((s, op))
+            wb.delete(self._quota_key(key))
+            if not ops:
+                self.store.write(wb)
+            coll._commit(wb, ops, len(ids))
+            self.quotas.pop(key, None)
+            return len(ids)
+
+    def _quota_key(self, key: tuple) -> bytes:
+        return self._prefix + json.dumps(value_of(key)).encode()
+
+
+# ---- Database-level scoping (vecdb/api.py) ---------------------------------------------
+def _registry(coll, tenant: Any) -> TenantRegistry | None:
+    """The collection's registry when the call is tenant-scoped; a tenant named on a
+    collection without tenant_field is InvalidArgument naming ``tenant``."""
+    if coll.tenants is None and tenant is not None:
+        raise InvalidArgument(f"tenant: collection {coll.config.name!r} has no tenant_field",
+                              "tenant")
+    return coll.tenants
+
+
+def read_filter(coll, tenant: Any, filter: Any) -> Any:
+    reg = _registry(coll, tenant)
+    return filter if reg is None else reg.scope(tenant, filter)
+
+
+def read_ids(coll, tenant: Any, ids: Any) -> Any:
+    reg = _registry(coll, tenant)
+    return ids if reg is None else reg.own_ids(tenant, validation.ids(ids, unique=False))
+
+
+def selection(coll, tenant: Any, ids: Any, filter: Any) -> tuple[Any, Any]:
+    """(ids, filter) of a delete/update by ids or filter, within ``tenant``."""
+    reg = _registry(coll, tenant)
+    if reg is None:
+        return ids, filter
+    reg.key(tenant)
+    node = filters.parse(filter)
+    return (None if ids is None else reg.own_ids(tenant, validation.ids(ids, unique=False)),
+            None if node is None else reg.scope(tenant, node))
+
+
+def write_payloads(coll, tenant: Any, ids: Any, payloads: Any) -> Any:
+    reg = _registry(coll, tenant)
+    if reg is None or tenant is None:
+        return payloads
+    return reg.stamp(tenant, payloads, len(validation.ids(ids)))
+
+
+def update_args(coll, tenant: Any, overwrite: Any, delete_keys: Any) -> Any:
+    """A payload update keeps the tenant field: ``overwrite`` gets it, ``delete_keys``
+    may not name it."""
+    reg = _registry(coll, tenant)
+    if reg is None:
+        return overwrite
+    if isinstance(delete_keys, list) and reg.field in delete_keys:
+        raise InvalidArgument(f"delete_keys may not name the tenant field {reg.field!r}",
+                              "delete_keys")
+    if tenant is not None and isinstance(overwrite, dict):
+        return reg.stamp(tenant, [overwrite], 1)[0]
+    return overwrite
+
+
+def vector_rows(coll, tenant: Any, ids: Any, vectors: Any) -> tuple[Any, Any]:
+    """update_vectors within ``tenant``: the rows of the tenant's own points."""
+    reg = _registry(coll, tenant)
+    if reg is None:
+        return ids, vectors
+    ids = validation.ids(ids)
+    vecs = coll._vectors(vectors, len(ids))
+    own = set(reg.own_ids(tenant, ids))
+    rows = [j for j, pid in enumerate(ids) if pid in own]
+    return [ids[j] for j in rows], vecs[rows]
+
+
+def refuse(coll, what: str) -> None:
+    """Reads that cannot be scoped to a tenant yet are refused on tenant collections."""
+    if coll.tenants is not None:
+        raise FailedPrecondition(f"{what} is not available on tenant collections (collection "
+                                 f"{coll.config.name!r} has tenant_field; docs/tenants.md)",
+                                 "collection")
