@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import (analytics, checkpoint, filters, fulltext, grouping, hybrid, jobs, named_vectors, omp,
-               quant, recommend, reembed, snapshot, tenants, validation)
+               quant, recommend, reembed, snapshot, tenants, validation, write_across)
 from . import sparse as sparse_vectors
 from .catalog import Catalog
 from .coalesce import Coalescer
@@ -454,6 +454,17 @@ class Database:
         payloads = tenants.write_payloads(coll, tenant, ids, payloads)
         return coll.upsert(ids, vectors, payloads, texts, ttl, sparse, named)
 
+    def upsert_across(self, parts: dict[str, list[int]], ids, vectors=None, payloads=None,
+                      texts=None, ttl=None) -> dict[str, WriteResult]:
+        """upsert() of one batch split over several collections of one configuration
+        (``parts``: collection -> the positions in ``ids`` of its points, each position in
+        one) in ONE RocksDB write: all-or-nothing, one WAL sync (vecdb/write_across.py; a
+        cluster node applies a batch over the shards it is primary of this way)."""
+        names = list(parts)
+        got = write_across.upsert([self._get(n) for n in names], [parts[n] for n in names],
+                                  ids, vectors, payloads, texts, ttl)
+        return dict(zip(names, got))
+
     def delete(self, collection: str, ids=None, filter=None, tenant=None) -> WriteResult:
         """Delete by ids, or every point matching ``filter`` (of ``tenant``: ids of other
         tenants are not there for it)."""
@@ -500,6 +511,7 @@ class Database:
                with_payload: bool = True, with_vector: bool = False, filter=None,
                texts=None, raw_payloads: bool = False, keywords=None, fusion: str | None = None,
                weights=None, rrf_k: float | None = None, explain: bool = False,
+               keywords_field: str | None = None,
                sparse=None, tenant=None, using: str | None = None) -> list[SearchResult]:
         """Query vectors, or ``texts`` (a string or a list: one query each) embedded with
         the collection's encoder ("query" kind). Exactly one of the two, unless ``keywords``
@@ -510,7 +522,8 @@ class Database:
         ``explain``: a hybrid plan gives every hit's rank and score in each retriever.
         ``sparse`` ((indices, values), or a list: one per query) on a ``sparse_dim``
         collection: exact sparse dot-product search, alone or fused like ``keywords``
-        (weights in the order dense, keywords, sparse).
+        (weights in the order dense, keywords, sparse). ``keywords_field``: the keywords
+        score that payload field (it needs a ``text`` payload index) instead of the texts.
         ``raw_payloads``: payloads in ``SearchResult.payloads_json`` as their stored JSON
         bytes, undecoded (the server sends them on as they are).
         Concurrent unfiltered searches may be answered by one merged FAISS call
@@ -519,6 +532,8 @@ class Database:
         vecdb/tenant_search.py).
         ``using``: a named vector field to search (None or the primary's name: the primary)."""
         coll, params = self._get(collection), params or SearchParams()
+        if keywords_field is not None and keywords is None:
+            raise InvalidArgument("keywords_field goes with keywords", "keywords_field")
         filter = tenants.read_filter(coll, tenant, filter)
         if coll.config.vector_field(using) is not None:
             if keywords is not None or sparse is not None:
@@ -529,7 +544,8 @@ class Database:
         if keywords is not None or sparse is not None:
             tenants.refuse(coll, "keyword and sparse search")
             return hybrid.search(coll, queries, texts, keywords, k, params, with_payload, with_vector,
-                                 filter, raw_payloads, fusion, weights, rrf_k, explain, sparse)
+                                 filter, raw_payloads, fusion, weights, rrf_k, explain, sparse,
+                                 keywords_field)
         return self._search_in(coll, None, coll, queries, k, params, with_payload, with_vector,
                                filter, texts, raw_payloads)
 
@@ -684,7 +700,7 @@ class Database:
 
     def _checkpoint_shard(self, coll: Collection, shard) -> bool:
         t0 = time.monotonic()
-        wrote = shard.checkpoint(self.options.wal_retain)
+        wrote = shard.checkpoint()
         if wrote and self.on_checkpoint is not None:
             self.on_checkpoint(coll.config.name, shard.number, time.monotonic() - t0)
         return wrote

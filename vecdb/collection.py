@@ -82,15 +82,18 @@ class Collection:
                 if self._recorded is not None:
                     self._recorded.update(ids)
 
+    def count_writer(self, n: int) -> None:
+        """A public write call starts (1) or ends (-1): reembed waits for none in flight."""
+        with self._inflight_lock:
+            self.writers_inflight += n
+
     def _writing(fn):  # noqa: N805 - decorator: counts the public write calls in flight
         def wrapper(self, *args, **kwargs):
-            with self._inflight_lock:
-                self.writers_inflight += 1
+            self.count_writer(1)
             try:
                 return fn(self, *args, **kwargs)
             finally:
-                with self._inflight_lock:
-                    self.writers_inflight -= 1
+                self.count_writer(-1)
         wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
         return wrapper
 
@@ -111,22 +114,12 @@ class Collection:
         (vecdb/named_vectors.py); the primary may be given there under its name. An upsert
         replaces the point: named fields not given are gone from it."""
         named, vectors = self._split_primary(named, vectors)
-        ids = validation.ids(ids)
-        if not ids:
+        args = self.checked_upsert(ids, vectors, payloads, texts, ttl, sparse)
+        if not args[0]:
             return WriteResult(0, {})
-        if vectors is None:
-            txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
-            vecs = self._vectors(self._embed(validation.encode_texts(
-                texts, len(ids), self.config.encoder, self.config.name), "document"), len(ids))
-        else:
-            vecs = self._vectors(vectors, len(ids))
-            txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
-        pays = validation.payloads(payloads, len(ids), self.options.max_payload_bytes)
-        expire = validation.ttl(ttl, len(ids), now_ms())
-        sps = sparse_vectors.check_batch(sparse, len(ids), self.config.sparse_dim)
-        named = named_vectors.check_batch(self.config, named, len(ids))
+        named = named_vectors.check_batch(self.config, named, len(args[0]))
         with self.write_lock:
-            return self._upsert_locked(ids, vecs, pays, txts, expire, sps, named)
+            return self._upsert_locked(*args, named)
 
     def _split_primary(self, named, vectors):
         """(named, vectors) with the primary taken out of ``named`` when given there under
@@ -145,6 +138,25 @@ class Collection:
                 where = f"points[{missing[0]}].vectors.{name}"
                 raise InvalidArgument(f"{where}: every point needs the primary vector {name!r}", where)
         return named, values
+
+    def checked_upsert(self, ids, vectors, payloads=None, texts=None, ttl=None,
+                       sparse=None) -> tuple:
+        """upsert's arguments validated, texts embedded when there are no vectors:
+        (ids, vectors, payloads, texts, expiry, sparse) as prepare_upsert takes them."""
+        ids = validation.ids(ids)
+        if not ids:
+            return ids, None, None, None, None, None
+        if vectors is None:
+            txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
+            vecs = self._vectors(self._embed(validation.encode_texts(
+                texts, len(ids), self.config.encoder, self.config.name), "document"), len(ids))
+        else:
+            vecs = self._vectors(vectors, len(ids))
+            txts = validation.texts(texts, len(ids), self.options.max_text_bytes)
+        pays = validation.payloads(payloads, len(ids), self.options.max_payload_bytes)
+        expire = validation.ttl(ttl, len(ids), now_ms())
+        sps = sparse_vectors.check_batch(sparse, len(ids), self.config.sparse_dim)
+        return ids, vecs, pays, txts, expire, sps
 
     def encoder(self):
         """The shared handle of this collection's encoder (None without one)."""
@@ -171,10 +183,16 @@ class Collection:
         return vecs
 
     def _upsert_locked(self, ids, vecs, pays, txts, expire, sparse=None, named=None) -> WriteResult:
+        wb = self.store.batch()
+        return self._commit(wb, self.prepare_upsert(wb, ids, vecs, pays, txts, expire, sparse, named),
+                            len(ids))
+
+    def prepare_upsert(self, wb, ids, vecs, pays, txts, expire, sparse=None, named=None) -> list:
+        """The shard ops of an upsert (write lock held), added to ``wb``; commit() them.
+        ``named``: {field: (rows, vectors)} (named_vectors.check_batch)."""
         if self.tenants is not None:
             self.tenants.check_write(ids, pays, txts)
         self._record(ids)
-        wb = self.store.batch()
         ops = []
         groups = self._route(ids)
         per_shard = named_vectors.split(named, groups) if named else {}
@@ -183,7 +201,7 @@ class Collection:
                 wb, [ids[j] for j in rows], vecs[rows], [pays[j] for j in rows], [txts[j] for j in rows],
                 None if expire is None else [expire[j] for j in rows],
                 None if sparse is None else [sparse[j] for j in rows], per_shard.get(s))))
-        return self._commit(wb, ops, len(ids))
+        return ops
 
     @_writing
     def delete(self, ids=None, filter=None) -> WriteResult:
@@ -302,20 +320,7 @@ class Collection:
         return points, (expire if any(e is not None for e in expire) else None)
 
     def _commit(self, wb, ops, count: int) -> WriteResult:
-        if self.retired:
-            raise NotFound(f"collection {self.config.name!r} was dropped", "collection")
-        if not ops:
-            return WriteResult(0, {})
-        undo = reserve_for_write([(self.shards[s].gpu, len(op.removed), len(op.added))
-                                  for s, op in ops if self.shards[s].gpu is not None])
-        try:
-            self.store.write(wb)
-        except BaseException:
-            undo()
-            raise
-        for s, op in ops:
-            self.shards[s].apply(op)
-        return WriteResult(count, {s: op.seq for s, op in ops})
+        return commit(self.store, wb, [(self, ops, count)])[0]
 
     def expire(self) -> int:
         """Delete the points whose TTL passed (the background reaper calls this)."""
@@ -555,7 +560,7 @@ class Collection:
 
     # ---- maintenance ----------------------------------------------------------
     def checkpoint(self) -> int:
-        return sum(s.checkpoint(self.options.wal_retain) for s in self.shards)
+        return sum(s.checkpoint() for s in self.shards)
 
     def build_indexes(self) -> int:
         built = sum(s.build() for s in self.shards if s.needs_build())
@@ -566,6 +571,30 @@ class Collection:
 
     def bytes_on_disk(self) -> int:
         return sum(s.data_bytes for s in self.shards) + checkpoint.disk_bytes(self.dir)
+
+
+def commit(store: Store, wb, parts: list) -> list[WriteResult]:
+    """Commit ``wb``, holding the prepared shard ops of one or more collections (each
+    part: (collection, [(shard, op)], count); the caller holds their write locks), as
+    ONE RocksDB write, then apply every op. A dropped collection: nothing is written."""
+    for coll, _, _ in parts:
+        if coll.retired:
+            raise NotFound(f"collection {coll.config.name!r} was dropped", "collection")
+    if not any(ops for _, ops, _ in parts):
+        return [WriteResult(0, {}) for _ in parts]
+    undo = reserve_for_write([(c.shards[s].gpu, len(op.removed), len(op.added))
+                              for c, ops, _ in parts for s, op in ops
+                              if c.shards[s].gpu is not None])
+    try:
+        store.write(wb)
+    except BaseException:
+        undo()
+        raise
+    for coll, ops, _ in parts:
+        for s, op in ops:
+            coll.shards[s].apply(op)
+    return [WriteResult(count, {s: op.seq for s, op in ops}) if ops else WriteResult(0, {})
+            for _, ops, count in parts]
 
 
 def _encode_cursor(last_id: str) -> str:

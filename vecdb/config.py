@@ -20,8 +20,9 @@ class DatabaseOptions:
     checkpoint_interval_s: float = 30.0
     # Also checkpoint a shard once this many WAL entries piled up since the last.
     checkpoint_every_ops: int = 2_000
-    # WAL entries kept below the checkpoint (for future replicas / change
-    # streams). 0 truncates everything the checkpoint covers.
+    # Cluster mode: writes kept per shard copy in the replication log (a replica
+    # down for more gets a full copy). The engine's WAL keeps only the entries
+    # after the newest checkpoint (what recovery needs), whatever this is.
     wal_retain: int = 1_000
     # Maximum serialized size of one payload (JSON) in bytes.
     max_payload_bytes: int = 64 * 1024

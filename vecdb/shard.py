@@ -625,7 +625,7 @@ class Shard:
             with self.lock.write():
                 self.text_index.close()
 
-    def checkpoint(self, wal_retain: int) -> bool:
+    def checkpoint(self) -> bool:
         with self._ckpt_lock:
             if self.retired:
                 return False
@@ -649,11 +649,11 @@ class Shard:
             self.checkpoint_seq = seq
             if stale is not None:  # the new checkpoint names the compacted file
                 remove_other_gens(self.dir, self.exact.gen)
-            cut = seq - wal_retain
-            if cut > 0:
-                wb = self.store.batch()
-                wb.delete_range(self.prefix + b"w", self.prefix + b"w" + U64.pack(cut + 1))
-                self.store.write(wb, sync=False)
+            # the WAL keeps what recovery needs: the entries after this checkpoint (replicas
+            # catch up from the cluster's replication log, server/vecdb_server/cluster/catchup.py)
+            wb = self.store.batch()
+            wb.delete_range(self.prefix + b"w", self.prefix + b"w" + U64.pack(seq + 1))
+            self.store.write(wb, sync=False)
             return True
 
     def _compact_vectors(self) -> int | None:

@@ -90,7 +90,7 @@ def take(coll, store, root: str, name: str, tarball: bool) -> SnapshotInfo:
         shard_meta = []
         with coll.write_lock:  # a quiet instant: no write to this collection in flight
             for shard in coll.shards:
-                shard.checkpoint(coll.options.wal_retain)
+                shard.checkpoint()
             store.checkpoint_to(os.path.join(work, ".rocksdb"))  # pins this instant
             for shard in coll.shards:
                 os.makedirs(os.path.join(work, f"shard-{shard.number}"))

@@ -97,7 +97,10 @@ def test_reopen_reuses_the_index_and_replays_the_tail(written, caplog, tmp_path)
         Path(f).write_text(raw)
     db = reopen(path, caplog)
     try:
-        assert sum("1 WAL entries" in m or "2 WAL entries" in m for m in messages(caplog)) >= 1
+        # the close's checkpoint covered the tail and the WAL keeps nothing a checkpoint covers
+        # (issue 22): a marker older than the shard's checkpoint finds a gap and is rebuilt
+        assert any("WAL gap" in m for m in messages(caplog))
+        assert any("rebuilt" in m for m in messages(caplog))
         for q, ids in want.items():
             assert set(db.search("c", keywords=q, k=500)[0].ids) == ids, q
     finally:

@@ -33,33 +33,42 @@ def _rows(vectors: tpb.Vectors, rows: list[int]) -> tpb.Vectors:
     return tpb.Vectors(count=len(rows), dim=dim, data=mat[rows].tobytes())
 
 
-def _json_rows(text: str, rows: list[int], n: int) -> str:
-    if not text:
-        return ""
+def _json_list(text: str, n: int) -> list | None:
+    """The payloads' JSON list, or None when it is not a list of n (malformed: the
+    shard's validation names it, from the text passed on as it is)."""
     try:
         values = json.loads(text)
     except ValueError:
-        return text  # malformed: the shard's validation names it
-    if not isinstance(values, list) or len(values) != n:
-        return text
-    return json.dumps([values[i] for i in rows], ensure_ascii=False, allow_nan=False)
+        return None
+    return values if isinstance(values, list) and len(values) == n else None
 
 
 def slice_batch(batch: tpb.PointBatch, rows: list[int]) -> tpb.PointBatch:
     """The rows ``rows`` of an upsert/read batch (ids, vectors, payloads, texts, ttls)."""
-    n = len(batch.ids)
-    out = tpb.PointBatch(ids=[batch.ids[i] for i in rows])
-    if batch.HasField("vectors"):
-        out.vectors.CopyFrom(_rows(batch.vectors, rows))
-    out.payloads = _json_rows(batch.payloads, rows, n)
-    if len(batch.texts) == n:
-        out.texts.extend(batch.texts[i] for i in rows)
-    elif batch.texts:
-        out.texts.extend(batch.texts)
-    if len(batch.ttl_seconds) == n:
-        out.ttl_seconds.extend(batch.ttl_seconds[i] for i in rows)
-    elif batch.ttl_seconds:
-        out.ttl_seconds.extend(batch.ttl_seconds)
+    return slice_batches(batch, {0: rows})[0]
+
+
+def slice_batches(batch: tpb.PointBatch, parts: dict[int, list[int]]
+                  ) -> dict[int, tpb.PointBatch]:
+    """slice_batch of each part (the payloads are parsed once)."""
+    ids = list(batch.ids)
+    n = len(ids)
+    values = _json_list(batch.payloads, n) if batch.payloads else None
+    out = {}
+    for i, rows in parts.items():
+        part = out[i] = tpb.PointBatch(ids=[ids[j] for j in rows])
+        if batch.HasField("vectors"):
+            part.vectors.CopyFrom(_rows(batch.vectors, rows))
+        part.payloads = batch.payloads if values is None else json.dumps(
+            [values[j] for j in rows], ensure_ascii=False, allow_nan=False)
+        if len(batch.texts) == n:
+            part.texts.extend(batch.texts[j] for j in rows)
+        elif batch.texts:
+            part.texts.extend(batch.texts)
+        if len(batch.ttl_seconds) == n:
+            part.ttl_seconds.extend(batch.ttl_seconds[j] for j in rows)
+        elif batch.ttl_seconds:
+            part.ttl_seconds.extend(batch.ttl_seconds)
     return out
 
 

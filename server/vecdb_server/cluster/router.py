@@ -19,6 +19,7 @@ import base64
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
@@ -67,6 +68,26 @@ def _check_concern(spec: CollectionSpec, i: int, copies: int, note: str) -> None
     if copies < need:
         raise Unavailable(f"shard {spec.name}/{i}: {copies} in-sync copies {note}; "
                           f"write_concern {spec.write_concern} needs {need}", "write_concern")
+
+
+@dataclass
+class PrimaryPart:
+    """One shard's part of a write on its primary, from begin_primary to finish_primary."""
+    i: int
+    method: str
+    request: Any  # the shard's part, on its local copy
+    key: str | None  # the idempotency key, and the digest of this part under it
+    want: str | None
+    s: st.ShardState
+    local: str
+    last: catchup.Pos  # the copy's replication-log position before, and this write's
+    pos: catchup.Pos
+    now: float  # ms since the epoch
+    alone: bool  # the shard has no other replica: nothing is logged
+    seq: int = 0  # the copy's engine sequence before the write
+
+    def others(self, me: str) -> list[str]:
+        return [r for r in self.s.in_sync if r != me]
 
 
 class NoContext:
@@ -124,7 +145,7 @@ class Router:
         if route == "primary":
             name, shard = self._target(md, _target_name(request))
             return self.primary_write(name, shard, method, request,
-                                      write_keys.key_of(md.items()))
+                                      write_keys.key_of(md.items()), md.get(write_keys.DIGEST))
         if route in ("replica", "resync"):
             name, shard = self._target(md, _target_name(request))
             with self.node.write_lock(name, shard):
@@ -274,14 +295,15 @@ class Router:
                           "collection")
 
     def write_shard(self, spec: CollectionSpec, i: int, method: str, request: Any,
-                    key: str | None = None) -> Any:
-        """``method`` on shard i's primary; ``key``: the write's idempotency key."""
+                    key: str | None = None, want: str | None = None) -> Any:
+        """``method`` on shard i's primary; ``key``: the write's idempotency key, ``want``
+        the digest of the client's request (write_keys.digest)."""
         s = self.node.shard(spec.name, i)
         if s.primary == self.node.id:
-            return self.primary_write(spec.name, i, method, request, key)
+            return self.primary_write(spec.name, i, method, request, key, want)
         md = self.peers.metadata("primary", f"{spec.name}/{i}", s.term)
-        return self._peer(s.primary, method, request,
-                          md + (((write_keys.HEADER, key),) if key else ()), 30.0)
+        keyed = ((write_keys.HEADER, key), (write_keys.DIGEST, want or "")) if key else ()
+        return self._peer(s.primary, method, request, md + keyed, 30.0)
 
     def fan_out(self, fn: Callable[[int], Any], shards: list[int]) -> dict[int, Any]:
         """fn(shard) for every shard: all but the first in the pool, the first in this
@@ -293,55 +315,91 @@ class Router:
 
     # ---- the primary's write path --------------------------------------------------------
     def primary_write(self, name: str, i: int, method: str, request: Any,
-                      key: str | None = None) -> Any:
+                      key: str | None = None, want: str | None = None) -> Any:
         """Apply and replicate one shard's part of a write. With an idempotency ``key``
         already recorded for this part, its recorded answer instead (applied once)."""
         spec = self.node.spec(name)
         with self.node.write_lock(name, i):
-            s = self.node.shard(name, i)
-            if s.primary != self.node.id:
-                raise Unavailable(f"shard {name}/{i} moved to {s.primary} (term {s.term}); "
-                                  "retry", "collection")
-            want = key and write_keys.digest(method, request)
-            done = key and self.keys.get(_target_name(request), key, want)
-            if done:
-                return tpb.WriteResult.FromString(base64.b64decode(done))
-            term, left = self.dirty.get((name, i), (0, set()))
-            if left and term == s.term:  # an unacknowledged write reached some replicas
-                self._drop_from_in_sync(spec, i, s, sorted(left), check=False)  # only
-                s = self.node.shard(name, i)
-            self.dirty.pop((name, i), None)
-            _check_concern(spec, i, len(s.in_sync), "(replicas are catching up)")
-            local = _target_name(request)
-            if local not in self._seqs:
-                self._settle(local)
-            last = self.log.position(local)[0]
-            pos, now = catchup.next_key(last, s.term), time.time() * 1000
-            alone = s.replicas == (self.node.id,)
-            if alone:  # no other copy: nothing to log, but a copy added later must not
-                if last[1] != GAP:  # take the log as complete
-                    self.log.reset(local, (s.term, GAP), self._seqs.get(local, 0))
+            part = self.begin_primary(spec, i, method, request, key, want)
+            if not isinstance(part, PrimaryPart):
+                return part
+            self.log_primary(part)
+            try:
                 result = self.local(method, request)
-                replicable = request
-            else:
-                seq = self._seqs.get(local, 0)
-                result = self._logged(local, pos, method, request, now)
-                replicable = self._replicable(method, request)
-                if replicable is not request:  # texts: the entry gets the vectors too
-                    self.log.rewrite(local, pos, method, replicable, seq, now)
-            answer = key and base64.b64encode(result.SerializeToString()).decode()
-            if key and not alone:
-                self.log.set_record(local, pos, (key, f"{want} {answer}"))
-            others = [r for r in s.in_sync if r != self.node.id]
-            if others:
-                extra = ((write_keys.HEADER, key), (write_keys.RECORD, f"{want} {answer}")) \
-                    if key else ()
-                extra += ((ENTRY, catchup.show(pos)), (PREV, catchup.show(last)),
-                          (WRITTEN, repr(now)))
-                self._replicate(spec, i, s, method, replicable, others, extra)
-            if key:
-                self.keys.put(_target_name(request), key, want, answer)
-            return result
+            except Exception:
+                self.unlog_primary(part)
+                raise
+            return self.finish_primary(spec, part, result)
+
+    # A primary's write of one shard part, in steps (local_writes.py applies the parts of
+    # several shards in one engine write between log_primary and finish_primary); the
+    # caller holds the shard's write lock throughout.
+    def begin_primary(self, spec: CollectionSpec, i: int, method: str, request: Any,
+                      key: str | None, want: str | None = None
+                      ) -> PrimaryPart | tpb.WriteResult:
+        """Checks as the primary (term, write concern); the part's recorded answer when
+        ``key`` was applied already. ``want``: the digest of the client's request (by
+        default that of this part: a call from a router that sent none)."""
+        name = spec.name
+        s = self.node.shard(name, i)
+        if s.primary != self.node.id:
+            raise Unavailable(f"shard {name}/{i} moved to {s.primary} (term {s.term}); "
+                              "retry", "collection")
+        local = _target_name(request)
+        want = key and (want or write_keys.digest(method, request))
+        done = key and self.keys.get(local, key, want)
+        if done:
+            return tpb.WriteResult.FromString(base64.b64decode(done))
+        term, left = self.dirty.get((name, i), (0, set()))
+        if left and term == s.term:  # an unacknowledged write reached some replicas
+            self._drop_from_in_sync(spec, i, s, sorted(left), check=False)  # only
+            s = self.node.shard(name, i)
+        self.dirty.pop((name, i), None)
+        _check_concern(spec, i, len(s.in_sync), "(replicas are catching up)")
+        if local not in self._seqs:
+            self._settle(local)
+        last = self.log.position(local)[0]
+        return PrimaryPart(i, method, request, key, want or None, s, local, last,
+                           catchup.next_key(last, s.term), time.time() * 1000,
+                           s.replicas == (self.node.id,))
+
+    def log_primary(self, part: PrimaryPart) -> None:
+        """Before the engine applies the part: its replication-log entry."""
+        if part.alone:  # no other copy: nothing to log, but a copy added later must not
+            if part.last[1] != GAP:  # take the log as complete
+                self.log.reset(part.local, (part.s.term, GAP), self._seqs.get(part.local, 0))
+            return
+        part.seq = self._seqs.get(part.local, 0)
+        self.log.append(part.local, part.pos, part.method, part.request, part.seq, part.now)
+
+    def unlog_primary(self, part: PrimaryPart) -> None:
+        """The engine refused the part: its entry goes."""
+        if not part.alone:
+            self.log.drop_last(part.local)
+
+    def finish_primary(self, spec: CollectionSpec, part: PrimaryPart,
+                       result: tpb.WriteResult) -> tpb.WriteResult:
+        """After the engine applied the part: replicate it, record its key; the answer."""
+        local, key, want, now, pos = part.local, part.key, part.want, part.now, part.pos
+        replicable = part.request
+        if not part.alone:
+            self._seqs[local] = _engine_seq(result, part.seq)
+            replicable = self._replicable(part.method, part.request)
+            if replicable is not part.request:  # texts: the entry gets the vectors too
+                self.log.rewrite(local, pos, part.method, replicable, part.seq, now)
+        answer = key and base64.b64encode(result.SerializeToString()).decode()
+        if key and not part.alone:
+            self.log.set_record(local, pos, (key, f"{want} {answer}"))
+        others = part.others(self.node.id)
+        if others:
+            extra = ((write_keys.HEADER, key), (write_keys.RECORD, f"{want} {answer}")) \
+                if key else ()
+            extra += ((ENTRY, catchup.show(pos)), (PREV, catchup.show(part.last)),
+                      (WRITTEN, repr(now)))
+            self._replicate(spec, part.i, part.s, part.method, replicable, others, extra)
+        if key:
+            self.keys.put(local, key, want, answer)
+        return result
 
     def _replicable(self, method: str, request: Any) -> Any:
         """The mutation as replicas apply it: texts the primary embedded travel as vectors."""

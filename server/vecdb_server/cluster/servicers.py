@@ -22,7 +22,7 @@ from vecdb import jobs
 from vecdb.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable, VecdbError
 
 from ..guard import Rejected
-from . import local_reads, merge, queries, scratch_analytics, write_keys
+from . import local_reads, local_writes, merge, queries, scratch_analytics, write_keys
 from . import state as st
 from .peers import PeerDeadline
 from .router import Router
@@ -73,11 +73,15 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             raise _unsupported("sparse vectors")
         spec = self.node.spec(request.collection)
         parts = merge.split_ids(request.points.ids, spec.shards)
+        want = key and write_keys.digest("Upsert", request)
+        here = local_writes.upsert(self.r, spec, request, parts, key, want)
+        if here is not None:
+            return _write_result(here)
+        batches = merge.slice_batches(request.points, parts)
 
         def one(i: int) -> tpb.WriteResult:
-            sub = ppb.UpsertRequest(collection=st.local_name(spec.uid, i),
-                                    points=merge.slice_batch(request.points, parts[i]))
-            return self.r.write_shard(spec, i, "Upsert", sub, key)
+            sub = ppb.UpsertRequest(collection=st.local_name(spec.uid, i), points=batches[i])
+            return self.r.write_shard(spec, i, "Upsert", sub, key, want)
         return _write_result(self.r.fan_out(one, sorted(parts)))
 
     def UpsertStream(self, request_iterator: Iterator[ppb.UpsertRequest],
@@ -105,12 +109,13 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         spec, key = self.node.spec(request.collection), _key(context)
         parts = merge.split_ids(request.ids, spec.shards)
         batch = tpb.PointBatch(ids=request.ids, vectors=request.vectors)
+        want = key and write_keys.digest("UpdateVectors", request)
 
         def one(i: int) -> tpb.WriteResult:
             rows = merge.slice_batch(batch, parts[i])
             sub = ppb.UpdateVectorsRequest(collection=st.local_name(spec.uid, i),
                                            ids=rows.ids, vectors=rows.vectors)
-            return self.r.write_shard(spec, i, "UpdateVectors", sub, key)
+            return self.r.write_shard(spec, i, "UpdateVectors", sub, key, want)
         return _write_result(self.r.fan_out(one, sorted(parts)))
 
     def by_ids_or_filter(self, method: str, request: Any, key: str | None = None
@@ -121,13 +126,14 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             parts = merge.split_ids(request.ids, spec.shards)
         else:  # by filter (or invalid: every shard's validation says the same)
             parts = {i: None for i in range(spec.shards)}
+        want = key and write_keys.digest(method, request)
 
         def one(i: int) -> tpb.WriteResult:
             sub = _with_name(request, st.local_name(spec.uid, i))
             if parts[i] is not None:
                 del sub.ids[:]
                 sub.ids.extend(request.ids[p] for p in parts[i])
-            return self.r.write_shard(spec, i, method, sub, key)
+            return self.r.write_shard(spec, i, method, sub, key, want)
         return _write_result(self.r.fan_out(one, sorted(parts)))
 
     # ---- reads ---------------------------------------------------------------------------

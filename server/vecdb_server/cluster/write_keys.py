@@ -2,11 +2,12 @@
 
 The SDK sends one key per write call (x-vecdb-idempotency-key, the same on every
 retry). Each shard part is recorded under (its replica's local name, key) with a
-digest of the part and the primary's answer: by the primary when it acknowledges, and
-by every in-sync replica when it applies the replicated write (the primary sends the
-record along), so a primary elected after a failover knows the keys its predecessor
-acknowledged. A write whose key is recorded is not applied again: the recorded answer
-is returned (a different request under the same key is INVALID_ARGUMENT). A replica
+digest of the client's request (the router sends it with each part) and the primary's
+answer to the part: by the primary when it acknowledges, and by every in-sync replica
+when it applies the replicated write (the primary sends the record along), so a primary
+elected after a failover knows the keys its predecessor acknowledged. A write whose key
+is recorded is not applied again: the recorded answer is returned (a different request
+under the same key is INVALID_ARGUMENT). A replica
 rebuilt by a full copy gets the primary's records instead of its own (its data is
 replaced by the primary's); one caught up from the primary's replication log gets those
 of the writes it receives (the log keeps each write's record: catchup.py).
@@ -35,6 +36,7 @@ from vecdb.errors import InvalidArgument
 
 HEADER = "x-vecdb-idempotency-key"
 RECORD = "x-vecdb-write-record"  # primary -> replicas: "<digest> <answer, base64>"
+DIGEST = "x-vecdb-write-digest"  # router -> primary: digest() of the client's request
 DIR = "cluster-write-keys"
 WINDOW_S = 24 * 3600.0
 MAX_KEYS = 200_000
@@ -58,7 +60,9 @@ def derived(key: str, part: int) -> str:
 
 
 def digest(method: str, request: object) -> str:
-    """What a key stands for: the RPC and the shard's part of the request."""
+    """What a key stands for: the RPC and the client's request (all of it: every shard
+    part of the call is recorded with this digest; the router that splits the call sends
+    it to each primary)."""
     body = request.SerializeToString(deterministic=True)  # type: ignore[attr-defined]
     return hashlib.sha256(method.encode() + b"\0" + body).hexdigest()[:32]
 
