@@ -1,7 +1,8 @@
 """LangChain VectorStore over a real in-process server: the langchain-tests standard
-suite (sync and async, unmodified), plus the server-side encoder, filters and MMR."""
+suite (sync and async, unmodified), plus the server-side encoder, filters, MMR and the keyword/hybrid search modes."""
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from langchain_tests.integration_tests import VectorStoreIntegrationTests
 
 from harness import SRC_PATHS
+from vecdb.fusion import rrf
 from vecdb_client import F, NotFoundError
 from vecdb_client.integrations._common import mmr_select
 from vecdb_client.integrations._filters import from_langchain
@@ -274,3 +276,51 @@ def test_store_over_a_given_client_without_target(server, client, coll_name):
         store.close()  # does not close a client it was given
         assert c.count(coll_name) == 2
     _drop(client, coll_name)
+
+
+# ------------------------------------------------------------------ keyword and hybrid modes
+def test_keyword_and_hybrid_search_modes(store_factory, client, coll_name):
+    """collection_kwargs full_text: search_mode "keyword" ranks by BM25 over the query
+    text (the server's keyword search), "hybrid" fuses it with the dense search of the
+    same text: RRF equal to a reference over the two lists, weighted (1, 0) = the dense
+    order, (0, 1) = the keyword order; per call or on the store; sync and async."""
+    pytest.importorskip("tantivy")
+    texts = [f"pump part {w} manual" for w in ("alpha", "beta", "gamma", "delta", "zorvex")]
+    table = {t: [1.0, 0.1 * i, 0.0] for i, t in enumerate(texts)}
+    table["zorvex pump"] = [1.0, 0.0, 0.0]  # the dense order ranks the Zorvex text last
+    store = store_factory(coll_name, TableEmbeddings(table),
+                          collection_kwargs={"full_text": "english"})
+    store.add_texts(texts, [{"i": i} for i in range(5)], ids=[f"d{i}" for i in range(5)])
+    dense = [d.id for d in store.similarity_search("zorvex pump", k=5)]
+    assert dense[-1] == "d4"
+    kw = client.search(coll_name, keywords="zorvex pump", k=100)
+    got = store.similarity_search_with_score("zorvex pump", k=5, search_mode="keyword")
+    assert [(d.id, s) for d, s in got] == [(h.id, h.score) for h in kw[:5]]
+    assert got[0][0].id == "d4" and got[0][0].page_content == texts[4]
+    want = rrf([[h.id for h in client.search(coll_name, [1.0, 0.0, 0.0], k=100)],
+                [h.id for h in kw]], (1.0, 1.0), 60.0)[:5]
+    hy = store.similarity_search_with_score("zorvex pump", k=5, search_mode="hybrid")
+    assert [(d.id, pytest.approx(s)) for d, s in hy] == [(i, pytest.approx(s)) for i, s in want]
+    assert [d.id for d in store.similarity_search("zorvex pump", k=5, search_mode="hybrid",
+                                                  fusion="weighted", weights=(1, 0))] == dense
+    only_kw = store.similarity_search("zorvex pump", k=1, search_mode="hybrid",
+                                      fusion="weighted", weights=(0, 1))
+    assert [d.id for d in only_kw] == ["d4"]
+    filtered = store.similarity_search("pump", k=5, search_mode="keyword", filter={"i": {"$lt": 2}})
+    assert {d.id for d in filtered} == {"d0", "d1"}
+    hstore = store_factory(coll_name, TableEmbeddings(table), search_mode="hybrid")
+    assert [d.id for d in hstore.similarity_search("zorvex pump", k=5)] == [i for i, _ in want]
+    rel = hstore.similarity_search_with_relevance_scores("zorvex pump", k=1)
+    assert rel[0][1] == pytest.approx(want[0][1])
+    by_vector = hstore.similarity_search_by_vector([1.0, 0.0, 0.0], k=5)  # no text: dense
+    assert [d.id for d in by_vector] == dense
+    with pytest.raises(ValueError, match="search_mode"):
+        store_factory(coll_name, search_mode="sparse")
+    with pytest.raises(ValueError, match="text query"):
+        store.similarity_search_by_vector([1.0, 0.0, 0.0], k=2, search_mode="keyword")
+
+    async def run():
+        a = await store.asimilarity_search("zorvex pump", k=5, search_mode="hybrid")
+        b = await store.asimilarity_search_with_score("zorvex", k=2, search_mode="keyword")
+        return [d.id for d in a], [d.id for d, _ in b]
+    assert asyncio.run(run()) == ([i for i, _ in want], ["d4"])

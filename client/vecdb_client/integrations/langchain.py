@@ -17,6 +17,14 @@ the server's: cosine/ip similarity (higher is better), l2 squared distance
 ``F.must(...)``) or a Mongo-style metadata filter (``{"year": {"$gte": 2020}}``,
 ``$and``/``$or``/``$not``, ``$eq $ne $gt $gte $lt $lte $in $nin $exists``).
 
+Keyword and hybrid search (a collection created with ``full_text``, e.g.
+``collection_kwargs={"full_text": "english"}``): ``search_mode="keyword"`` ranks by
+BM25 over the query text, ``"hybrid"`` fuses that with the dense search of the same
+text (``fusion`` "rrf" or "weighted", ``weights`` (dense, keywords)); set on the store
+or per call (``similarity_search(q, search_mode="hybrid", fusion="weighted",
+weights=(0.3, 1))``). Their scores are BM25 or fused scores (higher is better, not
+in [0, 1]); relevance scores are those scores. MMR stays dense.
+
 Async methods use :class:`vecdb_client.AsyncClient` (one per event loop when the
 store was given ``target=``), not threads.
 """
@@ -41,7 +49,9 @@ from ._common import (CollectionState, Connection, cosine_to, last_wins, mmr_sel
                       query_similarities, unique)
 from ._filters import from_langchain
 
-SEARCH_OPTIONS = frozenset({"exact", "nprobe", "ef_search", "timeout"})
+SEARCH_OPTIONS = frozenset({"exact", "nprobe", "ef_search", "timeout", "search_mode", "fusion",
+                            "weights"})
+SEARCH_MODES = ("dense", "keyword", "hybrid")
 ID_CHUNK = 4096  # ids per get/delete call, well under the server's max_batch_points
 
 
@@ -63,6 +73,10 @@ class VecdbVectorStore(VectorStore):
             ``similarity_search_with_relevance_scores``; default by metric
             (cosine/ip: the similarity itself; l2: 1 - distance / sqrt 2).
         batch_size: texts embedded and upserted per call in ``add_texts``.
+        search_mode: "dense" (default), "keyword" (BM25 over the query text) or
+            "hybrid" (both, fused); the collection needs ``full_text`` for the last two.
+        fusion, weights: hybrid defaults: "rrf" (default) or "weighted", and the
+            (dense, keywords) weights (default equal).
     """
 
     def __init__(self, collection_name: str, embedding: Embeddings | None = None, *,
@@ -71,13 +85,16 @@ class VecdbVectorStore(VectorStore):
                  metric: str = "cosine", encoder: str | None = None,
                  collection_kwargs: dict | None = None,
                  relevance_score_fn: Callable[[float], float] | None = None,
-                 batch_size: int = 256):
+                 batch_size: int = 256, search_mode: str = "dense", fusion: str | None = None,
+                 weights: Sequence[float] | None = None):
         self.collection_name = collection_name
         self.embedding = embedding
         self._conn = Connection(client, async_client, target, client_kwargs)
         self._state = CollectionState(collection_name, metric, encoder, collection_kwargs)
         self._relevance_score_fn = relevance_score_fn
         self.batch_size = batch_size
+        self.search_mode = self._mode(search_mode)
+        self.fusion, self.weights = fusion, weights
 
     # ------------------------------------------------------------ plumbing
     @property
@@ -108,11 +125,37 @@ class VecdbVectorStore(VectorStore):
     def _doc(hit: Any) -> Document:
         return Document(id=hit.id, page_content=hit.text or "", metadata=hit.payload or {})
 
+    @staticmethod
+    def _mode(mode: str) -> str:
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"search_mode must be one of {', '.join(SEARCH_MODES)}, got {mode!r}")
+        return mode
+
     def _search_args(self, k: int, filter: dict | None, kwargs: dict) -> dict:
         unknown = set(kwargs) - SEARCH_OPTIONS
         if unknown:
             raise TypeError(f"unexpected search arguments: {sorted(unknown)}")
-        return dict(k=k, filter=from_langchain(filter), **kwargs)
+        args = dict(k=k, filter=from_langchain(filter), **kwargs)
+        mode = self._mode(args.pop("search_mode", self.search_mode))
+        fusion, weights = args.pop("fusion", self.fusion), args.pop("weights", self.weights)
+        if mode == "hybrid":
+            args.update(fusion=fusion, weights=weights)
+        return dict(args, search_mode=mode)
+
+    def _mmr_args(self, k: int, fetch_k: int, filter: dict | None, kwargs: dict) -> dict:
+        """MMR re-ranks dense candidates: dense search whatever the store's mode."""
+        return self._search_args(max(fetch_k, k), filter, dict(kwargs, search_mode="dense"))
+
+    @staticmethod
+    def _keyword_args(query: str | None, args: dict) -> tuple[dict, str]:
+        """``args`` without search_mode, plus the keywords its mode asks for; the mode."""
+        args = dict(args)
+        mode = args.pop("search_mode", "dense")
+        if mode != "dense":
+            if not query:
+                raise ValueError(f"search_mode {mode!r} needs a text query (the keywords)")
+            args["keywords"] = query
+        return args, mode
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         if self._relevance_score_fn is not None:
@@ -125,6 +168,8 @@ class VecdbVectorStore(VectorStore):
             except NotFoundError:
                 pass
         metric = cfg.metric if cfg else self._state.metric
+        if self.search_mode != "dense":  # BM25 or fused scores: higher is better
+            return lambda s: s
         if metric == "l2":
             return lambda d: 1.0 - math.sqrt(max(d, 0.0)) / math.sqrt(2)
         return lambda s: s
@@ -245,7 +290,10 @@ class VecdbVectorStore(VectorStore):
     def _hits(self, query: str | None, vector: Sequence[float] | None, args: dict,
               with_vectors: bool = False) -> list[Hit]:
         c = self._conn.sync
+        args, mode = self._keyword_args(query, args)
         try:
+            if mode == "keyword":
+                return c.search(self.collection_name, with_vectors=with_vectors, **args)
             if vector is None and self.embedding is not None:
                 vector = self.embedding.embed_query(query)
             if vector is not None:
@@ -258,7 +306,10 @@ class VecdbVectorStore(VectorStore):
     async def _ahits(self, query: str | None, vector: Sequence[float] | None, args: dict,
                      with_vectors: bool = False) -> list[Hit]:
         c = self._conn.aclient()
+        args, mode = self._keyword_args(query, args)
         try:
+            if mode == "keyword":
+                return await c.search(self.collection_name, with_vectors=with_vectors, **args)
             if vector is None and self.embedding is not None:
                 vector = await self.embedding.aembed_query(query)
             if vector is not None:
@@ -272,7 +323,7 @@ class VecdbVectorStore(VectorStore):
     def similarity_search_with_score(self, query: str, k: int = 4, filter: dict | None = None,
                                      **kwargs: Any) -> list[tuple[Document, float]]:
         """(document, server score) pairs, best first. Extra keywords: exact, nprobe,
-        ef_search, timeout."""
+        ef_search, timeout; search_mode, fusion, weights (keyword and hybrid search)."""
         hits = self._hits(query, None, self._search_args(k, filter, kwargs))
         return [(self._doc(h), h.score) for h in hits]
 
@@ -297,6 +348,7 @@ class VecdbVectorStore(VectorStore):
     def similarity_search_with_score_by_vector(
             self, embedding: list[float], k: int = 4, filter: dict | None = None,
             **kwargs: Any) -> list[tuple[Document, float]]:
+        kwargs.setdefault("search_mode", "dense")  # the store's mode needs a text query
         hits = self._hits(None, embedding, self._search_args(k, filter, kwargs))
         return [(self._doc(h), h.score) for h in hits]
 
@@ -306,6 +358,7 @@ class VecdbVectorStore(VectorStore):
         if not self._conn.has_async:
             return await self._in_thread(self.similarity_search_with_score_by_vector,
                                          embedding, k, filter, **kwargs)
+        kwargs.setdefault("search_mode", "dense")
         hits = await self._ahits(None, embedding, self._search_args(k, filter, kwargs))
         return [(self._doc(h), h.score) for h in hits]
 
@@ -339,7 +392,7 @@ class VecdbVectorStore(VectorStore):
             **kwargs: Any) -> list[Document]:
         """Fetch ``fetch_k`` nearest points with their vectors, keep ``k`` by maximal
         marginal relevance (``lambda_mult`` 1 = relevance only, 0 = diversity only)."""
-        hits = self._hits(None, embedding, self._search_args(max(fetch_k, k), filter, kwargs),
+        hits = self._hits(None, embedding, self._mmr_args(k, fetch_k, filter, kwargs),
                           with_vectors=True)
         return self._mmr(hits, embedding, k, lambda_mult)
 
@@ -351,7 +404,7 @@ class VecdbVectorStore(VectorStore):
             return await self._in_thread(self.max_marginal_relevance_search_by_vector,
                                          embedding, k, fetch_k, lambda_mult, filter, **kwargs)
         hits = await self._ahits(None, embedding,
-                                 self._search_args(max(fetch_k, k), filter, kwargs),
+                                 self._mmr_args(k, fetch_k, filter, kwargs),
                                  with_vectors=True)
         return self._mmr(hits, embedding, k, lambda_mult)
 
@@ -365,7 +418,7 @@ class VecdbVectorStore(VectorStore):
                 self.embedding.embed_query(query), k, fetch_k, lambda_mult, filter, **kwargs)
         if self._state.config is None:
             self._select_relevance_score_fn()  # learns the metric when the collection exists
-        hits = self._hits(query, None, self._search_args(max(fetch_k, k), filter, kwargs),
+        hits = self._hits(query, None, self._mmr_args(k, fetch_k, filter, kwargs),
                           with_vectors=True)
         return self._mmr(hits, None, k, lambda_mult)
 
@@ -387,7 +440,7 @@ class VecdbVectorStore(VectorStore):
             except NotFoundError:
                 return []
         hits = await self._ahits(query, None,
-                                 self._search_args(max(fetch_k, k), filter, kwargs),
+                                 self._mmr_args(k, fetch_k, filter, kwargs),
                                  with_vectors=True)
         return self._mmr(hits, None, k, lambda_mult)
 
