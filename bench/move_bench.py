@@ -53,7 +53,7 @@ class Searcher:
         lat = np.array([s for t, s in self.samples if a <= t < b]) * 1000
         if not len(lat):
             return {"searches": 0}
-        return {"searches": int(len(lat)), "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        return {"searches": len(lat), "p50_ms": round(float(np.percentile(lat, 50)), 1),
                 "p99_ms": round(float(np.percentile(lat, 99)), 1)}
 
     def stop(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 from cluster_harness import Cluster
 from test_cluster import rand
