@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from . import _codec
+from . import _codec, _codec_named
 from ._codec import check_ids
 from ._codec_hybrid import pack_sparse_batch
 from ._proto.vecdb.v1 import types_pb2 as tpb
@@ -25,6 +25,7 @@ class UpsertPlan:
     bounds: list[tuple[int, int]]  # [start, stop) per batch
     ttl: list[float] = field(default_factory=list)  # per point, 0 = never; [] = none
     sparse: list[bytes] = field(default_factory=list)  # packed per point, b"" = none; [] = none
+    named: dict = field(default_factory=dict)  # {field: [vector or None per point]} (_codec_named)
 
     @property
     def total(self) -> int:
@@ -35,6 +36,8 @@ class UpsertPlan:
         batch = _codec.point_batch(self.ids[a:b], self.vectors[a:b],
                                    self.payloads[a:b], self.texts[a:b], self.ttl[a:b])
         batch.sparse.extend(self.sparse[a:b])
+        if self.named:
+            batch.named_vectors.extend(_codec_named.to_proto(self.named, a, b))
         return batch
 
 
@@ -86,7 +89,8 @@ class StreamProgress:
 
 def plan_upsert(ids: Sequence[str], vectors: Any, payloads: Sequence[Any] | None,
                 texts: Sequence[str | None] | None, *, max_bytes: int,
-                max_points: int, ttl: Any = None, sparse: Any = None) -> UpsertPlan:
+                max_points: int, ttl: Any = None, sparse: Any = None,
+                named: Any = None) -> UpsertPlan:
     """Encode everything once, then cut batches of at most max_bytes / max_points.
 
     When the columns disagree in length the input goes out as ONE batch so the
@@ -100,13 +104,15 @@ def plan_upsert(ids: Sequence[str], vectors: Any, payloads: Sequence[Any] | None
     n = len(ids)
     enc_ttl = _codec.encode_ttl(ttl, n)
     enc_sparse = pack_sparse_batch(sparse)
+    enc_named = _codec_named.encode(named, n)
     consistent = (arr.shape[0] == n and len(enc_payloads) in (0, n)
                   and len(enc_texts) in (0, n) and len(enc_ttl) in (0, n)
                   and len(enc_sparse) in (0, n))
     if not consistent or n == 0:  # one batch holding every column whole
         longest = max(n, arr.shape[0], len(enc_payloads), len(enc_texts), len(enc_ttl),
                       len(enc_sparse))
-        return UpsertPlan(ids, arr, enc_payloads, enc_texts, [(0, longest)], enc_ttl, enc_sparse)
+        return UpsertPlan(ids, arr, enc_payloads, enc_texts, [(0, longest)], enc_ttl, enc_sparse,
+                          enc_named)
     sizes = np.full(n, arr.shape[1] * 4 + _OVERHEAD + (8 if enc_ttl else 0), dtype=np.int64)
     sizes += np.fromiter((len(s.encode()) for s in ids), np.int64, n)
     if enc_payloads:
@@ -115,6 +121,8 @@ def plan_upsert(ids: Sequence[str], vectors: Any, payloads: Sequence[Any] | None
         sizes += np.fromiter((len(s.encode()) for s in enc_texts), np.int64, n)
     if enc_sparse:
         sizes += np.fromiter((len(s) + 4 for s in enc_sparse), np.int64, n)
+    if enc_named:
+        sizes += _codec_named.point_sizes(enc_named, n)
     bounds, start, acc = [], 0, 0
     for i, size in enumerate(sizes.tolist()):
         if i > start and (acc + size > max_bytes or i - start >= max_points):
@@ -122,4 +130,4 @@ def plan_upsert(ids: Sequence[str], vectors: Any, payloads: Sequence[Any] | None
             start, acc = i, 0
         acc += size
     bounds.append((start, n))
-    return UpsertPlan(ids, arr, enc_payloads, enc_texts, bounds, enc_ttl, enc_sparse)
+    return UpsertPlan(ids, arr, enc_payloads, enc_texts, bounds, enc_ttl, enc_sparse, enc_named)

@@ -18,6 +18,7 @@ import numpy as np
 from ._proto.vecdb.v1 import collections_pb2 as cpb
 from ._proto.vecdb.v1 import points_pb2 as ppb
 from ._proto.vecdb.v1 import types_pb2 as tpb
+from . import _codec_named
 from ._filters import to_proto_filter
 from .analytics import progress_of
 from .errors import (DeadlineExceededError, FailedPreconditionError, InvalidArgumentError,
@@ -147,7 +148,9 @@ def from_proto_points(batch: tpb.PointBatch) -> list[Point]:
     vecs = from_proto_vectors(batch.vectors) if batch.HasField("vectors") else None
     payloads = decode_payloads(batch.payloads, n)
     texts = decode_texts(batch.texts, n)
-    rows = zip(batch.ids, repeat(None, n) if vecs is None else vecs, payloads, texts)
+    named = _codec_named.from_proto(batch)
+    rows = zip(batch.ids, repeat(None, n) if vecs is None else vecs, payloads, texts,
+               repeat(None, n) if named is None else named)
     return list(map(_new, repeat(Point), rows))
 
 
@@ -191,7 +194,9 @@ def from_proto_config(msg: cpb.CollectionConfig) -> CollectionConfig:
                             msg.encoder if msg.HasField("encoder") else None,
                             msg.device or "auto", msg.replication_factor or 1,
                             msg.write_concern, msg.quantization, msg.rescore, msg.full_text,
-                            msg.sparse_dim, tenant_field=msg.tenant_field)
+                            msg.sparse_dim, tenant_field=msg.tenant_field,
+                            vector_name=msg.vector_name,
+                            vectors=_codec_named.from_proto_fields(msg.vectors))
 
 
 def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:
@@ -297,10 +302,17 @@ def update_payload_request(collection: str, ids: Sequence[str] | None, filter: A
         delete_keys=list(delete_keys or ()))
 
 
-def update_vectors_request(collection: str, ids: Sequence[str],
-                           vectors: Any) -> ppb.UpdateVectorsRequest:
-    return ppb.UpdateVectorsRequest(collection=collection, ids=check_ids(ids),
-                                    vectors=to_proto_vectors(as_matrix(vectors, "vectors")))
+def update_vectors_request(collection: str, ids: Sequence[str], vectors: Any,
+                           named: Any = None) -> ppb.UpdateVectorsRequest:
+    """``vectors`` None with ``named``: only those named fields change."""
+    ids = check_ids(ids)
+    req = ppb.UpdateVectorsRequest(collection=collection, ids=ids)
+    if vectors is not None or not named:
+        req.vectors.CopyFrom(to_proto_vectors(as_matrix(vectors, "vectors")))
+    if named:
+        req.named_vectors.extend(_codec_named.to_proto(_codec_named.encode(named, len(ids)), 0,
+                                                       len(ids)))
+    return req
 
 
 def from_proto_scroll(msg: ppb.ScrollResponse) -> ScrollPage:

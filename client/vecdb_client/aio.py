@@ -7,7 +7,7 @@ from typing import Any, AsyncIterator, Sequence
 
 import grpc
 
-from . import _codec, _codec_hybrid, _codec_query
+from . import _codec, _codec_hybrid, _codec_named, _codec_query
 from ._channel import (ClientSettings, call_metadata, channel_options, credentials,
                        parse_health, parse_targets, wire_stubs)
 from ._cluster import consistency as consistency_mode, with_partial, write_metadata
@@ -18,7 +18,7 @@ from ._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from ._proto.vecdb.v1 import points_pb2 as ppb
 from ._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from .analytics import AsyncAnalyticsMethods
-from .tenants import AsyncTenantMethods, scoped
+from .tenants import AsyncTenantMethods, default_tenant, scoped
 from .client import Progress
 from .errors import UnavailableError, VecdbClientError, from_rpc_error
 from .filters import Filter
@@ -39,7 +39,9 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
                  timeout: float | None = 30.0, tls: bool | grpc.ChannelCredentials = False,
                  max_retries: int = 3, retry_backoff: float = 0.1,
                  ca_cert: str | bytes | None = None, client_cert: str | bytes | None = None,
-                 client_key: str | bytes | None = None, **settings: Any):
+                 client_key: str | bytes | None = None, tenant: str | int | None = None,
+                 **settings: Any):
+        self.tenant = tenant  # the default tenant= of every call (docs/tenants.md)
         self.settings = ClientSettings(timeout=timeout, max_retries=max_retries,
                                        retry_backoff=retry_backoff, **settings)
         creds = credentials(tls, ca_cert, client_cert, client_key)
@@ -55,6 +57,8 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
         """``write``: the call carries an idempotency key, the same on every retry."""
         timeout = self.settings.timeout if timeout is None else timeout
         md = write_metadata(self._md) if write else self._md
+        if self.tenant is not None:
+            request = default_tenant(request, self.tenant)
         attempt = 0
         while True:
             try:
@@ -103,6 +107,7 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
                                 quantization: str | None = None, rescore: int | None = None,
                                 full_text: str | None = None, sparse_dim: int | None = None,
                                 tenant_field: str | None = None,
+                                vector_name: str | None = None, vectors: Sequence[dict] | None = None,
                                 timeout: float | None = None, **params: int) -> CollectionInfo:
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
                                                payload_indexes, device, replication_factor,
@@ -113,6 +118,7 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
             req.sparse_dim = sparse_dim
         if tenant_field is not None:
             req.tenant_field = tenant_field
+        _codec_named.create_fields(req, vector_name, vectors)
         return _codec.from_proto_info(await self._call(
             self._collections.CreateCollection, req, idempotent=False, timeout=timeout))
 
@@ -265,7 +271,7 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
                      payloads: Sequence[dict | None] | None = None,
                      texts: Sequence[str | None] | None = None, ttl: Any = None, *,
                      sparse: Sequence[Any] | None = None, progress: Progress | None = None,
-                     tenant: str | int | None = None,
+                     tenant: str | int | None = None, named: dict | None = None,
                      timeout: float | None = None) -> WriteResult:
         """See :meth:`vecdb_client.Client.upsert`.
         ``vectors=None``: the collection's encoder embeds ``texts`` (one non-empty text per
@@ -273,7 +279,8 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
         ids = check_ids(ids)
         plan = plan_upsert(ids, _codec.upsert_vectors(ids, vectors), payloads, texts,
                            max_bytes=self.settings.chunk_bytes,
-                           max_points=self.settings.chunk_points, ttl=ttl, sparse=sparse)
+                           max_points=self.settings.chunk_points, ttl=ttl, sparse=sparse,
+                           named=named)
         if len(plan.bounds) == 1:
             req = scoped(ppb.UpsertRequest(collection=collection, points=plan.batch(0)), tenant)
             try:
@@ -296,7 +303,8 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
         md = write_metadata(self._md)  # batch i of every retry: key/i
         while not st.finished:
             try:
-                requests = (scoped(r, tenant) for r in st.requests(collection, ppb.UpsertRequest))
+                requests = (scoped(r, self.tenant if tenant is None else tenant)
+                            for r in st.requests(collection, ppb.UpsertRequest))
                 call = self._points.UpsertStream(requests,
                                                  timeout=deadline, metadata=md)
                 async for ack in call:
@@ -328,10 +336,11 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
         return _codec.from_proto_write_result(
             await self._call(self._points.UpdatePayload, req, idempotent=True, write=True, timeout=timeout))
 
-    async def update_vectors(self, collection: str, ids: Sequence[str], vectors: Any, *,
+    async def update_vectors(self, collection: str, ids: Sequence[str], vectors: Any = None, *,
+                             named: dict | None = None,
                              tenant: str | int | None = None,
                              timeout: float | None = None) -> WriteResult:
-        req = scoped(_codec.update_vectors_request(collection, ids, vectors), tenant)
+        req = scoped(_codec.update_vectors_request(collection, ids, vectors, named), tenant)
         return _codec.from_proto_write_result(
             await self._call(self._points.UpdateVectors, req, idempotent=True, write=True, timeout=timeout))
 
@@ -387,12 +396,13 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
                      consistency: str = "any", keywords: str | Sequence[str] | None = None,
                      fusion: str | None = None, weights: Sequence[float] | None = None,
                      rrf_k: float | None = None, sparse: Any = None,
+                     keywords_field: str | None = None, using: str | None = None,
                      tenant: str | int | None = None, timeout: float | None = None) -> Any:
         """See :meth:`vecdb_client.Client.search` (``explain=True`` -> ``(hits, plan)``).
         ``text=`` (one query, a list of hits) or ``texts=`` (a list per query) search by
         text: the collection's encoder embeds them on the server. ``keywords=``,
-        ``fusion=``, ``weights=``, ``rrf_k=``, ``sparse=``: keyword, sparse and hybrid search,
-        as there."""
+        ``fusion=``, ``weights=``, ``rrf_k=``, ``sparse=``, ``keywords_field=``: keyword,
+        sparse and hybrid search, as there."""
         if (expression is not None or group_by is not None) and keywords is None and sparse is None:
             req, single = _codec_query.search_request(
                 collection, vector, vectors, k, expression=expression,
@@ -400,7 +410,7 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
                 groups=groups, nprobe=nprobe, ef_search=ef_search, exact=exact,
                 with_payload=with_payload, with_vectors=with_vectors, filter=filter,
                 text=text, texts=texts)
-            scoped(req, tenant)
+            scoped(_codec_named.using(req, using, beyond=True), tenant)
             req.allow_partial = allow_partial
             req.consistency = consistency_mode(consistency)
             resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
@@ -411,8 +421,8 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts, keywords=keywords, fusion=fusion, weights=weights, rrf_k=rrf_k,
             beyond=expression is not None or group_by is not None, explain=explain,
-            sparse=sparse)
-        scoped(req, tenant)
+            sparse=sparse, keywords_field=keywords_field)
+        scoped(_codec_named.using(req, using), tenant)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = await self._call(self._points.Search, req, idempotent=True, timeout=timeout)
@@ -423,12 +433,14 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
                         strategy: str = "average", k: int = 10, filter: Filter | None = None,
                         include_examples: bool = False, nprobe: int | None = None,
                         ef_search: int | None = None, exact: bool = False, with_payload: bool = True,
-                        with_vectors: bool = False, timeout: float | None = None) -> list[Hit]:
+                        with_vectors: bool = False, using: str | None = None,
+                  timeout: float | None = None) -> list[Hit]:
         """See :meth:`vecdb_client.Client.recommend`."""
         req = _codec_query.recommend_request(
             collection, positive, negative, strategy, k, nprobe=nprobe, ef_search=ef_search,
             exact=exact, with_payload=with_payload, with_vectors=with_vectors, filter=filter,
             include_examples=include_examples)
+        _codec_named.using(req, using)
         resp = await self._call(self._points.Recommend, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_search(resp, True)
 
@@ -437,13 +449,13 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
                            nprobe: int | None = None, exact: bool = False,
                            with_payload: bool = True, with_vectors: bool = False,
                            allow_partial: bool = False, consistency: str = "any",
-                           tenant: str | int | None = None,
+                           tenant: str | int | None = None, using: str | None = None,
                            timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
         """See :meth:`vecdb_client.Client.range_search`."""
         req, single = _codec.range_search_request(
             collection, vector, vectors, threshold, limit, nprobe=nprobe, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter)
-        scoped(req, tenant)
+        scoped(_codec_named.using(req, using), tenant)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = await self._call(self._points.RangeSearch, req, idempotent=True, timeout=timeout)

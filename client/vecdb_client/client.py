@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import grpc
 
-from . import _codec, _codec_hybrid, _codec_query
+from . import _codec, _codec_hybrid, _codec_named, _codec_query
 from ._channel import (ClientSettings, call_metadata, channel_options, credentials,
                        parse_health, parse_targets, wire_stubs)
 from ._cluster import consistency as consistency_mode, with_partial, write_metadata
@@ -17,7 +17,7 @@ from ._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from ._proto.vecdb.v1 import points_pb2 as ppb
 from ._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from .analytics import AnalyticsMethods
-from .tenants import TenantMethods, scoped
+from .tenants import TenantMethods, default_tenant, scoped
 from .filters import Filter
 from .errors import UnavailableError, VecdbClientError, from_rpc_error
 from .models import (CollectionConfig, CollectionInfo, Hit, Point, ScrollPage, SnapshotInfo,
@@ -42,14 +42,17 @@ class Client(AnalyticsMethods, TenantMethods):
     :mod:`vecdb_client.errors` exceptions. Idempotent calls (reads, search,
     upsert, delete, set_alias) are retried on UNAVAILABLE with backoff; writes carry an
     idempotency key (one per call, the same on every retry), so a cluster applies a
-    retried write once (docs/cluster.md).
+    retried write once (docs/cluster.md). ``tenant``: the tenant of every call that takes
+    one and does not name its own (collections with ``tenant_field``, docs/tenants.md).
     """
 
     def __init__(self, target: str = "127.0.0.1:50051", *, api_key: str | None = None,
                  timeout: float | None = 30.0, tls: bool | grpc.ChannelCredentials = False,
                  max_retries: int = 3, retry_backoff: float = 0.1,
                  ca_cert: str | bytes | None = None, client_cert: str | bytes | None = None,
-                 client_key: str | bytes | None = None, **settings: Any):
+                 client_key: str | bytes | None = None, tenant: str | int | None = None,
+                 **settings: Any):
+        self.tenant = tenant  # the default tenant= of every call (docs/tenants.md)
         self.settings = ClientSettings(timeout=timeout, max_retries=max_retries,
                                        retry_backoff=retry_backoff, **settings)
         creds = credentials(tls, ca_cert, client_cert, client_key)
@@ -65,6 +68,8 @@ class Client(AnalyticsMethods, TenantMethods):
         """``write``: the call carries an idempotency key, the same on every retry."""
         timeout = self.settings.timeout if timeout is None else timeout
         md = write_metadata(self._md) if write else self._md
+        if self.tenant is not None:
+            request = default_tenant(request, self.tenant)
         attempt = 0
         while True:
             try:
@@ -114,6 +119,7 @@ class Client(AnalyticsMethods, TenantMethods):
                           quantization: str | None = None, rescore: int | None = None,
                           full_text: str | None = None, sparse_dim: int | None = None,
                           tenant_field: str | None = None,
+                          vector_name: str | None = None, vectors: Sequence[dict] | None = None,
                           timeout: float | None = None, **params: int) -> CollectionInfo:
         """Index parameters go as keywords, e.g. ``index="hnsw", M=16, ef_search=128``.
         ``payload_indexes``: {field: type} to index from the start (see create_payload_index).
@@ -138,6 +144,7 @@ class Client(AnalyticsMethods, TenantMethods):
             req.sparse_dim = sparse_dim
         if tenant_field is not None:
             req.tenant_field = tenant_field
+        _codec_named.create_fields(req, vector_name, vectors)
         info = self._call(self._collections.CreateCollection, req, idempotent=False,
                           timeout=timeout)
         return _codec.from_proto_info(info)
@@ -289,6 +296,7 @@ class Client(AnalyticsMethods, TenantMethods):
                payloads: Sequence[dict | None] | None = None,
                texts: Sequence[str | None] | None = None, ttl: Any = None, *,
                sparse: Sequence[Any] | None = None, tenant: str | int | None = None,
+               named: dict | None = None,
                progress: Progress | None = None, timeout: float | None = None) -> WriteResult:
         """Insert or replace points; ``vectors`` is (n, dim), a numpy array or nested lists.
 
@@ -308,11 +316,17 @@ class Client(AnalyticsMethods, TenantMethods):
         ``(indices, values)`` (or None) per point; indices strictly increasing.
 
         ``tenant`` (collections with ``tenant_field``; also on every other point call):
-        the tenant the call acts in (docs/tenants.md)."""
+        the tenant the call acts in (docs/tenants.md).
+
+        ``named`` (collections with named vector fields, docs/named_vectors.md):
+        ``{field: vectors}``, one entry per point (a vector or None = the point does not
+        carry the field), or an (n, dim) array; the point's named vectors are exactly
+        these. The primary may be given there under the collection's ``vector_name``."""
         ids = check_ids(ids)
         plan = plan_upsert(ids, _codec.upsert_vectors(ids, vectors), payloads, texts,
                            max_bytes=self.settings.chunk_bytes,
-                           max_points=self.settings.chunk_points, ttl=ttl, sparse=sparse)
+                           max_points=self.settings.chunk_points, ttl=ttl, sparse=sparse,
+                           named=named)
         if len(plan.bounds) == 1:
             req = scoped(ppb.UpsertRequest(collection=collection, points=plan.batch(0)), tenant)
             try:
@@ -333,7 +347,8 @@ class Client(AnalyticsMethods, TenantMethods):
         md = write_metadata(self._md)  # batch i of every retry: key/i
         while not st.finished:
             try:
-                requests = (scoped(r, tenant) for r in st.requests(collection, ppb.UpsertRequest))
+                requests = (scoped(r, self.tenant if tenant is None else tenant)
+                            for r in st.requests(collection, ppb.UpsertRequest))
                 for ack in self._points.UpsertStream(requests,
                                                      timeout=deadline, metadata=md):
                     st.on_ack(ack)
@@ -368,12 +383,14 @@ class Client(AnalyticsMethods, TenantMethods):
         return _codec.from_proto_write_result(
             self._call(self._points.UpdatePayload, req, idempotent=True, write=True, timeout=timeout))
 
-    def update_vectors(self, collection: str, ids: Sequence[str], vectors: Any, *,
+    def update_vectors(self, collection: str, ids: Sequence[str], vectors: Any = None, *,
+                       named: dict | None = None,
                        tenant: str | int | None = None,
                        timeout: float | None = None) -> WriteResult:
         """Replace the vectors of existing points (missing ids are skipped); payloads,
-        texts and TTLs stay."""
-        req = scoped(_codec.update_vectors_request(collection, ids, vectors), tenant)
+        texts and TTLs stay. ``named``: named vector fields to set ({field: one vector or
+        None per id}); ``vectors`` None then keeps the primary; the other fields stay."""
+        req = scoped(_codec.update_vectors_request(collection, ids, vectors, named), tenant)
         return _codec.from_proto_write_result(
             self._call(self._points.UpdateVectors, req, idempotent=True, write=True, timeout=timeout))
 
@@ -431,6 +448,7 @@ class Client(AnalyticsMethods, TenantMethods):
                consistency: str = "any", keywords: str | Sequence[str] | None = None,
                fusion: str | None = None, weights: Sequence[float] | None = None,
                rrf_k: float | None = None, sparse: Any = None,
+               keywords_field: str | None = None, using: str | None = None,
                tenant: str | int | None = None, timeout: float | None = None) -> Any:
         """``vector=`` (1-D) returns a list of hits; ``vectors=`` (2-D) a list per query.
 
@@ -467,7 +485,11 @@ class Client(AnalyticsMethods, TenantMethods):
         ``"weighted"`` (min-max normalised scores), ``weights=(dense, keywords)`` (default
         equal); hits scored by the fusion (README "Hybrid search"). ``sparse=(indices,
         values)`` (a list: one per query; collections with ``sparse_dim``): exact sparse
-        dot-product search, alone or fused the same way (weights: dense, keywords, sparse)."""
+        dot-product search, alone or fused the same way (weights: dense, keywords, sparse).
+        ``keywords_field="title"``: the keywords score that payload field (declared as a
+        ``"text"`` payload index) instead of the point texts.
+        ``using="image"`` (collections with named vector fields, docs/named_vectors.md;
+        also on range_search and recommend): search that field instead of the primary."""
         if (expression is not None or group_by is not None) and keywords is None and sparse is None:
             req, single = _codec_query.search_request(
                 collection, vector, vectors, k, expression=expression,
@@ -475,7 +497,7 @@ class Client(AnalyticsMethods, TenantMethods):
                 groups=groups, nprobe=nprobe, ef_search=ef_search, exact=exact,
                 with_payload=with_payload, with_vectors=with_vectors, filter=filter,
                 text=text, texts=texts)
-            scoped(req, tenant)
+            scoped(_codec_named.using(req, using, beyond=True), tenant)
             req.allow_partial = allow_partial
             req.consistency = consistency_mode(consistency)
             resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
@@ -486,8 +508,8 @@ class Client(AnalyticsMethods, TenantMethods):
             with_payload=with_payload, with_vectors=with_vectors, filter=filter, text=text,
             texts=texts, keywords=keywords, fusion=fusion, weights=weights, rrf_k=rrf_k,
             beyond=expression is not None or group_by is not None, explain=explain,
-            sparse=sparse)
-        scoped(req, tenant)
+            sparse=sparse, keywords_field=keywords_field)
+        scoped(_codec_named.using(req, using), tenant)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = self._call(self._points.Search, req, idempotent=True, timeout=timeout)
@@ -498,7 +520,8 @@ class Client(AnalyticsMethods, TenantMethods):
                     strategy: str = "average", k: int = 10, filter: Filter | None = None,
                     include_examples: bool = False, nprobe: int | None = None,
                     ef_search: int | None = None, exact: bool = False, with_payload: bool = True,
-                    with_vectors: bool = False, timeout: float | None = None) -> list[Hit]:
+                    with_vectors: bool = False, using: str | None = None,
+                  timeout: float | None = None) -> list[Hit]:
         """Points like the ``positive`` examples and unlike the ``negative`` ones.
 
         An example is a stored id (a string), ``{"text": ...}`` (embedded by the
@@ -512,6 +535,7 @@ class Client(AnalyticsMethods, TenantMethods):
             collection, positive, negative, strategy, k, nprobe=nprobe, ef_search=ef_search,
             exact=exact, with_payload=with_payload, with_vectors=with_vectors, filter=filter,
             include_examples=include_examples)
+        _codec_named.using(req, using)
         resp = self._call(self._points.Recommend, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_search(resp, True)
 
@@ -520,7 +544,7 @@ class Client(AnalyticsMethods, TenantMethods):
                      nprobe: int | None = None, exact: bool = False, with_payload: bool = True,
                      with_vectors: bool = False,
                      allow_partial: bool = False, consistency: str = "any",
-                     tenant: str | int | None = None,
+                     tenant: str | int | None = None, using: str | None = None,
                      timeout: float | None = None) -> list[Hit] | list[list[Hit]]:
         """Every point scoring better than ``threshold`` (cosine/ip: score > threshold;
         l2: squared distance < threshold), best first, at most ``limit`` per query.
@@ -528,7 +552,7 @@ class Client(AnalyticsMethods, TenantMethods):
         req, single = _codec.range_search_request(
             collection, vector, vectors, threshold, limit, nprobe=nprobe, exact=exact,
             with_payload=with_payload, with_vectors=with_vectors, filter=filter)
-        scoped(req, tenant)
+        scoped(_codec_named.using(req, using), tenant)
         req.allow_partial = allow_partial
         req.consistency = consistency_mode(consistency)
         resp = self._call(self._points.RangeSearch, req, idempotent=True, timeout=timeout)

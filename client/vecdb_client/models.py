@@ -32,6 +32,8 @@ class Point(NamedTuple):
     vector: np.ndarray | None = None
     payload: dict | None = None
     text: str | None = None
+    # named vectors the point carries {field: vector} (read with vectors; docs/named_vectors.md)
+    vectors: dict | None = None
 
 
 class ScrollPage(NamedTuple):
@@ -72,6 +74,10 @@ class CollectionConfig:
     sparse_dim: int = 0
     # "" = no tenants; else the payload key naming each point's tenant (docs/tenants.md)
     tenant_field: str = ""
+    # named vectors (docs/named_vectors.md): the primary's field name and the named fields,
+    # each {"name", "dim", "metric", "index", <index params>}
+    vector_name: str = ""
+    vectors: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)

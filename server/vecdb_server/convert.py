@@ -101,15 +101,26 @@ def from_proto_point_batch(msg: tpb.PointBatch, field: str = "points") -> dict[s
     no_vectors = not msg.HasField("vectors") or (msg.vectors.count == 0 and msg.vectors.dim == 0
                                                  and not msg.vectors.data)
     return {"ids": list(msg.ids),
-            # unset with texts = the collection's encoder embeds the texts
-            "vectors": None if no_vectors and msg.texts else from_proto_vectors(
+            # unset with texts = the collection's encoder embeds the texts; unset with named
+            # vectors = the primary is among them (by its vector_name)
+            "vectors": None if no_vectors and (msg.texts or msg.named_vectors) else from_proto_vectors(
                 msg.vectors, f"{field}.vectors"),
             "payloads": from_proto_payloads(msg.payloads, f"{field}.payloads"),
             "texts": from_proto_texts(msg.texts),
             # 0 = never expires (the engine's None); the engine checks count and range
             "ttl": [t or None for t in msg.ttl_seconds] if msg.ttl_seconds else None,
             "sparse": [sparse_vectors.from_packed(raw, f"sparse[{i}]")
-                       for i, raw in enumerate(msg.sparse)] if msg.sparse else None}
+                       for i, raw in enumerate(msg.sparse)] if msg.sparse else None,
+            **_named(msg, field)}
+
+
+def _named(msg: Any, field: str) -> dict[str, Any]:
+    """{"named": ...} when the message carries named vectors (convert_named.py), else {}."""
+    if not msg.named_vectors:
+        return {}
+    from . import convert_named
+    n = len(msg.ids)
+    return {"named": convert_named.from_proto_named(msg.named_vectors, n, field)}
 
 
 def to_proto_point_batch(points: Sequence[Point], with_vector: bool) -> tpb.PointBatch:
@@ -118,6 +129,9 @@ def to_proto_point_batch(points: Sequence[Point], with_vector: bool) -> tpb.Poin
                            texts=to_proto_texts([p.text for p in points]))
     if with_vector and points:
         batch.vectors.CopyFrom(to_proto_vectors(np.stack([p.vector for p in points])))
+        if any(p.vectors for p in points):
+            from . import convert_named
+            batch.named_vectors.extend(convert_named.to_proto_named(points))
     return batch
 
 
@@ -149,6 +163,10 @@ def from_proto_create_collection(msg: cpb.CreateCollectionRequest) -> dict[str, 
             kwargs[name] = getattr(msg, name)
     if msg.payload_indexes:
         kwargs["payload_indexes"] = dict(msg.payload_indexes)
+    if msg.vectors or msg.HasField("vector_name"):
+        from . import convert_named
+        kwargs.update(vector_name=msg.vector_name,
+                      vectors=convert_named.from_proto_fields(msg.vectors))
     return kwargs
 
 
@@ -158,7 +176,15 @@ def to_proto_collection_config(cfg: CollectionConfig) -> cpb.CollectionConfig:
                                 encoder=cfg.encoder, device=cfg.device,
                                 quantization=cfg.quantization, rescore=cfg.rescore,
                                 full_text=cfg.full_text, sparse_dim=cfg.sparse_dim,
-                                tenant_field=cfg.tenant_field)
+                                tenant_field=cfg.tenant_field, vector_name=cfg.vector_name,
+                                vectors=_fields(cfg.vectors))
+
+
+def _fields(fields) -> list:
+    if not fields:
+        return []
+    from . import convert_named
+    return convert_named.to_proto_fields(fields)
 
 
 def from_proto_collection_config(msg: cpb.CollectionConfig) -> CollectionConfig:
@@ -166,7 +192,15 @@ def from_proto_collection_config(msg: cpb.CollectionConfig) -> CollectionConfig:
                             msg.shards, _opt(msg, "encoder"), device=msg.device or "auto",
                             quantization=msg.quantization, rescore=msg.rescore,
                             full_text=msg.full_text, sparse_dim=msg.sparse_dim,
-                            tenant_field=msg.tenant_field)
+                            tenant_field=msg.tenant_field, vector_name=msg.vector_name,
+                            vectors=_config_fields(msg.vectors))
+
+
+def _config_fields(msgs) -> tuple:
+    if not msgs:
+        return ()
+    from . import convert_named
+    return convert_named.from_proto_config_fields(msgs)
 
 
 def to_proto_shard_stats(s: ShardStats) -> cpb.ShardStats:
@@ -176,7 +210,8 @@ def to_proto_shard_stats(s: ShardStats) -> cpb.ShardStats:
                           gpu_memory_bytes=s.gpu_memory_bytes, built_params=s.built_params,
                           gpu_served=s.gpu_served, gpu_fallbacks=s.gpu_fallbacks, gpu_ann=s.gpu_ann,
                           gpu_placement_failures=s.gpu_placement_failures, gpu_error=s.gpu_error,
-                          memory_bytes=s.memory_bytes)
+                          memory_bytes=s.memory_bytes,
+                          vector_points={f: v["points"] for f, v in s.vectors.items()})
 
 
 def to_proto_collection_info(d: CollectionDescription) -> cpb.CollectionInfo:
@@ -273,6 +308,8 @@ def from_proto_search(msg: ppb.SearchRequest) -> dict[str, Any]:
             "k": _opt(msg, "k", DEFAULT_K), "params": from_proto_search_params(msg.params),
             "with_payload": _with_payload(msg), "with_vector": msg.with_vector,
             "filter": from_proto_filter_field(msg)}
+    if msg.using:
+        args["using"] = msg.using
     if keywords or sparse:
         if sparse:
             args["sparse"] = [sparse_vectors.from_packed(raw, f"sparse[{i}]") or ((), ())
@@ -290,7 +327,7 @@ def from_proto_range_search(msg: ppb.RangeSearchRequest) -> dict[str, Any]:
             "threshold": msg.threshold, "limit": _opt(msg, "limit", DEFAULT_RANGE_LIMIT),
             "params": from_proto_search_params(msg.params),
             "with_payload": _with_payload(msg), "with_vector": msg.with_vector,
-            "filter": from_proto_filter_field(msg)}
+            "filter": from_proto_filter_field(msg), **({"using": msg.using} if msg.using else {})}
 
 
 def to_proto_query_result(r: SearchResult) -> ppb.QueryResult:
@@ -395,8 +432,10 @@ def from_proto_update_payload(msg: ppb.UpdatePayloadRequest) -> dict[str, Any]:
 
 
 def from_proto_update_vectors(msg: ppb.UpdateVectorsRequest) -> dict[str, Any]:
+    named = msg.named_vectors and not msg.HasField("vectors")
     return {"collection": msg.collection, "ids": list(msg.ids),
-            "vectors": from_proto_vectors(msg.vectors, "vectors")}
+            "vectors": None if named else from_proto_vectors(msg.vectors, "vectors"),
+            **_named(msg, "")}
 
 
 def to_proto_snapshot(info) -> cpb.SnapshotInfo:

@@ -50,7 +50,8 @@ def from_proto_recommend(msg: ppb.RecommendRequest) -> dict[str, Any]:
             "negative": _terms(msg.negative, "negative"), "strategy": msg.strategy or "average",
             "k": _opt(msg, "k", DEFAULT_K), "params": from_proto_search_params(msg.params),
             "with_payload": _with_payload(msg), "with_vector": msg.with_vector,
-            "filter": from_proto_filter_field(msg), "include_examples": msg.include_examples}
+            "filter": from_proto_filter_field(msg), "include_examples": msg.include_examples,
+            **({"using": msg.using} if msg.using else {})}
 
 
 def is_beyond(msg: ppb.SearchRequest) -> bool:

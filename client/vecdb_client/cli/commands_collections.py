@@ -86,6 +86,23 @@ def parse_payload_indexes(pairs: list[str]) -> dict[str, str]:
     return indexes
 
 
+def parse_vector_fields(specs: list[str]) -> list[dict[str, Any]]:
+    """--vector NAME:DIM[:METRIC[:INDEX]] -> create_collection(vectors=[...])."""
+    out = []
+    for spec in specs:
+        parts = spec.split(":")
+        if not 2 <= len(parts) <= 4 or not parts[0] or not parts[1].isdigit():
+            raise UsageError(f"--vector expects NAME:DIM[:METRIC[:INDEX]] (e.g. "
+                             f"image:512:ip:hnsw), got {spec!r}")
+        field: dict[str, Any] = {"name": parts[0], "dim": int(parts[1])}
+        if len(parts) > 2 and parts[2]:
+            field["metric"] = parts[2]
+        if len(parts) > 3 and parts[3]:
+            field["index"] = parts[3]
+        out.append(field)
+    return out
+
+
 def cmd_create(ctx: Context, args: Any) -> Result:
     from vecdb_client.errors import AlreadyExistsError, InvalidArgumentError
     if args.dim is None and not args.encoder:
@@ -93,13 +110,15 @@ def cmd_create(ctx: Context, args: Any) -> Result:
                          "dimension is the encoder's)")
     params = parse_params(args.param)
     indexes = parse_payload_indexes(args.payload_index)
+    named = dict(vector_name=args.vector_name, vectors=parse_vector_fields(args.vector)) \
+        if args.vector or args.vector_name else {}
     try:
         info = ctx.client.create_collection(args.name, args.dim, args.metric, args.index,
                                             args.shards, args.encoder,
                                             payload_indexes=indexes or None, device=args.device,
                                             quantization=args.quantization, rescore=args.rescore,
                                             full_text=args.full_text, sparse_dim=args.sparse_dim,
-                                            **params)
+                                            tenant_field=args.tenant_field, **named, **params)
     except AlreadyExistsError:
         if not args.exist_ok:
             raise
@@ -249,9 +268,19 @@ def register(sub: Any) -> None:
     p.add_argument("--full-text", metavar="LANGUAGE",
                    help="BM25 keyword and hybrid search over the point texts: plain (no "
                         "stemming) or a Snowball language (english, german, french, ...)")
+    p.add_argument("--tenant-field", metavar="FIELD",
+                   help="many tenants in one collection: FIELD is the payload key naming each "
+                        "point's tenant; every point command then names one with --tenant "
+                        "(docs/tenants.md)")
     p.add_argument("--sparse-dim", type=positive_int, metavar="N",
                    help="points may carry a sparse vector with indices below N (SDK "
                         "upsert(sparse=...); searched with search --sparse)")
+    p.add_argument("--vector", action="append", default=[], metavar="NAME:DIM[:METRIC[:INDEX]]",
+                   help="a named vector field beside the primary (docs/named_vectors.md), e.g. "
+                        "image:512:ip:hnsw (metric default cosine, index default auto); "
+                        "repeatable; search it with search --using NAME")
+    p.add_argument("--vector-name", metavar="NAME",
+                   help="the primary vector's own field name (default: unnamed)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="index parameter; repeatable")
     p.add_argument("--payload-index", action="append", default=[], metavar="FIELD=TYPE",

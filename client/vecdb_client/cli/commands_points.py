@@ -82,8 +82,11 @@ def query_vectors(args: Any) -> tuple[dict[str, Any], bool]:
 
 def common_query_kw(args: Any) -> dict[str, Any]:
     """Options search and range-search share; the filter is checked before connecting."""
-    return dict(nprobe=args.nprobe, exact=args.exact, with_payload=not args.no_payload,
-                with_vectors=args.with_vectors, filter=read_filter(args))
+    kw = dict(nprobe=args.nprobe, exact=args.exact, with_payload=not args.no_payload,
+              with_vectors=args.with_vectors, filter=read_filter(args))
+    if args.using:
+        kw["using"] = args.using
+    return kw
 
 
 def hits_result(results: list[Any], extra: dict[str, Any] | None = None) -> Result:
@@ -133,6 +136,7 @@ def add_query_args(p: Any) -> None:
     p.add_argument("--vector-file", metavar="FILE", help="query vector(s): .npy, .fvecs, .json")
     p.add_argument("--exact", action="store_true", help="brute force, ignoring the ANN index")
     p.add_argument("--nprobe", type=positive_int, help="IVF lists to probe")
+    commands_query.add_using_arg(p)
     add_filter_args(p, "only points matching it are candidates")
     add_read_flags(p)
 

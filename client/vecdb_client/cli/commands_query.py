@@ -139,6 +139,12 @@ def cmd_search_beyond(ctx: Context, args: Any, common: dict[str, Any]) -> Result
                    **(extra or {})}, views)
 
 
+def add_using_arg(p: Any) -> None:
+    p.add_argument("--using", metavar="FIELD",
+                   help="search this named vector field (docs/named_vectors.md) instead of the "
+                        "primary vector")
+
+
 def cmd_recommend(ctx: Context, args: Any) -> Result:
     from .commands_points import hits_result
 
@@ -153,7 +159,8 @@ def cmd_recommend(ctx: Context, args: Any) -> Result:
     hits = ctx.client.recommend(
         args.collection, pos, neg, strategy=args.strategy, k=args.k, filter=read_filter(args),
         include_examples=args.include_examples, exact=args.exact, nprobe=args.nprobe,
-        with_payload=not args.no_payload, with_vectors=args.with_vectors)
+        with_payload=not args.no_payload, with_vectors=args.with_vectors,
+        **({"using": args.using} if args.using else {}))
     return hits_result([hits])
 
 
@@ -186,6 +193,7 @@ def register(sub: Any) -> None:
                    help="let the stored examples appear in the hits")
     p.add_argument("--exact", action="store_true", help="brute force, ignoring the ANN index")
     p.add_argument("--nprobe", type=positive_int, help="IVF lists to probe")
+    add_using_arg(p)
     add_filter_args(p, "only points matching it are candidates")
     p.add_argument("--with-vectors", action="store_true", help="include the vectors")
     p.add_argument("--no-payload", action="store_true", help="leave out the payloads")

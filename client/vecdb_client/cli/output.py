@@ -55,11 +55,13 @@ def point_dict(p: Any, score: float | None = None) -> dict[str, Any]:
         d["text"] = p.text
     if p.vector is not None:
         d["vector"] = p.vector.tolist()
+    if getattr(p, "vectors", None):  # a Point's named vectors (docs/named_vectors.md)
+        d["vectors"] = {name: v.tolist() for name, v in p.vectors.items()}
     return d
 
 
 def points_table(points: list[dict[str, Any]], title: str | None = None) -> Table:
-    cols = ["id"] + [c for c in ("score", "payload", "text", "vector")
+    cols = ["id"] + [c for c in ("score", "payload", "text", "vector", "vectors")
                      if any(c in p for p in points)]
     return Table(cols, [[p.get(c) for c in cols] for p in points], title)
 

@@ -22,7 +22,7 @@ from vecdb import jobs
 from vecdb.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable, VecdbError
 
 from ..guard import Rejected
-from . import local_reads, local_writes, merge, queries, scratch_analytics, write_keys
+from . import hybrid_search, local_reads, local_writes, merge, queries, scratch_analytics, write_keys
 from . import state as st
 from .peers import PeerDeadline
 from .router import Router
@@ -71,6 +71,8 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
     def _upsert(self, request: ppb.UpsertRequest, key: str | None) -> tpb.WriteResult:
         if request.points.sparse:
             raise _unsupported("sparse vectors")
+        if request.points.named_vectors:
+            raise _unsupported("named vectors")
         spec = self.node.spec(request.collection)
         parts = merge.split_ids(request.points.ids, spec.shards)
         want = key and write_keys.digest("Upsert", request)
@@ -106,6 +108,8 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         got = self._internal("UpdateVectors", request, context)
         if got:
             return got[0]
+        if request.named_vectors:
+            raise _unsupported("named vectors")
         spec, key = self.node.spec(request.collection), _key(context)
         parts = merge.split_ids(request.ids, spec.shards)
         batch = tpb.PointBatch(ids=request.ids, vectors=request.vectors)
@@ -233,8 +237,12 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             return got[0]
         if request.WhichOneof("query") == "expression" or request.HasField("group_by"):
             return queries.search_beyond(self, request, context)
-        if request.HasField("keywords") or request.HasField("sparse"):
-            raise _unsupported("keyword, sparse and hybrid search")
+        if request.HasField("sparse"):
+            raise _unsupported("sparse search")
+        if request.HasField("keywords"):  # BM25 alone or fused with dense
+            return hybrid_search.search(self, request, context)
+        if request.using:
+            raise _unsupported("using (named vectors)")
         spec = self.node.spec(request.collection)
         fast = None if st.reads_primary(request) else local_reads.search(self.node, spec, request)
         if fast is not None:
@@ -245,12 +253,16 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
 
     def Recommend(self, request: ppb.RecommendRequest, context: Any) -> ppb.SearchResponse:
         got = self._internal("Recommend", request, context)
+        if not got and request.using:
+            raise _unsupported("using (named vectors)")
         return got[0] if got else queries.recommend_search(self, request, context)
 
     def RangeSearch(self, request: ppb.RangeSearchRequest, context: Any) -> ppb.SearchResponse:
         got = self._internal("RangeSearch", request, context)
         if got:
             return got[0]
+        if request.using:
+            raise _unsupported("using (named vectors)")
         spec = self.node.spec(request.collection)
         answers = self.all_shards(spec, "RangeSearch", request, context, request.allow_partial)
         limit = request.limit if request.HasField("limit") else 1000
@@ -323,6 +335,8 @@ class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
             raise _unsupported("sparse_dim")
         if request.tenant_field:
             raise _unsupported("tenant_field")
+        if request.vectors or request.vector_name:
+            raise _unsupported("named vectors")
         shards = request.shards if request.HasField("shards") else 1
         rf = request.replication_factor if request.HasField("replication_factor") else 1
         wc = request.write_concern if request.HasField("write_concern") else "majority"

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CollectionConfig(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim", "tenant_field")
+    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim", "vector_name", "vectors", "tenant_field")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,8 @@ class CollectionConfig(_message.Message):
     RESCORE_FIELD_NUMBER: _ClassVar[int]
     FULL_TEXT_FIELD_NUMBER: _ClassVar[int]
     SPARSE_DIM_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_NAME_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
@@ -37,11 +39,13 @@ class CollectionConfig(_message.Message):
     rescore: int
     full_text: str
     sparse_dim: int
+    vector_name: str
+    vectors: _containers.RepeatedCompositeFieldContainer[VectorField]
     tenant_field: str
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ..., full_text: _Optional[str] = ..., sparse_dim: _Optional[int] = ..., tenant_field: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ..., full_text: _Optional[str] = ..., sparse_dim: _Optional[int] = ..., vector_name: _Optional[str] = ..., vectors: _Optional[_Iterable[_Union[VectorField, _Mapping]]] = ..., tenant_field: _Optional[str] = ...) -> None: ...
 
 class ShardStats(_message.Message):
-    __slots__ = ("points", "index_state", "index_type", "applied_seq", "checkpoint_seq", "deleted_pending", "device", "gpu_memory_bytes", "built_params", "gpu_served", "gpu_fallbacks", "gpu_ann", "gpu_placement_failures", "gpu_error", "memory_bytes")
+    __slots__ = ("points", "index_state", "index_type", "applied_seq", "checkpoint_seq", "deleted_pending", "device", "gpu_memory_bytes", "built_params", "gpu_served", "gpu_fallbacks", "gpu_ann", "gpu_placement_failures", "gpu_error", "memory_bytes", "vector_points")
     class BuiltParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +67,13 @@ class ShardStats(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class VectorPointsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     POINTS_FIELD_NUMBER: _ClassVar[int]
     INDEX_STATE_FIELD_NUMBER: _ClassVar[int]
     INDEX_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -78,6 +89,7 @@ class ShardStats(_message.Message):
     GPU_PLACEMENT_FAILURES_FIELD_NUMBER: _ClassVar[int]
     GPU_ERROR_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_POINTS_FIELD_NUMBER: _ClassVar[int]
     points: int
     index_state: str
     index_type: str
@@ -93,7 +105,8 @@ class ShardStats(_message.Message):
     gpu_placement_failures: int
     gpu_error: str
     memory_bytes: int
-    def __init__(self, points: _Optional[int] = ..., index_state: _Optional[str] = ..., index_type: _Optional[str] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., deleted_pending: _Optional[int] = ..., device: _Optional[str] = ..., gpu_memory_bytes: _Optional[int] = ..., built_params: _Optional[_Mapping[str, int]] = ..., gpu_served: _Optional[_Mapping[str, int]] = ..., gpu_fallbacks: _Optional[_Mapping[str, int]] = ..., gpu_ann: _Optional[str] = ..., gpu_placement_failures: _Optional[int] = ..., gpu_error: _Optional[str] = ..., memory_bytes: _Optional[int] = ...) -> None: ...
+    vector_points: _containers.ScalarMap[str, int]
+    def __init__(self, points: _Optional[int] = ..., index_state: _Optional[str] = ..., index_type: _Optional[str] = ..., applied_seq: _Optional[int] = ..., checkpoint_seq: _Optional[int] = ..., deleted_pending: _Optional[int] = ..., device: _Optional[str] = ..., gpu_memory_bytes: _Optional[int] = ..., built_params: _Optional[_Mapping[str, int]] = ..., gpu_served: _Optional[_Mapping[str, int]] = ..., gpu_fallbacks: _Optional[_Mapping[str, int]] = ..., gpu_ann: _Optional[str] = ..., gpu_placement_failures: _Optional[int] = ..., gpu_error: _Optional[str] = ..., memory_bytes: _Optional[int] = ..., vector_points: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class CollectionInfo(_message.Message):
     __slots__ = ("config", "points", "shards", "index_state", "bytes_on_disk", "aliases", "payload_indexes", "reembed", "gpu_memory_bytes", "clustering", "effective_index_params", "default_index_params", "memory_bytes")
@@ -183,8 +196,20 @@ class PayloadIndexInfo(_message.Message):
     state: str
     def __init__(self, type: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
+class VectorField(_message.Message):
+    __slots__ = ("name", "dim", "metric", "index")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dim: int
+    metric: str
+    index: _types_pb2.IndexSpec
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ...) -> None: ...
+
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "payload_indexes", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim", "tenant_field")
+    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "payload_indexes", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim", "vector_name", "vectors", "tenant_field")
     class PayloadIndexesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -206,6 +231,8 @@ class CreateCollectionRequest(_message.Message):
     RESCORE_FIELD_NUMBER: _ClassVar[int]
     FULL_TEXT_FIELD_NUMBER: _ClassVar[int]
     SPARSE_DIM_FIELD_NUMBER: _ClassVar[int]
+    VECTOR_NAME_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
@@ -221,8 +248,10 @@ class CreateCollectionRequest(_message.Message):
     rescore: int
     full_text: str
     sparse_dim: int
+    vector_name: str
+    vectors: _containers.RepeatedCompositeFieldContainer[VectorField]
     tenant_field: str
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., payload_indexes: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ..., full_text: _Optional[str] = ..., sparse_dim: _Optional[int] = ..., tenant_field: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., payload_indexes: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ..., full_text: _Optional[str] = ..., sparse_dim: _Optional[int] = ..., vector_name: _Optional[str] = ..., vectors: _Optional[_Iterable[_Union[VectorField, _Mapping]]] = ..., tenant_field: _Optional[str] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()

@@ -106,7 +106,7 @@ class ScrollResponse(_message.Message):
     def __init__(self, points: _Optional[_Union[_types_pb2.PointBatch, _Mapping]] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "texts", "expression", "k", "params", "with_payload", "with_vector", "filter", "group_by", "group_size", "groups", "allow_partial", "consistency", "keywords", "fusion", "fusion_weights", "rrf_k", "explain", "sparse", "keywords_field", "tenant")
+    __slots__ = ("collection", "vectors", "texts", "expression", "k", "params", "with_payload", "with_vector", "filter", "group_by", "group_size", "groups", "allow_partial", "consistency", "keywords", "fusion", "fusion_weights", "rrf_k", "explain", "sparse", "keywords_field", "tenant", "using")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,7 @@ class SearchRequest(_message.Message):
     SPARSE_FIELD_NUMBER: _ClassVar[int]
     KEYWORDS_FIELD_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    USING_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _types_pb2.Vectors
     texts: TextQueries
@@ -151,7 +152,8 @@ class SearchRequest(_message.Message):
     sparse: SparseQueries
     keywords_field: str
     tenant: _types_pb2.Tenant
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Union[TextQueries, _Mapping]] = ..., expression: _Optional[_Union[Expression, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., groups: _Optional[int] = ..., allow_partial: _Optional[bool] = ..., consistency: _Optional[str] = ..., keywords: _Optional[_Union[TextQueries, _Mapping]] = ..., fusion: _Optional[str] = ..., fusion_weights: _Optional[_Iterable[float]] = ..., rrf_k: _Optional[float] = ..., explain: _Optional[bool] = ..., sparse: _Optional[_Union[SparseQueries, _Mapping]] = ..., keywords_field: _Optional[str] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
+    using: str
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., texts: _Optional[_Union[TextQueries, _Mapping]] = ..., expression: _Optional[_Union[Expression, _Mapping]] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., group_by: _Optional[str] = ..., group_size: _Optional[int] = ..., groups: _Optional[int] = ..., allow_partial: _Optional[bool] = ..., consistency: _Optional[str] = ..., keywords: _Optional[_Union[TextQueries, _Mapping]] = ..., fusion: _Optional[str] = ..., fusion_weights: _Optional[_Iterable[float]] = ..., rrf_k: _Optional[float] = ..., explain: _Optional[bool] = ..., sparse: _Optional[_Union[SparseQueries, _Mapping]] = ..., keywords_field: _Optional[str] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ..., using: _Optional[str] = ...) -> None: ...
 
 class SparseQueries(_message.Message):
     __slots__ = ("vectors",)
@@ -186,7 +188,7 @@ class Expression(_message.Message):
     def __init__(self, terms: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., include_terms: _Optional[bool] = ...) -> None: ...
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("collection", "positive", "negative", "strategy", "k", "params", "with_payload", "with_vector", "filter", "include_examples")
+    __slots__ = ("collection", "positive", "negative", "strategy", "k", "params", "with_payload", "with_vector", "filter", "include_examples", "using")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     POSITIVE_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +199,7 @@ class RecommendRequest(_message.Message):
     WITH_VECTOR_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    USING_FIELD_NUMBER: _ClassVar[int]
     collection: str
     positive: _containers.RepeatedCompositeFieldContainer[QueryTerm]
     negative: _containers.RepeatedCompositeFieldContainer[QueryTerm]
@@ -207,7 +210,8 @@ class RecommendRequest(_message.Message):
     with_vector: bool
     filter: _types_pb2.Filter
     include_examples: bool
-    def __init__(self, collection: _Optional[str] = ..., positive: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., negative: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., strategy: _Optional[str] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., include_examples: _Optional[bool] = ...) -> None: ...
+    using: str
+    def __init__(self, collection: _Optional[str] = ..., positive: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., negative: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., strategy: _Optional[str] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., include_examples: _Optional[bool] = ..., using: _Optional[str] = ...) -> None: ...
 
 class QueryResult(_message.Message):
     __slots__ = ("ids", "scores", "payloads", "vectors", "texts", "plan", "group_keys")
@@ -236,7 +240,7 @@ class SearchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[QueryResult, _Mapping]]] = ..., partial: _Optional[bool] = ...) -> None: ...
 
 class RangeSearchRequest(_message.Message):
-    __slots__ = ("collection", "vectors", "threshold", "limit", "params", "with_payload", "with_vector", "filter", "allow_partial", "consistency", "tenant")
+    __slots__ = ("collection", "vectors", "threshold", "limit", "params", "with_payload", "with_vector", "filter", "allow_partial", "consistency", "using", "tenant")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -247,6 +251,7 @@ class RangeSearchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     ALLOW_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    USING_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     vectors: _types_pb2.Vectors
@@ -258,8 +263,9 @@ class RangeSearchRequest(_message.Message):
     filter: _types_pb2.Filter
     allow_partial: bool
     consistency: str
+    using: str
     tenant: _types_pb2.Tenant
-    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., threshold: _Optional[float] = ..., limit: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., consistency: _Optional[str] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
+    def __init__(self, collection: _Optional[str] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., threshold: _Optional[float] = ..., limit: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., allow_partial: _Optional[bool] = ..., consistency: _Optional[str] = ..., using: _Optional[str] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
 
 class UpdatePayloadRequest(_message.Message):
     __slots__ = ("collection", "ids", "filter", "overwrite_json", "set_json", "delete_keys", "tenant")
@@ -280,13 +286,15 @@ class UpdatePayloadRequest(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., overwrite_json: _Optional[str] = ..., set_json: _Optional[str] = ..., delete_keys: _Optional[_Iterable[str]] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
 
 class UpdateVectorsRequest(_message.Message):
-    __slots__ = ("collection", "ids", "vectors", "tenant")
+    __slots__ = ("collection", "ids", "vectors", "named_vectors", "tenant")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
+    NAMED_VECTORS_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: _types_pb2.Vectors
+    named_vectors: _containers.RepeatedCompositeFieldContainer[_types_pb2.NamedVectors]
     tenant: _types_pb2.Tenant
-    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
+    def __init__(self, collection: _Optional[str] = ..., ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[_types_pb2.Vectors, _Mapping]] = ..., named_vectors: _Optional[_Iterable[_Union[_types_pb2.NamedVectors, _Mapping]]] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...

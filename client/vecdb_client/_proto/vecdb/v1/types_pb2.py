@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14vecdb/v1/types.proto\x12\x08vecdb.v1\"3\n\x07Vectors\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x0b\n\x03\x64im\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x83\x01\n\nPointBatch\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\"\n\x07vectors\x18\x02 \x01(\x0b\x32\x11.vecdb.v1.Vectors\x12\x10\n\x08payloads\x18\x03 \x01(\t\x12\r\n\x05texts\x18\x04 \x03(\t\x12\x13\n\x0bttl_seconds\x18\x06 \x03(\x01\x12\x0e\n\x06sparse\x18\x07 \x03(\x0c\"y\n\tIndexSpec\x12\x0c\n\x04type\x18\x01 \x01(\t\x12/\n\x06params\x18\x02 \x03(\x0b\x32\x1f.vecdb.v1.IndexSpec.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"c\n\x0cSearchParams\x12\x13\n\x06nprobe\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x16\n\tef_search\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05\x65xact\x18\x03 \x01(\x08\x42\t\n\x07_nprobeB\x0c\n\n_ef_search\"\x88\x01\n\x0bWriteResult\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x38\n\nshard_seqs\x18\x02 \x03(\x0b\x32$.vecdb.v1.WriteResult.ShardSeqsEntry\x1a\x30\n\x0eShardSeqsEntry\x12\x0b\n\x03key\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xa2\x01\n\x06\x46ilter\x12\"\n\x04must\x18\x01 \x03(\x0b\x32\x14.vecdb.v1.FilterItem\x12$\n\x06should\x18\x02 \x03(\x0b\x32\x14.vecdb.v1.FilterItem\x12&\n\x08must_not\x18\x03 \x03(\x0b\x32\x14.vecdb.v1.FilterItem\x12\x17\n\nmin_should\x18\x04 \x01(\rH\x00\x88\x01\x01\x42\r\n\x0b_min_should\"b\n\nFilterItem\x12(\n\tcondition\x18\x01 \x01(\x0b\x32\x13.vecdb.v1.ConditionH\x00\x12\"\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.vecdb.v1.FilterH\x00\x42\x06\n\x04item\"\x9a\x02\n\tCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05match\x18\x02 \x01(\x0b\x32\x0f.vecdb.v1.ValueH\x00\x12\"\n\x03\x61ny\x18\x03 \x01(\x0b\x32\x13.vecdb.v1.ValueListH\x00\x12%\n\x06\x65xcept\x18\x04 \x01(\x0b\x32\x13.vecdb.v1.ValueListH\x00\x12 \n\x05range\x18\x05 \x01(\x0b\x32\x0f.vecdb.v1.RangeH\x00\x12\x10\n\x06\x65xists\x18\x06 \x01(\x08H\x00\x12\x11\n\x07is_null\x18\x07 \x01(\x08H\x00\x12\x12\n\x08is_empty\x18\x08 \x01(\x08H\x00\x12\"\n\x06has_id\x18\t \x01(\x0b\x32\x10.vecdb.v1.IdListH\x00\x12\x0e\n\x04text\x18\n \x01(\tH\x00\x42\x04\n\x02op\"6\n\x05Value\x12\x0b\n\x01s\x18\x01 \x01(\tH\x00\x12\x0b\n\x01i\x18\x02 \x01(\x03H\x00\x12\x0b\n\x01\x62\x18\x03 \x01(\x08H\x00\x42\x06\n\x04kind\",\n\tValueList\x12\x1f\n\x06values\x18\x01 \x03(\x0b\x32\x0f.vecdb.v1.Value\"\x91\x01\n\x05Range\x12 \n\x02gt\x18\x01 \x01(\x0b\x32\x14.vecdb.v1.RangeBound\x12!\n\x03gte\x18\x02 \x01(\x0b\x32\x14.vecdb.v1.RangeBound\x12 \n\x02lt\x18\x03 \x01(\x0b\x32\x14.vecdb.v1.RangeBound\x12!\n\x03lte\x18\x04 \x01(\x0b\x32\x14.vecdb.v1.RangeBound\"7\n\nRangeBound\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x12\n\x08\x64\x61tetime\x18\x02 \x01(\tH\x00\x42\x03\n\x01v\"\x15\n\x06IdList\x12\x0b\n\x03ids\x18\x01 \x03(\t\"3\n\x06Tenant\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x10\n\x06number\x18\x02 \x01(\x03H\x00\x42\x07\n\x05valueB2P\x01Z.github.com/vecdb/vecdb/gen/go/vecdb/v1;vecdbv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14vecdb/v1/types.proto\x12\x08vecdb.v1\"3\n\x07Vectors\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x0b\n\x03\x64im\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xb2\x01\n\nPointBatch\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\"\n\x07vectors\x18\x02 \x01(\x0b\x32\x11.vecdb.v1.Vectors\x12\x10\n\x08payloads\x18\x03 \x01(\t\x12\r\n\x05texts\x18\x04 \x03(\t\x12\x13\n\x0bttl_seconds\x18\x06 \x03(\x01\x12\x0e\n\x06sparse\x18\x07 \x03(\x0c\x12-\n\rnamed_vectors\x18< \x03(\x0b\x32\x16.vecdb.v1.NamedVectors\"N\n\x0cNamedVectors\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x03(\r\x12\"\n\x07vectors\x18\x03 \x01(\x0b\x32\x11.vecdb.v1.Vectors\"y\n\tIndexSpec\x12\x0c\n\x04type\x18\x01 \x01(\t\x12/\n\x06params\x18\x02 \x03(\x0b\x32\x1f.vecdb.v1.IndexSpec.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"c\n\x0cSearchParams\x12\x13\n\x06nprobe\x18\x01 \x01(\x03H\x00\x88\x01\x01\x12\x16\n\tef_search\x18\x02 \x01(\x03H\x01\x88\x01\x01\x12\r\n\x05\x65xact\x18\x03 \x01(\x08\x42\t\n\x07_nprobeB\x0c\n\n_ef_search\"\x88\x01\n\x0bWriteResult\x12\r\n\x05\x63ount\x18\x01 \x01(\x03\x12\x38\n\nshard_seqs\x18\x02 \x03(\x0b\x32$.vecdb.v1.WriteResult.ShardSeqsEntry\x1a\x30\n\x0eShardSeqsEntry\x12\x0b\n\x03key\x18\x01 \x01(\x03\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xa2\x01\n\x06\x46ilter\x12\"\n\x04must\x18\x01 \x03(\x0b\x32\x14.vecdb.v1.FilterItem\x12$\n\x06should\x18\x02 \x03(\x0b\x32\x14.vecdb.v1.FilterItem\x12&\n\x08must_not\x18\x03 \x03(\x0b\x32\x14.vecdb.v1.FilterItem\x12\x17\n\nmin_should\x18\x04 \x01(\rH\x00\x88\x01\x01\x42\r\n\x0b_min_should\"b\n\nFilterItem\x12(\n\tcondition\x18\x01 \x01(\x0b\x32\x13.vecdb.v1.ConditionH\x00\x12\"\n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.vecdb.v1.FilterH\x00\x42\x06\n\x04item\"\x9a\x02\n\tCondition\x12\x0b\n\x03key\x18\x01 \x01(\t\x12 \n\x05match\x18\x02 \x01(\x0b\x32\x0f.vecdb.v1.ValueH\x00\x12\"\n\x03\x61ny\x18\x03 \x01(\x0b\x32\x13.vecdb.v1.ValueListH\x00\x12%\n\x06\x65xcept\x18\x04 \x01(\x0b\x32\x13.vecdb.v1.ValueListH\x00\x12 \n\x05range\x18\x05 \x01(\x0b\x32\x0f.vecdb.v1.RangeH\x00\x12\x10\n\x06\x65xists\x18\x06 \x01(\x08H\x00\x12\x11\n\x07is_null\x18\x07 \x01(\x08H\x00\x12\x12\n\x08is_empty\x18\x08 \x01(\x08H\x00\x12\"\n\x06has_id\x18\t \x01(\x0b\x32\x10.vecdb.v1.IdListH\x00\x12\x0e\n\x04text\x18\n \x01(\tH\x00\x42\x04\n\x02op\"6\n\x05Value\x12\x0b\n\x01s\x18\x01 \x01(\tH\x00\x12\x0b\n\x01i\x18\x02 \x01(\x03H\x00\x12\x0b\n\x01\x62\x18\x03 \x01(\x08H\x00\x42\x06\n\x04kind\",\n\tValueList\x12\x1f\n\x06values\x18\x01 \x03(\x0b\x32\x0f.vecdb.v1.Value\"\x91\x01\n\x05Range\x12 \n\x02gt\x18\x01 \x01(\x0b\x32\x14.vecdb.v1.RangeBound\x12!\n\x03gte\x18\x02 \x01(\x0b\x32\x14.vecdb.v1.RangeBound\x12 \n\x02lt\x18\x03 \x01(\x0b\x32\x14.vecdb.v1.RangeBound\x12!\n\x03lte\x18\x04 \x01(\x0b\x32\x14.vecdb.v1.RangeBound\"7\n\nRangeBound\x12\x10\n\x06number\x18\x01 \x01(\x01H\x00\x12\x12\n\x08\x64\x61tetime\x18\x02 \x01(\tH\x00\x42\x03\n\x01v\"\x15\n\x06IdList\x12\x0b\n\x03ids\x18\x01 \x03(\t\"3\n\x06Tenant\x12\x0e\n\x04text\x18\x01 \x01(\tH\x00\x12\x10\n\x06number\x18\x02 \x01(\x03H\x00\x42\x07\n\x05valueB2P\x01Z.github.com/vecdb/vecdb/gen/go/vecdb/v1;vecdbv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,33 +39,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VECTORS']._serialized_start=34
   _globals['_VECTORS']._serialized_end=85
   _globals['_POINTBATCH']._serialized_start=88
-  _globals['_POINTBATCH']._serialized_end=219
-  _globals['_INDEXSPEC']._serialized_start=221
-  _globals['_INDEXSPEC']._serialized_end=342
-  _globals['_INDEXSPEC_PARAMSENTRY']._serialized_start=297
-  _globals['_INDEXSPEC_PARAMSENTRY']._serialized_end=342
-  _globals['_SEARCHPARAMS']._serialized_start=344
-  _globals['_SEARCHPARAMS']._serialized_end=443
-  _globals['_WRITERESULT']._serialized_start=446
-  _globals['_WRITERESULT']._serialized_end=582
-  _globals['_WRITERESULT_SHARDSEQSENTRY']._serialized_start=534
-  _globals['_WRITERESULT_SHARDSEQSENTRY']._serialized_end=582
-  _globals['_FILTER']._serialized_start=585
-  _globals['_FILTER']._serialized_end=747
-  _globals['_FILTERITEM']._serialized_start=749
-  _globals['_FILTERITEM']._serialized_end=847
-  _globals['_CONDITION']._serialized_start=850
-  _globals['_CONDITION']._serialized_end=1132
-  _globals['_VALUE']._serialized_start=1134
-  _globals['_VALUE']._serialized_end=1188
-  _globals['_VALUELIST']._serialized_start=1190
-  _globals['_VALUELIST']._serialized_end=1234
-  _globals['_RANGE']._serialized_start=1237
-  _globals['_RANGE']._serialized_end=1382
-  _globals['_RANGEBOUND']._serialized_start=1384
-  _globals['_RANGEBOUND']._serialized_end=1439
-  _globals['_IDLIST']._serialized_start=1441
-  _globals['_IDLIST']._serialized_end=1462
-  _globals['_TENANT']._serialized_start=1464
-  _globals['_TENANT']._serialized_end=1515
+  _globals['_POINTBATCH']._serialized_end=266
+  _globals['_NAMEDVECTORS']._serialized_start=268
+  _globals['_NAMEDVECTORS']._serialized_end=346
+  _globals['_INDEXSPEC']._serialized_start=348
+  _globals['_INDEXSPEC']._serialized_end=469
+  _globals['_INDEXSPEC_PARAMSENTRY']._serialized_start=424
+  _globals['_INDEXSPEC_PARAMSENTRY']._serialized_end=469
+  _globals['_SEARCHPARAMS']._serialized_start=471
+  _globals['_SEARCHPARAMS']._serialized_end=570
+  _globals['_WRITERESULT']._serialized_start=573
+  _globals['_WRITERESULT']._serialized_end=709
+  _globals['_WRITERESULT_SHARDSEQSENTRY']._serialized_start=661
+  _globals['_WRITERESULT_SHARDSEQSENTRY']._serialized_end=709
+  _globals['_FILTER']._serialized_start=712
+  _globals['_FILTER']._serialized_end=874
+  _globals['_FILTERITEM']._serialized_start=876
+  _globals['_FILTERITEM']._serialized_end=974
+  _globals['_CONDITION']._serialized_start=977
+  _globals['_CONDITION']._serialized_end=1259
+  _globals['_VALUE']._serialized_start=1261
+  _globals['_VALUE']._serialized_end=1315
+  _globals['_VALUELIST']._serialized_start=1317
+  _globals['_VALUELIST']._serialized_end=1361
+  _globals['_RANGE']._serialized_start=1364
+  _globals['_RANGE']._serialized_end=1509
+  _globals['_RANGEBOUND']._serialized_start=1511
+  _globals['_RANGEBOUND']._serialized_end=1566
+  _globals['_IDLIST']._serialized_start=1568
+  _globals['_IDLIST']._serialized_end=1589
+  _globals['_TENANT']._serialized_start=1591
+  _globals['_TENANT']._serialized_end=1642
 # @@protoc_insertion_point(module_scope)

@@ -17,20 +17,32 @@ class Vectors(_message.Message):
     def __init__(self, count: _Optional[int] = ..., dim: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PointBatch(_message.Message):
-    __slots__ = ("ids", "vectors", "payloads", "texts", "ttl_seconds", "sparse")
+    __slots__ = ("ids", "vectors", "payloads", "texts", "ttl_seconds", "sparse", "named_vectors")
     IDS_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SPARSE_FIELD_NUMBER: _ClassVar[int]
+    NAMED_VECTORS_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[str]
     vectors: Vectors
     payloads: str
     texts: _containers.RepeatedScalarFieldContainer[str]
     ttl_seconds: _containers.RepeatedScalarFieldContainer[float]
     sparse: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ..., payloads: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[_Iterable[float]] = ..., sparse: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    named_vectors: _containers.RepeatedCompositeFieldContainer[NamedVectors]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ..., payloads: _Optional[str] = ..., texts: _Optional[_Iterable[str]] = ..., ttl_seconds: _Optional[_Iterable[float]] = ..., sparse: _Optional[_Iterable[bytes]] = ..., named_vectors: _Optional[_Iterable[_Union[NamedVectors, _Mapping]]] = ...) -> None: ...
+
+class NamedVectors(_message.Message):
+    __slots__ = ("name", "rows", "vectors")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    rows: _containers.RepeatedScalarFieldContainer[int]
+    vectors: Vectors
+    def __init__(self, name: _Optional[str] = ..., rows: _Optional[_Iterable[int]] = ..., vectors: _Optional[_Union[Vectors, _Mapping]] = ...) -> None: ...
 
 class IndexSpec(_message.Message):
     __slots__ = ("type", "params")
