@@ -39,6 +39,14 @@ def scoped(request: Any, tenant: str | int | None) -> Any:
     return request
 
 
+def default_tenant(request: Any, tenant: str | int) -> Any:
+    """``request`` with ``tenant`` set where it has a tenant field left unset."""
+    fields = getattr(getattr(request, "DESCRIPTOR", None), "fields_by_name", {})
+    if "tenant" in fields and not request.HasField("tenant"):
+        request.tenant.CopyFrom(to_proto(tenant))
+    return request
+
+
 def info_of(msg: tnpb.TenantInfo) -> TenantInfo:
     which = msg.tenant.WhichOneof("value")
     return TenantInfo(getattr(msg.tenant, which) if which else "", msg.points, msg.bytes,

@@ -243,3 +243,35 @@ def test_drop_tenant_under_concurrent_writes_loses_nothing_of_others(server):
         assert not any(pid.startswith("x") and "-" not in pid for pid in left)  # the 3000
         assert left <= set(acked["x"])
         c.drop_collection("d")
+
+
+def _vecdbctl(server, *args: str) -> dict | list:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from harness import SRC_PATHS
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(SRC_PATHS)}
+    env.pop("VECDB_TENANT", None)
+    got = subprocess.run([sys.executable, "-m", "vecdb_client.cli", "--host", server.target,
+                          "--api-key", ADMIN, "-o", "json", *args],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert got.returncode == 0, got.stderr
+    return json.loads(got.stdout)
+
+
+def test_vecdbctl_tenants(server):
+    assert _vecdbctl(server, "collections", "create", "tc", "--dim", str(DIM),
+                     "--tenant-field", "org")["tenant_field"] == "org"
+    with server.client(api_key=ADMIN) as c:
+        c.upsert("tc", ["p0", "p1", "p2"], rand(3, DIM), tenant="acme")
+        c.upsert("tc", ["q0"], rand(1, DIM), tenant=7)
+    assert _vecdbctl(server, "--tenant", "acme", "points", "count", "tc")["count"] == 3
+    assert _vecdbctl(server, "points", "count", "tc", "--tenant", "int:7")["count"] == 1
+    assert {t["tenant"]: t["points"] for t in _vecdbctl(server, "tenants", "list", "tc")} == \
+        {"acme": 3, 7: 1}
+    assert _vecdbctl(server, "tenants", "quota", "tc", "acme", "--max-points", "5")[
+        "max_points"] == 5
+    assert _vecdbctl(server, "tenants", "drop", "tc", "int:7")["deleted"] == 1
+    assert _vecdbctl(server, "--tenant", "acme", "tenants", "get", "tc")["points"] == 3

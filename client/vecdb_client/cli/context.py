@@ -82,8 +82,11 @@ class Context:
         """The SDK client, after a short check that the server answers and is SERVING."""
         if self._client is None:
             from vecdb_client import Client
+            from .commands_tenants import tenant_value
+            tenant = getattr(self.args, "tenant", None)
             client = Client(self.target, api_key=self.args.api_key or None,
-                            timeout=self.args.timeout, tls=self._credentials())
+                            timeout=self.args.timeout, tls=self._credentials(),
+                            tenant=tenant_value(tenant) if tenant else None)
             self.health = self.check_connection(client)
             self._client = client
         return self._client

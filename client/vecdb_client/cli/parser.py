@@ -32,6 +32,9 @@ def add_common_options(p: argparse.ArgumentParser, suppress: bool) -> None:
                    help=f"server address (env VECDB_HOST; default {DEFAULT_HOST})")
     g.add_argument("--api-key", default=d(os.environ.get("VECDB_API_KEY")),
                    help="sent as 'authorization: Bearer KEY' (env VECDB_API_KEY)")
+    g.add_argument("--tenant", metavar="TENANT", default=d(os.environ.get("VECDB_TENANT")),
+                   help="the tenant of every point command on collections created with "
+                        "--tenant-field; int:N for an integer tenant (env VECDB_TENANT)")
     g.add_argument("--tls", action="store_true", default=d(env_flag("VECDB_TLS")),
                    help="TLS with the system roots (env VECDB_TLS=1)")
     g.add_argument("--ca-cert", metavar="PEM", default=d(os.environ.get("VECDB_CA_CERT")),
@@ -98,7 +101,7 @@ def group(sub: Any, name: str, summary: str, examples: str) -> Any:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import (commands_collections, commands_map, commands_points, commands_snapshots,
-                   commands_transfer, completion)
+                   commands_tenants, commands_transfer, completion)
     parser = argparse.ArgumentParser(
         prog=PROG, formatter_class=FORMATTER,
         description="Admin CLI for the vecdb vector database server.",
@@ -120,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", dest="command", required=True,
                                 metavar="COMMAND")
     for module in (commands_collections, commands_points, commands_transfer, commands_snapshots,
-                   commands_map, completion):
+                   commands_tenants, commands_map, completion):
         module.register(sub)
     from . import commands_analytics, commands_cluster  # kmeans, outliers, duplicates; cluster
     commands_analytics.register(sub)
