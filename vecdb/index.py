@@ -258,6 +258,29 @@ def build_ann(spec: IndexSpec, metric: str, labels: np.ndarray, vectors: np.ndar
     return Ann(kind, index, trained_on=n)
 
 
+def replay(ann: Ann, exact, live: np.ndarray, ops: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Apply to a freshly built ``ann`` the ops recorded while it was built, as (removed,
+    added) labels, in order. Added vectors are read from ``exact`` (the store every write
+    reached meanwhile), so a build holds no copy of the vectors written during it; a label
+    a later op removed is not in ``live`` (exact's live labels) and is left out, and so is
+    its removal."""
+    if not ops:
+        return
+    added = np.concatenate([a for _, a in ops])
+    keep = np.isin(added, live)
+    gone = added[~keep]
+    pos = 0
+    for removed, add in ops:
+        k = keep[pos:pos + len(add)]
+        pos += len(add)
+        if len(removed) and len(gone):
+            removed = removed[~np.isin(removed, gone)]
+        if len(removed):
+            ann.remove(removed)
+        if k.any():
+            ann.add(add[k], exact.reconstruct_batch(add[k]))
+
+
 def built_params(ann: Ann) -> dict[str, int]:
     """The parameters a built index really has, read off the FAISS index itself (so a
     loaded checkpoint reports them too): nlist and m as chosen at build time."""
@@ -293,6 +316,20 @@ def search_params(ann: Ann, spec: IndexSpec, k: int, nprobe: int | None, ef_sear
             p.sel = sel
         return p
     return faiss.SearchParametersIVF(nprobe=nprobe, sel=sel) if sel else faiss.SearchParametersIVF(nprobe=nprobe)
+
+
+def range_search(exact, ann: Ann | None, spec: IndexSpec, queries: np.ndarray, threshold: float,
+                 nprobe: int | None, exact_only: bool, sel=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per query (scores, labels) of every vector better than ``threshold``, unsorted: from a
+    built full-precision IVF-Flat index unless ``exact_only``, else the exact store. ``sel``:
+    an IDSelector of the allowed labels, or None."""
+    if ann is not None and ann.kind == "ivf_flat" and not ann.quant and not exact_only:
+        sp = search_params(ann, spec, 1, nprobe, None, sel=sel)
+        lims, dist, labels = ann.index.range_search(queries, threshold, params=sp)
+    else:
+        sp = faiss.SearchParameters(sel=sel) if sel is not None else None
+        lims, dist, labels = exact.range_search(queries, threshold, params=sp)
+    return [(dist[lims[i]:lims[i + 1]], labels[lims[i]:lims[i + 1]]) for i in range(len(queries))]
 
 
 def rerank(exact: faiss.IndexIDMap2, queries: np.ndarray, labels: np.ndarray, k: int,

@@ -34,7 +34,7 @@ from .payload_index import FieldIndex, PayloadIndexes
 from .quant_store import VectorFile, remove_other_gens
 from .gpu_index import ShardGpu
 from .index import (Ann, HnswVectors, build_ann, built_params, exact_from_ann, min_build_points,
-                    new_exact, prepare, rerank, search_params, snapshot)
+                    new_exact, prepare, replay, rerank, search_params, snapshot)
 from .rwlock import RWLock
 from .storage import META, U64, Store, shard_prefix
 from .types import CollectionConfig, Point, SearchParams, ShardStats
@@ -73,7 +73,7 @@ class Shard:
         self.exact = self._empty_exact()
         self.ann: Ann | None = None
         self.building = False
-        self._pending: list[Op] | None = None
+        self._pending: list[tuple[np.ndarray, np.ndarray]] | None = None  # (removed, added)
         raw = store.get(self.prefix + b"m")
         self.next_label, self.last_seq, self.data_bytes = META.unpack(raw) if raw else (1, 0, 0)
         self.applied_seq = 0
@@ -231,7 +231,7 @@ class Shard:
                 self.named.apply(op.seq, op.removed, op.added, op.named)
             self._apply_meta(op)
             if self._pending is not None:
-                self._pending.append(Op(op.seq, op.removed, op.added, vecs, 0, 0))
+                self._pending.append((op.removed, op.added))  # vectors: in self.exact
             self.applied_seq = op.seq
 
     def _apply_meta(self, op: Op) -> None:
@@ -539,8 +539,7 @@ class Shard:
             if ann is None:
                 self._failed_at = self.applied_seq
             else:
-                for op in self._pending:
-                    self._apply_index(None, ann, op.removed, op.added, op.vectors)
+                replay(ann, self.exact, self.live_labels(), self._pending)
                 self.ann, self._ann_dirty = ann, True
                 self._set_exact(exact_from_ann(ann) or self.exact)  # one copy of the vectors
             self.building, self._pending = False, None
