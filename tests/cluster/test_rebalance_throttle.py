@@ -1,6 +1,7 @@
 """The bandwidth limit of replica moves (rebalance_max_bytes_per_s) and the progress of
 a move's copy in `cluster status`: the pacing arithmetic on a stepped clock, then a real
-move between node processes (real etcd) whose copy must take at least bytes / limit."""
+move between node processes (real etcd) whose copy must take at least bytes / limit
+(and whose target is not ready, readiness.IN_SYNC, until it is in sync)."""
 from __future__ import annotations
 
 import json
@@ -8,8 +9,10 @@ import re
 
 from cluster_harness import Cluster
 from test_cluster import rand
+from test_node_readiness import NOT_SERVING, SERVING, health
 from test_rebalance import settle, vecdbctl, wait
 from vecdb_server.cluster.copies import Throttle
+from vecdb_server.cluster.readiness import IN_SYNC
 
 LIMIT = 100_000  # bytes/s
 DIM = 64
@@ -69,6 +72,8 @@ def test_a_move_copy_respects_the_bandwidth_limit_and_shows_progress(tmp_path):
                         return True
             return False
         wait(copying, 30, "a move's copy in progress")
+        # the last page's pause (>= 1 s at LIMIT) is still ahead: the target is not ready
+        assert health(cl.node("n1").target, IN_SYNC) == NOT_SERVING
         m = seen[-1]
         assert m["total_records"] == POINTS and m["copied_bytes"] > 0 and m["target"] == "n1"
         table = vecdbctl(cl, "cluster", "status")
@@ -76,6 +81,7 @@ def test_a_move_copy_respects_the_bandwidth_limit_and_shows_progress(tmp_path):
         plan = json.loads(vecdbctl(cl, "cluster", "rebalance", "--dry-run", "-o", "json"))
         assert [p["copied_bytes"] > 0 for p in plan["in_progress"]] == [True]
         settle(cl, {"big": 1}, {"n0", "n1"}, timeout=120)
+        wait(lambda: health(cl.node("n1").target, IN_SYNC) == SERVING, 10, "n1 ready")
         line = wait(lambda: re.search(
             r"move copy of big/\d to n1 \(full\): (\d+) bytes, (\d+) records in ([\d.]+) s",
             cl.node("n0").log()), 10, "the copy's log line")
