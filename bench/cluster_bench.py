@@ -10,6 +10,7 @@ overhead is meaningful (every node shares the same cores).
 
     python bench/cluster_bench.py                 # prints a table
     python bench/cluster_bench.py --n 20000 --seconds 3 --results bench/RESULTS.md
+    python bench/cluster_bench.py --only 1 --rounds 5   # the 1-node overhead, medians
 """
 from __future__ import annotations
 
@@ -123,28 +124,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", type=Path, help="append the table to this markdown file")
     ap.add_argument("--only", default="", help="comma-separated row numbers of the table to run "
                     "(0 = the single-node server, always run: ratios need it), e.g. 1,4")
+    ap.add_argument("--rounds", type=int, default=1, help="measure the rows this many times "
+                    "(fresh processes each time) and report medians; a ratio is the median of "
+                    "each round's ratio to the single server measured just before it (on a "
+                    "shared machine the load drifts between rows)")
     a = ap.parse_args(argv)
     picked = {0, *(int(x) for x in a.only.split(",") if x.strip())} if a.only else None
-    rows = []
-    for row, (label, nodes, rf, wc) in enumerate(CONFIGS):
-        if picked is not None and row not in picked:
-            continue
-        work = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
-        try:
-            print(f"  {label} ...", flush=True)
-            rows.append((label, run_config(label, nodes, rf, wc, a, work)))
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    base = rows[0][1]
+    rows: dict[str, list[dict]] = {}
+    for _ in range(a.rounds):
+        for row, (label, nodes, rf, wc) in enumerate(CONFIGS):
+            if picked is not None and row not in picked:
+                continue
+            work = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
+            try:
+                print(f"  {label} ...", flush=True)
+                rows.setdefault(label, []).append(run_config(label, nodes, rf, wc, a, work))
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+    base = rows[CONFIGS[0][0]]
     head = (f"| configuration | ingest pts/s | x single | batch p50 ms | batch p99 ms | "
             f"search q/s | x single | p50 ms | p99 ms |")
     lines = [head, "|" + "---|" * 9]
-    for label, r in rows:
-        lines.append(f"| {label} | {r['ingest']:,.0f} | {r['ingest'] / base['ingest']:.2f} | "
+    for label, runs in rows.items():
+        r = {k: float(np.median([x[k] for x in runs])) for k in runs[0]}
+        x_ingest, x_qps = (float(np.median([x[k] / b[k] for x, b in zip(runs, base)]))
+                           for k in ("ingest", "qps"))
+        lines.append(f"| {label} | {r['ingest']:,.0f} | {x_ingest:.2f} | "
                      f"{r['batch_p50']:.1f} | {r['batch_p99']:.1f} | {r['qps']:,.0f} | "
-                     f"{r['qps'] / base['qps']:.2f} | {r['p50']:.2f} | {r['p99']:.2f} |")
+                     f"{x_qps:.2f} | {r['p50']:.2f} | {r['p99']:.2f} |")
+    rounds = f"medians of {a.rounds} rounds; " if a.rounds > 1 else ""
     note = (f"{a.n:,} x {a.dim} points, {a.shards} shards, flat, batches of {a.batch}; "
-            f"{a.clients} search clients spread over the nodes, {a.seconds:g} s; "
+            f"{a.clients} search clients spread over the nodes, {a.seconds:g} s; {rounds}"
             f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
             f"{datetime.date.today()}; every process on this one machine.")
     table = "\n".join(lines)

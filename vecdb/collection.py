@@ -98,6 +98,8 @@ class Collection:
         return wrapper
 
     def _route(self, ids: list[str]) -> dict[int, list[int]]:
+        if len(self.shards) == 1:  # (a cluster node's shard copies)
+            return {0: list(range(len(ids)))} if ids else {}
         groups: dict[int, list[int]] = {}
         for j, pid in enumerate(ids):
             groups.setdefault(shard_of(pid, self.config.shards), []).append(j)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 from typing import Sequence
 
+import numpy as np
+
 from .collection import Collection, commit
 from .errors import InvalidArgument
 from .types import WriteResult
@@ -32,7 +34,9 @@ def upsert(colls: list[Collection], rows: list[Sequence[int]], ids, vectors=None
     """Points ``rows[c]`` (positions in ``ids``) of the batch go to ``colls[c]``; every
     position belongs to one collection. Returns each collection's WriteResult."""
     _alike(colls)
-    if sorted(j for r in rows for j in r) != list(range(len(ids))):
+    flat, n = np.fromiter((j for r in rows for j in r), np.int64), len(ids)
+    if len(flat) != n or n and (flat.min() < 0 or flat.max() >= n
+                                or np.bincount(flat).max() > 1):
         raise InvalidArgument("every point must go to exactly one collection", "ids")
     with contextlib.ExitStack() as held:
         for c in colls:

@@ -60,7 +60,8 @@ def test_a_bad_row_writes_nothing_anywhere(shards):
 
 def test_parts_must_cover_the_batch_once_and_collections_must_match(shards):
     ids, vecs, pays = _batch(4)
-    for parts in ({"s0": [0, 1], "s1": [2]}, {"s0": [0, 1, 2], "s1": [2, 3]}):
+    for parts in ({"s0": [0, 1], "s1": [2]}, {"s0": [0, 1, 2], "s1": [2, 3]},
+                  {"s0": [0, 1], "s1": [2, 4]}, {"s0": [-1, 1], "s1": [2, 3]}):
         with pytest.raises(InvalidArgument) as err:
             shards.upsert_across(parts, ids, vecs, pays)
         assert err.value.field == "ids"

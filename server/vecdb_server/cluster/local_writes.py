@@ -69,19 +69,24 @@ def upsert(router: Router, spec: st.CollectionSpec, request: ppb.UpsertRequest,
 
 def _finish(router: Router, spec: st.CollectionSpec, pending: list[PrimaryPart],
             results: dict[int, tpb.WriteResult]) -> dict[int, tpb.WriteResult]:
-    """Every part replicated (concurrently; all ended before the locks go), its key
-    recorded; the first failure is raised once every part has ended."""
-    if not any(p.others(router.node.id) for p in pending):
-        return {p.i: router.finish_primary(spec, p, results[p.i]) for p in pending}
-    futures = {p.i: router.pool.submit(router.finish_primary, spec, p, results[p.i])
-               for p in pending}
+    """Every part replicated (concurrently; all ended before the locks go), then the
+    idempotency keys of those that succeeded recorded in one write; the first failure is
+    raised once every part has ended."""
     out: dict[int, Any] = {}
     failed: Exception | None = None
-    for i, f in futures.items():
-        try:
-            out[i] = f.result()
-        except Exception as exc:  # noqa: BLE001 - raised below, after every part ended
-            failed = failed or exc
+    if not any(p.others(router.node.id) for p in pending):
+        out = {p.i: router.finish_primary(spec, p, results[p.i], False) for p in pending}
+    else:
+        futures = {p.i: router.pool.submit(router.finish_primary, spec, p, results[p.i], False)
+                   for p in pending}
+        for i, f in futures.items():
+            try:
+                out[i] = f.result()
+            except Exception as exc:  # noqa: BLE001 - raised below, after every part ended
+                failed = failed or exc
+    done = [p.record() for p in pending if p.key and p.i in out]
+    if done:
+        router.keys.put_many(done)
     if failed is not None:
         raise failed
     return out

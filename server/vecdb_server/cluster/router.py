@@ -85,9 +85,14 @@ class PrimaryPart:
     now: float  # ms since the epoch
     alone: bool  # the shard has no other replica: nothing is logged
     seq: int = 0  # the copy's engine sequence before the write
+    answer: str | None = None  # the primary's answer (base64), once replicated
 
     def others(self, me: str) -> list[str]:
         return [r for r in self.s.in_sync if r != me]
+
+    def record(self) -> tuple[str, str, str, str]:
+        """Its idempotency-key record (WriteKeys.put)."""
+        return self.local, self.key or "", self.want or "", self.answer or ""
 
 
 class NoContext:
@@ -378,8 +383,9 @@ class Router:
             self.log.drop_last(part.local)
 
     def finish_primary(self, spec: CollectionSpec, part: PrimaryPart,
-                       result: tpb.WriteResult) -> tpb.WriteResult:
-        """After the engine applied the part: replicate it, record its key; the answer."""
+                       result: tpb.WriteResult, record: bool = True) -> tpb.WriteResult:
+        """After the engine applied the part: replicate it, record its key (``record``
+        False: the caller records part.record() once it returns); the answer."""
         local, key, want, now, pos = part.local, part.key, part.want, part.now, part.pos
         replicable = part.request
         if not part.alone:
@@ -387,7 +393,7 @@ class Router:
             replicable = self._replicable(part.method, part.request)
             if replicable is not part.request:  # texts: the entry gets the vectors too
                 self.log.rewrite(local, pos, part.method, replicable, part.seq, now)
-        answer = key and base64.b64encode(result.SerializeToString()).decode()
+        answer = part.answer = key and base64.b64encode(result.SerializeToString()).decode()
         if key and not part.alone:
             self.log.set_record(local, pos, (key, f"{want} {answer}"))
         others = part.others(self.node.id)
@@ -397,8 +403,8 @@ class Router:
             extra += ((ENTRY, catchup.show(pos)), (PREV, catchup.show(part.last)),
                       (WRITTEN, repr(now)))
             self._replicate(spec, part.i, part.s, part.method, replicable, others, extra)
-        if key:
-            self.keys.put(local, key, want, answer)
+        if key and record:
+            self.keys.put(*part.record())
         return result
 
     def _replicable(self, method: str, request: Any) -> Any:

@@ -30,7 +30,7 @@ from collections import OrderedDict
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from rocksdict import Rdict
+from rocksdict import Rdict, WriteBatch
 
 from vecdb.errors import InvalidArgument
 
@@ -96,11 +96,21 @@ class WriteKeys:
     def put(self, local: str, key: str, want: str, answer: str,
             at: float | None = None) -> None:
         """Record ``key``; ``at``: when the primary recorded it (a full copy's records)."""
-        now, name = time.time(), f"{local}\0{key}"
+        self.put_many([(local, key, want, answer)], at)
+
+    def put_many(self, records: list[tuple[str, str, str, str]],
+                 at: float | None = None) -> None:
+        """Record several (local, key, digest, answer) in one write."""
+        now, wb = time.time(), WriteBatch()
+        rows = [(f"{local}\0{key}", (at or now, want, answer))
+                for local, key, want, answer in records]
+        for name, row in rows:
+            wb.put(name, json.dumps(list(row)))
         with self._lock:
-            self._db[name] = json.dumps([at or now, want, answer])
-            self._mem[name] = (at or now, want, answer)
-            self._mem.move_to_end(name)
+            self._db.write(wb)
+            for name, row in rows:
+                self._mem[name] = row
+                self._mem.move_to_end(name)
             self._prune(now)
 
     def oldest(self) -> tuple[int, float | None]:
