@@ -31,7 +31,12 @@ def merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int, higher_is_better: 
     kk = min(k, key.shape[1])
     if kk < key.shape[1]:
         part = np.argpartition(key, kk - 1, axis=1)[:, :kk]
-        order = np.take_along_axis(part, np.argsort(np.take_along_axis(key, part, 1), axis=1, kind="stable"), 1)
+        kth = np.take_along_axis(key, part, 1).max(axis=1, keepdims=True)
+        # argpartition picks any of the ties at the k-th place: there, the first columns
+        for r in np.flatnonzero((key == kth).sum(1) > (np.take_along_axis(key, part, 1) == kth).sum(1)):
+            part[r] = np.lexsort((np.arange(key.shape[1]), key[r]))[:kk]
+        # and sort by key, then by column (shard order, then rank)
+        order = np.take_along_axis(part, np.lexsort((part, np.take_along_axis(key, part, 1))), 1)
     else:
         order = np.argsort(key, axis=1, kind="stable")
     return (np.take_along_axis(scores, order, 1), np.take_along_axis(which, order, 1),
