@@ -61,3 +61,27 @@ def weighted(lists: list[tuple[list, list, bool]], weights: tuple[float, ...]
             norm = 1.0 if hi == lo else ((s - lo) if higher else (hi - s)) / (hi - lo)
             fused[key] = fused.get(key, 0.0) + w * norm
     return sorted(fused.items(), key=lambda kv: -kv[1])
+
+
+def fuse(lists: list[tuple[list, list, bool]], fusion: str, weights: tuple[float, ...],
+         rrf_k: float) -> list[tuple[object, float]]:
+    """``lists``: (keys best first, their scores, higher_is_better), fused by ``fusion``
+    (checked: "rrf" or "weighted"). Returns (key, fused score), best first."""
+    if fusion == "rrf":
+        return rrf([keys for keys, _, _ in lists], weights, rrf_k)
+    return weighted(lists, weights)
+
+
+def explain(names: list[str], lists: list[tuple[list, list, bool]], keys: list,
+            labels: list) -> str:
+    """'p7 (dense #3 0.81, keywords -), ...': each fused hit (``keys``, shown as
+    ``labels``) with its rank and score in each named list, '-' where it is not."""
+    def place(keys_, scores, key) -> str:
+        try:
+            at = keys_.index(key)
+        except ValueError:
+            return "-"
+        return f"#{at + 1} {float(scores[at]):.6g}"
+    return ", ".join(f"{label} (" + ", ".join(f"{name} {place(k_, s_, key)}" for name, (k_, s_, _)
+                                             in zip(names, lists)) + ")"
+                     for key, label in zip(keys, labels))

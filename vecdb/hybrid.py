@@ -98,21 +98,16 @@ def search(coll, queries, texts, keywords, k: int, params: SearchParams, with_pa
         for _, per, fetch in given:
             scores, which, labels = _retrieve(shards, fetch, per[i], n, node)
             lists.append((list(zip(which.tolist(), labels.tolist())), scores.tolist(), True))
-        if fusion_name == "rrf":
-            fused = fusion.rrf([keys for keys, _, _ in lists], weights, rrf_k)
-        else:
-            fused = fusion.weighted(lists, weights)
-        fused = fused[:k]
+        fused = fusion.fuse(lists, fusion_name, weights, rrf_k)[:k]
         rows.append((np.array([s for _, s in fused], np.float32),
                      np.array([w for (w, _), _ in fused], np.int32),
                      np.array([lab for (_, lab), _ in fused], np.int64)))
         if explain:
-            why.append([[_place(keys, scores, key) for keys, scores, _ in lists] for key, _ in fused])
+            why.append((lists, [key for key, _ in fused]))
     out = coll._hydrate(*_rows(rows), with_payload, with_vector, plan, raw_payloads)
     if explain:  # one plan for the whole call, as for any search
-        plan += "".join(f"; query {i} hits: " + ", ".join(
-            f"{pid} (" + ", ".join(f"{name} {p}" for name, p in zip(names, places)) + ")"
-            for pid, places in zip(res.ids, why[i])) for i, res in enumerate(out))
+        plan += "".join(f"; query {i} hits: " + fusion.explain(names, *why[i], res.ids)
+                        for i, res in enumerate(out))
         out = [replace(res, plan=plan) for res in out]
     return out
 
@@ -133,15 +128,6 @@ def _keyword_fetch(coll, field: str | None):
                                      "still being built", "keywords_field")
         return next(p for p in fi.parts if isinstance(p, fulltext.FieldText)).index.search(terms, *args)
     return fetch
-
-
-def _place(keys: list, scores: list, key) -> str:
-    """'#rank score' of ``key`` in a retriever's list, '-' when it is not there."""
-    try:
-        at = keys.index(key)
-    except ValueError:
-        return "-"
-    return f"#{at + 1} {float(scores[at]):.6g}"
 
 
 def _retrieve(shards, fetch, query, k: int, node) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
