@@ -31,8 +31,17 @@ import numpy as np
 
 from . import checkpoint, omp, planner, validation
 from .errors import InvalidArgument
-from .index import (Ann, build_ann, min_build_points, new_exact, prepare, rerank, search_params,
-                    snapshot)
+from .index import (
+    Ann,
+    build_ann,
+    min_build_points,
+    new_exact,
+    prepare,
+    range_search,
+    rerank,
+    search_params,
+    snapshot,
+)
 from .storage import U64
 from .types import CollectionConfig, SearchParams, VectorField
 
@@ -188,14 +197,8 @@ class Field:
     def range_search(self, q: np.ndarray, threshold: float, params: SearchParams, sel):
         if self.exact.ntotal == 0:
             return [(np.zeros(0, np.float32), np.zeros(0, np.int64))] * len(q)
-        ann = self.ann
-        if ann is not None and ann.kind == "ivf_flat" and not params.exact:
-            sp = search_params(ann, self.spec.index, 1, params.nprobe, None, sel=sel)
-            lims, dist, labels = ann.index.range_search(q, threshold, params=sp)
-        else:
-            sp = faiss.SearchParameters(sel=sel) if sel is not None else None
-            lims, dist, labels = self.exact.range_search(q, threshold, params=sp)
-        return [(dist[lims[i]:lims[i + 1]], labels[lims[i]:lims[i + 1]]) for i in range(len(q))]
+        return range_search(self.exact, self.ann, self.spec.index, q, threshold, params.nprobe,
+                            params.exact, sel)
 
     def needs_build(self) -> bool:
         spec = self.spec.index

@@ -34,7 +34,7 @@ from .payload_index import FieldIndex, PayloadIndexes
 from .quant_store import VectorFile, remove_other_gens
 from .gpu_index import ShardGpu
 from .index import (Ann, HnswVectors, build_ann, built_params, exact_from_ann, min_build_points,
-                    new_exact, prepare, replay, rerank, search_params, snapshot)
+                    new_exact, prepare, range_search, replay, rerank, search_params, snapshot)
 from .rwlock import RWLock
 from .storage import META, U64, Store, shard_prefix
 from .types import CollectionConfig, Point, SearchParams, ShardStats
@@ -403,14 +403,8 @@ class Shard:
             sel = None
             if node is not None or len(exclude):
                 sel = planner.selector(planner.matching(self, node, exclude)[0])
-            ann = self.ann
-            if ann is not None and ann.kind == "ivf_flat" and not ann.quant and not params.exact:
-                sp = search_params(ann, self.config.index, 1, params.nprobe, None, sel=sel)
-                lims, dist, labels = ann.index.range_search(queries, threshold, params=sp)
-            else:
-                sp = faiss.SearchParameters(sel=sel) if sel is not None else None
-                lims, dist, labels = self.exact.range_search(queries, threshold, params=sp)
-            return [(dist[lims[i]:lims[i + 1]], labels[lims[i]:lims[i + 1]]) for i in range(len(queries))]
+            return range_search(self.exact, self.ann, self.config.index, queries, threshold,
+                                params.nprobe, params.exact, sel)
 
     def _search_locked(self, queries: np.ndarray, k: int, params: SearchParams):
         ann, n = self.ann, self.exact.ntotal

@@ -2,14 +2,15 @@
 CreateCollectionRequest/CollectionConfig.vectors, ShardStats.vector_points."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
+from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 
 from vecdb.errors import InvalidArgument
 from vecdb.types import IndexSpec, Point, VectorField
-from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
-from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 
 from . import convert
 

@@ -35,17 +35,17 @@ def main() -> None:
     except AlreadyExists:
         pass
     done = last_ack(ack_path)
-    ack = open(ack_path, "a")
-    print("ready", flush=True)
-    for n, (kind, _, ids, vecs, pays) in enumerate(steps()):
-        if n <= done:
-            continue
-        if kind == "upsert":
-            db.upsert(COLLECTION, ids, vecs, pays, named=named_of(vecs, range(len(ids))))
-        else:
-            db.delete(COLLECTION, ids)
-        ack.write(f"{n}\n")
-        ack.flush()
+    with open(ack_path, "a") as ack:
+        print("ready", flush=True)
+        for n, (kind, _, ids, vecs, pays) in enumerate(steps()):
+            if n <= done:
+                continue
+            if kind == "upsert":
+                db.upsert(COLLECTION, ids, vecs, pays, named=named_of(vecs, range(len(ids))))
+            else:
+                db.delete(COLLECTION, ids)
+            ack.write(f"{n}\n")
+            ack.flush()  # the page cache survives SIGKILL of this process
 
 
 if __name__ == "__main__":

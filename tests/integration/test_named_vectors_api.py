@@ -11,7 +11,6 @@ import json
 
 import numpy as np
 import pytest
-
 from harness import InProcessServer
 from test_cli import cli
 from vecdb_client import AsyncClient, InvalidArgumentError

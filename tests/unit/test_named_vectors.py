@@ -56,7 +56,7 @@ def reference(vecs, present, q, k, metric, allowed=None):
 @pytest.mark.parametrize("shards", [1, 3])
 def test_flat_recall_per_field_is_exact(tmp_path, shards):
     with Database.open(str(tmp_path), opts()) as db:
-        _, title, image, body, hi, hb = make(db, shards)
+        _, _title, image, body, hi, hb = make(db, shards)
         qs = np.random.default_rng(9).normal(size=(6, 11)).astype("f4")
         for q in qs:
             for name, vecs, present, metric in (("image", image, hi, "ip"), ("body", body, hb, "l2")):
@@ -75,7 +75,7 @@ def test_flat_recall_per_field_is_exact(tmp_path, shards):
 
 def test_hits_carry_the_fields_vector_and_get_returns_each_field(tmp_path):
     with Database.open(str(tmp_path), opts()) as db:
-        _, title, image, body, hi, hb = make(db)
+        _, title, image, body, _hi, _hb = make(db)
         hit = db.search("c", image[0], k=1, using="image", with_vector=True)[0]
         assert hit.ids == ["p0"] or hit.scores[0] >= float(image[0] @ image[0]) - 1e-4
         np.testing.assert_array_equal(hit.vectors[0], image[int(hit.ids[0][1:])])
@@ -88,7 +88,7 @@ def test_hits_carry_the_fields_vector_and_get_returns_each_field(tmp_path):
 
 def test_upsert_replaces_the_vector_set_update_vectors_changes_only_given_fields(tmp_path):
     with Database.open(str(tmp_path), opts()) as db:
-        _, title, image, body, hi, hb = make(db, shards=1)
+        _, title, image, body, hi, _hb = make(db, shards=1)
         # p0 had image and body; an upsert with only body drops its image
         db.upsert("c", ["p0"], title[:1], payloads=[{"i": 0}], named={"body": [body[1]]})
         p0 = db.get("c", ["p0"], with_vector=True)[0]
@@ -113,7 +113,7 @@ def test_upsert_replaces_the_vector_set_update_vectors_changes_only_given_fields
 
 def test_delete_removes_every_field(tmp_path):
     with Database.open(str(tmp_path), opts()) as db:
-        ids, title, image, body, hi, hb = make(db)
+        _ids, _title, image, body, hi, hb = make(db)
         gone = ["p0", "p3", "p6"]
         db.delete("c", gone)
         for name, vecs in (("image", image), ("body", body)):
@@ -135,7 +135,7 @@ def test_delete_removes_every_field(tmp_path):
 def test_reopen_replays_or_rebuilds_every_field(tmp_path, how):
     data = tmp_path / "data"
     with Database.open(str(data), opts()) as db:
-        _, title, image, body, hi, hb = make(db)
+        _, title, _image, _body, _hi, _hb = make(db)
         q = np.random.default_rng(3).normal(size=6).astype("f4")
         before = db.search("c", q, k=10, using="image")[0].ids
         db.checkpoint()
@@ -153,7 +153,7 @@ def test_reopen_replays_or_rebuilds_every_field(tmp_path, how):
 
 def test_a_lost_field_checkpoint_is_rebuilt_from_rocksdb(tmp_path):
     with Database.open(str(tmp_path), opts()) as db:
-        _, title, image, body, hi, hb = make(db, shards=1)
+        _, _title, _image, body, _hi, _hb = make(db, shards=1)
         db.checkpoint()
         want = db.search("c", body[3], k=10, using="body")[0].ids
     for d in tmp_path.glob("**/named-body"):
@@ -166,7 +166,7 @@ def test_ann_per_field_and_checkpointed_ann(tmp_path):
     fields = [{"name": "image", "dim": 6, "metric": "ip", "index": "hnsw",
                "index_params": {"build_threshold": 50}}]
     with Database.open(str(tmp_path), opts()) as db:
-        _, title, image, body, hi, hb = make(db, shards=1, fields=fields)
+        _, _title, image, _body, hi, _hb = make(db, shards=1, fields=fields)
         db.maintain()
         st = db.describe_collection("c").shards[0].vectors["image"]
         assert st["index_state"] == "built" and st["index_type"] == "hnsw"
@@ -184,7 +184,7 @@ def test_ann_per_field_and_checkpointed_ann(tmp_path):
 
 def test_range_search_and_recommend_by_field(tmp_path):
     with Database.open(str(tmp_path), opts()) as db:
-        _, title, image, body, hi, hb = make(db)
+        _, _title, image, body, hi, hb = make(db)
         q = body[0]
         res = db.range_search("c", q, threshold=8.0, using="body")[0]
         d = ((body - q) ** 2).sum(1)
