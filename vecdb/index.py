@@ -332,20 +332,6 @@ def range_search(exact, ann: Ann | None, spec: IndexSpec, queries: np.ndarray, t
     return [(dist[lims[i]:lims[i + 1]], labels[lims[i]:lims[i + 1]]) for i in range(len(queries))]
 
 
-def range_search(exact, ann: Ann | None, spec: IndexSpec, queries: np.ndarray, threshold: float,
-                 nprobe: int | None, exact_only: bool, sel=None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per query (scores, labels) of every vector better than ``threshold``, unsorted: from a
-    built full-precision IVF-Flat index unless ``exact_only``, else the exact store. ``sel``:
-    an IDSelector of the allowed labels, or None."""
-    if ann is not None and ann.kind == "ivf_flat" and not ann.quant and not exact_only:
-        sp = search_params(ann, spec, 1, nprobe, None, sel=sel)
-        lims, dist, labels = ann.index.range_search(queries, threshold, params=sp)
-    else:
-        sp = faiss.SearchParameters(sel=sel) if sel is not None else None
-        lims, dist, labels = exact.range_search(queries, threshold, params=sp)
-    return [(dist[lims[i]:lims[i + 1]], labels[lims[i]:lims[i + 1]]) for i in range(len(queries))]
-
-
 def rerank(exact: faiss.IndexIDMap2, queries: np.ndarray, labels: np.ndarray, k: int,
            metric: str) -> tuple[np.ndarray, np.ndarray]:
     """Exact re-scoring of candidate labels (IVF-PQ refine step), best k kept."""
