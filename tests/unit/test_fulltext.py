@@ -74,6 +74,28 @@ def test_bm25_scores_equal_reference(db):
         assert sorted(ref.values(), reverse=True)[:5] == pytest.approx(list(top.scores), rel=1e-4)
 
 
+def test_bm25_scores_equal_bm25s(db):
+    """An independent implementation: bm25s's Lucene variant (same idf, k1, b; fed the
+    documented tokens) scores without BM25's constant (k1 + 1) factor, which Lucene
+    dropped and tantivy keeps: ours = (k1 + 1) x bm25s, and the same hits."""
+    bm25s = pytest.importorskip("bm25s")
+    from bm25s.tokenization import Tokenized
+    docs = corpus(400, seed=21)
+    make(db, "c", docs)
+    ids = list(docs)
+    toks = [tokens(docs[i]) for i in ids]
+    vocab = {w: n for n, w in enumerate(sorted({t for ts in toks for t in ts}))}
+    ref = bm25s.BM25(method="lucene", k1=K1, b=B)
+    ref.index(Tokenized(ids=[[vocab[t] for t in ts] for ts in toks], vocab=vocab),
+              show_progress=False)
+    for query in ["w0", "Alpha beta", "gamma w3 w17 w40", "delta X w1"]:
+        want = ref.get_scores([t for t in dict.fromkeys(tokens(query)) if t in vocab])
+        want = {ids[i]: (K1 + 1) * float(want[i]) for i in np.flatnonzero(want > 0)}
+        got = db.search("c", keywords=query, k=len(docs))[0]
+        assert set(got.ids) == set(want) and got.ids, query
+        np.testing.assert_allclose(got.scores, [want[i] for i in got.ids], rtol=1e-4)
+
+
 def test_stemming_language_and_plain(db):
     docs = {"a": "She runs every morning", "b": "A quiet library", "c": "Running shoes on sale"}
     make(db, "en", docs, full_text="english")
