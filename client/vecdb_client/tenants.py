@@ -66,6 +66,8 @@ def _quota_request(collection: str, tenant: str | int, max_points: int,
 class TenantMethods:
     """Tenant management, mixed into :class:`vecdb_client.Client`."""
 
+    tenant: str | int | None = None  # the default tenant (Client(tenant=...))
+
     @property
     def _tenants(self) -> tngrpc.TenantServiceStub:
         stub = self.__dict__.get("_tenants_stub")

@@ -38,6 +38,7 @@ from vecdb_client.errors import from_rpc_error
 from .analytics_servicer import AnalyticsServicer
 from .cluster.status import single_node_status
 from .engine import EngineHolder
+from .tenant_servicer import TenantServicer
 from .interceptors import ErrorMapper
 from .servicer import CollectionServicer, PointServicer
 
@@ -189,6 +190,8 @@ class _Embedded:
         self._points = wrap(DirectStub(PointServicer(self._engine), mapper, self))
         self.__dict__["_analytics_stub"] = wrap(DirectStub(AnalyticsServicer(self._engine),
                                                            mapper, self))
+        self.__dict__["_tenants_stub"] = wrap(DirectStub(TenantServicer(self._engine), mapper,
+                                                         self))
         self._cluster = wrap(DirectStub(single_node_status(), mapper, self))
         self._md = ()
         self._channel, self._channels = None, []  # no network
@@ -214,8 +217,9 @@ class EmbeddedClient(_Embedded, Client):
     config does; ``timeout`` and the other keywords are the Client's. Thread-safe."""
 
     def __init__(self, path: str | os.PathLike, *, options: DatabaseOptions | None = None,
-                 timeout: float | None = None, **settings: Any):
-        self.settings = ClientSettings(timeout=timeout, **settings)
+                 timeout: float | None = None, tenant: str | int | None = None,
+                 **settings: Any):
+        self.settings, self.tenant = ClientSettings(timeout=timeout, **settings), tenant
         self._open(path, options, lambda stub: stub)
 
     def _health(self, request: bytes, timeout: float | None = None, metadata: Any = None) -> bytes:
@@ -232,8 +236,9 @@ class AsyncEmbeddedClient(_Embedded, AsyncClient):
     (engine calls run in worker threads). Opening the directory blocks."""
 
     def __init__(self, path: str | os.PathLike, *, options: DatabaseOptions | None = None,
-                 timeout: float | None = None, **settings: Any):
-        self.settings = ClientSettings(timeout=timeout, **settings)
+                 timeout: float | None = None, tenant: str | int | None = None,
+                 **settings: Any):
+        self.settings, self.tenant = ClientSettings(timeout=timeout, **settings), tenant
         self._open(path, options, AsyncDirectStub)
 
     async def _health(self, request: bytes, timeout: float | None = None,

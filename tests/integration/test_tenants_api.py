@@ -275,3 +275,14 @@ def test_vecdbctl_tenants(server):
         "max_points"] == 5
     assert _vecdbctl(server, "tenants", "drop", "tc", "int:7")["deleted"] == 1
     assert _vecdbctl(server, "--tenant", "acme", "tenants", "get", "tc")["points"] == 3
+
+
+def test_embedded_client_in_a_tenant(tmp_path):
+    import vecdb_server.embedded as embedded
+    with embedded.connect(tmp_path / "emb", tenant="acme") as c:
+        c.create_collection("e", dim=DIM, index="flat", tenant_field="org")
+        c.upsert("e", ["e0", "e1"], rand(2, DIM))  # the client's default tenant
+        c.upsert("e", ["f0"], rand(1, DIM), tenant="other")
+        assert c.count("e") == 2 and c.count("e", tenant="other") == 1
+        assert [t.tenant for t in c.list_tenants("e")] == ["acme", "other"]
+        assert c.drop_tenant("e") == 2
