@@ -250,9 +250,10 @@ class Database:
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         src = self._get(collection)
-        if src.config.sparse_dim:  # the copy carries texts, payloads and TTLs only
-            raise FailedPrecondition("re-embedding a collection with sparse vectors is not "
-                                     "supported (they would not be copied)", "collection")
+        if src.config.sparse_dim or src.config.vectors:  # the copy carries texts, payloads, TTLs
+            kind = "sparse vectors" if src.config.sparse_dim else "named vector fields"
+            raise FailedPrecondition(f"re-embedding a collection with {kind} is not supported "
+                                     "(they would not be copied)", "collection")
         if alias is None:
             if collection == src.config.name:
                 raise InvalidArgument("give alias=: the alias readers use, re-pointed to the new "

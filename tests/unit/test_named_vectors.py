@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from vecdb import Database, DatabaseOptions
-from vecdb.errors import InvalidArgument
+from vecdb.errors import FailedPrecondition, InvalidArgument
 
 N = 240
 FIELDS = [{"name": "image", "dim": 6, "metric": "ip", "index": "flat"},
@@ -245,3 +245,18 @@ def test_create_validates_fields_and_refuses_unsupported_combinations(tmp_path):
         # single-vector collections keep their catalog entry as it was
         db.create_collection("plain", dim=4)
         assert "vectors" not in db._get("plain").config.to_dict()
+
+
+def test_snapshot_restore_keeps_every_field_and_reembed_is_refused(tmp_path):
+    with Database.open(str(tmp_path), opts()) as db:
+        _, _title, image, body, hi, hb = make(db)
+        want = {f: db.search("c", v[0], k=10, using=f)[0].ids for f, v in (("image", image),
+                                                                            ("body", body))}
+        db.create_snapshot("c", "s1")
+        db.restore_snapshot("s1", "copy")
+        assert db._get("copy").config.vectors == db._get("c").config.vectors
+        for f, v in (("image", image), ("body", body)):
+            assert db.search("copy", v[0], k=10, using=f)[0].ids == want[f]
+        with pytest.raises(FailedPrecondition) as e:
+            db.reembed("c", "minilm", alias="a")
+        assert "named vector fields" in e.value.message
