@@ -249,7 +249,7 @@ def test_create_validates_fields_and_refuses_unsupported_combinations(tmp_path):
 
 def test_snapshot_restore_keeps_every_field_and_reembed_is_refused(tmp_path):
     with Database.open(str(tmp_path), opts()) as db:
-        _, _title, image, body, hi, hb = make(db)
+        _, _title, image, body, _hi, _hb = make(db)
         want = {f: db.search("c", v[0], k=10, using=f)[0].ids for f, v in (("image", image),
                                                                             ("body", body))}
         db.create_snapshot("c", "s1")
