@@ -11,6 +11,10 @@ def shard_of(pid: str, shards: int) -> int:
     return zlib.crc32(pid.encode()) % shards if shards > 1 else 0
 
 
+# Up to this many candidates in all (queries x shards x k) the merge sorts them all.
+SORT_ALL_MAX = 4096
+
+
 def merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int, higher_is_better: bool
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Merge per-shard (scores, labels) of shape (q, k_i) into the global top k.
@@ -29,7 +33,7 @@ def merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int, higher_is_better: 
     key = -scores if higher_is_better else scores.copy()
     key[labels < 0] = np.inf
     kk = min(k, key.shape[1])
-    if kk < key.shape[1]:
+    if kk < key.shape[1] and key.size > SORT_ALL_MAX:
         part = np.argpartition(key, kk - 1, axis=1)[:, :kk]
         kth = np.take_along_axis(key, part, 1).max(axis=1, keepdims=True)
         # argpartition picks any of the ties at the k-th place: there, the first columns
@@ -37,7 +41,7 @@ def merge(parts: list[tuple[np.ndarray, np.ndarray]], k: int, higher_is_better: 
             part[r] = np.lexsort((np.arange(key.shape[1]), key[r]))[:kk]
         # and sort by key, then by column (shard order, then rank)
         order = np.take_along_axis(part, np.lexsort((part, np.take_along_axis(key, part, 1))), 1)
-    else:
-        order = np.argsort(key, axis=1, kind="stable")
+    else:  # few candidates: one stable sort (key, then column) is cheaper than the above
+        order = np.argsort(key, axis=1, kind="stable")[:, :kk]
     return (np.take_along_axis(scores, order, 1), np.take_along_axis(which, order, 1),
             np.take_along_axis(labels, order, 1))

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from vecdb import topk
 from vecdb.topk import merge, shard_of
 
 
@@ -14,7 +15,9 @@ def test_shard_of_is_stable_and_spreads():
 
 @pytest.mark.parametrize("higher", [True, False])
 @pytest.mark.parametrize("nshards", [1, 3, 8])
-def test_merge_equals_brute_force(higher, nshards):
+@pytest.mark.parametrize("sort_all_max", [0, 4096])  # the partition path and the sort-all one
+def test_merge_equals_brute_force(higher, nshards, sort_all_max, monkeypatch):
+    monkeypatch.setattr(topk, "SORT_ALL_MAX", sort_all_max)
     rng = np.random.default_rng(nshards)
     q, k = 5, 7
     parts, all_s, all_id = [], [], []

@@ -2,11 +2,15 @@
 argpartition cuts through ties at the k-th place: equal to a stable reference sort on
 small integer scores (many ties), missing slots (-1) last, both score directions."""
 import numpy as np
+import pytest
 
+from vecdb import topk
 from vecdb.topk import merge
 
 
-def test_merge_ties_equal_a_stable_reference():
+@pytest.mark.parametrize("sort_all_max", [0, 4096])  # the partition path and the sort-all one
+def test_merge_ties_equal_a_stable_reference(sort_all_max, monkeypatch):
+    monkeypatch.setattr(topk, "SORT_ALL_MAX", sort_all_max)
     rng = np.random.default_rng(0)
     for _ in range(500):
         q, width, shards = 3, 6, 3
