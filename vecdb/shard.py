@@ -36,7 +36,7 @@ from .gpu_index import ShardGpu
 from .index import (Ann, HnswVectors, build_ann, built_params, exact_from_ann, min_build_points,
                     new_exact, prepare, range_search, replay, rerank, search_params, snapshot)
 from .rwlock import RWLock
-from .storage import META, U64, Store, shard_prefix
+from .storage import META, U64, WAL_COMPACT_BYTES, Store, shard_prefix
 from .types import CollectionConfig, Point, SearchParams, ShardStats
 
 log = logging.getLogger("vecdb.shard")
@@ -78,6 +78,7 @@ class Shard:
         self.next_label, self.last_seq, self.data_bytes = META.unpack(raw) if raw else (1, 0, 0)
         self.applied_seq = 0
         self.checkpoint_seq = 0
+        self._wal_compacted_label = 0  # next_label when deleted WAL entries were last compacted
         self._ann_dirty = False
         self._failed_at = -1
         self.pindex = PayloadIndexes()
@@ -647,6 +648,11 @@ class Shard:
             wb = self.store.batch()
             wb.delete_range(self.prefix + b"w", self.prefix + b"w" + U64.pack(seq + 1))
             self.store.write(wb, sync=False)
+            # deleted entries hold their space until compacted: after a bulk load that is a
+            # second copy of its vectors on disk
+            if (self.next_label - self._wal_compacted_label) * self.config.dim * 4 >= WAL_COMPACT_BYTES:
+                self.store.compact(self.prefix + b"w", self.prefix + b"x")
+                self._wal_compacted_label = self.next_label
             return True
 
     def _compact_vectors(self) -> int | None:
