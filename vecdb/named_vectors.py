@@ -166,6 +166,8 @@ class Field:
         if seq <= self.applied_seq:
             return
         if len(removed):
+            removed = self._members(removed)
+        if len(removed):
             self.exact.remove_ids(removed)
             if self.ann is not None:
                 self.ann.remove(removed)
@@ -176,6 +178,18 @@ class Field:
         if self.pending is not None:
             self.pending.append((removed, added, vecs))
         self.applied_seq = seq
+
+    def _members(self, labels: np.ndarray) -> np.ndarray:
+        """The labels that carry this field (a removal names every field of a point): an HNSW
+        index would keep the others as tombstones and rebuild for them."""
+        out = []
+        for lab in labels.tolist():
+            try:
+                self.exact.reconstruct(lab)  # O(1) through IndexIDMap2's reverse map
+            except RuntimeError:
+                continue
+            out.append(lab)
+        return np.array(out, np.int64)
 
     def search(self, q: np.ndarray, k: int, params: SearchParams, sel) -> tuple[np.ndarray, np.ndarray]:
         """Top k of the points carrying this field (``sel``: allowed labels or None). With a

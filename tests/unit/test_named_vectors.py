@@ -174,6 +174,11 @@ def test_ann_per_field_and_checkpointed_ann(tmp_path):
         hits = sum(len(set(db.search("c", q, k=10, using="image")[0].ids) &
                        set(reference(image, hi, q, 10, "ip")[0])) for q in qs)
         assert hits / 100 >= 0.9
+        # replacing and deleting points without the field leaves no tombstones in its graph
+        odd = [f"p{i}" for i in range(1, N, 2)]
+        db.upsert("c", odd, np.ones((len(odd), 8), "f4"))
+        db.delete("c", odd[:20])
+        assert db._get("c").shards[0].named.fields["image"].ann.tombstones == set()
         db.checkpoint()
     with Database.open(str(tmp_path), opts()) as db:
         assert db.describe_collection("c").shards[0].vectors["image"]["index_state"] == "built"
