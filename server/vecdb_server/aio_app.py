@@ -152,7 +152,7 @@ class AioServerApp:
         try:
             self.metrics_port = start_metrics(self.metrics, self.cfg)
             self.dashboard_port = start_dashboard(self.dashboard, self.cfg)
-        except OSError:
+        except BaseException:  # start_dashboard words its errors as OSError naming the setting
             self.metrics.stop()
             await self.server.stop(0)
             raise

@@ -144,8 +144,10 @@ class ServerApp:
         try:
             self.metrics_port = start_metrics(self.metrics, self.cfg)
             self.dashboard_port = start_dashboard(self.dashboard, self.cfg)
-        except OSError:
+        except BaseException:  # start_dashboard words its errors as OSError naming the setting
             self.metrics.stop()
+            if self.internal is not None:
+                self.internal.stop(0)
             self.server.stop(0)
             raise
         return self.port
