@@ -5,8 +5,10 @@ Every ``/api/`` responder reads the key from a header (``Authorization: Bearer``
 ``X-API-Key``; never from the URL), refuses what another site could send (see
 :func:`_forgery_check`), and calls one Api method; errors become the API's JSON error
 with the matching HTTP status (calls.CallError), a bug a 500 with a request id (its
-traceback logged, never sent). The assets are files of this package (``static/``,
-with the plotting library under ``static/vendor/``), read once, served from memory.
+traceback logged, never sent). The key is checked before the body is read, and a
+body is at most MAX_BODY bytes with a Content-Length (413 over it, 411 for a chunked one).
+The assets are files of this package (``static/``, with the plotting library under
+``static/vendor/``), read once, served from memory.
 """
 from __future__ import annotations
 
@@ -14,8 +16,7 @@ import ipaddress
 import json
 import logging
 from importlib import resources
-from importlib.resources.abc import Traversable
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 from urllib.parse import unquote
 
 import falcon
@@ -26,18 +27,16 @@ from ..auth import token_from_metadata
 from ..logs import new_request_id
 from .api import ROUTES, Api, Req
 from .calls import CallError
+from .headers import SECURITY_HEADERS, host_name
+
+if TYPE_CHECKING:  # importlib.resources.abc has Traversable from Python 3.11 only
+    from importlib.resources.abc import Traversable
 
 log = logging.getLogger("vecdb_server.dashboard")
 ASSET_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
                ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml",
                ".txt": "text/plain; charset=utf-8"}
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-    "Server": "vecdb-dashboard",
-}
+MAX_BODY = 1 << 20  # bytes of a request body: the dashboard's requests are small JSON
 
 
 def _files(folder: Traversable, prefix: str) -> Iterator[tuple[str, Traversable]]:
@@ -111,20 +110,23 @@ class _Endpoint:
     """One API path: an ``on_<method>`` responder per Api method routed to it (Falcon
     answers 405 for the others)."""
 
-    def __init__(self, api: Api, max_body: int, funcs: dict[str, Callable[[Api, Req], dict]]):
-        self.api, self.max_body = api, max_body
+    def __init__(self, api: Api, funcs: dict[str, Callable[[Api, Req], dict]]):
+        self.api = api
         for method, func in funcs.items():
             setattr(self, f"on_{method.lower()}", self._responder(func))
 
     def _responder(self, func: Callable[[Api, Req], dict]) -> Callable[..., None]:
         def respond(req: falcon.Request, resp: falcon.Response, **params: str) -> None:
             self._forgery_check(req)
+            length = self._body_length(req)
             token = token_from_metadata([(k.lower(), v) for k, v in req.headers.items()])
+            self.api.caller.whoami(token)  # 401 before a byte of the body is read
             host, port = req.env.get("REMOTE_ADDR", ""), req.env.get("REMOTE_PORT", "0")
             peer = f"{'ipv6' if ':' in host else 'ipv4'}:{host}:{port}"
             # the server keeps PATH_INFO percent-encoded: a point id may hold a "/"
             params = {k: unquote(v) for k, v in params.items()}
-            _json(resp, 200, func(self.api, Req(token, peer, self._body(req), params)))
+            _json(resp, 200, func(self.api, Req(token, peer, self._body(req, length),
+                                                params)))
         return respond
 
     def _forgery_check(self, req: falcon.Request) -> None:
@@ -134,20 +136,35 @@ class _Endpoint:
         if req.method == "POST" and ctype != "application/json":
             raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "Content-Type must be "
                             "application/json", http_status=415)
-        host = (req.get_header("Host") or "").rsplit(":", 1)[0].strip("[]")
+        host = host_name(req.get_header("Host") or "")
         if not self.api.caller.guard.keys.enabled and not _local_name(host):
             raise CallError(grpc.StatusCode.PERMISSION_DENIED, f"Host {host!r} is not "
                             "allowed: without API keys the dashboard answers only requests "
                             "addressed to an IP address or localhost")
 
-    def _body(self, req: falcon.Request) -> dict:
-        length = req.env.get("CONTENT_LENGTH")
+    @staticmethod
+    def _body_length(req: falcon.Request) -> int:
+        """The body's size from its Content-Length, checked before anything is read."""
+        if req.get_header("Transfer-Encoding"):
+            raise CallError(grpc.StatusCode.INVALID_ARGUMENT, "Transfer-Encoding is not "
+                            "supported: send the body with a Content-Length", http_status=411)
+        length = req.env.get("CONTENT_LENGTH", "").strip()
+        if not length:
+            return 0
+        if not (length.isascii() and length.isdigit()):
+            raise CallError(grpc.StatusCode.INVALID_ARGUMENT, f"the Content-Length header "
+                            f"must be a number of bytes, got {length!r}")
+        if int(length) > MAX_BODY:
+            raise CallError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"the request body "
+                            f"({length} bytes) is over the dashboard's limit of {MAX_BODY} "
+                            "bytes", http_status=413)
+        return int(length)
+
+    @staticmethod
+    def _body(req: falcon.Request, length: int) -> dict:
         if not length:
             return {}
-        if not length.isdigit() or int(length) > self.max_body:
-            raise CallError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body over "
-                            f"max_message_bytes={self.max_body}")
-        raw = req.bounded_stream.read(int(length))
+        raw = req.bounded_stream.read(length)
         try:
             body = json.loads(raw) if raw.strip() else {}
         except ValueError as exc:
@@ -196,8 +213,8 @@ def _on_bug(req: falcon.Request, resp: falcon.Response, ex: Exception, _: dict) 
                            f"id {rid} when reporting it", request_id=rid))
 
 
-def make_app(api: Api, max_body: int) -> falcon.App:
-    """The dashboard's WSGI application over ``api``; request bodies up to ``max_body``."""
+def make_app(api: Api) -> falcon.App:
+    """The dashboard's WSGI application over ``api``."""
     app = falcon.App(middleware=[_Headers()])
     assets = _Assets(load_assets())
     app.add_route("/", assets)
@@ -206,7 +223,7 @@ def make_app(api: Api, max_body: int) -> falcon.App:
     for method, template, func in ROUTES:
         paths.setdefault(template, {})[method] = func
     for template, funcs in paths.items():
-        app.add_route(template, _Endpoint(api, max_body, funcs))
+        app.add_route(template, _Endpoint(api, funcs))
     for kind, handler in ((Exception, _on_bug), (falcon.HTTPError, _on_http_error),
                           (VecdbClientError, _on_client_error), (CallError, _on_call_error)):
         app.add_error_handler(kind, handler)
