@@ -47,20 +47,22 @@ def upsert(router: Router, spec: st.CollectionSpec, request: ppb.UpsertRequest,
             if not isinstance(part, PrimaryPart):
                 return None  # applied already under this key: each part answers for itself
             pending.append(part)
-        logged = [p for p in pending if not p.alone]
-        if logged:
-            batches = merge.slice_batches(request.points, {p.i: parts[p.i] for p in logged})
-            for p in logged:
+        shared = [p for p in pending if not p.alone]
+        if shared:
+            batches = merge.slice_batches(request.points, {p.i: parts[p.i] for p in shared})
+            for p in shared:
                 p.request.points.CopyFrom(batches[p.i])
         points = convert.from_proto_point_batch(request.points)
         del points["sparse"]  # refused in cluster mode before this
-        for part in pending:
-            router.log_primary(part)
-        try:
+        logged = []
+        try:  # each part's log entry first; none is left for a write the engine refused
+            for part in pending:
+                router.log_primary(part)
+                logged.append(part)
             with node.engine.session() as db:
                 got = db.upsert_across({p.local: parts[p.i] for p in pending}, **points)
         except Exception:
-            for part in pending:
+            for part in logged:
                 router.unlog_primary(part)
             raise
         return _finish(router, spec, pending,
