@@ -100,6 +100,8 @@ class Collection:
     def _route(self, ids: list[str]) -> dict[int, list[int]]:
         if len(self.shards) == 1:  # (a cluster node's shard copies)
             return {0: list(range(len(ids)))} if ids else {}
+        if self.tenants is not None:  # placed by tenant: found where stored (vecdb/tenants.py)
+            return self.tenants.locate(ids)
         groups: dict[int, list[int]] = {}
         for j, pid in enumerate(ids):
             groups.setdefault(shard_of(pid, self.config.shards), []).append(j)
@@ -192,11 +194,10 @@ class Collection:
     def prepare_upsert(self, wb, ids, vecs, pays, txts, expire, sparse=None, named=None) -> list:
         """The shard ops of an upsert (write lock held), added to ``wb``; commit() them.
         ``named``: {field: (rows, vectors)} (named_vectors.check_batch)."""
-        if self.tenants is not None:
-            self.tenants.check_write(ids, pays, txts)
+        groups = self.tenants.check_write(ids, pays, txts) if self.tenants is not None else None
         self._record(ids)
         ops = []
-        groups = self._route(ids)
+        groups = self._route(ids) if groups is None else groups
         per_shard = named_vectors.split(named, groups) if named else {}
         for s, rows in groups.items():
             ops.append((s, self.shards[s].prepare_upsert(
@@ -434,6 +435,8 @@ class Collection:
         shards = self.shards if shards is None else shards
         if len(q) == 0:
             return []
+        if getattr(node, "inline", None) is not None:  # a tenant: only the shards holding it
+            shards = [s for s in shards if node.key in s.tenants.labels] or shards[:1]
         if len(shards) == 1 or getattr(node, "inline", False):  # inline: a small tenant
             parts = [s.search(q, k, params, node) for s in shards]
         else:

@@ -16,7 +16,6 @@ import numpy as np
 
 from .errors import InvalidArgument
 from .storage import U64
-from .topk import shard_of
 
 MAX_DIM = 1 << 31
 MAX_NNZ = 65_536
@@ -89,11 +88,12 @@ def check_batch(values, n: int, dim: int) -> list[bytes | None] | None:
 
 def stored(coll, ids: list[str]) -> list[bytes | None]:
     """The stored sparse vectors of these points (a rewrite keeps them)."""
-    out = []
-    for pid in ids:
-        shard = coll.shards[shard_of(pid, len(coll.shards))]
-        lab = shard.labels_of([pid])[0]
-        out.append(None if lab is None else shard.store.get(shard.prefix + b"s" + U64.pack(lab)))
+    out: list[bytes | None] = [None] * len(ids)
+    for s, rows in coll._route(ids).items():
+        shard = coll.shards[s]
+        for j, lab in zip(rows, shard.labels_of([ids[j] for j in rows])):
+            if lab is not None:
+                out[j] = shard.store.get(shard.prefix + b"s" + U64.pack(lab))
     return out
 
 

@@ -17,6 +17,7 @@ are stored in RocksDB inside the collection's key range (dropped with it).
 from __future__ import annotations
 
 import json
+import zlib
 from typing import Any
 
 import numpy as np
@@ -185,13 +186,30 @@ class TenantRegistry:
     def own_ids(self, tenant: Any, ids: list[str]) -> list[str]:
         """Those of ``ids`` that are points of ``tenant`` (the others are invisible)."""
         key = self.key(tenant)
-        keep = set()
-        for shard_no, rows in self.coll._route(ids).items():
-            shard = self.coll.shards[shard_no]
-            labs = shard.labels_of([ids[j] for j in rows])
-            keep.update(ids[j] for j, lab in zip(rows, labs)
-                        if lab is not None and shard.tenants.of.get(lab) == key)
-        return [pid for pid in ids if pid in keep]
+        shards = self.coll.shards
+        return [pid for pid, at in zip(ids, self._where(ids))
+                if at is not None and shards[at[0]].tenants.of.get(at[1]) == key]
+
+    # -- placement: a tenant's new points go to its home shard, so a small tenant's
+    # search reads one shard; a stored point is found wherever it is
+    def _where(self, ids: list[str]) -> list[tuple[int, int] | None]:
+        """(shard, label) of each stored id, None for the others."""
+        out: list[tuple[int, int] | None] = [None] * len(ids)
+        for s, shard in enumerate(self.coll.shards):
+            for j, lab in enumerate(shard.labels_of(ids)):
+                if lab is not None:
+                    out[j] = (s, lab)
+        return out
+
+    def home(self, key: tuple) -> int:
+        return zlib.crc32(json.dumps(value_of(key)).encode()) % len(self.coll.shards)
+
+    def locate(self, ids: list[str]) -> dict[int, list[int]]:
+        """Collection._route of a tenant collection: each id's shard (0 when not stored)."""
+        groups: dict[int, list[int]] = {}
+        for j, at in enumerate(self._where(ids)):
+            groups.setdefault(0 if at is None else at[0], []).append(j)
+        return groups
 
     def stamp(self, tenant: Any, payloads: Any, n: int) -> list:
         """Payloads of an upsert into ``tenant``: the tenant field set on each (a payload
@@ -212,9 +230,12 @@ class TenantRegistry:
             out.append(p)
         return out
 
-    def check_write(self, ids: list[str], payloads: list, texts: list | None) -> None:
+    def check_write(self, ids: list[str], payloads: list, texts: list | None
+                    ) -> dict[int, list[int]]:
         """Under the write lock, before anything is written: every payload names a tenant
-        of the right type, no point changes tenant, no quota is passed."""
+        of the right type, no point changes tenant, no quota is passed. Returns where the
+        points go (shard -> rows): a stored point stays in its shard, a new one goes to
+        its tenant's home shard."""
         keys = []
         for j, raw in enumerate(payloads):
             pay = records.load_json(raw)
@@ -225,20 +246,21 @@ class TenantRegistry:
             keys.append(key_of(pay[self.field], where))
         vec_bytes = 4 * self.coll.config.dim
         delta: dict[tuple, list[int]] = {}
-        for shard_no, rows in self.coll._route(ids).items():
-            ti = self.coll.shards[shard_no].tenants
-            for j, lab in zip(rows, self.coll.shards[shard_no].labels_of([ids[j] for j in rows])):
-                d = delta.setdefault(keys[j], [0, 0])
-                if lab is not None and lab in ti.of:
-                    if ti.of[lab] != keys[j]:
-                        raise InvalidArgument(f"ids[{j}]: point {ids[j]!r} belongs to another "
-                                              "tenant; a point cannot move between tenants "
-                                              "(delete it there first)", f"ids[{j}]")
-                    d[0] -= 1
-                    d[1] -= ti.size[lab]
-                txt = texts[j] if texts else None
-                d[0] += 1
-                d[1] += len(payloads[j] or b"") + len(txt or b"") + vec_bytes
+        groups: dict[int, list[int]] = {}
+        for j, at in enumerate(self._where(ids)):
+            d = delta.setdefault(keys[j], [0, 0])
+            if at is not None:
+                ti = self.coll.shards[at[0]].tenants
+                if ti.of.get(at[1]) != keys[j]:
+                    raise InvalidArgument(f"ids[{j}]: point {ids[j]!r} belongs to another "
+                                          "tenant; a point cannot move between tenants "
+                                          "(delete it there first)", f"ids[{j}]")
+                d[0] -= 1
+                d[1] -= ti.size[at[1]]
+            groups.setdefault(self.home(keys[j]) if at is None else at[0], []).append(j)
+            txt = texts[j] if texts else None
+            d[0] += 1
+            d[1] += len(payloads[j] or b"") + len(txt or b"") + vec_bytes
         for key, (points, nbytes) in delta.items():
             max_points, max_bytes = self.quotas.get(key, (0, 0))
             if not (max_points or max_bytes):
@@ -252,6 +274,7 @@ class TenantRegistry:
                 raise ResourceExhausted(f"tenant {value_of(key)!r} would hold "
                                         f"{used_bytes + nbytes} bytes; its quota is "
                                         f"max_bytes={max_bytes}", "tenant")
+        return groups
 
     def check_payloads(self, points: list, payloads: list):
         """check_write for a payload-only update of ``points`` ((id, payload, text) each,

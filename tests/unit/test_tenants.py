@@ -168,3 +168,26 @@ def test_large_tenant_uses_the_ann_index_with_its_labels(db, monkeypatch):
         assert all(pid.startswith("big-") for pid in r.ids) and len(r.ids) == 10
         truth = brute(dict(zip([f"big-{j}" for j in range(2000)], big)), q[i], 10)
         assert len(set(r.ids) & set(truth)) >= 8
+
+
+def test_a_tenant_lives_in_one_shard_and_ids_are_found_wherever_stored(db):
+    db.create_collection("t", DIM, metric="l2", shards=3, index="flat", tenant_field="customer")
+    coll = db.collections["t"]
+    rng = np.random.default_rng(4)
+    for t in ("a", "b", "c", "d"):
+        db.upsert("t", [f"{t}{i}" for i in range(40)], rng.standard_normal((40, DIM)).astype(np.float32),
+                  [{"n": i} for i in range(40)], ttl=[None] * 39 + [1], tenant=t)
+        holding = [s.number for s in coll.shards if ("s", t) in s.tenants.labels]
+        assert holding == [coll.tenants.home(("s", t))]
+        res = db.search("t", rng.standard_normal((1, DIM)).astype(np.float32), k=5, tenant=t)
+        assert res[0].plan.count("shard") == 1 and len(res[0].ids) == 5
+    # reads, rewrites and deletes by id find the points in their shard
+    assert [p.id for p in db.get("t", ["a3", "b3"], tenant="b")] == ["b3"]
+    db.update_payload("t", ids=["c5"], set={"x": 1}, tenant="c")
+    assert db.get("t", ["c5"], tenant="c")[0].payload == {"n": 5, "x": 1, "customer": "c"}
+    assert db.delete("t", ids=["d7", "d8"], tenant="d").count == 2
+    assert coll.count() == 158
+    import time
+    time.sleep(1.1)
+    assert db.expire() == 4  # the TTL'd point of each tenant, deleted in its shard
+    assert db.count("t", tenant="a") == 39 and coll.count() == 154
