@@ -172,7 +172,8 @@ class Database:
                                       "encoder's", "dim")
         quantization, rescore, spec = quant.validate(quantization, rescore,
                                                      validation.index_spec(index, index_params), device)
-        vector_name, fields = named_vectors.check_fields(vector_name, vectors, dim is not None)
+        vector_name, fields = named_vectors.check_fields(vector_name, vectors, dim is not None,
+                                                         lambda spec: self.encoder(spec).dimension)
         for option, value in (("quantization", quantization), ("tenant_field", tenant_field)):
             if fields and value:
                 raise InvalidArgument(f"vectors: named vector fields cannot be combined with "
@@ -648,10 +649,12 @@ class Database:
         return grouping.search_groups(coll, q, group_by, group_size, groups, params,
                                       with_payload, with_vector, filter, exclude)
 
-    def embed_queries(self, collection: str, texts) -> np.ndarray:
+    def embed_queries(self, collection: str, texts, using: str | None = None) -> np.ndarray:
         """Query texts -> vectors with the collection's encoder ("query" kind), as
-        ``search(texts=...)`` embeds them."""
-        return self._get(collection).embed_queries(texts)
+        ``search(texts=...)`` embeds them; ``using``: with that named vector field's."""
+        coll = self._get(collection)
+        field = coll.config.vector_field(using)
+        return coll.embed_queries(texts) if field is None else coll.embed_field_queries(field, texts)
 
     def range_search(self, collection: str, queries, threshold: float, limit: int = 1000,
                      params: SearchParams | None = None, with_payload: bool = True,

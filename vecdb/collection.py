@@ -122,6 +122,7 @@ class Collection:
         if not args[0]:
             return WriteResult(0, {})
         named = named_vectors.check_batch(self.config, named, len(args[0]))
+        named = named_vectors.embed_texts(self, named, texts, len(args[0]))
         with self.write_lock:
             return self._upsert_locked(*args, named)
 
@@ -173,6 +174,20 @@ class Collection:
         """Query texts (a string or a list) -> their vectors from the collection's encoder."""
         txt = validation.query_texts(texts, self.config.encoder, self.config.name)
         return self._embed(txt, "query") if txt else np.zeros((0, self.config.dim), np.float32)
+
+    def field_encoder(self, field):
+        """The shared handle of a named vector field's encoder."""
+        from .encoders import EncoderOptions, get_encoder
+        return get_encoder(field.encoder, EncoderOptions.from_database_options(self.options))
+
+    def embed_field_queries(self, field, texts) -> np.ndarray:
+        """Query texts -> vectors of the named vector field ``field`` (its encoder)."""
+        if field.encoder is None:
+            raise InvalidArgument(f"using: vector field {field.name!r} has no encoder; give query "
+                                  "vectors", "texts")
+        txt = validation.query_texts(texts, field.encoder, self.config.name)
+        return (self.field_encoder(field).encode(txt, "query") if txt
+                else np.zeros((0, field.dim), np.float32))
 
     def _embed(self, texts: list[str], kind: str) -> np.ndarray:
         return self.encoder().encode(texts, kind)
@@ -414,8 +429,9 @@ class Collection:
         field = self.config.vector_field(using)
         if field is not None:
             if texts is not None or queries is None:
-                raise InvalidArgument(f"using: vector field {field.name!r} has no encoder; give "
-                                      "query vectors", "texts")
+                if queries is not None:
+                    raise InvalidArgument("give query vectors or query texts, not both", "texts")
+                queries = self.embed_field_queries(field, texts)
             return self.search_field(field, self.prepare_queries(queries, params, field), k, params,
                                      with_payload, with_vector, filters.parse(filter), raw_payloads)
         if texts is not None or queries is None:

@@ -50,9 +50,12 @@ MAX_FIELDS = 16
 
 
 # ---- validation (before anything is written) -----------------------------------------
-def check_fields(vector_name, fields, primary_dim_given: bool) -> tuple[str, tuple[VectorField, ...]]:
+def check_fields(vector_name, fields, primary_dim_given: bool,
+                 encoder_dim=None) -> tuple[str, tuple[VectorField, ...]]:
     """The primary's field name and the named fields of a new collection. ``fields``: a list
-    of VectorField or {"name", "dim", "metric", "index", "index_params"} dicts."""
+    of VectorField or {"name", "dim", "metric", "index", "index_params", "encoder"} dicts.
+    ``encoder_dim(spec)``: the dimension an encoder makes (a field with an encoder takes it
+    when its dim is unset or 0; another dim is refused)."""
     vector_name = "" if vector_name is None else vector_name
     if vector_name != "":
         validation.name(vector_name, "vector_name")
@@ -64,11 +67,12 @@ def check_fields(vector_name, fields, primary_dim_given: bool) -> tuple[str, tup
     for i, f in enumerate(items):
         where = f"vectors[{i}]"
         if isinstance(f, dict):
-            extra = set(f) - {"name", "dim", "metric", "index", "index_params"}
+            extra = set(f) - {"name", "dim", "metric", "index", "index_params", "encoder"}
             if extra:
                 raise InvalidArgument(f"{where}: unknown keys {sorted(extra)}", where)
             f = VectorField(f.get("name"), f.get("dim"), f.get("metric", "cosine"),
-                            validation.index_spec(f.get("index", "auto"), f.get("index_params")))
+                            validation.index_spec(f.get("index", "auto"), f.get("index_params")),
+                            f.get("encoder"))
         elif not isinstance(f, VectorField):
             raise InvalidArgument(f"{where} must be a vector field {{name, dim, metric, index}}",
                                   where)
@@ -77,9 +81,18 @@ def check_fields(vector_name, fields, primary_dim_given: bool) -> tuple[str, tup
             raise InvalidArgument(f"{where}.name: vector field {name!r} is declared twice (or is "
                                   "the primary's name)", f"{where}.name")
         seen.add(name)
-        out.append(VectorField(name, validation.int_in(f.dim, 1, validation.MAX_DIM, f"{where}.dim"),
+        encoder = validation.encoder(f.encoder)
+        dim = f.dim
+        if encoder is not None:
+            enc_dim = encoder_dim(encoder)
+            if dim is None or (not isinstance(dim, bool) and dim == 0):
+                dim = enc_dim
+            elif dim != enc_dim:
+                raise InvalidArgument(f"{where}.dim {dim} does not match encoder {encoder!r}, which "
+                                      f"makes {enc_dim}-d vectors (leave it 0)", f"{where}.dim")
+        out.append(VectorField(name, validation.int_in(dim, 1, validation.MAX_DIM, f"{where}.dim"),
                                _metric(f.metric, f"{where}.metric"),
-                               validation.index_spec(f.index.type, f.index.params)))
+                               validation.index_spec(f.index.type, f.index.params), encoder))
     if vector_name and not primary_dim_given:
         raise InvalidArgument("vector_name names the primary vector: give its dim too", "dim")
     return vector_name, tuple(out)
@@ -127,6 +140,23 @@ def check_batch(config: CollectionConfig, named, n: int) -> dict:
         if len(rows):
             out[name] = (rows, vecs)
     return out
+
+
+def embed_texts(coll, named: dict, texts, n: int) -> dict:
+    """``named`` plus, for each field with an encoder that the upsert gives no vectors of,
+    the point texts embedded into it ("document" kind; points without a text stay without
+    the field)."""
+    if not texts:
+        return named
+    for f in coll.config.vectors:
+        if f.encoder is None or f.name in named:
+            continue
+        rows = np.array([i for i, t in enumerate(texts) if t], np.int64)
+        if len(rows):
+            vecs = coll.field_encoder(f).encode([texts[i] for i in rows.tolist()], "document")
+            named = {**named, f.name: (rows, validation.vectors(vecs, f.dim, len(rows),
+                                                                f"vectors.{f.name}"))}
+    return named
 
 
 def split(named: dict, groups: dict[int, list[int]]) -> dict[int, dict]:
@@ -410,7 +440,10 @@ class FieldView:
     def __init__(self, coll, field: VectorField):
         self.coll, self.field = coll, field
         self.config = dataclasses.replace(coll.config, dim=field.dim, metric=field.metric,
-                                          index=field.index, encoder=None)
+                                          index=field.index, encoder=field.encoder)
+
+    def embed_queries(self, texts) -> np.ndarray:
+        return self.coll.embed_field_queries(self.field, texts)
 
     def get(self, ids, with_vector: bool, with_payload: bool):
         name = self.field.name

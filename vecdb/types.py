@@ -66,21 +66,26 @@ class IndexSpec:
 class VectorField:
     """A named dense vector field beside a collection's primary vector (vecdb/named_vectors.py):
     points may carry it or not; it has its own dimension, metric and index, and runs on the
-    CPU (no encoder: its vectors are given)."""
+    CPU. ``encoder``: embeds query texts searched with using=, and the point texts of an
+    upsert that gives no vectors of this field (vecdb/named_vectors.py)."""
 
     name: str
     dim: int
     metric: str = "cosine"
     index: IndexSpec = field(default_factory=IndexSpec)
+    encoder: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dim": self.dim, "metric": self.metric,
-                "index": self.index.to_dict()}
+        out = {"name": self.name, "dim": self.dim, "metric": self.metric,
+               "index": self.index.to_dict()}
+        if self.encoder:
+            out["encoder"] = self.encoder
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "VectorField":
         return cls(d["name"], int(d["dim"]), d["metric"],
-                   IndexSpec(d["index"]["type"], dict(d["index"]["params"])))
+                   IndexSpec(d["index"]["type"], dict(d["index"]["params"])), d.get("encoder"))
 
 
 @dataclass(frozen=True)

@@ -71,20 +71,24 @@ def from_proto(batch: tpb.PointBatch) -> list[dict[str, np.ndarray]] | None:
 
 
 def fields(vectors: Sequence[dict] | None) -> list[cpb.VectorField]:
-    """create_collection(vectors=[{"name", "dim", "metric", "index", <index params>}])."""
+    """create_collection(vectors=[{"name", "dim", "metric", "index", "encoder", <index
+    params>}]); with an encoder, dim may be left out (the encoder's)."""
     out = []
     for i, f in enumerate(vectors or ()):
-        if not isinstance(f, dict) or "name" not in f or "dim" not in f:
-            raise InvalidArgumentError(f"vectors[{i}] must be a dict with name and dim",
-                                       field=f"vectors[{i}]")
-        params = {k: int(v) for k, v in f.items() if k not in ("name", "dim", "metric", "index")}
-        out.append(cpb.VectorField(name=f["name"], dim=int(f["dim"]), metric=f.get("metric", ""),
+        if not isinstance(f, dict) or "name" not in f or ("dim" not in f and "encoder" not in f):
+            raise InvalidArgumentError(f"vectors[{i}] must be a dict with name and dim (or an "
+                                       "encoder)", field=f"vectors[{i}]")
+        params = {k: int(v) for k, v in f.items()
+                  if k not in ("name", "dim", "metric", "index", "encoder")}
+        out.append(cpb.VectorField(name=f["name"], dim=int(f.get("dim") or 0),
+                                   metric=f.get("metric", ""), encoder=f.get("encoder"),
                                    index=tpb.IndexSpec(type=f.get("index", ""), params=params)))
     return out
 
 
 def from_proto_fields(msgs: Sequence[cpb.VectorField]) -> list[dict]:
     return [{"name": m.name, "dim": m.dim, "metric": m.metric, "index": m.index.type,
+             **({"encoder": m.encoder} if m.HasField("encoder") else {}),
              **dict(m.index.params)} for m in msgs]
 
 

@@ -59,16 +59,19 @@ def to_proto_named(points: Sequence[Point]) -> list[tpb.NamedVectors]:
 def from_proto_fields(msgs: Sequence[cpb.VectorField]) -> list[dict[str, Any]]:
     """-> Database.create_collection's ``vectors``."""
     return [{"name": m.name, "dim": m.dim, "metric": m.metric or "cosine",
-             "index": m.index.type or "auto", "index_params": dict(m.index.params) or None}
+             "index": m.index.type or "auto", "index_params": dict(m.index.params) or None,
+             "encoder": m.encoder if m.HasField("encoder") else None}
             for m in msgs]
 
 
 def to_proto_fields(fields: Sequence[VectorField]) -> list[cpb.VectorField]:
     return [cpb.VectorField(name=f.name, dim=f.dim, metric=f.metric,
-                            index=convert.to_proto_index_spec(f.index)) for f in fields]
+                            index=convert.to_proto_index_spec(f.index), encoder=f.encoder)
+            for f in fields]
 
 
 def from_proto_config_fields(msgs: Sequence[cpb.VectorField]) -> tuple[VectorField, ...]:
     return tuple(VectorField(m.name, m.dim, m.metric, IndexSpec(m.index.type or "auto",
-                                                                dict(m.index.params)))
+                                                                dict(m.index.params)),
+                             m.encoder if m.HasField("encoder") else None)
                  for m in msgs)

@@ -188,8 +188,8 @@ class PointServicer(pgrpc.PointServiceServicer):
         args = {**convert.from_proto_search(request), "tenant": from_proto_tenant(request)}
         with self._engine.session() as db:
             if args["texts"] is not None:  # embedded once; the recall sampler reuses them
-                args.update(queries=db.embed_queries(args["collection"], args["texts"]),
-                            texts=None)
+                args.update(queries=db.embed_queries(args["collection"], args["texts"],
+                                                     args.get("using")), texts=None)
             results = db.search(**args, raw_payloads=True)  # stored JSON straight to the wire
         if self._on_search is not None and "keywords" not in args:  # recall of dense searches
             self._on_search(args, results)

@@ -129,3 +129,17 @@ def test_vecdbctl_vector_fields_and_using(srv):
     assert set(json.loads(out.stdout)["points"][0]["vectors"]) == {"image", "body"}
     bad = cli("collections", "create", "nvd", "--dim", "8", "--vector", "image", host=srv.target)
     assert bad.returncode != 0 and "NAME:DIM" in bad.stderr
+
+
+def test_field_encoder_over_grpc(srv):
+    pytest.importorskip("sentence_transformers")
+    with srv.client() as c:
+        info = c.create_collection("nve", 4, vectors=[{"name": "s", "encoder": "minilm"}])
+        assert info.config.vectors == [{"name": "s", "dim": 384, "metric": "cosine",
+                                        "index": "auto", "encoder": "minilm"}]
+        c.upsert("nve", ["stew", "bike"], np.ones((2, 4), "f4"),
+                 texts=["slow cooked beef stew", "how to change a bicycle tyre"])
+        assert [h.id for h in c.search("nve", text="flat tire repair", k=1, using="s")] == ["bike"]
+        with pytest.raises(InvalidArgumentError) as e:
+            c.search("nve", text="stew", k=1, using="nope")
+        assert e.value.field == "using"

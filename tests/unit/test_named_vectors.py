@@ -265,3 +265,26 @@ def test_snapshot_restore_keeps_every_field_and_reembed_is_refused(tmp_path):
         with pytest.raises(FailedPrecondition) as e:
             db.reembed("c", "minilm", alias="a")
         assert "named vector fields" in e.value.message
+
+
+def test_a_field_with_an_encoder_embeds_texts_and_queries(tmp_path):
+    pytest.importorskip("sentence_transformers")
+    texts = ["slow cooked beef stew with carrots", "how to change a bicycle tyre",
+             "python list comprehension examples", None]
+    with Database.open(str(tmp_path), opts()) as db:
+        with pytest.raises(InvalidArgument) as e:
+            db.create_collection("bad", dim=4, vectors=[{"name": "s", "dim": 5, "encoder": "minilm"}])
+        assert e.value.field == "vectors[0].dim"
+        db.create_collection("t", dim=4, vectors=[{"name": "s", "encoder": "minilm"}])
+        assert db._get("t").config.vectors[0].dim == 384
+        ids = ["stew", "bike", "code", "none"]
+        db.upsert("t", ids, np.ones((4, 4), "f4"), texts=texts)  # no vectors of s: embedded
+        got = {p.id: set(p.vectors) for p in db.get("t", ids, with_vector=True)}
+        assert got == {"stew": {"s"}, "bike": {"s"}, "code": {"s"}, "none": set()}
+        hits = db.search("t", texts="repairing a flat tire", k=3, using="s")[0]
+        assert hits.ids[0] == "bike" and set(hits.ids) == {"stew", "bike", "code"}
+        rec = db.recommend("t", positive=[{"text": "a hearty casserole"}], k=1, using="s")
+        assert rec.ids == ["stew"]
+        with pytest.raises(InvalidArgument) as e:  # the primary has no encoder
+            db.search("t", texts="stew", k=1)
+        assert e.value.field == "texts"

@@ -87,18 +87,18 @@ def parse_payload_indexes(pairs: list[str]) -> dict[str, str]:
 
 
 def parse_vector_fields(specs: list[str]) -> list[dict[str, Any]]:
-    """--vector NAME:DIM[:METRIC[:INDEX]] -> create_collection(vectors=[...])."""
+    """--vector NAME:DIM[:METRIC[:INDEX[:ENCODER]]] -> create_collection(vectors=[...]);
+    the encoder is the rest of the spec (it may hold a colon: openai:<model>)."""
     out = []
     for spec in specs:
-        parts = spec.split(":")
-        if not 2 <= len(parts) <= 4 or not parts[0] or not parts[1].isdigit():
-            raise UsageError(f"--vector expects NAME:DIM[:METRIC[:INDEX]] (e.g. "
-                             f"image:512:ip:hnsw), got {spec!r}")
+        parts = spec.split(":", 4)
+        if len(parts) < 2 or not parts[0] or not parts[1].isdigit():
+            raise UsageError(f"--vector expects NAME:DIM[:METRIC[:INDEX[:ENCODER]]] (e.g. "
+                             f"image:512:ip:hnsw, or title:0:cosine:auto:minilm), got {spec!r}")
         field: dict[str, Any] = {"name": parts[0], "dim": int(parts[1])}
-        if len(parts) > 2 and parts[2]:
-            field["metric"] = parts[2]
-        if len(parts) > 3 and parts[3]:
-            field["index"] = parts[3]
+        for key, value in zip(("metric", "index", "encoder"), parts[2:]):
+            if value:
+                field[key] = value
         out.append(field)
     return out
 
@@ -275,10 +275,12 @@ def register(sub: Any) -> None:
     p.add_argument("--sparse-dim", type=positive_int, metavar="N",
                    help="points may carry a sparse vector with indices below N (SDK "
                         "upsert(sparse=...); searched with search --sparse)")
-    p.add_argument("--vector", action="append", default=[], metavar="NAME:DIM[:METRIC[:INDEX]]",
+    p.add_argument("--vector", action="append", default=[],
+                   metavar="NAME:DIM[:METRIC[:INDEX[:ENCODER]]]",
                    help="a named vector field beside the primary (docs/named_vectors.md), e.g. "
-                        "image:512:ip:hnsw (metric default cosine, index default auto); "
-                        "repeatable; search it with search --using NAME")
+                        "image:512:ip:hnsw (metric default cosine, index default auto; with an "
+                        "encoder DIM 0 takes its dimension); repeatable; search it with "
+                        "search --using NAME")
     p.add_argument("--vector-name", metavar="NAME",
                    help="the primary vector's own field name (default: unnamed)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",

@@ -197,16 +197,18 @@ class PayloadIndexInfo(_message.Message):
     def __init__(self, type: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
 
 class VectorField(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index")
+    __slots__ = ("name", "dim", "metric", "index", "encoder")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
     index: _types_pb2.IndexSpec
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ...) -> None: ...
+    encoder: str
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., encoder: _Optional[str] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
     __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "payload_indexes", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim", "vector_name", "vectors", "tenant_field")
