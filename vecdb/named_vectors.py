@@ -29,7 +29,7 @@ import os
 import faiss
 import numpy as np
 
-from . import checkpoint, omp, planner, validation
+from . import checkpoint, omp, planner, quant, validation
 from .errors import InvalidArgument
 from .index import (
     Ann,
@@ -403,6 +403,11 @@ class NamedVectors:
 
     def build(self, lock) -> int:
         return sum(f.build(lock) for f in self.fields.values() if f.needs_build())
+
+    def memory_bytes(self) -> int:
+        """Host RAM of every field's exact store and ANN index."""
+        return sum(quant.index_bytes(f.exact) + (quant.index_bytes(f.ann.index) if f.ann else 0)
+                   for f in self.fields.values())
 
     def stats(self) -> dict:
         """{field: {"points", "index_state", "index_type"}} of this shard."""

@@ -672,10 +672,12 @@ class Shard:
             return old.gen
 
     def memory_bytes(self) -> int:
-        """Host RAM of the exact store (the label columns only when quantized) and the ANN index."""
+        """Host RAM of the exact store (the label columns only when quantized), the ANN index
+        and the named vector fields' indexes."""
         exact = self.exact.memory_bytes() if isinstance(self.exact, (VectorFile, HnswVectors)) \
             else quant.index_bytes(self.exact)
-        return exact + (quant.index_bytes(self.ann.index) if self.ann is not None else 0)
+        named = self.named.memory_bytes() if self.named is not None else 0
+        return exact + (quant.index_bytes(self.ann.index) if self.ann is not None else 0) + named
 
     def stats(self) -> ShardStats:
         state = "training" if self.building else ("built" if self.ann else "exact")

@@ -123,6 +123,8 @@ def test_delete_removes_every_field(tmp_path):
                                        if f"p{i}" not in gone)
         stats = db.describe_collection("c").shards
         assert sum(s.vectors["image"]["points"] for s in stats) == sum(hi) - 2
+        # the fields' indexes count in the shards' memory: more than the primary's vectors
+        assert sum(s.memory_bytes for s in stats) > (N - 3) * 4 * (8 + 6 * 0.5 + 5 / 3)
     with Database.open(str(tmp_path), opts()) as db:  # and stay gone after a rebuild too
         for s in db._get("c").shards:
             shutil.rmtree(s.dir)
