@@ -316,7 +316,9 @@ def from_proto_search(msg: ppb.SearchRequest) -> dict[str, Any]:
                               for i, raw in enumerate(msg.sparse.vectors)]
         args.update(keywords=list(msg.keywords.texts) if keywords else None, fusion=msg.fusion or None,
                     weights=list(msg.fusion_weights) or None, rrf_k=_opt(msg, "rrf_k"),
-                    explain=msg.explain, keywords_field=_opt(msg, "keywords_field"))
+                    explain=msg.explain)
+    if msg.HasField("keywords_field"):  # without keywords: INVALID_ARGUMENT naming it
+        args["keywords_field"] = msg.keywords_field
     return args
 
 

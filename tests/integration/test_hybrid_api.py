@@ -12,8 +12,11 @@ import threading
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
+from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
+from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 
 from harness import InProcessServer
 from test_cli import cli
@@ -308,6 +311,13 @@ def test_keywords_on_a_payload_text_index_over_grpc(hsrv):
             with pytest.raises(InvalidArgumentError) as ei:
                 c.search("titled", **kwargs)
             assert ei.value.field == "keywords_field"
+        raw = ppb.SearchRequest(collection="titled", keywords_field="title", k=3,
+                                vectors=tpb.Vectors(count=1, dim=DIM,
+                                                    data=np.ones(DIM, np.float32).tobytes()))
+        with pytest.raises(grpc.RpcError) as ei:  # a raw request: not ignored either
+            c._points.Search(raw)
+        assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "keywords_field" in ei.value.details()
     out = cli("search", "titled", "--keywords", "tcode3x", "--keywords-field", "title", "-o", "json",
               host=hsrv.target)
     assert out.returncode == 0, out.stderr
