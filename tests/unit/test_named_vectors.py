@@ -290,3 +290,20 @@ def test_a_field_with_an_encoder_embeds_texts_and_queries(tmp_path):
         with pytest.raises(InvalidArgument) as e:  # the primary has no encoder
             db.search("t", texts="stew", k=1)
         assert e.value.field == "texts"
+
+
+def test_a_gpu_placed_collection_keeps_its_named_fields_on_the_cpu(tmp_path):
+    from gpu_standin import StandIn  # CPU stand-ins of the GPU factories (tests/unit)
+    ctx = StandIn("faiss", n=1)
+    with Database.open(str(tmp_path / "g"), opts(), gpu=ctx) as gdb, \
+            Database.open(str(tmp_path / "c"), opts()) as cdb:
+        for db in (gdb, cdb):
+            make(db, shards=2)
+            db.delete("c", ["p0", "p2"])
+        assert all(s.gpu is not None for s in gdb._get("c").shards)  # the primary is "on a GPU"
+        q = np.random.default_rng(4).normal(size=(3, 6)).astype("f4")
+        for a, b in zip(gdb.search("c", q, k=10, using="image"), cdb.search("c", q, k=10, using="image")):
+            assert a.ids == b.ids
+        qp = np.random.default_rng(5).normal(size=(2, 8)).astype("f4")
+        assert [r.ids for r in gdb.search("c", qp, k=5)] == [r.ids for r in cdb.search("c", qp, k=5)]
+        assert not ctx.violations
