@@ -12,7 +12,7 @@ BEGIN = "<!-- bench/compare.py: begin (generated; edit the script, not this sect
 END = "<!-- bench/compare.py: end -->"
 PACKAGES = ("vecdb", "faiss-cpu", "numpy", "grpcio", "protobuf", "rocksdict", "chromadb",
             "pymilvus", "milvus-lite", "lancedb", "pyarrow", "torch", "sentence-transformers")
-ORDER = ("faiss", "vecdb", "vecdb-grpc", "chroma", "milvus", "lance")
+ORDER = ("faiss", "vecdb", "vecdb-grpc", "vecdb-embedded", "chroma", "milvus", "lance")
 
 
 def _cmd(args: list[str]) -> str:
@@ -92,6 +92,8 @@ def targets(results: dict) -> list[tuple]:
         g("vecdb-grpc", 32, "qps"), g("chroma", "op", "batch_qps"), "", ">=", 2)
     add("batch search: vecdb gRPC vs raw FAISS (q/s)",
         g("vecdb-grpc", "op", "batch_qps"), g("faiss", "op", "batch_qps"), "", ">=", 0.9)
+    add("1 client, 1 query/call: vecdb embedded (vecdb.connect) vs Chroma (q/s)",
+        g("vecdb-embedded", 1, "qps"), g("chroma", 1, "qps"), "", ">=", 3)
     add("time to searchable: vecdb gRPC vs Chroma (s)",
         g("vecdb-grpc", "load", "searchable_s"), g("chroma", "load", "searchable_s"), "", "<=", 0.5)
     add("time to searchable: vecdb gRPC vs Milvus Lite (s)",

@@ -144,6 +144,30 @@ class VecdbServer(ServerSystem):
         return super()._stop(sig)
 
 
+class VecdbEmbedded(VecdbServer):
+    """``vecdb.connect(dir)``: the SDK's face over the engine in this process (embedded
+    mode), driven with the same SDK calls as the server; clients are threads."""
+
+    name = "vecdb (embedded, vecdb.connect)"
+    server = False
+
+    def __init__(self, opts, workdir):
+        System.__init__(self, opts, workdir)
+        import vecdb
+        self.param_name = opts.get("vecdb_param", "ef_search")
+        self.proc = None
+        self.client = vecdb.connect(str(workdir / "vecdb-embedded"))
+
+    memory = System.memory
+    thread_searcher = System.thread_searcher
+
+    def remote(self):
+        return None
+
+    def close(self):
+        self.client.close()
+
+
 # ------------------------------------------------------------------ Chroma (server)
 class ChromaServer(ServerSystem):
     name = "Chroma (server)"
@@ -243,5 +267,5 @@ def remote_searcher(conn: dict):
     raise ValueError(conn["kind"])
 
 
-SYSTEMS = {"faiss": Faiss, "vecdb": VecdbLocal, "vecdb-grpc": VecdbServer,
+SYSTEMS = {"faiss": Faiss, "vecdb": VecdbLocal, "vecdb-grpc": VecdbServer, "vecdb-embedded": VecdbEmbedded,
            "milvus": MilvusLite, "chroma": ChromaServer, "lance": Lance}

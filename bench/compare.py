@@ -10,7 +10,8 @@ queries, exact top-100 ground truth; a clustered synthetic set (--scale-n, defau
 for the vecdb server's scale and restart numbers.
 
 Systems (--systems): faiss (raw FAISS HNSW in-process: the ceiling), vecdb (vecdb.Database
-in-process), vecdb-grpc (a vecdb-server subprocess through vecdb_client), chroma (`chroma
+in-process), vecdb-grpc (a vecdb-server subprocess through vecdb_client), vecdb-embedded
+(vecdb.connect: the SDK's calls over the engine in-process, no server), chroma (`chroma
 run` subprocess through HttpClient), milvus (Milvus Lite), lance (LanceDB, IVF_FLAT).
 Each runs in its own child process, one after another, under a time limit (--timeout),
 and reports: time until every point is searchable with the index built; recall@10
@@ -46,7 +47,7 @@ import bench_data  # noqa: E402
 import bench_measure as measure  # noqa: E402
 import numpy as np  # noqa: E402
 
-ALL = "faiss,vecdb,vecdb-grpc,chroma,milvus,lance"
+ALL = "faiss,vecdb,vecdb-grpc,vecdb-embedded,chroma,milvus,lance"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
