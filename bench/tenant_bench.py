@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from vecdb import Database, DatabaseOptions, __version__  # noqa: E402
+from vecdb import Database, DatabaseOptions, __version__
 
 
 def latencies(search, queries: np.ndarray, tenants: list) -> np.ndarray:

@@ -140,7 +140,7 @@ class TenantIndex:
     def rebuild(self, raw_records) -> None:
         """From (label, stored record bytes) pairs (Shard.recover)."""
         for lab, raw in raw_records:
-            n_id, n_pay, n_text = records.HEAD.unpack_from(raw, 0)
+            _, n_pay, n_text = records.HEAD.unpack_from(raw, 0)
             _, pay, _ = records.decode(raw, with_text=False)
             nbytes = (0 if n_pay == records.ABSENT else n_pay) + \
                 (0 if n_text == records.ABSENT else n_text) + self.vec_bytes

@@ -4,7 +4,6 @@ FAILED_PRECONDITION, writes nothing, and keeps serving."""
 from __future__ import annotations
 
 import pytest
-
 from test_cluster import cluster, rand  # noqa: F401 - the same fixture
 from vecdb_client import FailedPreconditionError
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vecdb import SearchParams
+from vecdb import SearchParams, tenant_search
 from vecdb.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
-from vecdb import tenant_search
 
 DIM = 8
 
