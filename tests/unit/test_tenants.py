@@ -190,3 +190,17 @@ def test_a_tenant_lives_in_one_shard_and_ids_are_found_wherever_stored(db):
     time.sleep(1.1)
     assert db.expire() == 4  # the TTL'd point of each tenant, deleted in its shard
     assert db.count("t", tenant="a") == 39 and coll.count() == 154
+
+
+def test_payload_only_updates_keep_the_tenant_and_recount_bytes(db):
+    make(db, shards=1)
+    coll, shard = db.collections["t"], db.collections["t"].shards[0]
+    labels = shard.tenants.sorted_labels(("s", "a"))[:3]
+    before = db.tenant_info("t", "a")["bytes"]
+    with pytest.raises(InvalidArgument):  # a payload-only write may not move a point
+        coll.set_payloads(0, labels, lambda labs, ids, pays: [{**p, "customer": "b"} for p in pays])
+    assert db.tenant_info("t", "a")["bytes"] == before
+    coll.set_payloads(0, labels, lambda labs, ids, pays: [{**p, "label": "x" * 10} for p in pays])
+    grown = len(',"label":"xxxxxxxxxx"')
+    assert db.tenant_info("t", "a")["bytes"] == before + 3 * grown
+    assert db.count("t", filter={"key": "label", "match": "x" * 10}, tenant="a") == 3
