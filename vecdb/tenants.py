@@ -32,6 +32,7 @@ MAX_TENANT_CHARS = 256
 # thread: handing its few vectors to the search pool costs more than scoring them.
 INLINE_MAX = 5_000
 _EMPTY = np.zeros(0, np.int64)
+_NUMBER = 0xFFFFFFFF
 
 
 # ---- values ------------------------------------------------------------------
@@ -75,31 +76,44 @@ def _stored_key(payload: Any, field: str) -> tuple | None:
 
 # ---- the per-shard partition --------------------------------------------------
 class TenantIndex:
-    """tenant key -> labels, label -> (tenant key, bytes). Mutated only by the shard's
-    writers (under its write lock); readers hold its read lock."""
+    """tenant key -> labels and bytes; label -> its tenant and record bytes, packed in one
+    int (bytes << 32 | the tenant's number: one dict entry a point). Mutated only by the
+    shard's writers (under its write lock); readers hold its read lock."""
 
     def __init__(self, field: str, dim: int) -> None:
         self.field, self.vec_bytes = field, 4 * dim
         self.labels: dict[tuple, set[int]] = {}
         self.bytes: dict[tuple, int] = {}
-        self.of: dict[int, tuple] = {}
-        self.size: dict[int, int] = {}
+        self._meta: dict[int, int] = {}
+        self._number: dict[tuple, int] = {}  # tenant key -> its number in _keys
+        self._keys: list[tuple] = []
         self._sorted: dict[tuple, np.ndarray] = {}
+
+    def tenant_of(self, label: int) -> tuple | None:
+        m = self._meta.get(label)
+        return None if m is None else self._keys[m & _NUMBER]
+
+    def size_of(self, label: int) -> int:
+        return self._meta[label] >> 32
 
     def add(self, label: int, key: tuple | None, nbytes: int) -> None:
         if key is None:
             return
         self.remove(label)
+        number = self._number.get(key)
+        if number is None:
+            number = self._number[key] = len(self._keys)
+            self._keys.append(key)
         self.labels.setdefault(key, set()).add(label)
         self.bytes[key] = self.bytes.get(key, 0) + nbytes
-        self.of[label], self.size[label] = key, nbytes
+        self._meta[label] = nbytes << 32 | number
         self._sorted.pop(key, None)
 
     def remove(self, label: int) -> None:
-        key = self.of.pop(label, None)
-        if key is None:
+        m = self._meta.pop(label, None)
+        if m is None:
             return
-        nbytes = self.size.pop(label)
+        key, nbytes = self._keys[m & _NUMBER], m >> 32
         post = self.labels[key]
         post.discard(label)
         self._sorted.pop(key, None)
@@ -109,10 +123,10 @@ class TenantIndex:
             del self.labels[key], self.bytes[key]
 
     def resize(self, label: int, nbytes: int) -> None:
-        key = self.of.get(label)
-        if key is not None:
-            self.bytes[key] += nbytes - self.size[label]
-            self.size[label] = nbytes
+        m = self._meta.get(label)
+        if m is not None:
+            self.bytes[self._keys[m & _NUMBER]] += nbytes - (m >> 32)
+            self._meta[label] = nbytes << 32 | (m & _NUMBER)
 
     def sorted_labels(self, key: tuple) -> np.ndarray:
         got = self._sorted.get(key)
@@ -188,7 +202,7 @@ class TenantRegistry:
         key = self.key(tenant)
         shards = self.coll.shards
         return [pid for pid, at in zip(ids, self._where(ids))
-                if at is not None and shards[at[0]].tenants.of.get(at[1]) == key]
+                if at is not None and shards[at[0]].tenants.tenant_of(at[1]) == key]
 
     # -- placement: a tenant's new points go to its home shard, so a small tenant's
     # search reads one shard; a stored point is found wherever it is
@@ -251,12 +265,12 @@ class TenantRegistry:
             d = delta.setdefault(keys[j], [0, 0])
             if at is not None:
                 ti = self.coll.shards[at[0]].tenants
-                if ti.of.get(at[1]) != keys[j]:
+                if ti.tenant_of(at[1]) != keys[j]:
                     raise InvalidArgument(f"ids[{j}]: point {ids[j]!r} belongs to another "
                                           "tenant; a point cannot move between tenants "
                                           "(delete it there first)", f"ids[{j}]")
                 d[0] -= 1
-                d[1] -= ti.size[at[1]]
+                d[1] -= ti.size_of(at[1])
             groups.setdefault(self.home(keys[j]) if at is None else at[0], []).append(j)
             txt = texts[j] if texts else None
             d[0] += 1
