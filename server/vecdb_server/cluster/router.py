@@ -19,8 +19,8 @@ import base64
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import grpc
@@ -76,7 +76,7 @@ class PrimaryPart:
     i: int
     method: str
     request: Any  # the shard's part, on its local copy
-    key: str | None  # the idempotency key, and the digest of this part under it
+    key: str | None  # the idempotency key, and the digest of the client's request
     want: str | None
     s: st.ShardState
     local: str
