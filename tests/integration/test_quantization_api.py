@@ -46,12 +46,13 @@ def test_quantized_collection_over_grpc(qsrv):
                  payloads=[{"odd": i % 2} for i in range(len(base))])
         info = wait_built(c, "q")
         assert info.shards[0].index_type == "hnsw"
-        # codes + graph in RAM: at least one float32 copy less than the same data at full
-        # precision (which holds the exact flat copy and HNSW's own float storage)
+        # codes + graph in RAM: the same data at full precision holds the float32 vectors
+        # (once: its exact store is the graph's storage), sq8 one byte a dimension
+        # instead of four
         c.create_collection("fq", DIM, index="hnsw", build_threshold=500)
         c.upsert("fq", [f"p{i}" for i in range(len(base))], base)
         full_bytes = wait_built(c, "fq").memory_bytes
-        assert 0 < info.memory_bytes < full_bytes - len(base) * DIM * 4
+        assert 0 < info.memory_bytes < full_bytes - len(base) * DIM * 2
         exact = c.search("q", vectors=queries, k=10, exact=True, with_payload=False)
         approx = c.search("q", vectors=queries, k=10, with_payload=False)
         hits = [len({h.id for h in a} & {h.id for h in e}) for a, e in zip(approx, exact)]
