@@ -476,22 +476,22 @@ class Database:
     def update_payload(self, collection: str, ids=None, filter=None, set=None, overwrite=None,
                        delete_keys=None, tenant=None) -> WriteResult:
         coll = self._get(collection)
-        ids, filter = tenants.selection(coll, tenant, ids, filter)
+        ids, filter, key = tenants.selection(coll, tenant, ids, filter)
         overwrite = tenants.update_args(coll, tenant, overwrite, delete_keys)
-        return coll.update_payload(ids, filter, set, overwrite, delete_keys)
+        return coll.update_payload(ids, filter, set, overwrite, delete_keys, key)
 
     def update_vectors(self, collection: str, ids, vectors=None, tenant=None, named=None) -> WriteResult:
         """Replace vectors of existing points: the primary (``vectors``) and/or the named
-        fields in ``named``; the point's other vectors, payload, text and TTL stay."""
+        fields in ``named`` (on a tenant collection: the primary under its ``vector_name``);
+        the point's other vectors, payload, text and TTL stay. ``tenant``: ids of other
+        tenants are skipped."""
         coll = self._get(collection)
-        if named:  # tenant collections have no named fields
-            return coll.update_vectors(ids, vectors, named)
-        return coll.update_vectors(*tenants.vector_rows(coll, tenant, ids, vectors))
+        return coll.update_vectors(ids, vectors, named, tenants.key_for(coll, tenant))
 
     def get(self, collection: str, ids, with_vector: bool = False, with_payload: bool = True,
             tenant=None) -> list[Point]:
         coll = self._get(collection)
-        return coll.get(tenants.read_ids(coll, tenant, ids), with_vector, with_payload)
+        return coll.get(ids, with_vector, with_payload, tenants.key_for(coll, tenant))
 
     def expiry_of(self, collection: str, ids) -> dict[str, int]:
         """id -> expiry time (ms since the epoch) of those of ``ids`` that have a TTL (what a

@@ -222,12 +222,18 @@ class Collection:
         return ops
 
     @_writing
-    def delete(self, ids=None, filter=None) -> WriteResult:
+    def delete(self, ids=None, filter=None, tenant=None) -> WriteResult:
+        """``tenant`` (a tenant key): ids of other tenants are skipped (checked under the
+        write lock); a filter is a TenantScope already."""
         node = self._selection(ids, filter)
         with self.write_lock:
-            ids = self._ids_matching(node) if node is not None else list(dict.fromkeys(
-                validation.ids(ids, unique=False)))
+            ids = self._ids_matching(node) if node is not None else self._own(tenant, list(
+                dict.fromkeys(validation.ids(ids, unique=False))))
             return self._delete_locked(ids)
+
+    def _own(self, tenant, ids: list[str]) -> list[str]:
+        """Under the write lock: those of ``ids`` in tenant ``tenant`` (all when None)."""
+        return ids if tenant is None else self.tenants.own_ids(tenant, ids)
 
     def _delete_locked(self, ids: list[str]) -> WriteResult:
         self._record(ids)
@@ -241,7 +247,7 @@ class Collection:
 
     @_writing
     def update_payload(self, ids=None, filter=None, set_keys=None, overwrite=None,
-                       delete_keys=None) -> WriteResult:
+                       delete_keys=None, tenant=None) -> WriteResult:
         """Partial payload update of the points with these ids (or matching the filter),
         as ONE atomic, WAL-logged batch: ``overwrite`` replaces the payload, then
         ``set_keys`` merges top-level keys, then ``delete_keys`` removes keys."""
@@ -261,20 +267,21 @@ class Collection:
             for key in delete_keys or ():
                 pay.pop(key, None)
             return pay
-        return self._rewrite(ids, node, change, None)
+        return self._rewrite(ids, node, change, None, tenant=tenant)
 
     @_writing
-    def update_vectors(self, ids, vectors, named=None) -> WriteResult:
+    def update_vectors(self, ids, vectors, named=None, tenant=None) -> WriteResult:
         """Replace the vectors of existing points; payload, text and TTL stay. ``vectors``
         None: the primary stays; ``named`` ({field: vectors or None per point}): those
-        fields are set, the point's other named vectors stay."""
+        fields are set, the point's other named vectors stay. ``tenant`` (a tenant key):
+        ids of other tenants are skipped (checked under the write lock)."""
         ids = validation.ids(ids)
         named, vectors = self._split_primary(named, vectors)
         named = named_vectors.check_batch(self.config, named, len(ids))
         if vectors is None and not named:
             raise InvalidArgument("give vectors or named vectors to update", "vectors")
         new = None if vectors is None else dict(zip(ids, self._vectors(vectors, len(ids))))
-        return self._rewrite(ids, None, None, new, named_vectors.by_id(ids, named))
+        return self._rewrite(ids, None, None, new, named_vectors.by_id(ids, named), tenant)
 
     @_writing
     @_writing
@@ -308,9 +315,10 @@ class Collection:
                 sized(s, labs)
             return labs
 
-    def _rewrite(self, ids, node, change, new_vectors, new_named=None) -> WriteResult:
+    def _rewrite(self, ids, node, change, new_vectors, new_named=None, tenant=None) -> WriteResult:
         with self.write_lock:
-            ids = self._ids_matching(node) if node is not None else validation.ids(ids, unique=False)
+            ids = self._ids_matching(node) if node is not None else self._own(
+                tenant, validation.ids(ids, unique=False))
             ids = list(dict.fromkeys(ids))
             points, expire = self._current(ids)
             if not points:
@@ -387,12 +395,19 @@ class Collection:
             return sum(s.count_visible() for s in self.shards)
         return sum(len(s.matching(node)) for s in self.shards)
 
-    def get(self, ids, with_vector: bool, with_payload: bool) -> list[Point]:
+    def get(self, ids, with_vector: bool, with_payload: bool, tenant=None) -> list[Point]:
+        """``tenant`` (a tenant key): points of other tenants are omitted, judged by the
+        records read (a point may change tenant between the look-up and the read)."""
         ids = validation.ids(ids, unique=False)
         found: dict[str, Point] = {}
         for s, rows in self._route(ids).items():
-            found.update(self.shards[s].get([ids[j] for j in rows], with_vector, with_payload))
-        return [found[pid] for pid in ids if pid in found]
+            found.update(self.shards[s].get([ids[j] for j in rows], with_vector,
+                                            with_payload or tenant is not None))
+        points = [found[pid] for pid in ids if pid in found]
+        if tenant is None:
+            return points
+        return [p if with_payload else dataclasses.replace(p, payload=None)
+                for p in points if self.tenants.holds(tenant, p.payload)]
 
     def expiry_of(self, ids) -> dict[str, int]:
         """id -> expiry time (ms since the epoch) of those of ``ids`` that have a TTL."""

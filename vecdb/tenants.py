@@ -197,12 +197,16 @@ class TenantRegistry:
         return TenantScope.of(Cond(self.field, "match", key, "tenant"), filters.parse(filter),
                               key, size <= INLINE_MAX)
 
-    def own_ids(self, tenant: Any, ids: list[str]) -> list[str]:
-        """Those of ``ids`` that are points of ``tenant`` (the others are invisible)."""
-        key = self.key(tenant)
+    def own_ids(self, key: tuple, ids: list[str]) -> list[str]:
+        """Those of ``ids`` that are points of tenant ``key`` (the others are invisible).
+        Callers hold the collection's write lock, so no point changes tenant meanwhile."""
         shards = self.coll.shards
         return [pid for pid, at in zip(ids, self._where(ids))
                 if at is not None and shards[at[0]].tenants.tenant_of(at[1]) == key]
+
+    def holds(self, key: tuple, payload: Any) -> bool:
+        """Whether a point with this (decoded) payload is one of tenant ``key``'s."""
+        return _stored_key(payload, self.field) == key
 
     # -- placement: a tenant's new points go to its home shard, so a small tenant's
     # search reads one shard; a stored point is found wherever it is
@@ -388,20 +392,21 @@ def read_filter(coll, tenant: Any, filter: Any) -> Any:
     return filter if reg is None else reg.scope(tenant, filter)
 
 
-def read_ids(coll, tenant: Any, ids: Any) -> Any:
+def key_for(coll, tenant: Any) -> tuple | None:
+    """The tenant key a call by ids acts within (None: a collection without tenant_field).
+    The collection re-checks each id's tenant under its write lock, or on the records it
+    read (Collection.get), so a point that changes tenant meanwhile is never acted on."""
     reg = _registry(coll, tenant)
-    return ids if reg is None else reg.own_ids(tenant, validation.ids(ids, unique=False))
+    return None if reg is None else reg.key(tenant)
 
 
-def selection(coll, tenant: Any, ids: Any, filter: Any) -> tuple[Any, Any]:
-    """(ids, filter) of a delete/update by ids or filter, within ``tenant``."""
-    reg = _registry(coll, tenant)
-    if reg is None:
-        return ids, filter
-    reg.key(tenant)
+def selection(coll, tenant: Any, ids: Any, filter: Any) -> tuple[Any, Any, tuple | None]:
+    """(ids, filter, tenant key) of a delete/update by ids or filter, within ``tenant``."""
+    key = key_for(coll, tenant)
+    if key is None:
+        return ids, filter, None
     node = filters.parse(filter)
-    return (None if ids is None else reg.own_ids(tenant, validation.ids(ids, unique=False)),
-            None if node is None else reg.scope(tenant, node))
+    return ids, None if node is None else coll.tenants.scope(tenant, node), key
 
 
 def write_payloads(coll, tenant: Any, ids: Any, payloads: Any) -> Any:
@@ -423,18 +428,6 @@ def update_args(coll, tenant: Any, overwrite: Any, delete_keys: Any) -> Any:
     if tenant is not None and isinstance(overwrite, dict):
         return reg.stamp(tenant, [overwrite], 1)[0]
     return overwrite
-
-
-def vector_rows(coll, tenant: Any, ids: Any, vectors: Any) -> tuple[Any, Any]:
-    """update_vectors within ``tenant``: the rows of the tenant's own points."""
-    reg = _registry(coll, tenant)
-    if reg is None:
-        return ids, vectors
-    ids = validation.ids(ids)
-    vecs = coll._vectors(vectors, len(ids))
-    own = set(reg.own_ids(tenant, ids))
-    rows = [j for j, pid in enumerate(ids) if pid in own]
-    return [ids[j] for j in rows], vecs[rows]
 
 
 def refuse(coll, what: str) -> None:

@@ -203,6 +203,36 @@ def test_a_tenant_key_never_sees_another_tenant(server):
         adm.delete("t", ["a-own"], tenant="a")
 
 
+def test_named_vector_updates_stay_in_the_key_tenant(server):
+    """update_vectors with named= (the primary under its vector_name) by tenant "a"'s key
+    changes nothing of "b"; on a named-field collection without tenants it is refused."""
+    with server.client(api_key=ADMIN) as adm:
+        adm.create_collection("tv", dim=DIM, metric="l2", index="flat", shards=2,
+                              tenant_field="customer", vector_name="emb")
+        adm.upsert("tv", ["a0"], rand(1, DIM, 1), tenant="a")
+        adm.upsert("tv", ["b0", "b1"], rand(2, DIM, 2), tenant="b")
+        adm.create_collection("nv", dim=DIM, index="flat", vectors=[{"name": "f", "dim": 4}])
+        adm.upsert("nv", ["n0"], rand(1, DIM, 3), named={"f": rand(1, 4, 4)})
+        b_before = adm.get("tv", ["b0", "b1"], with_vectors=True, tenant="b")
+        n_before = adm.get("nv", ["n0"], with_vectors=True)[0]
+    with server.client(api_key=KEY_A_ADM) as c:
+        zeros = np.zeros((3, DIM), np.float32)
+        assert c.update_vectors("tv", ["b0", "b1", "nope"], named={"emb": zeros}).count == 0
+        assert c.update_vectors("tv", ["a0", "b0"], named={"emb": zeros[:2]}).count == 1
+        with pytest.raises(InvalidArgumentError) as ei:
+            c.update_vectors("nv", ["n0"], named={"f": np.ones((1, 4), np.float32)})
+        assert ei.value.field == "tenant"
+    with server.client(api_key=ADMIN) as adm:
+        for before, after in zip(b_before, adm.get("tv", ["b0", "b1"], with_vectors=True,
+                                                   tenant="b")):
+            assert np.array_equal(before.vector, after.vector)
+        assert not adm.get("tv", ["a0"], with_vectors=True, tenant="a")[0].vector.any()
+        n_after = adm.get("nv", ["n0"], with_vectors=True)[0]
+        assert np.array_equal(n_after.vectors["f"], n_before.vectors["f"])
+        adm.drop_collection("tv")
+        adm.drop_collection("nv")
+
+
 def test_drop_tenant_under_concurrent_writes_loses_nothing_of_others(server):
     with server.client(api_key=ADMIN) as c:
         c.create_collection("d", dim=DIM, index="flat", shards=3, tenant_field="customer")

@@ -204,3 +204,40 @@ def test_payload_only_updates_keep_the_tenant_and_recount_bytes(db):
     grown = len(',"label":"xxxxxxxxxx"')
     assert db.tenant_info("t", "a")["bytes"] == before + 3 * grown
     assert db.count("t", filter={"key": "label", "match": "x" * 10}, tenant="a") == 3
+
+
+@pytest.mark.parametrize("op", ["delete", "update_payload", "update_vectors", "get"])
+def test_a_point_that_changes_tenant_mid_call_is_not_touched(db, op):
+    """Tenant "a" names its point X; before the call takes the write lock (or reads the
+    record), X is deleted in "a" and re-created by "b". The call must not act on b's X."""
+    db.create_collection("t", 4, metric="l2", shards=2, index="flat", tenant_field="customer")
+    coll = db.collections["t"]
+    db.upsert("t", ["X"], np.ones((1, 4), np.float32), [{"v": "a"}], tenant="a")
+    fired = []
+
+    def move_x() -> None:
+        if not fired:
+            fired.append(1)
+            db.delete("t", ["X"], tenant="a")
+            db.upsert("t", ["X"], np.full((1, 4), 7, np.float32), [{"v": "b"}], tenant="b")
+    hook = {"delete": "_selection", "update_payload": "_selection",
+            "update_vectors": "_split_primary", "get": "_route"}[op]
+    real = getattr(coll, hook)
+
+    def hooked(*args):
+        move_x()
+        return real(*args)
+    setattr(coll, hook, hooked)
+    if op == "delete":
+        assert db.delete("t", ["X"], tenant="a").count == 0
+    elif op == "update_payload":
+        assert db.update_payload("t", ids=["X"], set={"v": "by a"}, tenant="a").count == 0
+    elif op == "update_vectors":
+        assert db.update_vectors("t", ["X"], np.zeros((1, 4), np.float32), tenant="a").count == 0
+    else:
+        assert db.get("t", ["X"], tenant="a") == []
+    delattr(coll, hook)
+    assert fired
+    got = db.get("t", ["X"], with_vector=True, tenant="b")
+    assert [p.payload for p in got] == [{"v": "b", "customer": "b"}]
+    assert got[0].vector.tolist() == [7.0] * 4
