@@ -4,9 +4,14 @@ shards of a collection (each shard copy is a collection of its own) applies a cl
 batch over them with one WAL sync instead of one per shard.
 
 The batch is checked once (ids, vectors or texts embedded, payloads, TTLs) by the first
-collection; each collection then prepares its rows under its write lock (all held, in
-name order, so two such writes cannot deadlock), and one commit writes and applies them
-all: all-or-nothing, as a single collection's multi-shard batch is."""
+collection; each collection then prepares its rows under its write lock, and one commit
+writes and applies them all: all-or-nothing, as a single collection's multi-shard batch is.
+
+Lock order: the write locks are all held, taken in creation order (``config.uid``, never
+reused), so two such writes cannot deadlock, nor one with a re-embed: it holds its
+source's lock while it takes its target's, and the target is always created after the
+source (its name may sort either way: reembed(target=...)). A collection named twice
+(directly and through an alias) is refused: its lock cannot be taken twice."""
 from __future__ import annotations
 
 import contextlib
@@ -24,6 +29,11 @@ def _alike(colls: list[Collection]) -> None:
         return c.config.dim, c.config.metric, c.config.encoder, c.config.sparse_dim
     if not colls:
         raise InvalidArgument("collections: name at least one", "collections")
+    names = [c.config.name for c in colls]
+    twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+    if twice is not None:
+        raise InvalidArgument(f"collections: {twice!r} is named twice (directly or through "
+                              "an alias)", "collections")
     if any(shape(c) != shape(colls[0]) for c in colls):
         raise InvalidArgument("collections: all must have one dimension, metric, encoder and "
                               "sparse_dim", "collections")
@@ -46,7 +56,7 @@ def upsert(colls: list[Collection], rows: list[Sequence[int]], ids, vectors=None
                                                                    texts, ttl)
         if not ids:
             return [WriteResult(0, {}) for _ in colls]
-        for c in sorted(colls, key=lambda c: c.config.name):
+        for c in sorted(colls, key=lambda c: c.config.uid):  # creation order: see above
             held.enter_context(c.write_lock)
         store = colls[0].store
         wb, parts = store.batch(), []

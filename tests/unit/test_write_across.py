@@ -1,5 +1,8 @@
 """Database.upsert_across: one batch over several collections of one configuration in one
 RocksDB write (a cluster node's shard copies are collections of their own)."""
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -70,3 +73,52 @@ def test_parts_must_cover_the_batch_once_and_collections_must_match(shards):
         shards.upsert_across({"s0": [0, 1], "wide": [2, 3]}, ids, vecs, pays)
     assert err.value.field == "collections"
     assert shards.count("s0") == 0
+
+
+def _in_thread(fn):
+    """Run fn in a daemon thread; returns (thread, outcome list: the result or the error)."""
+    out = []
+
+    def run():
+        try:
+            out.append(fn())
+        except Exception as e:  # noqa: BLE001 - the outcome is what the test inspects
+            out.append(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def test_a_collection_named_twice_through_an_alias_is_refused(shards):
+    shards.create_alias("a0", "s0")
+    ids, vecs, pays = _batch(3)
+    t, out = _in_thread(lambda: shards.upsert_across({"s0": [0], "a0": [1], "s1": [2]},
+                                                     ids, vecs, pays))
+    t.join(10)
+    assert not t.is_alive(), "upsert_across took s0's write lock twice"
+    [err] = out
+    assert isinstance(err, InvalidArgument) and err.field == "collections"
+    assert "s0" in str(err)
+    assert shards.count("s0") == shards.count("s1") == 0  # nothing written
+    shards.upsert("s0", ["x"], vecs[:1])  # and no lock left held
+    assert shards.count("s0") == 1
+
+
+def test_locks_are_taken_in_the_order_reembed_takes_them(db):
+    """A re-embed holds its source's write lock, then takes its target's (the alias swap);
+    the target is created after the source, whatever its name (reembed(target=...)). An
+    upsert_across over both must take them in that order too, or the two deadlock."""
+    db.create_collection("src", 4, metric="l2")
+    db.create_collection("a_tgt", 4, metric="l2")  # sorts before "src" by name
+    src, tgt = db.collections["src"], db.collections["a_tgt"]
+    ids, vecs, pays = _batch(2)
+    with src.write_lock:  # where the swap holds it
+        t, out = _in_thread(lambda: db.upsert_across({"a_tgt": [0], "src": [1]}, ids, vecs, pays))
+        deadline = time.monotonic() + 0.5  # let it take whatever it takes before src's
+        while not tgt.write_lock.locked() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        took = tgt.write_lock.acquire(timeout=5)  # the swap's next step
+        assert took, "upsert_across holds the target's lock while waiting for the source's"
+        tgt.write_lock.release()
+    t.join(10)
+    assert not t.is_alive() and [r.count for r in out[0].values()] == [1, 1]
