@@ -241,10 +241,10 @@ class Database:
                 target: str | None = None, batch_size: int = 256,
                 wait: bool = False) -> CollectionDescription:
         """Re-embed a collection with another encoder without downtime: creates the
-        target collection (default ``<source>__<encoder>``; same metric, index, shards and
-        payload indexes), copies every point's text, payload and TTL into it in the
-        background (embedding the texts with ``encoder``), replays writes the source got
-        meanwhile, then atomically points ``alias`` at the target. Readers that use the
+        target collection (default ``<source>__<encoder>``; same metric, index, shards,
+        payload indexes and tenant_field; tenant quotas are copied at the swap), copies
+        every point's text, payload and TTL into it in the background (embedding the
+        texts with ``encoder``), replays writes the source got meanwhile, then atomically points ``alias`` at the target. Readers that use the
         alias never see an error. ``collection`` may be that alias (then ``alias`` defaults
         to it). Progress: describe_collection(...).reembed. The source is kept (drop it
         when done). Returns the source's description."""
@@ -276,7 +276,8 @@ class Database:
                                          f"re-embedded into {running.target!r}", "collection")
         cfg = src.config
         self.create_collection(target, None, cfg.metric, cfg.index.type, dict(cfg.index.params),
-                               cfg.shards, encoder, dict(cfg.payload_indexes), cfg.device)
+                               cfg.shards, encoder, dict(cfg.payload_indexes), cfg.device,
+                               tenant_field=cfg.tenant_field or None)
         job = reembed.Reembed(self, src, self.collections[target], encoder, alias, batch_size)
         with self.catalog.lock:
             self._reembeds[src.config.name] = self._reembeds[target] = job

@@ -95,6 +95,8 @@ class Reembed(Job):
             pending = self.src.take_recorded()
             self._copy(pending)
             self.caught_up += len(pending)
+            if self.tgt.tenants is not None:  # the quotas as they are at the swap
+                self.tgt.tenants.copy_quotas(self.src.tenants)
             self.db.set_alias(self.alias, self.target)
         self._drain()
         log.info("re-embedded %s into %s in %.1fs (%d points, %d replayed); alias %s -> %s",
@@ -141,5 +143,8 @@ class Reembed(Job):
         with self.tgt.write_lock:
             if self.tgt.retired:
                 raise NotFound(f"target collection {self.target!r} was dropped", "collection")
+            moved = [] if self.tgt.tenants is None else self.tgt.tenants.others(points)
+            if moved:  # re-created in another tenant since copied: a point never moves
+                self.tgt._delete_locked(moved)
             self.tgt._upsert_locked([p.id for p in points], vecs, pays, txts, expire)
         return n

@@ -204,6 +204,14 @@ class TenantRegistry:
         return [pid for pid, at in zip(ids, self._where(ids))
                 if at is not None and shards[at[0]].tenants.tenant_of(at[1]) == key]
 
+    def others(self, points: list) -> list[str]:
+        """Ids of ``points`` (decoded, with payloads) stored here under another tenant than
+        their payload names (write lock held)."""
+        shards = self.coll.shards
+        return [p.id for p, at in zip(points, self._where([p.id for p in points]))
+                if at is not None and
+                shards[at[0]].tenants.tenant_of(at[1]) != _stored_key(p.payload, self.field)]
+
     def holds(self, key: tuple, payload: Any) -> bool:
         """Whether a point with this (decoded) payload is one of tenant ``key``'s."""
         return _stored_key(payload, self.field) == key
@@ -349,6 +357,15 @@ class TenantRegistry:
             self.store.write(wb)
             self.quotas[key] = (limits[0], limits[1])
         return self.info(key)
+
+    def copy_quotas(self, other: TenantRegistry) -> None:
+        """Take ``other``'s quotas, in one write (a re-embed's target at the swap)."""
+        with self.coll.write_lock:
+            wb = self.store.batch()
+            for key, limits in other.quotas.items():
+                wb.put(self._quota_key(key), json.dumps(list(limits)).encode())
+            self.store.write(wb)
+            self.quotas.update(other.quotas)
 
     def drop(self, tenant: Any) -> int:
         """Delete every point of ``tenant`` and its quota as ONE atomic write batch;

@@ -241,3 +241,23 @@ def test_a_point_that_changes_tenant_mid_call_is_not_touched(db, op):
     got = db.get("t", ["X"], with_vector=True, tenant="b")
     assert [p.payload for p in got] == [{"v": "b", "customer": "b"}]
     assert got[0].vector.tolist() == [7.0] * 4
+
+
+def test_reembed_keeps_the_tenant_field_and_quotas(db):
+    pytest.importorskip("sentence_transformers")
+    from vecdb.encoders.st import minilm_path
+    db.create_collection("kb_v1", encoder="minilm", shards=2, tenant_field="customer")
+    db.create_alias("kb", "kb_v1")
+    db.upsert("kb", ["a1", "a2"], texts=["alpha", "beta"], tenant="a")
+    db.upsert("kb", ["b1"], texts=["b's secret"], payloads=[{"s": 1}], tenant="b")
+    db.set_tenant_quota("kb", "a", max_points=2)
+    db.reembed("kb", f"sentence-transformers:{minilm_path()}", wait=True)
+    assert db.catalog.resolve("kb").name != "kb_v1"
+    assert db.describe_collection("kb").config.tenant_field == "customer"
+    with pytest.raises(InvalidArgument) as ei:
+        db.count("kb")
+    assert ei.value.field == "tenant"
+    assert [p.id for p in db.scroll("kb", tenant="b").points] == ["b1"]
+    assert db.tenant_info("kb", "a")["max_points"] == 2
+    with pytest.raises(ResourceExhausted):
+        db.upsert("kb", ["a3"], texts=["gamma"], tenant="a")
