@@ -190,6 +190,7 @@ class Field:
         self.pending: list | None = None
         self.failed_at = -1
         self.dirty = False  # an ANN index was swapped in since the last checkpoint
+        self.ascending: bool | None = True  # exact's id_map in increasing order (None: unknown)
 
     def apply(self, seq: int, removed: np.ndarray, added: np.ndarray, vecs: np.ndarray) -> None:
         """``vecs`` prepared for the metric. Idempotent by ``seq``."""
@@ -202,6 +203,10 @@ class Field:
             if self.ann is not None:
                 self.ann.remove(removed)
         if len(added):
+            if self.ascending:  # removals keep the order; labels come increasing (new points)
+                ids = self._ids()
+                self.ascending = bool((not len(ids) or added[0] > ids[-1])
+                                      and np.all(added[1:] > added[:-1]))
             self.exact.add_with_ids(vecs, added)
             if self.ann is not None:
                 self.ann.add(added, vecs)
@@ -209,17 +214,24 @@ class Field:
             self.pending.append((removed, added, vecs))
         self.applied_seq = seq
 
+    def _ids(self) -> np.ndarray:
+        """The label of every row of the exact store (a view of its id_map, no copy)."""
+        n = int(self.exact.ntotal)
+        return faiss.rev_swig_ptr(self.exact.id_map.data(), n) if n else np.zeros(0, np.int64)
+
     def _members(self, labels: np.ndarray) -> np.ndarray:
         """The labels that carry this field (a removal names every field of a point): an HNSW
-        index would keep the others as tombstones and rebuild for them."""
-        out = []
-        for lab in labels.tolist():
-            try:
-                self.exact.reconstruct(lab)  # O(1) through IndexIDMap2's reverse map
-            except RuntimeError:
-                continue
-            out.append(lab)
-        return np.array(out, np.int64)
+        index would keep the others as tombstones and rebuild for them. One look-up over the
+        id_map: a binary search while it is ascending (as labels are given), else np.isin."""
+        ids = self._ids()
+        if not len(ids):
+            return labels[:0]
+        if self.ascending is None:  # a loaded or rebuilt store: checked once
+            self.ascending = bool(np.all(ids[1:] > ids[:-1]))
+        if not self.ascending:
+            return labels[np.isin(labels, ids)]
+        pos = np.minimum(np.searchsorted(ids, labels), len(ids) - 1)
+        return labels[ids[pos] == labels]
 
     def search(self, q: np.ndarray, k: int, params: SearchParams, sel) -> tuple[np.ndarray, np.ndarray]:
         """Top k of the points carrying this field (``sel``: allowed labels or None). With a
@@ -345,6 +357,7 @@ class NamedVectors:
                 self.rebuild_field(f, last_seq)
             else:
                 f.exact, f.ann, f.applied_seq = loaded.exact, loaded.ann, loaded.seq
+                f.ascending = None
 
     def replay_from(self) -> int:
         return min(f.applied_seq for f in self.fields.values())
@@ -359,7 +372,7 @@ class NamedVectors:
         for key, raw in self.store.scan(head + b"\x00", head + b"\x01"):
             labels.append(U64.unpack(key[-8:])[0])
             chunks.append(raw)
-        f.exact, f.ann = new_exact(f.spec.dim, f.spec.metric), None
+        f.exact, f.ann, f.ascending = new_exact(f.spec.dim, f.spec.metric), None, True  # key order
         if labels:
             vecs = np.frombuffer(b"".join(chunks), dtype=np.float32).reshape(-1, f.spec.dim)
             f.exact.add_with_ids(prepare(vecs.copy(), f.spec.metric), np.array(labels, np.int64))

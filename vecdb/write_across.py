@@ -15,7 +15,7 @@ source (its name may sort either way: reembed(target=...)). A collection named t
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -4,6 +4,7 @@ range search and recommend by field, reopening (WAL replay, checkpoints, a lost 
 checkpoint), ANN per field, and bad input named by field with nothing written."""
 import shutil
 
+import faiss
 import numpy as np
 import pytest
 
@@ -187,6 +188,42 @@ def test_ann_per_field_and_checkpointed_ann(tmp_path):
         q = qs[0]
         assert len(set(db.search("c", q, k=10, using="image")[0].ids) &
                    set(reference(image, hi, q, 10, "ip")[0])) >= 8
+
+
+def test_deleting_many_points_removes_only_the_few_that_carry_a_field(tmp_path):
+    fields = [{"name": "image", "dim": 6, "metric": "ip", "index": "hnsw",
+               "index_params": {"build_threshold": 20}}]
+    title, image, *_ = data(1)
+    ids = [f"p{i}" for i in range(N)]
+    has = [i % 8 == 0 for i in range(N)]  # 30 of the 240 points carry the field
+    def survivors(gone):
+        return {p for p, h in zip(ids, has) if h and p not in gone}
+
+    def check(db, gone):
+        field = db._get("c").shards[0].named.fields["image"]
+        assert db.describe_collection("c").shards[0].vectors["image"]["points"] == len(survivors(gone))
+        assert set(db.search("c", image[0], k=N, using="image")[0].ids) == survivors(gone)
+        held = set(faiss.vector_to_array(field.exact.id_map).tolist())
+        probe = np.arange(0, 2 * N + 5, dtype=np.int64)  # labels held, gone and never given
+        for ascending in (True, False):  # the binary search and the np.isin look-up agree
+            field.ascending = ascending
+            assert field._members(probe).tolist() == [x for x in probe.tolist() if x in held]
+        field.ascending = None
+        return field
+
+    with Database.open(str(tmp_path), opts()) as db:
+        db.create_collection("c", dim=8, metric="cosine", index="flat", shards=1,
+                             vector_name="title", vectors=fields)
+        db.upsert("c", ids, title, named={"image": [v if h else None for v, h in zip(image, has)]})
+        db.maintain()
+        gone = set(ids[:160])  # 20 of them carry the field
+        db.delete("c", sorted(gone))
+        assert len(check(db, gone).ann.tombstones) == 20  # none for points without the field
+        db.checkpoint()
+    with Database.open(str(tmp_path), opts()) as db:  # a loaded store: order checked once
+        gone |= set(ids[160:200])
+        db.delete("c", ids[160:200])
+        check(db, gone)
 
 
 def test_range_search_and_recommend_by_field(tmp_path):
