@@ -401,6 +401,10 @@ class Database:
                     dst = os.path.join(self.catalog.dir_of(uid), f"shard-{n}")
                     os.makedirs(dst, exist_ok=True)
                     shutil.copytree(ckpt, os.path.join(dst, f"{checkpoint.PREFIX}{meta['seq']:020d}"))
+            if manifest.get("tenant_quotas"):
+                wb = self.store.batch()
+                tenants.put_quotas(wb, uid, manifest["tenant_quotas"])
+                self.store.write(wb, sync=True)
             coll = self._collection(cfg)
             coll.recover()
             with self.catalog.lock:

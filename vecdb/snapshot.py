@@ -3,8 +3,8 @@
 A snapshot is a directory (optionally packed as ``<name>.tar``) holding::
 
     manifest.json          format, vecdb version, time, the collection config,
-                           per shard the FAISS checkpoint sequence, and the
-                           size + SHA-256 of every other file
+                           per shard the FAISS checkpoint sequence, the tenant
+                           quotas, and the size + SHA-256 of every other file
     shard-<n>/records.bin  every RocksDB key of the shard (records, vectors,
                            ids, TTLs, meta, retained WAL), prefix stripped:
                            repeated (u32 key length, u32 value length, key, value)
@@ -103,6 +103,7 @@ def take(coll, store, root: str, name: str, tarball: bool) -> SnapshotInfo:
                 shard_meta.append({"number": shard.number, "seq": seq})
             config = coll.config.to_dict()
             points = coll.count()
+            quotas = [] if coll.tenants is None else coll.tenants.quota_list()
         for shard, meta in zip(coll.shards, shard_meta):
             meta["records"] = _dump(store, os.path.join(work, ".rocksdb"), shard.prefix,
                                     os.path.join(work, f"shard-{shard.number}", "records.bin"))
@@ -114,7 +115,8 @@ def take(coll, store, root: str, name: str, tarball: bool) -> SnapshotInfo:
                 files[os.path.relpath(path, work)] = {"size": os.path.getsize(path), "sha256": _sha256(path)}
         config.pop("uid", None)
         manifest = {"format": FORMAT, "vecdb": __version__, "created_at": time.time(), "name": name,
-                    "collection": config, "points": points, "shards": shard_meta, "files": files}
+                    "collection": config, "points": points, "shards": shard_meta, "files": files,
+                    "tenant_quotas": quotas}
         with open(os.path.join(work, MANIFEST), "w") as f:
             json.dump(manifest, f, indent=1)
             f.flush()

@@ -168,7 +168,7 @@ class TenantRegistry:
     def __init__(self, coll) -> None:
         self.coll, self.field = coll, coll.config.tenant_field
         self.store = coll.store
-        self._prefix = b"S" + U32.pack(coll.config.uid) + b"\xfeq"  # inside collection_range
+        self._prefix = quota_prefix(coll.config.uid)
         self.quotas: dict[tuple, tuple[int, int]] = {}  # key -> (max_points, max_bytes); 0 = none
         for k, raw in self.store.scan(self._prefix, self._prefix + b"\xff"):
             self.quotas[key_of(json.loads(k[len(self._prefix):]), "tenant")] = \
@@ -358,12 +358,15 @@ class TenantRegistry:
             self.quotas[key] = (limits[0], limits[1])
         return self.info(key)
 
+    def quota_list(self) -> list[list]:
+        """[[tenant, max_points, max_bytes], ...]: what a snapshot keeps (put_quotas)."""
+        return [[value_of(k), *limits] for k, limits in self.quotas.items()]
+
     def copy_quotas(self, other: TenantRegistry) -> None:
         """Take ``other``'s quotas, in one write (a re-embed's target at the swap)."""
         with self.coll.write_lock:
             wb = self.store.batch()
-            for key, limits in other.quotas.items():
-                wb.put(self._quota_key(key), json.dumps(list(limits)).encode())
+            put_quotas(wb, self.coll.config.uid, other.quota_list())
             self.store.write(wb)
             self.quotas.update(other.quotas)
 
@@ -392,6 +395,19 @@ class TenantRegistry:
 
     def _quota_key(self, key: tuple) -> bytes:
         return self._prefix + json.dumps(value_of(key)).encode()
+
+
+def quota_prefix(uid: int) -> bytes:
+    """Where a collection's tenant quotas are stored: inside its key range (collection_range)."""
+    return b"S" + U32.pack(uid) + b"\xfeq"
+
+
+def put_quotas(wb, uid: int, quotas: list[list]) -> None:
+    """Add quotas (TenantRegistry.quota_list) of collection ``uid`` to a write batch (a
+    snapshot's restore)."""
+    for tenant, max_points, max_bytes in quotas:
+        wb.put(quota_prefix(uid) + json.dumps(tenant).encode(),
+               json.dumps([max_points, max_bytes]).encode())
 
 
 # ---- Database-level scoping (vecdb/api.py) ---------------------------------------------

@@ -261,3 +261,21 @@ def test_reembed_keeps_the_tenant_field_and_quotas(db):
     assert db.tenant_info("kb", "a")["max_points"] == 2
     with pytest.raises(ResourceExhausted):
         db.upsert("kb", ["a3"], texts=["gamma"], tenant="a")
+
+
+@pytest.mark.parametrize("tarball", [False, True])
+def test_a_snapshot_keeps_the_quotas(db, reopen, tarball):
+    make(db)
+    db.set_tenant_quota("t", "a", max_points=30)
+    db.set_tenant_quota("t", "empty", max_points=7, max_bytes=900)
+    db.create_snapshot("t", "s1", tarball=tarball)
+    db.restore_snapshot("s1", "t2")
+    db = reopen(db)  # the quotas are stored, not only in memory
+    try:
+        assert db.list_tenants("t2") == db.list_tenants("t")
+        assert db.tenant_info("t2", "empty")["max_bytes"] == 900
+        with pytest.raises(ResourceExhausted) as ei:
+            db.upsert("t2", ["a-new"], np.ones((1, DIM), np.float32), tenant="a")
+        assert ei.value.field == "tenant"
+    finally:
+        db.close()
