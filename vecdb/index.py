@@ -144,7 +144,10 @@ class HnswVectors:
         return ids[~np.isin(ids, np.fromiter(self.ann.tombstones, np.int64))]
 
     def memory_bytes(self) -> int:
-        return sum(a.nbytes for a in (self._order or ())[1:] if a is not None)
+        """The label -> row look-up beside the graph: none while the id_map is ascending
+        (it is searched in place), else a sort order and the sorted labels."""
+        order = self._order[1] if self._order is not None else None
+        return 0 if order is None else order.nbytes + self._order[2].nbytes
 
     def add_with_ids(self, vectors: np.ndarray, labels: np.ndarray) -> None:
         """The ANN index adds them (it holds the vectors)."""
@@ -173,11 +176,21 @@ class HnswVectors:
         lims, dist, rows = self.storage.range_search(queries, threshold, params=sp)
         return lims, dist, self._ids()[rows]
 
+    def _ordering(self, ids: np.ndarray) -> tuple[int, np.ndarray | None, np.ndarray]:
+        """(rows, sort order or None when ascending, sorted labels) of the id_map. It only
+        grows (tombstones stay in it), so of an ascending one only the rows added since the
+        last look-up are checked: O(rows written), not O(rows), after each write."""
+        done = self._order[0] if self._order is not None and self._order[1] is None else 0
+        tail = ids[max(done - 1, 0):] if done <= len(ids) else ids
+        if np.all(tail[1:] > tail[:-1]):
+            return len(ids), None, ids
+        order = np.argsort(ids, kind="stable")
+        return len(ids), order, ids[order]
+
     def _rows_of(self, labels: np.ndarray) -> np.ndarray:
         ids = self._ids()
         if self._order is None or self._order[0] != len(ids):
-            order = None if np.all(ids[1:] > ids[:-1]) else np.argsort(ids, kind="stable")
-            self._order = (len(ids), order, ids if order is None else ids[order])
+            self._order = self._ordering(ids)
         _, order, known = self._order
         pos = np.minimum(np.searchsorted(known, labels), max(len(known) - 1, 0))
         found = (known[pos] == labels) if len(known) else np.zeros(len(labels), bool)
