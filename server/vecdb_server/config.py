@@ -100,6 +100,9 @@ class ServerConfig:
     # Shared secret of node-to-node calls (required in cluster mode); clients' API keys
     # cannot make internal calls. Env VECDB_CLUSTER_SECRET keeps it off the command line.
     cluster_secret: str = ""
+    # Threads a node sends the shards of a client call to their primaries and replicas on
+    # (besides the caller's own thread); more = more shard calls in flight at once.
+    cluster_router_threads: int = 32
     # Replica moves (rebalancing) in progress at once, cluster-wide, started by the
     # elected rebalancer node; 0 = no automatic rebalancing (docs/cluster.md).
     rebalance_max_concurrent_moves: int = 2
@@ -134,8 +137,9 @@ class ServerConfig:
             if not 0 <= self.cluster_internal_port <= 65535:
                 raise ConfigError("cluster_internal_port must be in 0..65535, got "
                                   f"{self.cluster_internal_port}")
-            if self.node_ttl_s < 1:
-                raise ConfigError(f"node_ttl_s must be >= 1, got {self.node_ttl_s}")
+            for name in ("node_ttl_s", "cluster_router_threads"):
+                if getattr(self, name) < 1:
+                    raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
             for name in ("rebalance_max_concurrent_moves", "rebalance_max_bytes_per_s"):
                 if getattr(self, name) < 0:
                     raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -3,12 +3,14 @@ applies it in one engine write (cluster/local_writes.py), replicated as any writ
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import grpc
 import numpy as np
 import pytest
 
+from cluster_harness import Cluster
 from test_cluster import cluster, rand  # noqa: F401 - the same fixture
 from test_cluster_queries import keyed
 from vecdb_client import InvalidArgumentError
@@ -74,3 +76,42 @@ def test_one_nodes_primaries_take_a_batch_at_once_and_replicate_it(cluster):
             assert [(p.payload, p.text) for p in got] == [({"i": i}, f"t{i}") for i in range(n)]
     with cluster.client() as c:
         c.drop_collection(name)
+
+
+def test_a_batchs_replication_never_waits_behind_writes_blocked_on_its_locks(tmp_path):
+    """The lead's router threads (2 here) all taken by multi-shard deletes waiting for the
+    shard locks a one-write batch holds: the batch's replication runs on threads of its
+    own, so every call is answered (none waits out its deadline) and the copies agree."""
+    c = Cluster(tmp_path, n=2, extra=("--cluster-router-threads", "2"))
+    try:
+        name, n, lead = "nowait", 30, c.nodes[0]
+        with c.client() as cl:
+            cl.create_collection(name, dim=DIM, shards=3, replication_factor=2, index="flat")
+        _primaries_to(c, name, lead)
+        c.wait_in_sync(name)
+        ids, vecs, errors = [f"w{i}" for i in range(n)], rand(n, 9), []
+        stop = time.monotonic() + 3
+
+        def loop(write) -> None:
+            try:
+                with c.client([lead], timeout=10, max_retries=0) as cl:
+                    while time.monotonic() < stop:
+                        write(cl)
+            except Exception as exc:  # noqa: BLE001 - asserted below
+                errors.append(exc)
+
+        writers = [threading.Thread(target=loop, args=(lambda cl: cl.upsert(name, ids, vecs),))
+                   for _ in range(2)]
+        writers += [threading.Thread(target=loop, args=(lambda cl: cl.delete(name, ids),))
+                    for _ in range(3)]
+        for t in writers:
+            t.start()
+        for t in writers:
+            t.join(60)
+        assert not errors, errors
+        with c.client([lead], timeout=10) as cl:
+            cl.upsert(name, ids, vecs)
+            assert cl.count(name) == n
+        c.wait_in_sync(name)
+    finally:
+        c.close()

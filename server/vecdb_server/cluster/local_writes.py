@@ -79,8 +79,8 @@ def _finish(router: Router, spec: st.CollectionSpec, pending: list[PrimaryPart],
     if not any(p.others(router.node.id) for p in pending):
         out = {p.i: router.finish_primary(spec, p, results[p.i], False) for p in pending}
     else:
-        futures = {p.i: router.pool.submit(router.finish_primary, spec, p, results[p.i], False)
-                   for p in pending}
+        futures = {p.i: router.finish_pool.submit(router.finish_primary, spec, p,
+                                                  results[p.i], False) for p in pending}
         for i, f in futures.items():
             try:
                 out[i] = f.result()

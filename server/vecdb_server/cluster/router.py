@@ -110,12 +110,15 @@ class NoContext:
 
 class Router:
     def __init__(self, node: ClusterNode, peers: Peers, secret: str, local_collections: Any,
-                 local_points: Any):
+                 local_points: Any, threads: int = 32):
         self.node, self.peers, self.secret = node, peers, secret
         self.lc, self.lp = local_collections, local_points
-        self.pool = ThreadPoolExecutor(32, thread_name_prefix="vecdb-route")
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="vecdb-route")
         # replication waits on its own threads: a fan-out task never waits on its own pool
         self.repl_pool = ThreadPoolExecutor(32, thread_name_prefix="vecdb-replicate")
+        # the replication of parts whose write locks are held (local_writes.py): fan-out
+        # tasks wait on those locks, so these steps never queue behind them in ``pool``
+        self.finish_pool = ThreadPoolExecutor(32, thread_name_prefix="vecdb-finish")
         self.promised: dict[tuple[str, int], int] = {}  # highest term accepted per shard
         # shard -> (term, replicas) that missed a write which was not acknowledged: they
         # leave the in-sync set before the next write of that term

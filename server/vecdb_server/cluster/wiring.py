@@ -27,7 +27,7 @@ class ClusterWiring:
                                 cfg.node_ttl_s, engine)
         self.node.mover = Mover(self.node, cfg.rebalance_max_concurrent_moves)
         self.router = Router(self.node, self.peers, cfg.cluster_secret, local_collections,
-                             local_points)
+                             local_points, cfg.cluster_router_threads)
         self.router.copies.limit(cfg.rebalance_max_bytes_per_s)
         self.node.missed = self._missed
         self.readiness: Readiness | None = None
