@@ -279,6 +279,9 @@ class FieldText:
         """Filters are answered by the field's token index, not here."""
         return None
 
+    def within(self, c, labels) -> None:
+        return None
+
 
 def recover(shard) -> None:
     """Bring ``shard.text_index`` to the shard's last sequence number: its checkpoint

@@ -67,6 +67,17 @@ class ValueIndex:
             return _array(out)
         return None
 
+    def within(self, c: Cond, labels: np.ndarray) -> np.ndarray | None:
+        """lookup() for ``labels`` (sorted) only, from their values: costs len(labels)."""
+        if c.op not in ("match", "any", "except"):
+            return None
+        of, value = self.of, c.value
+        if c.op == "except":
+            return _array(lab for lab in labels.tolist()
+                          if any(k not in value for k in of.get(lab, ())))
+        want = {value} if c.op == "match" else set(value)
+        return _array(lab for lab in labels.tolist() if not want.isdisjoint(of.get(lab, ())))
+
 
 class RangeIndex:
     """Numbers or datetimes (as POSIX seconds): range. Sorted arrays rebuilt lazily."""
@@ -101,6 +112,17 @@ class RangeIndex:
         b = np.searchsorted(vals, hi, "right" if hi_incl else "left")
         return np.unique(labs[a:b]) if b > a else _EMPTY
 
+    def within(self, c: Cond, labels: np.ndarray) -> np.ndarray | None:
+        """lookup() for ``labels`` (sorted) only, from their values: costs len(labels)."""
+        if c.op != "range" or c.value[4] != self.kind:
+            return None
+        lo, lo_incl, hi, hi_incl, _ = c.value
+
+        def inside(x: float) -> bool:
+            return (x > lo or (lo_incl and x == lo)) and (x < hi or (hi_incl and x == hi))
+        of = self.of
+        return _array(lab for lab in labels.tolist() if any(inside(x) for x in of.get(lab, ())))
+
 
 class TokenIndex:
     """Word tokens of strings (or of the stored text): text conditions."""
@@ -125,6 +147,14 @@ class TokenIndex:
         for p in posts[1:]:
             out &= p
         return _array(out)
+
+    def within(self, c: Cond, labels: np.ndarray) -> np.ndarray | None:
+        """lookup() for ``labels`` (sorted) only, from their tokens: costs len(labels)."""
+        if c.op != "text":
+            return None
+        of = self.of
+        return _array(lab for lab in labels.tolist()
+                      if all(t in of.get(lab, ()) for t in c.value))
 
 
 class FieldIndex:
@@ -160,11 +190,13 @@ class FieldIndex:
         for part in self.parts:
             part.remove(label)
 
-    def lookup(self, c: Cond) -> np.ndarray | None:
+    def lookup(self, c: Cond, within: np.ndarray | None = None) -> np.ndarray | None:
+        """The labels matching ``c`` (None: not answerable here); ``within``: of these
+        sorted labels only, read from their values instead of the postings."""
         if c.key != self.field:
             return None
         for part in self.parts:
-            got = part.lookup(c)
+            got = part.lookup(c) if within is None else part.within(c, within)
             if got is not None:
                 return got
         return None
@@ -201,9 +233,9 @@ class PayloadIndexes:
                 fi.remove(lab)
                 fi.add(lab, pay, txt)
 
-    def lookup(self, c: Cond) -> np.ndarray | None:
+    def lookup(self, c: Cond, within: np.ndarray | None = None) -> np.ndarray | None:
         fi = self.ready.get(c.key) if c.key is not None else None
-        return fi.lookup(c) if fi is not None else None
+        return fi.lookup(c, within) if fi is not None else None
 
 
 def check_type(kind: Any) -> str:

@@ -66,22 +66,24 @@ def _has_ids(shard, ids) -> np.ndarray:
     return np.unique(np.array(labs, dtype=np.int64))
 
 
-def index_candidates(shard, node: Node, everything: np.ndarray) -> tuple[np.ndarray | None, bool]:
+def index_candidates(shard, node: Node, everything: np.ndarray,
+                     within: bool = False) -> tuple[np.ndarray | None, bool]:
     """(labels, exact): a superset of the matches from indexes (None: no constraint);
-    exact=True when it IS the matching set."""
+    exact=True when it IS the matching set. ``within``: the indexes answer for the labels
+    of ``everything`` only, from their values (a small tenant: vecdb/tenant_search.py)."""
     if isinstance(node, Cond):
         if node.op == "has_id":
             return np.intersect1d(_has_ids(shard, node.value), everything, assume_unique=True), True
-        got = shard.pindex.lookup(node)
+        got = shard.pindex.lookup(node, everything if within else None)
         return (None, False) if got is None else (got, True)
     parts, exact = [], True
     for child in node.must:
-        got, ex = index_candidates(shard, child, everything)
+        got, ex = index_candidates(shard, child, everything, within)
         exact &= ex
         if got is not None:
             parts.append(got)
     if node.should and node.min_should:
-        subs = [index_candidates(shard, c, everything) for c in node.should]
+        subs = [index_candidates(shard, c, everything, within) for c in node.should]
         if all(ex for _, ex in subs):
             sets = [everything if g is None else g for g, _ in subs]
             labels, counts = np.unique(np.concatenate(sets), return_counts=True)
@@ -89,7 +91,7 @@ def index_candidates(shard, node: Node, everything: np.ndarray) -> tuple[np.ndar
         else:
             exact = False
     if node.must_not:
-        subs = [index_candidates(shard, c, everything) for c in node.must_not]
+        subs = [index_candidates(shard, c, everything, within) for c in node.must_not]
         if all(ex for _, ex in subs):
             banned = np.unique(np.concatenate([everything if g is None else g for g, _ in subs]))
             parts.append(np.setdiff1d(everything, banned, assume_unique=True))

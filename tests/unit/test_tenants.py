@@ -279,3 +279,50 @@ def test_a_snapshot_keeps_the_quotas(db, reopen, tarball):
         assert ei.value.field == "tenant"
     finally:
         db.close()
+
+
+def test_a_filter_in_a_small_tenant_reads_its_labels_not_the_shard_postings(db, monkeypatch):
+    """A small tenant's filter is answered from its own labels' indexed values (the shard's
+    postings are not built); the answers equal a standalone collection's and the postings
+    path's (a large tenant)."""
+    from vecdb import payload_index
+    indexes = {"lang": "keyword", "n": "integer", "body": "text"}
+    db.create_collection("t", DIM, metric="l2", shards=1, index="flat", tenant_field="customer",
+                         payload_indexes=indexes)
+    db.create_collection("solo", DIM, metric="l2", index="flat", payload_indexes=indexes)
+    rng = np.random.default_rng(6)
+    words = ["red", "green", "blue", "fox", "dog"]
+
+    def pays(n: int) -> list:
+        return [{"lang": ["en", "de", "fr"][i % 3], "n": i,
+                 "body": f"{words[i % 5]} {words[i % 4]}"} for i in range(n)]
+    db.upsert("t", [f"big{i}" for i in range(3000)], rng.standard_normal((3000, DIM)).astype(
+        np.float32), pays(3000), tenant="big")
+    vecs = rng.standard_normal((60, DIM)).astype(np.float32)
+    db.upsert("t", [f"s{i}" for i in range(60)], vecs, pays(60), tenant="s")
+    db.upsert("solo", [f"s{i}" for i in range(60)], vecs, pays(60))
+    built = []
+    for cls in (payload_index.ValueIndex, payload_index.RangeIndex, payload_index.TokenIndex):
+        real = cls.lookup
+        monkeypatch.setattr(cls, "lookup",
+                            lambda self, c, real=real: built.append(id(self)) or real(self, c))
+    mine = {id(part) for fi in db.collections["t"].shards[0].pindex.ready.values()
+            for part in fi.parts}
+    filters = [{"key": "lang", "match": "de"}, {"key": "lang", "any": ["en", "fr"]},
+               {"key": "lang", "except": ["en"]}, {"key": "n", "range": {"gt": 10, "lte": 40}},
+               {"key": "body", "text": "fox red"},
+               {"must": [{"key": "n", "range": {"gte": 5}}],
+                "must_not": [{"key": "lang", "match": "en"}]},
+               {"should": [{"key": "lang", "match": "de"}, {"key": "body", "text": "dog"}]}]
+    q = np.zeros((1, DIM), np.float32)
+    for f in filters:
+        want = db.count("solo", filter=f)
+        assert 0 < want < 60, f
+        assert db.count("t", filter=f, tenant="s") == want, f
+        assert db.search("t", q, k=100, filter=f, tenant="s")[0].ids == \
+            db.search("solo", q, k=100, filter=f)[0].ids
+    assert not mine & set(built)  # a 60-point tenant never built the shard's postings
+    monkeypatch.setattr(tenant_search, "TENANT_WITHIN_MAX", 0)
+    for f in filters:
+        assert db.count("t", filter=f, tenant="s") == db.count("solo", filter=f)
+    assert mine & set(built)
