@@ -8,8 +8,8 @@ and renamed into place outside it (commit), so a crash leaves either the old
 or the new one complete. A quantized shard (vecdb/quant.py) has no exact.faiss: its
 vectors stay in <shard dir>/vectors-<gen>.f32, fsynced by the dump, and the checkpoint
 holds the rows it covers ("vectors": gen, rows) with labels.npy/live.npy; binary codes
-are ann.faissb plus center.npy. A full-precision HNSW shard has no exact.faiss either: its
-exact store is the graph's own storage (vecdb.index.HnswVectors), so the vectors are
+are ann.faissb plus center.npy. A full-precision HNSW or IVF-Flat shard has no exact.faiss
+either: its exact store is the index's own vectors (vecdb.index.AnnVectors), so they are
 written once; checkpoints that still hold both files load as before (with ``share`` the
 exact.faiss is not read). Loading walks checkpoints newest first and skips any whose
 files are missing or fail their checksum (logged); None means "rebuild".
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from .index import Ann, HnswVectors, exact_from_ann
+from .index import Ann, AnnVectors, exact_from_ann
 from .quant import BinaryCodes
 from .quant_store import VectorFile
 from .types import CollectionConfig
@@ -97,7 +97,7 @@ def dump(directory: str, exact: faiss.Index, ann: Ann | None) -> dict:
             files["labels.npy"] = _write_npy(os.path.join(tmp, "labels.npy"), labels)
             files["live.npy"] = _write_npy(os.path.join(tmp, "live.npy"), live)
             info["vectors"] = {"gen": exact.gen, "rows": exact.rows}
-        elif not isinstance(exact, HnswVectors):  # else ann.faiss holds the vectors
+        elif not isinstance(exact, AnnVectors):  # else ann.faiss holds the vectors
             files["exact.faiss"] = _write_index(os.path.join(tmp, "exact.faiss"), exact)
         if ann is not None:
             if isinstance(ann.index, BinaryCodes):
@@ -177,8 +177,9 @@ def _load_one(path: str, config: CollectionConfig, share: bool) -> Loaded:
     if meta.get("vectors"):
         exact = VectorFile(os.path.dirname(path), config.dim, config.metric, meta["vectors"]["gen"],
                            meta["vectors"]["rows"], npy("labels.npy"), npy("live.npy"))
-    elif "exact.faiss" in files and not (share and meta["ann"] and meta["ann"]["kind"] == "hnsw"
-                                         and "ann.faiss" in files and not meta["ann"].get("quant")):
+    elif "exact.faiss" in files and not (share and meta["ann"] and "ann.faiss" in files
+                                         and meta["ann"]["kind"] in ("hnsw", "ivf_flat")
+                                         and not meta["ann"].get("quant")):
         exact = index("exact.faiss")
     else:
         exact = None  # the ANN index's own storage, below
@@ -198,7 +199,7 @@ def _load_one(path: str, config: CollectionConfig, share: bool) -> Loaded:
         if exact is None or exact.d != config.dim:
             raise ValueError("no exact.faiss and no HNSW storage of the collection's dimension")
     return Loaded(int(meta["seq"]), exact, ann,
-                  rewrite="exact.faiss" in files and isinstance(exact, HnswVectors))
+                  rewrite="exact.faiss" in files and isinstance(exact, AnnVectors))
 
 
 def _promote_pending(directory: str) -> None:
@@ -222,9 +223,9 @@ def _promote_pending(directory: str) -> None:
 
 
 def load(directory: str, config: CollectionConfig, share: bool = False) -> Loaded | None:
-    """The newest usable checkpoint. ``share``: a full-precision HNSW shard's exact store
-    is the graph's storage (HnswVectors), so an exact.faiss beside it (older checkpoints)
-    is not read."""
+    """The newest usable checkpoint. ``share``: a full-precision HNSW/IVF-Flat shard's
+    exact store is the index's own vectors (AnnVectors), so an exact.faiss beside it
+    (older checkpoints) is not read."""
     if not os.path.isdir(directory):
         return None
     _promote_pending(directory)

@@ -4,8 +4,9 @@ Contract of :class:`ShardIndex`:
 - ``exact`` (IndexIDMap2 over IndexFlat) always holds every live vector,
   keyed by int64 label. It answers exact searches and small shards, and is
   the snapshot source for building ANN indexes. Once a full-precision HNSW
-  index is built, ``exact`` becomes :class:`HnswVectors`, a face over the
-  graph's own float storage (one copy of the vectors, not two).
+  or IVF-Flat index is built, ``exact`` becomes :class:`HnswVectors` /
+  :class:`IvfVectors`, a face over the index's own float vectors (one copy
+  of the vectors, not two).
 - ``ann`` is built in the background once the shard is big enough (see
   ``IndexSpec.build_threshold``); until then searches are exact. While a
   build runs, mutations are recorded and replayed onto the new index before
@@ -110,7 +111,86 @@ def new_exact(dim: int, metric: str) -> faiss.IndexIDMap2:
     return faiss.IndexIDMap2(faiss.IndexFlat(dim, faiss_metric(metric)))
 
 
-class HnswVectors:
+class AnnVectors:
+    """An exact store served from a full-precision ANN index's own vectors (HnswVectors,
+    IvfVectors): the calls of the IndexIDMap2 it replaces; writes are no-ops (the shard
+    applies every op to the ANN index, which holds the vectors)."""
+
+    def __init__(self, ann: Ann):
+        self.ann = ann
+        self.d = ann.index.d
+
+    def add_with_ids(self, vectors: np.ndarray, labels: np.ndarray) -> None:
+        """The ANN index adds them (it holds the vectors)."""
+
+    def remove_ids(self, labels: np.ndarray) -> int:
+        """The ANN index removes (IVF) or tombstones (HNSW) them."""
+        return 0
+
+
+class IvfVectors(AnnVectors):
+    """The exact store of a full-precision IVF-Flat shard, served from its inverted lists
+    (their codes are the float vectors): exact search probes every list (exact for
+    IVF-Flat); vectors by label through a hashtable direct map (about 40 bytes a vector
+    instead of a second copy of it)."""
+
+    def __init__(self, ann: Ann):
+        super().__init__(ann)
+        self.ivf = faiss.downcast_index(ann.index)
+        if self.ivf.direct_map.type != faiss.DirectMap.Hashtable:
+            self.ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # kept by adds/removes
+
+    @property
+    def ntotal(self) -> int:
+        return int(self.ivf.ntotal)
+
+    def memory_bytes(self) -> int:
+        return 40 * self.ntotal  # the direct map (an unordered_map, approximate)
+
+    def _params(self, params):
+        sel = getattr(params, "sel", None) if params is not None else None
+        nprobe = int(self.ivf.nlist)
+        return faiss.SearchParametersIVF(nprobe=nprobe, sel=sel) if sel is not None \
+            else faiss.SearchParametersIVF(nprobe=nprobe)
+
+    def search(self, queries: np.ndarray, k: int, params=None):
+        return self.ivf.search(queries, k, params=self._params(params))
+
+    def range_search(self, queries: np.ndarray, threshold: float, params=None):
+        return self.ivf.range_search(queries, threshold, params=self._params(params))
+
+    def _lists(self):
+        """(ids, vectors) of each non-empty inverted list (views, valid under the lock)."""
+        inv, d = self.ivf.invlists, self.d
+        for lst in range(inv.nlist):
+            n = inv.list_size(lst)
+            if n:
+                ids = faiss.rev_swig_ptr(inv.get_ids(lst), n)
+                vecs = faiss.rev_swig_ptr(inv.get_codes(lst), n * d * 4).view(np.float32)
+                yield ids, vecs.reshape(n, d)
+
+    def labels(self) -> np.ndarray:
+        parts = [ids.copy() for ids, _ in self._lists()]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def reconstruct_batch(self, labels: np.ndarray) -> np.ndarray:
+        """The vectors of live ``labels`` (KeyError for one not stored)."""
+        labels = np.asarray(labels, np.int64).ravel()
+        if not len(labels):
+            return np.zeros((0, self.d), np.float32)
+        try:
+            return self.ivf.reconstruct_batch(labels)
+        except RuntimeError:
+            raise KeyError("a label is not stored") from None
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray]:
+        parts = [(ids.copy(), vecs.copy()) for ids, vecs in self._lists()]
+        if not parts:
+            return np.zeros(0, np.int64), np.zeros((0, self.d), np.float32)
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+class HnswVectors(AnnVectors):
     """The exact store of a full-precision HNSW shard, served from the graph's own float
     storage (IndexHNSWFlat.storage) instead of a second IndexFlat copy of the vectors.
 
@@ -121,8 +201,7 @@ class HnswVectors:
     the graph) are excluded from every answer. Reads run under the shard's read lock."""
 
     def __init__(self, ann: Ann):
-        self.ann = ann
-        self.d = ann.index.d
+        super().__init__(ann)
         self.storage = faiss.downcast_index(faiss.downcast_index(ann.index.index).storage)
         self._order: tuple[int, np.ndarray | None, np.ndarray] | None = None  # label -> row
 
@@ -148,13 +227,6 @@ class HnswVectors:
         (it is searched in place), else a sort order and the sorted labels."""
         order = self._order[1] if self._order is not None else None
         return 0 if order is None else order.nbytes + self._order[2].nbytes
-
-    def add_with_ids(self, vectors: np.ndarray, labels: np.ndarray) -> None:
-        """The ANN index adds them (it holds the vectors)."""
-
-    def remove_ids(self, labels: np.ndarray) -> int:
-        """The ANN index tombstones them."""
-        return 0
 
     def _params(self, params):
         """SearchParameters over storage rows: the caller's label selector (which already
@@ -221,16 +293,18 @@ class HnswVectors:
 
 def exact_from_ann(ann: Ann | None):
     """The exact store served from ``ann``'s own storage when it holds full-precision
-    vectors (HNSW-Flat), else None (the shard keeps its own IndexFlat)."""
-    if ann is None or ann.kind != "hnsw" or ann.quant:
+    vectors (HNSW-Flat, IVF-Flat), else None (the shard keeps its own IndexFlat)."""
+    if ann is None or ann.quant or ann.kind not in ("hnsw", "ivf_flat"):
         return None
+    if ann.kind == "ivf_flat":
+        return IvfVectors(ann) if isinstance(faiss.downcast_index(ann.index), faiss.IndexIVFFlat) else None
     inner = faiss.downcast_index(ann.index.index)
     return HnswVectors(ann) if isinstance(inner, faiss.IndexHNSWFlat) else None
 
 
 def snapshot(exact) -> tuple[np.ndarray, np.ndarray]:
     """Copy (labels, vectors) out of an exact store."""
-    if isinstance(exact, HnswVectors):
+    if isinstance(exact, AnnVectors):
         return exact.snapshot()
     n, d = exact.ntotal, exact.d
     flat = faiss.downcast_index(exact.index)

@@ -33,7 +33,7 @@ from .tenants import TenantIndex
 from .payload_index import FieldIndex, PayloadIndexes
 from .quant_store import VectorFile, remove_other_gens
 from .gpu_index import ShardGpu
-from .index import (Ann, HnswVectors, build_ann, built_params, exact_from_ann, min_build_points,
+from .index import (Ann, AnnVectors, build_ann, built_params, exact_from_ann, min_build_points,
                     new_exact, prepare, range_search, replay, rerank, search_params, snapshot)
 from .rwlock import RWLock
 from .storage import META, U64, WAL_COMPACT_BYTES, Store, shard_prefix
@@ -113,7 +113,7 @@ class Shard:
 
     def live_labels(self) -> np.ndarray:
         """Every live label (unsorted for the in-RAM store)."""
-        if isinstance(self.exact, (VectorFile, HnswVectors)):
+        if isinstance(self.exact, (VectorFile, AnnVectors)):
             return self.exact.labels()
         return faiss.vector_to_array(self.exact.id_map)
 
@@ -674,7 +674,7 @@ class Shard:
     def memory_bytes(self) -> int:
         """Host RAM of the exact store (the label columns only when quantized), the ANN index
         and the named vector fields' indexes."""
-        exact = self.exact.memory_bytes() if isinstance(self.exact, (VectorFile, HnswVectors)) \
+        exact = self.exact.memory_bytes() if isinstance(self.exact, (VectorFile, AnnVectors)) \
             else quant.index_bytes(self.exact)
         named = self.named.memory_bytes() if self.named is not None else 0
         return exact + (quant.index_bytes(self.ann.index) if self.ann is not None else 0) + named

@@ -1,6 +1,7 @@
-"""A full-precision HNSW shard keeps its vectors once: exact search, filters, range search and
-vector reads come from the graph's own storage (vecdb.index.HnswVectors), its checkpoints
-hold no exact.faiss, and a data directory whose checkpoint still has one opens unchanged."""
+"""A full-precision HNSW or IVF-Flat shard keeps its vectors once: exact search, filters,
+range search and vector reads come from the index's own vectors (vecdb.index.HnswVectors,
+IvfVectors), its checkpoints hold no exact.faiss, and a data directory whose checkpoint
+still has one opens unchanged."""
 import glob
 import json
 import os
@@ -11,13 +12,16 @@ import pytest
 from tests.conftest import clustered
 from tests.unit.test_search_recall import DIM, brute_force, mixed_workload
 from vecdb import SearchParams, checkpoint
-from vecdb.index import HnswVectors, new_exact, snapshot
+from vecdb.index import HnswVectors, IvfVectors, new_exact, snapshot
 from vecdb.quant import index_bytes
 
 
-def hnsw(db, metric="cosine"):
-    db.create_collection("c", DIM, metric=metric, index="hnsw", index_params={"build_threshold": 500})
-    return mixed_workload(db, "c", 3000)  # tombstones (deletes, replaced vectors) and later adds
+FACE = {"hnsw": HnswVectors, "ivf_flat": IvfVectors}
+
+
+def make(db, index="hnsw", metric="cosine"):
+    db.create_collection("c", DIM, metric=metric, index=index, index_params={"build_threshold": 500})
+    return mixed_workload(db, "c", 3000)  # deletes (HNSW tombstones), replaced vectors, later adds
 
 
 def shard_of(db):
@@ -30,15 +34,16 @@ def ckpt_files(db) -> set[str]:
         return set(json.load(f)["files"])
 
 
-@pytest.mark.parametrize("metric", ["cosine", "l2"])
-def test_exact_answers_come_from_the_graph_storage(db, metric):
-    model, deleted = hnsw(db, metric)
+@pytest.mark.parametrize("index,metric", [("hnsw", "cosine"), ("hnsw", "l2"), ("ivf_flat", "cosine"),
+                                          ("ivf_flat", "l2")])
+def test_exact_answers_come_from_the_index_vectors(db, index, metric):
+    model, deleted = make(db, index, metric)
     shard = shard_of(db)
-    assert isinstance(shard.exact, HnswVectors) and shard.ann.tombstones
+    assert isinstance(shard.exact, FACE[index]) and (index != "hnsw" or shard.ann.tombstones)
     assert shard.exact.ntotal == db.count("c") == len(model)
     # one copy of the vectors: what the shard holds beside the graph is small
     vectors = len(model) * DIM * 4
-    assert shard.memory_bytes() < index_bytes(shard.ann.index) + vectors / 4
+    assert shard.memory_bytes() < index_bytes(shard.ann.index) + vectors / 2
     q = clustered(20, DIM, seed=7)
     truth, truth_scores = brute_force(model, q, 10, metric)
     got = db.search("c", q, k=10, params=SearchParams(exact=True), with_payload=False)
@@ -52,9 +57,10 @@ def test_exact_answers_come_from_the_graph_storage(db, metric):
         res = db.search("c", q, k=10, filter={"key": "i", "range": {"lt": cut}}, with_payload=False,
                         params=SearchParams(exact=True))
         assert [r.ids for r in res] == want
-    # range search excludes deleted (tombstoned) points
+    # exact range search excludes deleted (HNSW: tombstoned) points
     far = 1e9 if metric == "l2" else -1e9
-    [every] = db.range_search("c", q[:1], far, limit=10_000, with_payload=False)
+    [every] = db.range_search("c", q[:1], far, limit=10_000, with_payload=False,
+                              params=SearchParams(exact=True))
     assert sorted(every.ids) == sorted(model) and not set(every.ids) & deleted
     # stored vectors read back by label (what a re-scoring or an analytics job reads)
     some = sorted(model)[:50]
@@ -63,12 +69,14 @@ def test_exact_answers_come_from_the_graph_storage(db, metric):
     if metric == "cosine":
         want = want / np.linalg.norm(want, axis=1, keepdims=True)
     np.testing.assert_allclose(shard.exact.reconstruct_batch(labels), want, rtol=1e-5, atol=1e-6)
-    with pytest.raises(KeyError):  # a deleted point's vector is still in the graph, not served
-        shard.exact.reconstruct_batch(np.array([min(shard.ann.tombstones)], np.int64))
+    gone = min(shard.ann.tombstones) if index == "hnsw" else 0  # HNSW keeps the vector; not served
+    with pytest.raises(KeyError):
+        shard.exact.reconstruct_batch(np.array([gone], np.int64))
 
 
-def test_checkpoint_holds_the_vectors_once_and_recovers(db, reopen):
-    model, _ = hnsw(db)
+@pytest.mark.parametrize("index", ["hnsw", "ivf_flat"])
+def test_checkpoint_holds_the_vectors_once_and_recovers(db, reopen, index):
+    model, _ = make(db, index)
     db.checkpoint()
     assert ckpt_files(db) == {"ann.faiss", "tombstones.npy"}
     late = clustered(5, DIM, seed=11)
@@ -78,7 +86,7 @@ def test_checkpoint_holds_the_vectors_once_and_recovers(db, reopen):
     before = [r.ids for r in db.search("c", q, k=10, params=SearchParams(exact=True))]
     db = reopen(db)
     try:
-        assert isinstance(shard_of(db).exact, HnswVectors)
+        assert isinstance(shard_of(db).exact, FACE[index])
         assert db.count("c") == len(model)
         assert [r.ids for r in db.search("c", q, k=10, params=SearchParams(exact=True))] == before
         assert before == brute_force(model, q, 10, "cosine")[0]
@@ -86,10 +94,11 @@ def test_checkpoint_holds_the_vectors_once_and_recovers(db, reopen):
         db.close()
 
 
-def test_a_checkpoint_with_exact_faiss_opens_unchanged(db, reopen):
+@pytest.mark.parametrize("index", ["hnsw", "ivf_flat"])
+def test_a_checkpoint_with_exact_faiss_opens_unchanged(db, reopen, index):
     """Data directories written before: exact.faiss beside ann.faiss. It is not read; the
     next checkpoint drops it."""
-    model, _ = hnsw(db)
+    model, _ = make(db, index)
     db.checkpoint()
     shard = shard_of(db)
     labels, vecs = snapshot(shard.exact)
@@ -101,7 +110,7 @@ def test_a_checkpoint_with_exact_faiss_opens_unchanged(db, reopen):
     before = [(r.ids, list(r.scores)) for r in db.search("c", q, k=10)]
     db = reopen(db)
     try:
-        assert isinstance(shard_of(db).exact, HnswVectors)
+        assert isinstance(shard_of(db).exact, FACE[index])
         assert [(r.ids, list(r.scores)) for r in db.search("c", q, k=10)] == before
         assert db.count("c") == len(model)
         assert db.checkpoint() == 1  # rewritten without the second copy

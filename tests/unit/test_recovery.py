@@ -77,7 +77,7 @@ def test_damaged_checkpoint_is_rebuilt_from_rocksdb(db, reopen, damage, caplog):
     want = [r.ids for r in db.search("c", X[:30], k=10, params=SearchParams(exact=True))]
     db.close()
     [ckpt] = glob.glob(os.path.join(db.path, "collections", "*", "shard-0", "ckpt-*"))
-    target = os.path.join(ckpt, "exact.faiss")
+    target = os.path.join(ckpt, "ann.faiss")  # the IVF lists hold the vectors (no exact.faiss)
     if damage == "flip":
         with open(target, "r+b") as f:
             f.seek(200)
