@@ -11,16 +11,17 @@ import base64
 import binascii
 import dataclasses
 import os
+import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import checkpoint, filters, named_vectors, omp, records, validation
+from . import checkpoint, filters, named_vectors, omp, records, tenant_search, validation
 from . import sparse as sparse_vectors
 from .expiry import now_ms
 from .gpu_index import reserve_for_write
-from .filters import Clause
+from .filters import Clause, TenantScope
 from .config import DatabaseOptions
 from .errors import InvalidArgument, NotFound
 from .index import higher_is_better, prepare
@@ -420,8 +421,10 @@ class Collection:
     def scroll(self, limit: int, cursor: str | None, with_vector: bool, with_payload: bool,
                filter=None) -> ScrollPage:
         limit = validation.int_in(limit, 1, 10_000, "limit")
-        after = _decode_cursor(cursor)
         node = filters.parse(filter)
+        if isinstance(node, TenantScope):
+            return self._scroll_tenant(node, limit, cursor, with_vector, with_payload)
+        after = _decode_cursor(cursor)
         if node is None:
             candidates = sorted(pid for s in self.shards for pid in s.scroll_ids(after, limit + 1))
             page = candidates[:limit]
@@ -432,6 +435,27 @@ class Collection:
         page = matched[:limit]
         points = self.get(page, with_vector, with_payload)
         return ScrollPage(points, _encode_cursor(page[-1]) if len(matched) > limit else None)
+
+    def _scroll_tenant(self, node: TenantScope, limit: int, cursor: str | None,
+                       with_vector: bool, with_payload: bool) -> ScrollPage:
+        """A tenant's page in (shard, label) order, from its partition: it costs the page,
+        whatever the tenant's size. The cursor holds the last shard and label."""
+        s0, after = _decode_cursor(cursor, b"\x02", _TENANT_AT.unpack) or (0, -1)
+        found: list[tuple[int, int]] = []
+        for s in range(s0, len(self.shards)):
+            labs = tenant_search.page(self.shards[s], node, after if s == s0 else -1,
+                                      limit + 1 - len(found))
+            found += [(s, lab) for lab in labs.tolist()]
+            if len(found) > limit:
+                break
+        ids: list[str] = []
+        for s in sorted({s for s, _ in found[:limit]}):
+            labs = np.array([lab for t, lab in found[:limit] if t == s], np.int64)
+            ids += [pid for pid in self.shards[s].hydrate(labs, False, False)[0] if pid]
+        points = self.get(ids, with_vector, with_payload, node.key)
+        more = len(found) > limit
+        return ScrollPage(points, _pack_cursor(b"\x02" + _TENANT_AT.pack(*found[limit - 1]))
+                          if more else None)
 
     def search(self, queries, k: int, params: SearchParams, with_payload: bool,
                with_vector: bool, filter=None, texts=None,
@@ -633,19 +657,27 @@ def commit(store: Store, wb, parts: list) -> list[WriteResult]:
             for _, ops, count in parts]
 
 
+_TENANT_AT = struct.Struct(">IQ")  # a tenant scroll cursor: the last (shard, label)
+
+
 def _encode_cursor(last_id: str) -> str:
-    """Opaque cursor: base64url of a version byte and the last id returned."""
-    return base64.urlsafe_b64encode(b"\x01" + last_id.encode()).decode().rstrip("=")
+    """Opaque cursor: base64url of a version byte and the last id returned (\\x02: a
+    tenant scroll's last shard and label)."""
+    return _pack_cursor(b"\x01" + last_id.encode())
 
 
-def _decode_cursor(cursor: str | None) -> str | None:
+def _pack_cursor(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None, version: bytes = b"\x01", parse=bytes.decode):
     if not cursor:
         return None
     try:
         raw = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True)
-        if raw[:1] != b"\x01" or len(raw) < 2:
+        if raw[:1] != version or len(raw) < 2:
             raise ValueError("bad version")
-        return raw[1:].decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return parse(raw[1:])
+    except (binascii.Error, UnicodeDecodeError, ValueError, struct.error):
         raise InvalidArgument("cursor is not a valid scroll cursor (pass back next_cursor unchanged)",
                               "cursor") from None

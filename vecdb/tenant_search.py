@@ -41,13 +41,39 @@ def labels(shard, node, exclude: np.ndarray) -> tuple[np.ndarray, str]:
         got = np.setdiff1d(got, exclude, assume_unique=True)
     if node.inner is None or not len(got):
         return got, "tenant"
-    cand, exact = planner.index_candidates(shard, node.inner, got,
-                                           within=len(got) <= TENANT_WITHIN_MAX)
+    return _filtered(shard, node.inner, got, len(got) <= TENANT_WITHIN_MAX), "tenant+filter"
+
+
+def _filtered(shard, inner, got: np.ndarray, within: bool) -> np.ndarray:
+    """Those of the sorted labels ``got`` that match the filter ``inner``."""
+    cand, exact = planner.index_candidates(shard, inner, got, within=within)
     if cand is not None:
         got = np.intersect1d(got, cand, assume_unique=True)
     if not exact:
-        got = planner.evaluate(shard, node.inner, got)
-    return got, "tenant+filter"
+        got = planner.evaluate(shard, inner, got)
+    return got
+
+
+def page(shard, node, after: int, want: int) -> np.ndarray:
+    """Up to ``want`` sorted live labels of the tenant above label ``after`` matching the
+    node's inner filter (a tenant scroll page, Collection.scroll): read from the cached
+    sorted labels chunk by chunk, so a page costs its size (over the filter's
+    selectivity), not the tenant's. Takes the shard's read lock."""
+    with shard.lock.read():
+        labs = shard.tenants.sorted_labels(node.key)
+        i = int(np.searchsorted(labs, after, "right"))
+        expired = shard.expiry.expired()
+        out, n, step = [], 0, max(want, 64)
+        while i < len(labs) and n < want:
+            chunk = labs[i:i + step]
+            i, step = i + len(chunk), min(2 * step, TENANT_WITHIN_MAX)
+            if len(expired):
+                chunk = np.setdiff1d(chunk, expired, assume_unique=True)
+            if node.inner is not None and len(chunk):
+                chunk = _filtered(shard, node.inner, chunk, True)
+            out.append(chunk)
+            n += len(chunk)
+    return np.concatenate(out)[:want] if out else labs[:0]
 
 
 def search(shard, queries: np.ndarray, k: int, params, node,

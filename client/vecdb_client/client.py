@@ -418,7 +418,8 @@ class Client(AnalyticsMethods, TenantMethods):
                with_vectors: bool = False, with_payload: bool = True, *,
                filter: Filter | None = None, tenant: str | int | None = None,
                timeout: float | None = None) -> ScrollPage:
-        """One page of points in id order (only those matching ``filter``, when given)."""
+        """One page of points in id order (only those matching ``filter``, when given);
+        within a ``tenant``, in storage order (docs/tenants.md)."""
         req = scoped(_codec.scroll_request(collection, limit, cursor, with_vectors, with_payload,
                                            filter), tenant)
         return _codec.from_proto_scroll(

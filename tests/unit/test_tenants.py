@@ -326,3 +326,35 @@ def test_a_filter_in_a_small_tenant_reads_its_labels_not_the_shard_postings(db, 
     for f in filters:
         assert db.count("t", filter=f, tenant="s") == db.count("solo", filter=f)
     assert mine & set(built)
+
+
+def test_a_tenant_scroll_page_reads_the_page_not_the_tenant(db, monkeypatch):
+    from vecdb.shard import Shard
+    db.create_collection("t", DIM, metric="l2", shards=2, index="flat", tenant_field="customer")
+    rng = np.random.default_rng(8)
+    for t, n in (("big", 3000), ("small", 40)):
+        db.upsert("t", [f"{t}{i}" for i in range(n)], rng.standard_normal((n, DIM)).astype(
+            np.float32), [{"n": i % 10} for i in range(n)], tenant=t)
+    read: list[int] = []
+    real = Shard.iter_records
+    monkeypatch.setattr(Shard, "iter_records", lambda self, labels=None: read.append(
+        -1 if labels is None else len(labels)) or real(self, labels))
+    for f, want in ((None, 3000), ({"key": "n", "match": 3}, 300)):
+        got, cursor, pages = [], None, 0
+        while True:
+            page = db.scroll("t", limit=70, cursor=cursor, filter=f, tenant="big")
+            got += [p.id for p in page.points]
+            assert all(p.payload["customer"] == "big" for p in page.points)
+            pages += 1
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert sorted(got) == sorted(f"big{i}" for i in range(3000) if f is None or i % 10 == 3)
+        assert len(got) == want and pages == -(-want // 70)
+    assert read and -1 not in read and max(read) <= 2000  # chunks, never the whole tenant
+    db.create_collection("plain", DIM)
+    db.upsert("plain", ["p0", "p1"], np.ones((2, DIM), np.float32))
+    id_cursor = db.scroll("plain", limit=1).next_cursor
+    with pytest.raises(InvalidArgument) as ei:  # an id cursor is not a tenant cursor
+        db.scroll("t", limit=5, cursor=id_cursor, tenant="small")
+    assert ei.value.field == "cursor"
