@@ -482,7 +482,7 @@ class Database:
                        delete_keys=None, tenant=None) -> WriteResult:
         coll = self._get(collection)
         ids, filter, key = tenants.selection(coll, tenant, ids, filter)
-        overwrite = tenants.update_args(coll, tenant, overwrite, delete_keys)
+        overwrite = tenants.update_args(coll, tenant, overwrite, set, delete_keys)
         return coll.update_payload(ids, filter, set, overwrite, delete_keys, key)
 
     def update_vectors(self, collection: str, ids, vectors=None, tenant=None, named=None) -> WriteResult:
@@ -683,7 +683,7 @@ class Database:
     def set_tenant_quota(self, collection: str, tenant, max_points: int = 0,
                          max_bytes: int = 0) -> dict:
         """Limit a tenant (0: no limit); writes past a limit are ResourceExhausted. A
-        tenant unknown so far becomes known (reads of it answer empty)."""
+        tenant without points is listed from then on."""
         return self._registry(collection).set_quota(tenant, max_points, max_bytes)
 
     def drop_tenant(self, collection: str, tenant) -> int:

@@ -175,20 +175,14 @@ class TenantRegistry:
                 tuple(json.loads(raw))
 
     # -- scoping reads and writes
-    def key(self, tenant: Any, known: bool = True) -> tuple:
-        """The key of a request's tenant; missing, wrong-typed or (``known``) unknown ->
-        InvalidArgument naming ``tenant``."""
+    def key(self, tenant: Any) -> tuple:
+        """The key of a request's tenant; missing or wrong-typed -> InvalidArgument naming
+        ``tenant``. Every well-typed tenant exists logically: one without points (new, or
+        just dropped) reads as empty."""
         if tenant is None:
             raise InvalidArgument(f"tenant is required: collection {self.coll.config.name!r} "
                                   f"is partitioned by tenant_field {self.field!r}", "tenant")
-        key = key_of(tenant, "tenant")
-        if known and not self.exists(key):
-            raise InvalidArgument(f"tenant {tenant!r} is unknown in collection "
-                                  f"{self.coll.config.name!r} (no points, no quota)", "tenant")
-        return key
-
-    def exists(self, key: tuple) -> bool:
-        return key in self.quotas or any(key in s.tenants.labels for s in self.coll.shards)
+        return key_of(tenant, "tenant")
 
     def scope(self, tenant: Any, filter: Any) -> TenantScope:
         """The filter node of a read or filtered write in ``tenant``."""
@@ -336,7 +330,7 @@ class TenantRegistry:
     def set_quota(self, tenant: Any, max_points: Any, max_bytes: Any) -> dict:
         """Set (0: no limit) both limits of ``tenant``; it becomes known if it was not.
         A limit below the tenant's current usage is InvalidArgument naming it."""
-        key = self.key(tenant, known=False)
+        key = self.key(tenant)
         limits = []
         for name, v in (("max_points", max_points), ("max_bytes", max_bytes)):
             if v is None:
@@ -449,18 +443,24 @@ def write_payloads(coll, tenant: Any, ids: Any, payloads: Any) -> Any:
     return reg.stamp(tenant, payloads, len(validation.ids(ids)))
 
 
-def update_args(coll, tenant: Any, overwrite: Any, delete_keys: Any) -> Any:
-    """A payload update keeps the tenant field: ``overwrite`` gets it, ``delete_keys``
-    may not name it."""
+def update_args(coll, tenant: Any, overwrite: Any, set_keys: Any, delete_keys: Any) -> Any:
+    """A payload update keeps the tenant field: ``overwrite`` gets it, ``set`` and
+    ``overwrite`` may name only the request's tenant there, ``delete_keys`` may not name it."""
     reg = _registry(coll, tenant)
     if reg is None:
         return overwrite
     if isinstance(delete_keys, list) and reg.field in delete_keys:
         raise InvalidArgument(f"delete_keys may not name the tenant field {reg.field!r}",
                               "delete_keys")
-    if tenant is not None and isinstance(overwrite, dict):
-        return reg.stamp(tenant, [overwrite], 1)[0]
-    return overwrite
+    if tenant is None:
+        return overwrite
+    key = key_of(tenant, "tenant")
+    for name, pay in (("overwrite", overwrite), ("set", set_keys)):
+        if isinstance(pay, dict) and reg.field in pay and _stored_key(pay, reg.field) != key:
+            where = f"{name}.{reg.field}"
+            raise InvalidArgument(f"{where} differs from the request's tenant; a point cannot "
+                                  "move between tenants", where)
+    return {**overwrite, reg.field: tenant} if isinstance(overwrite, dict) else overwrite
 
 
 def refuse(coll, what: str) -> None:

@@ -62,9 +62,8 @@ def test_sdk_calls_in_a_tenant(server):
         with pytest.raises(InvalidArgumentError) as ei:
             c.search("t", vector=q, k=5)
         assert ei.value.field == "tenant"
-        with pytest.raises(InvalidArgumentError) as ei:
-            c.count("t", tenant="zz")
-        assert ei.value.field == "tenant"
+        assert c.count("t", tenant="zz") == 0  # a tenant without points reads as empty
+        assert c.search("t", vector=q, k=5, tenant="zz") == []
         with pytest.raises(InvalidArgumentError) as ei:
             c.upsert("t", ["n1", "n2"], rand(2, DIM), [{"customer": "a"}, {"customer": 1.5}])
         assert ei.value.field == "payloads[1].customer"
@@ -231,6 +230,23 @@ def test_named_vector_updates_stay_in_the_key_tenant(server):
         assert np.array_equal(n_after.vectors["f"], n_before.vectors["f"])
         adm.drop_collection("tv")
         adm.drop_collection("nv")
+
+
+def test_a_key_tenant_without_points_reads_as_empty(server):
+    with server.client(api_key=ADMIN) as adm:
+        adm.create_collection("fresh", dim=DIM, index="flat", tenant_field="customer")
+        adm.upsert("fresh", ["b0"], rand(1, DIM), tenant="b")
+    with server.client(api_key=KEY_A_ADM) as c:
+        assert c.count("fresh") == 0
+        assert c.search("fresh", vector=rand(1, DIM)[0], k=3) == []
+        assert list(c.iter_points("fresh")) == []
+        assert c.get_tenant("fresh").points == 0
+        c.upsert("fresh", ["a0"], rand(1, DIM))
+        assert c.drop_tenant("fresh") == 1
+        assert c.count("fresh") == 0  # just dropped: still empty, not unknown
+    with server.client(api_key=ADMIN) as adm:
+        assert adm.count("fresh", tenant="b") == 1
+        adm.drop_collection("fresh")
 
 
 def test_drop_tenant_under_concurrent_writes_loses_nothing_of_others(server):
