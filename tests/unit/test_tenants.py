@@ -58,7 +58,7 @@ def test_search_count_get_scroll_stay_in_the_tenant(db):
     assert db.count("t", tenant="b") == 45 and db.count("t", tenant="a") == 30
 
 
-def test_missing_unknown_and_wrong_typed_tenants_name_the_field(db):
+def test_missing_and_wrong_typed_tenants_name_the_field_an_empty_one_reads_empty(db):
     make(db)
     q = np.zeros((1, DIM), np.float32)
     for call in (lambda: db.search("t", q, tenant=None), lambda: db.count("t"),
