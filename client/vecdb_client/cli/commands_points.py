@@ -199,7 +199,8 @@ def register(sub: Any) -> None:
         vecdbctl points scroll docs --filter '{"key": "tags", "any": ["a", "b"]}'""",
                 cmd_scroll, details="""
         With --filter only matching points are listed; pass the same filter with
-        --cursor for the next page.""")
+        --cursor for the next page. With --tenant, the tenant's points in storage
+        order (docs/tenants.md).""")
     p.add_argument("collection", help="collection or alias")
     p.add_argument("--limit", type=positive_int, default=20, help="page size (default 20)")
     p.add_argument("--cursor", help="next_cursor of the previous page")

@@ -177,7 +177,8 @@ def register(sub: Any) -> None:
         vecdbctl export docs backup.jsonl && vecdbctl import docs_copy backup.jsonl
         vecdbctl export docs english.jsonl --filter '{"key": "lang", "match": "en"}'""",
                 cmd_export, details="""
-        Pages through the collection in id order (--batch points per page); the
+        Pages through the collection in id order (with --tenant, in storage
+        order: docs/tenants.md; --batch points per page); the
         file appears only when the export is complete (it is written to FILE.part
         first). Rows have the shape import reads. With --filter/--filter-file only
         the matching points are written.""")
