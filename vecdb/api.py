@@ -462,14 +462,15 @@ class Database:
         return coll.upsert(ids, vectors, payloads, texts, ttl, sparse, named)
 
     def upsert_across(self, parts: dict[str, list[int]], ids, vectors=None, payloads=None,
-                      texts=None, ttl=None) -> dict[str, WriteResult]:
+                      texts=None, ttl=None, before_write=None) -> dict[str, WriteResult]:
         """upsert() of one batch split over several collections of one configuration
         (``parts``: collection -> the positions in ``ids`` of its points, each position in
         one) in ONE RocksDB write: all-or-nothing, one WAL sync (vecdb/write_across.py; a
-        cluster node applies a batch over the shards it is primary of this way)."""
+        cluster node applies a batch over the shards it is primary of this way).
+        ``before_write()``: called once the batch passed its checks, before any write."""
         names = list(parts)
         got = write_across.upsert([self._get(n) for n in names], [parts[n] for n in names],
-                                  ids, vectors, payloads, texts, ttl)
+                                  ids, vectors, payloads, texts, ttl, before_write)
         return dict(zip(names, got))
 
     def delete(self, collection: str, ids=None, filter=None, tenant=None) -> WriteResult:

@@ -40,9 +40,12 @@ def _alike(colls: list[Collection]) -> None:
 
 
 def upsert(colls: list[Collection], rows: list[Sequence[int]], ids, vectors=None,
-           payloads=None, texts=None, ttl=None) -> list[WriteResult]:
+           payloads=None, texts=None, ttl=None, before_write=None) -> list[WriteResult]:
     """Points ``rows[c]`` (positions in ``ids``) of the batch go to ``colls[c]``; every
-    position belongs to one collection. Returns each collection's WriteResult."""
+    position belongs to one collection. Returns each collection's WriteResult.
+    ``before_write()`` runs once the whole batch passed its checks (bad input raises
+    before it) and before anything is written: a cluster primary logs its replication
+    entries there, so a batch refused for its input never reaches a log or a replica."""
     _alike(colls)
     flat, n = np.fromiter((j for r in rows for j in r), np.int64), len(ids)
     if len(flat) != n or n and (flat.min() < 0 or flat.max() >= n
@@ -56,6 +59,8 @@ def upsert(colls: list[Collection], rows: list[Sequence[int]], ids, vectors=None
                                                                    texts, ttl)
         if not ids:
             return [WriteResult(0, {}) for _ in colls]
+        if before_write is not None:
+            before_write()
         for c in sorted(colls, key=lambda c: c.config.uid):  # creation order: see above
             held.enter_context(c.write_lock)
         store = colls[0].store

@@ -47,6 +47,26 @@ def test_each_collection_gets_its_rows_durably(shards, reopen):
         db.close()
 
 
+def test_before_write_runs_after_the_checks_and_before_any_write(shards):
+    """A cluster primary logs its replication entries in before_write: a batch refused
+    for its input must never call it, an accepted one exactly once with nothing written."""
+    ids, vecs, pays = _batch(6)
+    parts = {"s0": [0, 1], "s1": [2, 3], "s2": [4, 5]}
+    seen = []
+    bad = list(pays)
+    bad[5] = {"x": float("nan")}
+    with pytest.raises(InvalidArgument):
+        shards.upsert_across(parts, ids, vecs, bad, before_write=lambda: seen.append("bad"))
+    with pytest.raises(InvalidArgument):
+        shards.upsert_across(parts, ids, vecs[:, :3], pays,
+                             before_write=lambda: seen.append("short"))
+    assert seen == []
+    got = shards.upsert_across(parts, ids, vecs, pays, before_write=lambda: seen.append(
+        [shards.count(n) for n in NAMES]))
+    assert seen == [[0, 0, 0]]  # called once, before the write
+    assert {n: r.count for n, r in got.items()} == {"s0": 2, "s1": 2, "s2": 2}
+
+
 def test_a_bad_row_writes_nothing_anywhere(shards):
     ids, vecs, pays = _batch(6)
     pays[4] = {"x": float("nan")}  # not JSON: the whole batch is refused

@@ -7,9 +7,9 @@ WAL sync, all-or-nothing) instead of one servicer call, engine write and sync pe
 on the router's threads. Everything else is the primary's write path, shard by shard
 (router.Router.primary_write's steps): every touched shard's write lock is held (in
 shard order) from the checks to the end of its replication; each part is checked as the
-primary with its term and write concern, its replication-log entry written before the
-engine write, then sent to the shard's other in-sync replicas and acknowledged only once
-write_concern of them hold it; idempotency keys are recorded per shard part, as routed
+primary with its term and write concern, its replication-log entry written once the
+engine has checked the whole batch and before it writes it, then sent to the shard's
+other in-sync replicas and acknowledged only once write_concern of them hold it; idempotency keys are recorded per shard part, as routed
 writes record them (with the digest of the client's request). A shard part's own
 request (its rows, sliced from the batch) is made only for a shard with other replicas:
 its replication-log entry and its replicas need it. A batch with a shard primaried
@@ -47,20 +47,27 @@ def upsert(router: Router, spec: st.CollectionSpec, request: ppb.UpsertRequest,
             if not isinstance(part, PrimaryPart):
                 return None  # applied already under this key: each part answers for itself
             pending.append(part)
-        shared = [p for p in pending if not p.alone]
-        if shared:
-            batches = merge.slice_batches(request.points, {p.i: parts[p.i] for p in shared})
-            for p in shared:
-                p.request.points.CopyFrom(batches[p.i])
         points = convert.from_proto_point_batch(request.points)
         del points["sparse"]  # refused in cluster mode before this
-        logged = []
-        try:  # each part's log entry first; none is left for a write the engine refused
+        logged: list[PrimaryPart] = []
+
+        def log_parts() -> None:
+            """Once the engine has checked the whole batch, before it writes: each part's
+            request sliced and its log entry written. A batch refused for its input never
+            has an entry a catching-up replica could read, nor one a restart re-applies."""
+            shared = [p for p in pending if not p.alone]
+            if shared:
+                batches = merge.slice_batches(request.points, {p.i: parts[p.i] for p in shared})
+                for p in shared:
+                    p.request.points.CopyFrom(batches[p.i])
             for part in pending:
                 router.log_primary(part)
                 logged.append(part)
+
+        try:  # none of the entries is left for a write the engine refused
             with node.engine.session() as db:
-                got = db.upsert_across({p.local: parts[p.i] for p in pending}, **points)
+                got = db.upsert_across({p.local: parts[p.i] for p in pending}, **points,
+                                       before_write=log_parts)
         except Exception:
             for part in logged:
                 router.unlog_primary(part)
