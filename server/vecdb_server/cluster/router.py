@@ -353,6 +353,9 @@ class Router:
         if s.primary != self.node.id:
             raise Unavailable(f"shard {name}/{i} moved to {s.primary} (term {s.term}); "
                               "retry", "collection")
+        if self.promised.get((name, i), 0) > s.term:  # a newer primary wrote to us already
+            raise Unavailable(f"shard {name}/{i}: term {s.term} is superseded; retry",
+                              "collection")
         local = _target_name(request)
         want = key and (want or write_keys.digest(method, request))
         done = key and self.keys.get(local, key, want)
