@@ -222,3 +222,36 @@ def test_node_to_node_calls_do_not_wait_behind_client_calls(tmp_path):
         assert "missed a write" not in "".join(n.log() for n in cl.nodes)
     finally:
         cl.close()
+
+
+def test_replication_log_never_gives_a_dropped_key_again_nor_reads_a_pending_entry(tmp_path):
+    """A catch-up reading while writes go on stops before the entry whose write is under
+    way; a dropped entry's key is not the next write's (on reopen too), so a replica that
+    holds it is not in this log (a full copy) rather than taking the next write as held."""
+    from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
+    from vecdb_server.cluster.catchup import ReplLog
+
+    def entry(j):
+        return ppb.DeleteRequest(collection="c1-s0", ids=[f"x{j}"])
+
+    log = ReplLog(str(tmp_path), retain=16)
+    for j in range(2):
+        key = log.next_key("c1-s0", 5)
+        log.append("c1-s0", key, "Delete", entry(j), j, pending=True)
+        assert [e.key for e in log.entries_after("c1-s0", (0, 0), 10)] == [(5, 1)][:j]
+        log.commit("c1-s0")
+    assert [e.key for e in log.entries_after("c1-s0", (0, 0), 10)] == [(5, 1), (5, 2)]
+    log.append("c1-s0", log.next_key("c1-s0", 5), "Delete", entry(2), 2, pending=True)
+    assert [e.key for e in log.entries_after("c1-s0", (5, 1), 10)] == [(5, 2)]
+    log.drop_last("c1-s0")  # the engine refused (5, 3)
+    assert log.position("c1-s0")[0] == (5, 2)
+    assert log.next_key("c1-s0", 5) == (5, 4)
+    log.close()
+    log = ReplLog(str(tmp_path), retain=16)  # reopened: (5, 3) is still never reused
+    assert log.next_key("c1-s0", 5) == (5, 4) and log.next_key("c1-s0", 6) == (6, 1)
+    log.append("c1-s0", (5, 4), "Delete", entry(3), 2)
+    assert [e.key for e in log.entries_after("c1-s0", (5, 2), 10)] == [(5, 4)]
+    assert log.entries_after("c1-s0", (5, 3), 10) is None  # the dropped write: a full copy
+    log.reset("c1-s0", (5, 4), 3)
+    assert log.next_key("c1-s0", 5) == (5, 5)
+    log.close()

@@ -18,6 +18,13 @@ Written to a small RocksDB beside the engine's (<data dir>/cluster-repl-log) thr
 WAL without an fsync of its own (it survives a killed process), before the engine applies
 the write: a last entry whose write the engine lacks (its sequence is still the one
 before) is applied again when the copy is next used (router.Router._settle).
+
+A key is never given twice: an entry dropped (its write refused) leaves its key as the
+copy's high-water mark (kept on disk), and the next key follows it, so a replica that was
+sent the dropped entry is found not in this log (a full copy) instead of taking a later
+write with the same key for one it holds. An entry appended ``pending`` (the primary's,
+before its engine write) is not read by entries_after until ``commit`` (its write done,
+its request final) or dropped.
 """
 from __future__ import annotations
 
@@ -83,6 +90,8 @@ class ReplLog:
         # local -> ([floor term, n, engine seq at the floor], deque of (key, bytes, engine
         # seq before the entry))
         self._copies: dict[str, tuple[list, deque]] = {}
+        self._high: dict[str, Pos] = {}  # local -> the highest key dropped (never reused)
+        self._pending: dict[str, Pos] = {}  # local -> its entry whose write is under way
 
     @staticmethod
     def _prefix(local: str) -> bytes:
@@ -101,7 +110,17 @@ class ReplLog:
                     break
                 keys.append((KEY.unpack(k[len(prefix):]), len(v), HEAD.unpack_from(v)[1]))
             got = self._copies[local] = (floor, keys)
+            high = self._db.get(b"h" + local.encode())
+            self._high[local] = KEY.unpack(high) if high else (0, 0)
         return got
+
+    def next_key(self, local: str, term: int) -> Pos:
+        """The key the primary of ``term`` gives the copy's next write: after its position
+        and after any key dropped (a key is never reused)."""
+        with self._lock:
+            floor, keys = self._copy(local)
+            last = keys[-1][0] if keys else (floor[0], floor[1])
+            return next_key(max(last, self._high[local]), term)
 
     def position(self, local: str) -> tuple[Pos, int, bool]:
         """The copy's last key, the engine sequence recorded with it (before that entry;
@@ -119,10 +138,22 @@ class ReplLog:
             return _decode(key, self._db[self._prefix(local) + KEY.pack(*key)], None)
 
     def drop_last(self, local: str) -> None:
-        """Remove the last entry (its write was refused: it never happened)."""
+        """Remove the last entry (its write was refused: it never happened); its key is
+        never given again."""
         with self._lock:
             _, keys = self._copy(local)
-            self._delete(local, keys.pop()[0])
+            key = keys.pop()[0]
+            self._delete(local, key)
+            if self._pending.get(local) == key:
+                del self._pending[local]
+            if key > self._high[local]:
+                self._high[local] = key
+                self._db[b"h" + local.encode()] = KEY.pack(*key)
+
+    def commit(self, local: str) -> None:
+        """The pending entry's write is done and the entry final: catch-ups may read it."""
+        with self._lock:
+            self._pending.pop(local, None)
 
     def rewrite(self, local: str, key: Pos, method: str, request: Any, engine_seq: int,
                 written_ms: float) -> None:
@@ -138,10 +169,16 @@ class ReplLog:
                 "\n".join(record).encode()  # a key is printable: no newline
 
     def append(self, local: str, key: Pos, method: str, request: Any, engine_seq: int,
-               written_ms: float | None = None, record: tuple[str, str] | None = None) -> None:
+               written_ms: float | None = None, record: tuple[str, str] | None = None,
+               pending: bool = False) -> None:
+        """``pending``: the write is yet to be applied (see commit)."""
         value = _encode(method, request, engine_seq, written_ms or time.time() * 1000)
         with self._lock:
             floor, keys = self._copy(local)
+            if pending:
+                self._pending[local] = key
+            else:
+                self._pending.pop(local, None)
             self._db[self._prefix(local) + KEY.pack(*key)] = value
             keys.append((key, len(value), engine_seq))
             if record:
@@ -156,13 +193,14 @@ class ReplLog:
                 self._delete(local, old)
 
     def entries_after(self, local: str, pos: Pos, limit: int) -> list[Entry] | None:
-        """Up to ``limit`` entries after ``pos``, oldest first; None when this log cannot
-        tell what follows ``pos`` (not the floor nor a key it holds)."""
+        """Up to ``limit`` entries after ``pos``, oldest first, up to a pending one (not
+        included); None when this log cannot tell what follows ``pos`` (not the floor nor
+        a key it holds)."""
         with self._lock:
             floor, keys = self._copy(local)
             if pos != (floor[0], floor[1]) and not any(k == pos for k, _, _ in keys):
                 return None
-            prefix = self._prefix(local)
+            prefix, pending = self._prefix(local), self._pending.get(local)
             out = []
             for k, v in self._db.items(from_key=prefix + KEY.pack(*pos)):
                 if not k.startswith(prefix) or len(out) >= limit:
@@ -170,6 +208,8 @@ class ReplLog:
                 key = KEY.unpack(k[len(prefix):])
                 if key == pos:
                     continue
+                if key == pending:
+                    break
                 rec = self._db.get(b"r" + k)
                 out.append(_decode(key, v, tuple(rec.decode().split("\n", 1)) if rec else None))
             return out
@@ -188,6 +228,9 @@ class ReplLog:
                 self._delete(local, key)
             self._db[b"f" + local.encode()] = KEY.pack(*floor) + struct.pack("<Q", engine_seq)
             self._copies[local] = ([floor[0], floor[1], engine_seq], deque())
+            self._pending.pop(local, None)
+            self._high[local] = (0, 0)  # the copy's history starts at ``floor``
+            del self._db[b"h" + local.encode()]
 
     def drop(self, local: str) -> None:
         """The copy is gone: its entries and floor too."""
@@ -195,6 +238,7 @@ class ReplLog:
         with self._lock:
             del self._db[b"f" + local.encode()]
             self._copies.pop(local, None)
+            self._high.pop(local, None)
 
     def close(self) -> None:
         self._db.close()

@@ -371,17 +371,19 @@ class Router:
             self._settle(local)
         last = self.log.position(local)[0]
         return PrimaryPart(i, method, request, key, want or None, s, local, last,
-                           catchup.next_key(last, s.term), time.time() * 1000,
+                           self.log.next_key(local, s.term), time.time() * 1000,
                            s.replicas == (self.node.id,))
 
     def log_primary(self, part: PrimaryPart) -> None:
-        """Before the engine applies the part: its replication-log entry."""
+        """Before the engine applies the part: its replication-log entry, pending (no
+        catch-up reads it) until finish_primary has made it final."""
         if part.alone:  # no other copy: nothing to log, but a copy added later must not
             if part.last[1] != GAP:  # take the log as complete
                 self.log.reset(part.local, (part.s.term, GAP), self._seqs.get(part.local, 0))
             return
         part.seq = self._seqs.get(part.local, 0)
-        self.log.append(part.local, part.pos, part.method, part.request, part.seq, part.now)
+        self.log.append(part.local, part.pos, part.method, part.request, part.seq, part.now,
+                        pending=True)
 
     def unlog_primary(self, part: PrimaryPart) -> None:
         """The engine refused the part: its entry goes."""
@@ -394,14 +396,17 @@ class Router:
         False: the caller records part.record() once it returns); the answer."""
         local, key, want, now, pos = part.local, part.key, part.want, part.now, part.pos
         replicable = part.request
+        answer = part.answer = key and base64.b64encode(result.SerializeToString()).decode()
         if not part.alone:
             self._seqs[local] = _engine_seq(result, part.seq)
-            replicable = self._replicable(part.method, part.request)
-            if replicable is not part.request:  # texts: the entry gets the vectors too
-                self.log.rewrite(local, pos, part.method, replicable, part.seq, now)
-        answer = part.answer = key and base64.b64encode(result.SerializeToString()).decode()
-        if key and not part.alone:
-            self.log.set_record(local, pos, (key, f"{want} {answer}"))
+            try:
+                replicable = self._replicable(part.method, part.request)
+                if replicable is not part.request:  # texts: the entry gets the vectors too
+                    self.log.rewrite(local, pos, part.method, replicable, part.seq, now)
+                if key:
+                    self.log.set_record(local, pos, (key, f"{want} {answer}"))
+            finally:  # applied: a catch-up may send it (as final as it will be)
+                self.log.commit(local)
         others = part.others(self.node.id)
         if others:
             extra = ((write_keys.HEADER, key), (write_keys.RECORD, f"{want} {answer}")) \
@@ -517,7 +522,8 @@ class Router:
                      pos if got.known else "an unknown position")
             return False
         t0, sent, start = time.monotonic(), 0, pos
-        for _ in range(CATCHUP_ROUNDS):  # writes go on meanwhile
+        # writes go on meanwhile: an entry is read only once its write is done (ReplLog)
+        for _ in range(CATCHUP_ROUNDS):
             batch = self.log.entries_after(local, pos, CATCHUP_PAGE)
             if batch is None:
                 return False  # pruned meanwhile
@@ -531,6 +537,7 @@ class Router:
             if cur.term != s.term or not _wants_resync(cur, self.node.id, r):
                 return True
             last = 0
+            self.log.commit(local)  # under the lock no write is under way: none is pending
             while (batch := self.log.entries_after(local, pos, CATCHUP_PAGE)) != []:
                 if batch is None:
                     return False
