@@ -549,8 +549,7 @@ class Database:
                                       "vector only", "using")
             return coll.search(queries, k, params, with_payload, with_vector, filter, texts,
                                raw_payloads, using=using)
-        if keywords is not None or sparse is not None:
-            tenants.refuse(coll, "keyword and sparse search")
+        if keywords is not None or sparse is not None:  # a tenant: its hits only (TenantScope)
             return hybrid.search(coll, queries, texts, keywords, k, params, with_payload, with_vector,
                                  filter, raw_payloads, fusion, weights, rrf_k, explain, sparse,
                                  keywords_field)
@@ -598,14 +597,17 @@ class Database:
     def recommend(self, collection: str, positive, negative=None, strategy: str = "average",
                   k: int = 10, params: SearchParams | None = None, with_payload: bool = True,
                   with_vector: bool = False, filter=None, include_examples: bool = False,
-                  raw_payloads: bool = False, using: str | None = None) -> SearchResult:
+                  raw_payloads: bool = False, using: str | None = None,
+                  tenant=None) -> SearchResult:
         """Points like the ``positive`` examples and unlike the ``negative`` ones. Examples:
         a stored id (str), {"id"|"text"|"vector": ...}, or a vector. Strategies "average" and
         "best_score" (vecdb/recommend.py). Stored examples are not returned unless
         ``include_examples``. ``using``: a named vector field (examples' vectors and the
-        search are that field's; strategy "average" only)."""
+        search are that field's; strategy "average" only). ``tenant`` (tenant collections):
+        stored examples of other tenants are not found (like absent ids), and the hits are
+        the tenant's points only."""
         coll = self._get(collection)
-        tenants.refuse(coll, "recommend")
+        filter, key = tenants.read_filter(coll, tenant, filter), tenants.key_for(coll, tenant)
         field = coll.config.vector_field(using)
         if field is not None:
             if strategy == "best_score":
@@ -614,31 +616,33 @@ class Database:
             coll = named_vectors.FieldView(coll, field)
         return recommend.recommend(coll, positive, negative, strategy, k,
                                    params, with_payload, with_vector, filter, include_examples,
-                                   raw_payloads)
+                                   raw_payloads, key)
 
     def search_expression(self, collection: str, expression, k: int = 10,
                           params: SearchParams | None = None, with_payload: bool = True,
                           with_vector: bool = False, filter=None, include_terms: bool = False,
-                          raw_payloads: bool = False) -> SearchResult:
+                          raw_payloads: bool = False, tenant=None) -> SearchResult:
         """Vector arithmetic: search with sum(weight * term), e.g. [("+", "id:king"),
         ("-", "text:man"), ("+", "text:woman")]. Stored ids used as terms are not returned
-        unless ``include_terms``."""
+        unless ``include_terms``. ``tenant``: ids of other tenants are not found, hits are
+        the tenant's."""
         coll = self._get(collection)
-        tenants.refuse(coll, "expression search")
+        filter, key = tenants.read_filter(coll, tenant, filter), tenants.key_for(coll, tenant)
         return recommend.search_expression(coll, expression, k,
                                            params or SearchParams(), with_payload, with_vector,
-                                           filter, include_terms, raw_payloads)
+                                           filter, include_terms, raw_payloads, key)
 
     def search_groups(self, collection: str, queries=None, group_by: str = "",
                       group_size: int = 1, groups: int = 10, params: SearchParams | None = None,
                       with_payload: bool = True, with_vector: bool = False, filter=None,
-                      texts=None, expression=None, include_terms: bool = False
-                      ) -> list[SearchResult]:
+                      texts=None, expression=None, include_terms: bool = False,
+                      tenant=None) -> list[SearchResult]:
         """Grouped search (vecdb/grouping.py): per query (vectors, texts, or one
         expression) the best ``group_size`` hits of each of the best ``groups`` values of
-        the payload field ``group_by``; ``SearchResult.group_keys`` names each hit's group."""
+        the payload field ``group_by``; ``SearchResult.group_keys`` names each hit's group.
+        ``tenant``: groups of the tenant's points only (an expression's ids: its own)."""
         coll, params = self._get(collection), params or SearchParams()
-        tenants.refuse(coll, "grouped search")
+        key = tenants.key_for(coll, tenant)
         group_by, group_size, groups = grouping.check(group_by, group_size, groups)
         filters.parse(filter)  # a bad filter fails before anything is read
         if sum(x is not None for x in (queries, texts, expression)) != 1:
@@ -646,14 +650,15 @@ class Database:
                                   "vectors")
         exclude: set[str] = set()
         if expression is not None:
-            q, used = recommend.expression_query(coll, expression)
+            q, used = recommend.expression_query(coll, expression, key)
             exclude = set() if include_terms else used
         elif texts is not None:
             q = coll.prepare_queries(coll.embed_queries(texts), params)
         else:
             q = coll.prepare_queries(queries, params)
         return grouping.search_groups(coll, q, group_by, group_size, groups, params,
-                                      with_payload, with_vector, filter, exclude)
+                                      with_payload, with_vector, filter, exclude,
+                                      lambda f: filters.parse(tenants.read_filter(coll, tenant, f)))
 
     def embed_queries(self, collection: str, texts, using: str | None = None) -> np.ndarray:
         """Query texts -> vectors with the collection's encoder ("query" kind), as

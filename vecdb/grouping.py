@@ -66,14 +66,17 @@ def _and(flt, cond: dict) -> dict:
 
 def search_groups(coll, q: np.ndarray, group_by: str, group_size: int, groups: int,
                   params: SearchParams, with_payload: bool, with_vector: bool, filter=None,
-                  exclude: frozenset | set = frozenset()) -> list[SearchResult]:
-    """One grouped result per prepared query row of ``q`` (arguments checked by check())."""
-    node = filters.parse(filter)
+                  exclude: frozenset | set = frozenset(), scope=filters.parse
+                  ) -> list[SearchResult]:
+    """One grouped result per prepared query row of ``q`` (arguments checked by check()).
+    ``scope``: a raw filter -> the node searched (a tenant's TenantScope, vecdb/tenants.py)."""
+    node = scope(filter)
     return [_one(coll, q[i:i + 1], group_by, group_size, groups, params, with_payload,
-                 with_vector, filter, node, exclude) for i in range(len(q))]
+                 with_vector, filter, node, exclude, scope) for i in range(len(q))]
 
 
-def _one(coll, q, key, size, count, params, with_payload, with_vector, flt, node, exclude):
+def _one(coll, q, key, size, count, params, with_payload, with_vector, flt, node, exclude,
+         scope):
     want, extra = count * size, len(exclude)
     kk, limit = max(2 * want, 64) + extra, max(16 * want, 2048) + extra
 
@@ -108,7 +111,7 @@ def _one(coll, q, key, size, count, params, with_payload, with_vector, flt, node
     while not done and len(order) < count:  # 2. the next groups, skipping those seen
         cond = {"must": [{"key": key, "exists": True}],
                 "must_not": [{"key": key, "any": list(values.values())}] if values else []}
-        res = run(kk, filters.parse(_and(flt, cond)))
+        res = run(kk, scope(_and(flt, cond)))
         before = len(order)
         walk(res, order)
         done = len(res.ids) < kk or len(order) == before
@@ -116,7 +119,7 @@ def _one(coll, q, key, size, count, params, with_payload, with_vector, flt, node
     under = [] if exhausted else [g for g in chosen if len(order[g]) < size]
     k2 = size * len(under) + extra
     while under:  # 3. under-filled chosen groups: their own best hits, one search for all
-        res = run(k2, filters.parse(_and(flt, {"key": key, "any": [values[g] for g in under]})))
+        res = run(k2, scope(_and(flt, {"key": key, "any": [values[g] for g in under]})))
         got = walk(res, {})
         for g in under:
             order[g] = got.get(g, [])

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import filters, fulltext, fusion, planner, sparse as sparse_vectors, validation
 from .errors import FailedPrecondition, InvalidArgument
-from .filters import TEXT_KEY
+from .filters import TEXT_KEY, TenantScope
 from .index import higher_is_better
 from .topk import merge
 from .types import SearchParams, SearchResult
@@ -137,7 +137,9 @@ def _retrieve(shards, fetch, query, k: int, node) -> tuple[np.ndarray, np.ndarra
     for s in shards:
         with s.lock.read():
             exclude, allowed, accept = s.expiry.expired(), None, None
-            if node is not None:  # the payload indexes' exact answer, else a post-filter
+            if isinstance(node, TenantScope):  # a tenant's labels, from its partition
+                allowed = planner.matching(s, node, exclude)[0]
+            elif node is not None:  # the payload indexes' exact answer, else a post-filter
                 everything = planner.universe(s)
                 cand, exact = planner.index_candidates(s, node, everything)
                 if exact:

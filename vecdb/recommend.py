@@ -165,8 +165,9 @@ def _check_texts(coll, terms: list[Term]) -> None:
                                      "has no encoder to embed it (give an id or a vector)", t.field)
 
 
-def resolve(coll, terms: list[Term]) -> np.ndarray:
-    """One row per term, in the metric's space (unit length for cosine)."""
+def resolve(coll, terms: list[Term], tenant: tuple | None = None) -> np.ndarray:
+    """One row per term, in the metric's space (unit length for cosine). ``tenant`` (a
+    tenant key): stored ids of other tenants are not found, exactly like absent ones."""
     dim, out = coll.config.dim, np.zeros((len(terms), coll.config.dim), np.float32)
     _check_texts(coll, terms)
     for j, t in enumerate(terms):  # raw vectors first: cheap checks before any read
@@ -174,8 +175,9 @@ def resolve(coll, terms: list[Term]) -> np.ndarray:
             out[j] = validation.vectors(t.value, dim, 1, t.field)[0]
     ids = [t for t in terms if t.kind == "id"]
     if ids:
+        scoped = {} if tenant is None else {"tenant": tenant}
         found = {p.id: p.vector for p in coll.get([t.value for t in ids], with_vector=True,
-                                                  with_payload=False)}
+                                                  with_payload=False, **scoped)}
         for t in ids:
             if t.value not in found:
                 raise NotFound(f"{t.field}: point {t.value!r} not found in collection "
@@ -226,19 +228,19 @@ def search_excluding(coll, q: np.ndarray, k: int, params: SearchParams, node, ex
 
 
 # ---- vector arithmetic -----------------------------------------------------------------
-def expression_query(coll, expression) -> tuple[np.ndarray, set[str]]:
-    """(the prepared (1, dim) query, the stored ids used as terms)."""
+def expression_query(coll, expression, tenant: tuple | None = None) -> tuple[np.ndarray, set[str]]:
+    """(the prepared (1, dim) query, the stored ids used as terms; of ``tenant`` only)."""
     terms = parse_expression(expression)
-    vecs = resolve(coll, terms)
+    vecs = resolve(coll, terms, tenant)
     weights = np.array([t.weight for t in terms], np.float32)
     return _query(coll, weights @ vecs, "expression"), _excluded(terms)
 
 
 def search_expression(coll, expression, k: int, params: SearchParams, with_payload: bool,
                       with_vector: bool, filter=None, include_terms: bool = False,
-                      raw_payloads: bool = False) -> SearchResult:
+                      raw_payloads: bool = False, tenant: tuple | None = None) -> SearchResult:
     k, node = validation.k(k), filters.parse(filter)
-    q, used = expression_query(coll, expression)
+    q, used = expression_query(coll, expression, tenant)
     return search_excluding(coll, q, k, params, node, set() if include_terms else used,
                             with_payload, with_vector, raw_payloads)
 
@@ -274,7 +276,9 @@ def best_score(vecs: np.ndarray, pos: np.ndarray, neg: np.ndarray, metric: str):
 def recommend(coll, positive, negative=None, strategy: str = "average", k: int = 10,
               params: SearchParams | None = None, with_payload: bool = True,
               with_vector: bool = False, filter=None, include_examples: bool = False,
-              raw_payloads: bool = False) -> SearchResult:
+              raw_payloads: bool = False, tenant: tuple | None = None) -> SearchResult:
+    """``tenant`` (a tenant key, with ``filter`` a TenantScope of it): stored examples of
+    other tenants are not found; candidates come from the tenant only."""
     params = params or SearchParams()
     k, node = validation.k(k), filters.parse(filter)
     if strategy not in STRATEGIES:
@@ -282,7 +286,7 @@ def recommend(coll, positive, negative=None, strategy: str = "average", k: int =
                               "strategy")
     pos_t = parse_examples(positive, "positive", required=True)
     neg_t = parse_examples(negative, "negative", required=False)
-    vecs = resolve(coll, pos_t + neg_t)
+    vecs = resolve(coll, pos_t + neg_t, tenant)
     pos, neg = vecs[:len(pos_t)], vecs[len(pos_t):]
     exclude = set() if include_examples else _excluded(pos_t + neg_t)
     if strategy == "average":

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from vecdb import SearchParams, tenant_search
-from vecdb.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
+from vecdb.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 
 DIM = 8
 
@@ -83,8 +83,9 @@ def test_missing_and_wrong_typed_tenants_name_the_field_an_empty_one_reads_empty
     with pytest.raises(InvalidArgument) as ei:
         db.count("plain", tenant="a")
     assert ei.value.field == "tenant"
-    with pytest.raises(FailedPrecondition):
-        db.recommend("t", ["a-0"])
+    with pytest.raises(FailedPrecondition) as ei:  # analytics stay unscoped: refused
+        db.cluster("t", k=2)
+    assert ei.value.field == "collection"
 
 
 def test_bad_batches_write_nothing(db):
@@ -369,3 +370,93 @@ def test_a_tenant_scroll_page_reads_the_page_not_the_tenant(db, monkeypatch):
     with pytest.raises(InvalidArgument) as ei:  # an id cursor is not a tenant cursor
         db.scroll("t", limit=5, cursor=id_cursor, tenant="small")
     assert ei.value.field == "cursor"
+
+
+WORDS = ["red", "blue", "green", "fox", "dog", "cat"]
+
+
+def twin(db, shards=2):
+    """A tenant collection "t" (full_text, tenants "a", "b", 7) and a standalone "s"
+    holding exactly tenant "a"'s points: tenant "a"'s reads must answer as "s" does."""
+    rng = np.random.default_rng(3)
+    db.create_collection("t", DIM, metric="l2", shards=shards, index="flat",
+                         tenant_field="customer", full_text="plain")
+    db.create_collection("s", DIM, metric="l2", shards=1, index="flat", full_text="plain")
+    for t, n in (("a", 40), ("b", 60), (7, 20)):
+        ids = [f"{t}-{i}" for i in range(n)]
+        v = rng.standard_normal((n, DIM)).astype(np.float32)
+        texts = [" ".join(rng.choice(WORDS, 3)) for _ in range(n)]
+        pays = [{"i": i, "g": i % 4} for i in range(n)]
+        db.upsert("t", ids, v, pays, texts=texts, tenant=t)
+        if t == "a":
+            db.upsert("s", ids, v, [{**p, "customer": "a"} for p in pays], texts=texts)
+
+
+def same(got, want):
+    assert got.ids == want.ids
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["average", "best_score"])
+def test_recommend_in_a_tenant_equals_a_standalone_collection(db, strategy):
+    twin(db)
+    for pos, neg in ((["a-0", "a-5"], ["a-9"]), (["a-3"], None)):
+        for flt in (None, {"key": "i", "range": {"gte": 10}}):
+            got = db.recommend("t", pos, neg, strategy, k=8, filter=flt, tenant="a")
+            same(got, db.recommend("s", pos, neg, strategy, k=8, filter=flt))
+            assert all(i.startswith("a-") for i in got.ids)
+    # another tenant's ids are not found, exactly like absent ones (same error, same field)
+    for other in ("b-0", "7-0"):
+        errs = []
+        for pid in (other, "nowhere"):
+            with pytest.raises(NotFound) as ei:
+                db.recommend("t", ["a-0"], [pid], strategy, tenant="a")
+            errs.append((ei.value.field, str(ei.value).replace(repr(pid), "ID")))
+        assert errs[0] == errs[1] and errs[0][0] == "negative[0]"
+    with pytest.raises(InvalidArgument) as ei:
+        db.recommend("t", ["a-0"])
+    assert ei.value.field == "tenant"
+
+
+def test_expression_and_grouped_search_stay_in_the_tenant(db):
+    twin(db)
+    expr = [("+", "id:a-1"), ("-", "id:a-2"), (0.5, "id:a-7")]
+    same(db.search_expression("t", expr, k=6, tenant="a"), db.search_expression("s", expr, k=6))
+    with pytest.raises(NotFound) as ei:
+        db.search_expression("t", [("+", "id:b-1")], tenant="a")
+    assert ei.value.field.startswith("expression")
+    q = np.random.default_rng(5).standard_normal((2, DIM)).astype(np.float32)
+    for flt in (None, {"key": "i", "range": {"lt": 30}}):
+        got = db.search_groups("t", q, group_by="g", group_size=3, groups=3, filter=flt,
+                               tenant="a")
+        want = db.search_groups("s", q, group_by="g", group_size=3, groups=3, filter=flt)
+        for g, w in zip(got, want):
+            same(g, w)
+            assert g.group_keys == w.group_keys and all(i.startswith("a-") for i in g.ids)
+    # grouped by the tenant field itself: one group, the tenant's
+    one = db.search_groups("t", q[:1], group_by="customer", group_size=2, groups=5, tenant="a")[0]
+    assert one.group_keys == ["a", "a"]
+    got = db.search_groups("t", expression=expr, group_by="g", group_size=2, groups=2,
+                           tenant="a")[0]
+    assert got.ids == db.search_groups("s", expression=expr, group_by="g", group_size=2,
+                                       groups=2)[0].ids
+
+
+def test_keyword_and_hybrid_search_keep_to_the_tenant(db):
+    twin(db)
+    q = np.random.default_rng(6).standard_normal((1, DIM)).astype(np.float32)
+    for words in ("fox", "red dog", "cat green blue"):
+        got = db.search("t", keywords=words, k=100, tenant="a")[0]
+        want = db.search("s", keywords=words, k=100)[0]
+        # the same hits; scores use the shard's BM25 statistics (docs/tenants.md)
+        assert sorted(got.ids) == sorted(want.ids) and got.ids
+        assert all(i.startswith("a-") for i in got.ids)
+        flt = {"key": "i", "range": {"lt": 20}}
+        got = db.search("t", keywords=words, k=100, filter=flt, tenant="a")[0]
+        assert sorted(got.ids) == sorted(db.search("s", keywords=words, k=100, filter=flt)[0].ids)
+        hyb = db.search("t", q, keywords=words, k=100, tenant="a")[0]
+        assert set(hyb.ids) == {f"a-{i}" for i in range(40)}  # dense part: every point of "a"
+    assert db.search("t", keywords="fox", k=5, tenant="nobody")[0].ids == []
+    with pytest.raises(InvalidArgument) as ei:
+        db.search("t", keywords="fox", k=5)
+    assert ei.value.field == "tenant"
