@@ -39,7 +39,9 @@ def upsert(router: Router, spec: st.CollectionSpec, request: ppb.UpsertRequest,
         return None
     with contextlib.ExitStack() as held:
         for i in shards:
-            held.enter_context(node.write_lock(spec.name, i))
+            held.enter_context(router.writes_of(spec.name, i))
+        if any(node.shard(spec.name, i).primary != node.id for i in shards):
+            return None  # a primary moved before the locks were taken: nothing written
         pending = []
         for i in shards:  # a part's own request is made only where a replica needs it
             part = router.begin_primary(spec, i, "Upsert", ppb.UpsertRequest(
@@ -83,16 +85,15 @@ def _finish(router: Router, spec: st.CollectionSpec, pending: list[PrimaryPart],
     raised once every part has ended."""
     out: dict[int, Any] = {}
     failed: Exception | None = None
-    if not any(p.others(router.node.id) for p in pending):
-        out = {p.i: router.finish_primary(spec, p, results[p.i], False) for p in pending}
-    else:
-        futures = {p.i: router.finish_pool.submit(router.finish_primary, spec, p,
-                                                  results[p.i], False) for p in pending}
-        for i, f in futures.items():
-            try:
-                out[i] = f.result()
-            except Exception as exc:  # noqa: BLE001 - raised below, after every part ended
-                failed = failed or exc
+    at_once = any(p.others(router.node.id) for p in pending)  # else one after another here
+    futures = {p.i: router.finish_pool.submit(router.finish_primary, spec, p, results[p.i],
+                                              False) for p in pending if at_once}
+    for p in pending:
+        try:
+            out[p.i] = futures[p.i].result() if at_once else \
+                router.finish_primary(spec, p, results[p.i], False)
+        except Exception as exc:  # noqa: BLE001 - raised below, after every part ended
+            failed = failed or exc
     done = [p.record() for p in pending if p.key and p.i in out]
     if done:
         router.keys.put_many(done)

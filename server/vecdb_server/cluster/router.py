@@ -16,12 +16,13 @@ by streaming the entries after it, else by a full copy.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import grpc
 from vecdb_client._proto.vecdb.v1 import cluster_pb2 as clpb
@@ -56,6 +57,7 @@ UNKNOWN = 1 << 62  # a copy's engine sequence when its history is unknown (catch
 GAP = 1 << 62  # n of a position after writes that were not logged (a shard of one copy)
 CATCHUP_ROUNDS = 200  # pages streamed while writes go on, at most, before the final step
 CATCHUP_FINAL = 8  # entries left, at most, for the final step (under the write lock)
+WRITE_LOCK_WAIT_S = 10.0  # a write waits this long, at most, for its shard's write lock
 
 
 def _target_name(request: Any) -> str:
@@ -130,6 +132,7 @@ class Router:
         self.copies = Copies(node.is_move_target)  # resyncs under way: progress, throttle
         node.dropped = self.log.drop
         self._seqs: dict[str, int] = {}  # local copy -> its engine sequence (see _settle)
+        self.lock_wait_s = WRITE_LOCK_WAIT_S
 
     # ---- dispatch ------------------------------------------------------------------------
     def route_of(self, context: Any) -> dict[str, str] | None:
@@ -322,12 +325,25 @@ class Router:
         return out
 
     # ---- the primary's write path --------------------------------------------------------
+    @contextlib.contextmanager
+    def writes_of(self, name: str, i: int) -> Iterator[None]:
+        """Shard i's write lock for a client's write, waited for lock_wait_s at most (a
+        full copy holds it throughout): UNAVAILABLE naming the shard after that."""
+        lock = self.node.write_lock(name, i)
+        if not lock.acquire(timeout=self.lock_wait_s):
+            raise Unavailable(f"shard {name}/{i} is busy: a copy holds its writes; retry",
+                              "collection")
+        try:
+            yield
+        finally:
+            lock.release()
+
     def primary_write(self, name: str, i: int, method: str, request: Any,
                       key: str | None = None, want: str | None = None) -> Any:
         """Apply and replicate one shard's part of a write. With an idempotency ``key``
         already recorded for this part, its recorded answer instead (applied once)."""
         spec = self.node.spec(name)
-        with self.node.write_lock(name, i):
+        with self.writes_of(name, i):
             part = self.begin_primary(spec, i, method, request, key, want)
             if not isinstance(part, PrimaryPart):
                 return part
