@@ -117,21 +117,28 @@ class Collection:
         ``sparse``: one sparse vector (indices, values) or None per point (vecdb/sparse.py).
         ``named``: {field: vectors, one per point or None} of named vector fields
         (vecdb/named_vectors.py); the primary may be given there under its name. An upsert
-        replaces the point: named fields not given are gone from it."""
+        replaces the point: named fields not given are gone from it. With named fields a
+        point may lack the primary (None in ``vectors``, or named vectors only)."""
         named, vectors = self._split_primary(named, vectors)
+        vectors, absent = named_vectors.primary_absent(self.config, vectors, named, texts, ids)
         args = self.checked_upsert(ids, vectors, payloads, texts, ttl, sparse)
         if not args[0]:
             return WriteResult(0, {})
         named = named_vectors.check_batch(self.config, named, len(args[0]))
         named = named_vectors.embed_texts(self, named, texts, len(args[0]))
+        named_vectors.check_carried(absent, named)
+        if absent is not None:
+            args[1][absent] = 0  # the placeholders
         with self.write_lock:
-            return self._upsert_locked(*args, named)
+            return self._upsert_locked(*args, named, absent)
 
     def _split_primary(self, named, vectors):
         """(named, vectors) with the primary taken out of ``named`` when given there under
-        its own name; every point must then carry it."""
+        its own name or as "" (without named fields every point must carry it)."""
         name = self.config.vector_name
-        if not named or not name or name not in named:
+        if named and name not in named and "" in named:
+            name = ""  # the primary, whatever its name (as reads send it, docs/server_api.md)
+        if not named or name not in named or (not name and not self.config.vectors):
             return named, vectors
         named = dict(named)
         values = named.pop(name)
@@ -140,7 +147,7 @@ class Collection:
                                   "and by its name)", f"vectors.{name}")
         if isinstance(values, (list, tuple)):
             missing = [i for i, v in enumerate(values) if v is None]
-            if missing:
+            if missing and not self.config.vectors:
                 where = f"points[{missing[0]}].vectors.{name}"
                 raise InvalidArgument(f"{where}: every point needs the primary vector {name!r}", where)
         return named, values
@@ -202,14 +209,17 @@ class Collection:
                                       "vectors")
         return vecs
 
-    def _upsert_locked(self, ids, vecs, pays, txts, expire, sparse=None, named=None) -> WriteResult:
+    def _upsert_locked(self, ids, vecs, pays, txts, expire, sparse=None, named=None,
+                       absent=None) -> WriteResult:
         wb = self.store.batch()
-        return self._commit(wb, self.prepare_upsert(wb, ids, vecs, pays, txts, expire, sparse, named),
-                            len(ids))
+        return self._commit(wb, self.prepare_upsert(wb, ids, vecs, pays, txts, expire, sparse, named,
+                                                    absent), len(ids))
 
-    def prepare_upsert(self, wb, ids, vecs, pays, txts, expire, sparse=None, named=None) -> list:
+    def prepare_upsert(self, wb, ids, vecs, pays, txts, expire, sparse=None, named=None,
+                       absent=None) -> list:
         """The shard ops of an upsert (write lock held), added to ``wb``; commit() them.
-        ``named``: {field: (rows, vectors)} (named_vectors.check_batch)."""
+        ``named``: {field: (rows, vectors)} (named_vectors.check_batch); ``absent``: a mask
+        of the points without the primary (their rows of ``vecs`` are zeros)."""
         groups = self.tenants.check_write(ids, pays, txts) if self.tenants is not None else None
         self._record(ids)
         ops = []
@@ -219,7 +229,8 @@ class Collection:
             ops.append((s, self.shards[s].prepare_upsert(
                 wb, [ids[j] for j in rows], vecs[rows], [pays[j] for j in rows], [txts[j] for j in rows],
                 None if expire is None else [expire[j] for j in rows],
-                None if sparse is None else [sparse[j] for j in rows], per_shard.get(s))))
+                None if sparse is None else [sparse[j] for j in rows], per_shard.get(s),
+                None if absent is None else absent[rows])))
         return ops
 
     @_writing
@@ -326,16 +337,16 @@ class Collection:
                 return WriteResult(0, {})
             ids = [p.id for p in points]
             if new_vectors is not None:
-                vecs = np.stack([new_vectors[p.id] for p in points])
+                vecs, absent = np.stack([new_vectors[p.id] for p in points]), None
             else:
-                vecs = np.stack([p.vector for p in points])
+                vecs, absent = named_vectors.stored_primary(points, self.config.dim)
             pays = [p.payload for p in points] if change is None else [change(p) for p in points]
             enc_pays = validation.payloads(pays, len(ids), self.options.max_payload_bytes)
             enc_txts = [None if p.text is None else p.text.encode("utf-8", "surrogatepass") for p in points]
             sps = sparse_vectors.stored(self, ids) if self.config.sparse_dim else None  # kept
             named = named_vectors.columns([{**(p.vectors or {}), **(new_named or {}).get(p.id, {})}
                                            for p in points]) if self.config.vectors else None
-            return self._upsert_locked(ids, vecs, enc_pays, enc_txts, expire, sps, named)
+            return self._upsert_locked(ids, vecs, enc_pays, enc_txts, expire, sps, named, absent)
 
     def _current(self, ids: list[str]) -> tuple[list[Point], list[int | None] | None]:
         """Points (with vectors, payloads, texts) and their expiry, for a rewrite."""

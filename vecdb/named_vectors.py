@@ -1,8 +1,9 @@
 """Named vector fields of one shard: a FAISS index per field beside the primary's.
 
 A collection may declare named dense vector fields besides its primary vector
-(CollectionConfig.vectors). Every point carries the primary; a named field is
-optional per point. The fields share the shard's int64 label space, so filters,
+(CollectionConfig.vectors). Every field is optional per point, the primary included
+(a point carries at least one; one without the primary has a marker key ...o<label> and
+is a member of the shard outside the primary's indexes, vecdb/shard.py). The fields share the shard's int64 label space, so filters,
 payloads, TTLs and deletes work by label as for the primary.
 
 Storage: the vector of field F of label L is S<uid><shard>n<F>\\x00<L:8> (the
@@ -140,6 +141,51 @@ def check_batch(config: CollectionConfig, named, n: int) -> dict:
         if len(rows):
             out[name] = (rows, vecs)
     return out
+
+
+def primary_absent(config: CollectionConfig, vectors, named, texts, ids):
+    """(vectors, absent) of an upsert: with named fields declared a point may lack the
+    primary (None in a ``vectors`` list; every point when only named vectors are given and
+    no texts for the collection's encoder). ``absent``: a mask of those points (None when
+    every point has it); their rows of the returned vectors are placeholders (ones) that
+    pass the checks and are zeroed after them. Without named fields: unchanged."""
+    if not config.vectors:
+        return vectors, None
+    if vectors is None:
+        if not named or (config.encoder is not None and texts):
+            return vectors, None
+        n = len(validation.ids(ids))
+        return np.ones((n, config.dim), np.float32), np.ones(n, bool)
+    if isinstance(vectors, (list, tuple)) and any(v is None for v in vectors):
+        absent = np.array([v is None for v in vectors])
+        return [np.ones(config.dim, np.float32) if v is None else v for v in vectors], absent
+    return vectors, None
+
+
+def check_carried(absent, named: dict) -> None:
+    """A point without the primary must carry a named vector (``named``: check_batch's)."""
+    if absent is None:
+        return
+    bare = absent.copy()
+    for rows, _ in named.values():
+        bare[rows] = False
+    if bare.any():
+        where = f"points[{int(np.flatnonzero(bare)[0])}].vectors"
+        raise InvalidArgument(f"{where}: a point needs at least one vector (the primary or a "
+                              "named field)", where)
+
+
+def stored_primary(points, dim: int):
+    """(vectors, absent) of stored points for a rewrite: zeros and a mask where a point
+    has no primary vector (absent None when all have it)."""
+    absent = np.array([p.vector is None for p in points])
+    if not absent.any():
+        return np.stack([p.vector for p in points]), None
+    vecs = np.zeros((len(points), dim), np.float32)
+    for j, p in enumerate(points):
+        if p.vector is not None:
+            vecs[j] = p.vector
+    return vecs, absent
 
 
 def embed_texts(coll, named: dict, texts, n: int) -> dict:

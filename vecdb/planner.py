@@ -39,12 +39,13 @@ _EMPTY = np.zeros(0, np.int64)
 
 
 def universe(shard) -> np.ndarray:
-    """Every live label of the shard (sorted; cached until the next applied write)."""
-    if shard.exact.ntotal == 0:
+    """Every live label of the shard, with or without the primary vector (sorted; cached
+    until the next applied write)."""
+    if shard.count == 0:
         return _EMPTY
     cached = shard.universe_cache
     if cached is None or cached[0] != shard.applied_seq:
-        cached = shard.universe_cache = (shard.applied_seq, np.sort(shard.live_labels()))
+        cached = shard.universe_cache = (shard.applied_seq, np.sort(shard.members()))
     return cached[1]
 
 
@@ -231,6 +232,7 @@ def search(shard, queries: np.ndarray, k: int, params, node: Clause | None,
                 return (*got, plan)
             prefix = plan
     labels, how = matching(shard, node, exclude, planned)
+    labels = shard.with_primary(labels)  # the points without the primary are not searched
     if len(labels) <= small:
         return (*_prefilter(shard, queries, k, labels), f"{prefix}prefilter({how}, {len(labels)} matches)")
     scores, got, plan = _selector_search(shard, queries, k, params, labels)

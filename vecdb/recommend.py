@@ -177,7 +177,8 @@ def resolve(coll, terms: list[Term], tenant: tuple | None = None) -> np.ndarray:
     if ids:
         scoped = {} if tenant is None else {"tenant": tenant}
         found = {p.id: p.vector for p in coll.get([t.value for t in ids], with_vector=True,
-                                                  with_payload=False, **scoped)}
+                                                  with_payload=False, **scoped)
+                 if p.vector is not None}  # a point without the primary: not an example of it
         for t in ids:
             if t.value not in found:
                 raise NotFound(f"{t.field}: point {t.value!r} not found in collection "
@@ -354,7 +355,7 @@ def _scan(coll, pos, neg, k, node, exclude, with_payload, with_vector, raw_paylo
     for shard in coll.shards:
         best_s, best_l = np.zeros(0, np.float32), np.zeros(0, np.int64)
         with shard.lock.read():
-            labels = planner.matching(shard, node, shard.expiry.expired())[0] \
+            labels = shard.with_primary(planner.matching(shard, node, shard.expiry.expired())[0]) \
                 if shard.exact.ntotal else np.zeros(0, np.int64)
             seq = shard.applied_seq
         for start in range(0, len(labels), _SCAN_CHUNK):

@@ -56,6 +56,7 @@ class Op:
     expire_ms: list | None = None  # expiry per added label (None: never)
     sparse: list | None = None     # packed sparse vector per added label (vecdb/sparse.py)
     named: dict | None = None      # field -> (labels, raw vectors) (vecdb/named_vectors.py)
+    bare: np.ndarray | None = None  # added labels without the primary (their vector rows: zeros)
 
 
 class Shard:
@@ -93,6 +94,9 @@ class Shard:
         self.tenants = TenantIndex(config.tenant_field, config.dim) if config.tenant_field else None
         # one FAISS index per named vector field (vecdb/named_vectors.py); None without any
         self.named = NamedVectors(store, self.prefix, config, directory) if config.vectors else None
+        # labels of the points that carry no primary vector (named fields only; each has a
+        # marker key ...o<label>): members of the shard, absent from the primary's indexes
+        self.bare: set[int] = set()
         # GPU copies of the indexes (vecdb.gpu_index); None on the CPU
         self.gpu: ShardGpu | None = None
         if backend != "cpu":
@@ -131,8 +135,11 @@ class Shard:
     def prepare_upsert(self, wb, ids: list[str], vectors: np.ndarray,
                        payloads: list[bytes | None], texts: list[bytes | None],
                        expire_ms: list[int | None] | None = None,
-                       sparse: list[bytes | None] | None = None, named: dict | None = None) -> Op:
-        """``named``: {field: (rows of ``ids``, vectors)} of the named vectors given."""
+                       sparse: list[bytes | None] | None = None, named: dict | None = None,
+                       absent: np.ndarray | None = None) -> Op:
+        """``named``: {field: (rows of ``ids``, vectors)} of the named vectors given;
+        ``absent``: a mask of the points without the primary (their rows of ``vectors``
+        are zeros and not stored)."""
         old = [lab for lab in self.labels_of(ids) if lab is not None]
         data_bytes = self.data_bytes - self._record_bytes(old)
         n = len(ids)
@@ -143,13 +150,19 @@ class Shard:
             wb.delete(self._k(b"v", lab))
             wb.delete(self._k(b"e", lab))
             wb.delete(self._k(b"s", lab))
+            if lab in self.bare:
+                wb.delete(self._k(b"o", lab))
         for j, pid in enumerate(ids):
             lab = int(labels[j])
             raw_id = pid.encode()
             rec = records.encode(raw_id, payloads[j], texts[j])
             wb.put(self.prefix + b"i" + raw_id, U64.pack(lab))
             wb.put(self._k(b"p", lab), rec)
-            wb.put(self._k(b"v", lab), vectors[j].tobytes())
+            if absent is not None and absent[j]:
+                wb.put(self._k(b"o", lab), b"")
+                data_bytes -= vec_size
+            else:
+                wb.put(self._k(b"v", lab), vectors[j].tobytes())
             if expire_ms is not None and expire_ms[j] is not None:
                 wb.put(self._k(b"e", lab), U64.pack(expire_ms[j]))
             if sparse is not None and sparse[j]:
@@ -160,7 +173,8 @@ class Shard:
             data_bytes += self.named.put(wb, labels, named or {})
         op = Op(self.last_seq + 1, np.array(old, dtype=np.int64), labels, vectors,
                 self.next_label + n, data_bytes, payloads, texts, expire_ms, sparse,
-                {f: (labels[rows], v) for f, (rows, v) in named.items()} if named else None)
+                {f: (labels[rows], v) for f, (rows, v) in named.items()} if named else None,
+                labels[absent] if absent is not None and absent.any() else None)
         self._put_wal(wb, op, wal.OP_UPSERT, ids)
         return op
 
@@ -197,6 +211,8 @@ class Shard:
             wb.delete(self._k(b"v", lab))
             wb.delete(self._k(b"e", lab))
             wb.delete(self._k(b"s", lab))
+            if lab in self.bare:
+                wb.delete(self._k(b"o", lab))
         if self.named is not None:
             self.named.delete(wb, removed.tolist())
         op = Op(self.last_seq + 1, removed, np.zeros(0, np.int64),
@@ -209,11 +225,12 @@ class Shard:
             return 0
         recs = self.store.multi_get([self._k(b"p", lab) for lab in labels])
         named = self.named.stored_bytes(labels) if self.named is not None else 0
-        return sum(len(r) for r in recs if r) + len(labels) * self.config.dim * 4 + named
+        with_primary = len(labels) - sum(lab in self.bare for lab in labels)
+        return sum(len(r) for r in recs if r) + with_primary * self.config.dim * 4 + named
 
     def _put_wal(self, wb, op: Op, kind: int, ids: list[str]) -> None:
         wb.put(self.prefix + b"w" + U64.pack(op.seq),
-               wal.encode(kind, op.removed, op.added, op.vectors, ids, op.named))
+               wal.encode(kind, op.removed, op.added, op.vectors, ids, op.named, op.bare))
         wb.put(self.prefix + b"m", META.pack(op.next_label, op.seq, op.data_bytes))
 
     def apply(self, op: Op) -> None:
@@ -224,16 +241,32 @@ class Shard:
             self.data_bytes = op.data_bytes
             if op.seq <= self.applied_seq:
                 return
-            vecs = prepare(op.vectors, self.metric)
-            self._apply_index(self.exact, self.ann, op.removed, op.added, vecs)
+            removed, added, vecs = self._primary_part(op.removed, op.added, op.vectors, op.bare)
+            vecs = prepare(vecs, self.metric)
+            self._apply_index(self.exact, self.ann, removed, added, vecs)
             if self.gpu is not None:
-                self.gpu.apply(op.removed, op.added, vecs)
+                self.gpu.apply(removed, added, vecs)
             if self.named is not None:
                 self.named.apply(op.seq, op.removed, op.added, op.named)
             self._apply_meta(op)
             if self._pending is not None:
-                self._pending.append((op.removed, op.added))  # vectors: in self.exact
+                self._pending.append((removed, added))  # vectors: in self.exact
             self.applied_seq = op.seq
+
+    def _primary_part(self, removed, added, vectors, bare):
+        """(removed, added, vectors) of an op for the primary's indexes: the points without
+        the primary are left out (and self.bare follows the op)."""
+        if self.named is None or (not self.bare and (bare is None or not len(bare))):
+            return removed, added, vectors
+        if len(removed) and self.bare:
+            gone = np.fromiter((lab in self.bare for lab in removed.tolist()), bool, len(removed))
+            self.bare.difference_update(removed[gone].tolist())
+            removed = removed[~gone]
+        if bare is not None and len(bare):
+            self.bare.update(np.asarray(bare).tolist())
+            keep = ~np.isin(added, bare)
+            added, vectors = added[keep], vectors[keep]
+        return removed, added, vectors
 
     def _apply_meta(self, op: Op) -> None:
         """Payload indexes and expiry times follow every applied op."""
@@ -269,6 +302,9 @@ class Shard:
 
     # ---- recovery ---------------------------------------------------------
     def recover(self) -> None:
+        if self.named is not None:
+            self.bare = {U64.unpack(key[-8:])[0] for key, _ in
+                         self.store.scan(self.prefix + b"o", self.prefix + b"p")}
         self._recover_faiss()
         if self.gpu is not None:
             self.gpu.load()
@@ -332,8 +368,9 @@ class Shard:
                 return False
             e = wal.decode(raw)
             if seq > self.applied_seq:
-                self._apply_index(self.exact, self.ann, e.removed, e.added,
-                                  prepare(np.array(e.vectors), self.metric))
+                removed, added, vecs = self._primary_part(e.removed, e.added, e.vectors, e.bare)
+                self._apply_index(self.exact, self.ann, removed, added,
+                                  prepare(np.array(vecs), self.metric))
                 self.applied_seq = seq
             if self.named is not None:
                 self.named.apply(seq, e.removed, e.added, e.named)
@@ -369,7 +406,21 @@ class Shard:
     # ---- reads ------------------------------------------------------------
     @property
     def count(self) -> int:
-        return self.exact.ntotal
+        """The live points (with or without the primary vector)."""
+        return self.exact.ntotal + len(self.bare)
+
+    def members(self) -> np.ndarray:
+        """Every live label, unsorted: the primary's and those without it."""
+        labels = self.live_labels()
+        if not self.bare:
+            return labels
+        return np.concatenate([labels, np.fromiter(self.bare, np.int64, len(self.bare))])
+
+    def with_primary(self, labels: np.ndarray) -> np.ndarray:
+        """Those of ``labels`` that carry the primary vector (order kept)."""
+        if not self.bare or not len(labels):
+            return labels
+        return labels[~np.isin(labels, np.fromiter(self.bare, np.int64, len(self.bare)))]
 
     def search(self, queries: np.ndarray, k: int, params: SearchParams,
                node: Clause | None = None) -> tuple[np.ndarray, np.ndarray, str]:
@@ -390,7 +441,7 @@ class Shard:
 
     def count_visible(self) -> int:
         with self.lock.read():
-            return self.exact.ntotal - len(self.expiry.expired())
+            return self.count - len(self.expiry.expired())
 
     def range_search(self, queries: np.ndarray, threshold: float, params: SearchParams,
                      node: Clause | None) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -472,9 +523,10 @@ class Shard:
         _, payloads, texts, vectors = self.hydrate(labels, with_payload, with_vector)
         named = (self.named.vectors_of(labels.tolist()) if with_vector and self.named is not None
                  else None)
-        return {pid: Point(pid, None if vectors is None else vectors[j].copy(), payloads[j], texts[j],
+        return {pid: Point(pid, None if vectors is None or lab in self.bare else vectors[j].copy(),
+                           payloads[j], texts[j],
                            None if named is None else named[j])
-                for j, (pid, _) in enumerate(found)}
+                for j, (pid, lab) in enumerate(found)}
 
     def expiry_of(self, ids: list[str]) -> dict[str, int]:
         """id -> expiry (ms since the epoch) of the given points that have a TTL."""
@@ -681,7 +733,7 @@ class Shard:
 
     def stats(self) -> ShardStats:
         state = "training" if self.building else ("built" if self.ann else "exact")
-        return ShardStats(points=self.exact.ntotal, index_state=state,
+        return ShardStats(points=self.count, index_state=state,
                           index_type=self.ann.kind if self.ann else "flat",
                           applied_seq=self.applied_seq, checkpoint_seq=max(self.checkpoint_seq, 0),
                           deleted_pending=len(self.ann.tombstones) if self.ann else 0,

@@ -15,6 +15,8 @@ Format v1 (little-endian):
     n_add x (u16 len, utf-8 id)
 Format v2 (named vectors, vecdb/named_vectors.py): v1 with version 2, then
     u16 n_fields, per field: u16 len, utf-8 name, u32 n, u32 dim, i64[n] labels, f32[n*dim]
+    and, when some added points carry no primary vector (their rows are zeros):
+    u32 n, i64[n] those labels (absent in entries written before: every point has it)
 Entries without named vectors are written as v1, so single-vector shards write what
 they always wrote.
 """
@@ -41,12 +43,15 @@ class WalEntry:
     vectors: np.ndarray  # float32 (n_add, dim)
     ids: list[str]
     named: dict | None = None  # field -> (labels int64, vectors float32 (n, dim))
+    bare: np.ndarray | None = None  # added labels without the primary vector (int64)
 
 
 def encode(op: int, removed: np.ndarray, added: np.ndarray, vectors: np.ndarray,
-           ids: list[str], named: dict | None = None) -> bytes:
+           ids: list[str], named: dict | None = None, bare: np.ndarray | None = None) -> bytes:
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
-    parts = [HEADER.pack(VERSION_NAMED if named else VERSION, op, len(added), len(removed), dim),
+    bare = None if bare is None or not len(bare) else bare
+    parts = [HEADER.pack(VERSION_NAMED if named or bare is not None else VERSION, op, len(added),
+                         len(removed), dim),
              np.ascontiguousarray(removed, dtype="<i8").tobytes(),
              np.ascontiguousarray(added, dtype="<i8").tobytes(),
              np.ascontiguousarray(vectors, dtype="<f4").tobytes()]
@@ -54,13 +59,15 @@ def encode(op: int, removed: np.ndarray, added: np.ndarray, vectors: np.ndarray,
         raw = pid.encode()
         parts.append(struct.pack("<H", len(raw)))
         parts.append(raw)
-    if named:
-        parts.append(struct.pack("<H", len(named)))
-        for name, (labels, vecs) in named.items():
+    if named or bare is not None:
+        parts.append(struct.pack("<H", len(named or {})))
+        for name, (labels, vecs) in (named or {}).items():
             raw = name.encode()
             parts += [struct.pack("<H", len(raw)), raw, struct.pack("<II", len(labels), vecs.shape[1]),
                       np.ascontiguousarray(labels, dtype="<i8").tobytes(),
                       np.ascontiguousarray(vecs, dtype="<f4").tobytes()]
+    if bare is not None:
+        parts += [struct.pack("<I", len(bare)), np.ascontiguousarray(bare, dtype="<i8").tobytes()]
     return b"".join(parts)
 
 
@@ -81,11 +88,11 @@ def decode(raw: bytes) -> WalEntry:
         off += 2
         ids.append(raw[off:off + ln].decode())
         off += ln
-    named = _decode_named(raw, off) if version == VERSION_NAMED else None
-    return WalEntry(op, removed, added, vectors, ids, named)
+    named, bare = _decode_named(raw, off) if version == VERSION_NAMED else (None, None)
+    return WalEntry(op, removed, added, vectors, ids, named, bare)
 
 
-def _decode_named(raw: bytes, off: int) -> dict:
+def _decode_named(raw: bytes, off: int) -> tuple[dict, np.ndarray | None]:
     (count,) = struct.unpack_from("<H", raw, off)
     off += 2
     named = {}
@@ -98,4 +105,7 @@ def _decode_named(raw: bytes, off: int) -> dict:
         off += 8 * n
         named[name] = (labels, np.frombuffer(raw, dtype="<f4", count=n * dim, offset=off).reshape(n, dim))
         off += 4 * n * dim
-    return named
+    if off >= len(raw):
+        return named, None
+    (n,) = struct.unpack_from("<I", raw, off)
+    return named, np.frombuffer(raw, dtype="<i8", count=n, offset=off + 4)

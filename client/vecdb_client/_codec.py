@@ -149,6 +149,8 @@ def from_proto_points(batch: tpb.PointBatch) -> list[Point]:
     payloads = decode_payloads(batch.payloads, n)
     texts = decode_texts(batch.texts, n)
     named = _codec_named.from_proto(batch)
+    if vecs is None and named is not None and any("" in v for v in named):
+        vecs = [v.pop("", None) for v in named]  # the primary, when some point lacks it
     rows = zip(batch.ids, repeat(None, n) if vecs is None else vecs, payloads, texts,
                repeat(None, n) if named is None else named)
     return list(map(_new, repeat(Point), rows))

@@ -128,8 +128,9 @@ def to_proto_point_batch(points: Sequence[Point], with_vector: bool) -> tpb.Poin
                            payloads=to_proto_payloads([p.payload for p in points]),
                            texts=to_proto_texts([p.text for p in points]))
     if with_vector and points:
-        batch.vectors.CopyFrom(to_proto_vectors(np.stack([p.vector for p in points])))
-        if any(p.vectors for p in points):
+        if all(p.vector is not None for p in points):  # else sent as named_vectors ""
+            batch.vectors.CopyFrom(to_proto_vectors(np.stack([p.vector for p in points])))
+        if any(p.vectors or p.vector is None for p in points):
             from . import convert_named
             batch.named_vectors.extend(convert_named.to_proto_named(points))
     return batch

@@ -45,10 +45,14 @@ def from_proto_named(msgs: Sequence[tpb.NamedVectors], n: int, field: str) -> di
 
 
 def to_proto_named(points: Sequence[Point]) -> list[tpb.NamedVectors]:
-    """The named vectors the points carry, one message per field (rows index the points)."""
+    """The named vectors the points carry, one message per field (rows index the points);
+    when some point has no primary vector, the primary too, under the name "" (those that
+    have it; PointBatch.vectors is then unset)."""
     fields: dict[str, tuple[list[int], list[np.ndarray]]] = {}
+    bare = any(p.vector is None for p in points)
     for i, p in enumerate(points):
-        for name, vec in (p.vectors or {}).items():
+        vecs = {**(p.vectors or {}), "": p.vector} if bare and p.vector is not None else p.vectors
+        for name, vec in (vecs or {}).items():
             rows, vecs = fields.setdefault(name, ([], []))
             rows.append(i)
             vecs.append(vec)

@@ -143,3 +143,32 @@ def test_field_encoder_over_grpc(srv):
         with pytest.raises(InvalidArgumentError) as e:
             c.search("nve", text="stew", k=1, using="nope")
         assert e.value.field == "using"
+
+
+def test_points_without_the_primary_over_grpc(srv):
+    """An upsert with named vectors and no primary vectors is accepted; reads send the
+    primary of a batch where some point lacks it as named_vectors "" (the SDK lifts it
+    back into Point.vector); count, scroll and search by field include those points."""
+    title, image, _body = data()
+    with srv.client(chunk_points=7) as c:
+        c.create_collection("nvp", 8, index="flat", shards=2, vector_name="title",
+                            vectors=FIELDS[:1])
+        c.upsert("nvp", [f"a{i}" for i in range(20)], None, named={"image": image[:20]})
+        c.upsert("nvp", ["b0", "b1"], named={"title": [title[0], None],
+                                             "image": [None, image[21]]})
+        assert c.count("nvp") == 22 and len(c.scroll("nvp", limit=100).points) == 22
+        a0, b0, b1 = c.get("nvp", ["a0", "b0", "b1"], with_vectors=True)
+        assert a0.vector is None and set(a0.vectors) == {"image"}
+        np.testing.assert_array_equal(b0.vector, title[0])
+        assert b0.vectors == {} and b1.vector is None
+        q = image[5]
+        got = c.search("nvp", q, k=5, using="image")
+        rows = list(range(20)) + [21]
+        want = [("a%d" % r if r < 20 else "b1") for r in
+                np.array(rows)[np.argsort(-(image[rows] @ q), kind="stable")[:5]]]
+        assert [h.id for h in got] == want
+        assert [h.id for h in c.search("nvp", title[0], k=5)] == ["b0"]
+        with pytest.raises(InvalidArgumentError) as e:  # no vector at all: nothing written
+            c.upsert("nvp", ["x", "y"], named={"image": [image[0], None]})
+        assert "points[1].vectors" in str(e.value)
+        assert c.count("nvp") == 22

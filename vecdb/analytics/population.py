@@ -80,7 +80,7 @@ def _matching_labels(s, node) -> np.ndarray:
     exclude = s.expiry.expired()
     if node is None and not len(exclude):
         return np.sort(s.live_labels())  # a copy (quantized shards keep them on a column)
-    return np.array(planner.matching(s, node, exclude)[0], np.int64)  # sorted, live
+    return np.array(s.with_primary(planner.matching(s, node, exclude)[0]), np.int64)  # sorted
 
 
 def _copy_vectors(s, labels: np.ndarray, out: np.ndarray, live: np.ndarray) -> None:
