@@ -167,9 +167,10 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
                                 cpb.ListCollectionsRequest(), idempotent=True, timeout=timeout)
         return [_codec.from_proto_config(c) for c in resp.collections]
 
-    async def describe_collection(self, name: str, *,
+    async def describe_collection(self, name: str, *, tenant: str | int | None = None,
                                   timeout: float | None = None) -> CollectionInfo:
-        req = cpb.DescribeCollectionRequest(collection=name)
+        """See :meth:`vecdb_client.Client.describe_collection`."""
+        req = scoped(cpb.DescribeCollectionRequest(collection=name), tenant)
         return _codec.from_proto_info(await self._call(
             self._collections.DescribeCollection, req, idempotent=True, timeout=timeout))
 
@@ -434,13 +435,14 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
                         include_examples: bool = False, nprobe: int | None = None,
                         ef_search: int | None = None, exact: bool = False, with_payload: bool = True,
                         with_vectors: bool = False, using: str | None = None,
-                  timeout: float | None = None) -> list[Hit]:
+                        tenant: str | int | None = None,
+                        timeout: float | None = None) -> list[Hit]:
         """See :meth:`vecdb_client.Client.recommend`."""
         req = _codec_query.recommend_request(
             collection, positive, negative, strategy, k, nprobe=nprobe, ef_search=ef_search,
             exact=exact, with_payload=with_payload, with_vectors=with_vectors, filter=filter,
             include_examples=include_examples)
-        _codec_named.using(req, using)
+        scoped(_codec_named.using(req, using), tenant)
         resp = await self._call(self._points.Recommend, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_search(resp, True)
 

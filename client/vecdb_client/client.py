@@ -194,8 +194,12 @@ class Client(AnalyticsMethods, TenantMethods):
                           idempotent=True, timeout=timeout)
         return [_codec.from_proto_config(c) for c in resp.collections]
 
-    def describe_collection(self, name: str, *, timeout: float | None = None) -> CollectionInfo:
-        req = cpb.DescribeCollectionRequest(collection=name)
+    def describe_collection(self, name: str, *, tenant: str | int | None = None,
+                            timeout: float | None = None) -> CollectionInfo:
+        """``tenant``: the collection as that tenant sees it (points are the tenant's;
+        shards, sizes and progress left out: docs/tenants.md). The client's default tenant
+        is not used here; a tenant-scoped key always gets its tenant's view."""
+        req = scoped(cpb.DescribeCollectionRequest(collection=name), tenant)
         info = self._call(self._collections.DescribeCollection, req, idempotent=True,
                           timeout=timeout)
         return _codec.from_proto_info(info)
@@ -522,7 +526,7 @@ class Client(AnalyticsMethods, TenantMethods):
                     include_examples: bool = False, nprobe: int | None = None,
                     ef_search: int | None = None, exact: bool = False, with_payload: bool = True,
                     with_vectors: bool = False, using: str | None = None,
-                  timeout: float | None = None) -> list[Hit]:
+                  tenant: str | int | None = None, timeout: float | None = None) -> list[Hit]:
         """Points like the ``positive`` examples and unlike the ``negative`` ones.
 
         An example is a stored id (a string), ``{"text": ...}`` (embedded by the
@@ -531,12 +535,14 @@ class Client(AnalyticsMethods, TenantMethods):
         ``"best_score"`` scores each candidate by its best positive vs best negative
         similarity (scores in (0, 1) when closer to a positive, (-1, 0) otherwise; see
         docs/server_api.md). Stored examples are left out of the hits unless
-        ``include_examples=True``. A missing id raises NotFoundError naming it."""
+        ``include_examples=True``. A missing id raises NotFoundError naming it.
+        ``tenant`` (tenant collections): the examples' ids must be that tenant's (another
+        tenant's id is NotFoundError, like a missing one) and the hits are its points."""
         req = _codec_query.recommend_request(
             collection, positive, negative, strategy, k, nprobe=nprobe, ef_search=ef_search,
             exact=exact, with_payload=with_payload, with_vectors=with_vectors, filter=filter,
             include_examples=include_examples)
-        _codec_named.using(req, using)
+        scoped(_codec_named.using(req, using), tenant)
         resp = self._call(self._points.Recommend, req, idempotent=True, timeout=timeout)
         return _codec.from_proto_search(resp, True)
 

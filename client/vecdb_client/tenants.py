@@ -40,9 +40,11 @@ def scoped(request: Any, tenant: str | int | None) -> Any:
 
 
 def default_tenant(request: Any, tenant: str | int) -> Any:
-    """``request`` with ``tenant`` set where it has a tenant field left unset."""
+    """``request`` with ``tenant`` set where it has a tenant field left unset (not on a
+    DescribeCollection: a tenant there asks for the tenant's redacted view)."""
     fields = getattr(getattr(request, "DESCRIPTOR", None), "fields_by_name", {})
-    if "tenant" in fields and not request.HasField("tenant"):
+    if "tenant" in fields and not request.HasField("tenant") \
+            and request.DESCRIPTOR.name != "DescribeCollectionRequest":
         request.tenant.CopyFrom(to_proto(tenant))
     return request
 

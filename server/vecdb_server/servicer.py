@@ -15,11 +15,11 @@ from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
 from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
 from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
 
-from vecdb.errors import FailedPrecondition, InvalidArgument
+from vecdb.errors import FailedPrecondition
 
 from . import convert, convert_query
 from .engine import EngineHolder
-from .tenant_servicer import from_proto_tenant
+from .tenant_servicer import from_proto_tenant, tenant_view
 
 
 class CollectionServicer(cgrpc.CollectionServiceServicer):
@@ -49,8 +49,12 @@ class CollectionServicer(cgrpc.CollectionServiceServicer):
 
     def DescribeCollection(self, request: cpb.DescribeCollectionRequest,
                            context: Any) -> cpb.CollectionInfo:
+        tenant = from_proto_tenant(request)
         with self._engine.session() as db:
-            return convert.to_proto_collection_info(db.describe_collection(request.collection))
+            info = convert.to_proto_collection_info(db.describe_collection(request.collection))
+            if tenant is None:
+                return info
+            return tenant_view(info, db.count(request.collection, tenant=tenant))
 
     def DropCollection(self, request: cpb.DropCollectionRequest,
                        context: Any) -> cpb.DropCollectionResponse:
@@ -196,17 +200,15 @@ class PointServicer(pgrpc.PointServiceServicer):
         return convert.to_proto_search(results)
 
     def _search_beyond(self, request: ppb.SearchRequest) -> ppb.SearchResponse:
-        if from_proto_tenant(request) is not None:
-            raise InvalidArgument("tenant: expression and grouped search cannot be scoped to a "
-                                  "tenant yet (docs/tenants.md)", "tenant")
         kind, args = convert_query.from_proto_search_beyond(request)
+        args["tenant"] = from_proto_tenant(request)
         with self._engine.session() as db:
             if kind == "groups":
                 return convert.to_proto_search(db.search_groups(**args))
             return convert.to_proto_search([db.search_expression(**args, raw_payloads=True)])
 
     def Recommend(self, request: ppb.RecommendRequest, context: Any) -> ppb.SearchResponse:
-        args = convert_query.from_proto_recommend(request)
+        args = {**convert_query.from_proto_recommend(request), "tenant": from_proto_tenant(request)}
         with self._engine.session() as db:
             return convert.to_proto_search([db.recommend(**args, raw_payloads=True)])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vecdb_client._proto.vecdb.v1 import collections_pb2 as cpb
 from vecdb_client._proto.vecdb.v1 import tenants_pb2 as tnpb
 from vecdb_client._proto.vecdb.v1 import tenants_pb2_grpc as tngrpc
 from vecdb_client._proto.vecdb.v1 import types_pb2 as tpb
@@ -27,6 +28,19 @@ def from_proto_tenant(msg: Any, name: str = "tenant") -> str | int | None:
 
 def to_proto_tenant(value: str | int) -> tpb.Tenant:
     return tpb.Tenant(text=value) if isinstance(value, str) else tpb.Tenant(number=value)
+
+
+def tenant_view(info: cpb.CollectionInfo, points: int) -> cpb.CollectionInfo:
+    """DescribeCollection as one tenant sees it (docs/tenants.md): only what says nothing
+    of other tenants is copied (config, aliases, index state and parameters, payload
+    index types and states), ``points`` is the tenant's; shards, sizes, memory and the
+    re-embed and clustering progress (counts over every tenant) are left out."""
+    out = cpb.CollectionInfo(config=info.config, points=points, index_state=info.index_state,
+                             aliases=info.aliases, default_index_params=info.default_index_params)
+    out.effective_index_params.update(info.effective_index_params)
+    for name, idx in info.payload_indexes.items():
+        out.payload_indexes[name].CopyFrom(idx)
+    return out
 
 
 def to_proto_tenant_info(info: dict) -> tnpb.TenantInfo:

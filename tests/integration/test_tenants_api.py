@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import re
 import threading
 
 import grpc
@@ -16,6 +17,7 @@ from vecdb_client import (
     AsyncClient,
     FailedPreconditionError,
     InvalidArgumentError,
+    NotFoundError,
     PermissionDeniedError,
     ResourceExhaustedError,
     TenantInfo,
@@ -34,7 +36,8 @@ DIM = 8
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = InProcessServer(tmp_path_factory.mktemp("tenants") / "data", api_keys=KEYS)
+    srv = InProcessServer(tmp_path_factory.mktemp("tenants") / "data", api_keys=KEYS,
+                          dashboard_port=0)
     with srv.client(api_key=ADMIN) as c:
         c.create_collection("t", dim=DIM, metric="l2", index="flat", shards=2,
                             tenant_field="customer")
@@ -186,8 +189,7 @@ def test_a_tenant_key_never_sees_another_tenant(server):
             c.list_tenants("t")
         with pytest.raises(PermissionDeniedError):
             c.create_snapshot("t")
-        with pytest.raises(PermissionDeniedError):
-            c.describe_collection("t")
+        assert c.describe_collection("t").points == 20  # its tenant's view (below)
         assert c.get_tenant("t").points == 20
         c.upsert("t", ["a-own"], rand(1, DIM))  # lands in "a"
     with server.client(api_key=KEY_A_ADM) as c, pytest.raises(InvalidArgumentError):
@@ -200,6 +202,128 @@ def test_a_tenant_key_never_sees_another_tenant(server):
             assert p.payload == b_before[pid].payload
             assert np.array_equal(p.vector, b_before[pid].vector)
         adm.delete("t", ["a-own"], tenant="a")
+
+
+def _refusal(call) -> tuple[str, str | None]:
+    with pytest.raises(NotFoundError) as ei:
+        call()
+    return re.sub(r" \(request id \w+\)", "", str(ei.value)), ei.value.field
+
+
+def test_recommend_expression_and_groups_keep_to_the_key_tenant(server):
+    """Tenant "a"'s key: examples and expression ids of "b" are not found, exactly as
+    absent ids are (same message but for the id, same field); hits and groups are "a"'s
+    and equal an admin's call naming "a"."""
+    with server.client(api_key=ADMIN) as adm:
+        want = adm.recommend("t", ["a1", "a2"], ["a3"], k=50, tenant="a")
+        want_groups = adm.search("t", vector=rand(1, DIM, 4)[0], group_by="i", group_size=1,
+                                 groups=50, tenant="a")
+    with server.client(api_key=KEY_A) as c:
+        for strategy in ("average", "best_score"):
+            got = c.recommend("t", ["a1", "a2"], ["a3"], k=50, strategy=strategy)
+            assert got and all(h.id.startswith("a") for h in got)
+        assert [h.id for h in c.recommend("t", ["a1", "a2"], ["a3"], k=50)] == \
+            [h.id for h in want]
+        for pos, neg in ((["b1"], None), (["a1"], ["b2"]), (["a1", "b0"], None)):
+            other = _refusal(lambda: c.recommend("t", pos, neg))
+            bad = [p.replace("b", "zz") for p in pos], \
+                None if neg is None else [p.replace("b", "zz") for p in neg]
+            absent = _refusal(lambda: c.recommend("t", *bad))
+            assert other[1] == absent[1] and other[0].replace("'b", "'zz") == absent[0]
+        groups = c.search("t", vector=rand(1, DIM, 4)[0], group_by="i", group_size=1, groups=50)
+        assert [(g.key, [h.id for h in g.hits]) for g in groups] == \
+            [(g.key, [h.id for h in g.hits]) for g in want_groups]
+        assert len(groups) == 20  # "a" has 20 points, one value of "i" each
+        by_tenant = c.search("t", vector=rand(1, DIM, 4)[0], group_by="customer", groups=5)
+        assert [g.key for g in by_tenant] == ["a"]
+        hits = c.search("t", expression=[("+", "id:a1"), ("-", "id:a2")], k=50)
+        assert hits and all(h.id.startswith("a") for h in hits)
+        assert _refusal(lambda: c.search("t", expression=[("+", "id:b1")]))[0].replace(
+            "'b1'", "'zz'") == _refusal(lambda: c.search("t", expression=[("+", "id:zz")]))[0]
+        with pytest.raises(PermissionDeniedError):
+            c.recommend("t", ["a1"], tenant="b")
+
+
+def test_keyword_and_hybrid_search_keep_to_the_key_tenant(server):
+    """A full_text tenant collection: tenant "a"'s (admin) key finds the hits a standalone
+    collection of "a"'s points finds (scores: the shard's BM25 statistics), never "b"'s."""
+    words = ["red fox", "blue dog", "red dog", "green cat", "fox cat"]
+    with server.client(api_key=ADMIN) as adm:
+        adm.create_collection("kt", dim=DIM, metric="l2", index="flat", shards=2,
+                              tenant_field="customer", full_text="plain")
+        adm.create_collection("ks", dim=DIM, metric="l2", index="flat", full_text="plain")
+        for t, seed in (("a", 1), ("b", 2)):
+            ids = [f"{t}{i}" for i in range(10)]
+            texts = [words[i % 5] for i in range(10)]
+            adm.upsert("kt", ids, rand(10, DIM, seed), texts=texts, tenant=t)
+            if t == "a":
+                adm.upsert("ks", ids, rand(10, DIM, seed), [{"customer": "a"}] * 10, texts=texts)
+        want = {q: {h.id for h in adm.search("ks", keywords=q, k=50)} for q in ("fox", "red dog")}
+    try:
+        with server.client(api_key=KEY_A_ADM) as c:
+            for q, ids in want.items():
+                assert {h.id for h in c.search("kt", keywords=q, k=50)} == ids and ids
+                hybrid = c.search("kt", vector=rand(1, DIM, 8)[0], keywords=q, k=50)
+                assert {h.id for h in hybrid} == {f"a{i}" for i in range(10)}
+            assert c.search("kt", keywords="fox", k=50,
+                            filter={"key": "customer", "match": "b"}) == []
+    finally:
+        with server.client(api_key=ADMIN) as adm:
+            adm.drop_collection("kt")
+            adm.drop_collection("ks")
+
+
+def test_describe_collection_shows_a_tenant_key_its_tenant_only(server):
+    with server.client(api_key=ADMIN) as adm:
+        full = adm.describe_collection("t")
+        mine = adm.describe_collection("t", tenant="a")
+        with pytest.raises(InvalidArgumentError) as ei:
+            adm.describe_collection("plain", tenant="a")
+        assert ei.value.field == "tenant"
+    assert full.points == 50 and full.shards and full.bytes_on_disk > 0
+    with server.client(api_key=KEY_A) as c:
+        info = c.describe_collection("t")
+    assert info == mine
+    assert info.points == 20 and info.config == full.config
+    assert not info.shards and info.bytes_on_disk == info.memory_bytes == 0
+    assert info.reembed is None and info.clustering is None
+
+
+def test_dashboard_collection_page_for_a_tenant_key(server):
+    import json
+    import urllib.error
+    import urllib.request
+
+    def http(method: str, path: str, body=None) -> tuple[int, dict]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{server.app.dashboard_port}{path}", method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {KEY_A}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    status, page = http("GET", "/api/collections/t")
+    assert status == 200 and page["points"] == 20 and page["shards"] == []
+    assert page["bytes_on_disk"] == 0 and page["snapshots"] is None
+    status, pts = http("POST", "/api/collections/t/points", {"limit": 100})
+    assert status == 200 and pts["count"] == 20
+    assert {p["id"][0] for p in pts["points"]} == {"a"}
+    status, hits = http("POST", "/api/collections/t/search", {"id": "a1", "k": 50})
+    assert status == 200 and hits["hits"] and all(h["id"][0] == "a" for h in hits["hits"])
+    status, err = http("POST", "/api/collections/t/search", {"id": "b1", "k": 5})
+    assert status == 404 and "b1" in err["error"]["message"]
+    status, err = http("POST", "/api/collections/t/map", {"sample": 10})
+    assert status == 403
+
+
+def test_analytics_and_search_across_stay_refused_in_a_tenant(server):
+    with server.client(api_key=ADMIN) as c:
+        with pytest.raises(FailedPreconditionError) as ei:
+            c.outliers("t", n=3)
+        assert ei.value.field == "collection"
 
 
 def test_named_vector_updates_stay_in_the_key_tenant(server):

@@ -251,6 +251,10 @@ class Api:
         if not 1 <= sample <= cap:
             raise _bad("sample", f"must be in 1..{cap} for {method}, got {sample}")
         color, flt = _str(body, "color", ""), _filter(body)
+        key = self.caller.whoami(req.token)
+        if key is not None and key.tenant is not None:  # maps are cached per collection
+            raise CallError(grpc.StatusCode.PERMISSION_DENIED, f"{key.label} is limited to one "
+                            "tenant and may not map the collection (docs/tenants.md)")
         info = self._describe(req, name)  # checks access on every request, cached or not
         dim = info.config.dim
         if sample * dim * 4 > projection.MAX_SAMPLE_BYTES:

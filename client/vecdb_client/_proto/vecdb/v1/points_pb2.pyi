@@ -188,7 +188,7 @@ class Expression(_message.Message):
     def __init__(self, terms: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., include_terms: _Optional[bool] = ...) -> None: ...
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("collection", "positive", "negative", "strategy", "k", "params", "with_payload", "with_vector", "filter", "include_examples", "using")
+    __slots__ = ("collection", "positive", "negative", "strategy", "k", "params", "with_payload", "with_vector", "filter", "include_examples", "using", "tenant")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     POSITIVE_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +200,7 @@ class RecommendRequest(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_EXAMPLES_FIELD_NUMBER: _ClassVar[int]
     USING_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     collection: str
     positive: _containers.RepeatedCompositeFieldContainer[QueryTerm]
     negative: _containers.RepeatedCompositeFieldContainer[QueryTerm]
@@ -211,7 +212,8 @@ class RecommendRequest(_message.Message):
     filter: _types_pb2.Filter
     include_examples: bool
     using: str
-    def __init__(self, collection: _Optional[str] = ..., positive: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., negative: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., strategy: _Optional[str] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., include_examples: _Optional[bool] = ..., using: _Optional[str] = ...) -> None: ...
+    tenant: _types_pb2.Tenant
+    def __init__(self, collection: _Optional[str] = ..., positive: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., negative: _Optional[_Iterable[_Union[QueryTerm, _Mapping]]] = ..., strategy: _Optional[str] = ..., k: _Optional[int] = ..., params: _Optional[_Union[_types_pb2.SearchParams, _Mapping]] = ..., with_payload: _Optional[bool] = ..., with_vector: _Optional[bool] = ..., filter: _Optional[_Union[_types_pb2.Filter, _Mapping]] = ..., include_examples: _Optional[bool] = ..., using: _Optional[str] = ..., tenant: _Optional[_Union[_types_pb2.Tenant, _Mapping]] = ...) -> None: ...
 
 class QueryResult(_message.Message):
     __slots__ = ("ids", "scores", "payloads", "vectors", "texts", "plan", "group_keys")
