@@ -1,5 +1,6 @@
 """Crash-test child for named vectors: the shared workload (workload.py) on a collection
-with two named fields, each point carrying the subset named_of(batch, row) gives.
+with two named fields, each point carrying the subset primary_of and named_of(batch,
+row) give (some points without the primary vector).
 
 usage: python named_child.py DATA_DIR ACK_FILE
 """
@@ -25,6 +26,11 @@ def named_of(vecs, rows):
             "body": [vecs[j][8:] + 1 if r % 3 == 0 else None for j, r in enumerate(rows)]}
 
 
+def primary_of(vecs, rows):
+    """The primary vectors, None (absent) on rows 2 mod 4 (those carry image)."""
+    return [None if r % 4 == 2 else vecs[j] for j, r in enumerate(rows)]
+
+
 def main() -> None:
     data, ack_path = sys.argv[1], sys.argv[2]
     db = Database.open(data, DatabaseOptions(durability="sync", checkpoint_every_ops=3,
@@ -41,7 +47,8 @@ def main() -> None:
             if n <= done:
                 continue
             if kind == "upsert":
-                db.upsert(COLLECTION, ids, vecs, pays, named=named_of(vecs, range(len(ids))))
+                rows = range(len(ids))
+                db.upsert(COLLECTION, ids, primary_of(vecs, rows), pays, named=named_of(vecs, rows))
             else:
                 db.delete(COLLECTION, ids)
             ack.write(f"{n}\n")
