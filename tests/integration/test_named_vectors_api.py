@@ -156,6 +156,11 @@ def test_points_without_the_primary_over_grpc(srv):
         c.upsert("nvp", [f"a{i}" for i in range(20)], None, named={"image": image[:20]})
         c.upsert("nvp", ["b0", "b1"], named={"title": [title[0], None],
                                              "image": [None, image[21]]})
+        c.upsert("nvp", ["c0", "c1"], named={"": [title[3], None], "image": [None, image[3]]})
+        c0, c1 = c.get("nvp", ["c0", "c1"], with_vectors=True)  # "" names the primary too
+        np.testing.assert_array_equal(c0.vector, title[3])
+        assert c1.vector is None and c0.vectors == {}
+        c.delete("nvp", ["c0", "c1"])
         assert c.count("nvp") == 22 and len(c.scroll("nvp", limit=100).points) == 22
         a0, b0, b1 = c.get("nvp", ["a0", "b0", "b1"], with_vectors=True)
         assert a0.vector is None and set(a0.vectors) == {"image"}

@@ -76,6 +76,10 @@ def cmd_map(ctx: Context, args: Any) -> Result:
     for i in range(0, len(ids), SCAN_PAGE):
         points += ctx.client.get(args.collection, ids[i:i + SCAN_PAGE], with_vectors=True,
                                  with_payload=args.color_by is not None)
+    points = [p for p in points if p.vector is not None]  # named fields only: not on the map
+    if len(points) < 2:
+        raise CliError(f"collection {args.collection}: {len(points)} sampled points carry the "
+                       "primary vector; a map needs 2")
     x = np.stack([p.vector for p in points])
     xy = project(x, args.method, args.seed)
     values = None if args.color_by is None else [field_value(p.payload, args.color_by)

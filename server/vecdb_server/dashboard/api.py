@@ -294,6 +294,8 @@ class Api:
                 _codec.scroll_request(name, min(1000, sample - len(ids)), cursor, True, True,
                                       flt)))
             for p in page.points[:sample - len(ids)]:
+                if p.vector is None:  # a point with named vectors only: not projected
+                    continue
                 matrix[len(ids)] = p.vector
                 ids.append(p.id)
                 payloads.append(p.payload)
