@@ -155,8 +155,8 @@ class Database:
         write then names its tenant (vecdb/tenants.py, docs/tenants.md).
         ``vectors``: named vector fields besides the primary, each {"name", "dim", "metric",
         "index", "index_params"} (or a VectorField); ``vector_name``: the primary's own field
-        name ("" = unnamed). Points carry the primary and any subset of the named fields
-        (vecdb/named_vectors.py); not combinable with quantization or tenant_field yet."""
+        name ("" = unnamed). Points carry any non-empty subset of the fields, the primary
+        included (vecdb/named_vectors.py); not combinable with quantization or tenant_field yet."""
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         validation.name(name)

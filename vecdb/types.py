@@ -112,7 +112,8 @@ class CollectionConfig:
     # (vecdb/sparse.py)
     sparse_dim: int = 0
     # the primary vector's field name ("" = unnamed, as before named vectors) and the named
-    # vector fields beside it (vecdb/named_vectors.py); every point carries the primary
+    # vector fields beside it (vecdb/named_vectors.py); with named fields a point may lack
+    # the primary (it carries at least one field)
     vector_name: str = ""
     vectors: tuple[VectorField, ...] = ()
     # "" = one shared space; else every point's tenant lives in this top-level payload
