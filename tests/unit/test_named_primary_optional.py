@@ -71,6 +71,12 @@ def test_points_carry_any_non_empty_subset(tmp_path, shards):
             db.recommend("c", positive=["p0"])
         hits = db.recommend("c", positive=["p0"], using="image", k=5).ids
         assert len(hits) == 5 and "p0" not in hits
+        # the primary's full scans (best_score, analytics) see only the points that carry it
+        best = db.recommend("c", positive=["p1"], strategy="best_score", k=N).ids
+        assert sorted(best) == sorted(f"p{i}" for i in range(N) if kind[i] != 0 and i != 1)
+        out = db.outliers("c", n=5, k=3, filter={"key": "even", "match": True})
+        assert out.population == sum(kind[i] != 0 for i in range(0, N, 2))
+        assert all(kind[int(o.id[1:])] != 0 for o in out.outliers)
         # a payload update and a rewrite of a named field keep the primary absent;
         # update_vectors can add it
         db.update_payload("c", ["p0"], set={"tag": 1})
