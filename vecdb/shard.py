@@ -57,6 +57,7 @@ class Op:
     sparse: list | None = None     # packed sparse vector per added label (vecdb/sparse.py)
     named: dict | None = None      # field -> (labels, raw vectors) (vecdb/named_vectors.py)
     bare: np.ndarray | None = None  # added labels without the primary (their vector rows: zeros)
+    bare_removed: np.ndarray | None = None  # removed labels that had no primary
 
 
 class Shard:
@@ -174,7 +175,8 @@ class Shard:
         op = Op(self.last_seq + 1, np.array(old, dtype=np.int64), labels, vectors,
                 self.next_label + n, data_bytes, payloads, texts, expire_ms, sparse,
                 {f: (labels[rows], v) for f, (rows, v) in named.items()} if named else None,
-                labels[absent] if absent is not None and absent.any() else None)
+                labels[absent] if absent is not None and absent.any() else None,
+                self._bare_of(old))
         self._put_wal(wb, op, wal.OP_UPSERT, ids)
         return op
 
@@ -216,9 +218,15 @@ class Shard:
         if self.named is not None:
             self.named.delete(wb, removed.tolist())
         op = Op(self.last_seq + 1, removed, np.zeros(0, np.int64),
-                np.zeros((0, self.config.dim), np.float32), self.next_label, data_bytes)
+                np.zeros((0, self.config.dim), np.float32), self.next_label, data_bytes,
+                bare_removed=self._bare_of(removed.tolist()))
         self._put_wal(wb, op, wal.OP_DELETE, [])
         return op
+
+    def _bare_of(self, labels: list[int]) -> np.ndarray | None:
+        """Those of ``labels`` without the primary (None when there are none)."""
+        got = [lab for lab in labels if lab in self.bare] if self.bare else None
+        return np.array(got, np.int64) if got else None
 
     def _record_bytes(self, labels: list[int]) -> int:
         if not labels:
@@ -230,7 +238,8 @@ class Shard:
 
     def _put_wal(self, wb, op: Op, kind: int, ids: list[str]) -> None:
         wb.put(self.prefix + b"w" + U64.pack(op.seq),
-               wal.encode(kind, op.removed, op.added, op.vectors, ids, op.named, op.bare))
+               wal.encode(kind, op.removed, op.added, op.vectors, ids, op.named, op.bare,
+                          op.bare_removed))
         wb.put(self.prefix + b"m", META.pack(op.next_label, op.seq, op.data_bytes))
 
     def apply(self, op: Op) -> None:
@@ -241,7 +250,8 @@ class Shard:
             self.data_bytes = op.data_bytes
             if op.seq <= self.applied_seq:
                 return
-            removed, added, vecs = self._primary_part(op.removed, op.added, op.vectors, op.bare)
+            removed, added, vecs = self._primary_part(op.removed, op.added, op.vectors, op.bare,
+                                                      op.bare_removed)
             vecs = prepare(vecs, self.metric)
             self._apply_index(self.exact, self.ann, removed, added, vecs)
             if self.gpu is not None:
@@ -253,15 +263,13 @@ class Shard:
                 self._pending.append((removed, added))  # vectors: in self.exact
             self.applied_seq = op.seq
 
-    def _primary_part(self, removed, added, vectors, bare):
+    def _primary_part(self, removed, added, vectors, bare, bare_removed):
         """(removed, added, vectors) of an op for the primary's indexes: the points without
-        the primary are left out (and self.bare follows the op)."""
-        if self.named is None or (not self.bare and (bare is None or not len(bare))):
-            return removed, added, vectors
-        if len(removed) and self.bare:
-            gone = np.fromiter((lab in self.bare for lab in removed.tolist()), bool, len(removed))
-            self.bare.difference_update(removed[gone].tolist())
-            removed = removed[~gone]
+        the primary (``bare`` added, ``bare_removed`` removed) are left out, and self.bare
+        follows the op (as sets: replaying onto the set read from RocksDB is exact)."""
+        if bare_removed is not None and len(bare_removed):
+            self.bare.difference_update(np.asarray(bare_removed).tolist())
+            removed = removed[~np.isin(removed, bare_removed)]
         if bare is not None and len(bare):
             self.bare.update(np.asarray(bare).tolist())
             keep = ~np.isin(added, bare)
@@ -368,7 +376,8 @@ class Shard:
                 return False
             e = wal.decode(raw)
             if seq > self.applied_seq:
-                removed, added, vecs = self._primary_part(e.removed, e.added, e.vectors, e.bare)
+                removed, added, vecs = self._primary_part(e.removed, e.added, e.vectors, e.bare,
+                                                          e.bare_removed)
                 self._apply_index(self.exact, self.ann, removed, added,
                                   prepare(np.array(vecs), self.metric))
                 self.applied_seq = seq

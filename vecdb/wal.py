@@ -15,8 +15,9 @@ Format v1 (little-endian):
     n_add x (u16 len, utf-8 id)
 Format v2 (named vectors, vecdb/named_vectors.py): v1 with version 2, then
     u16 n_fields, per field: u16 len, utf-8 name, u32 n, u32 dim, i64[n] labels, f32[n*dim]
-    and, when some added points carry no primary vector (their rows are zeros):
-    u32 n, i64[n] those labels (absent in entries written before: every point has it)
+    and, when some points added or removed carry no primary vector (added rows: zeros):
+    u32 n, i64[n] those added, u32 m, i64[m] those removed (absent in entries written
+    before: every point had it)
 Entries without named vectors are written as v1, so single-vector shards write what
 they always wrote.
 """
@@ -44,13 +45,16 @@ class WalEntry:
     ids: list[str]
     named: dict | None = None  # field -> (labels int64, vectors float32 (n, dim))
     bare: np.ndarray | None = None  # added labels without the primary vector (int64)
+    bare_removed: np.ndarray | None = None  # removed labels that had none
 
 
 def encode(op: int, removed: np.ndarray, added: np.ndarray, vectors: np.ndarray,
-           ids: list[str], named: dict | None = None, bare: np.ndarray | None = None) -> bytes:
+           ids: list[str], named: dict | None = None, bare: np.ndarray | None = None,
+           bare_removed: np.ndarray | None = None) -> bytes:
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
-    bare = None if bare is None or not len(bare) else bare
-    parts = [HEADER.pack(VERSION_NAMED if named or bare is not None else VERSION, op, len(added),
+    tail = [np.zeros(0, np.int64) if x is None else x for x in (bare, bare_removed)]
+    tail = tail if any(len(x) for x in tail) else None
+    parts = [HEADER.pack(VERSION_NAMED if named or tail else VERSION, op, len(added),
                          len(removed), dim),
              np.ascontiguousarray(removed, dtype="<i8").tobytes(),
              np.ascontiguousarray(added, dtype="<i8").tobytes(),
@@ -59,15 +63,15 @@ def encode(op: int, removed: np.ndarray, added: np.ndarray, vectors: np.ndarray,
         raw = pid.encode()
         parts.append(struct.pack("<H", len(raw)))
         parts.append(raw)
-    if named or bare is not None:
+    if named or tail:
         parts.append(struct.pack("<H", len(named or {})))
         for name, (labels, vecs) in (named or {}).items():
             raw = name.encode()
             parts += [struct.pack("<H", len(raw)), raw, struct.pack("<II", len(labels), vecs.shape[1]),
                       np.ascontiguousarray(labels, dtype="<i8").tobytes(),
                       np.ascontiguousarray(vecs, dtype="<f4").tobytes()]
-    if bare is not None:
-        parts += [struct.pack("<I", len(bare)), np.ascontiguousarray(bare, dtype="<i8").tobytes()]
+    for labels in tail or ():
+        parts += [struct.pack("<I", len(labels)), np.ascontiguousarray(labels, dtype="<i8").tobytes()]
     return b"".join(parts)
 
 
@@ -88,11 +92,11 @@ def decode(raw: bytes) -> WalEntry:
         off += 2
         ids.append(raw[off:off + ln].decode())
         off += ln
-    named, bare = _decode_named(raw, off) if version == VERSION_NAMED else (None, None)
-    return WalEntry(op, removed, added, vectors, ids, named, bare)
+    named, bare, gone = _decode_named(raw, off) if version == VERSION_NAMED else (None,) * 3
+    return WalEntry(op, removed, added, vectors, ids, named, bare, gone)
 
 
-def _decode_named(raw: bytes, off: int) -> tuple[dict, np.ndarray | None]:
+def _decode_named(raw: bytes, off: int) -> tuple:
     (count,) = struct.unpack_from("<H", raw, off)
     off += 2
     named = {}
@@ -106,6 +110,9 @@ def _decode_named(raw: bytes, off: int) -> tuple[dict, np.ndarray | None]:
         named[name] = (labels, np.frombuffer(raw, dtype="<f4", count=n * dim, offset=off).reshape(n, dim))
         off += 4 * n * dim
     if off >= len(raw):
-        return named, None
+        return named, None, None
     (n,) = struct.unpack_from("<I", raw, off)
-    return named, np.frombuffer(raw, dtype="<i8", count=n, offset=off + 4)
+    bare = np.frombuffer(raw, dtype="<i8", count=n, offset=off + 4)
+    off += 4 + 8 * n
+    (m,) = struct.unpack_from("<I", raw, off)
+    return named, bare, np.frombuffer(raw, dtype="<i8", count=m, offset=off + 4)
