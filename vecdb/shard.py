@@ -233,7 +233,7 @@ class Shard:
             return 0
         recs = self.store.multi_get([self._k(b"p", lab) for lab in labels])
         named = self.named.stored_bytes(labels) if self.named is not None else 0
-        with_primary = len(labels) - sum(lab in self.bare for lab in labels)
+        with_primary = len(labels) - (sum(lab in self.bare for lab in labels) if self.bare else 0)
         return sum(len(r) for r in recs if r) + with_primary * self.config.dim * 4 + named
 
     def _put_wal(self, wb, op: Op, kind: int, ids: list[str]) -> None:
