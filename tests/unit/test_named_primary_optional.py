@@ -171,3 +171,16 @@ def test_replaying_the_removal_of_a_point_without_the_primary_leaves_the_primary
         assert shard.ann is not None and shard.ann.tombstones == {1}
         assert db.count("c") == 40 and len(shard.bare) == 1
         assert db.get("c", ["y"], with_vector=True)[0].vector is None
+
+
+def test_snapshot_restore_keeps_points_without_the_primary(tmp_path):
+    with Database.open(str(tmp_path), opts()) as db:
+        title, image, kind = make(db)
+        db.create_snapshot("c", "s1")
+        db.restore_snapshot("s1", "copy")
+        q = np.random.default_rng(5).normal(size=8).astype("f4")
+        assert db.count("copy") == N
+        assert db.search("copy", q, k=10)[0].ids == db.search("c", q, k=10)[0].ids
+        assert db.search("copy", q[:6], k=10, using="image")[0].ids == \
+            db.search("c", q[:6], k=10, using="image")[0].ids
+        assert db.get("copy", ["p0"], with_vector=True)[0].vector is None
