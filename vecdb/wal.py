@@ -52,8 +52,9 @@ def encode(op: int, removed: np.ndarray, added: np.ndarray, vectors: np.ndarray,
            ids: list[str], named: dict | None = None, bare: np.ndarray | None = None,
            bare_removed: np.ndarray | None = None) -> bytes:
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
-    tail = [np.zeros(0, np.int64) if x is None else x for x in (bare, bare_removed)]
-    tail = tail if any(len(x) for x in tail) else None
+    tail = None  # single-vector entries (the hot path) build no tail
+    if (bare is not None and len(bare)) or (bare_removed is not None and len(bare_removed)):
+        tail = [np.zeros(0, np.int64) if x is None else x for x in (bare, bare_removed)]
     parts = [HEADER.pack(VERSION_NAMED if named or tail else VERSION, op, len(added),
                          len(removed), dim),
              np.ascontiguousarray(removed, dtype="<i8").tobytes(),
