@@ -122,3 +122,27 @@ def test_a_batch_whose_shards_primary_moved_while_it_waited_is_routed(two):
     for app in two.apps:  # each node reads its own copy of every shard
         with two.client([app]) as cl:
             assert [p.id for p in cl.get(name, ids)] == ids
+
+
+def test_a_collection_made_again_after_failovers_takes_writes(two):
+    """Terms accepted for a collection's shards are kept per shard copy (its uid), not per
+    name: a collection dropped after its primaries moved back and forth (terms > 1) and
+    made again under the same name starts at term 1 and must take writes on every node
+    and sync its copies (keyed by name, n0 refused to lead it: 'term 1 is superseded')."""
+    name = "again"
+    lead, ids, vecs = _ready(two, name)
+    other = two.apps[1]
+    _primaries_to(two, name, other)  # n1 leads at a higher term and replicates to n0
+    deadline = time.monotonic() + 30
+    while any(len(other.cluster.node.shard(name, i).in_sync) < 2 for i in range(2)):
+        assert time.monotonic() < deadline, "replicas not in sync"
+        time.sleep(0.1)
+    with two.client([other]) as cl:
+        cl.upsert(name, ids, vecs)
+    assert any(t > 1 for t in lead.cluster.router.promised.values())
+    with two.client() as cl:
+        cl.drop_collection(name)
+    lead, ids, vecs = _ready(two, name)  # made again: in sync on both, primaries on n0
+    with two.client([lead], max_retries=0) as cl:
+        cl.upsert(name, ids, vecs)
+        assert cl.count(name) == len(ids)

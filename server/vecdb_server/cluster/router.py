@@ -121,7 +121,9 @@ class Router:
         # the replication of parts whose write locks are held (local_writes.py): fan-out
         # tasks wait on those locks, so these steps never queue behind them in ``pool``
         self.finish_pool = ThreadPoolExecutor(32, thread_name_prefix="vecdb-finish")
-        self.promised: dict[tuple[str, int], int] = {}  # highest term accepted per shard
+        # highest term accepted per shard copy, by its local name (a collection dropped and
+        # made again under the same name has a new uid, and its terms start over)
+        self.promised: dict[str, int] = {}
         # shard -> (term, replicas) that missed a write which was not acknowledged: they
         # leave the in-sync set before the next write of that term
         self.dirty: dict[tuple[str, int], tuple[int, set[str]]] = {}
@@ -245,12 +247,13 @@ class Router:
 
     def _check_term(self, name: str, shard: int, md: dict[str, str]) -> None:
         s = self.node.shard(name, shard)
-        term, promised = int(md[TERM]), self.promised.get((name, shard), 0)
+        copy = st.local_name(self.node.spec(name).uid, shard)
+        term, promised = int(md[TERM]), self.promised.get(copy, 0)
         if term < max(s.term, promised) or (term == s.term and md.get(FROM) != s.primary):
             raise FailedPrecondition(f"{STALE_TERM}: shard {name}/{shard} is at term "
                                      f"{max(s.term, promised)} (primary {s.primary}); the "
                                      f"sender has term {term}", "term")
-        self.promised[(name, shard)] = term
+        self.promised[copy] = term
 
     # ---- calls to shards -----------------------------------------------------------------
     def _peer(self, node_id: str, method: str, request: Any, md: tuple,
@@ -369,7 +372,7 @@ class Router:
         if s.primary != self.node.id:
             raise Unavailable(f"shard {name}/{i} moved to {s.primary} (term {s.term}); "
                               "retry", "collection")
-        if self.promised.get((name, i), 0) > s.term:  # a newer primary wrote to us already
+        if self.promised.get(st.local_name(spec.uid, i), 0) > s.term:  # a newer primary wrote to us
             raise Unavailable(f"shard {name}/{i}: term {s.term} is superseded; retry",
                               "collection")
         local = _target_name(request)
