@@ -255,3 +255,24 @@ def test_replication_log_never_gives_a_dropped_key_again_nor_reads_a_pending_ent
     log.reset("c1-s0", (5, 4), 3)
     assert log.next_key("c1-s0", 5) == (5, 5)
     log.close()
+
+
+def test_a_log_retaining_nothing_keeps_the_newest_entry_for_a_refused_write(tmp_path):
+    """retain=0 (allowed): the entry of the write under way stays until it is settled, so
+    a refused write drops it (it raised IndexError, which hid the engine's error)."""
+    from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
+    from vecdb_server.cluster.catchup import ReplLog
+
+    log = ReplLog(str(tmp_path), retain=0)
+    for j in range(3):
+        key = log.next_key("c1-s0", 2)
+        log.append("c1-s0", key, "Delete", ppb.DeleteRequest(collection="c1-s0", ids=["x"]),
+                   j, pending=True)
+        assert log.position("c1-s0")[0] == key
+        if j == 1:
+            log.drop_last("c1-s0")  # refused: the key before it is the position again
+            assert log.position("c1-s0")[0] == (2, 1)
+        else:
+            log.commit("c1-s0")
+    assert log.next_key("c1-s0", 2) == (2, 4)
+    log.close()

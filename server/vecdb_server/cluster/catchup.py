@@ -185,7 +185,8 @@ class ReplLog:
                 self._db[b"r" + self._prefix(local) + KEY.pack(*key)] = \
                     "\n".join(record).encode()
             total = sum(size for _, size, _ in keys)  # one pass: few thousand entries at most
-            while keys and (len(keys) > self.retain or total > self.max_bytes):
+            # the newest entry always stays: a refused write drops it, a primary rewrites it
+            while len(keys) > 1 and (len(keys) > self.retain or total > self.max_bytes):
                 old, size, seq = keys.popleft()
                 total -= size
                 floor[:] = [old[0], old[1], seq + 1]  # (only used once no entry is left)
