@@ -248,14 +248,19 @@ class Collection:
         return ids if tenant is None else self.tenants.own_ids(tenant, ids)
 
     def _delete_locked(self, ids: list[str]) -> WriteResult:
-        self._record(ids)
         wb = self.store.batch()
+        ops = self.prepare_delete(wb, ids)
+        return self._commit(wb, ops, sum(len(op.removed) for _, op in ops))
+
+    def prepare_delete(self, wb, ids: list[str]) -> list:
+        """The shard ops deleting ``ids`` (write lock held), added to ``wb``; commit() them."""
+        self._record(ids)
         ops = []
         for s, rows in self._route(ids).items():
             op = self.shards[s].prepare_delete(wb, [ids[j] for j in rows])
             if op is not None:
                 ops.append((s, op))
-        return self._commit(wb, ops, sum(len(op.removed) for _, op in ops))
+        return ops
 
     @_writing
     def update_payload(self, ids=None, filter=None, set_keys=None, overwrite=None,

@@ -373,13 +373,8 @@ class TenantRegistry:
         with coll.write_lock:
             ids = [pid for s in coll.shards
                    for _, pid, _, _ in s.iter_records(s.tenants.sorted_labels(key))]
-            coll._record(ids)
             wb = self.store.batch()
-            ops = []
-            for s, rows in coll._route(ids).items():
-                op = coll.shards[s].prepare_delete(wb, [ids[j] for j in rows])
-                if op is not None:
-                    ops.append((s, op))
+            ops = coll.prepare_delete(wb, ids)
             wb.delete(self._quota_key(key))
             if not ops:
                 self.store.write(wb)
