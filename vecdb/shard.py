@@ -98,6 +98,7 @@ class Shard:
         # labels of the points that carry no primary vector (named fields only; each has a
         # marker key ...o<label>): members of the shard, absent from the primary's indexes
         self.bare: set[int] = set()
+        self._bare_sorted: np.ndarray | None = None  # self.bare as a sorted array (cache)
         # GPU copies of the indexes (vecdb.gpu_index); None on the CPU
         self.gpu: ShardGpu | None = None
         if backend != "cpu":
@@ -269,9 +270,11 @@ class Shard:
         follows the op (as sets: replaying onto the set read from RocksDB is exact)."""
         if bare_removed is not None and len(bare_removed):
             self.bare.difference_update(np.asarray(bare_removed).tolist())
+            self._bare_sorted = None
             removed = removed[~np.isin(removed, bare_removed)]
         if bare is not None and len(bare):
             self.bare.update(np.asarray(bare).tolist())
+            self._bare_sorted = None
             keep = ~np.isin(added, bare)
             added, vectors = added[keep], vectors[keep]
         return removed, added, vectors
@@ -313,6 +316,7 @@ class Shard:
         if self.named is not None:
             self.bare = {U64.unpack(key[-8:])[0] for key, _ in
                          self.store.scan(self.prefix + b"o", self.prefix + b"p")}
+            self._bare_sorted = None
         self._recover_faiss()
         if self.gpu is not None:
             self.gpu.load()
@@ -423,13 +427,22 @@ class Shard:
         labels = self.live_labels()
         if not self.bare:
             return labels
-        return np.concatenate([labels, np.fromiter(self.bare, np.int64, len(self.bare))])
+        return np.concatenate([labels, self._bare_labels()])
+
+    def _bare_labels(self) -> np.ndarray:
+        """self.bare as a sorted array, built once per change of the set (filtered searches
+        of the primary read it on every call)."""
+        if self._bare_sorted is None:
+            self._bare_sorted = np.sort(np.fromiter(self.bare, np.int64, len(self.bare)))
+        return self._bare_sorted
 
     def with_primary(self, labels: np.ndarray) -> np.ndarray:
         """Those of ``labels`` that carry the primary vector (order kept)."""
         if not self.bare or not len(labels):
             return labels
-        return labels[~np.isin(labels, np.fromiter(self.bare, np.int64, len(self.bare)))]
+        bare = self._bare_labels()
+        at = np.minimum(np.searchsorted(bare, labels), len(bare) - 1)
+        return labels[bare[at] != labels]
 
     def search(self, queries: np.ndarray, k: int, params: SearchParams,
                node: Clause | None = None) -> tuple[np.ndarray, np.ndarray, str]:
