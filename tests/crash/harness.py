@@ -32,22 +32,3 @@ def last_ack(path: str) -> int:
     """The last step number a child recorded as acknowledged (-1: none)."""
     words = open(path).read().split() if os.path.exists(path) else []
     return int(words[-1]) if words else -1
-
-
-def run_workload_steps(ack_path: str, upsert, delete) -> None:
-    """A child's loop over the shared workload (workload.steps): every step after the last
-    acknowledged one applied (``upsert(ids, vecs, pays)`` / ``delete(ids)``), its number
-    appended to ``ack_path`` only once the engine returned."""
-    from workload import steps
-    done = last_ack(ack_path)
-    with open(ack_path, "a") as ack:
-        print("ready", flush=True)
-        for n, (kind, _, ids, vecs, pays) in enumerate(steps()):
-            if n <= done:
-                continue
-            if kind == "upsert":
-                upsert(ids, vecs, pays)
-            else:
-                delete(ids)
-            ack.write(f"{n}\n")
-            ack.flush()  # the page cache survives SIGKILL of this process

@@ -11,11 +11,17 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import run_workload_steps  # noqa: E402
-from workload import COLLECTION, DIM  # noqa: E402
+from workload import COLLECTION, DIM, steps  # noqa: E402
 
 from vecdb import Database, DatabaseOptions  # noqa: E402
 from vecdb.errors import AlreadyExists  # noqa: E402
+
+
+def last_ack(path: str) -> int:
+    if not os.path.exists(path):
+        return -1
+    lines = open(path).read().split()
+    return int(lines[-1]) if lines else -1
 
 
 def main() -> None:
@@ -28,8 +34,18 @@ def main() -> None:
                              index_params=None if index == "flat" else {"build_threshold": 400})
     except AlreadyExists:
         pass
-    run_workload_steps(ack_path, lambda ids, vecs, pays: db.upsert(COLLECTION, ids, vecs, pays),
-                       lambda ids: db.delete(COLLECTION, ids))
+    done = last_ack(ack_path)
+    ack = open(ack_path, "a")
+    print("ready", flush=True)
+    for n, (kind, _, ids, vecs, pays) in enumerate(steps()):
+        if n <= done:
+            continue
+        if kind == "upsert":
+            db.upsert(COLLECTION, ids, vecs, pays)
+        else:
+            db.delete(COLLECTION, ids)
+        ack.write(f"{n}\n")
+        ack.flush()  # the page cache survives SIGKILL of this process
 
 
 if __name__ == "__main__":

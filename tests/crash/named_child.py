@@ -9,8 +9,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from harness import run_workload_steps  # noqa: E402
-from workload import COLLECTION, DIM  # noqa: E402
+from ingest_child import last_ack  # noqa: E402
+from workload import COLLECTION, DIM, steps  # noqa: E402
 
 from vecdb import Database, DatabaseOptions  # noqa: E402
 from vecdb.errors import AlreadyExists  # noqa: E402
@@ -40,12 +40,19 @@ def main() -> None:
                              vectors=FIELDS)
     except AlreadyExists:
         pass
-
-    def upsert(ids, vecs, pays):
-        rows = range(len(ids))
-        db.upsert(COLLECTION, ids, primary_of(vecs, rows), pays, named=named_of(vecs, rows))
-
-    run_workload_steps(ack_path, upsert, lambda ids: db.delete(COLLECTION, ids))
+    done = last_ack(ack_path)
+    with open(ack_path, "a") as ack:
+        print("ready", flush=True)
+        for n, (kind, _, ids, vecs, pays) in enumerate(steps()):
+            if n <= done:
+                continue
+            if kind == "upsert":
+                rows = range(len(ids))
+                db.upsert(COLLECTION, ids, primary_of(vecs, rows), pays, named=named_of(vecs, rows))
+            else:
+                db.delete(COLLECTION, ids)
+            ack.write(f"{n}\n")
+            ack.flush()  # the page cache survives SIGKILL of this process
 
 
 if __name__ == "__main__":
