@@ -25,6 +25,12 @@ sent the dropped entry is found not in this log (a full copy) instead of taking 
 write with the same key for one it holds. An entry appended ``pending`` (the primary's,
 before its engine write) is not read by entries_after until ``commit`` (its write done,
 its request final) or dropped.
+
+A full copy taken while writes go on (router.Router._full_copy) ``pin``s the position it
+starts from: entries after it are kept past ``retain`` (not past MAX_BYTES) until it is
+unpinned, so the replay of the writes made during the copy finds them all. A ``reset``
+(the copy's history starts over: e.g. a write made while the shard had no other replica,
+which is not logged) drops the pins of the copy; ``pinned`` then says so.
 """
 from __future__ import annotations
 
@@ -92,6 +98,8 @@ class ReplLog:
         self._copies: dict[str, tuple[list, deque]] = {}
         self._high: dict[str, Pos] = {}  # local -> the highest key dropped (never reused)
         self._pending: dict[str, Pos] = {}  # local -> its entry whose write is under way
+        self._pins: dict[str, dict[int, Pos]] = {}  # local -> pin token -> position
+        self._tokens = 0
 
     @staticmethod
     def _prefix(local: str) -> bytes:
@@ -185,13 +193,34 @@ class ReplLog:
                 self._db[b"r" + self._prefix(local) + KEY.pack(*key)] = \
                     "\n".join(record).encode()
             total = sum(size for _, size, _ in keys)  # one pass: few thousand entries at most
+            pin = min(self._pins.get(local, {}).values(), default=None)
             # the newest entry always stays: a refused write drops it, a primary rewrites it
-            while len(keys) > 1 and (len(keys) > self.retain or total > self.max_bytes):
+            while len(keys) > 1 and (total > self.max_bytes or len(keys) > self.retain
+                                     and (pin is None or keys[0][0] <= pin)):
                 old, size, seq = keys.popleft()
                 total -= size
                 floor[:] = [old[0], old[1], seq + 1]  # (only used once no entry is left)
                 self._db[b"f" + local.encode()] = KEY.pack(*old) + struct.pack("<Q", seq + 1)
                 self._delete(local, old)
+
+    def pin(self, local: str, pos: Pos) -> int:
+        """Keep the entries after ``pos`` (see the module doc); a token for unpin."""
+        with self._lock:
+            self._tokens += 1
+            self._pins.setdefault(local, {})[self._tokens] = pos
+            return self._tokens
+
+    def unpin(self, local: str, token: int) -> None:
+        with self._lock:
+            pins = self._pins.get(local, {})
+            pins.pop(token, None)
+            if not pins:
+                self._pins.pop(local, None)
+
+    def pinned(self, local: str, token: int) -> bool:
+        """The pin holds: no reset since (every write after its position is logged)."""
+        with self._lock:
+            return token in self._pins.get(local, {})
 
     def entries_after(self, local: str, pos: Pos, limit: int) -> list[Entry] | None:
         """Up to ``limit`` entries after ``pos``, oldest first, up to a pending one (not
@@ -230,6 +259,7 @@ class ReplLog:
             self._db[b"f" + local.encode()] = KEY.pack(*floor) + struct.pack("<Q", engine_seq)
             self._copies[local] = ([floor[0], floor[1], engine_seq], deque())
             self._pending.pop(local, None)
+            self._pins.pop(local, None)
             self._high[local] = (0, 0)  # the copy's history starts at ``floor``
             del self._db[b"h" + local.encode()]
 

@@ -34,6 +34,7 @@ from vecdb_client.errors import FIELD_KEY, from_metadata_text
 from vecdb.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound,
                           ResourceExhausted, Unavailable, VecdbError)
 
+from .. import convert
 from ..guard import Rejected
 from . import catchup
 from .copies import Copies, Copy
@@ -58,6 +59,8 @@ GAP = 1 << 62  # n of a position after writes that were not logged (a shard of o
 CATCHUP_ROUNDS = 200  # pages streamed while writes go on, at most, before the final step
 CATCHUP_FINAL = 8  # entries left, at most, for the final step (under the write lock)
 WRITE_LOCK_WAIT_S = 10.0  # a write waits this long, at most, for its shard's write lock
+SCROLL_PAGE = 10_000  # ids read at once when a filter is resolved (the engine's page limit)
+COPY_PAGE = 2000  # points sent at once by a full copy
 
 
 def _target_name(request: Any) -> str:
@@ -350,9 +353,11 @@ class Router:
             part = self.begin_primary(spec, i, method, request, key, want)
             if not isinstance(part, PrimaryPart):
                 return part
+            if not part.alone:  # what is applied, logged and replicated: ids, no filter
+                part.request = self._by_ids(method, request)
             self.log_primary(part)
             try:
-                result = self.local(method, request)
+                result = self.local(method, part.request)
             except Exception:
                 self.unlog_primary(part)
                 raise
@@ -392,6 +397,28 @@ class Router:
         return PrimaryPart(i, method, request, key, want or None, s, local, last,
                            self.log.next_key(local, s.term), time.time() * 1000,
                            s.replicas == (self.node.id,))
+
+    def _by_ids(self, method: str, request: Any) -> Any:
+        """A Delete/UpdatePayload by filter as the ids the filter selects now (the caller
+        holds the shard's write lock): a replay over a copy taken while writes went on
+        then does what the primary did (_full_copy). No id selected: a request with
+        neither ids nor a filter, which the engine applies as a write of nothing. An
+        empty filter stays as it is (the engine refuses it)."""
+        if method not in ("Delete", "UpdatePayload") or request.ids \
+                or not request.HasField("filter") or not convert.from_proto_filter(request.filter):
+            return request
+        out = type(request)()
+        out.CopyFrom(request)
+        out.ClearField("filter")
+        cursor = None
+        while True:  # (a bad filter: INVALID_ARGUMENT naming it, as the write would say)
+            page = self.local("Scroll", ppb.ScrollRequest(
+                collection=request.collection, filter=request.filter, limit=SCROLL_PAGE,
+                cursor=cursor, with_payload=False))
+            out.ids.extend(page.points.ids)
+            if not page.HasField("next_cursor"):
+                return out
+            cursor = page.next_cursor
 
     def log_primary(self, part: PrimaryPart) -> None:
         """Before the engine applies the part: its replication-log entry, pending (no
@@ -510,12 +537,16 @@ class Router:
         """Bring replica r of shard i up to date, then add it to the in-sync set: by the
         replication-log entries after its position while writes go on, only the last
         ones under the shard's write lock; else (its position is not in this node's log)
-        by a full copy, all of it under the lock."""
+        by a full copy made while writes go on, then the same catch-up from the position
+        the copy started at."""
         spec = self.node.spec(name)
         local = st.local_name(spec.uid, i)
         s = self.node.shard(name, i)
         if not _wants_resync(s, self.node.id, r):
             return
+        with self.node.write_lock(name, i):  # a restarted primary's log checked first
+            if local not in self._seqs:
+                self._settle(local)
         md = self.peers.metadata("resync", f"{name}/{i}", s.term)
         cp = self.copies.begin(name, i, r)
         try:
@@ -532,7 +563,7 @@ class Router:
             self.copies.end(cp)
 
     def _catch_up(self, name: str, i: int, r: str, local: str, s: st.ShardState,
-                  md: tuple, cp: Copy) -> bool:
+                  md: tuple, cp: Copy, how: str = "incremental") -> bool:
         """The incremental catch-up; False when r needs a full copy."""
         got = self._peer(r, "ReplicaPosition", clpb.ReplicaPositionRequest(local=local), md)
         pos: catchup.Pos = (got.term, got.n)
@@ -562,7 +593,7 @@ class Router:
                     return False
                 pos = self._send_entries(r, md, pos, batch, cp, pace=False)
                 last += len(batch)
-            self._join_in_sync(name, i, cur, r, "incremental", t0, held,
+            self._join_in_sync(name, i, cur, r, how, t0, held,
                                f"{sent + last} entries after {start}, {last} of them under "
                                "the lock")
         return True
@@ -591,15 +622,25 @@ class Router:
                      (time.monotonic() - t0) * 1000, (time.monotonic() - held) * 1000)
 
     def _full_copy(self, spec: CollectionSpec, i: int, r: str, local: str, cp: Copy) -> None:
-        """Copy shard i to replica r from scratch; the shard's writes wait meanwhile (so
-        the copy misses nothing). r then holds this node's position."""
+        """Copy shard i to replica r from scratch while its writes go on, then catch r up
+        from the replication-log position taken (under the shard's write lock, for an
+        instant) when the copy began: the entries after it are pinned, and every write
+        after it is logged (r is among the shard's replicas). The copy may hold a point
+        written meanwhile in any of its states since that position; replaying the
+        entries after it in order leaves the point in its last, because each entry sets
+        what it names whatever was there: upserts and deletes whole points, payload and
+        vector updates the keys and fields they name, of the ids they name (a filter is
+        logged as the ids it selected: _by_ids; an id absent meanwhile is skipped)."""
         name = spec.name
         with self.node.write_lock(name, i):
-            t0 = time.monotonic()
             s = self.node.shard(name, i)
             if not _wants_resync(s, self.node.id, r):
                 return
-            log.info("resyncing shard %s/%d to %s (full copy)", name, i, r)
+            self.log.commit(local)  # under the lock no write is under way: none is pending
+            start = self.log.position(local)[0]
+            pin = self.log.pin(local, start)
+        try:
+            log.info("resyncing shard %s/%d to %s (full copy from %s)", name, i, r, start)
             md = self.peers.metadata("resync", f"{name}/{i}", s.term)
             try:
                 self._peer(r, "DropCollection", cpb.DropCollectionRequest(name=local), md)
@@ -613,25 +654,30 @@ class Router:
                 pass  # r's own maintenance made it after the drop above: empty, use it
             cp.restart("full", self.local("DescribeCollection", cpb.DescribeCollectionRequest(
                 collection=local)).points)
-            cursor, points = None, 0
+            cursor = None
             while True:
-                page = self.local("Scroll", ppb.ScrollRequest(collection=local, limit=2000,
-                                                               cursor=cursor, with_vector=True))
+                page = self.local("Scroll", ppb.ScrollRequest(
+                    collection=local, limit=COPY_PAGE, cursor=cursor, with_vector=True))
                 self._carry_ttls(local, page.points)
                 if page.points.ids:
                     up = ppb.UpsertRequest(collection=local, points=page.points)
                     self._peer(r, "Upsert", up, md, 60.0)
-                    points += len(page.points.ids)
                     cp.sent(up.ByteSize(), len(page.points.ids))
                 if not page.HasField("next_cursor"):
                     break
                 cursor = page.next_cursor
-            pos = self.log.position(local)[0]
             keys = [clpb.WriteKeyRecord(key=k, at=t, digest=d, answer=a)
                     for k, t, d, a in self.keys.records(local)]
             self._peer(r, "ReplicaPosition", clpb.ReplicaPositionRequest(
-                local=local, set=True, term=pos[0], n=pos[1], keys=keys), md, 60.0)
-            self._join_in_sync(name, i, s, r, "full", t0, t0, f"{points} points")
+                local=local, set=True, term=start[0], n=start[1], keys=keys), md, 60.0)
+            if not self.log.pinned(local, pin):
+                raise Unavailable(f"the replication log of {name}/{i} started over during "
+                                  f"the copy to {r}; it is copied again", "collection")
+            if not self._catch_up(name, i, r, local, s, md, cp, "full"):
+                raise Unavailable(f"the copy of {name}/{i} to {r} could not catch up from "
+                                  f"{start}; it is copied again", "collection")
+        finally:
+            self.log.unpin(local, pin)
 
     # ---- the replica's side of a catch-up ------------------------------------------------
     def replica_position(self, request: clpb.ReplicaPositionRequest,
