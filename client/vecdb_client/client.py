@@ -185,6 +185,18 @@ class Client(AnalyticsMethods, TenantMethods):
         moves under way and those the rebalancer would start next (each {"collection",
         "shard", "source", "target", "phase"}). Changes nothing."""
         from ._proto.vecdb.v1 import cluster_pb2
+    def reshard_collection(self, name: str, shards: int, *,
+                           timeout: float | None = None) -> dict:
+        """Cluster mode, admin: split or merge the shards of ``name`` online to ``shards``
+        (docs/cluster.md "Resharding"); waits for the switch until ``timeout``. {"done",
+        "shards" (the count now), "state", "copied"}; not done yet: call again to wait
+        on (the same target joins the reshard under way)."""
+        from ._proto.vecdb.v1 import cluster_pb2
+        res = self._call(self._cluster.ReshardCollection, cluster_pb2.ReshardCollectionRequest(
+            collection=name, shards=shards), idempotent=True, timeout=timeout)
+        return {"done": res.done, "shards": res.shards, "state": res.state,
+                "copied": res.copied}
+
         return _codec.from_proto_rebalance_plan(self._call(
             self._cluster.PlanRebalance, cluster_pb2.PlanRebalanceRequest(), idempotent=True,
             timeout=timeout))

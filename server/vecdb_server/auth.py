@@ -71,6 +71,7 @@ METHOD_ROLES["/vecdb.v1.ClusterService/GetClusterStatus"] = READ
 METHOD_ROLES["/vecdb.v1.ClusterService/DrainNode"] = ADMIN
 METHOD_ROLES["/vecdb.v1.ClusterService/RemoveNode"] = ADMIN
 METHOD_ROLES["/vecdb.v1.ClusterService/PlanRebalance"] = READ
+METHOD_ROLES["/vecdb.v1.ClusterService/ReshardCollection"] = ADMIN
 # node to node only (the cluster secret); a client key never gets past the router's check
 METHOD_ROLES["/vecdb.v1.ClusterService/ReplicaPosition"] = ADMIN
 _T = "/vecdb.v1.TenantService/"
@@ -84,6 +85,7 @@ LISTING = {_C + "ListCollections", _C + "ListAliases", _C + "ListSnapshots"}
 UNSCOPABLE = {_C + "DeleteSnapshot", _C + "RestoreSnapshot",
               "/vecdb.v1.ClusterService/GetClusterStatus", "/vecdb.v1.ClusterService/DrainNode",
               "/vecdb.v1.ClusterService/RemoveNode", "/vecdb.v1.ClusterService/PlanRebalance",
+              "/vecdb.v1.ClusterService/ReshardCollection",
               "/vecdb.v1.ClusterService/ReplicaPosition"}
 
 

@@ -1,8 +1,9 @@
-"""collections list|create|describe|drop, payload-index create|drop|list,
+"""collections list|create|describe|drop|reshard, payload-index create|drop|list,
 alias set|delete|list, status."""
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -157,6 +158,20 @@ def cmd_drop(ctx: Context, args: Any) -> Result:
 
 
 # ------------------------------------------------------------------ payload indexes
+def cmd_reshard(ctx: Context, args: Any) -> Result:
+    deadline = time.monotonic() + args.wait_s
+    while True:
+        res = ctx.client.reshard_collection(args.name, args.shards,
+                                            timeout=min(60.0, max(1.0, args.wait_s)))
+        if res["done"] or args.no_wait or time.monotonic() >= deadline:
+            break
+    data = {"name": args.name, **res}
+    text = (f"{args.name} has {res['shards']} shards" if res["done"] else
+            f"{args.name} is being resharded to {args.shards} shards ({res['state']}, "
+            f"{res['copied']} of {res['shards']} old shards copied); see cluster status")
+    return Result(data, text)
+
+
 def cmd_index_create(ctx: Context, args: Any) -> Result:
     ctx.client.create_payload_index(args.collection, args.field, args.type, wait=args.wait)
     index = ctx.client.describe_collection(args.collection).payload_indexes[args.field]
@@ -311,6 +326,21 @@ def register(sub: Any) -> None:
         vecdbctl payload-index create docs lang keyword --wait
         vecdbctl payload-index list docs
         vecdbctl payload-index drop docs lang""")
+    p = command(cs, "reshard", "split or merge a collection's shards online (cluster mode)", """
+        vecdbctl collections reshard docs --shards 4
+        vecdbctl collections reshard docs --shards 2 --no-wait""", cmd_reshard,
+                details="New shards are filled from the old ones by id hash while every write "
+                        "goes to both layouts, then switched to in one etcd transaction; "
+                        "searches read the old layout until then (docs/cluster.md "
+                        "\"Resharding\"). A single-node server refuses it.")
+    p.add_argument("name", help="collection or alias")
+    p.add_argument("--shards", type=positive_int, required=True,
+                   help="the new shard count (1..64)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="return once the reshard has begun")
+    p.add_argument("--wait-s", type=float, default=600.0,
+                   help="wait this long at most for the switch (default 600)")
+
     p = command(pi, "create", "index a payload field so that filters on it are fast", """
         vecdbctl payload-index create docs lang keyword
         vecdbctl payload-index create docs year integer --wait

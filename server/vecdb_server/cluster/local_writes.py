@@ -75,11 +75,13 @@ def upsert(router: Router, spec: st.CollectionSpec, request: ppb.UpsertRequest,
                 router.unlog_primary(part)
             raise
         return _finish(router, spec, pending,
-                       {p.i: convert.to_proto_write_result(got[p.local]) for p in pending})
+                       {p.i: convert.to_proto_write_result(got[p.local]) for p in pending},
+                       request)
 
 
 def _finish(router: Router, spec: st.CollectionSpec, pending: list[PrimaryPart],
-            results: dict[int, tpb.WriteResult]) -> dict[int, tpb.WriteResult]:
+            results: dict[int, tpb.WriteResult], request: ppb.UpsertRequest
+            ) -> dict[int, tpb.WriteResult]:
     """Every part replicated (concurrently; all ended before the locks go), then the
     idempotency keys of those that succeeded recorded in one write; the first failure is
     raised once every part has ended."""
@@ -99,4 +101,9 @@ def _finish(router: Router, spec: st.CollectionSpec, pending: list[PrimaryPart],
         router.keys.put_many(done)
     if failed is not None:
         raise failed
+    if failed is None:  # a reshard's new layout gets the batch too (router.after_write)
+        try:
+            router.after_write(spec.name, [(p.i, p.local) for p in pending], "Upsert", request)
+        except Exception as exc:  # noqa: BLE001 - raised below; no key recorded
+            failed, out = exc, {}
     return out

@@ -32,7 +32,7 @@ from vecdb.errors import NotFound, Unavailable
 
 from ..engine import EngineHolder
 from . import state as st
-from .etcd import (KV, Etcd, EtcdError, EtcdUnavailable, Event, _unb64, delete, put,
+from .etcd import (KV, Etcd, EtcdError, EtcdUnavailable, Event, _unb64, delete, holds, put,
                    unchanged)
 from .moves import Mover
 from .payload_indexes import Aligner
@@ -58,6 +58,7 @@ class ClusterNode:
         self.moves: dict[tuple[str, int], st.Move] = {}  # replica moves in progress
         self.removed: set[str] = set()  # nodes being removed for good
         self.rebalancer = ""  # the node that drives moves (moves.py)
+        self.reshards: dict[str, st.Reshard] = {}  # reshards in progress (reshard.py)
         self.mover: Mover | None = None  # set by the wiring: runs in maintain()
         self._revs: dict[str, int] = {}  # key -> the revision of the view's last change of it
         self._known_uids: set[str] = set()  # collections seen in the map by this process
@@ -161,6 +162,13 @@ class ClusterNode:
                     name, int(shard), ev.kv.value, ev.kv.mod_revision)
         elif key.startswith(st.REMOVED):
             (self.removed.discard if gone else self.removed.add)(key[len(st.REMOVED):])
+        elif key.startswith(st.RESHARDS):
+            name = key[len(st.RESHARDS):]
+            if gone:
+                self.reshards.pop(name, None)
+            else:
+                self.reshards[name] = st.Reshard.from_json(name, ev.kv.value,
+                                                           ev.kv.mod_revision)
         elif key == st.REBALANCER:
             self.rebalancer = "" if gone else ev.kv.value
         elif key.startswith(st.SHARDS):
@@ -204,8 +212,11 @@ class ClusterNode:
         return n.address
 
     def write_lock(self, name: str, shard: int) -> threading.Lock:
+        """The lock of the shard's copy here, by its local name: a reshard's new layout
+        (a hidden collection until the switch, then ``name``'s) keeps one lock."""
         with self._lock:
-            return self._write_locks[(name, shard)]
+            spec = self.collections.get(name)
+            return self._write_locks[st.local_name(spec.uid, shard) if spec else (name, shard)]
 
     def change_shard(self, name: str, shard: int, old: ShardState, new: ShardState) -> bool:
         """Compare-and-swap of a shard's map entry; True when it won. The view follows at
@@ -288,9 +299,14 @@ class ClusterNode:
             self._load()
         return won
 
-    def update_spec(self, spec: CollectionSpec) -> None:
-        self.etcd.put(st.collection_key(spec.name), spec.to_json())
-        self._load()
+    def update_spec(self, old: CollectionSpec, new: CollectionSpec) -> bool:
+        """Replace the collection's record if it is still ``old`` (so a reshard's switch
+        meanwhile is never undone); True when it was."""
+        key = st.collection_key(old.name)
+        won = self.etcd.txn([holds(key, old.to_json())], [put(key, new.to_json())])
+        if won:
+            self._load()
+        return won
 
     def replica_load(self) -> dict[str, int]:
         with self._lock:

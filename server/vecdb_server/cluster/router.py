@@ -138,6 +138,12 @@ class Router:
         node.dropped = self.log.drop
         self._seqs: dict[str, int] = {}  # local copy -> its engine sequence (see _settle)
         self.lock_wait_s = WRITE_LOCK_WAIT_S
+        # set by reshard.Resharder: after a primary applied (and replicated) a write to
+        # the shard copies [(shard, local name)], under their write locks, before its
+        # keys are recorded: the write also goes to a reshard's new layout
+        self.after_write: Callable[[str, list[tuple[int, str]], str, Any], None] = \
+            lambda name, parts, method, request: None
+        self.resharder: Any = None  # the Resharder (it answers ReshardCollection)
 
     # ---- dispatch ------------------------------------------------------------------------
     def route_of(self, context: Any) -> dict[str, str] | None:
@@ -361,7 +367,11 @@ class Router:
             except Exception:
                 self.unlog_primary(part)
                 raise
-            return self.finish_primary(spec, part, result)
+            result = self.finish_primary(spec, part, result, record=False)
+            self.after_write(name, [(i, part.local)], method, part.request)
+            if part.key:
+                self.keys.put(*part.record())
+            return result
 
     # A primary's write of one shard part, in steps (local_writes.py applies the parts of
     # several shards in one engine write between log_primary and finish_primary); the
@@ -383,6 +393,8 @@ class Router:
         local = _target_name(request)
         want = key and (want or write_keys.digest(method, request))
         done = key and self.keys.get(local, key, want)
+        if local != st.local_name(self.node.spec(name).uid, i):  # resharded meanwhile
+            raise Unavailable(f"collection {name!r} was resharded; retry", "collection")
         if done:
             return tpb.WriteResult.FromString(base64.b64decode(done))
         term, left = self.dirty.get((name, i), (0, set()))

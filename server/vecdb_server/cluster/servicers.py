@@ -388,7 +388,7 @@ class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
         got = self._internal("ListCollections", request, context)
         if got:
             return got[0]
-        names = sorted(self.node.collections)
+        names = sorted(n for n in self.node.collections if not st.is_shadow(n))
         return cpb.ListCollectionsResponse(collections=[
             self.DescribeCollection(cpb.DescribeCollectionRequest(collection=n), None).config
             for n in names])
@@ -493,9 +493,11 @@ class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
             create.payload_indexes[request.field] = request.type
         else:
             create.payload_indexes.pop(request.field, None)
-        self.node.update_spec(st.CollectionSpec(
-            spec.name, spec.uid, spec.shards, spec.replication_factor, spec.write_concern,
-            base64.b64encode(create.SerializeToString()).decode()))
+        if spec.name in self.node.reshards or not self.node.update_spec(spec, st.CollectionSpec(
+                spec.name, spec.uid, spec.shards, spec.replication_factor, spec.write_concern,
+                base64.b64encode(create.SerializeToString()).decode())):
+            raise FailedPrecondition(f"collection {spec.name!r} is being resharded (or changed "
+                                     "meanwhile); retry once it is done", "collection")
         # now every copy, best effort: one that misses it (down, catching up) is brought
         # in line with the spec by its node's maintenance (payload_indexes.py)
         for i in range(spec.shards):

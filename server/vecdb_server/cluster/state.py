@@ -10,6 +10,10 @@ Keys (JSON values):
   /vecdb/moves/<name>/<i>        {"source", "target"}: a replica move in progress
   /vecdb/removed/<id>            a node being removed for good (its replicas move off)
   /vecdb/rebalancer              the id of the node that drives moves, under its lease
+  /vecdb/reshards/<name>         {"source_uid", "shards", "uid", "shadow", "state", "terms",
+                                  "copied"}: a reshard in progress (reshard.py); the new
+                                  layout is the hidden collection ``shadow`` (its own
+                                  collection and shard keys) until the switch
 
 A shard's replicas are ordinary engine collections on their nodes, named
 ``local_name(uid, i)``; only cluster code ever sees those names.
@@ -29,6 +33,8 @@ ALIASES = ROOT + "aliases/"
 MOVES = ROOT + "moves/"
 REMOVED = ROOT + "removed/"
 REBALANCER = ROOT + "rebalancer"
+RESHARDS = ROOT + "reshards/"
+SHADOW_MARK = ".reshard-"  # in a shadow collection's name (user names cannot hold ".")
 WRITE_CONCERNS = ("majority", "all", "one")
 
 
@@ -54,6 +60,19 @@ def move_key(name: str, shard: int) -> str:
 
 def removed_key(node_id: str) -> str:
     return REMOVED + node_id
+
+
+def reshard_key(name: str) -> str:
+    return RESHARDS + name
+
+
+def shadow_name(name: str, uid: str) -> str:
+    """The hidden collection that holds the new layout of a reshard of ``name``."""
+    return f"{name}{SHADOW_MARK}{uid}"
+
+
+def is_shadow(name: str) -> bool:
+    return SHADOW_MARK in name
 
 
 def local_name(uid: str, shard: int) -> str:
@@ -142,6 +161,39 @@ class Move:
     def from_json(name: str, shard: int, text: str, mod_revision: int = 0) -> "Move":
         d = json.loads(text)
         return Move(name, shard, d["source"], d["target"], mod_revision)
+
+
+@dataclass(frozen=True)
+class Reshard:
+    """A reshard of collection ``name`` (uid ``source_uid``) to ``shards`` shards, through
+    the hidden collection ``shadow`` (uid ``uid``). ``state``: "preparing" (the shadow's
+    copies are being made) or "copying" (every write of the source is also written to
+    the shadow by its shard's primary; each primary copies its shard, then lists it in
+    ``copied``). ``terms``: the source shards' terms when this generation began (a
+    primary change starts a new generation). docs/cluster.md "Resharding"."""
+    name: str
+    source_uid: str
+    shards: int
+    uid: str
+    shadow: str
+    state: str = "preparing"
+    terms: tuple[int, ...] = ()
+    copied: tuple[int, ...] = ()
+    mod_revision: int = field(default=0, compare=False)  # etcd's, not stored
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        del d["name"], d["mod_revision"]
+        return json.dumps(d, sort_keys=True)
+
+    @staticmethod
+    def from_json(name: str, text: str, mod_revision: int = 0) -> "Reshard":
+        d = json.loads(text)
+        return Reshard(name, d["source_uid"], int(d["shards"]), d["uid"], d["shadow"],
+                       d["state"], tuple(d["terms"]), tuple(d["copied"]), mod_revision)
+
+    def with_(self, **kw) -> "Reshard":
+        return replace(self, **kw)
 
 
 def reads_primary(request: object) -> bool:

@@ -40,7 +40,9 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
             nodes, shards = dict(node.nodes), dict(node.shards)
             specs, removed = dict(node.collections), set(node.removed)
         out = clpb.ClusterStatus(node=node.id, rebalancer=node.rebalancer,
-                                 moves=self._with_progress(_moves_in_progress(node)))
+                                 moves=self._with_progress(_moves_in_progress(node)),
+                                 reshards=self.r.resharder.describe() if self.r.resharder
+                                 else [])
         for nid, n in sorted(nodes.items()):
             out.nodes.append(clpb.ClusterNodeInfo(
                 id=nid, address=n.address, zone=n.zone, removing=nid in removed,
@@ -96,6 +98,14 @@ class ClusterStatusServicer(clgrpc.ClusterServiceServicer):
             rebalancer=node.rebalancer,
             in_progress=self._with_progress(_moves_in_progress(node)),
             planned=[_move_proto(m, "") for m in planned(node)])
+
+    def ReshardCollection(self, request: Any, context: Any) -> clpb.ReshardCollectionResponse:
+        self._node()
+        if self.r.route_of(context) is not None:
+            raise FailedPrecondition("ReshardCollection is a client call", "collection")
+        if self.r.resharder is None:
+            raise FailedPrecondition("this node does not reshard", "collection")
+        return self.r.resharder.request(request, context)  # reshard.py
 
     def ReplicaPosition(self, request: Any, context: Any) -> clpb.ReplicaPositionResponse:
         self._node()

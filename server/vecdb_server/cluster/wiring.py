@@ -11,6 +11,7 @@ from .moves import Mover
 from .node import ClusterNode, default_node_id
 from .peers import Peers
 from .readiness import Readiness
+from .reshard import Resharder
 from .router import Router
 from .servicers import ClusterCollectionServicer, ClusterPointServicer, analytics_servicer
 from .state import Node
@@ -30,6 +31,7 @@ class ClusterWiring:
                              local_points, cfg.cluster_router_threads)
         self.router.copies.limit(cfg.rebalance_max_bytes_per_s)
         self.node.missed = self._missed
+        self.resharder = Resharder(self.router)
         self.readiness: Readiness | None = None
 
     def report_readiness(self, set_status: Any) -> None:
@@ -64,9 +66,11 @@ class ClusterWiring:
         self.node.me = Node(node_id, address, self.cfg.zone, internal)
         self.node.id = self.peers.node_id = node_id
         self.node.start()
+        self.resharder.start()
         if self.readiness is not None:
             self.readiness.start()
 
     def leave(self) -> None:
+        self.resharder.stop()
         self.node.stop()
         self.peers.close()

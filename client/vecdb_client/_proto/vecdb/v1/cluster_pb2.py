@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16vecdb/v1/cluster.proto\x12\x08vecdb.v1\"u\n\x16ReplicaPositionRequest\x12\r\n\x05local\x18\x01 \x01(\t\x12\x0b\n\x03set\x18\x02 \x01(\x08\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\t\n\x01n\x18\x04 \x01(\x04\x12&\n\x04keys\x18\x05 \x03(\x0b\x32\x18.vecdb.v1.WriteKeyRecord\"I\n\x0eWriteKeyRecord\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\n\n\x02\x61t\x18\x04 \x01(\x01\"A\n\x17ReplicaPositionResponse\x12\r\n\x05known\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\t\n\x01n\x18\x03 \x01(\x04\"!\n\x11RemoveNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"&\n\x12RemoveNodeResponse\x12\x10\n\x08replicas\x18\x01 \x01(\x03\"\x16\n\x14PlanRebalanceRequest\"\xb2\x01\n\x0bReplicaMove\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\x03\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x14\n\x0c\x63opied_bytes\x18x \x01(\x03\x12\x16\n\x0e\x63opied_records\x18y \x01(\x03\x12\x15\n\rtotal_records\x18z \x01(\x03\x12\x0c\n\x04\x63opy\x18{ \x01(\t\"w\n\rRebalancePlan\x12\x12\n\nrebalancer\x18\x01 \x01(\t\x12*\n\x0bin_progress\x18\x02 \x03(\x0b\x32\x15.vecdb.v1.ReplicaMove\x12&\n\x07planned\x18\x03 \x03(\x0b\x32\x15.vecdb.v1.ReplicaMove\" \n\x10\x44rainNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"0\n\x11\x44rainNodeResponse\x12\r\n\x05moved\x18\x01 \x03(\t\x12\x0c\n\x04kept\x18\x02 \x03(\t\"\x16\n\x14\x43lusterStatusRequest\"s\n\x0f\x43lusterNodeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x03\x12\x11\n\tprimaries\x18\x05 \x01(\x03\x12\x10\n\x08removing\x18\x06 \x01(\x08\"S\n\rReplicaStatus\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07in_sync\x18\x02 \x01(\x08\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x13\n\x0b\x61pplied_seq\x18\x04 \x01(\x03\"|\n\rShardMapEntry\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\x03\x12\x0f\n\x07primary\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x03\x12)\n\x08replicas\x18\x05 \x03(\x0b\x32\x17.vecdb.v1.ReplicaStatus\"\xaa\x01\n\rClusterStatus\x12\x0c\n\x04node\x18\x01 \x01(\t\x12(\n\x05nodes\x18\x02 \x03(\x0b\x32\x19.vecdb.v1.ClusterNodeInfo\x12\'\n\x06shards\x18\x03 \x03(\x0b\x32\x17.vecdb.v1.ShardMapEntry\x12$\n\x05moves\x18\x04 \x03(\x0b\x32\x15.vecdb.v1.ReplicaMove\x12\x12\n\nrebalancer\x18\x05 \x01(\t2\x8e\x03\n\x0e\x43lusterService\x12K\n\x10GetClusterStatus\x12\x1e.vecdb.v1.ClusterStatusRequest\x1a\x17.vecdb.v1.ClusterStatus\x12\x44\n\tDrainNode\x12\x1a.vecdb.v1.DrainNodeRequest\x1a\x1b.vecdb.v1.DrainNodeResponse\x12G\n\nRemoveNode\x12\x1b.vecdb.v1.RemoveNodeRequest\x1a\x1c.vecdb.v1.RemoveNodeResponse\x12H\n\rPlanRebalance\x12\x1e.vecdb.v1.PlanRebalanceRequest\x1a\x17.vecdb.v1.RebalancePlan\x12V\n\x0fReplicaPosition\x12 .vecdb.v1.ReplicaPositionRequest\x1a!.vecdb.v1.ReplicaPositionResponseB2P\x01Z.github.com/vecdb/vecdb/gen/go/vecdb/v1;vecdbv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16vecdb/v1/cluster.proto\x12\x08vecdb.v1\">\n\x18ReshardCollectionRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0e\n\x06shards\x18\x02 \x01(\r\"X\n\x19ReshardCollectionResponse\x12\x0c\n\x04\x64one\x18\x01 \x01(\x08\x12\x0e\n\x06shards\x18\x02 \x01(\r\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06\x63opied\x18\x04 \x01(\r\"u\n\x16ReplicaPositionRequest\x12\r\n\x05local\x18\x01 \x01(\t\x12\x0b\n\x03set\x18\x02 \x01(\x08\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\t\n\x01n\x18\x04 \x01(\x04\x12&\n\x04keys\x18\x05 \x03(\x0b\x32\x18.vecdb.v1.WriteKeyRecord\"I\n\x0eWriteKeyRecord\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0e\n\x06\x64igest\x18\x02 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x03 \x01(\t\x12\n\n\x02\x61t\x18\x04 \x01(\x01\"A\n\x17ReplicaPositionResponse\x12\r\n\x05known\x18\x01 \x01(\x08\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12\t\n\x01n\x18\x03 \x01(\x04\"!\n\x11RemoveNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"&\n\x12RemoveNodeResponse\x12\x10\n\x08replicas\x18\x01 \x01(\x03\"\x16\n\x14PlanRebalanceRequest\"\xb2\x01\n\x0bReplicaMove\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\x03\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0e\n\x06target\x18\x04 \x01(\t\x12\r\n\x05phase\x18\x05 \x01(\t\x12\x14\n\x0c\x63opied_bytes\x18x \x01(\x03\x12\x16\n\x0e\x63opied_records\x18y \x01(\x03\x12\x15\n\rtotal_records\x18z \x01(\x03\x12\x0c\n\x04\x63opy\x18{ \x01(\t\"w\n\rRebalancePlan\x12\x12\n\nrebalancer\x18\x01 \x01(\t\x12*\n\x0bin_progress\x18\x02 \x03(\x0b\x32\x15.vecdb.v1.ReplicaMove\x12&\n\x07planned\x18\x03 \x03(\x0b\x32\x15.vecdb.v1.ReplicaMove\" \n\x10\x44rainNodeRequest\x12\x0c\n\x04node\x18\x01 \x01(\t\"0\n\x11\x44rainNodeResponse\x12\r\n\x05moved\x18\x01 \x03(\t\x12\x0c\n\x04kept\x18\x02 \x03(\t\"\x16\n\x14\x43lusterStatusRequest\"s\n\x0f\x43lusterNodeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x10\n\x08replicas\x18\x04 \x01(\x03\x12\x11\n\tprimaries\x18\x05 \x01(\x03\x12\x10\n\x08removing\x18\x06 \x01(\x08\"S\n\rReplicaStatus\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07in_sync\x18\x02 \x01(\x08\x12\x0e\n\x06points\x18\x03 \x01(\x03\x12\x13\n\x0b\x61pplied_seq\x18\x04 \x01(\x03\"|\n\rShardMapEntry\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05shard\x18\x02 \x01(\x03\x12\x0f\n\x07primary\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x03\x12)\n\x08replicas\x18\x05 \x03(\x0b\x32\x17.vecdb.v1.ReplicaStatus\"\xbd\x01\n\rClusterStatus\x12\x0c\n\x04node\x18\x01 \x01(\t\x12(\n\x05nodes\x18\x02 \x03(\x0b\x32\x19.vecdb.v1.ClusterNodeInfo\x12\'\n\x06shards\x18\x03 \x03(\x0b\x32\x17.vecdb.v1.ShardMapEntry\x12$\n\x05moves\x18\x04 \x03(\x0b\x32\x15.vecdb.v1.ReplicaMove\x12\x12\n\nrebalancer\x18\x05 \x01(\t\x12\x11\n\x08reshards\x18\xa0\x01 \x03(\t2\xec\x03\n\x0e\x43lusterService\x12K\n\x10GetClusterStatus\x12\x1e.vecdb.v1.ClusterStatusRequest\x1a\x17.vecdb.v1.ClusterStatus\x12\x44\n\tDrainNode\x12\x1a.vecdb.v1.DrainNodeRequest\x1a\x1b.vecdb.v1.DrainNodeResponse\x12G\n\nRemoveNode\x12\x1b.vecdb.v1.RemoveNodeRequest\x1a\x1c.vecdb.v1.RemoveNodeResponse\x12H\n\rPlanRebalance\x12\x1e.vecdb.v1.PlanRebalanceRequest\x1a\x17.vecdb.v1.RebalancePlan\x12V\n\x0fReplicaPosition\x12 .vecdb.v1.ReplicaPositionRequest\x1a!.vecdb.v1.ReplicaPositionResponse\x12\\\n\x11ReshardCollection\x12\".vecdb.v1.ReshardCollectionRequest\x1a#.vecdb.v1.ReshardCollectionResponseB2P\x01Z.github.com/vecdb/vecdb/gen/go/vecdb/v1;vecdbv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,36 +32,40 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vecdb.v1.cluster_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001Z.github.com/vecdb/vecdb/gen/go/vecdb/v1;vecdbv1'
-  _globals['_REPLICAPOSITIONREQUEST']._serialized_start=36
-  _globals['_REPLICAPOSITIONREQUEST']._serialized_end=153
-  _globals['_WRITEKEYRECORD']._serialized_start=155
-  _globals['_WRITEKEYRECORD']._serialized_end=228
-  _globals['_REPLICAPOSITIONRESPONSE']._serialized_start=230
-  _globals['_REPLICAPOSITIONRESPONSE']._serialized_end=295
-  _globals['_REMOVENODEREQUEST']._serialized_start=297
-  _globals['_REMOVENODEREQUEST']._serialized_end=330
-  _globals['_REMOVENODERESPONSE']._serialized_start=332
-  _globals['_REMOVENODERESPONSE']._serialized_end=370
-  _globals['_PLANREBALANCEREQUEST']._serialized_start=372
-  _globals['_PLANREBALANCEREQUEST']._serialized_end=394
-  _globals['_REPLICAMOVE']._serialized_start=397
-  _globals['_REPLICAMOVE']._serialized_end=575
-  _globals['_REBALANCEPLAN']._serialized_start=577
-  _globals['_REBALANCEPLAN']._serialized_end=696
-  _globals['_DRAINNODEREQUEST']._serialized_start=698
-  _globals['_DRAINNODEREQUEST']._serialized_end=730
-  _globals['_DRAINNODERESPONSE']._serialized_start=732
-  _globals['_DRAINNODERESPONSE']._serialized_end=780
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=782
-  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=804
-  _globals['_CLUSTERNODEINFO']._serialized_start=806
-  _globals['_CLUSTERNODEINFO']._serialized_end=921
-  _globals['_REPLICASTATUS']._serialized_start=923
-  _globals['_REPLICASTATUS']._serialized_end=1006
-  _globals['_SHARDMAPENTRY']._serialized_start=1008
-  _globals['_SHARDMAPENTRY']._serialized_end=1132
-  _globals['_CLUSTERSTATUS']._serialized_start=1135
-  _globals['_CLUSTERSTATUS']._serialized_end=1305
-  _globals['_CLUSTERSERVICE']._serialized_start=1308
-  _globals['_CLUSTERSERVICE']._serialized_end=1706
+  _globals['_RESHARDCOLLECTIONREQUEST']._serialized_start=36
+  _globals['_RESHARDCOLLECTIONREQUEST']._serialized_end=98
+  _globals['_RESHARDCOLLECTIONRESPONSE']._serialized_start=100
+  _globals['_RESHARDCOLLECTIONRESPONSE']._serialized_end=188
+  _globals['_REPLICAPOSITIONREQUEST']._serialized_start=190
+  _globals['_REPLICAPOSITIONREQUEST']._serialized_end=307
+  _globals['_WRITEKEYRECORD']._serialized_start=309
+  _globals['_WRITEKEYRECORD']._serialized_end=382
+  _globals['_REPLICAPOSITIONRESPONSE']._serialized_start=384
+  _globals['_REPLICAPOSITIONRESPONSE']._serialized_end=449
+  _globals['_REMOVENODEREQUEST']._serialized_start=451
+  _globals['_REMOVENODEREQUEST']._serialized_end=484
+  _globals['_REMOVENODERESPONSE']._serialized_start=486
+  _globals['_REMOVENODERESPONSE']._serialized_end=524
+  _globals['_PLANREBALANCEREQUEST']._serialized_start=526
+  _globals['_PLANREBALANCEREQUEST']._serialized_end=548
+  _globals['_REPLICAMOVE']._serialized_start=551
+  _globals['_REPLICAMOVE']._serialized_end=729
+  _globals['_REBALANCEPLAN']._serialized_start=731
+  _globals['_REBALANCEPLAN']._serialized_end=850
+  _globals['_DRAINNODEREQUEST']._serialized_start=852
+  _globals['_DRAINNODEREQUEST']._serialized_end=884
+  _globals['_DRAINNODERESPONSE']._serialized_start=886
+  _globals['_DRAINNODERESPONSE']._serialized_end=934
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_start=936
+  _globals['_CLUSTERSTATUSREQUEST']._serialized_end=958
+  _globals['_CLUSTERNODEINFO']._serialized_start=960
+  _globals['_CLUSTERNODEINFO']._serialized_end=1075
+  _globals['_REPLICASTATUS']._serialized_start=1077
+  _globals['_REPLICASTATUS']._serialized_end=1160
+  _globals['_SHARDMAPENTRY']._serialized_start=1162
+  _globals['_SHARDMAPENTRY']._serialized_end=1286
+  _globals['_CLUSTERSTATUS']._serialized_start=1289
+  _globals['_CLUSTERSTATUS']._serialized_end=1478
+  _globals['_CLUSTERSERVICE']._serialized_start=1481
+  _globals['_CLUSTERSERVICE']._serialized_end=1973
 # @@protoc_insertion_point(module_scope)

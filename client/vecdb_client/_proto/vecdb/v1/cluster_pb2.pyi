@@ -6,6 +6,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ReshardCollectionRequest(_message.Message):
+    __slots__ = ("collection", "shards")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    shards: int
+    def __init__(self, collection: _Optional[str] = ..., shards: _Optional[int] = ...) -> None: ...
+
+class ReshardCollectionResponse(_message.Message):
+    __slots__ = ("done", "shards", "state", "copied")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    COPIED_FIELD_NUMBER: _ClassVar[int]
+    done: bool
+    shards: int
+    state: str
+    copied: int
+    def __init__(self, done: _Optional[bool] = ..., shards: _Optional[int] = ..., state: _Optional[str] = ..., copied: _Optional[int] = ...) -> None: ...
+
 class ReplicaPositionRequest(_message.Message):
     __slots__ = ("local", "set", "term", "n", "keys")
     LOCAL_FIELD_NUMBER: _ClassVar[int]
@@ -151,15 +171,17 @@ class ShardMapEntry(_message.Message):
     def __init__(self, collection: _Optional[str] = ..., shard: _Optional[int] = ..., primary: _Optional[str] = ..., term: _Optional[int] = ..., replicas: _Optional[_Iterable[_Union[ReplicaStatus, _Mapping]]] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("node", "nodes", "shards", "moves", "rebalancer")
+    __slots__ = ("node", "nodes", "shards", "moves", "rebalancer", "reshards")
     NODE_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     MOVES_FIELD_NUMBER: _ClassVar[int]
     REBALANCER_FIELD_NUMBER: _ClassVar[int]
+    RESHARDS_FIELD_NUMBER: _ClassVar[int]
     node: str
     nodes: _containers.RepeatedCompositeFieldContainer[ClusterNodeInfo]
     shards: _containers.RepeatedCompositeFieldContainer[ShardMapEntry]
     moves: _containers.RepeatedCompositeFieldContainer[ReplicaMove]
     rebalancer: str
-    def __init__(self, node: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[ClusterNodeInfo, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardMapEntry, _Mapping]]] = ..., moves: _Optional[_Iterable[_Union[ReplicaMove, _Mapping]]] = ..., rebalancer: _Optional[str] = ...) -> None: ...
+    reshards: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[ClusterNodeInfo, _Mapping]]] = ..., shards: _Optional[_Iterable[_Union[ShardMapEntry, _Mapping]]] = ..., moves: _Optional[_Iterable[_Union[ReplicaMove, _Mapping]]] = ..., rebalancer: _Optional[str] = ..., reshards: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -59,6 +59,11 @@ class ClusterServiceStub:
                 request_serializer=vecdb_dot_v1_dot_cluster__pb2.ReplicaPositionRequest.SerializeToString,
                 response_deserializer=vecdb_dot_v1_dot_cluster__pb2.ReplicaPositionResponse.FromString,
                 _registered_method=True)
+        self.ReshardCollection = channel.unary_unary(
+                '/vecdb.v1.ClusterService/ReshardCollection',
+                request_serializer=vecdb_dot_v1_dot_cluster__pb2.ReshardCollectionRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_cluster__pb2.ReshardCollectionResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -111,6 +116,20 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReshardCollection(self, request, context):
+        """Split or merge the shards of `collection` online (admin; docs/cluster.md
+        "Resharding"): a new layout of `shards` shards is filled from the old one by
+        id hash while every write goes to both, then switched to in one etcd
+        transaction. Waits for the switch until the call's deadline (`done` false:
+        still under way; call again to wait on, or see cluster status). A collection
+        already at `shards`: done at once. FAILED_PRECONDITION naming `shards` while
+        a reshard of the collection to another count is under way; naming
+        `cluster_etcd` on a single node. INVALID_ARGUMENT `shards` outside 1..64.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +157,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.ReplicaPosition,
                     request_deserializer=vecdb_dot_v1_dot_cluster__pb2.ReplicaPositionRequest.FromString,
                     response_serializer=vecdb_dot_v1_dot_cluster__pb2.ReplicaPositionResponse.SerializeToString,
+            ),
+            'ReshardCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReshardCollection,
+                    request_deserializer=vecdb_dot_v1_dot_cluster__pb2.ReshardCollectionRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_cluster__pb2.ReshardCollectionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -275,6 +299,33 @@ class ClusterService:
             '/vecdb.v1.ClusterService/ReplicaPosition',
             vecdb_dot_v1_dot_cluster__pb2.ReplicaPositionRequest.SerializeToString,
             vecdb_dot_v1_dot_cluster__pb2.ReplicaPositionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReshardCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.ClusterService/ReshardCollection',
+            vecdb_dot_v1_dot_cluster__pb2.ReshardCollectionRequest.SerializeToString,
+            vecdb_dot_v1_dot_cluster__pb2.ReshardCollectionResponse.FromString,
             options,
             channel_credentials,
             insecure,
