@@ -468,7 +468,7 @@ def test_completion_scripts(tmp_path):
         return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True,
                               check=True).stdout.split()
     assert complete("coll") == ["collections"]
-    assert complete("collections", "") == ["create", "describe", "drop", "list"]
+    assert complete("collections", "") == ["create", "describe", "drop", "list", "reshard"]
     assert "--skip-existing" in complete("import", "--s")
     assert complete("--host", "x", "points", "sc") == ["scroll"]
     assert complete("points", "delete", "--fi") == ["--filter", "--filter-file"]
