@@ -247,7 +247,7 @@ class Resharder:
             spec = node.collections.get(rec.name)
             olds = [node.shards.get((rec.name, i)) for i in range(spec.shards)] if spec else []
         if spec is None or spec.uid != rec.source_uid:  # dropped (or made anew): give up
-            self._abandon(rec)
+            self._abandon(rec, spec)
             return
         if any(s is None for s in olds):
             return
@@ -366,8 +366,12 @@ class Resharder:
         return [delete(st.reshard_key(rec.name)), delete(st.collection_key(rec.shadow)),
                 delete(f"{st.SHARDS}{rec.shadow}/", prefix=True)]
 
-    def _abandon(self, rec: st.Reshard) -> None:
-        if self.node.etcd.txn([unchanged(st.reshard_key(rec.name), rec.mod_revision)],
+    def _abandon(self, rec: st.Reshard, spec: st.CollectionSpec | None) -> None:
+        """Delete the record and its shadow, if etcd agrees the collection is ``spec``
+        (None: absent)."""
+        key = st.collection_key(rec.name)
+        if self.node.etcd.txn([unchanged(st.reshard_key(rec.name), rec.mod_revision),
+                               absent(key) if spec is None else holds(key, spec.to_json())],
                               self._drop_shadow_ops(rec)):
             log.info("reshard of %s abandoned: the collection was dropped", rec.name)
             self.node._load()
