@@ -9,8 +9,11 @@ on the router's threads. Everything else is the primary's write path, shard by s
 shard order) from the checks to the end of its replication; each part is checked as the
 primary with its term and write concern, its replication-log entry written once the
 engine has checked the whole batch and before it writes it, then sent to the shard's
-other in-sync replicas and acknowledged only once write_concern of them hold it; idempotency keys are recorded per shard part, as routed
-writes record them (with the digest of the client's request). A shard part's own
+other in-sync replicas and acknowledged only once write_concern of them hold it. The
+locks are waited for lock_wait_s at most all together, not each (a batch holding some
+while it waits for the next would hold them up to that many times as long).
+Idempotency keys are recorded per shard part, as routed writes record them (with the
+digest of the client's request). A shard part's own
 request (its rows, sliced from the batch) is made only for a shard with other replicas:
 its replication-log entry and its replicas need it. A batch with a shard primaried
 elsewhere, or with a part already applied under its idempotency key (a retry), takes the
@@ -18,6 +21,7 @@ routed path."""
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from vecdb_client._proto.vecdb.v1 import points_pb2 as ppb
@@ -38,8 +42,9 @@ def upsert(router: Router, spec: st.CollectionSpec, request: ppb.UpsertRequest,
     if len(shards) < 2 or any(node.shard(spec.name, i).primary != node.id for i in shards):
         return None
     with contextlib.ExitStack() as held:
+        deadline = time.monotonic() + router.lock_wait_s  # for the whole set of locks
         for i in shards:
-            held.enter_context(router.writes_of(spec.name, i))
+            held.enter_context(router.writes_of(spec.name, i, deadline))
         if any(node.shard(spec.name, i).primary != node.id for i in shards):
             return None  # a primary moved before the locks were taken: nothing written
         pending = []

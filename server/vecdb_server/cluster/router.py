@@ -338,11 +338,13 @@ class Router:
 
     # ---- the primary's write path --------------------------------------------------------
     @contextlib.contextmanager
-    def writes_of(self, name: str, i: int) -> Iterator[None]:
-        """Shard i's write lock for a client's write, waited for lock_wait_s at most (a
-        full copy holds it throughout): UNAVAILABLE naming the shard after that."""
+    def writes_of(self, name: str, i: int, deadline: float | None = None) -> Iterator[None]:
+        """Shard i's write lock for a client's write, waited for lock_wait_s at most (the
+        last step of a catch-up holds it), or until ``deadline`` (a time.monotonic()
+        reading: one for every lock of a batch): UNAVAILABLE naming the shard after that."""
         lock = self.node.write_lock(name, i)
-        if not lock.acquire(timeout=self.lock_wait_s):
+        wait = self.lock_wait_s if deadline is None else max(0.0, deadline - time.monotonic())
+        if not lock.acquire(timeout=wait):
             raise Unavailable(f"shard {name}/{i} is busy: a copy holds its writes; retry",
                               "collection")
         try:
