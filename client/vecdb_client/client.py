@@ -192,10 +192,9 @@ class Client(AnalyticsMethods, TenantMethods):
         "shards" (the count now), "state", "copied"}; not done yet: call again to wait
         on (the same target joins the reshard under way)."""
         from ._proto.vecdb.v1 import cluster_pb2
-        res = self._call(self._cluster.ReshardCollection, cluster_pb2.ReshardCollectionRequest(
-            collection=name, shards=shards), idempotent=True, timeout=timeout)
-        return {"done": res.done, "shards": res.shards, "state": res.state,
-                "copied": res.copied}
+        return _codec.from_proto_reshard(self._call(
+            self._cluster.ReshardCollection, cluster_pb2.ReshardCollectionRequest(
+                collection=name, shards=shards), idempotent=True, timeout=timeout))
 
         return _codec.from_proto_rebalance_plan(self._call(
             self._cluster.PlanRebalance, cluster_pb2.PlanRebalanceRequest(), idempotent=True,

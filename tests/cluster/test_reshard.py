@@ -5,6 +5,7 @@ acknowledged points before and after, nothing acknowledged lost or resurrected; 
 SIGKILLed mid-reshard leaves a record the cluster finishes from; a single node refuses."""
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -15,7 +16,8 @@ import pytest
 from cluster_harness import Cluster
 from test_cluster import DIM, rand
 from test_rebalance import vecdbctl, wait
-from vecdb_client import FailedPreconditionError, InvalidArgumentError, VecdbClientError
+from vecdb_client import (AsyncClient, FailedPreconditionError, InvalidArgumentError,
+                          VecdbClientError)
 from vecdb_server.cluster import state as st
 from vecdb_server.cluster.etcd import Etcd as EtcdClient
 
@@ -224,5 +226,13 @@ def test_single_node_refuses_reshard(tmp_path):
             with pytest.raises(FailedPreconditionError) as exc:
                 c.reshard_collection("one", 2)
             assert exc.value.field == "cluster_etcd"
+            assert c.describe_collection("one").config.shards == 1
+
+        async def refused_async() -> str:
+            async with AsyncClient(srv.target) as ac:
+                with pytest.raises(FailedPreconditionError) as exc:
+                    await ac.reshard_collection("one", 2)
+                return exc.value.field
+        assert asyncio.run(refused_async()) == "cluster_etcd"
     finally:
         srv.stop()
