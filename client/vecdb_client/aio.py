@@ -153,9 +153,6 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
                              idempotent=True, timeout=timeout)
         return int(res.replicas)
 
-    async def rebalance_plan(self, *, timeout: float | None = None) -> dict:
-        """Cluster mode: {"rebalancer", "in_progress": [...], "planned": [...]}: the replica
-        moves under way and those the rebalancer would start next (each {"collection",
     async def reshard_collection(self, name: str, shards: int, *,
                                  timeout: float | None = None) -> dict:
         """Cluster mode, admin: split or merge the shards of ``name`` online (see
@@ -165,6 +162,9 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
             self._cluster.ReshardCollection, cluster_pb2.ReshardCollectionRequest(
                 collection=name, shards=shards), idempotent=True, timeout=timeout))
 
+    async def rebalance_plan(self, *, timeout: float | None = None) -> dict:
+        """Cluster mode: {"rebalancer", "in_progress": [...], "planned": [...]}: the replica
+        moves under way and those the rebalancer would start next (each {"collection",
         "shard", "source", "target", "phase"}). Changes nothing."""
         from ._proto.vecdb.v1 import cluster_pb2
         return _codec.from_proto_rebalance_plan(await self._call(
