@@ -463,14 +463,14 @@ def from_proto_server_info(msg: cpb.ServerInfo) -> dict:
             "ready": msg.ready}
 
 
-def from_proto_cluster_status(msg) -> dict:
-    """ClusterStatus -> {"node", "nodes": [...], "shards": [...]} (plain data)."""
-    from google.protobuf.json_format import MessageToDict
 def from_proto_reshard(msg) -> dict:
     """ReshardCollectionResponse -> {"done", "shards", "state", "copied"}."""
     return {"done": msg.done, "shards": msg.shards, "state": msg.state, "copied": msg.copied}
 
 
+def from_proto_cluster_status(msg) -> dict:
+    """ClusterStatus -> {"node", "nodes": [...], "shards": [...]} (plain data)."""
+    from google.protobuf.json_format import MessageToDict
     d = MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     for n in d.get("nodes", []):
         n["replicas"], n["primaries"] = int(n["replicas"]), int(n["primaries"])

@@ -180,11 +180,6 @@ class Client(AnalyticsMethods, TenantMethods):
                              idempotent=True, timeout=timeout)
         return int(res.replicas)
 
-    def rebalance_plan(self, *, timeout: float | None = None) -> dict:
-        """Cluster mode: {"rebalancer", "in_progress": [...], "planned": [...]}: the replica
-        moves under way and those the rebalancer would start next (each {"collection",
-        "shard", "source", "target", "phase"}). Changes nothing."""
-        from ._proto.vecdb.v1 import cluster_pb2
     def reshard_collection(self, name: str, shards: int, *,
                            timeout: float | None = None) -> dict:
         """Cluster mode, admin: split or merge the shards of ``name`` online to ``shards``
@@ -196,6 +191,11 @@ class Client(AnalyticsMethods, TenantMethods):
             self._cluster.ReshardCollection, cluster_pb2.ReshardCollectionRequest(
                 collection=name, shards=shards), idempotent=True, timeout=timeout))
 
+    def rebalance_plan(self, *, timeout: float | None = None) -> dict:
+        """Cluster mode: {"rebalancer", "in_progress": [...], "planned": [...]}: the replica
+        moves under way and those the rebalancer would start next (each {"collection",
+        "shard", "source", "target", "phase"}). Changes nothing."""
+        from ._proto.vecdb.v1 import cluster_pb2
         return _codec.from_proto_rebalance_plan(self._call(
             self._cluster.PlanRebalance, cluster_pb2.PlanRebalanceRequest(), idempotent=True,
             timeout=timeout))

@@ -157,7 +157,6 @@ def cmd_drop(ctx: Context, args: Any) -> Result:
     return Result(data, f"dropped {args.name}" if dropped else f"{args.name} did not exist")
 
 
-# ------------------------------------------------------------------ payload indexes
 def cmd_reshard(ctx: Context, args: Any) -> Result:
     deadline = time.monotonic() + args.wait_s
     while True:
@@ -172,6 +171,7 @@ def cmd_reshard(ctx: Context, args: Any) -> Result:
     return Result(data, text)
 
 
+# ------------------------------------------------------------------ payload indexes
 def cmd_index_create(ctx: Context, args: Any) -> Result:
     ctx.client.create_payload_index(args.collection, args.field, args.type, wait=args.wait)
     index = ctx.client.describe_collection(args.collection).payload_indexes[args.field]
@@ -321,11 +321,6 @@ def register(sub: Any) -> None:
     p.add_argument("--missing-ok", action="store_true",
                    help="succeed if the collection does not exist")
 
-    pi = group(sub, "payload-index", "create, drop and list the payload indexes of a collection",
-               """
-        vecdbctl payload-index create docs lang keyword --wait
-        vecdbctl payload-index list docs
-        vecdbctl payload-index drop docs lang""")
     p = command(cs, "reshard", "split or merge a collection's shards online (cluster mode)", """
         vecdbctl collections reshard docs --shards 4
         vecdbctl collections reshard docs --shards 2 --no-wait""", cmd_reshard,
@@ -341,6 +336,11 @@ def register(sub: Any) -> None:
     p.add_argument("--wait-s", type=float, default=600.0,
                    help="wait this long at most for the switch (default 600)")
 
+    pi = group(sub, "payload-index", "create, drop and list the payload indexes of a collection",
+               """
+        vecdbctl payload-index create docs lang keyword --wait
+        vecdbctl payload-index list docs
+        vecdbctl payload-index drop docs lang""")
     p = command(pi, "create", "index a payload field so that filters on it are fast", """
         vecdbctl payload-index create docs lang keyword
         vecdbctl payload-index create docs year integer --wait

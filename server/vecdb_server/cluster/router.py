@@ -393,10 +393,10 @@ class Router:
             raise Unavailable(f"shard {name}/{i}: term {s.term} is superseded; retry",
                               "collection")
         local = _target_name(request)
-        want = key and (want or write_keys.digest(method, request))
-        done = key and self.keys.get(local, key, want)
         if local != st.local_name(self.node.spec(name).uid, i):  # resharded meanwhile
             raise Unavailable(f"collection {name!r} was resharded; retry", "collection")
+        want = key and (want or write_keys.digest(method, request))
+        done = key and self.keys.get(local, key, want)
         if done:
             return tpb.WriteResult.FromString(base64.b64decode(done))
         term, left = self.dirty.get((name, i), (0, set()))
