@@ -185,6 +185,9 @@ def test_reshard_1_to_4_to_2_under_writes(cluster):
             c.reshard_collection(name, 65)
         assert exc.value.field == "shards"
         assert [x.name for x in c.list_collections()] == [name]
+        with pytest.raises(InvalidArgumentError) as exc:  # the hidden collections' names
+            c.create_collection(f"{name}.reshard-0", dim=DIM)
+        assert exc.value.field == "name"
 
 
 def test_node_killed_mid_reshard_finishes(cluster):

@@ -341,6 +341,9 @@ class ClusterCollectionServicer(cgrpc.CollectionServiceServicer):
         rf = request.replication_factor if request.HasField("replication_factor") else 1
         wc = request.write_concern if request.HasField("write_concern") else "majority"
         st.validate_cluster_args(shards, rf, wc)
+        from vecdb.validation import name as valid_name
+        valid_name(request.name, "name")  # (the probe below has a name of its own; a
+        # name with "." or "/" would also clash with reshards' hidden collections and keys)
         if request.name in self.node.collections or request.name in self.node.aliases:
             raise AlreadyExists(f"collection or alias {request.name!r} already exists", "name")
         self._sweep_probes()
