@@ -18,7 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import (analytics, checkpoint, filters, fulltext, grouping, hybrid, jobs, named_vectors, omp,
-               quant, recommend, reembed, snapshot, tenants, validation, write_across)
+               ondisk, quant, recommend, reembed, snapshot, tenants, validation, write_across)
 from . import sparse as sparse_vectors
 from .catalog import Catalog
 from .coalesce import Coalescer
@@ -138,7 +138,8 @@ class Database:
                           rescore: int | None = None, full_text: str | None = None,
                           sparse_dim: int | None = None,
                           tenant_field: str | None = None, vector_name: str | None = None,
-                          vectors: list | None = None) -> CollectionDescription:
+                          vectors: list | None = None,
+                          on_disk: bool | None = None) -> CollectionDescription:
         """Create a collection. ``payload_indexes``: {field: type} to index from the start
         (types: keyword, integer, float, bool, datetime, text; field "$text" = the point text).
         ``encoder`` (e.g. "minilm"): texts can be upserted and searched without vectors; the
@@ -156,7 +157,9 @@ class Database:
         ``vectors``: named vector fields besides the primary, each {"name", "dim", "metric",
         "index", "index_params"} (or a VectorField); ``vector_name``: the primary's own field
         name ("" = unnamed). Points carry any non-empty subset of the fields, the primary
-        included (vecdb/named_vectors.py); not combinable with quantization or tenant_field yet."""
+        included (vecdb/named_vectors.py); not combinable with quantization or tenant_field yet.
+        ``on_disk``: IVF-Flat with its inverted lists memory-mapped from disk and paged in on
+        demand, for collections larger than RAM (vecdb/ondisk.py; index ivf_flat or auto)."""
         if self._closed:
             raise FailedPrecondition("database is closed", "database")
         validation.name(name)
@@ -172,9 +175,11 @@ class Database:
                                       "encoder's", "dim")
         quantization, rescore, spec = quant.validate(quantization, rescore,
                                                      validation.index_spec(index, index_params), device)
+        on_disk, spec = ondisk.validate(on_disk, spec, device, quantization)
         vector_name, fields = named_vectors.check_fields(vector_name, vectors, dim is not None,
                                                          lambda spec: self.encoder(spec).dimension)
-        for option, value in (("quantization", quantization), ("tenant_field", tenant_field)):
+        for option, value in (("quantization", quantization), ("tenant_field", tenant_field),
+                              ("on_disk", on_disk)):
             if fields and value:
                 raise InvalidArgument(f"vectors: named vector fields cannot be combined with "
                                       f"{option} yet", "vectors")
@@ -189,7 +194,7 @@ class Database:
             device=device, quantization=quantization, rescore=rescore,
             full_text=fulltext.check_option(full_text), sparse_dim=sparse_vectors.check_dim(sparse_dim),
             tenant_field=tenants.check_field(tenant_field) if tenant_field else "",
-            vector_name=vector_name, vectors=fields)
+            vector_name=vector_name, vectors=fields, on_disk=on_disk)
         with self.catalog.lock:
             cfg = self.catalog.create(cfg)
             self.collections[cfg.name] = self._collection(cfg)

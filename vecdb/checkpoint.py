@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from . import ondisk
 from .index import Ann, AnnVectors, exact_from_ann
 from .quant import BinaryCodes
 from .quant_store import VectorFile
@@ -104,6 +105,9 @@ def dump(directory: str, exact: faiss.Index, ann: Ann | None) -> dict:
                 files["ann.faissb"] = _write_index(os.path.join(tmp, "ann.faissb"), ann.index.index,
                                                    faiss.write_index_binary)
                 files["center.npy"] = _write_npy(os.path.join(tmp, "center.npy"), ann.index.center)
+            elif isinstance(ann, ondisk.DiskIvf):  # links to its base files + its delta
+                part, on_disk = ondisk.dump(tmp, ann, _write_index)
+                files.update(part)
             else:
                 files["ann.faiss"] = _write_index(os.path.join(tmp, "ann.faiss"), ann.index)
             files["tombstones.npy"] = _write_npy(os.path.join(tmp, "tombstones.npy"),
@@ -111,6 +115,8 @@ def dump(directory: str, exact: faiss.Index, ann: Ann | None) -> dict:
             info["ann"] = {"kind": ann.kind, "trained_on": ann.trained_on}
             if ann.quant:
                 info["ann"]["quant"] = ann.quant
+            if isinstance(ann, ondisk.DiskIvf):
+                info["ann"].update(on_disk)
     except BaseException:  # e.g. disk full: give the space back, keep the previous checkpoint
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -190,12 +196,19 @@ def _load_one(path: str, config: CollectionConfig, share: bool) -> Loaded:
         quant = meta["ann"].get("quant", "")
         if "ann.faissb" in files:
             codes = BinaryCodes(config.dim, npy("center.npy"), index("ann.faissb", faiss.read_index_binary))
+        elif meta["ann"].get("ondisk"):
+            ann = ondisk.load(path, os.path.dirname(path), meta["ann"]["ondisk"], files,
+                              meta["ann"]["trained_on"], set(npy("tombstones.npy").tolist()),
+                              index)
         else:
             codes = index("ann.faiss")
-        ann = Ann(meta["ann"]["kind"], codes, meta["ann"]["trained_on"],
-                  set(npy("tombstones.npy").tolist()), quant=quant)
+        if ann is None:
+            ann = Ann(meta["ann"]["kind"], codes, meta["ann"]["trained_on"],
+                      set(npy("tombstones.npy").tolist()), quant=quant)
+    if isinstance(ann, ondisk.DiskIvf) != config.on_disk and ann is not None:
+        raise ValueError("checkpoint and collection disagree on on_disk")
     if exact is None:
-        exact = exact_from_ann(ann)
+        exact = ondisk.DiskVectors(ann) if isinstance(ann, ondisk.DiskIvf) else exact_from_ann(ann)
         if exact is None or exact.d != config.dim:
             raise ValueError("no exact.faiss and no HNSW storage of the collection's dimension")
     return Loaded(int(meta["seq"]), exact, ann,

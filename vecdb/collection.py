@@ -38,10 +38,12 @@ class Collection:
         self.store, self.config, self.dir, self.options, self.pool = store, config, directory, options, pool
         # "cpu", or the GPU backend ("faiss"/"torch") of vecdb.gpu.GpuContext ``gpu``
         # (quantized collections run on the CPU: their vectors live on disk, vecdb/quant.py)
-        backend = ("cpu" if gpu is None or config.quantization
+        backend = ("cpu" if gpu is None or config.quantization or config.on_disk
                    else gpu.resolve(config.device, strict=False, name=config.name))
         self.shards = [Shard(store, config, i, os.path.join(directory, f"shard-{i}"), gpu, backend)
                        for i in range(config.shards)]
+        for shard in self.shards:  # on-disk collections: writes kept in RAM before a merge
+            shard.ondisk_delta_bytes = options.ondisk_delta_mb << 20
         self.write_lock = threading.Lock()
         # tenant validation, quotas, listing (vecdb/tenants.py); None without tenant_field
         self.tenants = TenantRegistry(self) if config.tenant_field else None

@@ -46,6 +46,10 @@ class DatabaseOptions:
     search_batch_wait_ms: float = 0.0
     # RocksDB block cache in MiB (hot payloads/ids for result hydration).
     block_cache_mb: int = 256
+    # On-disk collections (vecdb/ondisk.py): writes kept in RAM (the delta) before they are
+    # merged into the mapped lists file, in MiB (or 1/8 of that file when larger). Higher =
+    # fewer, larger merges (each rewrites the file), more RAM; 0 = merge at every build round.
+    ondisk_delta_mb: int = 64
     # Analytics operations at once (k-means jobs while they run, outliers calls,
     # duplicates scans); more get RESOURCE_EXHAUSTED. Each uses every core and memory
     # in proportion to the collection. 0 = no limit.

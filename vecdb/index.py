@@ -161,13 +161,7 @@ class IvfVectors(AnnVectors):
 
     def _lists(self):
         """(ids, vectors) of each non-empty inverted list (views, valid under the lock)."""
-        inv, d = self.ivf.invlists, self.d
-        for lst in range(inv.nlist):
-            n = inv.list_size(lst)
-            if n:
-                ids = faiss.rev_swig_ptr(inv.get_ids(lst), n)
-                vecs = faiss.rev_swig_ptr(inv.get_codes(lst), n * d * 4).view(np.float32)
-                yield ids, vecs.reshape(n, d)
+        return float_lists(self.ivf.invlists, self.d)
 
     def labels(self) -> np.ndarray:
         parts = [ids.copy() for ids, _ in self._lists()]
@@ -188,6 +182,17 @@ class IvfVectors(AnnVectors):
         if not parts:
             return np.zeros(0, np.int64), np.zeros((0, self.d), np.float32)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def float_lists(invlists, d: int):
+    """(ids, vectors) views of each non-empty list of IVF-Flat ``invlists`` (valid while
+    the lists are unchanged)."""
+    for lst in range(invlists.nlist):
+        n = invlists.list_size(lst)
+        if n:
+            ids = faiss.rev_swig_ptr(invlists.get_ids(lst), n)
+            vecs = faiss.rev_swig_ptr(invlists.get_codes(lst), n * d * 4).view(np.float32)
+            yield ids, vecs.reshape(n, d)
 
 
 class HnswVectors(AnnVectors):

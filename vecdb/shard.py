@@ -23,7 +23,7 @@ import numpy as np
 
 import faiss
 
-from . import checkpoint, fulltext, omp, planner, quant, records, wal
+from . import checkpoint, fulltext, omp, ondisk, planner, quant, records, wal
 from .expiry import ExpiryMap
 from .filters import Clause
 from .fulltext import TextIndex
@@ -72,6 +72,7 @@ class Shard:
         # the exact store: an IndexFlat in RAM, or for a quantized collection the vectors on
         # disk (quant_store.VectorFile, same calls; its codes are the ANN index)
         self.quant = config.quantization
+        self.ondisk_delta_bytes = 64 << 20  # DatabaseOptions.ondisk_delta_mb (Collection sets it)
         self.exact = self._empty_exact()
         self.ann: Ann | None = None
         self.building = False
@@ -116,6 +117,24 @@ class Shard:
         old, self.exact = self.exact, exact
         if isinstance(old, VectorFile) and old is not exact:
             old.close()
+
+    def _exact_of(self, ann: Ann):
+        """The exact store over a built ANN index's own vectors, else the current one."""
+        if isinstance(ann, ondisk.DiskIvf):
+            return ondisk.DiskVectors(ann)
+        return exact_from_ann(ann) or self.exact
+
+    def _attach(self, ann) -> None:
+        """What an on-disk index takes from its shard: re-reads from RocksDB, the delta size."""
+        ann.fetch, ann.delta_min = self._fetch, self.ondisk_delta_bytes
+
+    def _fetch(self, labels: np.ndarray) -> np.ndarray:
+        """Prepared vectors of live labels from RocksDB (an on-disk shard's re-reads)."""
+        raws = self.store.multi_get(self._label_keys(b"v", labels))
+        if any(r is None for r in raws):
+            raise KeyError("a label is not stored")
+        vecs = np.frombuffer(b"".join(raws), np.float32).reshape(-1, self.config.dim)
+        return prepare(vecs.copy(), self.metric)
 
     def live_labels(self) -> np.ndarray:
         """Every live label (unsorted for the in-RAM store)."""
@@ -355,6 +374,8 @@ class Shard:
                 self.named.load(self.last_seq)
             self._set_exact(loaded.exact)
             self.ann, self.applied_seq = loaded.ann, loaded.seq
+            if isinstance(self.ann, ondisk.DiskIvf):
+                self._attach(self.ann)
             self.checkpoint_seq = loaded.seq
             # an older checkpoint's exact.faiss beside HNSW was not read: the next one drops it
             self._ann_dirty = loaded.rewrite
@@ -396,6 +417,8 @@ class Shard:
         labels, chunks = [], []
         self._set_exact(self._empty_exact())
         self.ann = None
+        if self.config.on_disk and self._rebuild_on_disk():
+            return
 
         def flush():
             if labels:
@@ -415,6 +438,36 @@ class Shard:
             self.named.rebuild(self.last_seq)
         self.applied_seq = self.last_seq
         self.checkpoint_seq = -1  # force a fresh checkpoint
+
+    def _vector_chunks(self, size: int = 16_384):
+        """(labels, raw vectors) of every stored primary vector, in label order, in chunks
+        (a lean checkpoint's graph is refilled from them)."""
+        labels, chunks, dim = [], [], self.config.dim
+        for key, raw in self.store.scan(self.prefix + b"v", self.prefix + b"w"):
+            labels.append(key[-8:])
+            chunks.append(raw)
+            if len(labels) >= size:
+                yield (np.frombuffer(b"".join(labels), _I64).astype(np.int64),
+                       np.frombuffer(b"".join(chunks), np.float32).reshape(-1, dim))
+                labels, chunks = [], []
+        if labels:
+            yield (np.frombuffer(b"".join(labels), _I64).astype(np.int64),
+                   np.frombuffer(b"".join(chunks), np.float32).reshape(-1, dim))
+
+    def _rebuild_on_disk(self) -> bool:
+        """An on-disk shard past its build threshold streams RocksDB's vectors into a new
+        base (ondisk.rebuild; never all in RAM); False below it (rebuilt in RAM, flat)."""
+        n = sum(1 for _ in self.store.scan(self.prefix + b"v", self.prefix + b"w"))
+        if n < min_build_points(self.config.index):
+            return False
+        chunks = lambda: ((labels, prepare(vecs.copy(), self.metric))  # noqa: E731
+                          for labels, vecs in self._vector_chunks())
+        self.ann = ondisk.rebuild(self.dir, self.config.index, self.metric, self.config.dim, n, chunks)
+        self._attach(self.ann)
+        self._set_exact(ondisk.DiskVectors(self.ann))
+        self.applied_seq = self.last_seq
+        self.checkpoint_seq = -1  # force a fresh checkpoint
+        return True
 
     # ---- reads ------------------------------------------------------------
     @property
@@ -589,28 +642,36 @@ class Shard:
             if not self.needs_build():
                 return False
             self.building, self._pending = True, []
+            frozen = self.ann.frozen() if isinstance(self.ann, ondisk.DiskIvf) else None
             if self.quant:  # trained and filled from the vector file: no copy in RAM
                 store, upto = self.exact, self.exact.rows
-            else:
+            elif frozen is None:
                 labels, vecs = snapshot(self.exact)
         try:
             if self.quant:
                 ann: Ann | None = quant.build(self.quant, self.config.index, self.metric, store, upto)
+            elif frozen is not None:  # a new base generation: merged, or retrained (ondisk.py)
+                ann = ondisk.merge(frozen, self.config.index, self.metric)
             else:
                 ann = build_ann(self.config.index, self.metric, labels, vecs)
+                if self.config.on_disk:
+                    ann = ondisk.from_ann(ann, self.dir)
         except Exception:
             log.exception("shard %s/%d: index build failed; staying on the current index",
                           self.config.name, self.number)
             ann = None
-        if not self.quant:
+        if not self.quant and frozen is None:
             del labels, vecs
+        del frozen
         with self.lock.write():
             if ann is None:
                 self._failed_at = self.applied_seq
             else:
+                if isinstance(ann, ondisk.DiskIvf):
+                    self._attach(ann)
                 replay(ann, self.exact, self.live_labels(), self._pending)
                 self.ann, self._ann_dirty = ann, True
-                self._set_exact(exact_from_ann(ann) or self.exact)  # one copy of the vectors
+                self._set_exact(self._exact_of(ann))  # one copy of the vectors
             self.building, self._pending = False, None
         if ann is None:
             return False
@@ -715,6 +776,8 @@ class Shard:
                 self._ann_dirty = True  # the next round writes the whole state again
                 raise
             self.checkpoint_seq = seq
+            if isinstance(self.ann, ondisk.DiskIvf):  # older base generations are unnamed now
+                ondisk.remove_gens(self.dir, self.ann.gen, older_only=True)
             if stale is not None:  # the new checkpoint names the compacted file
                 remove_other_gens(self.dir, self.exact.gen)
             # the WAL keeps what recovery needs: the entries after this checkpoint (replicas
@@ -751,6 +814,8 @@ class Shard:
         exact = self.exact.memory_bytes() if isinstance(self.exact, (VectorFile, AnnVectors)) \
             else quant.index_bytes(self.exact)
         named = self.named.memory_bytes() if self.named is not None else 0
+        if isinstance(self.ann, ondisk.DiskIvf):  # its mapped lists are page cache
+            return exact + self.ann.memory_bytes() + named
         return exact + (quant.index_bytes(self.ann.index) if self.ann is not None else 0) + named
 
     def stats(self) -> ShardStats:

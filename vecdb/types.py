@@ -119,6 +119,9 @@ class CollectionConfig:
     # "" = one shared space; else every point's tenant lives in this top-level payload
     # field and each shard partitions its points by it (vecdb/tenants.py)
     tenant_field: str = ""
+    # False = the vectors in RAM; True: IVF-Flat whose inverted lists stay in a memory-mapped
+    # file paged in on demand, for collections larger than RAM (vecdb/ondisk.py)
+    on_disk: bool = False
 
     def vector_field(self, name: str | None) -> VectorField | None:
         """The named field ``name``; None for the primary (None, "" or its own name)."""
@@ -151,6 +154,8 @@ class CollectionConfig:
             out.update(vector_name=self.vector_name, vectors=[f.to_dict() for f in self.vectors])
         if self.tenant_field:
             out["tenant_field"] = self.tenant_field
+        if self.on_disk:
+            out["on_disk"] = True
         return out
 
     @classmethod
@@ -163,7 +168,7 @@ class CollectionConfig:
                    rescore=int(d.get("rescore", 0)), full_text=d.get("full_text", ""),
                    sparse_dim=int(d.get("sparse_dim", 0)), vector_name=d.get("vector_name", ""),
                    vectors=tuple(VectorField.from_dict(f) for f in d.get("vectors", ())),
-                   tenant_field=d.get("tenant_field", ""))
+                   tenant_field=d.get("tenant_field", ""), on_disk=bool(d.get("on_disk", False)))
 
 
 @dataclass(frozen=True)

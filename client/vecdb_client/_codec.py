@@ -198,7 +198,8 @@ def from_proto_config(msg: cpb.CollectionConfig) -> CollectionConfig:
                             msg.write_concern, msg.quantization, msg.rescore, msg.full_text,
                             msg.sparse_dim, tenant_field=msg.tenant_field,
                             vector_name=msg.vector_name,
-                            vectors=_codec_named.from_proto_fields(msg.vectors))
+                            vectors=_codec_named.from_proto_fields(msg.vectors),
+                            on_disk=msg.on_disk)
 
 
 def from_proto_info(msg: cpb.CollectionInfo) -> CollectionInfo:

@@ -108,6 +108,7 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
                                 full_text: str | None = None, sparse_dim: int | None = None,
                                 tenant_field: str | None = None,
                                 vector_name: str | None = None, vectors: Sequence[dict] | None = None,
+                                on_disk: bool | None = None,
                                 timeout: float | None = None, **params: int) -> CollectionInfo:
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
                                                payload_indexes, device, replication_factor,
@@ -116,6 +117,8 @@ class AsyncClient(AsyncAnalyticsMethods, AsyncTenantMethods):
             req.full_text = full_text
         if sparse_dim is not None:
             req.sparse_dim = sparse_dim
+        if on_disk is not None:
+            req.on_disk = on_disk
         if tenant_field is not None:
             req.tenant_field = tenant_field
         _codec_named.create_fields(req, vector_name, vectors)

@@ -120,6 +120,7 @@ class Client(AnalyticsMethods, TenantMethods):
                           full_text: str | None = None, sparse_dim: int | None = None,
                           tenant_field: str | None = None,
                           vector_name: str | None = None, vectors: Sequence[dict] | None = None,
+                          on_disk: bool | None = None,
                           timeout: float | None = None, **params: int) -> CollectionInfo:
         """Index parameters go as keywords, e.g. ``index="hnsw", M=16, ef_search=128``.
         ``payload_indexes``: {field: type} to index from the start (see create_payload_index).
@@ -134,7 +135,9 @@ class Client(AnalyticsMethods, TenantMethods):
         ``full_text`` "plain" or a stemming language ("english", ...): BM25 keyword and
         hybrid search over the point texts (search(keywords=...); README "Hybrid search").
         ``tenant_field`` (e.g. "customer"): many tenants in one collection; every point call
-        then names its ``tenant=`` (docs/tenants.md)."""
+        then names its ``tenant=`` (docs/tenants.md). ``on_disk=True``: IVF-Flat whose
+        inverted lists stay on the server's disk, memory-mapped and paged in on demand, for
+        collections larger than its RAM (README "On-disk collections")."""
         req = _codec.create_collection_request(name, dim, metric, index, shards, encoder, params,
                                                payload_indexes, device, replication_factor,
                                                write_concern, quantization, rescore)
@@ -142,6 +145,8 @@ class Client(AnalyticsMethods, TenantMethods):
             req.full_text = full_text
         if sparse_dim is not None:
             req.sparse_dim = sparse_dim
+        if on_disk is not None:
+            req.on_disk = on_disk
         if tenant_field is not None:
             req.tenant_field = tenant_field
         _codec_named.create_fields(req, vector_name, vectors)

@@ -78,6 +78,9 @@ class CollectionConfig:
     # each {"name", "dim", "metric", "index", <index params>}
     vector_name: str = ""
     vectors: list = field(default_factory=list)
+    # True: IVF-Flat whose inverted lists stay on the server's disk, memory-mapped and paged
+    # in on demand (README "On-disk collections")
+    on_disk: bool = False
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,7 @@ def from_proto_create_collection(msg: cpb.CreateCollectionRequest) -> dict[str, 
                               "index": msg.index.type or "auto",
                               "index_params": dict(msg.index.params) or None}
     for name in ("metric", "shards", "encoder", "device", "quantization", "rescore", "full_text",
-                 "sparse_dim", "tenant_field"):
+                 "sparse_dim", "tenant_field", "on_disk"):
         if msg.HasField(name):
             kwargs[name] = getattr(msg, name)
     if msg.payload_indexes:
@@ -178,7 +178,7 @@ def to_proto_collection_config(cfg: CollectionConfig) -> cpb.CollectionConfig:
                                 quantization=cfg.quantization, rescore=cfg.rescore,
                                 full_text=cfg.full_text, sparse_dim=cfg.sparse_dim,
                                 tenant_field=cfg.tenant_field, vector_name=cfg.vector_name,
-                                vectors=_fields(cfg.vectors))
+                                vectors=_fields(cfg.vectors), on_disk=cfg.on_disk)
 
 
 def _fields(fields) -> list:
@@ -194,7 +194,7 @@ def from_proto_collection_config(msg: cpb.CollectionConfig) -> CollectionConfig:
                             quantization=msg.quantization, rescore=msg.rescore,
                             full_text=msg.full_text, sparse_dim=msg.sparse_dim,
                             tenant_field=msg.tenant_field, vector_name=msg.vector_name,
-                            vectors=_config_fields(msg.vectors))
+                            vectors=_config_fields(msg.vectors), on_disk=msg.on_disk)
 
 
 def _config_fields(msgs) -> tuple:

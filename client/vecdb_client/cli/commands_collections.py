@@ -119,7 +119,8 @@ def cmd_create(ctx: Context, args: Any) -> Result:
                                             payload_indexes=indexes or None, device=args.device,
                                             quantization=args.quantization, rescore=args.rescore,
                                             full_text=args.full_text, sparse_dim=args.sparse_dim,
-                                            tenant_field=args.tenant_field, **named, **params)
+                                            tenant_field=args.tenant_field,
+                                            on_disk=True if args.on_disk else None, **named, **params)
     except AlreadyExistsError:
         if not args.exist_ok:
             raise
@@ -273,6 +274,10 @@ def register(sub: Any) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "gpu"),
                    help="where the collection runs (unset = auto: the server's device setting "
                         "decides); gpu fails unless the server has a usable GPU")
+    p.add_argument("--on-disk", action="store_true",
+                   help="keep the vectors on the server's disk: IVF-Flat whose inverted lists "
+                        "are memory-mapped and paged in on demand (index ivf_flat or auto), "
+                        "for collections larger than the server's RAM")
     p.add_argument("--quantization", choices=("sq8", "rabitq", "binary"),
                    help="keep compact codes in RAM and the float32 vectors on the server's "
                         "disk (sq8: index hnsw, ivf_flat or auto; rabitq: ivf_flat/auto; "

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class CollectionConfig(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim", "vector_name", "vectors", "tenant_field")
+    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim", "vector_name", "vectors", "tenant_field", "on_disk")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class CollectionConfig(_message.Message):
     VECTOR_NAME_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_FIELD_NUMBER: _ClassVar[int]
+    ON_DISK_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
@@ -42,7 +43,8 @@ class CollectionConfig(_message.Message):
     vector_name: str
     vectors: _containers.RepeatedCompositeFieldContainer[VectorField]
     tenant_field: str
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ..., full_text: _Optional[str] = ..., sparse_dim: _Optional[int] = ..., vector_name: _Optional[str] = ..., vectors: _Optional[_Iterable[_Union[VectorField, _Mapping]]] = ..., tenant_field: _Optional[str] = ...) -> None: ...
+    on_disk: bool
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ..., full_text: _Optional[str] = ..., sparse_dim: _Optional[int] = ..., vector_name: _Optional[str] = ..., vectors: _Optional[_Iterable[_Union[VectorField, _Mapping]]] = ..., tenant_field: _Optional[str] = ..., on_disk: _Optional[bool] = ...) -> None: ...
 
 class ShardStats(_message.Message):
     __slots__ = ("points", "index_state", "index_type", "applied_seq", "checkpoint_seq", "deleted_pending", "device", "gpu_memory_bytes", "built_params", "gpu_served", "gpu_fallbacks", "gpu_ann", "gpu_placement_failures", "gpu_error", "memory_bytes", "vector_points")
@@ -211,7 +213,7 @@ class VectorField(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., encoder: _Optional[str] = ...) -> None: ...
 
 class CreateCollectionRequest(_message.Message):
-    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "payload_indexes", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim", "vector_name", "vectors", "tenant_field")
+    __slots__ = ("name", "dim", "metric", "index", "shards", "encoder", "payload_indexes", "device", "replication_factor", "write_concern", "quantization", "rescore", "full_text", "sparse_dim", "vector_name", "vectors", "tenant_field", "on_disk")
     class PayloadIndexesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -236,6 +238,7 @@ class CreateCollectionRequest(_message.Message):
     VECTOR_NAME_FIELD_NUMBER: _ClassVar[int]
     VECTORS_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_FIELD_NUMBER: _ClassVar[int]
+    ON_DISK_FIELD_NUMBER: _ClassVar[int]
     name: str
     dim: int
     metric: str
@@ -253,7 +256,8 @@ class CreateCollectionRequest(_message.Message):
     vector_name: str
     vectors: _containers.RepeatedCompositeFieldContainer[VectorField]
     tenant_field: str
-    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., payload_indexes: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ..., full_text: _Optional[str] = ..., sparse_dim: _Optional[int] = ..., vector_name: _Optional[str] = ..., vectors: _Optional[_Iterable[_Union[VectorField, _Mapping]]] = ..., tenant_field: _Optional[str] = ...) -> None: ...
+    on_disk: bool
+    def __init__(self, name: _Optional[str] = ..., dim: _Optional[int] = ..., metric: _Optional[str] = ..., index: _Optional[_Union[_types_pb2.IndexSpec, _Mapping]] = ..., shards: _Optional[int] = ..., encoder: _Optional[str] = ..., payload_indexes: _Optional[_Mapping[str, str]] = ..., device: _Optional[str] = ..., replication_factor: _Optional[int] = ..., write_concern: _Optional[str] = ..., quantization: _Optional[str] = ..., rescore: _Optional[int] = ..., full_text: _Optional[str] = ..., sparse_dim: _Optional[int] = ..., vector_name: _Optional[str] = ..., vectors: _Optional[_Iterable[_Union[VectorField, _Mapping]]] = ..., tenant_field: _Optional[str] = ..., on_disk: _Optional[bool] = ...) -> None: ...
 
 class ListCollectionsRequest(_message.Message):
     __slots__ = ()

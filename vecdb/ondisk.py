@@ -1,0 +1,360 @@
+"""On-disk collections (``on_disk=True``): IVF-Flat whose inverted lists stay in a
+memory-mapped file, paged in on demand, so a collection larger than RAM still answers.
+
+A built shard holds a :class:`DiskIvf` (its ANN index) and :class:`DiskVectors` (its
+exact store, a face over the same lists):
+
+- the *base*: ``<shard dir>/ondisk-<gen>.index`` (the trained coarse quantizer and the
+  list directory, small) plus ``ondisk-<gen>.ivfdata`` (the lists: float32 codes and
+  int64 ids), a FAISS OnDiskInvertedLists opened read-only and memory-mapped
+  (read_index with IO_FLAG_ONDISK_SAME_DIR | IO_FLAG_READ_ONLY). Never written after
+  it is made: the page cache holds the hot lists, outside the process's anonymous
+  memory;
+- the *delta*: writes since the last merge, an IndexIVFFlat in RAM on the same
+  quantizer; searched together with the base through HStackInvertedLists (one
+  IndexIVFFlat over both, so filters, range search and nprobe work unchanged);
+- *tombstones*: labels deleted from the base (labels only grow, so a label up to
+  ``base_max`` lives in the base, a later one in the delta, which removes for real),
+  excluded through an IDSelector.
+
+The delta is merged into a new base generation by the shard's background build
+(:func:`merge`) once it passes ``max(ondisk_delta_mb, DELTA_RATIO * base)`` (or the
+tombstones pass ``TOMBSTONE_RATIO``); with nlist auto the lists are retrained once the
+shard grew ``RETRAIN_GROWTH`` times (:func:`stream`: trained on a sample, re-added
+list by list, nothing held in RAM but the sample). A checkpoint hard-links the base's
+two files into its directory and writes the delta (small) and the tombstones, so the
+vectors are on disk once more at most. Like every FAISS file this is derived state:
+RocksDB (records and WAL) stays the truth; a base generation not named by the newest
+checkpoint is deleted on open. Exact search reads every list (a full scan of the file);
+get-with-vector and re-reads by label come from RocksDB.
+"""
+from __future__ import annotations
+
+import os
+import zlib
+
+import faiss
+import numpy as np
+
+from .errors import InvalidArgument
+from .index import RETRAIN_GROWTH, Ann, IvfVectors, auto_nlist, faiss_metric
+from .index import float_lists as lists
+from .quant import TRAIN_SAMPLE
+from .types import IndexSpec
+
+DELTA_RATIO = 0.125  # writes kept in RAM before a merge: this share of the base, or
+# DatabaseOptions.ondisk_delta_mb (DiskIvf.delta_min), whichever is larger
+TOMBSTONE_RATIO = 0.2  # merge (dropping them) once deletes pass this share of the base
+READ_FLAGS = faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY
+
+
+def validate(on_disk, spec: IndexSpec, device: str, quantization: str) -> tuple[bool, IndexSpec]:
+    """(on_disk, index spec) of a new collection; InvalidArgument naming ``on_disk``."""
+    if on_disk is None or on_disk is False:
+        return False, spec
+    if on_disk is not True:
+        raise InvalidArgument(f"on_disk must be true or false, got {on_disk!r}", "on_disk")
+    if spec.type not in ("ivf_flat", "auto"):
+        raise InvalidArgument(f"on_disk needs index ivf_flat or auto (its inverted lists are "
+                              f"what stays on disk), got {spec.type}", "on_disk")
+    if quantization:
+        raise InvalidArgument("on_disk and quantization do not combine: quantization keeps "
+                              "codes in RAM, on_disk keeps the full vectors on disk", "on_disk")
+    if device == "gpu":
+        raise InvalidArgument("on_disk collections run on the CPU; leave device unset", "on_disk")
+    return True, IndexSpec("ivf_flat", dict(spec.params))
+
+
+def file_names(gen: int) -> tuple[str, str]:
+    return f"ondisk-{gen:08d}.index", f"ondisk-{gen:08d}.ivfdata"
+
+
+def _gens(directory: str) -> list[int]:
+    if not os.path.isdir(directory):
+        return []
+    return sorted({int(n[7:15]) for n in os.listdir(directory)
+                   if n.startswith("ondisk-") and n[7:15].isdigit()})
+
+
+def remove_gens(directory: str, keep: int, older_only: bool = False) -> None:
+    """Delete base generations other than ``keep`` (``older_only``: those before it; a
+    merge may be writing a newer one meanwhile)."""
+    for gen in _gens(directory):
+        if gen != keep and (gen < keep or not older_only):
+            for name in file_names(gen):
+                try:
+                    os.unlink(os.path.join(directory, name))
+                except FileNotFoundError:
+                    pass
+
+
+def _sharing(ivf) -> faiss.IndexIVFFlat:
+    """An empty IndexIVFFlat on ``ivf``'s quantizer (shared, not copied: ``ivf`` owns it)."""
+    return faiss.IndexIVFFlat(ivf.quantizer, ivf.d, ivf.nlist, ivf.metric_type)
+
+
+class DiskIvf(Ann):
+    """A shard's on-disk IVF-Flat index: base (mapped, read-only) + delta (RAM) +
+    tombstones, searched as one IndexIVFFlat (``index``). Writes run under the shard's
+    write lock, searches under its read lock (module docstring)."""
+
+    def __init__(self, directory: str, gen: int, base: faiss.Index, trained_on: int,
+                 tombstones: set[int] | None, base_max: int, delta: faiss.Index | None = None):
+        self.base_owner = base  # the object read_index returned (owns the mapping)
+        self.base = faiss.extract_index_ivf(base)
+        self.delta = delta if delta is not None else _sharing(self.base)
+        self.dir, self.gen, self.base_max = directory, gen, base_max
+        self._stack = faiss.InvertedListsPtrVector()
+        self._stack.push_back(self.base.invlists)
+        self._stack.push_back(self.delta.invlists)
+        both = faiss.HStackInvertedLists(2, self._stack.data())
+        index = _sharing(self.base)
+        index.replace_invlists(both, True)
+        both.this.disown()
+        super().__init__("ivf_flat", index, trained_on, set(tombstones or ()))
+        self.fetch = None  # label -> prepared vectors (the shard sets it: RocksDB)
+        self.delta_min = 0  # bytes of delta before a merge (the shard sets it: options)
+        self._count()
+
+    def _count(self) -> None:
+        self.index.ntotal = self.base.ntotal + self.delta.ntotal
+
+    @property
+    def live(self) -> int:
+        return int(self.base.ntotal) - len(self.tombstones) + int(self.delta.ntotal)
+
+    def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        self.delta.add_with_ids(vectors, labels)
+        self._count()
+
+    def remove(self, labels: np.ndarray) -> None:
+        labels = np.ascontiguousarray(labels, dtype=np.int64)
+        in_delta = labels > self.base_max
+        if in_delta.any():
+            self.delta.remove_ids(labels[in_delta])
+        if not in_delta.all():
+            self.tombstones.update(labels[~in_delta].tolist())
+            self._selector = None
+        self._count()
+
+    def base_bytes(self) -> int:
+        return int(self.base.ntotal) * (int(self.base.code_size) + 8)
+
+    def needs_rebuild(self, live: int, spec: IndexSpec) -> bool:
+        delta = int(self.delta.ntotal) * (int(self.delta.code_size) + 8)
+        if delta and delta >= max(self.delta_min, DELTA_RATIO * self.base_bytes()):
+            return True
+        if len(self.tombstones) > TOMBSTONE_RATIO * max(int(self.base.ntotal), 1):
+            return True
+        return spec.param("nlist") == 0 and live > RETRAIN_GROWTH * self.trained_on
+
+    def memory_bytes(self) -> int:
+        """RAM it holds: the delta's vectors and ids, the quantizer, the tombstones (the
+        mapped lists are page cache, not counted)."""
+        quantizer = int(self.base.nlist) * int(self.base.d) * 4
+        return int(self.delta.ntotal) * (int(self.delta.code_size) + 8) + quantizer \
+            + 16 * len(self.tombstones)
+
+    def frozen(self) -> "Frozen":
+        """What a merge reads, taken under the shard's lock: the base (immutable), a copy of
+        the delta and of the tombstones (writes go on meanwhile)."""
+        return Frozen(self, faiss.clone_index(self.delta),
+                      set(self.tombstones), self.live)
+
+
+class Frozen:
+    def __init__(self, ann: DiskIvf, delta, tombstones: set[int], live: int):
+        self.ann, self.delta, self.tombstones, self.live = ann, delta, tombstones, live
+
+
+class DiskVectors(IvfVectors):
+    """The exact store of an on-disk shard: exact and range search probe every list of
+    base + delta (tombstones excluded), vectors by label come from RocksDB (``ann.fetch``)
+    instead of a direct map."""
+
+    def __init__(self, ann: DiskIvf):
+        self.ann, self.d, self.ivf = ann, ann.index.d, ann.index
+
+    @property
+    def ntotal(self) -> int:
+        return self.ann.live
+
+    def memory_bytes(self) -> int:
+        return 0  # DiskIvf.memory_bytes counts what the shard holds
+
+    def _params(self, params):
+        sel = getattr(params, "sel", None) if params is not None else None
+        sel = sel if sel is not None else self.ann.selector()
+        nprobe = int(self.ivf.nlist)
+        return faiss.SearchParametersIVF(nprobe=nprobe, sel=sel) if sel is not None \
+            else faiss.SearchParametersIVF(nprobe=nprobe)
+
+    def _lists(self):
+        yield from lists(self.ann.base.invlists, self.d)
+        yield from lists(self.ann.delta.invlists, self.d)
+
+    def labels(self) -> np.ndarray:
+        parts = [ids.copy() for ids, _ in self._lists()]
+        out = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        if self.ann.tombstones:
+            out = out[~np.isin(out, np.fromiter(self.ann.tombstones, np.int64))]
+        return out
+
+    def reconstruct_batch(self, labels: np.ndarray) -> np.ndarray:
+        labels = np.asarray(labels, np.int64).ravel()
+        if not len(labels):
+            return np.zeros((0, self.d), np.float32)
+        return self.ann.fetch(labels)
+
+
+def open_base(directory: str, gen: int, trained_on: int, base_max: int, tombstones=None,
+              delta=None) -> DiskIvf:
+    index = faiss.read_index(os.path.join(directory, file_names(gen)[0]), READ_FLAGS)
+    return DiskIvf(directory, gen, index, trained_on, tombstones, base_max, delta)
+
+
+def _sync(*paths: str) -> None:
+    """fsync files and directories (a new generation is durable before any checkpoint
+    names it)."""
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+
+
+def _write_gen(directory: str, gen: int, template, sources: list, remove: set[int],
+               trained_on: int, base_max: int) -> DiskIvf:
+    """Write base generation ``gen``: the lists of ``sources`` (InvertedLists on
+    ``template``'s quantizer) concatenated list by list into a fresh file, less ``remove``."""
+    index_name, data_name = file_names(gen)
+    data_path = os.path.join(directory, data_name)
+    od = faiss.OnDiskInvertedLists(template.nlist, template.code_size, data_path)
+    ptrs = faiss.InvertedListsPtrVector()
+    for src in sources:
+        ptrs.push_back(src)
+    ntotal = od.merge_from_multiple(ptrs.data(), len(sources), False, False)
+    out = _sharing(template)
+    out.replace_invlists(od, True)
+    od.this.disown()
+    out.ntotal = ntotal
+    if remove:
+        out.remove_ids(faiss.IDSelectorBatch(np.fromiter(remove, np.int64, len(remove))))
+    faiss.write_index(out, os.path.join(directory, index_name))
+    del out  # unmaps the writable lists
+    _sync(data_path, os.path.join(directory, index_name), directory)
+    return open_base(directory, gen, trained_on, base_max)
+
+
+def next_gen(directory: str) -> int:
+    return max(_gens(directory), default=0) + 1
+
+
+def from_ann(ann: Ann, directory: str) -> DiskIvf:
+    """The first on-disk base, from an IVF-Flat index built in RAM (build_ann)."""
+    ivf = faiss.downcast_index(ann.index)
+    base_max = 0
+    for ids, _ in lists(ivf.invlists, ivf.d):
+        base_max = max(base_max, int(ids.max()))
+    os.makedirs(directory, exist_ok=True)
+    return _write_gen(directory, next_gen(directory), ivf, [ivf.invlists], set(), ann.trained_on,
+                      base_max)
+
+
+def merge(frozen: Frozen, spec: IndexSpec, metric: str) -> DiskIvf:
+    """A new base generation holding the frozen base + delta less its tombstones (runs
+    without the shard's lock; ops applied meanwhile are replayed by the caller). With
+    nlist auto and a shard grown RETRAIN_GROWTH times, the lists are retrained."""
+    ann = frozen.ann
+    base_max = max(ann.base_max, int(max((ids.max() for ids, _ in lists(frozen.delta.invlists,
+                                                                        ann.base.d)), default=0)))
+    if spec.param("nlist") == 0 and frozen.live > RETRAIN_GROWTH * ann.trained_on:
+        return stream(ann.dir, spec, metric, ann.base.d, frozen.live,
+                      lambda: _frozen_chunks(frozen))
+    return _write_gen(ann.dir, next_gen(ann.dir), ann.base,
+                      [ann.base.invlists, frozen.delta.invlists], frozen.tombstones,
+                      frozen.live, base_max)
+
+
+def _frozen_chunks(frozen: Frozen):
+    tomb = np.fromiter(frozen.tombstones, np.int64, len(frozen.tombstones))
+    for ids, vecs in lists(frozen.ann.base.invlists, frozen.ann.base.d):
+        if len(tomb):
+            keep = ~np.isin(ids, tomb)
+            ids, vecs = ids[keep], vecs[keep]
+        yield ids, vecs
+    yield from lists(frozen.delta.invlists, frozen.delta.d)
+
+
+def stream(directory: str, spec: IndexSpec, metric: str, dim: int, n: int, chunks) -> DiskIvf:
+    """A new base generation trained on a sample of ``chunks()`` (an iterable of (ids,
+    vectors), read twice: sample, then add) and filled chunk by chunk: a scratch file
+    takes the adds (its lists grow by doubling), then is written compact."""
+    nlist = spec.param("nlist") or auto_nlist(n)
+    nlist = max(1, min(nlist, n // 4 or 1))
+    fm = faiss_metric(metric)
+    quantizer = faiss.IndexFlat(dim, fm)
+    template = faiss.IndexIVFFlat(quantizer, dim, nlist, fm)
+    template.own_fields = True
+    quantizer.this.disown()
+    rate = min(1.0, TRAIN_SAMPLE / max(n, 1))
+    rng = np.random.default_rng(12345)
+    sample = [vecs[rng.random(len(vecs)) < rate].copy() for _, vecs in chunks()]
+    template.train(np.concatenate(sample) if sample else np.zeros((0, dim), np.float32))
+    del sample
+    os.makedirs(directory, exist_ok=True)  # a shard never checkpointed has none yet
+    gen = next_gen(directory)
+    scratch_path = os.path.join(directory, f"scratch-{gen:08d}.ivfdata")
+    od = faiss.OnDiskInvertedLists(nlist, template.code_size, scratch_path)
+    fill = _sharing(template)
+    fill.replace_invlists(od, True)
+    od.this.disown()
+    base_max = 0
+    try:
+        for ids, vecs in chunks():
+            fill.add_with_ids(np.ascontiguousarray(vecs), np.ascontiguousarray(ids))
+            base_max = max(base_max, int(ids.max()))
+        return _write_gen(directory, gen, template, [fill.invlists], set(), n, base_max)
+    finally:
+        del fill
+        os.unlink(scratch_path)
+
+
+def dump(tmp: str, ann: DiskIvf, write_index) -> tuple[dict, dict]:
+    """Checkpoint files of ``ann`` in ``tmp`` (a pending checkpoint dir): hard links to the
+    base's two files (the lists file is checked by size, not read again), the delta
+    written by ``write_index`` (path, index) -> {size, crc32}. Returns (files, ann info)."""
+    index_name, data_name = file_names(ann.gen)
+    files = {}
+    for name, link in ((index_name, "base.index"), (data_name, "base.ivfdata")):
+        os.link(os.path.join(ann.dir, name), os.path.join(tmp, link))
+    files["base.ivfdata"] = {"size": os.path.getsize(os.path.join(tmp, "base.ivfdata")),
+                             "crc32": None}
+    with open(os.path.join(tmp, "base.index"), "rb") as f:
+        raw = f.read()
+    files["base.index"] = {"size": len(raw), "crc32": zlib.crc32(raw)}
+    files["delta.faiss"] = write_index(os.path.join(tmp, "delta.faiss"), ann.delta)
+    return files, {"ondisk": {"gen": ann.gen, "base_max": ann.base_max}}
+
+
+def load(ckpt: str, shard_dir: str, info: dict, files: dict, trained_on: int,
+         tombstones: set[int], read_delta) -> DiskIvf:
+    """The DiskIvf a checkpoint names: its base files linked back to the shard dir when
+    missing there (a restored snapshot, a copied data dir), opened mapped; the delta read
+    by ``read_delta(name)`` (checksum verified)."""
+    gen = int(info["gen"])
+    for name, link in zip(file_names(gen), ("base.index", "base.ivfdata")):
+        src, dst = os.path.join(ckpt, link), os.path.join(shard_dir, name)
+        if os.path.getsize(src) != files[link]["size"]:
+            raise ValueError(f"{link} fails its size check")
+        if not os.path.exists(dst):
+            os.link(src, dst)
+    delta = read_delta("delta.faiss")
+    remove_gens(shard_dir, gen)
+    return open_base(shard_dir, gen, trained_on, int(info["base_max"]), tombstones, delta)
+
+
+def rebuild(directory: str, spec: IndexSpec, metric: str, dim: int, n: int, chunks) -> DiskIvf:
+    """A base generation from every live vector (``chunks()``: (labels, prepared vectors)
+    from RocksDB, read twice) when no checkpoint is usable."""
+    remove_gens(directory, -1)
+    return stream(directory, spec, metric, dim, n, chunks)
