@@ -11,7 +11,11 @@ holds the rows it covers ("vectors": gen, rows) with labels.npy/live.npy; binary
 are ann.faissb plus center.npy. A full-precision HNSW or IVF-Flat shard has no exact.faiss
 either: its exact store is the index's own vectors (vecdb.index.AnnVectors), so they are
 written once; checkpoints that still hold both files load as before (with ``share`` the
-exact.faiss is not read). Loading walks checkpoints newest first and skips any whose
+exact.faiss is not read). A full-precision HNSW shard's checkpoint (``lean``) holds even
+those vectors no more: ann.graph is the graph without its float storage, ids.npy the
+label of each storage row, dead.npy the vectors of its tombstoned rows (sorted as
+tombstones.npy); load refills the storage from the shard's RocksDB records (vecdb/
+graph_fill.py). Loading walks checkpoints newest first and skips any whose
 files are missing or fail their checksum (logged); None means "rebuild".
 """
 from __future__ import annotations
@@ -27,8 +31,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from . import ondisk
-from .index import Ann, AnnVectors, exact_from_ann
+from .graph_fill import attach_storage
+from .index import Ann, AnnVectors, HnswVectors, exact_from_ann
 from .quant import BinaryCodes
 from .quant_store import VectorFile
 from .types import CollectionConfig
@@ -82,9 +86,11 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
-def dump(directory: str, exact: faiss.Index, ann: Ann | None) -> dict:
+def dump(directory: str, exact: faiss.Index, ann: Ann | None, lean: bool = False) -> dict:
     """Write the state's files into ``directory``/PENDING (under the shard's read lock,
-    so they are consistent; not yet durable). Pass the result to :func:`commit`."""
+    so they are consistent; not yet durable). Pass the result to :func:`commit`.
+    ``lean``: an HNSW graph's float storage is left out (the caller's records hold the
+    vectors; :func:`load` takes them back with ``vectors``)."""
     os.makedirs(directory, exist_ok=True)
     tmp = os.path.join(directory, PENDING)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -105,9 +111,8 @@ def dump(directory: str, exact: faiss.Index, ann: Ann | None) -> dict:
                 files["ann.faissb"] = _write_index(os.path.join(tmp, "ann.faissb"), ann.index.index,
                                                    faiss.write_index_binary)
                 files["center.npy"] = _write_npy(os.path.join(tmp, "center.npy"), ann.index.center)
-            elif isinstance(ann, ondisk.DiskIvf):  # links to its base files + its delta
-                part, on_disk = ondisk.dump(tmp, ann, _write_index)
-                files.update(part)
+            elif lean and isinstance(exact, HnswVectors):
+                _dump_graph(tmp, files, exact, ann)
             else:
                 files["ann.faiss"] = _write_index(os.path.join(tmp, "ann.faiss"), ann.index)
             files["tombstones.npy"] = _write_npy(os.path.join(tmp, "tombstones.npy"),
@@ -115,12 +120,26 @@ def dump(directory: str, exact: faiss.Index, ann: Ann | None) -> dict:
             info["ann"] = {"kind": ann.kind, "trained_on": ann.trained_on}
             if ann.quant:
                 info["ann"]["quant"] = ann.quant
-            if isinstance(ann, ondisk.DiskIvf):
-                info["ann"].update(on_disk)
     except BaseException:  # e.g. disk full: give the space back, keep the previous checkpoint
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {"files": files, **info}
+
+
+def _dump_graph(tmp: str, files: dict, exact: HnswVectors, ann: Ann) -> None:
+    """ann.graph (the HNSW links, no float storage), ids.npy (label per storage row) and
+    dead.npy (the tombstoned rows' vectors: their records are gone, the graph still
+    walks through them)."""
+    inner = faiss.downcast_index(ann.index.index)
+    files["ann.graph"] = _write_index(os.path.join(tmp, "ann.graph"), inner,
+                                      lambda index, w: faiss.write_index(index, w, faiss.IO_FLAG_SKIP_STORAGE))
+    ids = exact._ids()
+    files["ids.npy"] = _write_npy(os.path.join(tmp, "ids.npy"), ids)
+    dead = np.array(sorted(ann.tombstones), dtype=np.int64)
+    order = np.argsort(ids, kind="stable")
+    rows = order[np.searchsorted(ids, dead, sorter=order)] if len(dead) else np.zeros(0, np.int64)
+    vecs = exact.storage.reconstruct_batch(rows) if len(rows) else np.zeros((0, exact.d), np.float32)
+    files["dead.npy"] = _write_npy(os.path.join(tmp, "dead.npy"), vecs)
 
 
 def commit(directory: str, seq: int, dumped: dict) -> None:
@@ -164,7 +183,7 @@ def _read(path: str, spec: dict) -> bytes:
         return f.read()
 
 
-def _load_one(path: str, config: CollectionConfig, share: bool) -> Loaded:
+def _load_one(path: str, config: CollectionConfig, share: bool, vectors) -> Loaded:
     with open(os.path.join(path, "meta.json")) as f:
         meta = json.load(f)
     if meta.get("format") != FORMAT:
@@ -196,19 +215,17 @@ def _load_one(path: str, config: CollectionConfig, share: bool) -> Loaded:
         quant = meta["ann"].get("quant", "")
         if "ann.faissb" in files:
             codes = BinaryCodes(config.dim, npy("center.npy"), index("ann.faissb", faiss.read_index_binary))
-        elif meta["ann"].get("ondisk"):
-            ann = ondisk.load(path, os.path.dirname(path), meta["ann"]["ondisk"], files,
-                              meta["ann"]["trained_on"], set(npy("tombstones.npy").tolist()),
-                              index)
+        elif "ann.graph" in files:
+            if vectors is None:
+                raise ValueError("ann.graph needs the shard's records to refill its vectors")
+            codes = attach_storage(index("ann.graph"), npy("ids.npy"), npy("tombstones.npy"),
+                                   npy("dead.npy"), vectors, config.metric)
         else:
             codes = index("ann.faiss")
-        if ann is None:
-            ann = Ann(meta["ann"]["kind"], codes, meta["ann"]["trained_on"],
-                      set(npy("tombstones.npy").tolist()), quant=quant)
-    if isinstance(ann, ondisk.DiskIvf) != config.on_disk and ann is not None:
-        raise ValueError("checkpoint and collection disagree on on_disk")
+        ann = Ann(meta["ann"]["kind"], codes, meta["ann"]["trained_on"],
+                  set(npy("tombstones.npy").tolist()), quant=quant)
     if exact is None:
-        exact = ondisk.DiskVectors(ann) if isinstance(ann, ondisk.DiskIvf) else exact_from_ann(ann)
+        exact = exact_from_ann(ann)
         if exact is None or exact.d != config.dim:
             raise ValueError("no exact.faiss and no HNSW storage of the collection's dimension")
     return Loaded(int(meta["seq"]), exact, ann,
@@ -235,10 +252,13 @@ def _promote_pending(directory: str) -> None:
     log.info("completed the interrupted checkpoint %s", final)
 
 
-def load(directory: str, config: CollectionConfig, share: bool = False) -> Loaded | None:
+def load(directory: str, config: CollectionConfig, share: bool = False,
+         vectors=None) -> Loaded | None:
     """The newest usable checkpoint. ``share``: a full-precision HNSW/IVF-Flat shard's
     exact store is the index's own vectors (AnnVectors), so an exact.faiss beside it
-    (older checkpoints) is not read."""
+    (older checkpoints) is not read. ``vectors``: a callable yielding (labels, raw
+    vectors) chunks of every stored point, which a lean checkpoint's graph is refilled
+    from."""
     if not os.path.isdir(directory):
         return None
     _promote_pending(directory)
@@ -246,7 +266,7 @@ def load(directory: str, config: CollectionConfig, share: bool = False) -> Loade
                    reverse=True)
     for name in names:
         try:
-            return _load_one(os.path.join(directory, name), config, share)
+            return _load_one(os.path.join(directory, name), config, share, vectors)
         except Exception as e:  # any damage means: try older, then rebuild
             log.warning("checkpoint %s unusable (%s); ignoring it", os.path.join(directory, name), e)
     return None

@@ -23,7 +23,7 @@ import numpy as np
 
 import faiss
 
-from . import checkpoint, fulltext, omp, ondisk, planner, quant, records, wal
+from . import checkpoint, fulltext, omp, planner, quant, records, wal
 from .expiry import ExpiryMap
 from .filters import Clause
 from .fulltext import TextIndex
@@ -72,11 +72,17 @@ class Shard:
         # the exact store: an IndexFlat in RAM, or for a quantized collection the vectors on
         # disk (quant_store.VectorFile, same calls; its codes are the ANN index)
         self.quant = config.quantization
-        self.ondisk_delta_bytes = 64 << 20  # DatabaseOptions.ondisk_delta_mb (Collection sets it)
         self.exact = self._empty_exact()
         self.ann: Ann | None = None
         self.building = False
         self._pending: list[tuple[np.ndarray, np.ndarray]] | None = None  # (removed, added)
+        # a build's memory bound: once the writes it missed add as many points as it was
+        # built from, writers wait for it (_throttle) instead of growing the exact store
+        # beside the new graph
+        self._pending_added = 0
+        self._build_size = 0
+        self._built = threading.Event()
+        self._built.set()
         raw = store.get(self.prefix + b"m")
         self.next_label, self.last_seq, self.data_bytes = META.unpack(raw) if raw else (1, 0, 0)
         self.applied_seq = 0
@@ -117,24 +123,6 @@ class Shard:
         old, self.exact = self.exact, exact
         if isinstance(old, VectorFile) and old is not exact:
             old.close()
-
-    def _exact_of(self, ann: Ann):
-        """The exact store over a built ANN index's own vectors, else the current one."""
-        if isinstance(ann, ondisk.DiskIvf):
-            return ondisk.DiskVectors(ann)
-        return exact_from_ann(ann) or self.exact
-
-    def _attach(self, ann) -> None:
-        """What an on-disk index takes from its shard: re-reads from RocksDB, the delta size."""
-        ann.fetch, ann.delta_min = self._fetch, self.ondisk_delta_bytes
-
-    def _fetch(self, labels: np.ndarray) -> np.ndarray:
-        """Prepared vectors of live labels from RocksDB (an on-disk shard's re-reads)."""
-        raws = self.store.multi_get(self._label_keys(b"v", labels))
-        if any(r is None for r in raws):
-            raise KeyError("a label is not stored")
-        vecs = np.frombuffer(b"".join(raws), np.float32).reshape(-1, self.config.dim)
-        return prepare(vecs.copy(), self.metric)
 
     def live_labels(self) -> np.ndarray:
         """Every live label (unsorted for the in-RAM store)."""
@@ -264,6 +252,7 @@ class Shard:
 
     def apply(self, op: Op) -> None:
         """Apply a committed op to memory. Idempotent by sequence number."""
+        self._throttle()
         with self.lock.write():
             self.next_label = max(self.next_label, op.next_label)
             self.last_seq = max(self.last_seq, op.seq)
@@ -281,7 +270,17 @@ class Shard:
             self._apply_meta(op)
             if self._pending is not None:
                 self._pending.append((removed, added))  # vectors: in self.exact
+                self._pending_added += len(added)
             self.applied_seq = op.seq
+
+    def _throttle(self) -> None:
+        """Hold a write back while a background build has missed as many added points as it
+        was built from: the build then catches up (its replay) and swaps, freeing the exact
+        store, before more vectors pile up in it. Without this a bulk load kept every
+        vector twice at the swap (the exact store and the new graph), and the replay under
+        the write lock grew with the load. A quantized shard's exact store is on disk."""
+        if self.building and not self.quant and self._pending_added >= max(self._build_size, 1):
+            self._built.wait()
 
     def _primary_part(self, removed, added, vectors, bare, bare_removed):
         """(removed, added, vectors) of an op for the primary's indexes: the points without
@@ -368,14 +367,12 @@ class Shard:
                 yield (lab, *records.decode(raw))
 
     def _recover_faiss(self) -> None:
-        loaded = checkpoint.load(self.dir, self.config, share=True)
+        loaded = checkpoint.load(self.dir, self.config, share=True, vectors=self._vector_chunks)
         if loaded is not None:
             if self.named is not None:
                 self.named.load(self.last_seq)
             self._set_exact(loaded.exact)
             self.ann, self.applied_seq = loaded.ann, loaded.seq
-            if isinstance(self.ann, ondisk.DiskIvf):
-                self._attach(self.ann)
             self.checkpoint_seq = loaded.seq
             # an older checkpoint's exact.faiss beside HNSW was not read: the next one drops it
             self._ann_dirty = loaded.rewrite
@@ -412,33 +409,6 @@ class Shard:
         return self.applied_seq == self.last_seq and (
             self.named is None or self.named.replay_from() == self.last_seq)
 
-    def _rebuild_from_records(self) -> None:
-        dim = self.config.dim
-        labels, chunks = [], []
-        self._set_exact(self._empty_exact())
-        self.ann = None
-        if self.config.on_disk and self._rebuild_on_disk():
-            return
-
-        def flush():
-            if labels:
-                vecs = np.frombuffer(b"".join(chunks), dtype=np.float32).reshape(-1, dim)
-                self.exact.add_with_ids(prepare(vecs.copy(), self.metric), np.array(labels, dtype=np.int64))
-            labels.clear()
-            chunks.clear()
-        for key, raw in self.store.scan(self.prefix + b"v", self.prefix + b"w"):
-            labels.append(U64.unpack(key[-8:])[0])
-            chunks.append(raw)
-            if self.quant and len(labels) >= 16_384:  # the vectors go to disk, not RAM
-                flush()
-        flush()
-        if self.quant:
-            remove_other_gens(self.dir, self.exact.gen)
-        if self.named is not None:
-            self.named.rebuild(self.last_seq)
-        self.applied_seq = self.last_seq
-        self.checkpoint_seq = -1  # force a fresh checkpoint
-
     def _vector_chunks(self, size: int = 16_384):
         """(labels, raw vectors) of every stored primary vector, in label order, in chunks
         (a lean checkpoint's graph is refilled from them)."""
@@ -454,20 +424,17 @@ class Shard:
             yield (np.frombuffer(b"".join(labels), _I64).astype(np.int64),
                    np.frombuffer(b"".join(chunks), np.float32).reshape(-1, dim))
 
-    def _rebuild_on_disk(self) -> bool:
-        """An on-disk shard past its build threshold streams RocksDB's vectors into a new
-        base (ondisk.rebuild; never all in RAM); False below it (rebuilt in RAM, flat)."""
-        n = sum(1 for _ in self.store.scan(self.prefix + b"v", self.prefix + b"w"))
-        if n < min_build_points(self.config.index):
-            return False
-        chunks = lambda: ((labels, prepare(vecs.copy(), self.metric))  # noqa: E731
-                          for labels, vecs in self._vector_chunks())
-        self.ann = ondisk.rebuild(self.dir, self.config.index, self.metric, self.config.dim, n, chunks)
-        self._attach(self.ann)
-        self._set_exact(ondisk.DiskVectors(self.ann))
+    def _rebuild_from_records(self) -> None:
+        self._set_exact(self._empty_exact())
+        self.ann = None
+        for labels, vecs in self._vector_chunks():
+            self.exact.add_with_ids(prepare(vecs.copy(), self.metric), labels)
+        if self.quant:
+            remove_other_gens(self.dir, self.exact.gen)
+        if self.named is not None:
+            self.named.rebuild(self.last_seq)
         self.applied_seq = self.last_seq
         self.checkpoint_seq = -1  # force a fresh checkpoint
-        return True
 
     # ---- reads ------------------------------------------------------------
     @property
@@ -641,38 +608,35 @@ class Shard:
         with self.lock.write():
             if not self.needs_build():
                 return False
-            self.building, self._pending = True, []
-            frozen = self.ann.frozen() if isinstance(self.ann, ondisk.DiskIvf) else None
+            self.building, self._pending, self._pending_added = True, [], 0
+            self._build_size = self.exact.ntotal
+            self._built.clear()
             if self.quant:  # trained and filled from the vector file: no copy in RAM
                 store, upto = self.exact, self.exact.rows
-            elif frozen is None:
+            else:
                 labels, vecs = snapshot(self.exact)
         try:
             if self.quant:
                 ann: Ann | None = quant.build(self.quant, self.config.index, self.metric, store, upto)
-            elif frozen is not None:  # a new base generation: merged, or retrained (ondisk.py)
-                ann = ondisk.merge(frozen, self.config.index, self.metric)
             else:
                 ann = build_ann(self.config.index, self.metric, labels, vecs)
-                if self.config.on_disk:
-                    ann = ondisk.from_ann(ann, self.dir)
         except Exception:
             log.exception("shard %s/%d: index build failed; staying on the current index",
                           self.config.name, self.number)
             ann = None
-        if not self.quant and frozen is None:
+        if not self.quant:
             del labels, vecs
-        del frozen
         with self.lock.write():
-            if ann is None:
-                self._failed_at = self.applied_seq
-            else:
-                if isinstance(ann, ondisk.DiskIvf):
-                    self._attach(ann)
-                replay(ann, self.exact, self.live_labels(), self._pending)
-                self.ann, self._ann_dirty = ann, True
-                self._set_exact(self._exact_of(ann))  # one copy of the vectors
-            self.building, self._pending = False, None
+            try:
+                if ann is None:
+                    self._failed_at = self.applied_seq
+                else:
+                    replay(ann, self.exact, self.live_labels(), self._pending)
+                    self.ann, self._ann_dirty = ann, True
+                    self._set_exact(exact_from_ann(ann) or self.exact)  # one copy of the vectors
+            finally:
+                self.building, self._pending = False, None
+                self._built.set()  # writers held back by _throttle go on
         if ann is None:
             return False
         log.info("shard %s/%d: %s index built over %d points", self.config.name, self.number,
@@ -766,7 +730,8 @@ class Shard:
                 named_dirty = self.named is not None and self.named.dirty
                 if seq == self.checkpoint_seq and not self._ann_dirty and not named_dirty:
                     return False
-                dumped = checkpoint.dump(self.dir, self.exact, self.ann)  # writers wait
+                # writers wait; an HNSW graph's vectors are left to the records (lean)
+                dumped = checkpoint.dump(self.dir, self.exact, self.ann, lean=True)
                 named = self.named.dump() if self.named is not None else []
                 self._ann_dirty = False
             try:
@@ -776,8 +741,6 @@ class Shard:
                 self._ann_dirty = True  # the next round writes the whole state again
                 raise
             self.checkpoint_seq = seq
-            if isinstance(self.ann, ondisk.DiskIvf):  # older base generations are unnamed now
-                ondisk.remove_gens(self.dir, self.ann.gen, older_only=True)
             if stale is not None:  # the new checkpoint names the compacted file
                 remove_other_gens(self.dir, self.exact.gen)
             # the WAL keeps what recovery needs: the entries after this checkpoint (replicas
@@ -814,8 +777,6 @@ class Shard:
         exact = self.exact.memory_bytes() if isinstance(self.exact, (VectorFile, AnnVectors)) \
             else quant.index_bytes(self.exact)
         named = self.named.memory_bytes() if self.named is not None else 0
-        if isinstance(self.ann, ondisk.DiskIvf):  # its mapped lists are page cache
-            return exact + self.ann.memory_bytes() + named
         return exact + (quant.index_bytes(self.ann.index) if self.ann is not None else 0) + named
 
     def stats(self) -> ShardStats:

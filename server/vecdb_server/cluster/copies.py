@@ -3,8 +3,9 @@ has sent, for `vecdbctl cluster status`, and the bandwidth limit of the copies t
 move a replica (rebalance_max_bytes_per_s, docs/cluster.md "Rebalancing").
 
 A copy counts the bytes of the requests it sends to the replica (the serialized pages
-of a full copy, the replication-log entries of an incremental catch-up) and the records
-in them (points, or log entries). A move's copy is paced by one Throttle per node,
+of a full copy and the replication-log entries replayed after it, the entries of an
+incremental catch-up) and the records in them (the points of a full copy: its entries
+count as bytes only; or log entries). A move's copy is paced by one Throttle per node,
 shared by all its move copies: after each request it sleeps until the bytes sent so far
 (since the copy's previous request) fit the limit, so a copy of B bytes takes at least B / limit seconds (one request of up
 to 2,000 points goes at full speed, then the pause). Catch-ups that are not moves (a

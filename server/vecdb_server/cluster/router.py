@@ -622,7 +622,7 @@ class Router:
                 extra += ((write_keys.HEADER, e.record[0]), (write_keys.RECORD, e.record[1]))
             req = e.replayed()
             self._peer(r, e.method, req, md + extra, 60.0)
-            cp.sent(req.ByteSize(), 1, pace)
+            cp.sent(req.ByteSize(), int(cp.kind != "full"), pace)
             pos = e.key
         return pos
 
