@@ -603,11 +603,13 @@ class Collection:
                  raw_payloads: bool = False, shards: list[Shard] | None = None
                  ) -> list[SearchResult]:
         """SearchResults for merged (scores, shard, label) rows: one multi-get per shard
-        for the distinct labels of the whole batch (result sets repeat labels).
+        for the distinct labels of the whole batch (result sets repeat labels); ids only:
+        every hit's label looked up in its shard's id column (few reads, if any).
         ``shards``: what ``which`` indexes (default: this collection's)."""
         shards = self.shards if shards is None else shards
         valid = labels >= 0
-        hit_labels, hit_shards = labels[valid].tolist(), which[valid].tolist()
+        flat = labels[valid]
+        hit_labels, hit_shards = flat.tolist(), which[valid].tolist()
         n = len(hit_labels)
         ids: list = [None] * n
         pays: list = [None] * n
@@ -615,6 +617,13 @@ class Collection:
         vecs = np.zeros((n, self.config.dim), np.float32) if with_vector else None
         for s in set(hit_shards):
             rows = [j for j in range(n) if hit_shards[j] == s] if len(shards) > 1 else range(n)
+            if not with_payload and not with_vector:  # no read per distinct label needed
+                if len(shards) == 1:
+                    ids = shards[s].hydrate(flat, False, False)[0]
+                else:
+                    for j, pid in zip(rows, shards[s].hydrate(flat[rows], False, False)[0]):
+                        ids[j] = pid
+                continue
             first: dict[int, int] = {}  # label -> its position among the distinct labels
             slot = [first.setdefault(hit_labels[j], len(first)) for j in rows]
             got_ids, got_p, got_t, got_v = shards[s].hydrate(

@@ -50,3 +50,9 @@ def decode(raw: bytes, with_payload: bool = True, with_text: bool = True,
     if with_text and n_text != ABSENT:
         text = raw[off:off + n_text].decode("utf-8", "surrogatepass")
     return pid, payload, text
+
+
+def head(raw: bytes) -> tuple[bytes, bool]:
+    """(the utf-8 id, plain): plain when the record holds neither a payload nor a text."""
+    n_id, n_pay, n_text = HEAD.unpack_from(raw, 0)
+    return raw[HEAD.size:HEAD.size + n_id], n_pay == ABSENT and n_text == ABSENT

@@ -422,8 +422,10 @@ def range_search_request(collection: str, vector: Any, vectors: Any, threshold: 
 
 
 def from_proto_query_result(res: ppb.QueryResult) -> list[Hit]:
-    n = len(res.ids)
     scores = np.frombuffer(res.scores, dtype=_F32).tolist()
+    if not (res.payloads or res.texts or res.HasField("vectors")):  # ids and scores only
+        return [_new(Hit, (pid, score, None, None, None)) for pid, score in zip(res.ids, scores)]
+    n = len(res.ids)
     payloads = decode_payloads(res.payloads, n)
     texts = decode_texts(res.texts, n)
     vecs = from_proto_vectors(res.vectors) if res.HasField("vectors") else None
