@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from . import ondisk
 from .graph_fill import attach_storage
 from .index import Ann, AnnVectors, HnswVectors, exact_from_ann
 from .quant import BinaryCodes
@@ -113,6 +114,9 @@ def dump(directory: str, exact: faiss.Index, ann: Ann | None, lean: bool = False
                 files["center.npy"] = _write_npy(os.path.join(tmp, "center.npy"), ann.index.center)
             elif lean and isinstance(exact, HnswVectors):
                 _dump_graph(tmp, files, exact, ann)
+            elif isinstance(ann, ondisk.DiskIvf):  # links to its base files + its delta
+                part, on_disk = ondisk.dump(tmp, ann, _write_index)
+                files.update(part)
             else:
                 files["ann.faiss"] = _write_index(os.path.join(tmp, "ann.faiss"), ann.index)
             files["tombstones.npy"] = _write_npy(os.path.join(tmp, "tombstones.npy"),
@@ -120,6 +124,8 @@ def dump(directory: str, exact: faiss.Index, ann: Ann | None, lean: bool = False
             info["ann"] = {"kind": ann.kind, "trained_on": ann.trained_on}
             if ann.quant:
                 info["ann"]["quant"] = ann.quant
+            if isinstance(ann, ondisk.DiskIvf):
+                info["ann"].update(on_disk)
     except BaseException:  # e.g. disk full: give the space back, keep the previous checkpoint
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -215,6 +221,10 @@ def _load_one(path: str, config: CollectionConfig, share: bool, vectors) -> Load
         quant = meta["ann"].get("quant", "")
         if "ann.faissb" in files:
             codes = BinaryCodes(config.dim, npy("center.npy"), index("ann.faissb", faiss.read_index_binary))
+        elif meta["ann"].get("ondisk"):
+            ann = ondisk.load(path, os.path.dirname(path), meta["ann"]["ondisk"], files,
+                              meta["ann"]["trained_on"], set(npy("tombstones.npy").tolist()),
+                              index)
         elif "ann.graph" in files:
             if vectors is None:
                 raise ValueError("ann.graph needs the shard's records to refill its vectors")
@@ -222,10 +232,13 @@ def _load_one(path: str, config: CollectionConfig, share: bool, vectors) -> Load
                                    npy("dead.npy"), vectors, config.metric)
         else:
             codes = index("ann.faiss")
-        ann = Ann(meta["ann"]["kind"], codes, meta["ann"]["trained_on"],
-                  set(npy("tombstones.npy").tolist()), quant=quant)
+        if ann is None:
+            ann = Ann(meta["ann"]["kind"], codes, meta["ann"]["trained_on"],
+                      set(npy("tombstones.npy").tolist()), quant=quant)
+    if isinstance(ann, ondisk.DiskIvf) != config.on_disk and ann is not None:
+        raise ValueError("checkpoint and collection disagree on on_disk")
     if exact is None:
-        exact = exact_from_ann(ann)
+        exact = ondisk.DiskVectors(ann) if isinstance(ann, ondisk.DiskIvf) else exact_from_ann(ann)
         if exact is None or exact.d != config.dim:
             raise ValueError("no exact.faiss and no HNSW storage of the collection's dimension")
     return Loaded(int(meta["seq"]), exact, ann,

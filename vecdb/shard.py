@@ -27,7 +27,6 @@ from . import checkpoint, fulltext, omp, ondisk, planner, quant, records, wal
 from .expiry import ExpiryMap
 from .filters import Clause
 from .fulltext import TextIndex
-from .id_column import IdColumn
 from .named_vectors import NamedVectors
 from .sparse import SparseIndex
 from .tenants import TenantIndex
@@ -73,6 +72,7 @@ class Shard:
         # the exact store: an IndexFlat in RAM, or for a quantized collection the vectors on
         # disk (quant_store.VectorFile, same calls; its codes are the ANN index)
         self.quant = config.quantization
+        self.ondisk_delta_bytes = 64 << 20  # DatabaseOptions.ondisk_delta_mb (Collection sets it)
         self.exact = self._empty_exact()
         self.ann: Ann | None = None
         self.building = False
@@ -96,7 +96,6 @@ class Shard:
         for f, kind in config.payload_indexes:  # empty; recover() fills them from RocksDB
             self.pindex.ready[f] = FieldIndex(f, kind, config.full_text)
         self.expiry = ExpiryMap()
-        self.id_column = IdColumn()  # ids of the labels hydrated so far (vecdb/id_column.py)
         # BM25 over the texts (vecdb/fulltext.py), on disk with its own checkpoint
         self.text_index = TextIndex(config.full_text, directory) if config.full_text else None
         self.sparse_index = SparseIndex() if config.sparse_dim else None  # vecdb/sparse.py
@@ -125,6 +124,24 @@ class Shard:
         old, self.exact = self.exact, exact
         if isinstance(old, VectorFile) and old is not exact:
             old.close()
+
+    def _exact_of(self, ann: Ann):
+        """The exact store over a built ANN index's own vectors, else the current one."""
+        if isinstance(ann, ondisk.DiskIvf):
+            return ondisk.DiskVectors(ann)
+        return exact_from_ann(ann) or self.exact
+
+    def _attach(self, ann) -> None:
+        """What an on-disk index takes from its shard: re-reads from RocksDB, the delta size."""
+        ann.fetch, ann.delta_min = self._fetch, self.ondisk_delta_bytes
+
+    def _fetch(self, labels: np.ndarray) -> np.ndarray:
+        """Prepared vectors of live labels from RocksDB (an on-disk shard's re-reads)."""
+        raws = self.store.multi_get(self._label_keys(b"v", labels))
+        if any(r is None for r in raws):
+            raise KeyError("a label is not stored")
+        vecs = np.frombuffer(b"".join(raws), np.float32).reshape(-1, self.config.dim)
+        return prepare(vecs.copy(), self.metric)
 
     def live_labels(self) -> np.ndarray:
         """Every live label (unsorted for the in-RAM store)."""
@@ -206,7 +223,6 @@ class Shard:
 
     def apply_payloads(self, labels: list[int], payloads: list, texts: list, data_bytes: int) -> None:
         """After prepare_payloads' batch is committed: the payload indexes follow."""
-        self.id_column.forget(labels)
         with self.lock.write():
             self.data_bytes = data_bytes
             if self.pindex.active:
@@ -303,7 +319,6 @@ class Shard:
     def _apply_meta(self, op: Op) -> None:
         """Payload indexes and expiry times follow every applied op."""
         self.expiry.remove(op.removed)
-        self.id_column.forget(op.removed)
         if op.expire_ms is not None:
             self.expiry.set(op.added, op.expire_ms)
         if self.text_index is not None:
@@ -377,6 +392,8 @@ class Shard:
                 self.named.load(self.last_seq)
             self._set_exact(loaded.exact)
             self.ann, self.applied_seq = loaded.ann, loaded.seq
+            if isinstance(self.ann, ondisk.DiskIvf):
+                self._attach(self.ann)
             self.checkpoint_seq = loaded.seq
             # an older checkpoint's exact.faiss beside HNSW was not read: the next one drops it
             self._ann_dirty = loaded.rewrite
@@ -431,6 +448,8 @@ class Shard:
     def _rebuild_from_records(self) -> None:
         self._set_exact(self._empty_exact())
         self.ann = None
+        if self.config.on_disk and self._rebuild_on_disk():
+            return
         for labels, vecs in self._vector_chunks():
             self.exact.add_with_ids(prepare(vecs.copy(), self.metric), labels)
         if self.quant:
@@ -439,6 +458,21 @@ class Shard:
             self.named.rebuild(self.last_seq)
         self.applied_seq = self.last_seq
         self.checkpoint_seq = -1  # force a fresh checkpoint
+
+    def _rebuild_on_disk(self) -> bool:
+        """An on-disk shard past its build threshold streams RocksDB's vectors into a new
+        base (ondisk.rebuild; never all in RAM); False below it (rebuilt in RAM, flat)."""
+        n = sum(1 for _ in self.store.scan(self.prefix + b"v", self.prefix + b"w"))
+        if n < min_build_points(self.config.index):
+            return False
+        chunks = lambda: ((labels, prepare(vecs.copy(), self.metric))  # noqa: E731
+                          for labels, vecs in self._vector_chunks())
+        self.ann = ondisk.rebuild(self.dir, self.config.index, self.metric, self.config.dim, n, chunks)
+        self._attach(self.ann)
+        self._set_exact(ondisk.DiskVectors(self.ann))
+        self.applied_seq = self.last_seq
+        self.checkpoint_seq = -1  # force a fresh checkpoint
+        return True
 
     # ---- reads ------------------------------------------------------------
     @property
@@ -540,30 +574,16 @@ class Shard:
 
     def hydrate(self, labels: np.ndarray, with_payload: bool, with_vector: bool,
                 raw_payloads: bool = False):
-        """ids, payloads, texts, vectors for labels (id "" where not live); ``raw_payloads``:
-        payloads as their stored JSON bytes. Ids come from the id column where it knows
-        them; records are read (one multi-get) for the others, and for the payloads and
-        texts of the points not known to have none."""
-        ids, plain = self.id_column.lookup(labels)
-        n = len(ids)
-        payloads, texts = [None] * n, [None] * n
-        need = [j for j in range(n) if ids[j] is None or (with_payload and not plain[j])]
-        if need:
-            epoch = self.id_column.epoch
-            labs = labels[need] if len(need) < n else labels
-            recs = self.store.multi_get(self._label_keys(b"p", labs))
-            new_labs, new_recs = [], []
-            for j, lab, r in zip(need, labs.tolist(), recs):
-                if r is None:
-                    ids[j] = ""
-                    continue
-                if ids[j] is None:
-                    new_labs.append(lab)
-                    new_recs.append(r)
-                ids[j], payloads[j], texts[j] = records.decode(r, with_payload, with_payload,
-                                                               raw_payloads)
-            if new_labs:
-                self.id_column.learn(new_labs, new_recs, epoch)
+        """ids, payloads, texts, vectors for labels (one multi-get each); ``raw_payloads``:
+        payloads as their stored JSON bytes."""
+        recs = self.store.multi_get(self._label_keys(b"p", labels))
+        ids, payloads, texts = [], [], []
+        for r in recs:
+            pid, pay, txt = (records.decode(r, with_payload, with_payload, raw_payloads) if r
+                             else ("", None, None))
+            ids.append(pid)
+            payloads.append(pay)
+            texts.append(txt)
         vectors = self._vectors(labels) if with_vector else None
         return ids, payloads, texts, vectors
 
@@ -629,29 +649,37 @@ class Shard:
             self.building, self._pending, self._pending_added = True, [], 0
             self._build_size = self.exact.ntotal
             self._built.clear()
+            frozen = self.ann.frozen() if isinstance(self.ann, ondisk.DiskIvf) else None
             if self.quant:  # trained and filled from the vector file: no copy in RAM
                 store, upto = self.exact, self.exact.rows
-            else:
+            elif frozen is None:
                 labels, vecs = snapshot(self.exact)
         try:
             if self.quant:
                 ann: Ann | None = quant.build(self.quant, self.config.index, self.metric, store, upto)
+            elif frozen is not None:  # a new base generation: merged, or retrained (ondisk.py)
+                ann = ondisk.merge(frozen, self.config.index, self.metric)
             else:
                 ann = build_ann(self.config.index, self.metric, labels, vecs)
+                if self.config.on_disk:
+                    ann = ondisk.from_ann(ann, self.dir)
         except Exception:
             log.exception("shard %s/%d: index build failed; staying on the current index",
                           self.config.name, self.number)
             ann = None
-        if not self.quant:
+        if not self.quant and frozen is None:
             del labels, vecs
+        del frozen
         with self.lock.write():
             try:
                 if ann is None:
                     self._failed_at = self.applied_seq
                 else:
+                    if isinstance(ann, ondisk.DiskIvf):
+                        self._attach(ann)
                     replay(ann, self.exact, self.live_labels(), self._pending)
                     self.ann, self._ann_dirty = ann, True
-                    self._set_exact(exact_from_ann(ann) or self.exact)  # one copy of the vectors
+                    self._set_exact(self._exact_of(ann))  # one copy of the vectors
             finally:
                 self.building, self._pending = False, None
                 self._built.set()  # writers held back by _throttle go on
@@ -759,6 +787,8 @@ class Shard:
                 self._ann_dirty = True  # the next round writes the whole state again
                 raise
             self.checkpoint_seq = seq
+            if isinstance(self.ann, ondisk.DiskIvf):  # older base generations are unnamed now
+                ondisk.remove_gens(self.dir, self.ann.gen, older_only=True)
             if stale is not None:  # the new checkpoint names the compacted file
                 remove_other_gens(self.dir, self.exact.gen)
             # the WAL keeps what recovery needs: the entries after this checkpoint (replicas
@@ -795,6 +825,8 @@ class Shard:
         exact = self.exact.memory_bytes() if isinstance(self.exact, (VectorFile, AnnVectors)) \
             else quant.index_bytes(self.exact)
         named = self.named.memory_bytes() if self.named is not None else 0
+        if isinstance(self.ann, ondisk.DiskIvf):  # its mapped lists are page cache
+            return exact + self.ann.memory_bytes() + named
         return exact + (quant.index_bytes(self.ann.index) if self.ann is not None else 0) + named
 
     def stats(self) -> ShardStats:
