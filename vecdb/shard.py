@@ -27,6 +27,7 @@ from . import checkpoint, fulltext, omp, ondisk, planner, quant, records, wal
 from .expiry import ExpiryMap
 from .filters import Clause
 from .fulltext import TextIndex
+from .id_column import IdColumn
 from .named_vectors import NamedVectors
 from .sparse import SparseIndex
 from .tenants import TenantIndex
@@ -96,6 +97,7 @@ class Shard:
         for f, kind in config.payload_indexes:  # empty; recover() fills them from RocksDB
             self.pindex.ready[f] = FieldIndex(f, kind, config.full_text)
         self.expiry = ExpiryMap()
+        self.id_column = IdColumn()  # ids of the labels hydrated so far (vecdb/id_column.py)
         # BM25 over the texts (vecdb/fulltext.py), on disk with its own checkpoint
         self.text_index = TextIndex(config.full_text, directory) if config.full_text else None
         self.sparse_index = SparseIndex() if config.sparse_dim else None  # vecdb/sparse.py
@@ -223,6 +225,7 @@ class Shard:
 
     def apply_payloads(self, labels: list[int], payloads: list, texts: list, data_bytes: int) -> None:
         """After prepare_payloads' batch is committed: the payload indexes follow."""
+        self.id_column.forget(labels)
         with self.lock.write():
             self.data_bytes = data_bytes
             if self.pindex.active:
@@ -319,6 +322,7 @@ class Shard:
     def _apply_meta(self, op: Op) -> None:
         """Payload indexes and expiry times follow every applied op."""
         self.expiry.remove(op.removed)
+        self.id_column.forget(op.removed)
         if op.expire_ms is not None:
             self.expiry.set(op.added, op.expire_ms)
         if self.text_index is not None:
@@ -574,16 +578,30 @@ class Shard:
 
     def hydrate(self, labels: np.ndarray, with_payload: bool, with_vector: bool,
                 raw_payloads: bool = False):
-        """ids, payloads, texts, vectors for labels (one multi-get each); ``raw_payloads``:
-        payloads as their stored JSON bytes."""
-        recs = self.store.multi_get(self._label_keys(b"p", labels))
-        ids, payloads, texts = [], [], []
-        for r in recs:
-            pid, pay, txt = (records.decode(r, with_payload, with_payload, raw_payloads) if r
-                             else ("", None, None))
-            ids.append(pid)
-            payloads.append(pay)
-            texts.append(txt)
+        """ids, payloads, texts, vectors for labels (id "" where not live); ``raw_payloads``:
+        payloads as their stored JSON bytes. Ids come from the id column where it knows
+        them; records are read (one multi-get) for the others, and for the payloads and
+        texts of the points not known to have none."""
+        ids, plain = self.id_column.lookup(labels)
+        n = len(ids)
+        payloads, texts = [None] * n, [None] * n
+        need = [j for j in range(n) if ids[j] is None or (with_payload and not plain[j])]
+        if need:
+            epoch = self.id_column.epoch
+            labs = labels[need] if len(need) < n else labels
+            recs = self.store.multi_get(self._label_keys(b"p", labs))
+            new_labs, new_recs = [], []
+            for j, lab, r in zip(need, labs.tolist(), recs):
+                if r is None:
+                    ids[j] = ""
+                    continue
+                if ids[j] is None:
+                    new_labs.append(lab)
+                    new_recs.append(r)
+                ids[j], payloads[j], texts[j] = records.decode(r, with_payload, with_payload,
+                                                               raw_payloads)
+            if new_labs:
+                self.id_column.learn(new_labs, new_recs, epoch)
         vectors = self._vectors(labels) if with_vector else None
         return ids, payloads, texts, vectors
 
