@@ -41,6 +41,13 @@ def for_search(queries: int, shards: int = 1) -> None:
     faiss.omp_set_num_threads(max(1, min(queries, cap)))
 
 
+def for_add(points: int) -> None:
+    """Set this thread's FAISS thread count for adding ``points`` vectors to an ANN index
+    (HNSW inserts run in parallel over a batch) under the shard's write lock: searches
+    wait for it, so it may use ``cap`` threads, whatever this thread's last search set."""
+    faiss.omp_set_num_threads(max(1, min(points, _cap or CORES)))
+
+
 def is_single() -> bool:
     return getattr(_local, "single", False)
 

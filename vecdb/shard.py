@@ -284,6 +284,8 @@ class Shard:
             removed, added, vecs = self._primary_part(op.removed, op.added, op.vectors, op.bare,
                                                       op.bare_removed)
             vecs = prepare(vecs, self.metric)
+            if self.ann is not None and len(added) > 1:
+                omp.for_add(len(added))
             self._apply_index(self.exact, self.ann, removed, added, vecs)
             if self.gpu is not None:
                 self.gpu.apply(removed, added, vecs)

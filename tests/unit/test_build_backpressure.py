@@ -49,3 +49,18 @@ def test_writes_wait_for_a_build_that_missed_as_many_points(db, monkeypatch):
     assert [r.ids[0] for r in got] == ids
     hits = db.search("c", X[::7], k=1, with_payload=False)
     assert np.mean([r.ids[0] == ids[i] for r, i in zip(hits, range(0, 1400, 7))]) >= 0.95
+
+
+def test_a_batch_insert_into_the_graph_uses_every_core_after_a_single_query(db):
+    """A single-query search leaves its thread at one FAISS thread (vecdb/omp.py); a batch
+    written from that thread into a built HNSW index inserts with all of them again."""
+    import faiss
+
+    from vecdb import omp
+    db.create_collection("c", 16, index="hnsw", index_params={"build_threshold": 100})
+    db.upsert("c", [f"p{i}" for i in range(200)], clustered(200, 16, seed=1))
+    db.maintain()
+    db.search("c", clustered(1, 16, seed=2), k=3)
+    assert faiss.omp_get_max_threads() == 1
+    db.upsert("c", [f"q{i}" for i in range(50)], clustered(50, 16, seed=3))
+    assert faiss.omp_get_max_threads() == min(50, omp.CORES)
