@@ -668,12 +668,12 @@ class Shard:
                 return False
             self.building, self._pending, self._pending_added = True, [], 0
             self._build_size = self.exact.ntotal
-            self._built.clear()
             frozen = self.ann.frozen() if isinstance(self.ann, ondisk.DiskIvf) else None
             if self.quant:  # trained and filled from the vector file: no copy in RAM
                 store, upto = self.exact, self.exact.rows
             elif frozen is None:
                 labels, vecs = snapshot(self.exact)
+            self._built.clear()  # last: set again when this build ends, whatever happens
         try:
             if self.quant:
                 ann: Ann | None = quant.build(self.quant, self.config.index, self.metric, store, upto)
