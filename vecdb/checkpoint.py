@@ -286,11 +286,16 @@ def load(directory: str, config: CollectionConfig, share: bool = False,
 
 
 def disk_bytes(directory: str) -> int:
-    total = 0
+    """Bytes of the files under ``directory``, a hard-linked file once (an on-disk
+    collection's lists file sits in its shard directory and in its checkpoint)."""
+    total, seen = 0, set()
     for root, _dirs, files in os.walk(directory):
         for name in files:
             try:
-                total += os.path.getsize(os.path.join(root, name))
+                st = os.stat(os.path.join(root, name))
             except OSError:
-                pass
+                continue
+            if st.st_ino not in seen:
+                seen.add(st.st_ino)
+                total += st.st_size
     return total
