@@ -17,7 +17,7 @@ from cluster_harness import Cluster
 from test_cluster import DIM, rand
 from test_rebalance import vecdbctl, wait
 from vecdb_client import (AsyncClient, FailedPreconditionError, InvalidArgumentError,
-                          VecdbClientError)
+                          UnavailableError, VecdbClientError)
 from vecdb_server.cluster import state as st
 from vecdb_server.cluster.etcd import Etcd as EtcdClient
 
@@ -29,8 +29,8 @@ class Writer:
     model (id -> vector; deleted ids absent) is exactly what the cluster must hold."""
 
     def __init__(self, cl: Cluster, name: str, model: dict[str, np.ndarray],
-                 groups: dict[str, int], start: int):
-        self.cl, self.name, self.model, self.groups = cl, name, model, groups
+                 groups: dict[str, int], start: int, via: list | None = None):
+        self.cl, self.name, self.model, self.groups, self.via = cl, name, model, groups, via
         self.n, self.ops, self.retries = start, 0, 0
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -49,7 +49,7 @@ class Writer:
 
     def _run(self) -> None:
         rng = np.random.default_rng(7)
-        with self.cl.client(timeout=10, max_retries=2) as c:
+        with self.cl.client(self.via, timeout=10, max_retries=2) as c:
             while not self._stop.is_set():
                 kind = self.ops % 10
                 live = sorted(self.model)
@@ -83,6 +83,34 @@ class Writer:
         self._stop.set()
         self._t.join(60)
         assert not self._t.is_alive()
+
+
+class NoopDeletes:
+    """Deletes by a filter that matches nothing, in a loop (with replicas the primary
+    applies and logs such a write as no ids and no filter: it must delete nothing in the
+    new layout either)."""
+
+    def __init__(self, cl: Cluster, name: str, via: list):
+        self.cl, self.name, self.via, self.done, self.failed = cl, name, via, 0, []
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        with self.cl.client(self.via, timeout=10, max_retries=0) as c:
+            while not self._stop.wait(0.01):
+                try:
+                    c.delete(self.name, filter={"key": "g", "match": -1})
+                    self.done += 1
+                except VecdbClientError as exc:
+                    self.failed.append(exc)
+
+    def stop(self) -> int:
+        """How many were acknowledged; refused ones must be about the kill (UNAVAILABLE)."""
+        self._stop.set()
+        self._t.join(30)
+        assert all(isinstance(e, UnavailableError) for e in self.failed), self.failed[:3]
+        return self.done
 
 
 def preload(cl: Cluster, name: str, n: int) -> tuple[dict, dict]:
@@ -193,26 +221,27 @@ def test_reshard_1_to_4_to_2_under_writes(cluster):
 def test_node_killed_mid_reshard_finishes(cluster):
     cl, name = cluster, "rk"
     with cl.client() as c:
-        c.create_collection(name, dim=DIM, metric="l2", shards=2, replication_factor=2,
+        c.create_collection(name, dim=DIM, metric="l2", shards=2, replication_factor=3,
                             write_concern="majority", index="flat")
+        lead = next(e["primary"] for e in c.cluster_status()["shards"]
+                    if e["collection"] == name and e["shard"] == 0)
     model, groups = preload(cl, name, 1500)
-    w = Writer(cl, name, model, groups, 1500)
+    others = [n for n in cl.nodes if n.id != lead]  # the writes go on through them
+    w, noop = Writer(cl, name, model, groups, 1500, others), NoopDeletes(cl, name, others)
     try:
-        with cl.client() as c:
-            lead = c.cluster_status()
-            lead = next(e["primary"] for e in lead["shards"]
-                        if e["collection"] == name and e["shard"] == 0)
+        with cl.client(others) as c:
             res = c.reshard_collection(name, 3, timeout=1.1)  # begun; not waited for
             assert not res["done"] and res["shards"] == 2, res
         victim = cl.node(lead)
         victim.kill()
         time.sleep(3)
         victim.start()
-        with cl.client(timeout=120) as c:
+        with cl.client(others, timeout=120) as c:
             res = c.reshard_collection(name, 3)
         assert res["done"] and res["shards"] == 3, res
     finally:
         w.stop()
+        assert noop.stop() > 10
     check_exact(cl, name, model, 3)
     settled(cl, name, 3)
 

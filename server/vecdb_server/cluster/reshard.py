@@ -174,6 +174,8 @@ class Resharder:
         if shadow is None:
             raise Unavailable(f"the reshard of {name!r} is starting over; retry", "collection")
         if method in ("Delete", "UpdatePayload") and not request.ids:
+            if not request.HasField("filter"):  # the primary's filter selected no id
+                return
             ids = self._matching(shadow, spec, parts[0][0], request)
             if not ids:
                 return
