@@ -191,7 +191,11 @@ def test_reshard_1_to_4_to_2_under_writes(cluster):
         assert out["done"] and out["shards"] == 4
         settled(cl, name, 4)
         time.sleep(0.5)
-        with cl.client(timeout=120) as c:
+        with cl.client(timeout=120) as c:  # etcd restarted while the 4 -> 2 goes on
+            assert not c.reshard_collection(name, 2, timeout=1.1)["done"]
+            cl.etcd.kill()
+            time.sleep(0.5)
+            cl.etcd.start()
             res = c.reshard_collection(name, 2)
         assert res["done"] and res["shards"] == 2
         time.sleep(0.5)
