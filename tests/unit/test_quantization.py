@@ -83,7 +83,7 @@ def test_full_precision_collection_is_unchanged(db, data):
     assert "quantization" not in db.list_collections()[0].to_dict()  # catalog as before
     db.checkpoint()
     assert sorted(os.listdir(os.path.join(shard.dir, os.listdir(shard.dir)[0]))) == \
-        ["ann.faiss", "meta.json", "tombstones.npy"]  # the graph's storage holds the vectors
+        ["ann.graph", "dead.npy", "ids.npy", "meta.json", "tombstones.npy"]  # the records hold the vectors
     assert not [n for n in os.listdir(shard.dir) if n.startswith("vectors-")]
     # the graph's float storage (the one copy of the vectors) is counted
     assert db.describe_collection("f").memory_bytes > 5000 * DIM * 4
