@@ -238,6 +238,9 @@ def test_node_killed_mid_reshard_finishes(cluster):
             assert not res["done"] and res["shards"] == 2, res
         victim = cl.node(lead)
         victim.kill()
+        with cl.client(others) as c:
+            assert any(r.startswith(f"{name} -> 3 shards: ")
+                       for r in c.cluster_status()["reshards"])
         time.sleep(3)
         victim.start()
         with cl.client(others, timeout=120) as c:

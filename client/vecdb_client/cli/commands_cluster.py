@@ -47,7 +47,10 @@ def cmd_status(ctx: Context, args: Any) -> Result:
                     "lag (points)"], rows, "shards")
     moves = Table(MOVE_COLUMNS, _move_rows(st["moves"]),
                   f"replica moves in progress (rebalancer: {st['rebalancer'] or 'none'})")
-    return Result(st, [nodes, shards, moves])
+    views = [nodes, shards, moves]
+    if st.get("reshards"):  # "docs -> 4 shards: copying, 1/2 copied"
+        views.append(Table(["reshard in progress"], [[r] for r in st["reshards"]], "reshards"))
+    return Result(st, views)
 
 
 def cmd_drain(ctx: Context, args: Any) -> Result:
