@@ -99,6 +99,7 @@ class ReplLog:
         self._high: dict[str, Pos] = {}  # local -> the highest key dropped (never reused)
         self._pending: dict[str, Pos] = {}  # local -> its entry whose write is under way
         self._pins: dict[str, dict[int, Pos]] = {}  # local -> pin token -> position
+        self._bytes: dict[str, int] = {}  # local -> the size of its entries kept
         self._tokens = 0
 
     @staticmethod
@@ -118,6 +119,7 @@ class ReplLog:
                     break
                 keys.append((KEY.unpack(k[len(prefix):]), len(v), HEAD.unpack_from(v)[1]))
             got = self._copies[local] = (floor, keys)
+            self._bytes[local] = sum(size for _, size, _ in keys)
             high = self._db.get(b"h" + local.encode())
             self._high[local] = KEY.unpack(high) if high else (0, 0)
         return got
@@ -150,7 +152,8 @@ class ReplLog:
         never given again."""
         with self._lock:
             _, keys = self._copy(local)
-            key = keys.pop()[0]
+            key, size, _ = keys.pop()
+            self._bytes[local] -= size
             self._delete(local, key)
             if self._pending.get(local) == key:
                 del self._pending[local]
@@ -189,16 +192,16 @@ class ReplLog:
                 self._pending.pop(local, None)
             self._db[self._prefix(local) + KEY.pack(*key)] = value
             keys.append((key, len(value), engine_seq))
+            self._bytes[local] += len(value)
             if record:
                 self._db[b"r" + self._prefix(local) + KEY.pack(*key)] = \
                     "\n".join(record).encode()
-            total = sum(size for _, size, _ in keys)  # one pass: few thousand entries at most
             pin = min(self._pins.get(local, {}).values(), default=None)
             # the newest entry always stays: a refused write drops it, a primary rewrites it
-            while len(keys) > 1 and (total > self.max_bytes or len(keys) > self.retain
-                                     and (pin is None or keys[0][0] <= pin)):
+            while len(keys) > 1 and (self._bytes[local] > self.max_bytes or len(keys) >
+                                     self.retain and (pin is None or keys[0][0] <= pin)):
                 old, size, seq = keys.popleft()
-                total -= size
+                self._bytes[local] -= size
                 floor[:] = [old[0], old[1], seq + 1]  # (only used once no entry is left)
                 self._db[b"f" + local.encode()] = KEY.pack(*old) + struct.pack("<Q", seq + 1)
                 self._delete(local, old)
@@ -258,6 +261,7 @@ class ReplLog:
                 self._delete(local, key)
             self._db[b"f" + local.encode()] = KEY.pack(*floor) + struct.pack("<Q", engine_seq)
             self._copies[local] = ([floor[0], floor[1], engine_seq], deque())
+            self._bytes[local] = 0
             self._pending.pop(local, None)
             self._pins.pop(local, None)
             self._high[local] = (0, 0)  # the copy's history starts at ``floor``
@@ -270,6 +274,7 @@ class ReplLog:
             del self._db[b"f" + local.encode()]
             self._copies.pop(local, None)
             self._high.pop(local, None)
+            self._bytes.pop(local, None)
 
     def close(self) -> None:
         self._db.close()
