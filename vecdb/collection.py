@@ -633,11 +633,12 @@ class Collection:
             if with_vector:
                 vecs[list(rows)] = got_v[slot]
         out, start = [], 0
+        full = n == valid.size  # every query has all its hits (the usual case): rows as they are
         for i, count in enumerate(valid.sum(axis=1).tolist()):
             end = start + count
             payloads = pays[start:end] if with_payload else None
             out.append(SearchResult(
-                ids=ids[start:end], scores=scores[i][valid[i]],
+                ids=ids[start:end], scores=scores[i] if full else scores[i][valid[i]],
                 payloads=None if raw_payloads else payloads,
                 payloads_json=payloads if raw_payloads else None,
                 vectors=vecs[start:end] if with_vector else None,
