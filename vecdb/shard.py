@@ -436,11 +436,11 @@ class Shard:
         return self.applied_seq == self.last_seq and (
             self.named is None or self.named.replay_from() == self.last_seq)
 
-    def _vector_chunks(self, size: int = 16_384):
+    def _vector_chunks(self, size: int = 4_096):
         """(labels, raw vectors) of every stored primary vector, in label order, in chunks
         (a lean checkpoint's graph is refilled from them)."""
         labels, chunks, dim = [], [], self.config.dim
-        for key, raw in self.store.scan(self.prefix + b"v", self.prefix + b"w"):
+        for key, raw in self.store.scan(self.prefix + b"v", self.prefix + b"w", fill_cache=False):
             labels.append(key[-8:])
             chunks.append(raw)
             if len(labels) >= size:

@@ -156,10 +156,13 @@ class Store:
         with self._swap.read():
             return self.db.get(keys)
 
-    def scan(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Yield (key, value) for start <= key < end in key order."""
+    def scan(self, start: bytes, end: bytes, fill_cache: bool = True) -> Iterator[tuple[bytes, bytes]]:
+        """Yield (key, value) for start <= key < end in key order. ``fill_cache=False``: the
+        blocks read are not kept in the block cache (a full pass over the vectors at open
+        would fill it, and the server's RSS, with data no search reads)."""
         ro = ReadOptions()
         ro.set_iterate_upper_bound(end)
+        ro.fill_cache(fill_cache)
         with self._swap.read():
             it = self.db.iter(ro)  # keeps its RocksDB instance alive across a reopen()
             it.seek(start)
