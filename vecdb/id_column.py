@@ -39,6 +39,7 @@ class IdColumn:
         self._text = ""  # the ids of the arrays' entries, end to end
         self._garbage = 0  # characters of _text whose entries were forgotten
         self._pending: dict[int, tuple[str, bool]] = {}  # label -> (id, plain)
+        self._has_plain = False  # a plain entry was ever learned
         self.epoch = 0
 
     @property
@@ -52,19 +53,29 @@ class IdColumn:
         pos = np.searchsorted(self._labels, labels)
         return np.where(self._labels[pos] == labels, self._entries[pos], _GONE).tolist()
 
-    def lookup(self, labels: np.ndarray) -> tuple[list[str | None], list[bool]]:
-        """(ids, plain) of ``labels``: the id, None where not known; plain: the label's
-        record is known to hold neither a payload nor a text."""
+    def lookup(self, labels: np.ndarray, with_payload: bool
+               ) -> tuple[list[str | None], list[bool] | None]:
+        """(ids, known) of ``labels``. ids: the id where the column answers for the label
+        (known; and, ``with_payload``, known to have no payload or text), else None (the
+        record is to be read). known: whether the column holds each label; None when it
+        was not looked up at all (payloads wanted and no plain point known yet)."""
+        n = len(labels)
+        if with_payload and not self._has_plain:
+            return [None] * n, None
         with self._lock:
             entries, text = self._find(labels), self._text
-            ids = [text[e >> 16:(e >> 16) + (e & _LEN)] if e >= 0 else None for e in entries]
-            plain = [e >= 0 and e & _PLAIN != 0 for e in entries]
+            mask = _PLAIN if with_payload else 0
+            ids = [text[e >> 16:(e >> 16) + (e & _LEN)] if e >= 0 and e & mask == mask else None
+                   for e in entries]
+            known = [e >= 0 for e in entries]
             if self._pending:
                 get = self._pending.get
                 for j, lab in enumerate(labels.tolist()):
-                    if ids[j] is None:
-                        ids[j], plain[j] = get(lab, (None, False))
-        return ids, plain
+                    if not known[j] and (got := get(lab)) is not None:
+                        known[j] = True
+                        if got[1] or not with_payload:
+                            ids[j] = got[0]
+        return ids, known
 
     def learn(self, labels: list[int], raws: list[bytes], epoch: int) -> None:
         """Records ``raws`` (none None) of ``labels``, read when ``epoch`` was current."""
@@ -76,6 +87,7 @@ class IdColumn:
                 if e < 0:
                     pid, plain = records.head(raw)
                     self._pending[lab] = (pid.decode(), plain)
+                    self._has_plain = self._has_plain or plain
             if len(self._pending) >= max(_MERGE_MIN, len(self._labels) >> 3):
                 self._merge()
 

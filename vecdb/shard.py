@@ -583,11 +583,12 @@ class Shard:
         """ids, payloads, texts, vectors for labels (id "" where not live); ``raw_payloads``:
         payloads as their stored JSON bytes. Ids come from the id column where it knows
         them; records are read (one multi-get) for the others, and for the payloads and
-        texts of the points not known to have none."""
-        ids, plain = self.id_column.lookup(labels)
+        texts of the points not known to have none. What is read is learned (while
+        payloads are read and no plain point is known yet: the plain ones only)."""
+        ids, known = self.id_column.lookup(labels, with_payload)
         n = len(ids)
         payloads, texts = [None] * n, [None] * n
-        need = [j for j in range(n) if ids[j] is None or (with_payload and not plain[j])]
+        need = [j for j, pid in enumerate(ids) if pid is None]
         if need:
             epoch = self.id_column.epoch
             labs = labels[need] if len(need) < n else labels
@@ -597,11 +598,11 @@ class Shard:
                 if r is None:
                     ids[j] = ""
                     continue
-                if ids[j] is None:
+                ids[j], pay, txt = records.decode(r, with_payload, with_payload, raw_payloads)
+                payloads[j], texts[j] = pay, txt
+                if (pay is None and txt is None) if known is None else not known[j]:
                     new_labs.append(lab)
                     new_recs.append(r)
-                ids[j], payloads[j], texts[j] = records.decode(r, with_payload, with_payload,
-                                                               raw_payloads)
             if new_labs:
                 self.id_column.learn(new_labs, new_recs, epoch)
         vectors = self._vectors(labels) if with_vector else None

@@ -20,21 +20,35 @@ def test_learn_lookup_forget_merge():
         col.learn(chunk, [_rec(ids[lab], None if plain[lab] else b'{"a":1}') for lab in chunk],
                   col.epoch)
     ask = np.array([5, 3000, 4000, 0, 17, 17], np.int64)
-    got, pl = col.lookup(ask)
+    got, known = col.lookup(ask, False)
     assert got == [ids[5], ids[3000], None, None, ids[17], ids[17]]
-    assert pl == [False, True, False, False, False, False]
+    assert known == [True, True, False, False, True, True]
+    got, known = col.lookup(ask, True)  # with payloads: answered for the plain ones only
+    assert got == [None, ids[3000], None, None, None, None]
+    assert known == [True, True, False, False, True, True]
     col.forget(np.array([5, 2999, 3000]))
-    got, _ = col.lookup(np.array([5, 2999, 3000, 6], np.int64))
+    got, _ = col.lookup(np.array([5, 2999, 3000, 6], np.int64), False)
     assert got == [None, None, None, ids[6]]
     col.learn(list(range(3001, 4500)), [_rec(f"n{lab}") for lab in range(3001, 4500)], col.epoch)
-    got, pl = col.lookup(np.array([4499, 5, 1, 2998], np.int64))
-    assert got == ["n4499", None, ids[1], ids[2998]] and pl == [True, False, False, True]
+    ask = np.array([4499, 5, 1, 2998], np.int64)
+    assert col.lookup(ask, False)[0] == ["n4499", None, ids[1], ids[2998]]
+    assert col.lookup(ask, True)[0] == ["n4499", None, None, ids[2998]]
     before = col.nbytes
     col.forget(np.arange(1, 3001))  # most of the buffer garbage: the next merge rewrites it
     col.learn(list(range(5000, 6100)), [_rec(f"m{lab}") for lab in range(5000, 6100)], col.epoch)
     assert col.nbytes < before
-    got, _ = col.lookup(np.array([6099, 4000, 10], np.int64))
+    got, _ = col.lookup(np.array([6099, 4000, 10], np.int64), False)
     assert got == ["m6099", "n4000", None]
+
+
+def test_with_payloads_and_no_plain_point_known_nothing_is_looked_up():
+    col = IdColumn()
+    col.learn([1, 2], [_rec("a", b'{"x":1}'), _rec("b", None, b"text")], col.epoch)
+    assert col.lookup(np.array([1, 2, 3], np.int64), True) == ([None] * 3, None)
+    assert col.lookup(np.array([1, 2, 3], np.int64), False) == (["a", "b", None],
+                                                                [True, True, False])
+    col.learn([3], [_rec("c")], col.epoch)
+    assert col.lookup(np.array([1, 3], np.int64), True) == ([None, "c"], [True, True])
 
 
 def test_a_read_overlapping_a_forget_is_not_learned():
@@ -42,9 +56,9 @@ def test_a_read_overlapping_a_forget_is_not_learned():
     epoch = col.epoch
     col.forget([7])  # e.g. label 7 deleted while its record was being read
     col.learn([7], [_rec("x")], epoch)
-    assert col.lookup(np.array([7], np.int64))[0] == [None]
+    assert col.lookup(np.array([7], np.int64), False)[0] == [None]
     col.learn([7], [_rec("x")], col.epoch)
-    assert col.lookup(np.array([7], np.int64))[0] == ["x"]
+    assert col.lookup(np.array([7], np.int64), False)[0] == ["x"]
 
 
 def _labels_of(db, name, ids):
@@ -58,10 +72,10 @@ def test_search_ids_from_the_column_follow_writes(db):
     [r] = db.search("c", [[0, 0]], k=3, with_payload=False)
     assert r.ids == ["a", "b", "c"]
     la, lb, lc = _labels_of(db, "c", ["a", "b", "c"])
-    assert shard.id_column.lookup(np.array([la, lb, lc], np.int64)) == (
-        ["a", "b", "c"], [True, True, False])  # "c" has a text
+    assert shard.id_column.lookup(np.array([la, lb, lc], np.int64), True) == (
+        ["a", "b", None], [True, True, True])  # "c" has a text: read for it
     db.upsert("c", ["a"], [[0.1, 0]], [{"k": 1}])  # replaced: a new label, the old forgotten
-    assert shard.id_column.lookup(np.array([la], np.int64))[0] == [None]
+    assert shard.id_column.lookup(np.array([la], np.int64), False)[0] == [None]
     [r] = db.search("c", [[0, 0]], k=3)
     assert r.ids == ["a", "b", "c"] and r.payloads == [{"k": 1}, None, None]
     assert r.texts == [None, None, "t"]
