@@ -275,7 +275,7 @@ def merge(frozen: Frozen, spec: IndexSpec, metric: str) -> DiskIvf:
                       lambda: _frozen_chunks(frozen))
     return _write_gen(ann.dir, next_gen(ann.dir), ann.base,
                       [ann.base.invlists, frozen.delta.invlists], frozen.tombstones,
-                      frozen.live, base_max)
+                      ann.trained_on, base_max)
 
 
 def _frozen_chunks(frozen: Frozen):

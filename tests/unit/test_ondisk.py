@@ -14,7 +14,7 @@ from tests.quant_data import embeddings
 from vecdb import Database, DatabaseOptions, SearchParams, ondisk
 from vecdb.errors import InvalidArgument
 
-N, DIM, K = 6000, 32, 10
+N, DIM, K = 9000, 32, 10
 PARAMS = {"build_threshold": 1000, "nprobe": 16}
 
 
@@ -75,16 +75,19 @@ def test_recall_merges_deletes_and_reopen(tmp_path, data, merge_always):
     fill(db, "d", base[:4000])
     shard = db.collections["d"].shards[0]
     assert isinstance(shard.ann, ondisk.DiskIvf) and shard.ann.base.ntotal > 0
+    nlist = shard.ann.base.nlist  # nlist auto, trained on the first 2,000
     # the lists are a mapped file, not heap: describe counts the delta and the quantizer only
     assert db.describe_collection("d").memory_bytes < 4000 * DIM * 4 / 4
     gone = np.arange(0, 4000, 7)
     db.delete("d", [f"p{i}" for i in gone])
     fill(db, "d", base[4000:], start=4000)  # merges: tombstones dropped, delta folded in
     assert not shard.ann.tombstones and shard.ann.gen > 1
+    assert shard.ann.base.nlist > nlist  # past 4x the points trained on: lists retrained
     live = np.setdiff1d(np.arange(N), gone)
     check(db, "d", base, queries, live)
-    db.delete("d", ["p1", "p5999"])  # after the last merge: a base tombstone and a delta label
-    live = np.setdiff1d(live, [1, 5999])
+    db.upsert("d", ["p8999"], base[8999:])  # again, into the delta
+    db.delete("d", ["p1", "p8999"])  # after the last merge: a base tombstone and a delta label
+    live = np.setdiff1d(live, [1, 8999])
     got = {p.id: p for p in db.get("d", ["p2", "p1"], with_vector=True)}
     assert set(got) == {"p2"}
     np.testing.assert_allclose(got["p2"].vector, base[2], rtol=1e-6)
