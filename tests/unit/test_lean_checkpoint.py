@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import clustered
-from tests.unit.test_hnsw_one_copy import make, shard_of
+from tests.unit.test_hnsw_one_copy import ckpt_files, make, shard_of
 from tests.unit.test_search_recall import DIM, brute_force
-from vecdb import SearchParams
+from vecdb import SearchParams, checkpoint
 from vecdb.index import HnswVectors
 
 
@@ -85,5 +85,28 @@ def test_points_deleted_after_the_checkpoint(db, reopen):
         assert db.count("c") == len(model)
         assert [r.ids for r in db.search("c", q, k=10, params=SearchParams(exact=True),
                                          with_payload=False)] == truth
+    finally:
+        db.close()
+
+
+def test_a_checkpoint_with_a_full_ann_faiss_opens_unchanged(db, reopen):
+    """Data directories written before lean checkpoints: ann.faiss with its float storage
+    (no exact.faiss). It opens as it is; the next checkpoint is lean."""
+    model, _ = make(db, "hnsw", "cosine")
+    db.checkpoint()
+    shard = shard_of(db)
+    checkpoint.commit(shard.dir, shard.checkpoint_seq, checkpoint.dump(shard.dir, shard.exact, shard.ann))
+    assert ckpt_files(db) == {"ann.faiss", "tombstones.npy"}
+    rows = storage_rows(shard)
+    q = clustered(20, DIM, seed=15)
+    before = [(r.ids, list(r.scores)) for r in db.search("c", q, k=10, with_payload=False)]
+    db = reopen(db)
+    try:
+        assert storage_rows(shard_of(db)).keys() == rows.keys()
+        assert [(r.ids, list(r.scores)) for r in db.search("c", q, k=10, with_payload=False)] == before
+        assert db.count("c") == len(model)
+        db.upsert("c", ["late"], clustered(1, DIM, seed=16))
+        db.checkpoint()
+        assert ckpt_files(db) == {"ann.graph", "ids.npy", "dead.npy", "tombstones.npy"}
     finally:
         db.close()
