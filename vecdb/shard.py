@@ -841,11 +841,11 @@ class Shard:
             return old.gen
 
     def memory_bytes(self) -> int:
-        """Host RAM of the exact store (the label columns only when quantized), the ANN index
-        and the named vector fields' indexes."""
+        """Host RAM of the exact store (the label columns only when quantized), the ANN index,
+        the named vector fields' indexes and the id column (vecdb/id_column.py)."""
         exact = self.exact.memory_bytes() if isinstance(self.exact, (VectorFile, AnnVectors)) \
             else quant.index_bytes(self.exact)
-        named = self.named.memory_bytes() if self.named is not None else 0
+        named = (self.named.memory_bytes() if self.named is not None else 0) + self.id_column.nbytes
         if isinstance(self.ann, ondisk.DiskIvf):  # its mapped lists are page cache
             return exact + self.ann.memory_bytes() + named
         return exact + (quant.index_bytes(self.ann.index) if self.ann is not None else 0) + named
