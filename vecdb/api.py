@@ -509,6 +509,11 @@ class Database:
         copy of the points needs to expire at the same instant: cluster resync)."""
         return self._get(collection).expiry_of(ids)
 
+    def ids_matching(self, collection: str, filter) -> list[str]:
+        """The ids of the points ``filter`` selects now (one pass: a cluster primary logs
+        a delete or payload update by filter as these ids)."""
+        return self._get(collection).ids_matching(filter)
+
     def count(self, collection: str, filter=None, tenant=None) -> int:
         coll = self._get(collection)
         return coll.count(tenants.read_filter(coll, tenant, filter))

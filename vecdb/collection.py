@@ -390,6 +390,14 @@ class Collection:
                                   "filter" if node is not None else "ids")
         return node
 
+    def ids_matching(self, filter) -> list[str]:
+        """The ids of the points a non-empty ``filter`` selects now, in one pass (those a
+        delete or payload update by it would change)."""
+        node = filters.parse(filter)
+        if node is None:
+            raise InvalidArgument("give a non-empty filter", "filter")
+        return self._ids_matching(node)
+
     def _ids_matching(self, node: Clause | None) -> list[str]:
         out = []
         for shard in self.shards:

@@ -34,6 +34,7 @@ which is not logged) drops the pins of the copy; ``pinned`` then says so.
 """
 from __future__ import annotations
 
+import bisect
 import os
 import struct
 import threading
@@ -169,9 +170,13 @@ class ReplLog:
     def rewrite(self, local: str, key: Pos, method: str, request: Any, engine_seq: int,
                 written_ms: float) -> None:
         """Replace the last entry's request (the primary's texts, now with vectors)."""
+        value = _encode(method, request, engine_seq, written_ms)
         with self._lock:
-            self._db[self._prefix(local) + KEY.pack(*key)] = _encode(
-                method, request, engine_seq, written_ms)
+            self._db[self._prefix(local) + KEY.pack(*key)] = value
+            _, keys = self._copy(local)
+            if keys and keys[-1][0] == key:  # its size as kept (MAX_BYTES counts it)
+                self._bytes[local] += len(value) - keys[-1][1]
+                keys[-1] = (key, len(value), keys[-1][2])
 
     def set_record(self, local: str, key: Pos, record: tuple[str, str]) -> None:
         """The idempotency-key record of entry ``key``: (key, "<digest> <answer>")."""
@@ -221,17 +226,36 @@ class ReplLog:
                 self._pins.pop(local, None)
 
     def pinned(self, local: str, token: int) -> bool:
-        """The pin holds: no reset since (every write after its position is logged)."""
+        """The pin holds: no reset since (every write after its position is logged) and
+        no entry after its position dropped (MAX_BYTES prunes past a pin)."""
         with self._lock:
-            return token in self._pins.get(local, {})
+            pos = self._pins.get(local, {}).get(token)
+            if pos is None:
+                return False
+            floor, _ = self._copy(local)
+            return (floor[0], floor[1]) <= pos
+
+    def _after(self, local: str, pos: Pos) -> int | None:
+        """The index in the copy's keys of the first entry after ``pos``; None when
+        ``pos`` is neither the floor nor a key held (keys increase: a bisection)."""
+        floor, keys = self._copy(local)
+        if pos == (floor[0], floor[1]):
+            return 0
+        at = bisect.bisect_left(keys, pos, key=lambda k: k[0])
+        return at + 1 if at < len(keys) and keys[at][0] == pos else None
+
+    def backlog(self, local: str, pos: Pos) -> int | None:
+        """How many entries follow ``pos`` (a pending one included); None as entries_after."""
+        with self._lock:
+            at = self._after(local, pos)
+            return None if at is None else len(self._copy(local)[1]) - at
 
     def entries_after(self, local: str, pos: Pos, limit: int) -> list[Entry] | None:
         """Up to ``limit`` entries after ``pos``, oldest first, up to a pending one (not
         included); None when this log cannot tell what follows ``pos`` (not the floor nor
         a key it holds)."""
         with self._lock:
-            floor, keys = self._copy(local)
-            if pos != (floor[0], floor[1]) and not any(k == pos for k, _, _ in keys):
+            if self._after(local, pos) is None:
                 return None
             prefix, pending = self._prefix(local), self._pending.get(local)
             out = []

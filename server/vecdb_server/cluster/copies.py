@@ -9,7 +9,8 @@ count as bytes only; or log entries). A move's copy is paced by one Throttle per
 shared by all its move copies: after each request it sleeps until the bytes sent so far
 (since the copy's previous request) fit the limit, so a copy of B bytes takes at least B / limit seconds (one request of up
 to 2,000 points goes at full speed, then the pause). Catch-ups that are not moves (a
-restarted or wiped replica: redundancy coming back) are not throttled. A move's copy
+restarted or wiped replica: redundancy coming back) are not throttled, nor the replay of
+the writes made during a full copy (once its pages are sent: it must catch the writes). A move's copy
 is logged when it ends: bytes, records, seconds, the rate and the time paused.
 """
 from __future__ import annotations

@@ -56,10 +56,11 @@ READ_TIMEOUT_S = 30.0  # a read's budget when the client set no deadline
 CATCHUP_PAGE = 64  # replication-log entries read at once by a catch-up
 UNKNOWN = 1 << 62  # a copy's engine sequence when its history is unknown (catchup.py)
 GAP = 1 << 62  # n of a position after writes that were not logged (a shard of one copy)
-CATCHUP_ROUNDS = 200  # pages streamed while writes go on, at most, before the final step
+CATCHUP_ROUNDS = 200  # pages streamed while writes go on beyond the backlog found, at most
 CATCHUP_FINAL = 8  # entries left, at most, for the final step (under the write lock)
+CATCHUP_LOCKED = 64  # entries found under the lock, at most, to send them there (else unlocked)
+CATCHUP_TRIES = 5  # times the final step is tried before the catch-up starts again
 WRITE_LOCK_WAIT_S = 10.0  # a write waits this long, at most, for its shard's write lock
-SCROLL_PAGE = 10_000  # ids read at once when a filter is resolved (the engine's page limit)
 COPY_PAGE = 2000  # points sent at once by a full copy
 
 
@@ -138,6 +139,8 @@ class Router:
         node.dropped = self.log.drop
         self._seqs: dict[str, int] = {}  # local copy -> its engine sequence (see _settle)
         self.lock_wait_s = WRITE_LOCK_WAIT_S
+        # what a replica's server takes in one request (the node's own limits: wiring.py)
+        self.max_batch_points, self.max_message_bytes = 10_000, 64 << 20
         # set by reshard.Resharder: after a primary applied (and replicated) a write to
         # the shard copies [(shard, local name)], under their write locks, before its
         # keys are recorded: the write also goes to a reshard's new layout
@@ -345,7 +348,8 @@ class Router:
         lock = self.node.write_lock(name, i)
         wait = self.lock_wait_s if deadline is None else max(0.0, deadline - time.monotonic())
         if not lock.acquire(timeout=wait):
-            raise Unavailable(f"shard {name}/{i} is busy: a copy holds its writes; retry",
+            raise Unavailable(f"shard {name}/{i} is busy: its write lock was not free within "
+                              f"{wait:.1f} s (a catch-up's last step or a long write); retry",
                               "collection")
         try:
             yield
@@ -361,19 +365,37 @@ class Router:
             part = self.begin_primary(spec, i, method, request, key, want)
             if not isinstance(part, PrimaryPart):
                 return part
-            if not part.alone:  # what is applied, logged and replicated: ids, no filter
-                part.request = self._by_ids(method, request)
-            self.log_primary(part)
-            try:
-                result = self.local(method, part.request)
-            except Exception:
-                self.unlog_primary(part)
-                raise
-            result = self.finish_primary(spec, part, result, record=False)
-            self.after_write(name, [(i, part.local)], method, part.request)
-            if part.key:
-                self.keys.put(*part.record())
+            if part.alone:
+                return self._apply_part(spec, part)
+            # what is applied, logged and replicated: ids, no filter; many ids as several
+            # writes, each one entry a replica takes (the key recorded with the last)
+            chunks, want, count = self._id_chunks(self._by_ids(method, request)), part.want, 0
+            for n, chunk in enumerate(chunks):
+                if n:  # (the key is recorded with the last: not found before)
+                    part = self.begin_primary(spec, i, method, chunk, key, want)
+                    if not isinstance(part, PrimaryPart):
+                        return part
+                part.request = chunk
+                if n < len(chunks) - 1:
+                    part.key = part.want = None
+                result = self._apply_part(spec, part)
+                count += result.count
+            result.count = count
             return result
+
+    def _apply_part(self, spec: CollectionSpec, part: PrimaryPart) -> tpb.WriteResult:
+        """One write of the primary (primary_write; the caller holds the lock)."""
+        self.log_primary(part)
+        try:
+            result = self.local(part.method, part.request)
+        except Exception:
+            self.unlog_primary(part)
+            raise
+        result = self.finish_primary(spec, part, result, record=False)
+        self.after_write(spec.name, [(part.i, part.local)], part.method, part.request)
+        if part.key:
+            self.keys.put(*part.record())
+        return result
 
     # A primary's write of one shard part, in steps (local_writes.py applies the parts of
     # several shards in one engine write between log_primary and finish_primary); the
@@ -424,15 +446,33 @@ class Router:
         out = type(request)()
         out.CopyFrom(request)
         out.ClearField("filter")
-        cursor = None
-        while True:  # (a bad filter: INVALID_ARGUMENT naming it, as the write would say)
-            page = self.local("Scroll", ppb.ScrollRequest(
-                collection=request.collection, filter=request.filter, limit=SCROLL_PAGE,
-                cursor=cursor, with_payload=False))
-            out.ids.extend(page.points.ids)
-            if not page.HasField("next_cursor"):
-                return out
-            cursor = page.next_cursor
+        # one pass (a bad filter: INVALID_ARGUMENT naming it, as the write would say)
+        with self.node.engine.session() as db:
+            out.ids.extend(db.ids_matching(request.collection,
+                                           convert.from_proto_filter(request.filter)))
+        return out
+
+    def _id_chunks(self, request: Any) -> list[Any]:
+        """A delete or payload update by ids as writes of at most max_batch_points ids
+        and a quarter of max_message_bytes each (what a replica's server takes)."""
+        if not isinstance(request, (ppb.DeleteRequest, ppb.UpdatePayloadRequest)) \
+                or len(request.ids) <= 1:
+            return [request]
+        base = type(request)()
+        base.CopyFrom(request)
+        base.ClearField("ids")
+        room = max(1, self.max_message_bytes // 4 - base.ByteSize())
+        out, start, size = [], 0, 0
+        for n, pid in enumerate(request.ids):
+            cost = len(pid.encode()) + 4  # tag and length
+            if n > start and (n - start >= self.max_batch_points or size + cost > room):
+                out.append(_with_ids(base, request.ids[start:n]))
+                start, size = n, 0
+            size += cost
+        if not out:
+            return [request]
+        out.append(_with_ids(base, request.ids[start:]))
+        return out
 
     def log_primary(self, part: PrimaryPart) -> None:
         """Before the engine applies the part: its replication-log entry, pending (no
@@ -572,6 +612,9 @@ class Router:
                     raise
                 log.info("incremental catch-up of %s/%d to %s stopped (%s): full copy",
                          name, i, r, exc.message)
+            except (ResourceExhausted, InvalidArgument) as exc:  # refused for good
+                log.warning("replica %s refused an entry of %s/%d (%s): full copy", r,
+                            name, i, exc.message)
             self._full_copy(spec, i, r, local, cp)
         finally:
             self.copies.end(cp)
@@ -586,31 +629,58 @@ class Router:
                      pos if got.known else "an unknown position")
             return False
         t0, sent, start = time.monotonic(), 0, pos
-        # writes go on meanwhile: an entry is read only once its write is done (ReplLog)
-        for _ in range(CATCHUP_ROUNDS):
+        pace = how != "full"  # a full copy's replay goes unpaced once its pages are sent
+        for _ in range(CATCHUP_TRIES):
+            # writes go on meanwhile: an entry is read only once its write is done (ReplLog)
+            got_to = self._replay(name, i, r, local, md, pos, cp, pace)
+            if got_to is None:
+                return False  # pruned meanwhile
+            pos, n = got_to
+            sent += n
+            with self.node.write_lock(name, i):
+                held = time.monotonic()
+                cur = self.node.shard(name, i)
+                if cur.term != s.term or not _wants_resync(cur, self.node.id, r) \
+                        or st.local_name(self.node.spec(name).uid, i) != local:
+                    return True  # (resharded meanwhile: another layout's copy)
+                self.log.commit(local)  # under the lock no write is under way: none pending
+                left = self.log.backlog(local, pos)
+                if left is None:
+                    return False
+                if left > CATCHUP_LOCKED:
+                    continue  # writes came before the lock: replayed without it again
+                last = 0
+                while (batch := self.log.entries_after(local, pos, CATCHUP_PAGE)) != []:
+                    if batch is None:
+                        return False
+                    pos = self._send_entries(r, md, pos, batch, cp, pace=False)
+                    last += len(batch)
+                self._join_in_sync(name, i, cur, r, how, t0, held,
+                                   f"{sent + last} entries after {start}, {last} of them "
+                                   "under the lock")
+            return True
+        raise Unavailable(f"the writes of {name}/{i} outpace the catch-up of {r}; it is "
+                          "tried again", "collection")
+
+    def _replay(self, name: str, i: int, r: str, local: str, md: tuple, pos: catchup.Pos,
+                cp: Copy, pace: bool) -> tuple[catchup.Pos, int] | None:
+        """Send the entries after ``pos`` while writes go on, until at most CATCHUP_FINAL
+        are left: (the position reached, entries sent); None when the log no longer holds
+        ``pos``. Pages beyond CATCHUP_ROUNDS plus the backlog found first mean the writes
+        come faster than they are sent: UNAVAILABLE (the catch-up is tried again)."""
+        backlog, sent = self.log.backlog(local, pos), 0
+        if backlog is None:
+            return None
+        for _ in range(CATCHUP_ROUNDS + backlog // CATCHUP_PAGE):
             batch = self.log.entries_after(local, pos, CATCHUP_PAGE)
             if batch is None:
-                return False  # pruned meanwhile
+                return None
             if len(batch) <= CATCHUP_FINAL:
-                break
-            pos = self._send_entries(r, md, pos, batch, cp)
+                return pos, sent
+            pos = self._send_entries(r, md, pos, batch, cp, pace)
             sent += len(batch)
-        with self.node.write_lock(name, i):
-            held = time.monotonic()
-            cur = self.node.shard(name, i)
-            if cur.term != s.term or not _wants_resync(cur, self.node.id, r):
-                return True
-            last = 0
-            self.log.commit(local)  # under the lock no write is under way: none is pending
-            while (batch := self.log.entries_after(local, pos, CATCHUP_PAGE)) != []:
-                if batch is None:
-                    return False
-                pos = self._send_entries(r, md, pos, batch, cp, pace=False)
-                last += len(batch)
-            self._join_in_sync(name, i, cur, r, how, t0, held,
-                               f"{sent + last} entries after {start}, {last} of them under "
-                               "the lock")
-        return True
+        raise Unavailable(f"the writes of {name}/{i} outpace the catch-up of {r}; it is "
+                          "tried again", "collection")
 
     def _send_entries(self, r: str, md: tuple, pos: catchup.Pos,
                       batch: list[catchup.Entry], cp: Copy, pace: bool = True) -> catchup.Pos:
@@ -680,13 +750,17 @@ class Router:
                 if not page.HasField("next_cursor"):
                     break
                 cursor = page.next_cursor
+                if not self.log.pinned(local, pin):  # its replay could not be made
+                    break
+            if not self.log.pinned(local, pin):  # (before r is given the position)
+                raise Unavailable(f"the replication log of {name}/{i} started over or "
+                                  f"dropped writes made during the copy to {r} (over "
+                                  f"{catchup.MAX_BYTES >> 20} MiB); it is copied again",
+                                  "collection")
             keys = [clpb.WriteKeyRecord(key=k, at=t, digest=d, answer=a)
                     for k, t, d, a in self.keys.records(local)]
             self._peer(r, "ReplicaPosition", clpb.ReplicaPositionRequest(
                 local=local, set=True, term=start[0], n=start[1], keys=keys), md, 60.0)
-            if not self.log.pinned(local, pin):
-                raise Unavailable(f"the replication log of {name}/{i} started over during "
-                                  f"the copy to {r}; it is copied again", "collection")
             if not self._catch_up(name, i, r, local, s, md, cp, "full"):
                 raise Unavailable(f"the copy of {name}/{i} to {r} could not catch up from "
                                   f"{start}; it is copied again", "collection")
@@ -718,6 +792,13 @@ class Router:
             known = self._settle(request.local)
             pos = self.log.position(request.local)[0]
             return clpb.ReplicaPositionResponse(known=known, term=pos[0], n=pos[1])
+
+
+def _with_ids(base: Any, ids: Any) -> Any:
+    out = type(base)()
+    out.CopyFrom(base)
+    out.ids.extend(ids)
+    return out
 
 
 def _wants_resync(s: st.ShardState, me: str, r: str) -> bool:

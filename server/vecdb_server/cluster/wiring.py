@@ -30,6 +30,8 @@ class ClusterWiring:
         self.router = Router(self.node, self.peers, cfg.cluster_secret, local_collections,
                              local_points, cfg.cluster_router_threads)
         self.router.copies.limit(cfg.rebalance_max_bytes_per_s)
+        self.router.max_batch_points = cfg.max_batch_points
+        self.router.max_message_bytes = cfg.max_message_bytes
         self.node.missed = self._missed
         self.resharder = Resharder(self.router)
         self.readiness: Readiness | None = None
