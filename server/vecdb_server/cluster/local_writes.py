@@ -101,11 +101,11 @@ def _finish(router: Router, spec: st.CollectionSpec, pending: list[PrimaryPart],
                 router.finish_primary(spec, p, results[p.i], False)
         except Exception as exc:  # noqa: BLE001 - raised below, after every part ended
             failed = failed or exc
-    if failed is None:  # a reshard's new layout gets the batch too (router.after_write)
-        try:
-            router.after_write(spec.name, [(p.i, p.local) for p in pending], "Upsert", request)
-        except Exception as exc:  # noqa: BLE001 - raised below; no key recorded
-            failed, out = exc, {}
+    try:  # a reshard's new layout gets the batch too, all of it applied here even if a
+        # part failed (router.after_write); no key is recorded before it has
+        router.after_write(spec.name, [(p.i, p.local) for p in pending], "Upsert", request)
+    except Exception as exc:  # noqa: BLE001 - raised below; no key recorded
+        failed, out = failed or exc, {}
     done = [p.record() for p in pending if p.key and p.i in out]
     if done:
         router.keys.put_many(done)

@@ -59,6 +59,9 @@ class ClusterNode:
         self.removed: set[str] = set()  # nodes being removed for good
         self.rebalancer = ""  # the node that drives moves (moves.py)
         self.reshards: dict[str, st.Reshard] = {}  # reshards in progress (reshard.py)
+        # the reshard generations this process saw "preparing": one it first sees copying
+        # began before this process did (reshard.py: a restarted primary starts it over)
+        self.reshards_begun: set[str] = set()
         self.mover: Mover | None = None  # set by the wiring: runs in maintain()
         self._revs: dict[str, int] = {}  # key -> the revision of the view's last change of it
         self._known_uids: set[str] = set()  # collections seen in the map by this process
@@ -167,8 +170,10 @@ class ClusterNode:
             if gone:
                 self.reshards.pop(name, None)
             else:
-                self.reshards[name] = st.Reshard.from_json(name, ev.kv.value,
-                                                           ev.kv.mod_revision)
+                rec = self.reshards[name] = st.Reshard.from_json(name, ev.kv.value,
+                                                                 ev.kv.mod_revision)
+                if rec.state == "preparing":
+                    self.reshards_begun.add(rec.uid)
         elif key == st.REBALANCER:
             self.rebalancer = "" if gone else ev.kv.value
         elif key.startswith(st.SHARDS):

@@ -68,6 +68,12 @@ class Resharder:
     def __init__(self, router: Router):
         self.r, self.node = router, router.node
         self._copying: set[tuple[str, int]] = set()  # (generation uid, old shard)
+        # (collection, old shard) -> the generation a write reached without its dual write
+        # (or, this process restarted, may have): that shard's writes are refused until
+        # the record says so (``terms`` emptied: the lead starts a new generation)
+        self._tainted: dict[tuple[str, int], str] = {}
+        self._tlock = threading.Lock()
+        self._no_shadow: dict[str, str] = {}  # collection -> generation without a shadow
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         router.after_write = self.after_write
@@ -171,20 +177,95 @@ class Resharder:
                               "collection")
         if rec is None or rec.state != "copying" or rec.source_uid != spec.uid:
             return
-        if shadow is None:
-            raise Unavailable(f"the reshard of {name!r} is starting over; retry", "collection")
-        if method in ("Delete", "UpdatePayload") and not request.ids:
-            if not request.HasField("filter"):  # the primary's filter selected no id
-                return
-            ids = self._matching(shadow, spec, parts[0][0], request)
-            if not ids:
-                return
-            sub = type(request)()
-            sub.CopyFrom(request)
-            sub.ClearField("filter")
-            sub.ids.extend(ids)
-            request = sub
-        self._write(shadow, method, request)
+        try:
+            if shadow is None:
+                raise Unavailable("the new layout is missing", "collection")
+            if method in ("Delete", "UpdatePayload") and not request.ids:
+                if not request.HasField("filter"):  # the primary's filter selected no id
+                    return
+                ids = self._matching(shadow, spec, parts[0][0], request)
+                if not ids:
+                    return
+                sub = type(request)()
+                sub.CopyFrom(request)
+                sub.ClearField("filter")
+                sub.ids.extend(ids)
+                request = sub
+            if method == "Upsert" and request.points.texts and not request.points.vectors.data:
+                for sub in self._embedded(spec, parts, request):  # not embedded again
+                    self._write(shadow, method, sub)
+            else:
+                self._write(shadow, method, request)
+        except Exception as exc:  # noqa: BLE001 - the layouts differ now: start over
+            log.info("reshard of %s: a write missed the new layout (%s); it starts over",
+                     name, exc)
+            self._taint(name, [i for i, _ in parts], rec.uid)
+            raise Unavailable(f"collection {name!r} is being resharded and the write did "
+                              "not reach its new layout (the copy starts over); retry",
+                              "collection") from None
+
+    def _embedded(self, spec: st.CollectionSpec, parts: list[tuple[int, str]],
+                  request: ppb.UpsertRequest) -> list[ppb.UpsertRequest]:
+        """An upsert of texts as each part's rows with the vectors its primary embedded
+        (read back from its copies here, as replicas get them: router._replicable)."""
+        rows = merge.split_ids(request.points.ids, spec.shards)
+        out = []
+        for i, local in parts:
+            if i in rows:
+                sub = ppb.UpsertRequest(collection=local,
+                                        points=merge.slice_batch(request.points, rows[i]))
+                out.append(self.r._replicable("Upsert", sub))
+        return out
+
+    # ---- a write that missed the new layout --------------------------------------------
+    def _taint(self, name: str, shards: list[int], uid: str) -> None:
+        with self._tlock:
+            for i in shards:
+                self._tainted[(name, i)] = uid
+        self._record_taints()
+
+    def refuses(self, name: str, i: int) -> None:
+        """Before a primary's write to old shard i of ``name`` (router.begin_primary):
+        UNAVAILABLE while a write that missed the new layout is not yet recorded (etcd
+        unreachable), and first, if this process did not see the copying generation
+        begin (a restart: what it applied meanwhile may not be in the new layout)."""
+        with self.node._lock:
+            rec = self.node.reshards.get(name)
+            restarted = rec is not None and rec.state == "copying" and rec.terms \
+                and rec.uid not in self.node.reshards_begun
+        if restarted:
+            self._taint(name, [i], rec.uid)
+        with self._tlock:
+            waiting = (name, i) in self._tainted
+        if waiting:
+            raise Unavailable(f"collection {name!r} is being resharded and its copy starts "
+                              "over (etcd has not recorded it yet); retry", "collection")
+
+    def _record_taints(self) -> None:
+        """Empty the ``terms`` of each generation a write missed (so the switch, which
+        compares the record, cannot go ahead, and the lead starts a new generation)."""
+        with self._tlock:
+            todo = dict(self._tainted)
+        for (name, i), uid in todo.items():
+            try:
+                for _ in range(5):
+                    with self.node._lock:
+                        rec = self.node.reshards.get(name)
+                    if rec is None or rec.uid != uid or not rec.terms or \
+                            self._cas(rec, rec.with_(terms=())):
+                        break
+                    if self.node.etcd.get(st.reshard_key(name)) is None:
+                        break  # switched or abandoned meanwhile
+                    self.node.refresh(st.reshard_key(name))
+                else:
+                    continue
+            except (EtcdUnavailable, EtcdError) as exc:
+                log.info("reshard of %s: the write that missed the new layout waits to be "
+                         "recorded: %s", name, exc)
+                continue
+            with self._tlock:
+                if self._tainted.get((name, i)) == uid:
+                    del self._tainted[(name, i)]
 
     def _write(self, spec: st.CollectionSpec, method: str, request: Any) -> None:
         """``request`` (by ids) on the shards of ``spec`` it touches, one after another
@@ -223,7 +304,7 @@ class Resharder:
             if request.HasField("tenant"):
                 scroll.tenant.CopyFrom(request.tenant)
             while True:
-                page = self.r.read_shard(shadow, j, "Scroll", scroll)
+                page = self.r.read_shard(shadow, j, "Scroll", scroll, primary_only=True)
                 out += [pid for pid in page.points.ids if shard_of(pid, spec.shards) == i]
                 if not page.HasField("next_cursor"):
                     break
@@ -232,6 +313,8 @@ class Resharder:
 
     # ---- the steps -------------------------------------------------------------------------
     def step(self) -> None:
+        if self._tainted:
+            self._record_taints()
         with self.node._lock:
             recs = list(self.node.reshards.values())
             live = self.node.id in self.node.nodes
@@ -255,14 +338,27 @@ class Resharder:
             return
         lead = olds[0].primary == node.id
         terms = tuple(s.term for s in olds)
-        if terms != rec.terms:  # a primary changed: its copy may miss writes; start over
-            if lead:
-                log.info("reshard of %s: the primaries changed (terms %s -> %s); copying "
-                         "again into a new layout", rec.name, rec.terms, terms)
+        with node._lock:
+            shadow = rec.shadow in node.collections
+        missing = not shadow and self._no_shadow.get(rec.name) == rec.uid  # (two steps:
+        if shadow:  # not a record seen before its shadow)
+            self._no_shadow.pop(rec.name, None)
+        else:
+            self._no_shadow[rec.name] = rec.uid
+        if terms != rec.terms or missing:  # a primary changed (its copy may miss writes),
+            if lead:  # a write missed the new layout (terms emptied), or it is gone
+                log.info("reshard of %s: %s; copying again into a new layout", rec.name,
+                         "the new layout is missing" if missing else
+                         f"terms {rec.terms} -> {terms}")
                 self._new_generation(spec, rec.with_(terms=terms),
                                      [unchanged(st.reshard_key(rec.name), rec.mod_revision)],
                                      self._drop_shadow_ops(rec)[1:])
             return
+        if rec.state == "copying" and rec.uid not in node.reshards_begun:
+            mine = [i for i, s in enumerate(olds) if s.primary == node.id]
+            if mine:  # this process restarted while copying: start over
+                self._taint(rec.name, mine, rec.uid)
+                return
         if rec.state == "preparing":
             if lead and self._shadow_ready(rec, copies=True):
                 self._cas(rec, rec.with_(state="copying"))
@@ -338,7 +434,7 @@ class Resharder:
             cur = self.node.reshards.get(rec.name)
             s = self.node.shards.get((rec.name, i))
         return cur is not None and cur.uid == rec.uid and cur.state == "copying" \
-            and i not in cur.copied and s is not None and s.primary == self.node.id \
+            and cur.terms == rec.terms and i not in cur.copied and s is not None and s.primary == self.node.id \
             and s.term == rec.terms[i]
 
     def _switch(self, rec: st.Reshard, spec: st.CollectionSpec,

@@ -208,12 +208,16 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             return got[0]
         spec = self.node.spec(request.collection)
         shard, cursor = 0, None
-        if request.HasField("cursor") and request.cursor:
+        if request.HasField("cursor") and request.cursor:  # "<layout uid>.<shard>:<rest>"
             head, _, rest = request.cursor.partition(":")
-            if not head.isdigit() or int(head) >= spec.shards:
+            uid, _, head = head.rpartition(".")
+            if not uid or not head.isdigit():
                 from vecdb.errors import InvalidArgument
                 raise InvalidArgument(f"cursor {request.cursor!r} is not one this cluster "
                                       "gave out", "cursor")
+            if uid != spec.uid or int(head) >= spec.shards:
+                raise FailedPrecondition(f"collection {spec.name!r} was resharded since this "
+                                         "scroll began; restart the scroll", "cursor")
             shard, cursor = int(head), rest or None
         while True:
             sub = _with_name(request, st.local_name(spec.uid, shard))
@@ -222,13 +226,13 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
                 sub.cursor = cursor
             page = self.r.read_shard(spec, shard, "Scroll", sub)
             if page.HasField("next_cursor"):
-                page.next_cursor = f"{shard}:{page.next_cursor}"
+                page.next_cursor = f"{spec.uid}.{shard}:{page.next_cursor}"
                 return page
             if shard + 1 >= spec.shards:
                 return page
             shard, cursor = shard + 1, None
             if page.points.ids:
-                page.next_cursor = f"{shard}:"
+                page.next_cursor = f"{spec.uid}.{shard}:"
                 return page
 
     def Search(self, request: ppb.SearchRequest, context: Any) -> ppb.SearchResponse:
@@ -565,6 +569,9 @@ def _gated(fn: Any) -> Any:
         if not self.node.loaded:
             raise Unavailable("this node is starting (it has not loaded the cluster's map "
                               "yet); retry on another node", "collection")
+        hidden = _hidden(request) if fn.__name__ != "CreateCollection" else None
+        if hidden and self.r.route_of(context) is None:  # (CreateCollection refuses the ".")
+            raise NotFound(f"collection {hidden[1]!r} does not exist", hidden[0])
         try:
             return fn(self, request, context)
         except PeerDeadline as exc:  # a peer's timeout: the client's status says so
@@ -574,6 +581,16 @@ def _gated(fn: Any) -> Any:
             exc.message = _public(self.node, exc.message)
             raise
     return call
+
+
+def _hidden(request: Any) -> tuple[str, str] | None:
+    """The field and value of a request naming a reshard's hidden collection (only the
+    nodes use those: a client's call gets NOT_FOUND)."""
+    for field in ("collection", "name"):
+        value = getattr(request, field, None)
+        if isinstance(value, str) and st.is_shadow(value):
+            return field, value
+    return None
 
 
 def _gate(cls: type, service: Any) -> type:

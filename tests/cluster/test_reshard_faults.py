@@ -1,0 +1,137 @@
+"""Online resharding when something goes wrong midway (docs/cluster.md "Resharding"),
+with a real etcd and real node processes: a write that reaches the old layout but not
+the new one makes the copy start over (nothing the old layout answered comes back after
+the switch); the hidden collection of a reshard is not the clients' to name; a scroll
+cursor from before a switch is refused."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from cluster_harness import Cluster
+from test_cluster import DIM, rand
+from test_rebalance import wait
+from test_reshard import preload
+from vecdb.topk import shard_of
+from vecdb_client import FailedPreconditionError, NotFoundError, VecdbClientError
+from vecdb_server.cluster import state as st
+from vecdb_server.cluster.etcd import Etcd as EtcdClient, delete
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("reshard-faults"))
+    yield c
+    c.close()
+
+
+def record(et: EtcdClient, name: str) -> dict | None:
+    kv = et.get(st.reshard_key(name))
+    return json.loads(kv.value) if kv is not None else None
+
+
+def entry(et: EtcdClient, name: str, i: int) -> st.ShardState:
+    return st.ShardState.from_json(et.get(st.shard_key(name, i)).value)
+
+
+def test_hidden_collection_is_not_the_clients(cluster):
+    cl, name, et = cluster, "hz", EtcdClient(cluster.etcd.url)
+    with cl.client() as c:
+        c.create_collection(name, dim=DIM, metric="l2", shards=1, replication_factor=1,
+                            index="flat")
+    model, _ = preload(cl, name, 1500)
+    via = [cl.node(entry(et, name, 0).primary)]  # the node that begins it knows the shadow
+    with cl.client(via, timeout=5, max_retries=0) as c:
+        assert not c.reshard_collection(name, 2, timeout=1.1)["done"]
+        shadow = record(et, name)["shadow"]
+        for call in (lambda: c.drop_collection(shadow), lambda: c.get(shadow, ["p1"]),
+                     lambda: c.upsert(shadow, ["z"], rand(1, 5)),
+                     lambda: c.describe_collection(shadow),
+                     lambda: c.create_alias("hz-alias", shadow)):
+            with pytest.raises(NotFoundError) as exc:
+                call()
+            assert shadow in str(exc.value)
+    assert et.get(st.collection_key(shadow)) is not None  # still there: the calls refused
+    with cl.client(timeout=60) as c:
+        res = c.reshard_collection(name, 2)
+        assert res["done"] and res["shards"] == 2, res
+        assert c.count(name) == len(model)
+        assert "hz-alias" not in c.list_aliases()
+
+
+def test_missing_shadow_starts_a_new_generation(cluster):
+    """A record whose hidden collection is gone (deleted behind the cluster's back) does
+    not hold the collection's reshard forever: the lead makes a new one."""
+    cl, name, et = cluster, "hm", EtcdClient(cluster.etcd.url)
+    with cl.client() as c:
+        c.create_collection(name, dim=DIM, metric="l2", shards=1, replication_factor=1,
+                            index="flat")
+    model, _ = preload(cl, name, 1000)
+    with cl.client(timeout=5) as c:
+        assert not c.reshard_collection(name, 2, timeout=1.1)["done"]
+    rec = record(et, name)
+    assert et.txn([], [delete(st.collection_key(rec["shadow"]))])
+    with cl.client(timeout=60) as c:
+        res = c.reshard_collection(name, 2)
+        assert res["done"] and res["shards"] == 2, res
+        assert c.count(name) == len(model)
+
+
+def test_scroll_cursor_from_before_a_switch_is_refused(cluster):
+    cl, name = cluster, "hs"
+    with cl.client() as c:
+        c.create_collection(name, dim=DIM, metric="l2", shards=2, replication_factor=1,
+                            index="flat")
+    preload(cl, name, 600)
+    with cl.client(timeout=60) as c:
+        page = c.scroll(name, limit=50)
+        assert page.next_cursor is not None
+        assert len(c.scroll(name, limit=50, cursor=page.next_cursor).points) == 50
+        assert c.reshard_collection(name, 3)["done"]
+        with pytest.raises(FailedPreconditionError) as exc:
+            c.scroll(name, limit=50, cursor=page.next_cursor)
+        assert exc.value.field == "cursor" and "restart the scroll" in str(exc.value)
+
+
+def test_write_missing_the_new_layout_starts_the_copy_over(cluster):
+    """A delete the old layout applied but the new layout's primary (killed) never got:
+    refused, and gone from the old layout; after the switch it must still be gone (the
+    page copy only upserts: without a new copy the point would come back)."""
+    cl, name, et = cluster, "hd", EtcdClient(cluster.etcd.url)
+    with cl.client() as c:
+        c.create_collection(name, dim=DIM, metric="l2", shards=1, replication_factor=1,
+                            index="flat")
+    model, _ = preload(cl, name, 6000)
+    a = entry(et, name, 0).primary
+    with cl.client(timeout=30) as c:
+        first = c.scroll(name, limit=400).points  # the first page the copy writes
+        assert not c.reshard_collection(name, 3, timeout=1.1)["done"]
+    shadow = record(et, name)["shadow"]
+    wait(lambda: record(et, name)["state"] == "copying", 60, "copying")
+    j, b = next((j, e.primary) for j in range(3)
+                for e in [entry(et, shadow, j)] if e.primary != a)
+    p = next(q.id for q in first if shard_of(q.id, 3) == j)
+
+    def copied_into_j() -> bool:
+        with cl.client(timeout=5) as c:
+            return any(e["collection"] == shadow and e["shard"] == j and
+                       e["replicas"][0]["points"] > 0 for e in c.cluster_status()["shards"])
+    wait(copied_into_j, 60, f"the first page in {shadow}/{j}")
+    victim = cl.node(b)
+    victim.stop_signal(signal.SIGSTOP)  # frozen at once: the copy cannot finish
+    assert 0 not in record(et, name)["copied"], "copied before the kill: make it larger"
+    victim.kill()
+    alive = [n for n in cl.nodes if n.id != b]
+    with cl.client(alive, timeout=10, max_retries=0) as c:
+        with pytest.raises(VecdbClientError):
+            c.delete(name, [p])
+        assert c.get(name, [p]) == []  # the old layout applied it
+    victim.start()
+    with cl.client(timeout=120) as c:
+        res = c.reshard_collection(name, 3)
+        assert res["done"] and res["shards"] == 3, res
+        assert c.get(name, [p]) == [], f"{p}: its refused delete was undone by the switch"
+        assert c.count(name) == len(model) - 1
