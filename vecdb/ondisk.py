@@ -30,6 +30,8 @@ get-with-vector and re-reads by label come from RocksDB.
 """
 from __future__ import annotations
 
+import ctypes
+import mmap
 import os
 import zlib
 
@@ -46,6 +48,8 @@ DELTA_RATIO = 0.125  # writes kept in RAM before a merge: this share of the base
 # DatabaseOptions.ondisk_delta_mb (DiskIvf.delta_min), whichever is larger
 TOMBSTONE_RATIO = 0.2  # merge (dropping them) once deletes pass this share of the base
 READ_FLAGS = faiss.IO_FLAG_ONDISK_SAME_DIR | faiss.IO_FLAG_READ_ONLY
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 
 
 def validate(on_disk, spec: IndexSpec, device: str, quantization: str) -> tuple[bool, IndexSpec]:
@@ -103,8 +107,10 @@ class DiskIvf(Ann):
         self.base_owner = base  # the object read_index returned (owns the mapping)
         self.base = faiss.extract_index_ivf(base)
         # no prefetch threads: FAISS starts 32 per search by default (+1.7 ms a single query,
-        # measured); the kernel's readahead pages a probed list in
-        faiss.downcast_InvertedLists(self.base.invlists).prefetch_nthread = 0
+        # measured); prefetch() asks the kernel for the probed lists instead
+        od = faiss.downcast_InvertedLists(self.base.invlists)
+        od.prefetch_nthread = 0
+        self._map = _Mapping(od)
         self.delta = delta if delta is not None else _sharing(self.base)
         self.dir, self.gen, self.base_max = directory, gen, base_max
         self._stack = faiss.InvertedListsPtrVector()
@@ -118,6 +124,13 @@ class DiskIvf(Ann):
         self.fetch = None  # label -> prepared vectors (the shard sets it: RocksDB)
         self.delta_min = 0  # bytes of delta before a merge (the shard sets it: options)
         self._count()
+
+    def prefetch(self, queries: np.ndarray, nprobe: int | None) -> None:
+        """Start reading the lists ``queries`` will probe (all with nprobe None)."""
+        if nprobe is None or nprobe >= self.base.nlist:
+            self._map.willneed(None)
+        else:
+            self._map.willneed(np.unique(self.base.quantizer.search(queries, nprobe)[1]))
 
     def _count(self) -> None:
         self.index.ntotal = self.base.ntotal + self.delta.ntotal
@@ -165,6 +178,35 @@ class DiskIvf(Ann):
                       set(self.tombstones), self.live)
 
 
+class _Mapping:
+    """madvise over a base's mapped lists file. The whole mapping is MADV_RANDOM: a fault
+    reads its page, not the device's readahead window around it (8 MiB on this VM's
+    disk: a 32-list query then read 256 MB, thrashing a memory-limited server); the lists
+    a search will probe are asked for with MADV_WILLNEED, read ahead exactly."""
+
+    def __init__(self, od):
+        self.size = int(od.totsize)
+        self.addr = faiss.rev_swig_ptr(od.ptr, 1).ctypes.data if self.size else 0
+        per = int(od.code_size) + 8
+        spans = [(int(e.offset), int(e.capacity) * per) for e in
+                 (od.lists.at(i) for i in range(od.nlist))]
+        self.spans = np.array(spans, np.int64).reshape(-1, 2)
+        self._advise(0, self.size, mmap.MADV_RANDOM)
+
+    def _advise(self, start: int, length: int, advice: int) -> None:
+        if length <= 0 or not self.addr:
+            return
+        lo = start - start % mmap.PAGESIZE
+        _LIBC.madvise(self.addr + lo, start + length - lo, advice)  # advisory: errors ignored
+
+    def willneed(self, lists) -> None:
+        if lists is None:
+            self._advise(0, self.size, mmap.MADV_WILLNEED)
+            return
+        for start, length in self.spans[lists[lists >= 0]].tolist():
+            self._advise(start, length, mmap.MADV_WILLNEED)
+
+
 class Frozen:
     def __init__(self, ann: DiskIvf, delta, tombstones: set[int], live: int):
         self.ann, self.delta, self.tombstones, self.live = ann, delta, tombstones, live
@@ -184,6 +226,14 @@ class DiskVectors(IvfVectors):
 
     def memory_bytes(self) -> int:
         return 0  # DiskIvf.memory_bytes counts what the shard holds
+
+    def search(self, queries: np.ndarray, k: int, params=None):
+        self.ann.prefetch(queries, None)  # a scan of every list
+        return self.ivf.search(queries, k, params=self._params(params))
+
+    def range_search(self, queries: np.ndarray, threshold: float, params=None):
+        self.ann.prefetch(queries, None)
+        return self.ivf.range_search(queries, threshold, params=self._params(params))
 
     def _params(self, params):
         sel = getattr(params, "sel", None) if params is not None else None

@@ -568,6 +568,8 @@ class Shard:
         if got is None:
             sp = search_params(ann, spec, kk if ann.quant else k, params.nprobe, params.ef_search,
                                sel=sel)
+            if isinstance(ann, ondisk.DiskIvf):  # reads the lists to probe ahead
+                ann.prefetch(queries, sp.nprobe)
             got = ann.index.search(queries, kk, params=sp)
         if ann.kind == "ivf_pq" or ann.quant:
             return rerank(self.exact, queries, got[1], k, "l2" if self.metric == "l2" else "ip")
