@@ -391,10 +391,8 @@ class Router:
         except Exception:
             self.unlog_primary(part)
             raise
-        try:
-            result = self.finish_primary(spec, part, result, record=False)
-        finally:  # applied here even if not acknowledged: a reshard's new layout too
-            self.after_write(spec.name, [(part.i, part.local)], part.method, part.request)
+        result = self.finish_primary(spec, part, result, record=False)
+        self.after_write(spec.name, [(part.i, part.local)], part.method, part.request)
         if part.key:
             self.keys.put(*part.record())
         return result
@@ -419,8 +417,6 @@ class Router:
         local = _target_name(request)
         if local != st.local_name(self.node.spec(name).uid, i):  # resharded meanwhile
             raise Unavailable(f"collection {name!r} was resharded; retry", "collection")
-        if self.resharder is not None:  # a write missed a reshard's new layout: refused
-            self.resharder.refuses(name, i)
         want = key and (want or write_keys.digest(method, request))
         done = key and self.keys.get(local, key, want)
         if done:
@@ -582,13 +578,19 @@ class Router:
                           "collection")
 
     def _carry_ttls(self, local: str, batch: tpb.PointBatch) -> None:
-        """Give a resync page the seconds each point has left, so copies expire with it."""
+        """Give a resync page the seconds each point has left, so copies expire with it. A
+        point of a page with expiries that has none and is gone since the page was read
+        expired meanwhile (an expiry is not logged): it is sent expiring now. (A page
+        without expiries is not checked: the look-up costs most of the page's read.)"""
         with self.node.engine.session() as db:
             expiry = db.expiry_of(local, list(batch.ids))
+            bare = [i for i in batch.ids if i not in expiry] if expiry else []
+            gone = set(bare) - {p.id for p in db.get(local, bare, with_payload=False)} \
+                if bare else set()
         if expiry:
             now = time.time() * 1000
             batch.ttl_seconds.extend(max(0.001, (expiry[i] - now) / 1000) if i in expiry
-                                     else 0.0 for i in batch.ids)
+                                     else 0.001 if i in gone else 0.0 for i in batch.ids)
 
     # ---- resync (runs on the primary, from ClusterNode.maintain) -------------------------
     def resync(self, name: str, i: int, r: str) -> None:
