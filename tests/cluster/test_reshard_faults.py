@@ -135,3 +135,59 @@ def test_write_missing_the_new_layout_starts_the_copy_over(cluster):
         assert res["done"] and res["shards"] == 3, res
         assert c.get(name, [p]) == [], f"{p}: its refused delete was undone by the switch"
         assert c.count(name) == len(model) - 1
+
+
+def test_batch_with_a_failed_part_reaches_the_new_layout(tmp_path):
+    """One node is the primary of both shards and applies a batch in one engine write
+    (local_writes.py); the replica of one shard is killed, so that part fails and the
+    batch is refused, while the old layout holds all of it. Every point of it must be
+    in the new layout too: with the other part's key recorded and its dual write
+    skipped, the client's retry under that key was answered without writing and the
+    acknowledged points were missing after the switch."""
+    cl, name = Cluster(tmp_path), "kb"
+    try:
+        et = EtcdClient(cl.etcd.url)
+        with cl.client() as c:  # placement (state.place, fresh nodes): n0 holds both
+            c.create_collection(name, dim=DIM, metric="l2", shards=2, replication_factor=2,
+                                write_concern="all", index="flat")
+            cl.wait_in_sync(name)
+            s0, s1 = entry(et, name, 0), entry(et, name, 1)
+            a = (set(s0.replicas) & set(s1.replicas)).pop()
+            v = next(r for r in s1.replicas if r != a)
+            assert v not in s0.replicas
+            if s1.primary != a:
+                c.drain_node(s1.primary)
+            if s0.primary != a:
+                c.drain_node(s0.primary)
+            wait(lambda: entry(et, name, 0).primary == a == entry(et, name, 1).primary, 30,
+                 "the primaries on one node")
+            cl.wait_in_sync(name)
+            for d in ("d1", "d2"):  # the new layout's place: away from v
+                c.create_collection(d, dim=DIM, shards=1, replication_factor=1)
+        model, _ = preload(cl, name, 20_000)
+        with cl.client(timeout=30) as c:
+            assert not c.reshard_collection(name, 1, timeout=1.1)["done"]
+        shadow = record(et, name)["shadow"]
+        wait(lambda: record(et, name)["state"] == "copying", 60, "copying")
+        assert v not in entry(et, shadow, 0).replicas
+
+        def copying_past_the_batch() -> bool:  # ("a..." ids sort before the "p..." ones)
+            with cl.client(timeout=5) as c:
+                return any(e["collection"] == shadow and e["replicas"][0]["points"] >= 3000
+                           for e in c.cluster_status()["shards"])
+        wait(copying_past_the_batch, 60, "pages of both old shards copied")
+        cl.node(v).kill()
+        batch = [f"a{i:03d}" for i in range(20)]
+        assert {shard_of(p, 2) for p in batch} == {0, 1}
+        with cl.client([cl.node(a)], timeout=10, max_retries=0) as c:
+            with pytest.raises(VecdbClientError):
+                c.upsert(name, batch, rand(20, 77))
+            assert len(c.get(name, batch)) == 20  # the old layout holds it all
+            assert c.describe_collection(name).config.shards == 2, "switched too early"
+        with cl.client([n for n in cl.nodes if n.id != v], timeout=120) as c:
+            res = c.reshard_collection(name, 1)
+            assert res["done"] and res["shards"] == 1, res
+            assert len(c.get(name, batch)) == 20, "the batch's points are not in the new layout"
+            assert c.count(name) == len(model) + 20
+    finally:
+        cl.close()
