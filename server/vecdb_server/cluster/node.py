@@ -490,6 +490,8 @@ class ClusterNode:
                 # an empty or different etcd never makes a node drop its data
                 if m and m.group(1) in self._known_uids and m.group(1) not in by_uid:
                     self._drop_local(db, local, "its collection was dropped")
+                    with self._lock:  # (its uid never comes back: e.g. a reshard's old layout)
+                        self._write_locks.pop(local, None)
                 elif m and (by_uid.get(m.group(1)), int(m.group(2))) in shards:
                     # the map places this shard elsewhere now (moved away): after a grace
                     since = self._unplaced_since.setdefault(local, time.monotonic())

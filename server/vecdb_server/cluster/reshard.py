@@ -462,7 +462,8 @@ class Resharder:
 
     def _drop_shadow_ops(self, rec: st.Reshard) -> list[dict]:
         return [delete(st.reshard_key(rec.name)), delete(st.collection_key(rec.shadow)),
-                delete(f"{st.SHARDS}{rec.shadow}/", prefix=True)]
+                delete(f"{st.SHARDS}{rec.shadow}/", prefix=True),
+                delete(f"{st.MOVES}{rec.shadow}/", prefix=True)]  # (none left behind)
 
     def _abandon(self, rec: st.Reshard, spec: st.CollectionSpec | None) -> None:
         """Delete the record and its shadow, if etcd agrees the collection is ``spec``
