@@ -248,7 +248,7 @@ class Guard:
     def admit(self, method: str, metadata: Any, peer: str) -> KeySpec | None:
         key = None
         short = method.rsplit("/", 1)[-1]
-        if self.cfg.cluster_etcd and _from_cluster_node(metadata, self.cfg.cluster_secret):
+        if self.from_node(metadata):
             return None  # a node-to-node call (cluster/peers.py), authenticated by the secret
         if self.keys.enabled:
             token = token_from_metadata(metadata)
@@ -280,8 +280,17 @@ class Guard:
                            f"it needs {needed}")
         return key
 
+    def from_node(self, metadata: Any) -> bool:
+        """A node-to-node call (cluster mode), authenticated by the cluster secret."""
+        return bool(self.cfg.cluster_etcd) and _from_cluster_node(metadata,
+                                                                  self.cfg.cluster_secret)
+
     # -- per request message: scope and size limits
-    def check(self, method: str, request: Any, key: KeySpec | None) -> None:
+    def check(self, method: str, request: Any, key: KeySpec | None,
+              node: bool = False) -> None:
+        """``node``: a node-to-node call (its requests are the cluster's own: a full copy's
+        pages, a replicated write; the client's were checked where they came in), not
+        held to the size limits."""
         if request is MALFORMED:
             raise Rejected(grpc.StatusCode.INVALID_ARGUMENT,
                            f"the request is not a valid {method.rsplit('/', 1)[-1]} request "
@@ -300,7 +309,7 @@ class Guard:
                 and request.HasField("tenant"):
             raise Rejected(grpc.StatusCode.FAILED_PRECONDITION,
                            "tenants are not available in cluster mode yet (docs/tenants.md)")
-        why = self._limit_denial(method, request)
+        why = None if node else self._limit_denial(method, request)
         if why is not None:
             log.info("%s -> RESOURCE_EXHAUSTED: %s", method, why)
             raise Rejected(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
@@ -371,9 +380,10 @@ class GuardInterceptor(grpc.ServerInterceptor):
                                        *rej.metadata))
         context.abort(rej.code, rej.message)
 
-    def _checked(self, method: str, requests: Iterator, key: KeySpec | None) -> Iterator:
+    def _checked(self, method: str, requests: Iterator, key: KeySpec | None,
+                 node: bool) -> Iterator:
         for request in requests:
-            self._guard.check(method, request, key)
+            self._guard.check(method, request, key, node)
             yield request
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
@@ -385,9 +395,10 @@ class GuardInterceptor(grpc.ServerInterceptor):
 
         def admit(request: Any, context: grpc.ServicerContext) -> tuple[Any, Any]:
             key = guard.admit(method, context.invocation_metadata(), context.peer())
+            node = key is None and guard.from_node(context.invocation_metadata())
             if handler.request_streaming:
-                return key, self._checked(method, request, key)
-            guard.check(method, request, key)
+                return key, self._checked(method, request, key, node)
+            guard.check(method, request, key, node)
             return key, request
 
         def unary(request: Any, context: grpc.ServicerContext) -> Any:
@@ -427,9 +438,9 @@ class AioGuardInterceptor(grpc.aio.ServerInterceptor):
         await context.abort(rej.code, rej.message)
 
     async def _checked(self, method: str, requests: AsyncIterator,
-                       key: KeySpec | None) -> AsyncIterator:
+                       key: KeySpec | None, node: bool) -> AsyncIterator:
         async for request in requests:
-            self._guard.check(method, request, key)
+            self._guard.check(method, request, key, node)
             yield request
 
     async def intercept_service(self, continuation: Callable,
@@ -442,9 +453,10 @@ class AioGuardInterceptor(grpc.aio.ServerInterceptor):
 
         def admit(request: Any, context: Any) -> tuple[Any, Any]:
             key = guard.admit(method, context.invocation_metadata(), context.peer())
+            node = key is None and guard.from_node(context.invocation_metadata())
             if handler.request_streaming:
-                return key, self._checked(method, request, key)
-            guard.check(method, request, key)
+                return key, self._checked(method, request, key, node)
+            guard.check(method, request, key, node)
             return key, request
 
         async def unary(request: Any, context: Any) -> Any:

@@ -48,3 +48,27 @@ def test_a_filter_selecting_more_than_a_replica_takes_is_replicated_in_parts(tmp
             assert "missed a write" not in node.log()
     finally:
         cl.close()
+
+
+def test_a_full_copy_is_not_held_to_the_client_batch_limit(tmp_path):
+    """A full copy's pages (2,000 points) and replicated writes are node-to-node calls:
+    a replica's guard does not refuse them for max_batch_points (clients are held to it
+    where they come in)."""
+    cl = Cluster(tmp_path, n=2, extra=("--max-batch-points", "100", "--wal-retain", "2",
+                                       "--rebalance-max-concurrent-moves", "0"))
+    try:
+        with cl.client() as c:
+            c.create_collection("split", dim=4, shards=1, replication_factor=2,
+                                write_concern="one")
+            _points(c, "a", 300, 1)
+            cl.wait_in_sync("split", 30)
+            primary = c.cluster_status()["shards"][0]["primary"]
+            other = next(n for n in cl.nodes if n.id != primary)
+            other.wipe()  # its copy is gone, the log holds 2 writes: a full copy of 300
+            # points in one page
+            other.start()
+            status = cl.wait_in_sync("split", 30)
+            assert [r["points"] for r in status["shards"][0]["replicas"]] == [300, 300]
+        assert "full copy" in cl.node(primary).log()
+    finally:
+        cl.close()
