@@ -190,3 +190,29 @@ def test_batch_with_a_failed_part_reaches_the_new_layout(tmp_path):
             assert c.count(name) == len(model) + 20
     finally:
         cl.close()
+
+
+def test_rebalancing_leaves_a_resharding_collection_alone(tmp_path):
+    """A move changes a shard's terms (the reshard would copy again) and holds the switch:
+    the planner plans none for a collection being resharded nor for its new layout."""
+    hold = ("--rebalance-max-concurrent-moves", "0")  # planned, never started
+    cl, name = Cluster(tmp_path, extra=hold), "rp"
+    try:
+        with cl.client() as c:
+            c.create_collection(name, dim=DIM, metric="l2", shards=2, replication_factor=3,
+                                index="flat")
+        model, _ = preload(cl, name, 1000)
+        cl.add_node("n3", *hold)  # 2 replicas on each node, none there: moves to it
+        et = EtcdClient(cl.etcd.url)
+        with cl.client(timeout=30) as c:
+            wait(lambda: c.rebalance_plan()["planned"], 30, "moves planned to n3")
+            assert not c.reshard_collection(name, 1, timeout=1.1)["done"]
+            shadow = record(et, name)["shadow"]  # (its 3 replicas: n3 and two of 2 each)
+            planned = c.rebalance_plan()["planned"]
+            assert record(et, name) is not None, "the reshard ended before the plan was read"
+            assert planned == [], planned
+            res = c.reshard_collection(name, 1)
+            assert res["done"] and res["shards"] == 1, res
+            assert c.count(name) == len(model)
+    finally:
+        cl.close()

@@ -45,11 +45,14 @@ def planned(node: "ClusterNode") -> list[Move]:
         shards, moves = dict(node.shards), dict(node.moves)
         live = [n for n in node.nodes.values()]
         removed = set(node.removed)
+        # a move changes terms (a reshard would copy again): not while one is under way
+        resharding = {n for r in node.reshards.values() for n in (r.name, r.shadow)}
     placement = {}
     for k, s in shards.items():
         m = moves.get(k)  # a shard being moved counts as already moved
         placement[k] = tuple(r for r in s.replicas if m is None or r != m.source)
-    return plan(live, placement, removed=removed, busy=set(moves),
+    return plan(live, placement, removed=removed,
+                busy={*moves, *(k for k in shards if k[0] in resharding)},
                 primaries={k: s.primary for k, s in shards.items()})
 
 
