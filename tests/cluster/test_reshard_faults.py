@@ -207,7 +207,7 @@ def test_rebalancing_leaves_a_resharding_collection_alone(tmp_path):
         with cl.client(timeout=30) as c:
             wait(lambda: c.rebalance_plan()["planned"], 30, "moves planned to n3")
             assert not c.reshard_collection(name, 1, timeout=1.1)["done"]
-            shadow = record(et, name)["shadow"]  # (its 3 replicas: n3 and two of 2 each)
+            # (the new layout's 3 replicas: n3 and two nodes of 2, which stay uneven)
             planned = c.rebalance_plan()["planned"]
             assert record(et, name) is not None, "the reshard ended before the plan was read"
             assert planned == [], planned
