@@ -391,8 +391,10 @@ class Router:
         except Exception:
             self.unlog_primary(part)
             raise
-        result = self.finish_primary(spec, part, result, record=False)
-        self.after_write(spec.name, [(part.i, part.local)], part.method, part.request)
+        try:
+            result = self.finish_primary(spec, part, result, record=False)
+        finally:  # applied here even if not acknowledged: a reshard's new layout too
+            self.after_write(spec.name, [(part.i, part.local)], part.method, part.request)
         if part.key:
             self.keys.put(*part.record())
         return result
@@ -417,6 +419,8 @@ class Router:
         local = _target_name(request)
         if local != st.local_name(self.node.spec(name).uid, i):  # resharded meanwhile
             raise Unavailable(f"collection {name!r} was resharded; retry", "collection")
+        if self.resharder is not None:  # a write missed a reshard's new layout: refused
+            self.resharder.refuses(name, i)
         want = key and (want or write_keys.digest(method, request))
         done = key and self.keys.get(local, key, want)
         if done:
