@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import grpc
 
-from .interceptors import rewrap
+from .interceptors import WrapCache, rewrap
 
 SHUTTING_DOWN = "server is shutting down; retry on another replica or after restart"
 SETTLE_S = 0.5  # after the last counted call is done: its answer leaves the socket buffers
@@ -77,7 +77,7 @@ class DrainInterceptor(grpc.ServerInterceptor):
     """Threaded flavour: admit or refuse, and count the call until gRPC says it is done."""
 
     def __init__(self, drain: Drain, prefix: str = "/vecdb.v1."):
-        self._drain, self._prefix = drain, prefix
+        self._drain, self._prefix, self._cache = drain, prefix, WrapCache()
 
     def _wrap(self, behavior: Callable, kind: str, _method: str) -> Callable:
         counted = _counted(kind)
@@ -91,14 +91,14 @@ class DrainInterceptor(grpc.ServerInterceptor):
         return wrapper
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
-        return rewrap(continuation(details), details, self._prefix, self._wrap)
+        return rewrap(continuation(details), details, self._prefix, self._wrap, self._cache)
 
 
 class AioDrainInterceptor(grpc.aio.ServerInterceptor):
     """grpc.aio flavour of :class:`DrainInterceptor`."""
 
     def __init__(self, drain: Drain, prefix: str = "/vecdb.v1."):
-        self._drain, self._prefix = drain, prefix
+        self._drain, self._prefix, self._cache = drain, prefix, WrapCache()
 
     async def _admit(self, context: Any, counted: bool) -> None:
         if not self._drain.enter(counted):
@@ -122,4 +122,5 @@ class AioDrainInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(self, continuation: Callable,
                                 details: grpc.HandlerCallDetails) -> Any:
-        return rewrap(await continuation(details), details, self._prefix, self._wrap)
+        return rewrap(await continuation(details), details, self._prefix, self._wrap,
+                      self._cache)

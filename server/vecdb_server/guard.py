@@ -40,7 +40,7 @@ from .auth import (METHOD_ROLES, KeyConfigError, KeySpec, KeyStore, filter_respo
                    token_from_metadata)
 from .config import ConfigError, ServerConfig
 from .engine import EngineHolder
-from .interceptors import _kind
+from .interceptors import WrapCache, _kind
 from .logs import REQUEST_ID, new_request_id
 
 log = logging.getLogger("vecdb_server.guard")
@@ -373,7 +373,7 @@ class GuardInterceptor(grpc.ServerInterceptor):
     """Threaded-server flavour; list it first so it runs before the error interceptor."""
 
     def __init__(self, guard: Guard, prefix: str = "/vecdb.v1."):
-        self._guard, self._prefix = guard, prefix
+        self._guard, self._prefix, self._cache = guard, prefix, WrapCache()
 
     def _reject(self, context: grpc.ServicerContext, rej: Rejected) -> None:
         context.set_trailing_metadata(((REQUEST_ID_KEY, REQUEST_ID.get() or ""),
@@ -390,6 +390,9 @@ class GuardInterceptor(grpc.ServerInterceptor):
         handler = continuation(details)
         if handler is None or not details.method.startswith(self._prefix):
             return handler
+        return self._cache.get(details.method, handler, lambda: self._wrap(handler, details))
+
+    def _wrap(self, handler: Any, details: grpc.HandlerCallDetails) -> Any:
         method, guard, kind = details.method, self._guard, _kind(handler)
         behavior = getattr(handler, kind)
 
@@ -430,7 +433,7 @@ class AioGuardInterceptor(grpc.aio.ServerInterceptor):
     """grpc.aio flavour of :class:`GuardInterceptor`."""
 
     def __init__(self, guard: Guard, prefix: str = "/vecdb.v1."):
-        self._guard, self._prefix = guard, prefix
+        self._guard, self._prefix, self._cache = guard, prefix, WrapCache()
 
     async def _reject(self, context: Any, rej: Rejected) -> None:
         context.set_trailing_metadata(((REQUEST_ID_KEY, REQUEST_ID.get() or ""),
@@ -448,6 +451,9 @@ class AioGuardInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or not details.method.startswith(self._prefix):
             return handler
+        return self._cache.get(details.method, handler, lambda: self._wrap(handler, details))
+
+    def _wrap(self, handler: Any, details: grpc.HandlerCallDetails) -> Any:
         method, guard, kind = details.method, self._guard, _kind(handler)
         behavior = getattr(handler, kind)
 

@@ -40,7 +40,7 @@ from vecdb import encoders
 from vecdb.errors import NotFound, Unavailable
 
 from .engine import EngineHolder
-from .interceptors import by_response, rewrap
+from .interceptors import WrapCache, by_response, rewrap
 
 log = logging.getLogger("vecdb_server.metrics")
 RPC_BUCKETS = (.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
@@ -349,7 +349,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
     """Threaded server: count and time every call. Put it FIRST (outermost)."""
 
     def __init__(self, metrics: Metrics):
-        self._m = metrics
+        self._m, self._cache = metrics, WrapCache()
 
     def _unary(self, behavior: Callable, method: str) -> Callable:
         def wrapper(request: Any, context: Any) -> Any:
@@ -374,14 +374,14 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Callable, details: grpc.HandlerCallDetails) -> Any:
         return rewrap(continuation(details), details, "/",  # every call, health included
-                      by_response(self._unary, self._stream, _short))
+                      by_response(self._unary, self._stream, _short), self._cache)
 
 
 class AioMetricsInterceptor(grpc.aio.ServerInterceptor):
     """grpc.aio flavour of :class:`MetricsInterceptor`."""
 
     def __init__(self, metrics: Metrics):
-        self._m = metrics
+        self._m, self._cache = metrics, WrapCache()
 
     def _unary(self, behavior: Callable, method: str) -> Callable:
         async def wrapper(request: Any, context: Any) -> Any:
@@ -408,4 +408,4 @@ class AioMetricsInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(self, continuation: Callable,
                                 details: grpc.HandlerCallDetails) -> Any:
         return rewrap(await continuation(details), details, "/",
-                      by_response(self._unary, self._stream, _short))
+                      by_response(self._unary, self._stream, _short), self._cache)
