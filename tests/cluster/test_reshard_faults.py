@@ -216,3 +216,36 @@ def test_rebalancing_leaves_a_resharding_collection_alone(tmp_path):
             assert c.count(name) == len(model)
     finally:
         cl.close()
+
+
+def test_primary_restarted_while_copying_starts_a_new_generation(cluster):
+    """An old primary SIGKILLed while copying and restarted with the same term (one
+    replica: no failover) may have applied writes its new layout never got (one it
+    applied just before the kill, one its restart re-applies): the copy starts over in a
+    new generation before it takes a write, and nothing is lost."""
+    cl, name, et = cluster, "hr", EtcdClient(cluster.etcd.url)
+    with cl.client() as c:
+        c.create_collection(name, dim=DIM, metric="l2", shards=1, replication_factor=1,
+                            index="flat")
+    model, _ = preload(cl, name, 20_000)
+    a = cl.node(entry(et, name, 0).primary)
+    with cl.client(timeout=30) as c:
+        assert not c.reshard_collection(name, 2, timeout=1.1)["done"]
+    wait(lambda: record(et, name)["state"] == "copying", 60, "copying")
+    a.kill()
+    first = record(et, name)
+    assert first is not None and first["copied"] == [], "copied before the kill: make it larger"
+    term = entry(et, name, 0).term
+    a.start()
+    seen = []
+
+    def moved_on() -> bool:  # a new generation, or the record gone (switched)
+        seen.append(record(et, name))
+        return seen[-1] is None or seen[-1]["uid"] != first["uid"]
+    wait(moved_on, 30, "the reshard moved on")
+    assert seen[-1] is not None, "switched in the generation the restarted primary began"
+    assert entry(et, name, 0).term == term  # the same primary, the same term
+    with cl.client(timeout=120) as c:
+        res = c.reshard_collection(name, 2)
+        assert res["done"] and res["shards"] == 2, res
+        assert c.count(name) == len(model)
