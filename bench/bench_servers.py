@@ -112,7 +112,8 @@ class VecdbServer(ServerSystem):
     def load(self, base):
         c = self.client
         c.create_collection(COLLECTION, dim=base.shape[1], metric="cosine", index=self.opts["vecdb_index"],
-                            shards=self.opts["vecdb_shards"], **self.opts["vecdb_index_params"])
+                            shards=self.opts["vecdb_shards"], **self.opts.get("vecdb_create", {}),
+                            **self.opts["vecdb_index_params"])
         self.index = self.opts["vecdb_index_desc"]
         ids = [str(i) for i in range(len(base))]
         t0 = time.perf_counter()

@@ -63,6 +63,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--scale-n", type=int, help="synthetic points for the scale/restart run "
                     "(default 1,000,000; quick 100,000; 0 = skip)")
     ap.add_argument("--scale-nlist", type=int, default=1024, help="IVF lists of the scale run")
+    ap.add_argument("--scale-on-disk", action="store_true",
+                    help="the scale run's collection on_disk (lists memory-mapped; README "
+                         "'On-disk collections')")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--M", type=int, default=32, help="HNSW degree (faiss, vecdb, Chroma, Milvus)")
     ap.add_argument("--ef-construction", type=int, default=100)
@@ -119,7 +122,8 @@ def child_opts(a: argparse.Namespace) -> dict:
             "vecdb_index_params": {"M": a.M, "ef_construction": a.ef_construction,
                                    "ef_search": ef_default},
             "vecdb_index_desc": f"HNSW M={a.M} efC={a.ef_construction}",
-            "scale_n": a.scale_n, "scale_nlist": a.scale_nlist, "workdir": str(a.workdir)}
+            "scale_n": a.scale_n, "scale_nlist": a.scale_nlist, "scale_on_disk": a.scale_on_disk,
+            "workdir": str(a.workdir)}
 
 
 def log(msg: str) -> None:
@@ -241,7 +245,9 @@ def run_scale(opts: dict, workdir: Path, res: dict, save) -> int:
              # the first 10k points (the default threshold) where nlist lists would be thin
              "vecdb_index_params": {"nlist": opts["scale_nlist"],
                                     "build_threshold": max(10_000, n // 10)},
-             "vecdb_index_desc": f"IVF_FLAT nlist={opts['scale_nlist']}"}
+             "vecdb_index_desc": f"IVF_FLAT nlist={opts['scale_nlist']}"
+                                 + (", on_disk" if opts.get("scale_on_disk") else ""),
+             "vecdb_create": {"on_disk": True} if opts.get("scale_on_disk") else {}}
     sysm = systems.VecdbServer(sopts, workdir)
     res.update(name="vecdb (gRPC server), synthetic", n=n, dim=bench_data.DIM,
                index=sopts["vecdb_index_desc"])
