@@ -117,10 +117,10 @@ class DiskIvf(Ann):
         self._stack.push_back(self.base.invlists)
         self._stack.push_back(self.delta.invlists)
         both = faiss.HStackInvertedLists(2, self._stack.data())
-        index = _sharing(self.base)
-        index.replace_invlists(both, True)
+        self._both = _sharing(self.base)
+        self._both.replace_invlists(both, True)
         both.this.disown()
-        super().__init__("ivf_flat", index, trained_on, set(tombstones or ()))
+        super().__init__("ivf_flat", self._both, trained_on, set(tombstones or ()))
         self.fetch = None  # label -> prepared vectors (the shard sets it: RocksDB)
         self.delta_min = 0  # bytes of delta before a merge (the shard sets it: options)
         self._count()
@@ -133,7 +133,10 @@ class DiskIvf(Ann):
             self._map.willneed(np.unique(self.base.quantizer.search(queries, nprobe)[1]))
 
     def _count(self) -> None:
-        self.index.ntotal = self.base.ntotal + self.delta.ntotal
+        """``index`` is the base alone while the delta is empty: HStackInvertedLists copies
+        every probed list per query (0.4 ms of a 0.8 ms search at 1M x 128, nprobe 32)."""
+        self._both.ntotal = self.base.ntotal + self.delta.ntotal
+        self.index = self._both if self.delta.ntotal else self.base
 
     @property
     def live(self) -> int:
@@ -218,7 +221,11 @@ class DiskVectors(IvfVectors):
     instead of a direct map."""
 
     def __init__(self, ann: DiskIvf):
-        self.ann, self.d, self.ivf = ann, ann.index.d, ann.index
+        self.ann, self.d = ann, ann.index.d
+
+    @property
+    def ivf(self):
+        return self.ann.index  # the base alone, or base + delta (DiskIvf._count)
 
     @property
     def ntotal(self) -> int:
