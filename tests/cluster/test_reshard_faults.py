@@ -49,7 +49,8 @@ def test_hidden_collection_is_not_the_clients(cluster):
         for call in (lambda: c.drop_collection(shadow), lambda: c.get(shadow, ["p1"]),
                      lambda: c.upsert(shadow, ["z"], rand(1, 5)),
                      lambda: c.describe_collection(shadow),
-                     lambda: c.create_alias("hz-alias", shadow)):
+                     lambda: c.create_alias("hz-alias", shadow),
+                     lambda: c.outliers(shadow, 3)):
             with pytest.raises(NotFoundError) as exc:
                 call()
             assert shadow in str(exc.value)

@@ -569,9 +569,9 @@ def _gated(fn: Any) -> Any:
         if not self.node.loaded:
             raise Unavailable("this node is starting (it has not loaded the cluster's map "
                               "yet); retry on another node", "collection")
-        hidden = _hidden(request) if fn.__name__ != "CreateCollection" else None
-        if hidden and self.r.route_of(context) is None:  # (CreateCollection refuses the ".")
-            raise NotFound(f"collection {hidden[1]!r} does not exist", hidden[0])
+        if fn.__name__ != "CreateCollection" and _hidden(request) \
+                and self.r.route_of(context) is None:  # (CreateCollection refuses the ".")
+            _not_hidden(request)
         try:
             return fn(self, request, context)
         except PeerDeadline as exc:  # a peer's timeout: the client's status says so
@@ -591,6 +591,12 @@ def _hidden(request: Any) -> tuple[str, str] | None:
         if isinstance(value, str) and st.is_shadow(value):
             return field, value
     return None
+
+
+def _not_hidden(request: Any) -> None:
+    hidden = _hidden(request)
+    if hidden:
+        raise NotFound(f"collection {hidden[1]!r} does not exist", hidden[0])
 
 
 def _gate(cls: type, service: Any) -> type:
@@ -626,6 +632,7 @@ class ClusterAnalyticsServicer:
     def Cluster(self, request: Any, context: Any) -> Any:
         if self.r.route_of(context) is not None:
             raise _unsupported("Cluster between nodes")
+        _not_hidden(request)
         give_back = self.slots.take("Cluster")
         try:
             return scratch_analytics.kmeans(self, request, context)
@@ -634,6 +641,8 @@ class ClusterAnalyticsServicer:
 
     def GetClusterJob(self, request: Any, context: Any) -> Any:
         """From the node that ran the job (its id ends with "@<node id>")."""
+        if self.r.route_of(context) is None:
+            _not_hidden(request)
         name = self.node.spec(request.collection).name
         owner = scratch_analytics.owner_of(request.job_id)
         if owner == self.node.id or self.r.route_of(context) is not None \
@@ -647,6 +656,7 @@ class ClusterAnalyticsServicer:
     def Outliers(self, request: Any, context: Any) -> Any:
         if self.r.route_of(context) is not None:
             raise _unsupported("Outliers between nodes")
+        _not_hidden(request)
         give_back = self.slots.take("Outliers")
         try:
             return scratch_analytics.outliers(self, request, context)
@@ -656,6 +666,7 @@ class ClusterAnalyticsServicer:
     def Duplicates(self, request: Any, context: Any) -> Iterator[Any]:
         if self.r.route_of(context) is not None:
             raise _unsupported("Duplicates between nodes")
+        _not_hidden(request)
         give_back = self.slots.take("Duplicates")  # until the stream ends or is dropped
         return jobs.Held(scratch_analytics.duplicates(self, request, context), give_back)
 
