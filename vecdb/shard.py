@@ -303,8 +303,8 @@ class Shard:
         store, before more vectors pile up in it. Without this a bulk load kept every
         vector twice at the swap (the exact store and the new graph), and the replay under
         the write lock grew with the load. A quantized shard's exact store is on disk."""
-        if self.building and not self.quant and self._pending_added >= max(self._build_size, 1):
-            self._built.wait()
+        while self.building and not self.quant and self._pending_added >= max(self._build_size, 1):
+            self._built.wait(1.0)  # the loop re-checks: a build that ended sets it, whatever happened
 
     def _primary_part(self, removed, added, vectors, bare, bare_removed):
         """(removed, added, vectors) of an op for the primary's indexes: the points without
@@ -665,53 +665,68 @@ class Shard:
         return self.ann.needs_rebuild(self.exact.ntotal, spec)
 
     def build(self) -> bool:
-        """Build (or rebuild) the ANN index from a snapshot, then swap it in."""
-        with self.lock.write():
-            if not self.needs_build():
-                return False
-            self.building, self._pending, self._pending_added = True, [], 0
-            self._build_size = self.exact.ntotal
-            frozen = self.ann.frozen() if isinstance(self.ann, ondisk.DiskIvf) else None
-            if self.quant:  # trained and filled from the vector file: no copy in RAM
-                store, upto = self.exact, self.exact.rows
-            elif frozen is None:
-                labels, vecs = snapshot(self.exact)
-            self._built.clear()  # last: set again when this build ends, whatever happens
+        """Build (or rebuild) the ANN index from a snapshot, then swap it in. However the
+        build ends (an error, a MemoryError in the snapshot, KeyboardInterrupt) the shard
+        leaves the "training" state and writers held back by _throttle go on."""
+        started = ended = False
         try:
-            if self.quant:
-                ann: Ann | None = quant.build(self.quant, self.config.index, self.metric, store, upto)
-            elif frozen is not None:  # a new base generation: merged, or retrained (ondisk.py)
-                ann = ondisk.merge(frozen, self.config.index, self.metric)
-            else:
-                ann = build_ann(self.config.index, self.metric, labels, vecs)
-                if self.config.on_disk:
-                    ann = ondisk.from_ann(ann, self.dir)
-        except Exception:
-            log.exception("shard %s/%d: index build failed; staying on the current index",
-                          self.config.name, self.number)
-            ann = None
-        if not self.quant and frozen is None:
-            del labels, vecs
-        del frozen
-        with self.lock.write():
+            with self.lock.write():
+                if not self.needs_build():
+                    return False
+                self.building, self._pending, self._pending_added = True, [], 0
+                started = True
+                self._built.clear()
+                self._build_size = self.exact.ntotal
+                frozen = self.ann.frozen() if isinstance(self.ann, ondisk.DiskIvf) else None
+                if self.quant:  # trained and filled from the vector file: no copy in RAM
+                    store, upto = self.exact, self.exact.rows
+                elif frozen is None:
+                    labels, vecs = snapshot(self.exact)
             try:
-                if ann is None:
-                    self._failed_at = self.applied_seq
+                if self.quant:
+                    ann: Ann | None = quant.build(self.quant, self.config.index, self.metric, store, upto)
+                elif frozen is not None:  # a new base generation: merged, or retrained (ondisk.py)
+                    ann = ondisk.merge(frozen, self.config.index, self.metric)
                 else:
-                    if isinstance(ann, ondisk.DiskIvf):
-                        self._attach(ann)
-                    replay(ann, self.exact, self.live_labels(), self._pending)
-                    self.ann, self._ann_dirty = ann, True
-                    self._set_exact(self._exact_of(ann))  # one copy of the vectors
-            finally:
-                self.building, self._pending = False, None
-                self._built.set()  # writers held back by _throttle go on
+                    ann = build_ann(self.config.index, self.metric, labels, vecs)
+                    if self.config.on_disk:
+                        ann = ondisk.from_ann(ann, self.dir)
+            except Exception:
+                log.exception("shard %s/%d: index build failed; staying on the current index",
+                              self.config.name, self.number)
+                ann = None
+            if not self.quant and frozen is None:
+                del labels, vecs
+            del frozen
+            with self.lock.write():
+                try:
+                    if ann is None:
+                        self._failed_at = self.applied_seq
+                    else:
+                        if isinstance(ann, ondisk.DiskIvf):
+                            self._attach(ann)
+                        replay(ann, self.exact, self.live_labels(), self._pending)
+                        self.ann, self._ann_dirty = ann, True
+                        self._set_exact(self._exact_of(ann))  # one copy of the vectors
+                finally:
+                    ended = True
+                    self._end_build()
+        finally:
+            if started and not ended:  # raised before the swap: the current index stays
+                with self.lock.write():
+                    self._end_build()
         if ann is None:
             return False
         log.info("shard %s/%d: %s index built over %d points", self.config.name, self.number,
                  ann.kind, ann.trained_on)
         self.refresh_gpu()
         return True
+
+    def _end_build(self) -> None:
+        """Out of the "training" state (write lock held): the missed writes are no longer
+        kept, and writers held back by _throttle go on."""
+        self.building, self._pending = False, None
+        self._built.set()
 
     def refresh_gpu(self) -> None:
         """GPU background work (vecdb.gpu_index.ShardGpu.maintain): merge the flat segments

@@ -5,6 +5,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 
 from tests.conftest import clustered
 from vecdb import SearchParams, shard as shard_mod
@@ -64,3 +65,39 @@ def test_a_batch_insert_into_the_graph_uses_every_core_after_a_single_query(db):
     assert faiss.omp_get_max_threads() == 1
     db.upsert("c", [f"q{i}" for i in range(50)], clustered(50, 16, seed=3))
     assert faiss.omp_get_max_threads() == min(50, omp.CORES)
+
+
+def _interrupted_build(db, monkeypatch, name, error):
+    """A collection of 200 points whose first build raises ``error`` from ``name`` (a
+    function of vecdb.shard); returns its shard after the raise reached maintain()."""
+    db.create_collection("c", 8, index="hnsw", index_params={"build_threshold": 100})
+    db.upsert("c", [f"p{i}" for i in range(200)], clustered(200, 8, seed=5))
+    real = getattr(shard_mod, name)
+    calls = []
+
+    def once(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            raise error
+        return real(*args)
+    monkeypatch.setattr(shard_mod, name, once)
+    with pytest.raises(type(error)):
+        db.maintain()
+    return db.collections["c"].shards[0]
+
+
+@pytest.mark.parametrize("name,error", [("build_ann", KeyboardInterrupt()),
+                                        ("snapshot", MemoryError("simulated"))])
+def test_a_build_that_raises_leaves_training_and_lets_writers_on(db, monkeypatch, name, error):
+    """KeyboardInterrupt in the build, MemoryError in its snapshot: neither is an Exception
+    the build logs as a failure, yet the shard must not stay "training" with writers
+    waiting for it forever and every missed write kept."""
+    shard = _interrupted_build(db, monkeypatch, name, error)
+    assert not shard.building and shard._pending is None and shard._built.is_set()
+    X = clustered(400, 8, seed=6)
+    writer = threading.Thread(target=lambda: db.upsert("c", [f"q{i}" for i in range(400)], X),
+                              daemon=True)
+    writer.start()
+    writer.join(30)
+    assert not writer.is_alive() and db.count("c") == 600
+    assert db.maintain() and db.describe_collection("c").index_state == "built"
