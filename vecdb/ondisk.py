@@ -31,6 +31,7 @@ get-with-vector and re-reads by label come from RocksDB.
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import zlib
@@ -282,27 +283,80 @@ def _sync(*paths: str) -> None:
         os.close(fd)
 
 
+def _list_parts(sources: list, lst: int, code_size: int, tomb: np.ndarray):
+    """(ids, codes) of list ``lst`` of each source, less the labels in ``tomb``."""
+    for src in sources:
+        n = src.list_size(lst)
+        if not n:
+            continue
+        ids = faiss.rev_swig_ptr(src.get_ids(lst), n)
+        codes = faiss.rev_swig_ptr(src.get_codes(lst), n * code_size).reshape(n, code_size)
+        if len(tomb):
+            keep = ~np.isin(ids, tomb)
+            ids, codes = ids[keep], codes[keep]
+        yield ids, codes
+
+
+def ensure_space(directory: str, nbytes: int) -> None:
+    """OSError(ENOSPC) unless ``directory``'s file system has ``nbytes`` free: FAISS writes
+    its lists through a mapping of a sparse file, and a full disk there is SIGBUS (the
+    process dies), not an error."""
+    st = os.statvfs(directory)
+    if st.f_bavail * st.f_frsize < nbytes:
+        raise OSError(errno.ENOSPC, f"{nbytes} bytes needed for an on-disk base generation, "
+                      f"{st.f_bavail * st.f_frsize} free", directory)
+
+
+def _unlink(*paths: str) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
 def _write_gen(directory: str, gen: int, template, sources: list, remove: set[int],
                trained_on: int, base_max: int) -> DiskIvf:
     """Write base generation ``gen``: the lists of ``sources`` (InvertedLists on
-    ``template``'s quantizer) concatenated list by list into a fresh file, less ``remove``."""
+    ``template``'s quantizer) less the labels in ``remove``, concatenated list by list into a
+    fresh file whose list sizes are set first (never shrunk: FAISS's remove_ids on
+    OnDiskInvertedLists corrupts a list it shrinks). Its blocks are allocated before any
+    write (a full disk is an OSError); on any error the partial files are removed."""
     index_name, data_name = file_names(gen)
-    data_path = os.path.join(directory, data_name)
-    od = faiss.OnDiskInvertedLists(template.nlist, template.code_size, data_path)
-    ptrs = faiss.InvertedListsPtrVector()
-    for src in sources:
-        ptrs.push_back(src)
-    ntotal = od.merge_from_multiple(ptrs.data(), len(sources), False, False)
-    out = _sharing(template)
-    out.replace_invlists(od, True)
-    od.this.disown()
-    out.ntotal = ntotal
-    if remove:
-        out.remove_ids(faiss.IDSelectorBatch(np.fromiter(remove, np.int64, len(remove))))
-    faiss.write_index(out, os.path.join(directory, index_name))
-    del out  # unmaps the writable lists
-    _sync(data_path, os.path.join(directory, index_name), directory)
-    return open_base(directory, gen, trained_on, base_max)
+    data_path, index_path = os.path.join(directory, data_name), os.path.join(directory, index_name)
+    code_size, nlist = int(template.code_size), int(template.nlist)
+    tomb = np.fromiter(remove, np.int64, len(remove))
+    sizes = np.array([sum(len(ids) for ids, _ in _list_parts(sources, lst, code_size, tomb))
+                      for lst in range(nlist)], np.uint64)
+    total = int(sizes.sum()) * (code_size + 8)
+    try:
+        ensure_space(directory, total + (1 << 20))
+        od = faiss.OnDiskInvertedLists(nlist, code_size, data_path)
+        out = _sharing(template)
+        out.replace_invlists(od, True)
+        od.this.disown()
+        od.update_totsize(max(total, code_size + 8))  # truncated, mapped (an empty map fails)
+        od.set_all_lists_sizes(faiss.swig_ptr(sizes))  # offsets, compact
+        fd = os.open(data_path, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, max(total, code_size + 8))  # no holes left to fault on
+        finally:
+            os.close(fd)
+        for lst in range(nlist):
+            pos = 0
+            for ids, codes in _list_parts(sources, lst, code_size, tomb):
+                if len(ids):
+                    od.update_entries(lst, pos, len(ids), faiss.swig_ptr(np.ascontiguousarray(ids)),
+                                      faiss.swig_ptr(np.ascontiguousarray(codes)))
+                    pos += len(ids)
+        out.ntotal = int(sizes.sum())
+        faiss.write_index(out, index_path)
+        del out  # unmaps the writable lists
+        _sync(data_path, index_path, directory)
+        return open_base(directory, gen, trained_on, base_max)
+    except BaseException:
+        _unlink(data_path, index_path)
+        raise
 
 
 def next_gen(directory: str) -> int:
