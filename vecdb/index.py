@@ -355,7 +355,7 @@ def replay(ann: Ann, exact, live: np.ndarray, ops: list[tuple[np.ndarray, np.nda
     added) labels, in order. Added vectors are read from ``exact`` (the store every write
     reached meanwhile), so a build holds no copy of the vectors written during it; a label
     a later op removed is not in ``live`` (exact's live labels) and is left out, and so is
-    its removal."""
+    its removal (and so is one an on-disk store no longer finds: _add_stored)."""
     if not ops:
         return
     added = np.concatenate([a for _, a in ops])
@@ -370,7 +370,20 @@ def replay(ann: Ann, exact, live: np.ndarray, ops: list[tuple[np.ndarray, np.nda
         if len(removed):
             ann.remove(removed)
         if k.any():
-            ann.add(add[k], exact.reconstruct_batch(add[k]))
+            _add_stored(ann, exact, add[k])
+
+
+def _add_stored(ann: Ann, exact, labels: np.ndarray) -> None:
+    """Add ``labels`` with their vectors from ``exact``. An on-disk store re-reads RocksDB,
+    where a remove already committed (applied after the swap) has dropped the vector: such
+    a label is left out."""
+    found_of = getattr(exact, "reconstruct_found", None)
+    if found_of is None:
+        ann.add(labels, exact.reconstruct_batch(labels))
+        return
+    vecs, found = found_of(labels)
+    if found.any():
+        ann.add(labels[found], vecs[found])
 
 
 def built_params(ann: Ann) -> dict[str, int]:

@@ -122,7 +122,7 @@ class DiskIvf(Ann):
         self._both.replace_invlists(both, True)
         both.this.disown()
         super().__init__("ivf_flat", self._both, trained_on, set(tombstones or ()))
-        self.fetch = None  # label -> prepared vectors (the shard sets it: RocksDB)
+        self.fetch = None  # labels -> (prepared vectors, found) (the shard sets it: RocksDB)
         self.delta_min = 0  # bytes of delta before a merge (the shard sets it: options)
         self._count()
 
@@ -261,11 +261,19 @@ class DiskVectors(IvfVectors):
             out = out[~np.isin(out, np.fromiter(self.ann.tombstones, np.int64))]
         return out
 
-    def reconstruct_batch(self, labels: np.ndarray) -> np.ndarray:
+    def reconstruct_found(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors, found mask): RocksDB may have dropped a label still live here (a remove
+        committed, waiting for the write lock); its row is zeros, marked not found."""
         labels = np.asarray(labels, np.int64).ravel()
         if not len(labels):
-            return np.zeros((0, self.d), np.float32)
+            return np.zeros((0, self.d), np.float32), np.zeros(0, bool)
         return self.ann.fetch(labels)
+
+    def reconstruct_batch(self, labels: np.ndarray) -> np.ndarray:
+        vecs, found = self.reconstruct_found(labels)
+        if not found.all():
+            raise KeyError("a label is not stored")
+        return vecs
 
 
 def open_base(directory: str, gen: int, trained_on: int, base_max: int, tombstones=None,

@@ -137,13 +137,15 @@ class Shard:
         """What an on-disk index takes from its shard: re-reads from RocksDB, the delta size."""
         ann.fetch, ann.delta_min = self._fetch, self.ondisk_delta_bytes
 
-    def _fetch(self, labels: np.ndarray) -> np.ndarray:
-        """Prepared vectors of live labels from RocksDB (an on-disk shard's re-reads)."""
+    def _fetch(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(prepared vectors, found mask) of labels from RocksDB (an on-disk shard's
+        re-reads). A label not found there is live in memory still, its remove committed
+        but not applied yet; its row is zeros."""
         raws = self.store.multi_get(self._label_keys(b"v", labels))
-        if any(r is None for r in raws):
-            raise KeyError("a label is not stored")
-        vecs = np.frombuffer(b"".join(raws), np.float32).reshape(-1, self.config.dim)
-        return prepare(vecs.copy(), self.metric)
+        found = np.array([r is not None for r in raws], bool)
+        blank = bytes(self.config.dim * 4)
+        vecs = np.frombuffer(b"".join(r or blank for r in raws), np.float32).reshape(-1, self.config.dim)
+        return prepare(vecs.copy(), self.metric), found
 
     def live_labels(self) -> np.ndarray:
         """Every live label (unsorted for the in-RAM store)."""
