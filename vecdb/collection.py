@@ -131,8 +131,16 @@ class Collection:
         named_vectors.check_carried(absent, named)
         if absent is not None:
             args[1][absent] = 0  # the placeholders
+        self.await_builds()
         with self.write_lock:
             return self._upsert_locked(*args, named, absent)
+
+    def await_builds(self) -> None:
+        """Before a write that adds points takes the write lock: wait (bounded) for the
+        shards whose background build missed as many points as it was built from
+        (Shard.await_build), holding no lock, so other writers and snapshots go on."""
+        for shard in self.shards:
+            shard.await_build()
 
     def _split_primary(self, named, vectors):
         """(named, vectors) with the primary taken out of ``named`` when given there under
@@ -335,6 +343,7 @@ class Collection:
             return labs
 
     def _rewrite(self, ids, node, change, new_vectors, new_named=None, tenant=None) -> WriteResult:
+        self.await_builds()  # a rewritten point is a new label in the index
         with self.write_lock:
             ids = self._ids_matching(node) if node is not None else self._own(
                 tenant, validation.ids(ids, unique=False))

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +43,9 @@ from .types import CollectionConfig, Point, SearchParams, ShardStats
 
 log = logging.getLogger("vecdb.shard")
 _I64 = np.dtype(">i8")
+# how long at most a write waits for a build that missed as many points as it was built
+# from (Shard.await_build); then it goes on, holding the missed vectors beside the build
+BUILD_WAIT_S = 30.0
 
 
 @dataclass
@@ -79,7 +83,7 @@ class Shard:
         self.building = False
         self._pending: list[tuple[np.ndarray, np.ndarray]] | None = None  # (removed, added)
         # a build's memory bound: once the writes it missed add as many points as it was
-        # built from, writers wait for it (_throttle) instead of growing the exact store
+        # built from, writers wait for it (await_build) instead of growing the exact store
         # beside the new graph
         self._pending_added = 0
         self._build_size = 0
@@ -276,7 +280,6 @@ class Shard:
 
     def apply(self, op: Op) -> None:
         """Apply a committed op to memory. Idempotent by sequence number."""
-        self._throttle()
         with self.lock.write():
             self.next_label = max(self.next_label, op.next_label)
             self.last_seq = max(self.last_seq, op.seq)
@@ -299,14 +302,20 @@ class Shard:
                 self._pending_added += len(added)
             self.applied_seq = op.seq
 
-    def _throttle(self) -> None:
-        """Hold a write back while a background build has missed as many added points as it
-        was built from: the build then catches up (its replay) and swaps, freeing the exact
-        store, before more vectors pile up in it. Without this a bulk load kept every
-        vector twice at the swap (the exact store and the new graph), and the replay under
-        the write lock grew with the load. A quantized shard's exact store is on disk."""
+    def await_build(self, timeout: float = BUILD_WAIT_S) -> None:
+        """Hold a write that adds points back (before it takes the collection's write lock
+        and commits; Collection.await_builds) while a background build has missed as many
+        added points as it was built from: the build then catches up (its replay) and
+        swaps, freeing the exact store, before more vectors pile up in it. Without this a
+        bulk load kept every vector twice at the swap (the exact store and the new graph),
+        and the replay under the write lock grew with the load. At most ``timeout``
+        seconds: then the write goes on. A quantized shard's exact store is on disk."""
+        end = time.monotonic() + timeout
         while self.building and not self.quant and self._pending_added >= max(self._build_size, 1):
-            self._built.wait(1.0)  # the loop re-checks: a build that ended sets it, whatever happened
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._built.wait(min(left, 1.0))  # the loop re-checks: a build that ended sets it
 
     def _primary_part(self, removed, added, vectors, bare, bare_removed):
         """(removed, added, vectors) of an op for the primary's indexes: the points without
@@ -669,7 +678,7 @@ class Shard:
     def build(self) -> bool:
         """Build (or rebuild) the ANN index from a snapshot, then swap it in. However the
         build ends (an error, a MemoryError in the snapshot, KeyboardInterrupt) the shard
-        leaves the "training" state and writers held back by _throttle go on."""
+        leaves the "training" state and writers held back by await_build go on."""
         started = ended = False
         try:
             with self.lock.write():
@@ -726,7 +735,7 @@ class Shard:
 
     def _end_build(self) -> None:
         """Out of the "training" state (write lock held): the missed writes are no longer
-        kept, and writers held back by _throttle go on."""
+        kept, and writers held back by await_build go on."""
         self.building, self._pending = False, None
         self._built.set()
 

@@ -61,6 +61,8 @@ def upsert(colls: list[Collection], rows: list[Sequence[int]], ids, vectors=None
             return [WriteResult(0, {}) for _ in colls]
         if before_write is not None:
             before_write()
+        for c in colls:
+            c.await_builds()
         for c in sorted(colls, key=lambda c: c.config.uid):  # creation order: see above
             held.enter_context(c.write_lock)
         store = colls[0].store
