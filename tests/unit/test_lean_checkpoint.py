@@ -54,8 +54,9 @@ def test_reopen_refills_the_same_graph(db, reopen, metric):
 
 
 def test_points_deleted_after_the_checkpoint(db, reopen):
-    """Their records are gone when the checkpoint is opened: the rows borrow a neighbour's
-    vector, the WAL replay tombstones them, answers stay right."""
+    """Deleted after a checkpoint, then a clean close (which checkpoints again: their rows
+    go to dead.npy) and an open: answers stay right. After a crash instead, see
+    test_points_changed_after_the_checkpoint_then_a_crash."""
     model, _ = make(db, "hnsw", "cosine")
     db.checkpoint()
     rng = np.random.default_rng(3)
@@ -77,7 +78,7 @@ def test_points_deleted_after_the_checkpoint(db, reopen):
         assert not {i for r in ann for i in r.ids} & set(gone)
         recall = np.mean([len(set(r.ids) & set(t)) / 10 for r, t in zip(ann, truth)])
         assert recall >= 0.95
-        db.checkpoint()  # that state checkpoints (dead.npy: the borrowed vectors) and opens again
+        db.checkpoint()  # that state checkpoints and opens again
     finally:
         db.close()
     db = reopen(db)
