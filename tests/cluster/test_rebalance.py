@@ -1,7 +1,7 @@
 """Rebalancing with a real etcd and real node processes (docs/cluster.md "Rebalancing"):
 a node joining under continuous ingest receives replicas (R=1 and R=2) with nothing
 acknowledged lost and the counts per node within one; `cluster remove` moves a node's
-replicas off before it goes; a node killed mid-move (target, source, the rebalancer)
+replicas off before it goes; a process killed mid-move (target, source, the rebalancer, etcd)
 leaves a consistent map and the move completes or rolls back."""
 from __future__ import annotations
 
@@ -226,9 +226,10 @@ def shard_entry(etcd: EtcdClient, m: st.Move) -> dict:
 
 
 def test_a_node_killed_mid_move_leaves_a_consistent_map(tmp_path):
-    """Each round makes the rebalancer start moves and kills one node the moment the
+    """Each round makes the rebalancer start moves and kills one process the moment the
     first move is recorded: the target (the move rolls back), the source (it completes
-    without it), the rebalancer (another node takes the key and resumes)."""
+    without it), the rebalancer (another node takes the key and resumes), etcd (the
+    moves end from what it recorded once it is back)."""
     cl = Cluster(tmp_path, n=3)
     etcd = EtcdClient(cl.etcd.url)
     names = {"big": 2}
@@ -285,6 +286,19 @@ def test_a_node_killed_mid_move_leaves_a_consistent_map(tmp_path):
         status = settle(cl, names, live - {gone})
         assert next(n for n in status["nodes"] if n["id"] == gone)["replicas"] == 0 \
             if leader.id != gone else all(n["id"] != gone for n in status["nodes"])
+        check_acked(cl, "big", want)
+
+        # 4. etcd (its leader: the one member) dies mid-move and comes back: the move
+        # finishes or rolls back from what etcd recorded, and the map settles
+        watch = KillAtFirstMove(etcd, lambda m: cl.etcd)
+        cl.add_node("n5", ready=False)
+        m, killed = watch.result()
+        assert killed is cl.etcd
+        time.sleep(1.0)
+        cl.etcd.start()
+        live.add("n5")
+        wait(lambda: not etcd.range(st.MOVES)[0], 60, "the moves ended after etcd's return")
+        settle(cl, names, live - {gone})
         check_acked(cl, "big", want)
         with cl.client() as c:
             assert c.count("big") == 6000
