@@ -425,6 +425,9 @@ def stream(directory: str, spec: IndexSpec, metric: str, dim: int, n: int, chunk
     del sample
     os.makedirs(directory, exist_ok=True)  # a shard never checkpointed has none yet
     gen = next_gen(directory)
+    # the scratch lists (capacities doubled: under 2x) and the compact generation after them
+    per = int(template.code_size) + 8
+    ensure_space(directory, 3 * n * per + 2 * nlist * per + (1 << 20))
     scratch_path = os.path.join(directory, f"scratch-{gen:08d}.ivfdata")
     od = faiss.OnDiskInvertedLists(nlist, template.code_size, scratch_path)
     fill = _sharing(template)
@@ -438,7 +441,7 @@ def stream(directory: str, spec: IndexSpec, metric: str, dim: int, n: int, chunk
         return _write_gen(directory, gen, template, [fill.invlists], set(), n, base_max)
     finally:
         del fill
-        os.unlink(scratch_path)
+        _unlink(scratch_path)
 
 
 def dump(tmp: str, ann: DiskIvf, write_index) -> tuple[dict, dict]:
