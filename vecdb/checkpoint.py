@@ -237,6 +237,8 @@ def _load_one(path: str, config: CollectionConfig, share: bool, vectors) -> Load
                       set(npy("tombstones.npy").tolist()), quant=quant)
     if isinstance(ann, ondisk.DiskIvf) != config.on_disk and ann is not None:
         raise ValueError("checkpoint and collection disagree on on_disk")
+    if config.on_disk and ann is None:  # no base yet: one a crash left is no one's
+        ondisk.remove_gens(os.path.dirname(path), -1)
     if exact is None:
         exact = ondisk.DiskVectors(ann) if isinstance(ann, ondisk.DiskIvf) else exact_from_ann(ann)
         if exact is None or exact.d != config.dim:

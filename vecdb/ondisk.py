@@ -81,16 +81,23 @@ def _gens(directory: str) -> list[int]:
                    if n.startswith("ondisk-") and n[7:15].isdigit()})
 
 
+def _unlink(*paths: str) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
 def remove_gens(directory: str, keep: int, older_only: bool = False) -> None:
     """Delete base generations other than ``keep`` (``older_only``: those before it; a
-    merge may be writing a newer one meanwhile)."""
+    merge may be writing a newer one meanwhile; else scratch files too: left by a crash)."""
     for gen in _gens(directory):
         if gen != keep and (gen < keep or not older_only):
-            for name in file_names(gen):
-                try:
-                    os.unlink(os.path.join(directory, name))
-                except FileNotFoundError:
-                    pass
+            _unlink(*(os.path.join(directory, name) for name in file_names(gen)))
+    if not older_only and os.path.isdir(directory):
+        _unlink(*(os.path.join(directory, n) for n in os.listdir(directory)
+                  if n.startswith("scratch-") and n.endswith(".ivfdata")))
 
 
 def _sharing(ivf) -> faiss.IndexIVFFlat:
@@ -315,14 +322,6 @@ def ensure_space(directory: str, nbytes: int) -> None:
                       f"{st.f_bavail * st.f_frsize} free", directory)
 
 
-def _unlink(*paths: str) -> None:
-    for path in paths:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-
-
 def _write_gen(directory: str, gen: int, template, sources: list, remove: set[int],
                trained_on: int, base_max: int) -> DiskIvf:
     """Write base generation ``gen``: the lists of ``sources`` (InvertedLists on
@@ -463,14 +462,17 @@ def dump(tmp: str, ann: DiskIvf, write_index) -> tuple[dict, dict]:
 
 def load(ckpt: str, shard_dir: str, info: dict, files: dict, trained_on: int,
          tombstones: set[int], read_delta) -> DiskIvf:
-    """The DiskIvf a checkpoint names: its base files linked back to the shard dir when
-    missing there (a restored snapshot, a copied data dir), opened mapped; the delta read
+    """The DiskIvf a checkpoint names: its base files linked back to the shard dir unless
+    the very files are there (a restored snapshot, a copied data dir, another base with that
+    number), opened mapped; other generations and scratch files removed; the delta read
     by ``read_delta(name)`` (checksum verified)."""
     gen = int(info["gen"])
     for name, link in zip(file_names(gen), ("base.index", "base.ivfdata")):
         src, dst = os.path.join(ckpt, link), os.path.join(shard_dir, name)
         if os.path.getsize(src) != files[link]["size"]:
             raise ValueError(f"{link} fails its size check")
+        if os.path.exists(dst) and not os.path.samefile(src, dst):
+            os.unlink(dst)  # another base numbered alike (after a rebuild restarted at 1)
         if not os.path.exists(dst):
             os.link(src, dst)
     delta = read_delta("delta.faiss")

@@ -3,8 +3,10 @@
 RocksDB holds for its label, and exact search equals numpy brute force."""
 from __future__ import annotations
 
+import os
 import threading
 
+import faiss
 import numpy as np
 
 from vecdb import Database, DatabaseOptions, SearchParams, ondisk
@@ -91,4 +93,40 @@ def test_merge_swap_skips_a_label_removed_in_rocksdb_not_yet_in_memory(tmp_path,
     assert result == {"built": True} and shard.ann.gen > gen
     got = db.search("c", final, 1, SearchParams(exact=True), with_payload=False)[0]
     assert got.ids == ["y"] and db.count("c") == 602
+    db.close()
+
+
+def test_open_removes_leftovers_and_relinks_a_renumbered_base(tmp_path):
+    """Open removes scratch files and generations no checkpoint names (a crash mid-merge);
+    a checkpoint naming generation g gets its own base even when another base numbered g
+    is in the shard dir (a rebuild restarts the numbering)."""
+    rng = np.random.default_rng(5)
+    first = rng.random((600, DIM), np.float32)
+    path = str(tmp_path / "db")
+    db = Database.open(path, DatabaseOptions(background=False))
+    db.create_collection("c", DIM, "l2", "ivf_flat", {"build_threshold": 300, "nprobe": 64},
+                         on_disk=True)
+    db.upsert("c", [f"p{i}" for i in range(600)], first)
+    db.maintain()
+    shard = db.collections["c"].shards[0]
+    gen, directory = shard.ann.gen, shard.dir
+    db.close()
+    names = ondisk.file_names(gen)
+    other = ondisk.file_names(gen + 1)
+    for junk in (other[0], other[1], f"scratch-{gen + 1:08d}.ivfdata"):
+        open(os.path.join(directory, junk), "wb").write(b"x" * 64)
+    # another base numbered gen: a different index over different vectors
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(DIM), DIM, 4)
+    other_vecs = rng.random((50, DIM), np.float32) + 5
+    ivf.train(other_vecs)
+    ivf.add_with_ids(other_vecs, np.arange(50, dtype=np.int64))
+    for name in names:
+        os.unlink(os.path.join(directory, name))
+    ondisk._write_gen(directory, gen, ivf, [ivf.invlists], set(), 50, 49)
+    db = Database.open(path, DatabaseOptions(background=False))
+    shard = db.collections["c"].shards[0]
+    assert sorted(n for n in os.listdir(directory) if not n.startswith("ckpt-")) == sorted(names)
+    assert shard.ann.base.ntotal == 600
+    got = db.search("c", first[:5], 1, SearchParams(exact=True), with_payload=False)
+    assert [r.ids for r in got] == [[f"p{i}"] for i in range(5)]
     db.close()
