@@ -116,6 +116,9 @@ class DatabaseOptions:
             raise InvalidArgument(
                 f"durability must be one of {', '.join(DURABILITY_MODES)}, got {self.durability!r}",
                 "durability")
+        if isinstance(self.ondisk_delta_mb, bool) or not isinstance(self.ondisk_delta_mb, int):
+            raise InvalidArgument(f"ondisk_delta_mb must be a whole number of MiB, got "
+                                  f"{self.ondisk_delta_mb!r}", "ondisk_delta_mb")
         for f in fields(self):
             v = getattr(self, f.name)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:

@@ -143,3 +143,10 @@ def test_bad_options_name_on_disk(db, kwargs, why):
         db.create_collection("bad", DIM, **args)
     assert e.value.field == "on_disk" and why in str(e.value)
     assert "bad" not in [c.name for c in db.list_collections()]
+
+
+@pytest.mark.parametrize("value", [1.5, "8", True, -1])
+def test_bad_ondisk_delta_mb_names_the_field(value):
+    with pytest.raises(InvalidArgument) as err:
+        DatabaseOptions(ondisk_delta_mb=value)
+    assert err.value.field == "ondisk_delta_mb"
