@@ -268,6 +268,11 @@ class DiskVectors(IvfVectors):
             out = out[~np.isin(out, np.fromiter(self.ann.tombstones, np.int64))]
         return out
 
+    def snapshot(self):
+        """Not for an on-disk store: a copy of every vector in RAM is what on_disk avoids
+        (merges and retrains stream the lists instead)."""
+        raise TypeError("an on-disk collection's vectors are not copied into RAM")
+
     def reconstruct_found(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(vectors, found mask): RocksDB may have dropped a label still live here (a remove
         committed, waiting for the write lock); its row is zeros, marked not found."""

@@ -8,6 +8,7 @@ import threading
 
 import faiss
 import numpy as np
+import pytest
 
 from vecdb import Database, DatabaseOptions, SearchParams, ondisk
 
@@ -35,6 +36,8 @@ def test_merge_after_clustered_deletes(tmp_path, monkeypatch):
     db.maintain()
     ann = shard.ann
     assert ann.gen > gen and not ann.tombstones and ann.delta.ntotal == 0
+    with pytest.raises(TypeError):
+        shard.exact.snapshot()  # never every vector copied into RAM
     stored = [(ids.copy(), vecs.copy()) for ids, vecs in ondisk.lists(ann.base.invlists, DIM)]
     labels = np.concatenate([ids for ids, _ in stored])
     assert len(labels) == len(np.unique(labels)) == len(base) - len(gone) + 2
