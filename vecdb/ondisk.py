@@ -282,9 +282,18 @@ class DiskVectors(IvfVectors):
         return self.ann.fetch(labels)
 
     def reconstruct_batch(self, labels: np.ndarray) -> np.ndarray:
+        """Vectors of live labels; one RocksDB no longer holds (its remove not applied here
+        yet: a rare race) is read from the lists (a scan)."""
+        labels = np.asarray(labels, np.int64).ravel()
         vecs, found = self.reconstruct_found(labels)
         if not found.all():
-            raise KeyError("a label is not stored")
+            missing = ~found
+            for ids, lvecs in self._lists():
+                for i in np.flatnonzero(np.isin(ids, labels[missing])):
+                    at = missing & (labels == ids[i])
+                    vecs[at], missing[at] = lvecs[i], False
+            if missing.any():
+                raise KeyError("a label is not stored")
         return vecs
 
 

@@ -133,3 +133,24 @@ def test_open_removes_leftovers_and_relinks_a_renumbered_base(tmp_path):
     got = db.search("c", first[:5], 1, SearchParams(exact=True), with_payload=False)
     assert [r.ids for r in got] == [[f"p{i}"] for i in range(5)]
     db.close()
+
+
+def test_reads_of_a_label_rocksdb_dropped_first_come_from_the_lists(tmp_path):
+    """A remove committed to RocksDB and waiting for the write lock: reads by label (a
+    filtered search's prefilter, recommend, analytics) still get the vector from the
+    lists, from the base and from the delta."""
+    rng = np.random.default_rng(2)
+    vecs = rng.random((602, DIM), np.float32)
+    db = Database.open(str(tmp_path), DatabaseOptions(background=False))
+    db.create_collection("c", DIM, "l2", "ivf_flat", {"build_threshold": 300}, on_disk=True)
+    db.upsert("c", [f"p{i}" for i in range(600)], vecs[:600])
+    db.maintain()
+    db.upsert("c", ["p600", "p601"], vecs[600:])  # into the delta
+    shard = db.collections["c"].shards[0]
+    labels = np.array(shard.labels_of(["p3", "p600", "p7"]), np.int64)
+    batch = shard.store.batch()
+    for key in shard._label_keys(b"v", labels[:2]):
+        batch.delete(key)
+    shard.store.write(batch)
+    np.testing.assert_array_equal(shard.exact.reconstruct_batch(labels), vecs[[3, 600, 7]])
+    db.close()
