@@ -1,6 +1,6 @@
-"""glibc mmap threshold (server/vecdb_server/malloc.py): time of multi-MB upserts and
-1,000-query batch searches through gRPC, and server RSS, with the threshold left dynamic
-(glibc's default) and fixed at several values, side by side in one run.
+"""glibc allocator settings (server/vecdb_server/malloc.py): time of multi-MB upserts and
+1,000-query batch searches through gRPC, and server RSS, with glibc's defaults, the
+server's arena cap, and an mmap threshold fixed at 128 KiB, side by side in one run.
 
     python bench/malloc_bench.py [--points 40000] [--batch 4000] [--queries 1000]
 
@@ -25,19 +25,22 @@ sys.path[:0] = [str(ROOT / "bench"), str(ROOT / "client")]
 from bench_peers import free_port  # noqa: E402
 from vecdb_client import Client  # noqa: E402
 
-# the server's own __main__, with the threshold of the variant (0: glibc's dynamic default)
+# the server's own __main__ with the variant's allocator setting: "default" (glibc's, the
+# server's cap off), "arenas" (the server's: malloc.limit_arenas), or an mmap threshold
+# fixed at that many bytes (the server's cap off; what malloc.py did before)
 SERVE = """
-import runpy, sys
+import ctypes, runpy, sys
 import vecdb_server.malloc as m
-threshold = int(sys.argv.pop(1))
-if threshold:
-    m.THRESHOLD = threshold
-else:
-    m.fix_mmap_threshold = lambda: False
+variant = sys.argv.pop(1)
+if variant != "arenas":
+    m.limit_arenas = lambda: False
+if variant.isdigit():
+    ctypes.CDLL("libc.so.6").mallopt(-3, int(variant))  # M_MMAP_THRESHOLD
 runpy.run_module("vecdb_server", run_name="__main__", alter_sys=True)
 """
-VARIANTS = {"dynamic (glibc default)": 0, "fixed 128 KiB": 128 << 10, "fixed 4 MiB": 4 << 20,
-            "fixed 32 MiB": 32 << 20}
+VARIANTS = {"glibc default": "default", "arenas capped at 2": "arenas",
+            "mmap threshold 128 KiB": str(128 << 10), "glibc default again": "default",
+            "arenas capped at 2 again": "arenas", "mmap threshold 128 KiB again": str(128 << 10)}
 
 
 def rss(pid: int) -> tuple[float, float]:
@@ -49,11 +52,11 @@ def rss(pid: int) -> tuple[float, float]:
     return st["VmRSS"], st["VmHWM"]
 
 
-def run(threshold: int, X: np.ndarray, Q: np.ndarray, batch: int) -> dict:
+def run(variant: str, X: np.ndarray, Q: np.ndarray, batch: int) -> dict:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / s) for s in ("", "server", "client"))}
     with tempfile.TemporaryDirectory() as data:
-        proc = subprocess.Popen([sys.executable, "-c", SERVE, str(threshold), "--host", "127.0.0.1",
+        proc = subprocess.Popen([sys.executable, "-c", SERVE, variant, "--host", "127.0.0.1",
                                  "--port", str(port), "--data-dir", data, "--metrics-port", "-1",
                                  "--log-level", "WARNING"], env=env)
         try:
@@ -91,8 +94,8 @@ def main() -> None:
     print(f"{a.points} x {a.dim} upserted in batches of {a.batch} ({a.batch * a.dim * 4 >> 20} MiB "
           f"of vectors each); batch search of {a.queries} queries, k 10, median of 5")
     base = None
-    for name, threshold in VARIANTS.items():
-        r = run(threshold, X, Q, a.batch)
+    for name, variant in VARIANTS.items():
+        r = run(variant, X, Q, a.batch)
         base = base or r
         print(f"{name:24s} upsert {r['upsert_s']:6.2f} s ({r['upsert_s'] / base['upsert_s']:.2f}x)  "
               f"batch search {r['batch_ms']:7.1f} ms ({r['batch_ms'] / base['batch_ms']:.2f}x)  "

@@ -17,7 +17,7 @@ import threading
 from typing import Callable, Sequence
 
 from .config import ConfigError, ServerConfig, describe, load_config
-from .malloc import fix_mmap_threshold
+from .malloc import limit_arenas
 
 log = logging.getLogger("vecdb_server")
 
@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"vecdb-server: {exc}", file=sys.stderr)
         sys.exit(2)
     setup_logging(cfg.log_level, cfg.log_format)
-    fix_mmap_threshold()  # freed request buffers go back to the OS (malloc.py)
+    limit_arenas()  # freed request buffers are reused across threads (malloc.py)
     log.info("vecdb-server starting: %s", describe(cfg))
     rc = run_threaded(cfg) if cfg.server_mode == "threaded" else asyncio.run(run_aio(cfg))
     logging.shutdown()

@@ -1,13 +1,15 @@
-"""glibc's allocator: large blocks go back to the OS when freed.
+"""glibc's allocator: at most two heap arenas, so freed request buffers get reused.
 
-glibc serves a block above M_MMAP_THRESHOLD (128 KiB) with its own mmap, but each time
-such a block is freed it raises the threshold to that block's size (up to 32 MiB), so
-later blocks of that size come from the heap arenas, which keep them once freed. A
+glibc gives each thread that allocates its own arena (up to 8 per core), and above
+M_MMAP_THRESHOLD raises the threshold to the size of each large block freed (up to
+32 MiB), so later multi-MB blocks come from the arenas, which keep them once freed. A
 server allocating a few MB per request (upsert batches decoded, copied, normalized,
-encoded; batch search arrays) on many gRPC threads ends up holding hundreds of MB of
-free arena space: 116k x 384 loaded through gRPC, server RSS once loaded 574 MB with
-the dynamic threshold, 313 MB with it fixed (peak 651 -> 507 MB). Fixing the threshold
-(mallopt) turns the adjustment off.
+encoded; batch search arrays) on 16 gRPC threads spreads that free space over as many
+arenas. Capping the arenas at two (mallopt M_ARENA_MAX) lets one thread's freed block
+serve the next request on another, with no cost per request. (Fixing the mmap threshold
+at 128 KiB instead gave back more memory but made 5 MiB upserts 1.2-2x slower and batch
+searches up to 1.4x: every large block was a fresh mmap with page faults; see
+bench/malloc_bench.py and bench/RESULTS.md.)
 """
 from __future__ import annotations
 
@@ -16,19 +18,19 @@ import ctypes.util
 import logging
 
 log = logging.getLogger("vecdb_server.malloc")
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-THRESHOLD = 128 * 1024  # glibc's default starting value
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+ARENAS = 2
 
 
-def fix_mmap_threshold() -> bool:
-    """Keep large blocks mmapped (freed to the OS). False where the C library is not
-    glibc or refuses (nothing changed)."""
+def limit_arenas() -> bool:
+    """Cap glibc's heap arenas at ARENAS (call before the server's threads start). False
+    where the C library is not glibc or refuses (nothing changed)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
         libc.gnu_get_libc_version  # glibc only (musl has no such call)
     except (OSError, AttributeError, TypeError):
         return False
-    ok = bool(libc.mallopt(M_MMAP_THRESHOLD, THRESHOLD))
+    ok = bool(libc.mallopt(M_ARENA_MAX, ARENAS))
     if not ok:
-        log.info("mallopt(M_MMAP_THRESHOLD) refused; the allocator keeps its defaults")
+        log.info("mallopt(M_ARENA_MAX) refused; the allocator keeps its defaults")
     return ok

@@ -1,31 +1,44 @@
-"""The server fixes glibc's mmap threshold (server/vecdb_server/malloc.py): a large block
-freed after others of its size goes back to the OS instead of staying in the heap."""
+"""The server caps glibc's heap arenas (server/vecdb_server/malloc.py): a multi-MB block
+one thread freed serves the next thread's request instead of each thread's arena keeping
+its own."""
 import subprocess
 import sys
 
 import pytest
 
 CHILD = r"""
-import sys
+import ctypes, sys, threading
 sys.path.insert(0, "server")
-if sys.argv[1] == "fixed":
-    from vecdb_server.malloc import fix_mmap_threshold
-    assert fix_mmap_threshold()
-import ctypes
+if sys.argv[1] == "limited":
+    from vecdb_server.malloc import limit_arenas
+    assert limit_arenas()
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
 def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) // 1024
-size = 8 << 20
+size, threads = 8 << 20, 8
 first = libc.malloc(size); libc.memset(first, 1, size); libc.free(first)  # raises the dynamic threshold
+started, turn = threading.Barrier(threads + 1), threading.Lock()
+keep = []
+def request():
+    keep.append(libc.malloc(64))  # this thread's arena
+    started.wait()
+    with turn:  # one request at a time, each on its own thread
+        block = libc.malloc(size); libc.memset(block, 1, size)
+        keep.append(libc.malloc(64))  # above it: the freed block is not trimmed off the top
+        libc.free(block)
+workers = [threading.Thread(target=request) for _ in range(threads)]
+for w in workers:
+    w.start()
 before = rss()
-block = libc.malloc(size); libc.memset(block, 1, size)
-keep = libc.malloc(1024)  # above it in the heap: the freed block cannot be trimmed off the top
-libc.free(block)
+started.wait()
+for w in workers:
+    w.join()
 print(rss() - before)
 """
 
@@ -37,7 +50,7 @@ def grown_mb(mode: str) -> int:
 
 
 def glibc() -> bool:
-    """glibc's allocator (not musl's, not another platform's): the fix is for it alone."""
+    """glibc's allocator (not musl's, not another platform's): the cap is for it alone."""
     import ctypes
     import ctypes.util
     name = ctypes.util.find_library("c")
@@ -45,6 +58,7 @@ def glibc() -> bool:
 
 
 @pytest.mark.skipif(not glibc(), reason="glibc's allocator")
-def test_large_freed_blocks_leave_the_process():
-    assert grown_mb("fixed") < 2
-    assert grown_mb("default") >= 6  # what the fix is for: glibc keeps it by default
+def test_freed_blocks_are_reused_across_threads():
+    limited, default = grown_mb("limited"), grown_mb("default")
+    assert limited <= 2 * 8 + 2, limited  # at most one kept block per arena
+    assert default >= 4 * 8, default  # what the cap is for: an arena per thread keeps each
