@@ -26,6 +26,7 @@ from hypothesis import strategies as st  # noqa: E402
 from google.protobuf import message_factory  # noqa: E402
 from google.protobuf.descriptor import FieldDescriptor as FD  # noqa: E402
 
+from vecdb_client._proto.vecdb.v1 import analytics_pb2 as apb  # noqa: E402
 from vecdb_server.auth import METHOD_ROLES, READ, all_methods  # noqa: E402
 
 DIM = 8
@@ -42,7 +43,7 @@ PAYLOAD_TEXTS = ["", "[]", "[{}]", "[null]", "{", '[{"a": 1}]', '[{"lang": "en"}
 
 
 def _methods() -> dict[str, tuple]:
-    """full method name -> (request descriptor, client streaming)."""
+    """full method name -> (request descriptor, client streaming, server streaming)."""
     import importlib
     import pkgutil
 
@@ -53,7 +54,8 @@ def _methods() -> dict[str, tuple]:
             mod = importlib.import_module(f"{pkg.__name__}.{info.name}")
             for svc in mod.DESCRIPTOR.services_by_name.values():
                 for m in svc.methods:
-                    out[f"/{svc.full_name}/{m.name}"] = (m.input_type, m.client_streaming)
+                    out[f"/{svc.full_name}/{m.name}"] = (m.input_type, m.client_streaming,
+                                                          m.server_streaming)
     return out
 
 
@@ -152,7 +154,7 @@ def _fill(draw, desc, names: st.SearchStrategy, depth: int):
 
 @st.composite
 def request_bytes(draw, method: str) -> bytes:
-    desc, _ = METHODS[method]
+    desc = METHODS[method][0]
     read_only = METHOD_ROLES.get(method) == READ
     kind = draw(st.sampled_from(["message"] * 6 + ["empty", "random", "mutated"]))
     if kind == "empty":
@@ -198,10 +200,13 @@ def fuzz_server(tmp_path_factory):
 
 
 def _call(channel: grpc.Channel, method: str, raw: list[bytes]) -> grpc.StatusCode:
-    _, streaming = METHODS[method]
+    _, streaming, streamed = METHODS[method]
     try:
         if streaming:
             for _ in channel.stream_stream(method)(iter(raw), timeout=20):
+                pass
+        elif streamed:  # a unary call would wait for its deadline on a second message
+            for _ in channel.unary_stream(method)(raw[0], timeout=20):
                 pass
         else:
             channel.unary_unary(method)(raw[0], timeout=20)
@@ -341,7 +346,7 @@ def test_hostile_text_in_every_string_field(fuzz_server, method):
     string field of the request (map keys and values included): a client error or OK,
     never INTERNAL/UNKNOWN (user text must never reach response metadata raw)."""
     _, channel, _ = fuzz_server
-    desc, _ = METHODS[method]
+    desc = METHODS[method][0]
     read_only = METHOD_ROLES.get(method) == READ
     paths = _string_paths(desc)
     for n, path in enumerate(paths):
@@ -363,3 +368,12 @@ def test_field_with_non_ascii_travels_back_to_the_sdk(fuzz_server):
                 c.create_collection("hostile_params", dim=DIM, index="hnsw", **{key: 1})
             assert err.value.field == f"index_params.{key}"
             assert repr(key)[1:-1] in err.value.message or key in err.value.message
+
+
+def test_a_streamed_answer_of_several_messages_is_read_as_a_stream(fuzz_server):
+    """The fuzzer's own call: Duplicates over the scratch collection at a threshold that
+    finds pairs answers a pairs chunk and the end (two messages); read as a unary call,
+    it waited for its deadline (DEADLINE_EXCEEDED)."""
+    _, channel, _ = fuzz_server
+    raw = apb.DuplicatesRequest(collection=SCRATCH, threshold=0.5).SerializeToString()
+    assert _call(channel, "/vecdb.v1.AnalyticsService/Duplicates", [raw]) == grpc.StatusCode.OK
