@@ -371,9 +371,12 @@ def test_field_with_non_ascii_travels_back_to_the_sdk(fuzz_server):
 
 
 def test_a_streamed_answer_of_several_messages_is_read_as_a_stream(fuzz_server):
-    """The fuzzer's own call: Duplicates over the scratch collection at a threshold that
-    finds pairs answers a pairs chunk and the end (two messages); read as a unary call,
+    """The fuzzer's own call: Duplicates over 20 points at a threshold that finds pairs
+    answers a pairs chunk and the end (two messages); read as a unary call,
     it waited for its deadline (DEADLINE_EXCEEDED)."""
-    _, channel, _ = fuzz_server
-    raw = apb.DuplicatesRequest(collection=SCRATCH, threshold=0.5).SerializeToString()
+    srv, channel, _ = fuzz_server
+    with srv.client() as c:  # its own collection: the fuzzers may have dropped the scratch one
+        c.create_collection("streamed", dim=DIM)
+        c.upsert("streamed", [f"s{i}" for i in range(20)], rand(20, DIM, seed=8))
+    raw = apb.DuplicatesRequest(collection="streamed", threshold=0.5).SerializeToString()
     assert _call(channel, "/vecdb.v1.AnalyticsService/Duplicates", [raw]) == grpc.StatusCode.OK
