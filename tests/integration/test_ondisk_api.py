@@ -13,6 +13,7 @@ import pytest
 
 from harness import InProcessServer
 from test_cli import cli
+from test_quantization_api import wait_built
 from tests.quant_data import embeddings
 from vecdb_client import AsyncClient, InvalidArgumentError, UnavailableError
 
@@ -24,14 +25,6 @@ def dsrv(tmp_path_factory):
     srv = InProcessServer(tmp_path_factory.mktemp("ondisk") / "data")
     yield srv
     srv.stop()
-
-
-def wait_built(c, name: str, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while (info := c.describe_collection(name)).index_state != "built":
-        assert time.monotonic() < deadline, info
-        time.sleep(0.1)
-    return info
 
 
 def test_on_disk_collection_over_grpc_aio_and_cli(dsrv):
