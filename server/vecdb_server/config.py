@@ -107,7 +107,8 @@ class ServerConfig:
     # elected rebalancer node; 0 = no automatic rebalancing (docs/cluster.md).
     rebalance_max_concurrent_moves: int = 2
     # Bytes per second a node sends, at most on average, for the copies that move
-    # replicas to other nodes (all its moves together); 0 = no limit (docs/cluster.md).
+    # replicas to other nodes and those of a reshard (all together); 0 = no limit
+    # (docs/cluster.md).
     rebalance_max_bytes_per_s: int = 0
     # Engine options (vecdb.DatabaseOptions), settable under the same names.
     engine: DatabaseOptions = field(default_factory=DatabaseOptions)

@@ -20,9 +20,13 @@ from vecdb_server.cluster import state as st
 from vecdb_server.cluster.etcd import Etcd as EtcdClient, delete
 
 
+PACE = 50_000  # bytes/s of a reshard's page copies: a copy of 6,000 points lasts seconds
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("reshard-faults"))
+    c = Cluster(tmp_path_factory.mktemp("reshard-faults"),
+                extra=("--rebalance-max-bytes-per-s", str(PACE)))
     yield c
     c.close()
 

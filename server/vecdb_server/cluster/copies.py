@@ -11,7 +11,8 @@ shared by all its move copies: after each request it sleeps until the bytes sent
 to 2,000 points goes at full speed, then the pause). Catch-ups that are not moves (a
 restarted or wiped replica: redundancy coming back) are not throttled, nor the replay of
 the writes made during a full copy (once its pages are sent: it must catch the writes). A move's copy
-is logged when it ends: bytes, records, seconds, the rate and the time paused.
+is logged when it ends: bytes, records, seconds, the rate and the time paused. A
+reshard's page copies (reshard.py) take from the same Throttle between pages.
 """
 from __future__ import annotations
 

@@ -402,6 +402,7 @@ class Resharder:
         write lock; then list it in the record's ``copied``."""
         try:
             local, cursor, points, t0 = st.local_name(spec.uid, i), None, 0, time.monotonic()
+            mark = t0
             while True:
                 with self.node.write_lock(rec.name, i):
                     if not self._still_copying(rec, i):
@@ -416,6 +417,8 @@ class Resharder:
                 if not page.HasField("next_cursor"):
                     break
                 cursor = page.next_cursor
+                self.r.copies.throttle.take(page.points.ByteSize(), mark)  # not under the lock
+                mark = time.monotonic()
             while self._still_copying(rec, i):
                 cur = self.node.reshards[rec.name]
                 if self._cas(cur, cur.with_(copied=tuple(sorted({*cur.copied, i})))):
