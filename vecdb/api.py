@@ -76,6 +76,9 @@ class Database:
             log.info("removing stray collection directory %s", stray)
             shutil.rmtree(stray, ignore_errors=True)
         self.collections: dict[str, Collection] = {}
+        # set when a shard is due its first index build: the maintenance thread starts it
+        # at once instead of at its next round (a bulk load goes on meanwhile)
+        self._wake = threading.Event()
         t0 = time.monotonic()
         for cfg in self.catalog.configs.values():
             coll = self._collection(cfg)
@@ -115,7 +118,7 @@ class Database:
 
     def _collection(self, cfg: CollectionConfig) -> Collection:
         return Collection(self.store, cfg, self.catalog.dir_of(cfg.uid), self.options, self.pool,
-                          self.gpu)
+                          self.gpu, self._wake.set)
 
     def _get(self, name: str) -> Collection:
         if self._closed:
@@ -755,7 +758,11 @@ class Database:
 
     def _background(self) -> None:
         last_ckpt = last_reopen = time.monotonic()
-        while not self._stop.wait(0.5):
+        while True:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             if self.store.failed is not None:  # disk full: no checkpoints/expiry; retry the store
                 if time.monotonic() - last_reopen >= 2.0:
                     last_reopen = time.monotonic()
@@ -783,6 +790,7 @@ class Database:
             return
         self._closed = True
         self._stop.set()
+        self._wake.set()
         for job in {id(j): j for j in self._reembeds.values()}.values():
             job.stop()  # a running re-embed ends as "failed" (does not resume on open)
         self._clusterings.stop_all()

@@ -34,7 +34,8 @@ from .types import CollectionConfig, Point, ScrollPage, SearchParams, SearchResu
 
 class Collection:
     def __init__(self, store: Store, config: CollectionConfig, directory: str,
-                 options: DatabaseOptions, pool: ThreadPoolExecutor, gpu=None):
+                 options: DatabaseOptions, pool: ThreadPoolExecutor, gpu=None,
+                 build_due=None):
         self.store, self.config, self.dir, self.options, self.pool = store, config, directory, options, pool
         # "cpu", or the GPU backend ("faiss"/"torch") of vecdb.gpu.GpuContext ``gpu``
         # (quantized collections run on the CPU: their vectors live on disk, vecdb/quant.py)
@@ -44,6 +45,7 @@ class Collection:
                        for i in range(config.shards)]
         for shard in self.shards:  # on-disk collections: writes kept in RAM before a merge
             shard.ondisk_delta_bytes = options.ondisk_delta_mb << 20
+            shard.build_due = build_due
         self.write_lock = threading.Lock()
         # tenant validation, quotas, listing (vecdb/tenants.py); None without tenant_field
         self.tenants = TenantRegistry(self) if config.tenant_field else None

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -89,6 +90,9 @@ class Shard:
         self._build_size = 0
         self._built = threading.Event()
         self._built.set()
+        # called (no lock taken) once a write makes the first build due: wakes the
+        # database's maintenance thread (Database._wake); None: it finds it in its round
+        self.build_due: Callable[[], None] | None = None
         raw = store.get(self.prefix + b"m")
         self.next_label, self.last_seq, self.data_bytes = META.unpack(raw) if raw else (1, 0, 0)
         self.applied_seq = 0
@@ -188,22 +192,30 @@ class Shard:
             wb.delete(self._k(b"s", lab))
             if lab in self.bare:
                 wb.delete(self._k(b"o", lab))
+        # the per-point loop of a bulk load: keys and values built from whole-batch bytes
+        # (big-endian labels, the vectors' rows) rather than per-point struct/ndarray calls
+        put, enc, pre = wb.put, records.encode, self.prefix
+        pre_i, pre_p, pre_v = pre + b"i", pre + b"p", pre + b"v"
+        packed = labels.astype(">u8").tobytes()
+        rows = np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
+        rec_bytes = 0
         for j, pid in enumerate(ids):
-            lab = int(labels[j])
+            lab = packed[8 * j:8 * j + 8]
             raw_id = pid.encode()
-            rec = records.encode(raw_id, payloads[j], texts[j])
-            wb.put(self.prefix + b"i" + raw_id, U64.pack(lab))
-            wb.put(self._k(b"p", lab), rec)
+            rec = enc(raw_id, payloads[j], texts[j])
+            put(pre_i + raw_id, lab)
+            put(pre_p + lab, rec)
+            rec_bytes += len(rec)
             if absent is not None and absent[j]:
-                wb.put(self._k(b"o", lab), b"")
+                put(pre + b"o" + lab, b"")
                 data_bytes -= vec_size
             else:
-                wb.put(self._k(b"v", lab), vectors[j].tobytes())
+                put(pre_v + lab, rows[vec_size * j:vec_size * (j + 1)])
             if expire_ms is not None and expire_ms[j] is not None:
-                wb.put(self._k(b"e", lab), U64.pack(expire_ms[j]))
+                put(pre + b"e" + lab, U64.pack(expire_ms[j]))
             if sparse is not None and sparse[j]:
-                wb.put(self._k(b"s", lab), sparse[j])
-            data_bytes += len(rec) + vec_size
+                put(pre + b"s" + lab, sparse[j])
+        data_bytes += rec_bytes + n * vec_size
         if self.named is not None:
             self.named.delete(wb, old)
             data_bytes += self.named.put(wb, labels, named or {})
@@ -280,6 +292,7 @@ class Shard:
 
     def apply(self, op: Op) -> None:
         """Apply a committed op to memory. Idempotent by sequence number."""
+        due = False
         with self.lock.write():
             self.next_label = max(self.next_label, op.next_label)
             self.last_seq = max(self.last_seq, op.seq)
@@ -301,6 +314,10 @@ class Shard:
                 self._pending.append((removed, added))  # vectors: in self.exact
                 self._pending_added += len(added)
             self.applied_seq = op.seq
+            due = self.ann is None and not self.building and self.build_due is not None \
+                and len(added) and self.needs_build()
+        if due:
+            self.build_due()
 
     def await_build(self, timeout: float = BUILD_WAIT_S) -> None:
         """Hold a write that adds points back (before it takes the collection's write lock

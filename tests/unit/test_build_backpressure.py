@@ -109,3 +109,22 @@ def test_a_build_that_raises_leaves_training_and_lets_writers_on(db, monkeypatch
     writer.join(30)
     assert not writer.is_alive() and db.count("c") == 600
     assert db.maintain() and db.describe_collection("c").index_state == "built"
+
+
+def test_the_write_that_makes_the_first_build_due_wakes_the_maintenance_thread(db):
+    """A bulk load's first build starts when a write makes it due, not at the maintenance
+    thread's next round (every 0.5 s; meanwhile the load piled more points beside it)."""
+    db.create_collection("c", 16, metric="cosine", index="hnsw", index_params={"build_threshold": 500})
+    db.create_collection("f", 16, metric="cosine", index="flat")
+    X = clustered(900, 16, seed=22)
+    ids = [f"p{i}" for i in range(len(X))]
+    db.upsert("f", ids, X)
+    db.upsert("c", ids[:400], X[:400])
+    assert not db._wake.is_set()  # a flat collection never builds; 400 < 500
+    db.upsert("c", ids[400:600], X[400:600])
+    assert db._wake.is_set()
+    db._wake.clear()
+    assert db.maintain() == 1
+    db.upsert("c", ids[600:], X[600:])
+    assert not db._wake.is_set()  # built: later writes insert into the graph
+    assert db.count("c") == 900
