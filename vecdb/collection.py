@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import os
 import struct
@@ -133,14 +134,22 @@ class Collection:
         named_vectors.check_carried(absent, named)
         if absent is not None:
             args[1][absent] = 0  # the placeholders
-        self.await_builds()
-        with self.write_lock:
+        with self.adding():
             return self._upsert_locked(*args, named, absent)
 
+    @contextlib.contextmanager
+    def adding(self):
+        """The write lock, for a write that adds points (an upsert, a rewrite: a rewritten
+        point is a new label in the index): first waits (bounded) for the shards whose
+        background build missed as many points as it was built from, holding no lock, so
+        other writers and snapshots go on."""
+        self.await_builds()
+        with self.write_lock:
+            yield
+
     def await_builds(self) -> None:
-        """Before a write that adds points takes the write lock: wait (bounded) for the
-        shards whose background build missed as many points as it was built from
-        (Shard.await_build), holding no lock, so other writers and snapshots go on."""
+        """Shard.await_build of every shard (``adding``; write_across, which takes the
+        write locks of several collections, calls it for each before taking any)."""
         for shard in self.shards:
             shard.await_build()
 
@@ -345,8 +354,7 @@ class Collection:
             return labs
 
     def _rewrite(self, ids, node, change, new_vectors, new_named=None, tenant=None) -> WriteResult:
-        self.await_builds()  # a rewritten point is a new label in the index
-        with self.write_lock:
+        with self.adding():
             ids = self._ids_matching(node) if node is not None else self._own(
                 tenant, validation.ids(ids, unique=False))
             ids = list(dict.fromkeys(ids))

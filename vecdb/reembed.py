@@ -140,8 +140,7 @@ class Reembed(Job):
         vecs = self.tgt._vectors(self.tgt._embed([p.text for p in points], "document"), n)
         pays = validation.payloads([p.payload for p in points], n, opts.max_payload_bytes)
         txts = [p.text.encode("utf-8", "surrogatepass") for p in points]
-        self.tgt.await_builds()
-        with self.tgt.write_lock:
+        with self.tgt.adding():
             if self.tgt.retired:
                 raise NotFound(f"target collection {self.target!r} was dropped", "collection")
             moved = [] if self.tgt.tenants is None else self.tgt.tenants.others(points)

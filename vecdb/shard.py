@@ -321,7 +321,7 @@ class Shard:
 
     def await_build(self, timeout: float = BUILD_WAIT_S) -> None:
         """Hold a write that adds points back (before it takes the collection's write lock
-        and commits; Collection.await_builds) while a background build has missed as many
+        and commits; Collection.adding) while a background build has missed as many
         added points as it was built from: the build then catches up (its replay) and
         swaps, freeing the exact store, before more vectors pile up in it. Without this a
         bulk load kept every vector twice at the swap (the exact store and the new graph),
