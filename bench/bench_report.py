@@ -167,8 +167,10 @@ def markdown(results: dict, meta: dict, a, plot_path: Path) -> str:
                  f"{_f(ok, '{:.1f}')} | | | <= 30 s | "
                  f"{'n/a' if ok is None else ('yes' if ok <= 30 else '**no**')} |")
         ld, s = sc.get("load") or {}, sc.get("search") or {}
-        L += ["", f"Scale: vecdb server, {sc.get('n', 0):,} x {sc.get('dim', 384)} clustered "
-              f"synthetic (1,024-center Gaussian mixture, normalized), {sc.get('index', '?')}, "
+        what = ("embedding-like synthetic (tests/quant_data.py)" if sc.get("data") == "embeddings"
+                else "clustered synthetic (1,024-center Gaussian mixture, normalized)")
+        L += ["", f"Scale: vecdb server, {sc.get('n', 0):,} x {sc.get('dim', 384)} {what}, "
+              f"{sc.get('index', '?')}, "
               "cosine, ingest through the SDK (streamed upsert, durability sync). "
               f"Writes acknowledged after {_f(ld.get('ingest_s'), '{:.1f}')} s "
               f"({_f(ld.get('ingest_s') and sc['n'] / ld['ingest_s'])} points/s), searchable with "
@@ -180,7 +182,8 @@ def markdown(results: dict, meta: dict, a, plot_path: Path) -> str:
               f"{_f(term.get('serving_s'), '{:.1f}')} s, first search after "
               f"{_f(term.get('first_search_s'), '{:.1f}')} s; after SIGKILL (crash recovery): "
               f"SERVING after {_f(kill.get('serving_s'), '{:.1f}')} s, first search after "
-              f"{_f(kill.get('first_search_s'), '{:.1f}')} s."
+              f"{_f(kill.get('first_search_s'), '{:.1f}')} s; RSS once restarted "
+              f"{_f(rs.get('rss_after_restart_mb'))} MB."
               + (" (FAILED: partial)" if "error" in sc else "")]
     L += ["", "Server restarts on the WordNet set (to first search answered), and RSS once "
           "restarted (steady state, without the ingest/build peak): " + "; ".join(

@@ -66,6 +66,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--scale-on-disk", action="store_true",
                     help="the scale run's collection on_disk (lists memory-mapped; README "
                          "'On-disk collections')")
+    ap.add_argument("--scale-data", choices=("blobs", "embeddings"), default="blobs",
+                    help="the scale run's set: blobs (1,024 Gaussian centers in all 384 "
+                         "dimensions: neighbours inside a blob are near random, a set no "
+                         "quantizer can order) or embeddings (tests/quant_data.py, as --data)")
+    ap.add_argument("--scale-quantization", choices=("sq8", "rabitq", "binary"),
+                    help="the scale run's collection quantized: codes in RAM, vectors in a file "
+                         "re-scoring the top candidates (README 'Quantization')")
+    ap.add_argument("--scale-rescore", type=int, help="oversampling of the quantized scale run "
+                    "(default: the collection's, per mode)")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--M", type=int, default=32, help="HNSW degree (faiss, vecdb, Chroma, Milvus)")
     ap.add_argument("--ef-construction", type=int, default=100)
@@ -123,6 +132,8 @@ def child_opts(a: argparse.Namespace) -> dict:
                                    "ef_search": ef_default},
             "vecdb_index_desc": f"HNSW M={a.M} efC={a.ef_construction}",
             "scale_n": a.scale_n, "scale_nlist": a.scale_nlist, "scale_on_disk": a.scale_on_disk,
+            "scale_quantization": a.scale_quantization, "scale_rescore": a.scale_rescore,
+            "scale_data": a.scale_data,
             "workdir": str(a.workdir)}
 
 
@@ -237,20 +248,31 @@ def run_scale(opts: dict, workdir: Path, res: dict, save) -> int:
     import faiss
     import bench_servers as systems
     n = opts["scale_n"]
-    log(f"scale: generating {n:,} x {bench_data.DIM} clustered vectors")
-    base = bench_data.clustered(n, seed=0)
-    queries = bench_data.clustered(1000, seed=1)
+    blobs = opts.get("scale_data", "blobs") == "blobs"
+    log(f"scale: generating {n:,} x {bench_data.DIM} {'clustered' if blobs else 'embedding-like'} vectors")
+    if blobs:
+        base, queries = bench_data.clustered(n, seed=0), bench_data.clustered(1000, seed=1)
+    else:
+        from tests.quant_data import embeddings
+        base, queries = embeddings(n, seed=0), embeddings(1000, seed=1)
+    create = {"on_disk": True} if opts.get("scale_on_disk") else {}
+    desc = ", on_disk" if opts.get("scale_on_disk") else ""
+    if opts.get("scale_quantization"):
+        create["quantization"] = opts["scale_quantization"]
+        desc += f", quantization {opts['scale_quantization']}"
+        if opts.get("scale_rescore"):
+            create["rescore"] = opts["scale_rescore"]
+            desc += f" (rescore {opts['scale_rescore']})"
     sopts = {**opts, "vecdb_index": "ivf_flat", "vecdb_param": "nprobe",
              # trained once a tenth of the set is in (ingest goes on meanwhile), not on
              # the first 10k points (the default threshold) where nlist lists would be thin
              "vecdb_index_params": {"nlist": opts["scale_nlist"],
                                     "build_threshold": max(10_000, n // 10)},
-             "vecdb_index_desc": f"IVF_FLAT nlist={opts['scale_nlist']}"
-                                 + (", on_disk" if opts.get("scale_on_disk") else ""),
-             "vecdb_create": {"on_disk": True} if opts.get("scale_on_disk") else {}}
+             "vecdb_index_desc": f"IVF_FLAT nlist={opts['scale_nlist']}{desc}",
+             "vecdb_create": create}
     sysm = systems.VecdbServer(sopts, workdir)
     res.update(name="vecdb (gRPC server), synthetic", n=n, dim=bench_data.DIM,
-               index=sopts["vecdb_index_desc"])
+               index=sopts["vecdb_index_desc"], data="blobs" if blobs else "embeddings")
     with _running(sysm, workdir, res, save):
         res["load"] = sysm.load(base)
         res["index"] = sysm.index
