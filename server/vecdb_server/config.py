@@ -78,8 +78,8 @@ class ServerConfig:
     dashboard_port: int = -1
     # Interface for the dashboard; "" = the same as host (same no-key rule as host).
     dashboard_host: str = ""
-    # Fraction of non-exact searches re-run exactly in the background to export
-    # recall@k (vecdb_sampled_recall); 0 = off.
+    # Fraction of non-exact search queries re-run exactly in the background (at most
+    # 5 % of one core) to export recall@k (vecdb_sampled_recall); 0 = off.
     recall_sample_rate: float = 0.01
     # --- cluster mode (docs/cluster.md); off (a single node) unless cluster_etcd is set ---
     # etcd endpoints, e.g. http://127.0.0.1:2379 (several separated by commas).

@@ -32,6 +32,7 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable
 
 import grpc
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -255,18 +256,24 @@ class EngineCollector(Collector):
 
 
 class RecallSampler:
-    """Re-runs a fraction of non-exact searches with exact=True in one background thread.
+    """Re-runs a fraction of non-exact search queries with exact=True in one background
+    thread.
 
     recall@k of a query = |ANN ids ∩ exact ids| / |exact ids| (queries with no exact
-    hit are skipped). The queue is bounded: when it is full the sample is dropped, so
-    a search is never delayed. The exact re-run sees the data at its own time, so
-    writes between the two runs can lower (or raise) a sample slightly.
+    hit are skipped). The queries of a batch are sampled one by one (a 1,000-query
+    batch drawn whole was a burst of 1,000 exact searches beside the searches being
+    served), and the thread pauses after each re-run so that it takes at most
+    ``share`` of one core over time (an exact search costs tens of ANN searches). The
+    queue is bounded: when it is full the sample is dropped, so a search is never
+    delayed. The exact re-run sees the data at its own time, so writes between the two
+    runs can lower (or raise) a sample slightly.
     """
 
     def __init__(self, engine: EngineHolder, rate: float,
                  on_result: Callable[[str, list[float]], None], on_drop: Callable[[], Any],
-                 queue_size: int = 64):
-        self.rate, self._engine = rate, engine
+                 queue_size: int = 64, share: float = 0.05):
+        self.rate, self.share, self._engine = rate, share, engine
+        self._stopping = threading.Event()
         self._on_result, self._on_drop = on_result, on_drop
         self._queue: queue.Queue = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None
@@ -275,20 +282,34 @@ class RecallSampler:
         """Called after a Search returned (its response is not held up)."""
         if self.rate <= 0 or args["params"].exact or self._thread is None:
             return
-        if self.rate < 1 and random.random() >= self.rate:
+        rows = self._rows(len(results))
+        if not rows:
             return
+        if len(rows) < len(results):
+            args = {**args, "queries": np.asarray(args["queries"])[rows]}
         try:
-            self._queue.put_nowait((args, [set(r.ids) for r in results]))
+            self._queue.put_nowait((args, [set(results[i].ids) for i in rows]))
         except queue.Full:
             self._on_drop()
 
+    def _rows(self, n: int) -> list[int]:
+        """The queries of an n-query search to re-run: each with probability ``rate``."""
+        if self.rate >= 1:
+            return list(range(n))
+        if n == 1:
+            return [0] if random.random() < self.rate else []
+        k = int(np.random.binomial(n, self.rate))
+        return sorted(random.sample(range(n), k)) if k else []
+
     def start(self) -> None:
         if self.rate > 0 and self._thread is None:
+            self._stopping.clear()
             self._thread = threading.Thread(target=self._run, name="vecdb-recall", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
         thread, self._thread = self._thread, None
+        self._stopping.set()  # ends a pause
         if thread is not None:
             while True:  # make room for the stop marker
                 try:
@@ -307,10 +328,13 @@ class RecallSampler:
             if item is None:
                 return
             args, ann = item
+            t0 = time.perf_counter()
             try:
                 self._measure(args, ann)
             except Exception:  # noqa: BLE001 - a failed sample is skipped, never fatal
                 log.debug("recall sample failed", exc_info=True)
+            if self._stopping.wait((time.perf_counter() - t0) * (1 / self.share - 1)):
+                return
 
     def _measure(self, args: dict, ann: list[set]) -> None:
         exact_args = {**args, "params": replace(args["params"], exact=True),

@@ -182,3 +182,31 @@ def test_metrics_port_taken_exits_1(spawn):
                    wait_serving=False)
     assert second.proc.wait(30) == 1
     assert "metrics_port" in second.log()
+
+
+def test_recall_sampler_draws_the_queries_of_a_batch_one_by_one_within_a_cpu_share(tmp_path):
+    """A batch is sampled per query (not drawn whole: 1,000 exact searches at once), and
+    the re-runs pause to stay within their share of one core."""
+    import numpy as np
+    from vecdb_server.metrics import RecallSampler
+    from vecdb import SearchParams
+    got, dropped = [], []
+    sampler = RecallSampler(None, 0.01, lambda name, r: got.append(r), lambda: dropped.append(1))
+    draws = [len(sampler._rows(1000)) for _ in range(400)]
+    assert 6 < np.mean(draws) < 14 and max(draws) < 40  # ~10 of 1,000, never the batch
+    assert sampler._rows(1) in ([], [0]) and RecallSampler(None, 1.0, None, None)._rows(3) == [0, 1, 2]
+
+    class Results:
+        def __init__(self, ids):
+            self.ids = ids
+    sampler._thread = object()  # offer() queues only while running; nothing consumes here
+    queries = np.arange(2000, dtype=np.float32).reshape(1000, 2)
+    args = {"collection": "c", "queries": queries, "params": SearchParams()}
+    for _ in range(20):
+        sampler.offer(args, [Results([f"p{i}"]) for i in range(1000)])
+    queued = []
+    while not sampler._queue.empty():
+        queued.append(sampler._queue.get_nowait())
+    assert queued and all(len(a["queries"]) == len(ann) < 40 for a, ann in queued)
+    for a, ann in queued:  # each queued row is the query whose ANN ids came with it
+        assert [f"p{int(q[0]) // 2}" for q in a["queries"]] == [next(iter(s)) for s in ann]
