@@ -63,11 +63,18 @@ class IdColumn:
         if with_payload and not self._has_plain:
             return [None] * n, None
         with self._lock:
-            entries, text = self._find(labels), self._text
+            pos = np.searchsorted(self._labels, labels)
+            entries = np.where(self._labels[pos] == labels, self._entries[pos], _GONE)
+            text, known_a = self._text, entries >= 0
             mask = _PLAIN if with_payload else 0
-            ids = [text[e >> 16:(e >> 16) + (e & _LEN)] if e >= 0 and e & mask == mask else None
-                   for e in entries]
-            known = [e >= 0 for e in entries]
+            ok = known_a & ((entries & mask) == mask) if mask else known_a
+            starts = entries >> 16
+            bounds = zip(starts.tolist(), (starts + (entries & _LEN)).tolist())
+            if ok.all():  # the usual case: every hit known (slices in one pass, no test)
+                ids = [text[a:b] for a, b in bounds]
+            else:
+                ids = [text[a:b] if k else None for (a, b), k in zip(bounds, ok.tolist())]
+            known = known_a.tolist()
             if self._pending:
                 get = self._pending.get
                 for j, lab in enumerate(labels.tolist()):

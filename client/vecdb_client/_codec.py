@@ -30,6 +30,7 @@ _F32 = np.dtype("<f4")
 # tuple.__new__(Hit, row) builds a NamedTuple without running its Python-level
 # __new__: about 2x cheaper per hit, which matters at thousands of hits per call.
 _new = tuple.__new__
+_NONES = repeat(None)  # an endless column of None for zip
 
 
 def check_ids(ids: Sequence[Any], field: str = "ids") -> list[str]:
@@ -424,7 +425,7 @@ def range_search_request(collection: str, vector: Any, vectors: Any, threshold: 
 def from_proto_query_result(res: ppb.QueryResult) -> list[Hit]:
     scores = np.frombuffer(res.scores, dtype=_F32).tolist()
     if not (res.payloads or res.texts or res.HasField("vectors")):  # ids and scores only
-        return [_new(Hit, (pid, score, None, None, None)) for pid, score in zip(res.ids, scores)]
+        return list(map(_new, repeat(Hit), zip(res.ids, scores, _NONES, _NONES, _NONES)))
     n = len(res.ids)
     payloads = decode_payloads(res.payloads, n)
     texts = decode_texts(res.texts, n)
