@@ -314,8 +314,9 @@ class Shard:
                 self._pending.append((removed, added))  # vectors: in self.exact
                 self._pending_added += len(added)
             self.applied_seq = op.seq
+            # (a failed build is retried at the maintenance thread's pace, not per write)
             due = self.ann is None and not self.building and self.build_due is not None \
-                and len(added) and self.needs_build()
+                and self._failed_at < 0 and len(added) and self.needs_build()
         if due:
             self.build_due()
 

@@ -304,6 +304,7 @@ class RecallSampler:
     def start(self) -> None:
         if self.rate > 0 and self._thread is None:
             self._stopping.clear()
+            self._queue = queue.Queue(self._queue.maxsize)  # no stop marker left by stop()
             self._thread = threading.Thread(target=self._run, name="vecdb-recall", daemon=True)
             self._thread.start()
 

@@ -210,3 +210,38 @@ def test_recall_sampler_draws_the_queries_of_a_batch_one_by_one_within_a_cpu_sha
     assert queued and all(len(a["queries"]) == len(ann) < 40 for a, ann in queued)
     for a, ann in queued:  # each queued row is the query whose ANN ids came with it
         assert [f"p{int(q[0]) // 2}" for q in a["queries"]] == [next(iter(s)) for s in ann]
+
+
+def test_recall_sampler_restarts_after_a_stop_during_its_pause(tmp_path):
+    """stop() during the pause after a re-run ends the thread before it takes the stop
+    marker; a later start() must not find that marker and exit at once."""
+    import time
+    import numpy as np
+    from vecdb import DatabaseOptions, SearchParams
+    from vecdb_server.engine import EngineHolder
+    from vecdb_server.metrics import RecallSampler
+    eh = EngineHolder(str(tmp_path / "data"), DatabaseOptions(background=False))
+    db = eh.open()
+    try:
+        db.create_collection("c", 4, metric="l2", index="flat")
+        db.upsert("c", [f"p{i}" for i in range(20)], np.arange(80, dtype=np.float32).reshape(20, 4))
+        got = []
+        sampler = RecallSampler(eh, 1.0, lambda name, r: got.append(r), lambda: None, share=0.001)
+        args = {"collection": "c", "queries": np.zeros((1, 4), np.float32), "k": 3,
+                "params": SearchParams()}
+        hits = db.search(**args)
+        sampler.start()
+        sampler.offer(args, hits)
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == [[1.0]]  # measured; now pausing ~1000x the re-run
+        sampler.stop()
+        sampler.start()
+        sampler.offer(args, hits)
+        while len(got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert got == [[1.0], [1.0]] and sampler._thread.is_alive()
+        sampler.stop()
+    finally:
+        eh.close()
