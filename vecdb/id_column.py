@@ -29,6 +29,7 @@ _LEN = 0x7FFF    # entry bits: the id's length in characters (ids are at most 51
 _GONE = -1       # entry of a forgotten label (dropped at the next merge)
 _END = np.iinfo(np.int64).max  # the last label: searchsorted never runs past the arrays
 _MERGE_MIN = 1024  # pending entries before a merge, at least (else 1/8 of the arrays)
+_SMALL = 64  # lookups of at most this many labels go entry by entry (lookup)
 
 
 class IdColumn:
@@ -62,19 +63,15 @@ class IdColumn:
         n = len(labels)
         if with_payload and not self._has_plain:
             return [None] * n, None
+        mask = _PLAIN if with_payload else 0
         with self._lock:
-            pos = np.searchsorted(self._labels, labels)
-            entries = np.where(self._labels[pos] == labels, self._entries[pos], _GONE)
-            text, known_a = self._text, entries >= 0
-            mask = _PLAIN if with_payload else 0
-            ok = known_a & ((entries & mask) == mask) if mask else known_a
-            starts = entries >> 16
-            bounds = zip(starts.tolist(), (starts + (entries & _LEN)).tolist())
-            if ok.all():  # the usual case: every hit known (slices in one pass, no test)
-                ids = [text[a:b] for a, b in bounds]
-            else:
-                ids = [text[a:b] if k else None for (a, b), k in zip(bounds, ok.tolist())]
-            known = known_a.tolist()
+            if n <= _SMALL:  # a query's hits: per-entry Python beats numpy's call overheads
+                entries, text = self._find(labels), self._text
+                ids = [text[e >> 16:(e >> 16) + (e & _LEN)] if e >= 0 and e & mask == mask
+                       else None for e in entries]
+                known = [e >= 0 for e in entries]
+            else:  # a batch's: the bounds in numpy, the slices in one pass
+                ids, known = self._lookup_many(labels, mask)
             if self._pending:
                 get = self._pending.get
                 for j, lab in enumerate(labels.tolist()):
@@ -83,6 +80,17 @@ class IdColumn:
                         if got[1] or not with_payload:
                             ids[j] = got[0]
         return ids, known
+
+    def _lookup_many(self, labels: np.ndarray, mask: int) -> tuple[list, list[bool]]:
+        pos = np.searchsorted(self._labels, labels)
+        entries = np.where(self._labels[pos] == labels, self._entries[pos], _GONE)
+        text, known = self._text, entries >= 0
+        ok = known & ((entries & mask) == mask) if mask else known
+        starts = entries >> 16
+        bounds = zip(starts.tolist(), (starts + (entries & _LEN)).tolist())
+        if ok.all():  # the usual case: every hit known (no test per hit)
+            return [text[a:b] for a, b in bounds], known.tolist()
+        return [text[a:b] if k else None for (a, b), k in zip(bounds, ok.tolist())], known.tolist()
 
     def learn(self, labels: list[int], raws: list[bytes], epoch: int) -> None:
         """Records ``raws`` (none None) of ``labels``, read when ``epoch`` was current."""
