@@ -49,10 +49,13 @@ class IdColumn:
         return (sys.getsizeof(self._text) + self._labels.nbytes + self._entries.nbytes
                 + 120 * len(self._pending))
 
-    def _find(self, labels: np.ndarray) -> list[int]:
+    def _entries_of(self, labels: np.ndarray) -> np.ndarray:
         """The entry of each label in the arrays, _GONE where none (lock held)."""
         pos = np.searchsorted(self._labels, labels)
-        return np.where(self._labels[pos] == labels, self._entries[pos], _GONE).tolist()
+        return np.where(self._labels[pos] == labels, self._entries[pos], _GONE)
+
+    def _find(self, labels: np.ndarray) -> list[int]:
+        return self._entries_of(labels).tolist()
 
     def lookup(self, labels: np.ndarray, with_payload: bool
                ) -> tuple[list[str | None], list[bool] | None]:
@@ -82,8 +85,7 @@ class IdColumn:
         return ids, known
 
     def _lookup_many(self, labels: np.ndarray, mask: int) -> tuple[list, list[bool]]:
-        pos = np.searchsorted(self._labels, labels)
-        entries = np.where(self._labels[pos] == labels, self._entries[pos], _GONE)
+        entries = self._entries_of(labels)
         text, known = self._text, entries >= 0
         ok = known & ((entries & mask) == mask) if mask else known
         starts = entries >> 16

@@ -196,7 +196,7 @@ class Shard:
         # (big-endian labels, the vectors' rows) rather than per-point struct/ndarray calls
         put, enc, pre = wb.put, records.encode, self.prefix
         pre_i, pre_p, pre_v = pre + b"i", pre + b"p", pre + b"v"
-        packed = labels.astype(">u8").tobytes()
+        packed = np.ascontiguousarray(labels, dtype=_I64).tobytes()  # as _label_keys
         rows = np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
         rec_bytes = 0
         for j, pid in enumerate(ids):

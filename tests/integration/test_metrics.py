@@ -184,9 +184,9 @@ def test_metrics_port_taken_exits_1(spawn):
     assert "metrics_port" in second.log()
 
 
-def test_recall_sampler_draws_the_queries_of_a_batch_one_by_one_within_a_cpu_share(tmp_path):
-    """A batch is sampled per query (not drawn whole: 1,000 exact searches at once), and
-    the re-runs pause to stay within their share of one core."""
+def test_recall_sampler_draws_the_queries_of_a_batch_one_by_one(tmp_path):
+    """A batch is sampled per query (not drawn whole: 1,000 exact searches at once), each
+    queued query with the ANN ids of its own row."""
     import numpy as np
     from vecdb_server.metrics import RecallSampler
     from vecdb import SearchParams
