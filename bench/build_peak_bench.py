@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -98,6 +99,7 @@ def main() -> None:
           f"data dir {ckpt / 2**20:.0f} MB; restart to first search {restart:.2f} s "
           f"(found itself: {hit[0].ids[0] == ids[0]})")
     db.close()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,12 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
 RUN = r"""
-import sys, time, threading, re, json, tempfile
+import sys, time, threading, re, json, shutil, tempfile
 from pathlib import Path
 import numpy as np
 tree, n, dim = Path(sys.argv[1]).resolve(), int(sys.argv[2]), int(sys.argv[3])
@@ -79,6 +78,7 @@ try:
                       "full_copy_logged": bool(full)}))
 finally:
     cl.close()
+    shutil.rmtree(work, ignore_errors=True)
 """
 
 
@@ -91,9 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"failover write downtime, {a.n} points x {a.dim} dims, 2 shards, R=3 majority, "
           f"node_ttl_s 2, {os.cpu_count()} cores")
     for tree in a.trees:
-        with tempfile.TemporaryDirectory():
-            out = subprocess.run([sys.executable, "-c", RUN, tree, str(a.n), str(a.dim)],
-                                 capture_output=True, text=True, cwd=tree)
+        out = subprocess.run([sys.executable, "-c", RUN, tree, str(a.n), str(a.dim)],
+                             capture_output=True, text=True, cwd=tree)
         line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-2000:]
         print(f"{tree}: {line}")
     return 0

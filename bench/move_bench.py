@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -132,6 +133,7 @@ def run(n: int, dim: int, limit: int, idle_s: float, write_every_s: float) -> di
                 "write_during_move": writer.between(start, done)}
     finally:
         cl.close()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> int:
