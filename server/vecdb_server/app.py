@@ -45,6 +45,12 @@ SERVICE_NAMES = (
 )
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# The node-to-node server's threads are a bound that peers never reach: a forwarded
+# write waits on its shard's lock in one, while that lock's holder waits on a peer's
+# replica for another, so a pool that peers' writes can fill deadlocks two nodes
+# forwarding at each other (until the lock wait ends). What bounds these calls is what
+# sends them: each peer's client workers and router threads. Threads start on demand.
+INTERNAL_WORKERS = 1024
 
 
 def grpc_options(cfg: ServerConfig) -> list[tuple[str, int]]:
@@ -76,8 +82,8 @@ class ServerApp:
         self.drain = Drain()  # graceful stop: refuse new calls, let admitted ones finish
         self.server = self._grpc_server("vecdb-grpc", cfg.max_concurrent_rpcs or None)
         # cluster mode: node-to-node calls have a server and worker threads of their own
-        self.internal = self._grpc_server("vecdb-internal", None) if cfg.cluster_etcd \
-            else None
+        self.internal = self._grpc_server("vecdb-internal", None, INTERNAL_WORKERS) \
+            if cfg.cluster_etcd else None
         self.internal_port = 0
         local = (CollectionServicer(self.engine),
                  PointServicer(self.engine, self.metrics.sampler.offer),
@@ -109,9 +115,11 @@ class ServerApp:
             else single_node_status()}, self.metrics)
         self.dashboard_port: int | None = None
 
-    def _grpc_server(self, threads: str, max_rpcs: int | None) -> grpc.Server:
+    def _grpc_server(self, threads: str, max_rpcs: int | None,
+                     workers: int | None = None) -> grpc.Server:
         return grpc.server(
-            futures.ThreadPoolExecutor(self.cfg.max_workers, thread_name_prefix=threads),
+            futures.ThreadPoolExecutor(workers or self.cfg.max_workers,
+                                       thread_name_prefix=threads),
             interceptors=[MetricsInterceptor(self.metrics), DrainInterceptor(self.drain),
                           GuardInterceptor(self.guard),
                           ErrorInterceptor(ErrorMapper())],
@@ -139,8 +147,8 @@ class ServerApp:
                 self.server.stop(0)
                 raise OSError(f"cannot bind {self.cfg.host}:{self.cfg.cluster_internal_port}")
             self.internal.start()
-            log.info("node-to-node calls on %s:%d (%d workers)", self.cfg.host,
-                     self.internal_port, self.cfg.max_workers)
+            log.info("node-to-node calls on %s:%d (up to %d workers, started on demand)",
+                     self.cfg.host, self.internal_port, INTERNAL_WORKERS)
         try:
             self.metrics_port = start_metrics(self.metrics, self.cfg)
             self.dashboard_port = start_dashboard(self.dashboard, self.cfg)
