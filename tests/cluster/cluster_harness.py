@@ -2,6 +2,7 @@
 vecdb-server node processes joined to it. Nothing is mocked."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -33,24 +34,25 @@ def etcd_binary() -> str:
     return path
 
 
-class Etcd:
-    """A one-member etcd cluster; stop()/start() keep its data (a restart, not a wipe)."""
+class EtcdMember:
+    """One etcd member process; start() after kill() reopens the same data dir."""
 
-    def __init__(self, workdir: Path):
-        self.dir = workdir / "etcd"
+    def __init__(self, workdir: Path, name: str, data_dir: Path):
+        self.name, self.dir, self.log_path = name, data_dir, workdir / "etcd.log"
         self.client_port, self.peer_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.client_port}"
+        self.peer = f"http://127.0.0.1:{self.peer_port}"
         self.proc: subprocess.Popen | None = None
-        self.start()
 
-    def start(self) -> None:
-        peer = f"http://127.0.0.1:{self.peer_port}"
+    def launch(self, initial_cluster: str) -> None:
         self.proc = subprocess.Popen(
-            [etcd_binary(), "--name", "default", "--data-dir", str(self.dir),
+            [etcd_binary(), "--name", self.name, "--data-dir", str(self.dir),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", f"default={peer}"],
-            stdout=open(self.dir.parent / "etcd.log", "a"), stderr=subprocess.STDOUT)
+             "--listen-peer-urls", self.peer, "--initial-advertise-peer-urls", self.peer,
+             "--initial-cluster", initial_cluster],
+            stdout=open(self.log_path, "a"), stderr=subprocess.STDOUT)
+
+    def wait_healthy(self) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -58,12 +60,54 @@ class Etcd:
                 return
             except OSError:
                 time.sleep(0.1)
-        raise TimeoutError("etcd did not start")
+        raise TimeoutError(f"etcd member {self.name} did not start")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
+        if self.alive():
             self.proc.kill()
             self.proc.wait()
+
+
+class Etcd:
+    """An etcd cluster of ``members`` (one by default) on loopback; ``url`` lists every
+    member's client URL. stop()/start() keep its data (a restart, not a wipe)."""
+
+    def __init__(self, workdir: Path, members: int = 1):
+        self.dir = workdir / "etcd"
+        self.members = [EtcdMember(workdir, "default", self.dir)] if members == 1 else [
+            EtcdMember(workdir, f"m{i}", workdir / f"etcd-m{i}") for i in range(members)]
+        self.url = ",".join(m.url for m in self.members)
+        self.start()
+
+    def start(self) -> None:
+        """Start every member that is not running (all at once: a member needs a quorum
+        to become healthy)."""
+        initial = ",".join(f"{m.name}={m.peer}" for m in self.members)
+        down = [m for m in self.members if not m.alive()]
+        for m in down:
+            m.launch(initial)
+        for m in down:
+            m.wait_healthy()
+
+    def leader(self) -> EtcdMember:
+        """The member that leads now, as the running members report it."""
+        by_id, leaders = {}, set()
+        for m in self.members:
+            if m.alive():
+                req = urllib.request.Request(m.url + "/v3/maintenance/status", b"{}")
+                with urllib.request.urlopen(req, timeout=2) as r:
+                    out = json.loads(r.read())
+                by_id[out["header"]["member_id"]] = m
+                leaders.add(out["leader"])
+        assert len(leaders) == 1 and next(iter(leaders)) in by_id, "no single leader"
+        return by_id[leaders.pop()]
+
+    def kill(self) -> None:
+        for m in self.members:
+            m.kill()
 
     def close(self) -> None:
         self.kill()
@@ -128,8 +172,8 @@ class Node:
 
 class Cluster:
     def __init__(self, workdir: Path, n: int = 3, zones: list[str] | None = None,
-                 extra: tuple[str, ...] = ()):
-        self.etcd = Etcd(workdir)
+                 extra: tuple[str, ...] = (), etcd_members: int = 1):
+        self.etcd = Etcd(workdir, etcd_members)
         self.nodes = [Node(workdir, f"n{i}", self.etcd.url,
                            *(["--zone", zones[i]] if zones else []), *extra) for i in range(n)]
         self.client_kw: dict = {}  # e.g. {"api_key": ...} for every client below

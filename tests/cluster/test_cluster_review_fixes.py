@@ -187,7 +187,7 @@ def test_a_starting_node_answers_unavailable_not_absent(cl):
         c.create_collection("st", dim=DIM, index="flat")
     n1 = cl.nodes[1]
     n1.kill()
-    cl.etcd.proc.send_signal(signal.SIGSTOP)
+    cl.etcd.members[0].proc.send_signal(signal.SIGSTOP)
     try:
         n1.start(ready=False)
         _until(lambda: _check(_health(n1) == "NOT_SERVING"))  # bound, not joined
@@ -205,7 +205,7 @@ def test_a_starting_node_answers_unavailable_not_absent(cl):
                 time.sleep(0.05)
         assert answered
     finally:
-        cl.etcd.proc.send_signal(signal.SIGCONT)
+        cl.etcd.members[0].proc.send_signal(signal.SIGCONT)
     n1.restart()
     with cl.client([n1]) as c:
         assert c.count("st") == 0

@@ -1,8 +1,8 @@
 """Rebalancing with a real etcd and real node processes (docs/cluster.md "Rebalancing"):
 a node joining under continuous ingest receives replicas (R=1 and R=2) with nothing
 acknowledged lost and the counts per node within one; `cluster remove` moves a node's
-replicas off before it goes; a process killed mid-move (target, source, the rebalancer, etcd)
-leaves a consistent map and the move completes or rolls back."""
+replicas off before it goes; a process killed mid-move (target, source, the rebalancer, etcd,
+the leader of a 3-member etcd) leaves a consistent map and the move completes or rolls back."""
 from __future__ import annotations
 
 import json
@@ -332,5 +332,39 @@ def test_dry_run_shows_the_plan_and_zero_moves_means_off(tmp_path):
             status = c.cluster_status()
         assert status["moves"] == []
         assert {n["id"]: n["replicas"] for n in status["nodes"]} == {"n0": 4, "n1": 4, "n2": 0}
+    finally:
+        cl.close()
+
+
+def test_etcd_leader_killed_mid_move_with_three_members(tmp_path):
+    """etcd as production runs it, 3 members: its leader is SIGKILLed the moment the
+    first move is recorded. The two left elect another, the nodes go on through them
+    (their endpoints name all three), the moves end, the map settles balanced and
+    nothing acknowledged under continuous ingest is lost; the member restarted rejoins."""
+    cl = Cluster(tmp_path, n=3, etcd_members=3)
+    etcd = EtcdClient(cl.etcd.url)
+    names, live = {"big": 2}, {"n0", "n1", "n2"}
+    try:
+        with cl.client() as c:
+            c.create_collection("big", dim=DIM, shards=3, replication_factor=2, index="flat")
+            c.upsert("big", [f"b{i}" for i in range(3000)], rand(3000, 3))
+        settle(cl, names, live)
+        load, searches = Ingest(cl, "big"), Searches(cl, ["big"])
+        watch = KillAtFirstMove(etcd, lambda m: cl.etcd.leader())
+        cl.add_node("n3")
+        _, killed = watch.result()
+        assert killed in cl.etcd.members and not killed.alive()
+        live.add("n3")
+        wait(lambda: not etcd.range(st.MOVES)[0], 90, "the moves ended without the leader")
+        settle(cl, names, live)
+        load.stop()
+        searches.stop()
+        assert len(load.acked) > 50, len(load.acked)
+        assert searches.done > 20 and not searches.failed, searches.failed[:3]
+        check_acked(cl, "big", load.acked)
+        cl.etcd.start()  # the killed member rejoins
+        assert cl.etcd.leader() in cl.etcd.members
+        with cl.client() as c:
+            assert c.count("big") == 3000 + len(load.acked)
     finally:
         cl.close()

@@ -40,6 +40,21 @@ def entry(et: EtcdClient, name: str, i: int) -> st.ShardState:
     return st.ShardState.from_json(et.get(st.shard_key(name, i)).value)
 
 
+def copying_from_one_shard(cl: Cluster, name: str, et: EtcdClient, n: int,
+                           shards: int) -> tuple[dict, str, str]:
+    """A 1-shard collection of ``n`` points being resharded to ``shards``, its copy begun:
+    its model, the old shard's primary, the new layout's name."""
+    with cl.client() as c:
+        c.create_collection(name, dim=DIM, metric="l2", shards=1, replication_factor=1,
+                            index="flat")
+    model, _ = preload(cl, name, n)
+    with cl.client(timeout=30) as c:
+        assert not c.reshard_collection(name, shards, timeout=1.1)["done"]
+    shadow = record(et, name)["shadow"]
+    wait(lambda: record(et, name)["state"] == "copying", 60, "copying")
+    return model, entry(et, name, 0).primary, shadow
+
+
 def test_hidden_collection_is_not_the_clients(cluster):
     cl, name, et = cluster, "hz", EtcdClient(cluster.etcd.url)
     with cl.client() as c:
@@ -105,16 +120,9 @@ def test_write_missing_the_new_layout_starts_the_copy_over(cluster):
     refused, and gone from the old layout; after the switch it must still be gone (the
     page copy only upserts: without a new copy the point would come back)."""
     cl, name, et = cluster, "hd", EtcdClient(cluster.etcd.url)
-    with cl.client() as c:
-        c.create_collection(name, dim=DIM, metric="l2", shards=1, replication_factor=1,
-                            index="flat")
-    model, _ = preload(cl, name, 6000)
-    a = entry(et, name, 0).primary
+    model, a, shadow = copying_from_one_shard(cl, name, et, 6000, 3)
     with cl.client(timeout=30) as c:
         first = c.scroll(name, limit=400).points  # the first page the copy writes
-        assert not c.reshard_collection(name, 3, timeout=1.1)["done"]
-    shadow = record(et, name)["shadow"]
-    wait(lambda: record(et, name)["state"] == "copying", 60, "copying")
     j, b = next((j, e.primary) for j in range(3)
                 for e in [entry(et, shadow, j)] if e.primary != a)
     p = next(q.id for q in first if shard_of(q.id, 3) == j)
@@ -254,3 +262,39 @@ def test_primary_restarted_while_copying_starts_a_new_generation(cluster):
         res = c.reshard_collection(name, 2)
         assert res["done"] and res["shards"] == 2, res
         assert c.count(name) == len(model)
+
+
+def test_write_missing_the_new_layout_while_etcd_is_down_holds_the_shard(cluster):
+    """The new layout's primary killed, then etcd: a delete the old layout applies misses
+    the new layout and its generation cannot be marked in etcd, so the old shard refuses
+    every later write (UNAVAILABLE, nothing applied) until etcd records it; then the copy
+    starts over, and after the switch the delete holds and the refused write never
+    happened."""
+    cl, name, et = cluster, "he", EtcdClient(cluster.etcd.url)
+    model, a, shadow = copying_from_one_shard(cl, name, et, 6000, 3)
+    j, b = next((j, e.primary) for j in range(3)
+                for e in [entry(et, shadow, j)] if e.primary != a)
+    victim = cl.node(b)
+    victim.stop_signal(signal.SIGSTOP)
+    assert 0 not in record(et, name)["copied"], "copied before the kill: make it larger"
+    victim.kill()
+    p, q = [x for x in sorted(model) if shard_of(x, 3) == j][:2]  # both to the victim
+    try:
+        cl.etcd.kill()
+        with cl.client([cl.node(a)], timeout=10, max_retries=0) as c:
+            with pytest.raises(VecdbClientError):
+                c.delete(name, [p])
+            assert c.get(name, [p]) == []  # the old layout applied it
+            with pytest.raises(VecdbClientError) as exc:
+                c.delete(name, [q])
+            assert "etcd has not recorded it yet" in str(exc.value)
+            assert len(c.get(name, [q])) == 1  # refused before it was applied
+    finally:
+        cl.etcd.start()
+    victim.start()
+    with cl.client(timeout=120) as c:
+        res = c.reshard_collection(name, 3)
+        assert res["done"] and res["shards"] == 3, res
+        assert c.get(name, [p]) == [], f"{p}: its refused delete was undone by the switch"
+        assert len(c.get(name, [q])) == 1, f"{q}: a write refused unapplied was applied"
+        assert c.count(name) == len(model) - 1
