@@ -20,8 +20,9 @@ exact store, a face over the same lists):
 The delta is merged into a new base generation by the shard's background build
 (:func:`merge`) once it passes ``max(ondisk_delta_mb, DELTA_RATIO * base)`` (or the
 tombstones pass ``TOMBSTONE_RATIO``); with nlist auto the lists are retrained once the
-shard grew ``RETRAIN_GROWTH`` times (:func:`stream`: trained on a sample, re-added
-list by list, nothing held in RAM but the sample). A checkpoint hard-links the base's
+shard grew ``RETRAIN_GROWTH`` times (:func:`stream`: trained on a sample, each vector's
+list found, then written straight into a file allocated whole; nothing held in RAM but
+the sample and the list numbers). A checkpoint hard-links the base's
 two files into its directory and writes the delta (small) and the tombstones, so the
 vectors are on disk once more at most. Like every FAISS file this is derived state:
 RocksDB (records and WAL) stays the truth; a base generation not named by the newest
@@ -91,7 +92,8 @@ def _unlink(*paths: str) -> None:
 
 def remove_gens(directory: str, keep: int, older_only: bool = False) -> None:
     """Delete base generations other than ``keep`` (``older_only``: those before it; a
-    merge may be writing a newer one meanwhile; else scratch files too: left by a crash)."""
+    merge may be writing a newer one meanwhile; else scratch files too: an older
+    version's retrain left them on a crash)."""
     for gen in _gens(directory):
         if gen != keep and (gen < keep or not older_only):
             _unlink(*(os.path.join(directory, name) for name in file_names(gen)))
@@ -339,16 +341,36 @@ def ensure_space(directory: str, nbytes: int) -> None:
 def _write_gen(directory: str, gen: int, template, sources: list, remove: set[int],
                trained_on: int, base_max: int) -> DiskIvf:
     """Write base generation ``gen``: the lists of ``sources`` (InvertedLists on
-    ``template``'s quantizer) less the labels in ``remove``, concatenated list by list into a
-    fresh file whose list sizes are set first (never shrunk: FAISS's remove_ids on
-    OnDiskInvertedLists corrupts a list it shrinks). Its blocks are allocated before any
-    write (a full disk is an OSError); on any error the partial files are removed."""
-    index_name, data_name = file_names(gen)
-    data_path, index_path = os.path.join(directory, data_name), os.path.join(directory, index_name)
+    ``template``'s quantizer) less the labels in ``remove``, concatenated list by list."""
     code_size, nlist = int(template.code_size), int(template.nlist)
     tomb = np.fromiter(remove, np.int64, len(remove))
     sizes = np.array([sum(len(ids) for ids, _ in _list_parts(sources, lst, code_size, tomb))
                       for lst in range(nlist)], np.uint64)
+
+    def fill(od) -> None:
+        for lst in range(nlist):
+            pos = 0
+            for ids, codes in _list_parts(sources, lst, code_size, tomb):
+                if len(ids):
+                    _put(od, lst, pos, ids, codes)
+                    pos += len(ids)
+    return _new_gen(directory, gen, template, sizes, fill, trained_on, base_max)
+
+
+def _put(od, lst: int, pos: int, ids: np.ndarray, codes: np.ndarray) -> None:
+    od.update_entries(lst, pos, len(ids), faiss.swig_ptr(np.ascontiguousarray(ids)),
+                      faiss.swig_ptr(np.ascontiguousarray(codes)))
+
+
+def _new_gen(directory: str, gen: int, template, sizes: np.ndarray, fill,
+             trained_on: int, base_max: int) -> DiskIvf:
+    """Base generation ``gen`` on ``template``'s quantizer: a fresh lists file whose list
+    sizes are set first (never shrunk: FAISS's remove_ids on OnDiskInvertedLists corrupts
+    a list it shrinks) and whose blocks are allocated before ``fill(lists)`` writes them
+    (a full disk is an OSError, not SIGBUS); on any error the partial files are removed."""
+    index_name, data_name = file_names(gen)
+    data_path, index_path = os.path.join(directory, data_name), os.path.join(directory, index_name)
+    code_size, nlist = int(template.code_size), int(template.nlist)
     total = int(sizes.sum()) * (code_size + 8)
     try:
         ensure_space(directory, total + (1 << 20))
@@ -363,13 +385,7 @@ def _write_gen(directory: str, gen: int, template, sources: list, remove: set[in
             os.posix_fallocate(fd, 0, max(total, code_size + 8))  # no holes left to fault on
         finally:
             os.close(fd)
-        for lst in range(nlist):
-            pos = 0
-            for ids, codes in _list_parts(sources, lst, code_size, tomb):
-                if len(ids):
-                    od.update_entries(lst, pos, len(ids), faiss.swig_ptr(np.ascontiguousarray(ids)),
-                                      faiss.swig_ptr(np.ascontiguousarray(codes)))
-                    pos += len(ids)
+        fill(od)
         out.ntotal = int(sizes.sum())
         faiss.write_index(out, index_path)
         del out  # unmaps the writable lists
@@ -422,8 +438,10 @@ def _frozen_chunks(frozen: Frozen):
 
 def stream(directory: str, spec: IndexSpec, metric: str, dim: int, n: int, chunks) -> DiskIvf:
     """A new base generation trained on a sample of ``chunks()`` (an iterable of (ids,
-    vectors), read twice: sample, then add) and filled chunk by chunk: a scratch file
-    takes the adds (its lists grow by doubling), then is written compact."""
+    vectors), read three times, the same each time: sample, assign, write). Each vector's
+    list is found before any is written (8 bytes a vector kept), so the list sizes are
+    known and the compact file is allocated whole first: one copy of the lists on disk,
+    nothing grown through a sparse mapping."""
     nlist = spec.param("nlist") or auto_nlist(n)
     nlist = max(1, min(nlist, n // 4 or 1))
     fm = faiss_metric(metric)
@@ -436,25 +454,32 @@ def stream(directory: str, spec: IndexSpec, metric: str, dim: int, n: int, chunk
     sample = [vecs[rng.random(len(vecs)) < rate].copy() for _, vecs in chunks()]
     template.train(np.concatenate(sample) if sample else np.zeros((0, dim), np.float32))
     del sample
-    os.makedirs(directory, exist_ok=True)  # a shard never checkpointed has none yet
-    gen = next_gen(directory)
-    # the scratch lists (capacities doubled: under 2x) and the compact generation after them
-    per = int(template.code_size) + 8
-    ensure_space(directory, 3 * n * per + 2 * nlist * per + (1 << 20))
-    scratch_path = os.path.join(directory, f"scratch-{gen:08d}.ivfdata")
-    od = faiss.OnDiskInvertedLists(nlist, template.code_size, scratch_path)
-    fill = _sharing(template)
-    fill.replace_invlists(od, True)
-    od.this.disown()
-    base_max = 0
-    try:
-        for ids, vecs in chunks():
-            fill.add_with_ids(np.ascontiguousarray(vecs), np.ascontiguousarray(ids))
+    assigned, sizes, base_max = [], np.zeros(nlist, np.uint64), 0
+    for ids, vecs in chunks():
+        lab = np.zeros(0, np.int64)
+        if len(ids):
+            lab = template.quantizer.assign(np.ascontiguousarray(vecs), 1).ravel()
             base_max = max(base_max, int(ids.max()))
-        return _write_gen(directory, gen, template, [fill.invlists], set(), n, base_max)
-    finally:
-        del fill
-        _unlink(scratch_path)
+        assigned.append(lab)
+        sizes += np.bincount(lab, minlength=nlist).astype(np.uint64)
+
+    def fill(od) -> None:
+        pos = np.zeros(nlist, np.uint64)
+        for (ids, vecs), lab in zip(chunks(), assigned, strict=True):
+            if len(ids) != len(lab):
+                raise RuntimeError("the vectors changed while an on-disk base was written")
+            order = np.argsort(lab, kind="stable")
+            lab, ids = lab[order], ids[order]
+            codes = np.ascontiguousarray(vecs[order]).view(np.uint8)
+            starts = np.flatnonzero(np.diff(lab, prepend=-1))  # where each list's run begins
+            for a, b in zip(starts, [*starts[1:], len(lab)]):
+                lst = int(lab[a])
+                if pos[lst] + (b - a) > sizes[lst]:
+                    raise RuntimeError("the vectors changed while an on-disk base was written")
+                _put(od, lst, int(pos[lst]), ids[a:b], codes[a:b])
+                pos[lst] += b - a
+    os.makedirs(directory, exist_ok=True)  # a shard never checkpointed has none yet
+    return _new_gen(directory, next_gen(directory), template, sizes, fill, n, base_max)
 
 
 def dump(tmp: str, ann: DiskIvf, write_index) -> tuple[dict, dict]:

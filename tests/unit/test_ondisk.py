@@ -13,6 +13,7 @@ import pytest
 from tests.quant_data import embeddings
 from vecdb import Database, DatabaseOptions, SearchParams, ondisk
 from vecdb.errors import InvalidArgument
+from vecdb.types import IndexSpec
 
 N, DIM, K = 9000, 32, 10
 PARAMS = {"build_threshold": 1000, "nprobe": 16}
@@ -150,3 +151,28 @@ def test_bad_ondisk_delta_mb_names_the_field(value):
     with pytest.raises(InvalidArgument) as err:
         DatabaseOptions(ondisk_delta_mb=value)
     assert err.value.field == "ondisk_delta_mb"
+
+
+def test_stream_writes_each_vector_once_into_its_nearest_list(tmp_path, data):
+    """A retrain's base (ondisk.stream): every vector of the chunks once, under its label,
+    in the list of its nearest centroid, in a file of exactly one copy of the lists."""
+    base = data[0][:6000]
+    chunks = lambda: ((np.arange(lo, lo + 1500, dtype=np.int64) * 3, base[lo:lo + 1500])  # noqa: E731
+                      for lo in range(0, 6000, 1500))
+    ann = ondisk.stream(str(tmp_path), IndexSpec("ivf_flat", {"nlist": 24}), "ip", DIM,
+                        6000, chunks)
+    ivf = ann.base
+    ids, vecs, where = [], [], []
+    for lst, (i, v) in enumerate(ondisk.lists(ivf.invlists, DIM)):
+        ids.append(i)
+        vecs.append(v)
+        where.append(np.full(len(i), lst))
+    ids, vecs, where = np.concatenate(ids), np.concatenate(vecs), np.concatenate(where)
+    order = np.argsort(ids)
+    np.testing.assert_array_equal(ids[order], np.arange(6000) * 3)
+    np.testing.assert_array_equal(vecs[order], base)
+    np.testing.assert_array_equal(where[order], ivf.quantizer.assign(base, 1).ravel())
+    assert ann.base_max == 5999 * 3 and ann.trained_on == 6000
+    data_file = os.path.join(str(tmp_path), ondisk.file_names(ann.gen)[1])
+    assert os.path.getsize(data_file) == 6000 * (DIM * 4 + 8)
+    assert sorted(os.listdir(tmp_path)) == sorted(ondisk.file_names(ann.gen))

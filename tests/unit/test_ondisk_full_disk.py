@@ -1,5 +1,6 @@
 """A full disk during an on-disk merge or retrain is an OSError (the server stays up, the
-partial files are removed), not SIGBUS from FAISS writing through a sparse mapping. Runs
+partial files are removed), not SIGBUS from FAISS writing through a sparse mapping; a
+retrain needs the room of one copy of its lists. Runs
 in a child process on a 2 MiB tmpfs (needs root to mount one; skipped otherwise)."""
 from __future__ import annotations
 
@@ -20,10 +21,18 @@ CHILD = textwrap.dedent("""
     x = np.random.default_rng(0).random((20000, 32), np.float32)  # 3.4 MB of lists
     chunks = lambda: ((np.arange(i, i + 4000, dtype=np.int64), x[i:i + 4000])
                       for i in range(0, 20000, 4000))
+    spec = IndexSpec("ivf_flat", {"nlist": 16})
     try:
-        ondisk.stream(shard, IndexSpec("ivf_flat", {"nlist": 16}), "l2", 32, 20000, chunks)
+        ondisk.stream(shard, spec, "l2", 32, 20000, chunks)
     except OSError as e:  # refused up front: the free space is short
         print("OSError", e.errno, sorted(os.listdir(shard)))
+    # a retrain needs room for one copy of its lists (+ 1 MiB): 6,000 x 32 (0.8 MB)
+    small = lambda: ((np.arange(i, i + 3000, dtype=np.int64), x[i:i + 3000])
+                     for i in range(0, 6000, 3000))
+    ann = ondisk.stream(shard, spec, "l2", 32, 6000, small)
+    print("built", ann.base.ntotal, len(os.listdir(shard)))
+    del ann
+    ondisk.remove_gens(shard, -1)
     # a generation written from lists in RAM, the free-space check passed over: its blocks
     # are allocated before FAISS writes through the mapping
     quantizer = faiss.IndexFlatL2(32)
@@ -33,6 +42,11 @@ CHILD = textwrap.dedent("""
     ondisk.ensure_space = lambda directory, nbytes: None
     try:
         ondisk._write_gen(shard, 1, ivf, [ivf.invlists], set(), 20000, 19999)
+    except OSError as e:
+        print("OSError", e.errno, sorted(os.listdir(shard)))
+    # and so are a retrain's (the free-space check passed over too)
+    try:
+        ondisk.stream(shard, spec, "l2", 32, 20000, chunks)
     except OSError as e:
         print("OSError", e.errno, sorted(os.listdir(shard)))
 """)
@@ -54,4 +68,5 @@ def test_stream_on_a_full_disk_is_an_oserror(tiny_fs):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     lines = [ln for ln in run.stdout.splitlines() if ln.startswith("OSError")]
-    assert lines == ["OSError 28 []", "OSError 28 []"]
+    assert lines == ["OSError 28 []", "OSError 28 []", "OSError 28 []"]
+    assert "built 6000 2" in run.stdout.splitlines()
