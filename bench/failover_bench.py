@@ -15,12 +15,14 @@ the commit before incremental catch-up), side by side in one run:
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_trees import run_in_tree  # noqa: E402
 
 RUN = r"""
 import sys, time, threading, re, json, shutil, tempfile
@@ -91,10 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"failover write downtime, {a.n} points x {a.dim} dims, 2 shards, R=3 majority, "
           f"node_ttl_s 2, {os.cpu_count()} cores")
     for tree in a.trees:
-        out = subprocess.run([sys.executable, "-c", RUN, tree, str(a.n), str(a.dim)],
-                             capture_output=True, text=True, cwd=tree)
-        line = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-2000:]
-        print(f"{tree}: {line}")
+        result, failed = run_in_tree(RUN, tree, a.n, a.dim)
+        print(f"{tree}: {json.dumps(result) if result else failed}")
     return 0
 
 
