@@ -104,3 +104,28 @@ def test_prestop_hands_the_nodes_primaries_over(tmp_path):
         assert prestop(cl.node("n1"), "--node-id", "").returncode == 2
     finally:
         cl.close()
+
+
+def test_a_node_started_while_etcd_is_down_joins_once_it_is_back(tmp_path):
+    """A pod started while etcd is away (all members down, or mid-election) keeps trying
+    to join instead of staying up unjoined (NOT_SERVING for good): once etcd is back it
+    registers, serves and receives replicas."""
+    cl = Cluster(tmp_path, n=2)
+    try:
+        with cl.client() as c:
+            c.create_collection("late", dim=DIM, shards=3, replication_factor=1, index="flat")
+            c.upsert("late", [f"a{i}" for i in range(30)], rand(30, 1))
+        cl.etcd.kill()
+        node = cl.add_node("n2", ready=False)
+        wait(lambda: health(node.target, "") == NOT_SERVING, 30, "n2 answering")
+        time.sleep(2)  # its database open, its first tries to join refused
+        cl.etcd.start()
+        wait(lambda: health(node.target, "") == SERVING, 30, "n2 serving")
+        assert "cannot join the cluster yet" in node.log()  # (it did try while etcd was down)
+        with cl.client() as c:
+            wait(lambda: any(n["id"] == "n2" and n["replicas"] > 0
+                             for n in c.cluster_status()["nodes"]), 60, "n2 given replicas")
+            assert c.count("late") == 30
+        assert node.alive() and "could not open" not in node.log()
+    finally:
+        cl.close()

@@ -39,6 +39,7 @@ from .payload_indexes import Aligner
 from .state import CollectionSpec, Node, ShardState
 
 log = logging.getLogger("vecdb_server.cluster")
+JOIN_RETRY_MAX_S = 5.0  # the longest wait between two tries to join while etcd is away
 LOCAL_NAME = re.compile(r"^c([0-9a-f]+)-s(\d+)$")
 RESYNC_MARKS = "cluster-resync-marks.json"  # in the data dir
 # a copy that left the map (moved away) is dropped this long after, so reads routed by
@@ -89,8 +90,22 @@ class ClusterNode:
 
     # ---- life cycle ----------------------------------------------------------------------
     def start(self) -> None:
-        self._register()
-        self._load()
+        """Join: register, read the map, then keep the lease and the view. While etcd is
+        unreachable (all its members down, or an election under way) the join is tried
+        again, backing off to JOIN_RETRY_MAX_S, until it succeeds or stop() is called
+        (then EtcdUnavailable): a node started then must not stay up unjoined."""
+        delay = 0.2
+        while True:
+            try:
+                self._register()
+                self._load()
+                break
+            except EtcdUnavailable as exc:
+                log.warning("cannot join the cluster yet (%s); trying again in %.1f s",
+                            exc, delay)
+                if self._stop.wait(delay):
+                    raise
+                delay = min(2 * delay, JOIN_RETRY_MAX_S)
         for target, name in ((self._keepalive_loop, "keepalive"), (self._watch_loop, "watch"),
                              (self._maintain_loop, "maintain")):
             t = threading.Thread(target=target, name=f"vecdb-cluster-{name}", daemon=True)
@@ -101,7 +116,8 @@ class ClusterNode:
     def stop(self) -> None:
         self._stop.set()
         try:
-            self.etcd.lease_revoke(self.lease)  # leave now: failover need not wait the TTL
+            if self.lease:  # (none when stopped before it joined)
+                self.etcd.lease_revoke(self.lease)  # leave now: failover need not wait the TTL
         except EtcdUnavailable:
             pass
         for t in self._threads:
