@@ -2,8 +2,9 @@
 continuous ingest, VECDB_CHAOS_ROUNDS (default 50) random rounds each SIGKILL a node and
 start it again (sometimes at once, sometimes past node_ttl_s: a failover; the next round
 may kill it again while it recovers), start a new node (it joins and receives replicas),
-or remove a node for good (`cluster remove`: its replicas move off first, then it stops).
-At the end nothing acknowledged is lost and the map settles: every shard has its R
+or remove a node for good (`cluster remove`: its replicas move off first, then it stops),
+or SIGKILL a member of the 3-member etcd (its leader every other time) and start it
+again. At the end nothing acknowledged is lost and the map settles: every shard has its R
 replicas in sync on live members, none on a removed node, replicas per node within one."""
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def _stop_drained(cl: Cluster, removing: set[str]) -> None:
 def test_membership_chaos_loses_nothing_and_settles(tmp_path):
     rounds = int(os.environ.get("VECDB_CHAOS_ROUNDS", "50"))
     rng = random.Random(15)
-    cl = Cluster(tmp_path)
+    cl = Cluster(tmp_path, etcd_members=3)
     founders = {n.id for n in cl.nodes}  # the ingest's client talks to these
     removing: set[str] = set()
     done: Counter = Counter()
@@ -73,6 +74,13 @@ def test_membership_chaos_loses_nothing_and_settles(tmp_path):
                     continue  # not registered yet, or too few live nodes left for R=3 now
                 removing.add(victim.id)
                 done["remove"] += 1
+            elif pick < 0.5:
+                member = cl.etcd.leader() if done["etcd"] % 2 == 0 else \
+                    rng.choice(cl.etcd.members)
+                member.kill()
+                time.sleep(rng.uniform(0.0, 2.0))
+                cl.etcd.start()
+                done["etcd"] += 1
             else:
                 victim = rng.choice(cl.nodes)
                 victim.kill()
@@ -85,7 +93,8 @@ def test_membership_chaos_loses_nothing_and_settles(tmp_path):
         wait(lambda: (_stop_drained(cl, removing), not removing)[1], 120,
              f"removed nodes drained ({sorted(removing)})")
         settle(cl, {"chaos": 3}, {n.id for n in cl.nodes}, timeout=120)
-        assert done["kill"] >= rounds // 2 and done["join"] and done["remove"], done
+        assert done["kill"] >= rounds // 3 and done["join"] and done["remove"] and \
+            done["etcd"], done
         assert len(load.acked) > 20 * rounds ** 0.5, (len(load.acked), load.errors)
         print(f"{done}: {len(load.acked)} points acknowledged, {load.errors} writes failed")
         check_acked(cl, "chaos", load.acked)
