@@ -30,7 +30,10 @@ from .shard import Shard
 from .storage import Store
 from .tenants import TenantRegistry
 from .topk import merge, shard_of
-from .types import CollectionConfig, Point, ScrollPage, SearchParams, SearchResult, WriteResult
+from .types import (CollectionConfig, Point, ScrollPage, SearchParams, SearchResult, WriteResult,
+                    take)
+
+SEARCH_TRIES = 3  # searches of a query one of whose hits was rewritten while it was read
 
 
 class Collection:
@@ -527,11 +530,30 @@ class Collection:
 
     def search_prepared(self, q: np.ndarray, k: int, params: SearchParams, with_payload: bool,
                         with_vector: bool, node=None, raw_payloads: bool = False,
-                        shards: list[Shard] | None = None) -> list[SearchResult]:
+                        shards: list[Shard] | None = None, tries: int = SEARCH_TRIES
+                        ) -> list[SearchResult]:
         """search() after validation: ``q`` from prepare_queries, ``k`` validated,
         ``node`` a parsed filter. ``shards``: search these instead of this collection's
         own, as one collection (a cluster node's local replicas of a collection's shards,
-        each a 1-shard collection of this one's config)."""
+        each a 1-shard collection of this one's config). A hit whose point was rewritten
+        (a new label) or deleted between the search and the read of its records is not
+        returned: its query is searched again, ``tries`` times at most, then answered
+        without it."""
+        out = self._search_once(q, k, params, with_payload, with_vector, node, raw_payloads,
+                                shards)
+        stale = [i for i, r in enumerate(out) if "" in r.ids]
+        if stale and tries > 1:
+            again = self.search_prepared(q[stale], k, params, with_payload, with_vector, node,
+                                         raw_payloads, shards, tries - 1)
+            for i, r in zip(stale, again):
+                out[i] = r
+        elif stale:
+            out = [_live(r) for r in out]
+        return out
+
+    def _search_once(self, q: np.ndarray, k: int, params: SearchParams, with_payload: bool,
+                     with_vector: bool, node, raw_payloads: bool,
+                     shards: list[Shard] | None) -> list[SearchResult]:
         shards = self.shards if shards is None else shards
         if len(q) == 0:
             return []
@@ -548,8 +570,8 @@ class Collection:
             parts = list(self.pool.map(one, shards))
         plan = "; ".join(f"shard {i}: {p[2]}" for i, p in enumerate(parts))
         scores, which, labels = merge([p[:2] for p in parts], k, higher_is_better(self.config.metric))
-        return self._hydrate(scores, which, labels, with_payload, with_vector, plan, raw_payloads,
-                             shards)
+        return self._hydrate_rows(scores, which, labels, with_payload, with_vector, plan,
+                                  raw_payloads, shards)
 
     def search_field(self, field, q: np.ndarray, k: int, params: SearchParams, with_payload: bool,
                      with_vector: bool, node=None, raw_payloads: bool = False) -> list[SearchResult]:
@@ -629,6 +651,14 @@ class Collection:
     def _hydrate(self, scores, which, labels, with_payload, with_vector, plan,
                  raw_payloads: bool = False, shards: list[Shard] | None = None
                  ) -> list[SearchResult]:
+        """_hydrate_rows without the hits whose point was rewritten (a new label) or deleted
+        since the search found it."""
+        return [_live(r) for r in self._hydrate_rows(scores, which, labels, with_payload,
+                                                     with_vector, plan, raw_payloads, shards)]
+
+    def _hydrate_rows(self, scores, which, labels, with_payload, with_vector, plan,
+                      raw_payloads: bool = False, shards: list[Shard] | None = None
+                      ) -> list[SearchResult]:
         """SearchResults for merged (scores, shard, label) rows: one multi-get per shard
         for the distinct labels of the whole batch (result sets repeat labels); ids only:
         every hit's label looked up in its shard's id column (few reads, if any).
@@ -710,6 +740,11 @@ def commit(store: Store, wb, parts: list) -> list[WriteResult]:
             coll.shards[s].apply(op)
     return [WriteResult(count, {s: op.seq for s, op in ops}) if ops else WriteResult(0, {})
             for _, ops, count in parts]
+
+
+def _live(res: SearchResult) -> SearchResult:
+    """``res`` less its hits whose label was no longer live when read (id "")."""
+    return res if "" not in res.ids else take(res, [j for j, pid in enumerate(res.ids) if pid])
 
 
 _TENANT_AT = struct.Struct(">IQ")  # a tenant scroll cursor: the last (shard, label)

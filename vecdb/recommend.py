@@ -35,7 +35,7 @@ from . import filters, planner, validation
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 from .index import higher_is_better, prepare
 from .topk import merge
-from .types import SearchParams, SearchResult
+from .types import SearchParams, SearchResult, take
 
 STRATEGIES = ("average", "best_score")
 MAX_TERMS = 1000
@@ -207,16 +207,6 @@ def _excluded(terms: list[Term]) -> set[str]:
 
 
 # ---- result plumbing -------------------------------------------------------------------
-def take(res: SearchResult, rows: list[int]) -> SearchResult:
-    """The given rows of a result, in that order."""
-    def pick(col):
-        return None if col is None else [col[i] for i in rows]
-    return SearchResult(
-        ids=[res.ids[i] for i in rows], scores=np.asarray(res.scores[rows], np.float32),
-        payloads=pick(res.payloads), vectors=None if res.vectors is None else res.vectors[rows],
-        texts=pick(res.texts), plan=res.plan, payloads_json=pick(res.payloads_json))
-
-
 def search_excluding(coll, q: np.ndarray, k: int, params: SearchParams, node, exclude: set[str],
                      with_payload: bool, with_vector: bool, raw_payloads: bool) -> SearchResult:
     """Top k of one prepared query, never returning the ids in ``exclude``."""
@@ -349,8 +339,10 @@ def _scan(coll, pos, neg, k, node, exclude, with_payload, with_vector, raw_paylo
     its vectors are then read _SCAN_CHUNK at a time, each chunk under the read lock
     (writers wait for one chunk's read at most) and scored outside it. A point deleted
     or rewritten before its chunk is read is left out; a label's vector never changes,
-    so every score is that of the point as the set was fixed."""
-    want, metric = k + len(exclude), coll.config.metric
+    so every score is that of the point as the set was fixed. The best ``2 * want + 16``
+    are kept, so the k returned are still whole when some of those were rewritten or
+    deleted before their records were read (they are left out: _hydrate)."""
+    want, metric = 2 * (k + len(exclude)) + 16, coll.config.metric
     parts = []
     for shard in coll.shards:
         best_s, best_l = np.zeros(0, np.float32), np.zeros(0, np.int64)

@@ -47,6 +47,7 @@ _I64 = np.dtype(">i8")
 # how long at most a write waits for a build that missed as many points as it was built
 # from (Shard.await_build); then it goes on, holding the missed vectors beside the build
 BUILD_WAIT_S = 30.0
+GET_TRIES = 8  # looks-up of a point rewritten while get() read it (each try: a rewrite raced it)
 
 
 @dataclass
@@ -636,29 +637,59 @@ class Shard:
                     new_recs.append(r)
             if new_labs:
                 self.id_column.learn(new_labs, new_recs, epoch)
-        vectors = self._vectors(labels) if with_vector else None
+        vectors = None
+        if with_vector:
+            vectors, gone = self._vectors(labels)
+            for j in gone:  # rewritten or deleted since its label was read: not live
+                ids[j], payloads[j], texts[j] = "", None, None
         return ids, payloads, texts, vectors
 
-    def _vectors(self, labels: np.ndarray) -> np.ndarray:
+    def _vectors(self, labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """The labels' vectors (zeros where none) and the rows whose vector is gone (a
+        point without the primary vector has none by design: not gone)."""
         raws = self.store.multi_get(self._label_keys(b"v", labels))
         dim = self.config.dim
-        return np.frombuffer(b"".join(r or bytes(dim * 4) for r in raws), dtype=np.float32).reshape(-1, dim)
+        gone = [j for j, r in enumerate(raws) if r is None]
+        if gone and self.bare:
+            gone = [j for j in gone if int(labels[j]) not in self.bare]
+        vecs = np.frombuffer(b"".join(r or bytes(dim * 4) for r in raws), dtype=np.float32)
+        return vecs.reshape(-1, dim), gone
 
     def get(self, ids: list[str], with_vector: bool, with_payload: bool) -> dict[str, Point]:
+        """The live ones of ``ids``. Reads take no lock: a point rewritten (an upsert, a
+        payload update: a new label) between the look-up of its label and the read of its
+        records is looked up again, so it comes back whole, never half read."""
+        out: dict[str, Point] = {}
+        for _ in range(GET_TRIES):
+            again = self._get_once(ids, with_vector, with_payload, out)
+            if not again:
+                break
+            ids = again
+        return out
+
+    def _get_once(self, ids: list[str], with_vector: bool, with_payload: bool,
+                  out: dict[str, Point]) -> list[str]:
+        """Adds those of ``ids`` read whole to ``out``; returns those whose records went
+        between the look-up and the read."""
         found = [(pid, lab) for pid, lab in zip(ids, self.labels_of(ids)) if lab is not None]
         if found and len(self.expiry):
-            gone = set(self.expiry.expired().tolist())
-            found = [(pid, lab) for pid, lab in found if lab not in gone]
+            expired = set(self.expiry.expired().tolist())
+            found = [(pid, lab) for pid, lab in found if lab not in expired]
         if not found:
-            return {}
+            return []
         labels = np.array([lab for _, lab in found], dtype=np.int64)
-        _, payloads, texts, vectors = self.hydrate(labels, with_payload, with_vector)
+        got, payloads, texts, vectors = self.hydrate(labels, with_payload, with_vector)
         named = (self.named.vectors_of(labels.tolist()) if with_vector and self.named is not None
                  else None)
-        return {pid: Point(pid, None if vectors is None or lab in self.bare else vectors[j].copy(),
-                           payloads[j], texts[j],
-                           None if named is None else named[j])
-                for j, (pid, lab) in enumerate(found)}
+        again = []
+        for j, (pid, lab) in enumerate(found):
+            if got[j] == "":
+                again.append(pid)
+                continue
+            out[pid] = Point(pid, None if vectors is None or lab in self.bare
+                             else vectors[j].copy(), payloads[j], texts[j],
+                             None if named is None else named[j])
+        return again
 
     def expiry_of(self, ids: list[str]) -> dict[str, int]:
         """id -> expiry (ms since the epoch) of the given points that have a TTL."""

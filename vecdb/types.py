@@ -290,6 +290,16 @@ class SearchResult:
         return list(self)[i]
 
 
+def take(res: SearchResult, rows: list[int]) -> SearchResult:
+    """The given rows of a result, in that order."""
+    def pick(col):
+        return None if col is None else [col[i] for i in rows]
+    return SearchResult(
+        ids=[res.ids[i] for i in rows], scores=np.asarray(res.scores[rows], np.float32),
+        payloads=pick(res.payloads), vectors=None if res.vectors is None else res.vectors[rows],
+        texts=pick(res.texts), plan=res.plan, payloads_json=pick(res.payloads_json))
+
+
 @dataclass(frozen=True)
 class ScrollPage:
     points: list[Point]
