@@ -19,8 +19,9 @@ import base64
 import contextlib
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -60,6 +61,7 @@ CATCHUP_ROUNDS = 200  # pages streamed while writes go on beyond the backlog fou
 CATCHUP_FINAL = 8  # entries left, at most, for the final step (under the write lock)
 CATCHUP_LOCKED = 64  # entries found under the lock, at most, to send them there (else unlocked)
 CATCHUP_TRIES = 5  # times the final step is tried before the catch-up starts again
+REPLICA_POLL_S = 0.25  # how often a write waiting on its replicas looks at who is live
 WRITE_LOCK_WAIT_S = 10.0  # a write waits this long, at most, for its shard's write lock
 COPY_PAGE = 2000  # points sent at once by a full copy
 
@@ -541,9 +543,9 @@ class Router:
         futures = {r: self.repl_pool.submit(self._peer, r, method, request, md, 10.0)
                    for r in others}
         failed, fenced = [], False
-        for r, f in futures.items():
+        for r, f in self._answers(futures, time.monotonic() + 15.0):
             try:
-                f.result(timeout=15.0)
+                f.result(timeout=0)
             except FailedPrecondition as exc:
                 fenced |= STALE_TERM in exc.message
                 failed.append(r)
@@ -560,6 +562,27 @@ class Router:
             except Unavailable:
                 self.dirty[(spec.name, i)] = (s.term, set(failed))  # before the next write
                 raise
+
+    def _answers(self, futures: dict[str, Future],
+                 deadline: float) -> Iterator[tuple[str, Future]]:
+        """(replica, its call) as each ends; a call to a node that left the cluster (its
+        lease lapsed: hung, or cut off) ends at once as a FutureTimeout instead of
+        waiting out its deadline: a hung replica holds the shard's writes about
+        node_ttl_s, not the whole call timeout."""
+        pending = dict(futures)
+        while pending:
+            wait_futures(pending.values(), timeout=REPLICA_POLL_S, return_when=FIRST_COMPLETED)
+            late = time.monotonic() > deadline
+            for r, f in list(pending.items()):
+                if f.done():
+                    yield r, pending.pop(r)
+                elif late or not self.node.alive(r):
+                    pending.pop(r)
+                    gone = Future()
+                    gone.set_exception(FutureTimeout(
+                        f"node {r} did not answer in time" if late else
+                        f"node {r} left the cluster (its lease lapsed) before it answered"))
+                    yield r, gone
 
     def _drop_from_in_sync(self, spec: CollectionSpec, i: int, s: st.ShardState,
                            failed: list[str], check: bool = True) -> None:

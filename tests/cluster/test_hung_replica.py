@@ -1,0 +1,50 @@
+"""A replica that hangs (SIGSTOP: alive to the kernel, silent, like a cut network), real
+etcd and node processes: the primary's writes waiting on it give it up as soon as its
+node leaves the cluster (its lease lapses, node_ttl_s), not when their 10 s call timeout
+ends; so writes behind the shard's lock are acknowledged within a client's 8 s deadline,
+and the replica catches up once it wakes."""
+from __future__ import annotations
+
+import signal
+import threading
+
+from cluster_harness import Cluster
+from test_cluster import rand
+from test_rebalance import wait
+
+
+def test_writes_give_a_hung_replica_up_when_its_lease_lapses(tmp_path):
+    cl = Cluster(tmp_path, n=3)
+    try:
+        with cl.client() as c:
+            c.create_collection("h", dim=8, shards=1, replication_factor=3,
+                                write_concern="majority", index="flat")
+        status = cl.wait_in_sync("h")
+        primary = cl.node(status["shards"][0]["primary"])
+        hung = next(n for n in cl.nodes if n is not primary)
+        hung.stop_signal(signal.SIGSTOP)
+        acked, errors = [], []
+
+        def write(w: int) -> None:
+            with cl.client([primary], timeout=8, max_retries=0) as c:
+                for k in range(5):
+                    pid = f"w{w}-{k}"
+                    try:
+                        c.upsert("h", [pid], rand(1, 10 * w + k))
+                        acked.append(pid)
+                    except Exception as exc:  # noqa: BLE001 - what went wrong is the result
+                        errors.append(str(exc))
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == [], errors[:3]
+        assert "left the cluster (its lease lapsed) before it answered" in primary.log()
+        hung.stop_signal(signal.SIGCONT)
+        cl.wait_in_sync("h", timeout=60)
+        with cl.client() as c:
+            wait(lambda: c.count("h") == 20, 30, "every acknowledged point counted")
+            assert len(c.get("h", acked)) == 20
+    finally:
+        cl.close()
