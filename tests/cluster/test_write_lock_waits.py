@@ -72,17 +72,21 @@ def _ready(c: InProcessCluster, name: str) -> tuple[ServerApp, list[str], object
 
 def test_a_write_waits_for_a_held_shard_lock_a_bounded_time(two):
     """Shard 0's write lock held (as a full copy holds it): a one-shard write and a batch
-    applied in one engine write both answer UNAVAILABLE naming the shard, nothing written;
-    once the lock is free the same writes succeed."""
+    applied in one engine write both answer UNAVAILABLE naming the shard, nothing written,
+    and so does a write sent to the other node (forwarded: the primary's words, not
+    "node n0 is unreachable"); once the lock is free the same writes succeed."""
     name = "busy"
     lead, ids, vecs = _ready(two, name)
     lead.cluster.router.lock_wait_s = 0.3
     one = [x for x in ids if shard_of(x, 2) == 0][:1]
-    with two.client([lead], max_retries=0) as cl:
+    with two.client([lead], max_retries=0) as cl, \
+            two.client([two.apps[1]], max_retries=0) as via:
         with lead.cluster.node.write_lock(name, 0):
             for batch in (one, ids):
                 with pytest.raises(UnavailableError, match=f"shard {name}/0 is busy"):
                     cl.upsert(name, batch, vecs[:len(batch)])
+            with pytest.raises(UnavailableError, match=f"node n0: shard {name}/0 is busy"):
+                via.upsert(name, one, vecs[:1])
             assert cl.count(name) == 0
         cl.upsert(name, ids, vecs)
         assert cl.count(name) == len(ids)

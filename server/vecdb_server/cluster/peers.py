@@ -25,7 +25,7 @@ from vecdb_client._proto.vecdb.v1 import analytics_pb2_grpc as agrpc
 from vecdb_client._proto.vecdb.v1 import cluster_pb2_grpc as clgrpc
 from vecdb_client._proto.vecdb.v1 import collections_pb2_grpc as cgrpc
 from vecdb_client._proto.vecdb.v1 import points_pb2_grpc as pgrpc
-from vecdb_client.errors import REQUEST_ID_KEY
+from vecdb_client.errors import FIELD_KEY, REQUEST_ID_KEY, from_metadata_text
 
 from vecdb.errors import Unavailable, VecdbError
 
@@ -114,8 +114,13 @@ def from_peer_failure(exc: grpc.RpcError, node_id: str) -> VecdbError:
     details (addresses, transport text) in the message, they go to this node's log."""
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
+    md = {k: v for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str)} \
+        if hasattr(exc, "trailing_metadata") else {}
+    if code == grpc.StatusCode.UNAVAILABLE and REQUEST_ID_KEY in md:
+        # the peer itself answered (a busy shard, a map that changed...): its words stand
+        field = from_metadata_text(md[FIELD_KEY]) if FIELD_KEY in md else "collection"
+        return Unavailable(f"node {node_id}: {details}", field)
     if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNIMPLEMENTED):
-        md = {k: v for k, v in (exc.trailing_metadata() or ()) if isinstance(v, str)}
         rid = md.get(REQUEST_ID_KEY)
         log.error("node %s answered %s: %s", node_id, code.name, details)
         return PeerInternal(f"internal error on node {node_id}" + (
