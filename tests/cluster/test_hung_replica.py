@@ -2,7 +2,8 @@
 etcd and node processes: the primary's writes waiting on it give it up as soon as its
 node leaves the cluster (its lease lapses, node_ttl_s), not when their 10 s call timeout
 ends; so writes behind the shard's lock are acknowledged within a client's 8 s deadline,
-and the replica catches up once it wakes."""
+and the replica catches up once it wakes. A hung primary holds a write forwarded to it
+only as long as the client's deadline."""
 from __future__ import annotations
 
 import signal
@@ -11,6 +12,7 @@ import threading
 from cluster_harness import Cluster
 from test_cluster import rand
 from test_rebalance import wait
+from vecdb_client import VecdbClientError
 
 
 def test_writes_give_a_hung_replica_up_when_its_lease_lapses(tmp_path):
@@ -46,5 +48,33 @@ def test_writes_give_a_hung_replica_up_when_its_lease_lapses(tmp_path):
         with cl.client() as c:
             wait(lambda: c.count("h") == 20, 30, "every acknowledged point counted")
             assert len(c.get("h", acked)) == 20
+    finally:
+        cl.close()
+
+
+def test_a_write_forwarded_to_a_hung_primary_frees_its_worker_with_the_clients_deadline(
+        tmp_path):
+    """One client worker per node; the primary hangs. A write sent to another node is
+    forwarded to it and waits as long as its client does (3 s), not the forward's 30 s
+    timeout, so that node's only worker then answers a read at once."""
+    cl = Cluster(tmp_path, n=3, extra=("--max-workers", "1"))
+    try:
+        with cl.client() as c:
+            c.create_collection("hp", dim=8, shards=1, replication_factor=3,
+                                write_concern="majority", index="flat")
+        status = cl.wait_in_sync("hp")
+        hung = cl.node(status["shards"][0]["primary"])
+        via = next(n for n in cl.nodes if n is not hung)
+        with cl.client([via], timeout=10) as c:
+            c.upsert("hp", ["a"], rand(1, 1))  # (via's channel to the primary is up)
+        hung.stop_signal(signal.SIGSTOP)
+        with cl.client([via], timeout=3, max_retries=0) as c:
+            try:
+                c.upsert("hp", ["b"], rand(1, 2))
+            except VecdbClientError:
+                pass  # (its fate is unknown to the client: not asserted)
+        with cl.client([via], timeout=6, max_retries=0) as c:
+            assert c.get("hp", ["a"])[0].id == "a"
+        hung.stop_signal(signal.SIGCONT)
     finally:
         cl.close()

@@ -61,6 +61,7 @@ CATCHUP_ROUNDS = 200  # pages streamed while writes go on beyond the backlog fou
 CATCHUP_FINAL = 8  # entries left, at most, for the final step (under the write lock)
 CATCHUP_LOCKED = 64  # entries found under the lock, at most, to send them there (else unlocked)
 CATCHUP_TRIES = 5  # times the final step is tried before the catch-up starts again
+FORWARD_TIMEOUT_S = 30.0  # a write forwarded to its primary waits this long (no client deadline)
 REPLICA_POLL_S = 0.25  # how often a write waiting on its replicas looks at who is live
 WRITE_LOCK_WAIT_S = 10.0  # a write waits this long, at most, for its shard's write lock
 COPY_PAGE = 2000  # points sent at once by a full copy
@@ -323,15 +324,18 @@ class Router:
                           "collection")
 
     def write_shard(self, spec: CollectionSpec, i: int, method: str, request: Any,
-                    key: str | None = None, want: str | None = None) -> Any:
+                    key: str | None = None, want: str | None = None,
+                    left: float | None = None) -> Any:
         """``method`` on shard i's primary; ``key``: the write's idempotency key, ``want``
-        the digest of the client's request (write_keys.digest)."""
+        the digest of the client's request (write_keys.digest); ``left``: seconds of the
+        client's deadline left (a forward waits FORWARD_TIMEOUT_S at most)."""
         s = self.node.shard(spec.name, i)
         if s.primary == self.node.id:
             return self.primary_write(spec.name, i, method, request, key, want)
         md = self.peers.metadata("primary", f"{spec.name}/{i}", s.term)
         keyed = ((write_keys.HEADER, key), (write_keys.DIGEST, want or "")) if key else ()
-        return self._peer(s.primary, method, request, md + keyed, 30.0)
+        wait = FORWARD_TIMEOUT_S if left is None else max(0.05, min(FORWARD_TIMEOUT_S, left))
+        return self._peer(s.primary, method, request, md + keyed, wait)
 
     def fan_out(self, fn: Callable[[int], Any], shards: list[int]) -> dict[int, Any]:
         """fn(shard) for every shard: all but the first in the pool, the first in this

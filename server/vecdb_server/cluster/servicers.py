@@ -66,9 +66,10 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
     # ---- writes --------------------------------------------------------------------------
     def Upsert(self, request: ppb.UpsertRequest, context: Any) -> tpb.WriteResult:
         got = self._internal("Upsert", request, context)
-        return got[0] if got else self._upsert(request, _key(context))
+        return got[0] if got else self._upsert(request, _key(context), _left(context))
 
-    def _upsert(self, request: ppb.UpsertRequest, key: str | None) -> tpb.WriteResult:
+    def _upsert(self, request: ppb.UpsertRequest, key: str | None,
+                left: float | None = None) -> tpb.WriteResult:
         if request.points.sparse:
             raise _unsupported("sparse vectors")
         if request.points.named_vectors:
@@ -83,7 +84,7 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
 
         def one(i: int) -> tpb.WriteResult:
             sub = ppb.UpsertRequest(collection=st.local_name(spec.uid, i), points=batches[i])
-            return self.r.write_shard(spec, i, "Upsert", sub, key, want)
+            return self.r.write_shard(spec, i, "Upsert", sub, key, want, left)
         return _write_result(self.r.fan_out(one, sorted(parts)))
 
     def UpsertStream(self, request_iterator: Iterator[ppb.UpsertRequest],
@@ -93,16 +94,17 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
         key = _key(context)
         for req in request_iterator:  # batch i of the stream (and of its retries): key/i
             yield ppb.UpsertAck(batch_id=req.batch_id, result=self._upsert(
-                req, key and write_keys.derived(key, req.batch_id)))
+                req, key and write_keys.derived(key, req.batch_id), _left(context)))
 
     def Delete(self, request: ppb.DeleteRequest, context: Any) -> tpb.WriteResult:
         got = self._internal("Delete", request, context)
-        return got[0] if got else self.by_ids_or_filter("Delete", request, _key(context))
+        return got[0] if got else self.by_ids_or_filter("Delete", request, _key(context),
+                                                         _left(context))
 
     def UpdatePayload(self, request: ppb.UpdatePayloadRequest, context: Any) -> tpb.WriteResult:
         got = self._internal("UpdatePayload", request, context)
         return got[0] if got else self.by_ids_or_filter("UpdatePayload", request,
-                                                         _key(context))
+                                                         _key(context), _left(context))
 
     def UpdateVectors(self, request: ppb.UpdateVectorsRequest, context: Any) -> tpb.WriteResult:
         got = self._internal("UpdateVectors", request, context)
@@ -110,7 +112,7 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             return got[0]
         if request.named_vectors:
             raise _unsupported("named vectors")
-        spec, key = self.node.spec(request.collection), _key(context)
+        spec, key, left = self.node.spec(request.collection), _key(context), _left(context)
         parts = merge.split_ids(request.ids, spec.shards)
         batch = tpb.PointBatch(ids=request.ids, vectors=request.vectors)
         want = key and write_keys.digest("UpdateVectors", request)
@@ -119,11 +121,11 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             rows = merge.slice_batch(batch, parts[i])
             sub = ppb.UpdateVectorsRequest(collection=st.local_name(spec.uid, i),
                                            ids=rows.ids, vectors=rows.vectors)
-            return self.r.write_shard(spec, i, "UpdateVectors", sub, key, want)
+            return self.r.write_shard(spec, i, "UpdateVectors", sub, key, want, left)
         return _write_result(self.r.fan_out(one, sorted(parts)))
 
-    def by_ids_or_filter(self, method: str, request: Any, key: str | None = None
-                         ) -> tpb.WriteResult:
+    def by_ids_or_filter(self, method: str, request: Any, key: str | None = None,
+                         left: float | None = None) -> tpb.WriteResult:
         """A Delete/UpdatePayload by ids or filter through each shard's primary."""
         spec = self.node.spec(request.collection)
         if request.ids:
@@ -137,7 +139,7 @@ class ClusterPointServicer(pgrpc.PointServiceServicer):
             if parts[i] is not None:
                 del sub.ids[:]
                 sub.ids.extend(request.ids[p] for p in parts[i])
-            return self.r.write_shard(spec, i, method, sub, key, want)
+            return self.r.write_shard(spec, i, method, sub, key, want, left)
         return _write_result(self.r.fan_out(one, sorted(parts)))
 
     # ---- reads ---------------------------------------------------------------------------
@@ -280,6 +282,13 @@ def _merged(answers: dict, spec: st.CollectionSpec, limit: int,
     return ppb.SearchResponse(partial=len(answers) < spec.shards, results=[
         merge.merge_results([answers[i].results[q] for i in shards], limit, hib, explain)
         for q in range(len(answers[shards[0]].results))])
+
+
+def _left(context: Any) -> float | None:
+    """Seconds left of the client's deadline (None: none set): a write forwarded to a
+    shard's primary waits no longer, so a hung primary holds this node's worker only as
+    long as the client waits."""
+    return context.time_remaining()
 
 
 def _key(context: Any) -> str | None:
