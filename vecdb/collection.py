@@ -31,7 +31,7 @@ from .storage import Store
 from .tenants import TenantRegistry
 from .topk import merge, shard_of
 from .types import (CollectionConfig, Point, ScrollPage, SearchParams, SearchResult, WriteResult,
-                    take)
+                    live_hits)
 
 SEARCH_TRIES = 3  # searches of a query one of whose hits was rewritten while it was read
 
@@ -548,7 +548,7 @@ class Collection:
             for i, r in zip(stale, again):
                 out[i] = r
         elif stale:
-            out = [_live(r) for r in out]
+            out = [live_hits(r) for r in out]
         return out
 
     def _search_once(self, q: np.ndarray, k: int, params: SearchParams, with_payload: bool,
@@ -585,11 +585,13 @@ class Collection:
         parts = [one(self.shards[0])] if len(self.shards) == 1 else list(self.pool.map(one, self.shards))
         plan = "; ".join(f"shard {i}: {p[2]}" for i, p in enumerate(parts))
         scores, which, labels = merge([p[:2] for p in parts], k, higher_is_better(field.metric))
-        out = self._hydrate(scores, which, labels, with_payload, False, plan, raw_payloads)
-        return self._field_vectors(out, field, which, labels) if with_vector else out
+        out = self._hydrate_rows(scores, which, labels, with_payload, False, plan, raw_payloads)
+        return [live_hits(r) for r in (self._field_vectors(out, field, which, labels)
+                                   if with_vector else out)]
 
     def _field_vectors(self, results: list[SearchResult], field, which, labels) -> list[SearchResult]:
-        """``results`` with each hit's vector of the named field ``field``."""
+        """``results`` (_hydrate_rows': one row per label) with each hit's vector of the
+        named field ``field``."""
         out = []
         for i, res in enumerate(results):
             valid = labels[i] >= 0
@@ -645,15 +647,16 @@ class Collection:
             scores[i, :len(order)], labels[i, :len(order)], which[i, :len(order)] = d[order], lab[order], sh[order]
         if field is None:
             return self._hydrate(scores, which, labels, with_payload, with_vector, None)
-        out = self._hydrate(scores, which, labels, with_payload, False, None)
-        return self._field_vectors(out, field, which, labels) if with_vector else out
+        out = self._hydrate_rows(scores, which, labels, with_payload, False, None)
+        return [live_hits(r) for r in (self._field_vectors(out, field, which, labels)
+                                   if with_vector else out)]
 
     def _hydrate(self, scores, which, labels, with_payload, with_vector, plan,
                  raw_payloads: bool = False, shards: list[Shard] | None = None
                  ) -> list[SearchResult]:
         """_hydrate_rows without the hits whose point was rewritten (a new label) or deleted
         since the search found it."""
-        return [_live(r) for r in self._hydrate_rows(scores, which, labels, with_payload,
+        return [live_hits(r) for r in self._hydrate_rows(scores, which, labels, with_payload,
                                                      with_vector, plan, raw_payloads, shards)]
 
     def _hydrate_rows(self, scores, which, labels, with_payload, with_vector, plan,
@@ -740,11 +743,6 @@ def commit(store: Store, wb, parts: list) -> list[WriteResult]:
             coll.shards[s].apply(op)
     return [WriteResult(count, {s: op.seq for s, op in ops}) if ops else WriteResult(0, {})
             for _, ops, count in parts]
-
-
-def _live(res: SearchResult) -> SearchResult:
-    """``res`` less its hits whose label was no longer live when read (id "")."""
-    return res if "" not in res.ids else take(res, [j for j, pid in enumerate(res.ids) if pid])
 
 
 _TENANT_AT = struct.Struct(">IQ")  # a tenant scroll cursor: the last (shard, label)

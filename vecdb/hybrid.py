@@ -20,7 +20,7 @@ from .errors import FailedPrecondition, InvalidArgument
 from .filters import TEXT_KEY, TenantScope
 from .index import higher_is_better
 from .topk import merge
-from .types import SearchParams, SearchResult
+from .types import SearchParams, SearchResult, live_hits
 
 
 def candidates(k: int) -> int:
@@ -104,12 +104,14 @@ def search(coll, queries, texts, keywords, k: int, params: SearchParams, with_pa
                      np.array([lab for (_, lab), _ in fused], np.int64)))
         if explain:
             why.append((lists, [key for key, _ in fused]))
-    out = coll._hydrate(*_rows(rows), with_payload, with_vector, plan, raw_payloads)
+    out = coll._hydrate_rows(*_rows(rows), with_payload, with_vector, plan, raw_payloads)
     if explain:  # one plan for the whole call, as for any search
-        plan += "".join(f"; query {i} hits: " + fusion.explain(names, *why[i], res.ids)
-                        for i, res in enumerate(out))
+        plan += "".join(f"; query {i} hits: " + fusion.explain(
+            names, lists, [key for key, pid in zip(keys, res.ids) if pid],
+            [pid for pid in res.ids if pid]) for i, (res, (lists, keys)) in
+            enumerate(zip(out, why)))
         out = [replace(res, plan=plan) for res in out]
-    return out
+    return [live_hits(res) for res in out]
 
 
 def _keyword_fetch(coll, field: str | None):

@@ -521,6 +521,6 @@ def load(ckpt: str, shard_dir: str, info: dict, files: dict, trained_on: int,
 
 def rebuild(directory: str, spec: IndexSpec, metric: str, dim: int, n: int, chunks) -> DiskIvf:
     """A base generation from every live vector (``chunks()``: (labels, prepared vectors)
-    from RocksDB, read twice) when no checkpoint is usable."""
+    from RocksDB, read three times) when no checkpoint is usable."""
     remove_gens(directory, -1)
     return stream(directory, spec, metric, dim, n, chunks)

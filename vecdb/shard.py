@@ -645,13 +645,16 @@ class Shard:
         return ids, payloads, texts, vectors
 
     def _vectors(self, labels: np.ndarray) -> tuple[np.ndarray, list[int]]:
-        """The labels' vectors (zeros where none) and the rows whose vector is gone (a
-        point without the primary vector has none by design: not gone)."""
+        """The labels' vectors (zeros where none) and the rows whose vector is gone. A
+        point without the primary vector has none by design: its ``o`` marker, written in
+        the same batch as its records, says so (``self.bare`` follows only once the
+        write is applied, after its commit)."""
         raws = self.store.multi_get(self._label_keys(b"v", labels))
         dim = self.config.dim
         gone = [j for j, r in enumerate(raws) if r is None]
-        if gone and self.bare:
-            gone = [j for j in gone if int(labels[j]) not in self.bare]
+        if gone and self.config.vectors:  # (named vector fields: points may be bare)
+            marks = self.store.multi_get(self._label_keys(b"o", labels[gone]))
+            gone = [j for j, m in zip(gone, marks) if m is None]
         vecs = np.frombuffer(b"".join(r or bytes(dim * 4) for r in raws), dtype=np.float32)
         return vecs.reshape(-1, dim), gone
 
@@ -681,15 +684,31 @@ class Shard:
         got, payloads, texts, vectors = self.hydrate(labels, with_payload, with_vector)
         named = (self.named.vectors_of(labels.tolist()) if with_vector and self.named is not None
                  else None)
+        bare: set[int] = set()
+        if named is not None:  # read after the records: the label must still be theirs
+            now = self.labels_of([pid for pid, _ in found])
+            got = ["" if a != lab else g for g, a, (_, lab) in zip(got, now, found)]
+            bare = self._bare_rows(labels, vectors)
         again = []
         for j, (pid, lab) in enumerate(found):
             if got[j] == "":
                 again.append(pid)
                 continue
-            out[pid] = Point(pid, None if vectors is None or lab in self.bare
+            out[pid] = Point(pid, None if vectors is None or lab in self.bare or j in bare
                              else vectors[j].copy(), payloads[j], texts[j],
                              None if named is None else named[j])
         return again
+
+    def _bare_rows(self, labels: np.ndarray, vectors: np.ndarray | None) -> set[int]:
+        """Rows of points without the primary vector by their ``o`` markers (``self.bare``
+        follows a write only once it is applied, after its commit)."""
+        if vectors is None:
+            return set()
+        zero = np.flatnonzero(~vectors.any(axis=1))
+        if not len(zero):
+            return set()
+        marks = self.store.multi_get(self._label_keys(b"o", labels[zero]))
+        return {int(j) for j, m in zip(zero, marks) if m is not None}
 
     def expiry_of(self, ids: list[str]) -> dict[str, int]:
         """id -> expiry (ms since the epoch) of the given points that have a TTL."""

@@ -300,6 +300,11 @@ def take(res: SearchResult, rows: list[int]) -> SearchResult:
         texts=pick(res.texts), plan=res.plan, payloads_json=pick(res.payloads_json))
 
 
+def live_hits(res: SearchResult) -> SearchResult:
+    """``res`` less its hits whose label was no longer live when read (id "")."""
+    return res if "" not in res.ids else take(res, [j for j, pid in enumerate(res.ids) if pid])
+
+
 @dataclass(frozen=True)
 class ScrollPage:
     points: list[Point]

@@ -106,6 +106,9 @@ class ClusterNode:
                 if self._stop.wait(delay):
                     raise
                 delay = min(2 * delay, JOIN_RETRY_MAX_S)
+        if self._stop.is_set():  # stopped while a try that then succeeded was under way
+            self.stop()
+            raise EtcdUnavailable(",".join(self.etcd.endpoints), "stopped while joining")
         for target, name in ((self._keepalive_loop, "keepalive"), (self._watch_loop, "watch"),
                              (self._maintain_loop, "maintain")):
             t = threading.Thread(target=target, name=f"vecdb-cluster-{name}", daemon=True)
@@ -116,8 +119,9 @@ class ClusterNode:
     def stop(self) -> None:
         self._stop.set()
         try:
-            if self.lease:  # (none when stopped before it joined)
-                self.etcd.lease_revoke(self.lease)  # leave now: failover need not wait the TTL
+            if self.lease:  # (none when stopped before it joined; revoked once)
+                lease, self.lease = self.lease, 0
+                self.etcd.lease_revoke(lease)  # leave now: failover need not wait the TTL
         except EtcdUnavailable:
             pass
         for t in self._threads:

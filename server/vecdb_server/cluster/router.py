@@ -581,7 +581,7 @@ class Router:
                 if f.done():
                     yield r, pending.pop(r)
                 elif late or not self.node.alive(r):
-                    pending.pop(r)
+                    pending.pop(r).cancel()  # (not started yet: never sent; else it runs out)
                     gone = Future()
                     gone.set_exception(FutureTimeout(
                         f"node {r} did not answer in time" if late else
