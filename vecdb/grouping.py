@@ -103,7 +103,7 @@ def _one(coll, q, key, size, count, params, with_payload, with_vector, flt, node
     while True:  # 1. over-fetch, growing while the groups are not settled
         first = run(kk, node)
         order = walk(first, {})  # group key -> [(result, row)], best first
-        exhausted = len(first.ids) < kk
+        exhausted = len(first.ids) + first.dropped < kk
         if exhausted or complete(order) or kk >= limit:
             break
         kk = min(kk * 4, limit)
@@ -114,7 +114,7 @@ def _one(coll, q, key, size, count, params, with_payload, with_vector, flt, node
         res = run(kk, scope(_and(flt, cond)))
         before = len(order)
         walk(res, order)
-        done = len(res.ids) < kk or len(order) == before
+        done = len(res.ids) + res.dropped < kk or len(order) == before
     chosen = list(order)[:count]
     under = [] if exhausted else [g for g in chosen if len(order[g]) < size]
     k2 = size * len(under) + extra
@@ -123,7 +123,7 @@ def _one(coll, q, key, size, count, params, with_payload, with_vector, flt, node
         got = walk(res, {})
         for g in under:
             order[g] = got.get(g, [])
-        under = [] if len(res.ids) < k2 else [g for g in under if len(order[g]) < size]
+        under = [] if len(res.ids) + res.dropped < k2 else [g for g in under if len(order[g]) < size]
         k2 *= 4
     picks = [(gk, hit) for gk in chosen for hit in order[gk][:size]]
     return _build(picks, values, with_payload, with_vector, first.plan)

@@ -302,7 +302,7 @@ def _best_score(coll, pos, neg, k, params, node, exclude, with_payload, with_vec
             for i, pid in enumerate(res.ids):
                 if pid not in exclude:
                     rows.setdefault(pid, (qi, i))
-        exhausted = any(len(r.ids) < kk for r in parts)
+        exhausted = any(len(r.ids) + r.dropped < kk for r in parts)
         if not rows:
             if exhausted:
                 return SearchResult([], np.zeros(0, np.float32))

@@ -1,7 +1,7 @@
 """Records, configs and results shared by every layer (frozen where they can be)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
@@ -275,6 +275,9 @@ class SearchResult:
     payloads_json: list[bytes | None] | None = None
     # grouped search (vecdb.grouping): the group value of each hit; hits come group by group
     group_keys: list | None = None
+    # hits left out because their point was rewritten or deleted while the answer was read
+    # (live_hits): a short answer with dropped > 0 does not mean fewer points matched
+    dropped: int = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -302,7 +305,10 @@ def take(res: SearchResult, rows: list[int]) -> SearchResult:
 
 def live_hits(res: SearchResult) -> SearchResult:
     """``res`` less its hits whose label was no longer live when read (id "")."""
-    return res if "" not in res.ids else take(res, [j for j, pid in enumerate(res.ids) if pid])
+    if "" not in res.ids:
+        return res
+    kept = take(res, [j for j, pid in enumerate(res.ids) if pid])
+    return replace(kept, dropped=res.dropped + len(res.ids) - len(kept.ids))
 
 
 @dataclass(frozen=True)

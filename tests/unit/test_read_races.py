@@ -141,3 +141,14 @@ def test_hybrid_explain_leaves_out_a_hit_deleted_after_the_fusion(tmp_path, monk
         def hits(plan):  # [(id, its ranks and scores)] as the explanation gives them
             return re.findall(r"(p\d+) \(([^)]*)\)", plan.split("hits: ")[1])
         assert hits(res.plan) == [h for h in hits(quiet.plan) if h[0] != "p1"]
+
+
+def test_an_answer_short_of_a_gone_hit_says_so():
+    """live_hits counts what it leaves out, so an over-fetch (grouping, best-score
+    recommend) does not read a short answer as "no more points match"."""
+    from vecdb.types import SearchResult, live_hits
+    res = live_hits(SearchResult(ids=["a", "", "b"], scores=np.array([3, 2, 1], np.float32),
+                                 payloads=[{"n": 1}, None, {"n": 2}]))
+    assert res.ids == ["a", "b"] and res.payloads == [{"n": 1}, {"n": 2}]
+    assert res.dropped == 1 and list(res.scores) == [3, 1]
+    assert live_hits(res) is res
