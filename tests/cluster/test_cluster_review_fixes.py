@@ -64,11 +64,14 @@ def _until(check, timeout: float = 30.0):
 def test_cluster_analytics_respect_max_analytics_jobs(cl):
     """max_analytics_jobs=1: an open duplicates stream holds this node's only slot, so
     outliers and k-means through the same node are RESOURCE_EXHAUSTED naming the
-    setting; the slot comes back when the stream is cancelled."""
+    setting; the slot comes back when the stream is cancelled. (The stream is ~2M pairs,
+    tens of MB: more than flow control lets the server send ahead unread, so it cannot
+    finish, and give the slot back, while the client reads nothing.)"""
     with cl.client([cl.nodes[0]], max_retries=0) as c:
         c.create_collection("an", dim=DIM, shards=2, index="flat", metric="l2")
-        c.upsert("an", [f"p{i}" for i in range(300)], rand(300, 3))
-        stream = c.duplicates_stream("an", 50.0, batch=8, limit=10_000)
+        for s in range(0, 2000, 500):
+            c.upsert("an", [f"p{i}" for i in range(s, s + 500)], rand(500, 3 + s))
+        stream = c.duplicates_stream("an", 50.0, batch=8, limit=10_000_000)
         next(stream)
         for call in (lambda: c.outliers("an", 3), lambda: c.cluster("an", 3)):
             with pytest.raises(ResourceExhaustedError) as e:
@@ -78,7 +81,7 @@ def test_cluster_analytics_respect_max_analytics_jobs(cl):
 
         def slot_back():
             try:
-                assert c.outliers("an", 3).scored == 300
+                assert c.outliers("an", 3).scored == 2000
             except ResourceExhaustedError as exc:
                 raise AssertionError(exc) from None
         _until(slot_back, 10)
