@@ -468,22 +468,3 @@ def test_api_keys_guard_clients_not_the_nodes(tmp_path):
         cl.wait_in_sync("keyed")
     finally:
         cl.close()
-
-
-def test_a_new_shards_primary_does_not_take_its_copy_for_lost(tmp_path):
-    """A new shard's primary is its one in-sync copy until the others are caught up. Its
-    node makes its copy when it sees the shard in the map; when it looked before the copy
-    existed it took the copy for lost (a wiped disk), marked it for a resync and left the
-    in-sync set (every new shard's primary, 20 of 20 in a first count)."""
-    cl = Cluster(tmp_path)
-    try:
-        with cl.client() as c:
-            for k in range(6):
-                c.create_collection(f"new{k}", dim=DIM, shards=2, replication_factor=3,
-                                    index="flat")
-                c.upsert(f"new{k}", ["a", "b"], rand(2, k))
-        for k in range(6):
-            cl.wait_in_sync(f"new{k}")
-        assert not any("was missing here" in n.log() for n in cl.nodes)
-    finally:
-        cl.close()

@@ -66,11 +66,6 @@ class ClusterNode:
         self.mover: Mover | None = None  # set by the wiring: runs in maintain()
         self._revs: dict[str, int] = {}  # key -> the revision of the view's last change of it
         self._known_uids: set[str] = set()  # collections seen in the map by this process
-        # collections first seen after this process's first read of the map (made while it
-        # ran: a copy of theirs not made here yet is new, not lost), and the local copies
-        # this process has seen on disk
-        self._new_uids: set[str] = set()
-        self._had: set[str] = set()
         marks = os.path.join(engine.data_dir, RESYNC_MARKS)
         # local copies that must leave the in-sync set (they were found missing)
         self._needs_resync: set[str] = set(json.load(open(marks))) if os.path.exists(marks) \
@@ -174,8 +169,6 @@ class ClusterNode:
                 self.collections.pop(name, None)
             else:
                 spec = self.collections[name] = CollectionSpec.from_json(ev.kv.value)
-                if self.loaded and spec.uid not in self._known_uids:
-                    self._new_uids.add(spec.uid)
                 self._known_uids.add(spec.uid)
         elif key.startswith(st.ALIASES):
             alias = key[len(st.ALIASES):]
@@ -494,15 +487,10 @@ class ClusterNode:
                 if self.id in s.replicas and n in specs}
         with self.engine.session() as db:
             have = {c.name for c in db.list_collections()}
-            self._had |= have
             for local, (name, i) in mine.items():
                 try:
                     if local not in have:
-                        # in sync, yet no copy: lost (a wiped disk), unless the collection
-                        # was made while this process ran and its copy is not made yet
-                        # (a write sent to it meanwhile failed: the primary dropped it)
-                        new = specs[name].uid in self._new_uids and local not in self._had
-                        if self.id in shards[(name, i)].in_sync and not new:
+                        if self.id in shards[(name, i)].in_sync:
                             # the copy vanished (a wiped disk): out of sync until resynced;
                             # marked on disk, so a restart meanwhile still knows; marked
                             # before the empty copy exists, so no read ever answers from it
