@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from typing import Iterator
 
 import numpy as np
 
@@ -119,6 +120,20 @@ class Database:
     def _collection(self, cfg: CollectionConfig) -> Collection:
         return Collection(self.store, cfg, self.catalog.dir_of(cfg.uid), self.options, self.pool,
                           self.gpu, self._wake.set)
+
+    @contextlib.contextmanager
+    def _writer(self, name: str) -> Iterator[Collection]:
+        """The collection a write names, counted as a writer in flight from the moment its
+        name is resolved (under the catalog lock, as a re-embed's alias swap is): a write
+        that resolved the alias to the source before the swap is waited for and replayed
+        (reembed._drain), never applied to the source unseen after it."""
+        with self.catalog.lock:
+            coll = self._get(name)
+            coll.count_writer(1)
+        try:
+            yield coll
+        finally:
+            coll.count_writer(-1)
 
     def _get(self, name: str) -> Collection:
         if self._closed:
@@ -465,9 +480,9 @@ class Database:
         ``sparse``: one sparse vector (indices, values) or None per point (``sparse_dim``).
         ``vectors`` None: every point needs a text, embedded by the collection's encoder;
         with vectors, texts are only stored (docs/encoders.md "Mixing rules")."""
-        coll = self._get(collection)
-        payloads = tenants.write_payloads(coll, tenant, ids, payloads)
-        return coll.upsert(ids, vectors, payloads, texts, ttl, sparse, named)
+        with self._writer(collection) as coll:
+            payloads = tenants.write_payloads(coll, tenant, ids, payloads)
+            return coll.upsert(ids, vectors, payloads, texts, ttl, sparse, named)
 
     def upsert_across(self, parts: dict[str, list[int]], ids, vectors=None, payloads=None,
                       texts=None, ttl=None, before_write=None) -> dict[str, WriteResult]:
@@ -484,23 +499,23 @@ class Database:
     def delete(self, collection: str, ids=None, filter=None, tenant=None) -> WriteResult:
         """Delete by ids, or every point matching ``filter`` (of ``tenant``: ids of other
         tenants are not there for it)."""
-        coll = self._get(collection)
-        return coll.delete(*tenants.selection(coll, tenant, ids, filter))
+        with self._writer(collection) as coll:
+            return coll.delete(*tenants.selection(coll, tenant, ids, filter))
 
     def update_payload(self, collection: str, ids=None, filter=None, set=None, overwrite=None,
                        delete_keys=None, tenant=None) -> WriteResult:
-        coll = self._get(collection)
-        ids, filter, key = tenants.selection(coll, tenant, ids, filter)
-        overwrite = tenants.update_args(coll, tenant, overwrite, set, delete_keys)
-        return coll.update_payload(ids, filter, set, overwrite, delete_keys, key)
+        with self._writer(collection) as coll:
+            ids, filter, key = tenants.selection(coll, tenant, ids, filter)
+            overwrite = tenants.update_args(coll, tenant, overwrite, set, delete_keys)
+            return coll.update_payload(ids, filter, set, overwrite, delete_keys, key)
 
     def update_vectors(self, collection: str, ids, vectors=None, tenant=None, named=None) -> WriteResult:
         """Replace vectors of existing points: the primary (``vectors``) and/or the named
         fields in ``named`` (on a tenant collection: the primary under its ``vector_name``);
         the point's other vectors, payload, text and TTL stay. ``tenant``: ids of other
         tenants are skipped."""
-        coll = self._get(collection)
-        return coll.update_vectors(ids, vectors, named, tenants.key_for(coll, tenant))
+        with self._writer(collection) as coll:
+            return coll.update_vectors(ids, vectors, named, tenants.key_for(coll, tenant))
 
     def get(self, collection: str, ids, with_vector: bool = False, with_payload: bool = True,
             tenant=None) -> list[Point]:
