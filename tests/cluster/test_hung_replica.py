@@ -15,15 +15,19 @@ from test_rebalance import wait
 from vecdb_client import VecdbClientError
 
 
+def one_shard_of_three(cl: Cluster, name: str) -> tuple:
+    """A 1-shard collection on all 3 nodes, in sync: (its primary, another node)."""
+    with cl.client() as c:
+        c.create_collection(name, dim=8, shards=1, replication_factor=3,
+                            write_concern="majority", index="flat")
+    primary = cl.node(cl.wait_in_sync(name)["shards"][0]["primary"])
+    return primary, next(n for n in cl.nodes if n is not primary)
+
+
 def test_writes_give_a_hung_replica_up_when_its_lease_lapses(tmp_path):
     cl = Cluster(tmp_path, n=3)
     try:
-        with cl.client() as c:
-            c.create_collection("h", dim=8, shards=1, replication_factor=3,
-                                write_concern="majority", index="flat")
-        status = cl.wait_in_sync("h")
-        primary = cl.node(status["shards"][0]["primary"])
-        hung = next(n for n in cl.nodes if n is not primary)
+        primary, hung = one_shard_of_three(cl, "h")
         hung.stop_signal(signal.SIGSTOP)
         acked, errors = [], []
 
@@ -59,12 +63,7 @@ def test_a_write_forwarded_to_a_hung_primary_frees_its_worker_with_the_clients_d
     timeout, so that node's only worker then answers a read at once."""
     cl = Cluster(tmp_path, n=3, extra=("--max-workers", "1"))
     try:
-        with cl.client() as c:
-            c.create_collection("hp", dim=8, shards=1, replication_factor=3,
-                                write_concern="majority", index="flat")
-        status = cl.wait_in_sync("hp")
-        hung = cl.node(status["shards"][0]["primary"])
-        via = next(n for n in cl.nodes if n is not hung)
+        hung, via = one_shard_of_three(cl, "hp")
         with cl.client([via], timeout=10) as c:
             c.upsert("hp", ["a"], rand(1, 1))  # (via's channel to the primary is up)
         hung.stop_signal(signal.SIGSTOP)
